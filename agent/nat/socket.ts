@@ -1,0 +1,31 @@
+// The datagram edge of the agent: one UDP socket carries tunnel, overlay and STUN packets,
+// told apart by their first byte (RFC 7983 style; see agent/nat/demux.ts).
+// UdpSocket is the real one; MemoryNetwork (memory-socket.ts) is the twin used by in-process tests.
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+export interface DatagramSocket {
+  /** Local address the socket is bound to (as the OS reports it). */
+  readonly local: Endpoint;
+  /** Register the receiver; one per socket. `msg` is only valid during the call unless copied. */
+  onMessage(handler: (msg: Buffer, from: Endpoint) => void): void;
+  /** Send one datagram; errors (unreachable, no route) are counted, never thrown. */
+  send(msg: Uint8Array, to: Endpoint): void;
+  close(): Promise<void>;
+}
+
+export function endpointKey(e: Endpoint): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
+/** Parse "host:port" / "[v6]:port"; returns undefined on anything else. */
+export function parseEndpoint(s: string): Endpoint | undefined {
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:\s]+):(\d{1,5})$/.exec(s);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  return { address: m[1]!, port };
+}
