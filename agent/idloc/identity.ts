@@ -1,0 +1,87 @@
+// The host's identity: an Ed25519 key pair created on first start and kept in the state dir
+// (directory 0700, file 0600). Everything else a peer knows about us (NodeID, overlay addresses)
+// is derived from the public key, so the key file is the only secret and the only state.
+//
+// identity.json: {"version":1,"privateKey":"<64 hex>","publicKey":"<64 hex>"}
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { IDENTITY_FILE_NAME } from '../constants.js';
+import { formatIpv4, formatIpv6, fromHex, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, toHex } from './addresses.js';
+
+export interface Identity {
+  readonly privateKey: Uint8Array; // Ed25519 secret key (32-byte seed)
+  readonly publicKey: Uint8Array;
+  readonly publicKeyHex: string;
+  readonly nodeId: Uint8Array;
+  readonly nodeIdHex: string;
+  readonly ipv4: number;
+  readonly ipv6: Uint8Array;
+}
+
+export interface IdentityJson { nodeId: string; publicKey: string; ipv4: string; ipv6: string }
+
+export class IdentityError extends Error {}
+
+export function identityFromPrivateKey(privateKey: Uint8Array): Identity {
+  const publicKey = ed25519.getPublicKey(privateKey);
+  return describePublicKey(publicKey, privateKey);
+}
+
+function describePublicKey(publicKey: Uint8Array, privateKey: Uint8Array): Identity {
+  const nodeId = nodeIdFromPublicKey(publicKey);
+  return {
+    privateKey, publicKey, publicKeyHex: toHex(publicKey),
+    nodeId, nodeIdHex: toHex(nodeId), ipv4: ipv4FromNodeId(nodeId), ipv6: ipv6FromNodeId(nodeId),
+  };
+}
+
+export function generateIdentity(): Identity {
+  return identityFromPrivateKey(ed25519.utils.randomSecretKey());
+}
+
+export function identityToJson(id: Pick<Identity, 'nodeIdHex' | 'publicKeyHex' | 'ipv4' | 'ipv6'>): IdentityJson {
+  return { nodeId: id.nodeIdHex, publicKey: id.publicKeyHex, ipv4: formatIpv4(id.ipv4), ipv6: formatIpv6(id.ipv6) };
+}
+
+/** Load the identity from stateDir, creating directory and key on first use. */
+export function loadOrCreateIdentity(stateDir: string): Identity {
+  const file = join(stateDir, IDENTITY_FILE_NAME);
+  let text: string | undefined;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new IdentityError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  if (text !== undefined) return parseIdentityFile(file, text);
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new IdentityError(`cannot create state dir ${stateDir}: ${(e as Error).message}`);
+  }
+  const id = generateIdentity();
+  const body = JSON.stringify({ version: 1, privateKey: toHex(id.privateKey), publicKey: id.publicKeyHex }) + '\n';
+  // Write-then-rename so a crash never leaves a half-written key; mode 0600 from the start.
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, body, { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, file);
+  } catch (e) {
+    throw new IdentityError(`cannot write ${file}: ${(e as Error).message}`);
+  }
+  return id;
+}
+
+function parseIdentityFile(file: string, text: string): Identity {
+  let obj: unknown;
+  try { obj = JSON.parse(text); } catch { throw new IdentityError(`${file} is not valid JSON`); }
+  const o = obj as Record<string, unknown>;
+  const priv = typeof o?.privateKey === 'string' ? fromHex(o.privateKey, 32) : undefined;
+  if (!priv) throw new IdentityError(`${file}: privateKey must be 64 hex characters`);
+  const id = identityFromPrivateKey(priv);
+  if (typeof o.publicKey === 'string' && o.publicKey.toLowerCase() !== id.publicKeyHex) {
+    throw new IdentityError(`${file}: publicKey does not match privateKey`);
+  }
+  return id;
+}

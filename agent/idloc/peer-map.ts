@@ -1,0 +1,73 @@
+// The map from overlay address to peer, consulted for every packet in both directions.
+// Lookups take the address straight out of the packet buffer: IPv4 by its uint32, IPv6 by the
+// last 32 bits as a number (then a full compare), so the hot path builds no strings or keys.
+import { formatIpv4, formatIpv6, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, toHex } from './addresses.js';
+
+export interface OverlayPeer<T = unknown> {
+  readonly publicKey: Uint8Array;
+  readonly publicKeyHex: string;
+  readonly nodeIdHex: string;
+  readonly ipv4: number;
+  readonly ipv6: Uint8Array;
+  /** The lower layer's handle for this peer (the tunnel), opaque to this map. */
+  readonly link: T;
+}
+
+export function describePeer<T>(publicKey: Uint8Array, link: T): OverlayPeer<T> {
+  const nodeId = nodeIdFromPublicKey(publicKey);
+  return {
+    publicKey, publicKeyHex: toHex(publicKey), nodeIdHex: toHex(nodeId),
+    ipv4: ipv4FromNodeId(nodeId), ipv6: ipv6FromNodeId(nodeId), link,
+  };
+}
+
+export class PeerMap<T> {
+  private readonly byV4 = new Map<number, OverlayPeer<T>>();
+  private readonly byV6Tail = new Map<number, OverlayPeer<T>[]>();
+  private readonly byKey = new Map<string, OverlayPeer<T>>();
+
+  get size(): number { return this.byKey.size; }
+  values(): IterableIterator<OverlayPeer<T>> { return this.byKey.values(); }
+
+  add(peer: OverlayPeer<T>): void {
+    if (this.byKey.has(peer.publicKeyHex)) throw new Error(`peer ${peer.publicKeyHex} already known`);
+    const clash = this.byV4.get(peer.ipv4);
+    if (clash) throw new Error(`overlay IPv4 ${formatIpv4(peer.ipv4)} of ${peer.publicKeyHex} is taken by ${clash.publicKeyHex}`);
+    if (this.getIpv6(peer.ipv6, 0)) throw new Error(`overlay IPv6 ${formatIpv6(peer.ipv6)} already mapped`);
+    this.byKey.set(peer.publicKeyHex, peer);
+    this.byV4.set(peer.ipv4, peer);
+    const tail = tailOf(peer.ipv6, 0);
+    const list = this.byV6Tail.get(tail);
+    if (list) list.push(peer); else this.byV6Tail.set(tail, [peer]);
+  }
+
+  remove(peer: OverlayPeer<T>): void {
+    if (this.byKey.get(peer.publicKeyHex) !== peer) return;
+    this.byKey.delete(peer.publicKeyHex);
+    this.byV4.delete(peer.ipv4);
+    const tail = tailOf(peer.ipv6, 0);
+    const list = this.byV6Tail.get(tail)?.filter((p) => p !== peer);
+    if (list && list.length) this.byV6Tail.set(tail, list); else this.byV6Tail.delete(tail);
+  }
+
+  getByKey(publicKeyHex: string): OverlayPeer<T> | undefined { return this.byKey.get(publicKeyHex); }
+
+  getIpv4(addr: number): OverlayPeer<T> | undefined { return this.byV4.get(addr); }
+
+  /** Peer whose IPv6 address is the 16 bytes at buf[off..off+16). */
+  getIpv6(buf: Uint8Array, off: number): OverlayPeer<T> | undefined {
+    const list = this.byV6Tail.get(tailOf(buf, off));
+    if (!list) return undefined;
+    for (const p of list) if (equal16(p.ipv6, buf, off)) return p;
+    return undefined;
+  }
+}
+
+function tailOf(b: Uint8Array, off: number): number {
+  return ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
+}
+
+export function equal16(a: Uint8Array, b: Uint8Array, off: number): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== b[off + i]) return false;
+  return true;
+}
