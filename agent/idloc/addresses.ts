@@ -59,6 +59,8 @@ export function formatIpv4(a: number): string {
 export function parseIpv4(s: string): number | undefined {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   if (!m) return undefined;
+  // Leading zeros are refused: some parsers read them as octal, so "010" would mean two things.
+  if (m.slice(1).some((p) => p.length > 1 && p[0] === '0')) return undefined;
   const o = m.slice(1).map(Number);
   if (o.some((x) => x > 255)) return undefined;
   return ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0;

@@ -194,41 +194,4 @@ export function ipv6Equals(a: Uint8Array, aOff: number, b: Uint8Array, bOff: num
   return aOff + 16 <= a.length && bOff + 16 <= b.length;
 }
 
-// ---- Not for the hot path ----------------------------------------------------------------
-
-export function ipv4ToString(addr: number): string {
-  return `${addr >>> 24}.${(addr >>> 16) & 0xff}.${(addr >>> 8) & 0xff}.${addr & 0xff}`;
-}
-
-/** Dotted quad to uint32; undefined unless exactly four decimal octets 0-255 (no leading zeros,
- *  which some parsers read as octal). */
-export function parseIpv4(s: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return undefined;
-  let v = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i]!;
-    if (part.length > 1 && part[0] === '0') return undefined;
-    const n = Number(part);
-    if (n > 255) return undefined;
-    v = v * 256 + n;
-  }
-  return v;
-}
-
-/** RFC 5952 text for the 16 bytes at buf[off] (longest run of two or more zero groups as "::"). */
-export function ipv6ToString(buf: Uint8Array, off = 0): string {
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(((buf[off + 2 * i] ?? 0) << 8) | (buf[off + 2 * i + 1] ?? 0));
-  let bestStart = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
-}
+// Text forms (not for the hot path) live in addresses.ts: formatIpv4, parseIpv4, formatIpv6, parseIpv6.

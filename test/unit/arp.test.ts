@@ -5,7 +5,7 @@ import {
   ETHERTYPE_ARP, etherType, isVlanEtherType, macEquals, macToString, parseMac, writeEthernetHeader, ETH_HEADER_LEN,
 } from '../../agent/tap/ethernet.js';
 import { VIRTUAL_MAC } from '../../agent/constants.js';
-import { parseIpv4 } from '../../agent/idloc/ip.js';
+import { parseIpv4 } from '../../agent/idloc/addresses.js';
 import { mac } from './packet-helpers.js';
 
 const HOST_MAC = mac('52:54:00:12:34:56');

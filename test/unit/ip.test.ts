@@ -3,9 +3,11 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   PROTO_UNSUPPORTED, ipHeaderLength, ipPacketLength, ipPayloadOffset, ipProtocol, ipVersion, ipv4Dst, ipv4DontFragment,
-  ipv4FragmentOffset, ipv4IsFragment, ipv4Src, ipv4ToString, ipv6Equals, ipv6ToString, isIpv4Multicast, isIpv4NonUnicast,
-  isIpv6Loopback, isIpv6Multicast, isIpv6Unspecified, isOverlayIpv4, isOverlayIpv6, parseIpv4,
+  ipv4FragmentOffset, ipv4IsFragment, ipv4Src, ipv6Equals, isIpv4Multicast, isIpv4NonUnicast,
+  isIpv6Loopback, isIpv6Multicast, isIpv6Unspecified, isOverlayIpv4, isOverlayIpv6,
 } from '../../agent/idloc/ip.js';
+import { formatIpv4 as ipv4ToString, formatIpv6, parseIpv4 } from '../../agent/idloc/addresses.js';
+const ipv6ToString = (b: Uint8Array): string => formatIpv6(b);
 import { ipv4, ipv6, V6_PEER } from './packet-helpers.js';
 
 test('IPv4 accessors read the header in place', () => {
