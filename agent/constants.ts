@@ -66,3 +66,13 @@ export const CONTROL_TIMEOUT_MS = 3_000;
 export const DEFAULT_LISTEN_PORT = 4500;
 export const DEFAULT_TAP_NAME = 'idloc0';
 export const DEFAULT_STATE_DIR = '/var/lib/idloc';
+
+// ---- Added for the native TAP reader (agent/tap/native-tap.ts) -----------------------
+
+/** Bytes per TAP read slot beyond MTU + 14-byte Ethernet header: room for two VLAN tags and a margin, so a
+ *  full-size tagged frame is never truncated by read(); slots are then rounded up to 64 bytes (cache lines). */
+export const TAP_SLOT_SLACK = 32;
+/** Period of the tunnel layer's housekeeping tick (handshake retries, give-ups, keepalives, session expiry):
+ *  every timer above is whole seconds plus REKEY_TIMEOUT_JITTER_MS, so a quarter second of granularity
+ *  loses nothing, and one tick for all peers costs far less than a timer per peer per event. */
+export const TUNNEL_TICK_MS = 250;
