@@ -1,0 +1,29 @@
+// First-byte demultiplexing of the agent's one UDP socket, after RFC 7983 section 7:
+//
+//   first byte   class            who handles it
+//   0..3         'stun'           ICE connectivity checks / STUN binding (RFC 5389 top bits 00)
+//   64..79       'turn-channel'   TURN ChannelData (channel numbers 0x4000-0x4FFF)
+//   0xC1 0xC2    'tunnel'         handshake initiation / response (messages.ts)
+//   0xC4         'tunnel'         transport data
+//   0xD2         'overlay'        RELOAD-style overlay messages
+//   anything else 'unknown'       counted and dropped by the caller
+//
+// Why these values: RFC 7983 leaves 128-191 to RTP/RTCP and 20-63 to DTLS; staying in 192-255 keeps
+// the socket shareable with a future DTLS/SRTP user, and 0xC3 is left free (WireGuard's cookie
+// reply slot) in case we add cookies.
+
+import { MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT } from './messages.js';
+
+export const MSG_OVERLAY = 0xd2;
+
+export type DatagramClass = 'stun' | 'turn-channel' | 'tunnel' | 'overlay' | 'unknown';
+
+/** Class of a datagram by its first byte; pass `msg[0]` (undefined for an empty datagram). */
+export function classifyDatagram(firstByte: number | undefined): DatagramClass {
+  if (firstByte === undefined) return 'unknown';
+  if (firstByte <= 3 && firstByte >= 0) return 'stun';
+  if (firstByte >= 64 && firstByte <= 79) return 'turn-channel';
+  if (firstByte === MSG_TRANSPORT || firstByte === MSG_HANDSHAKE_INIT || firstByte === MSG_HANDSHAKE_RESP) return 'tunnel';
+  if (firstByte === MSG_OVERLAY) return 'overlay';
+  return 'unknown';
+}

@@ -1,0 +1,75 @@
+// Per-peer state of the tunnel layer and its public shapes (split from tunnels.ts to keep both small).
+// One PeerState per added peer; Tunnels owns all mutation.
+
+import type { Endpoint } from './socket.js';
+import type { HandshakeState } from './noise.js';
+import type { Session } from './session.js';
+
+export interface TunnelPeer {
+  readonly publicKey: Uint8Array;
+  readonly publicKeyHex: string;
+  endpoint: Endpoint | undefined;
+}
+
+export interface TunnelPeerStatus {
+  publicKey: string;
+  endpoint: string | null;
+  lastHandshake: number | null;
+  /** Bytes of authenticated datagrams from / to the peer (handshakes and data, as on the wire). */
+  rxBytes: number;
+  txBytes: number;
+  state: 'none' | 'handshaking' | 'established';
+}
+
+export interface TunnelStats {
+  rxPackets: number; txPackets: number; // inner packets delivered / sent (keepalives excluded)
+  rxKeepalive: number; txKeepalive: number;
+  rxInvalid: number; // malformed: wrong length, reserved bits, bad payload size, unknown type
+  rxBadMac: number; // mac1 did not verify: random or misdirected handshake datagrams
+  rxDecryptFailed: number; rxReplayed: number; rxUnknownPeer: number; rxUnknownIndex: number;
+  rxExpired: number; // data on a session past REJECT_AFTER_TIME
+  handshakeInitSent: number; handshakeInitRecv: number; handshakeRespSent: number; handshakeRespRecv: number;
+  handshakeRejected: number; // replayed/old timestamp or over HANDSHAKE_INIT_RATE_MS
+  handshakeCompleted: number; handshakeGaveUp: number;
+  queueDropped: number; txNoEndpoint: number; roamed: number; callbackErrors: number;
+}
+
+export interface Pending { hs: HandshakeState; localIndex: number }
+
+export class PeerState implements TunnelPeer {
+  endpoint: Endpoint | undefined;
+  current: Session | undefined;
+  previous: Session | undefined;
+  next: Session | undefined;
+  /** Wanting a handshake: since when (REKEY_ATTEMPT_TIME), next retry, the last initiation sent. */
+  handshaking = false;
+  attemptStart = 0;
+  nextRetryAt = 0;
+  pending: Pending | undefined;
+  lastInitTimestamp: Uint8Array | undefined;
+  lastInitAt = -Infinity;
+  lastSentAt = -Infinity;
+  lastHandshake: number | null = null;
+  rxBytes = 0;
+  txBytes = 0;
+  queue: Buffer[] = [];
+  constructor(
+    readonly publicKey: Uint8Array,
+    readonly publicKeyHex: string,
+    readonly staticX: Uint8Array,
+    readonly staticXHex: string,
+    readonly mac1To: Uint8Array,
+    endpoint: Endpoint | undefined,
+  ) {
+    this.endpoint = endpoint;
+  }
+}
+
+export function newTunnelStats(): TunnelStats {
+  return {
+    rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
+    rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
+    handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0,
+  };
+}

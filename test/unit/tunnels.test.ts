@@ -1,0 +1,299 @@
+// Two (or three) Tunnels over a MemoryNetwork with a fake clock: handshakes, data, rekey, roaming,
+// refusal of unknown keys, replays, garbage input, retries and keepalives.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import pino from 'pino';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { Tunnels, type TunnelPeer } from '../../agent/nat/tunnels.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
+import {
+  KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
+  REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS,
+} from '../../agent/constants.js';
+
+const silent = pino({ level: 'silent' });
+const settle = async () => { for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); };
+
+interface Node {
+  t: Tunnels;
+  sock: MemorySocket;
+  pub: Uint8Array;
+  got: Buffer[];
+  seen: Buffer[]; // every datagram that arrived, for replay tests
+}
+
+function world() {
+  const net = new MemoryNetwork();
+  const clock = { t: 1_700_000_000_000 };
+  const now = () => clock.t;
+  const nodes: Node[] = [];
+  const node = (addr: string): Node => {
+    const sk = ed25519.utils.randomSecretKey();
+    const sock = net.socket(addr, 4500);
+    const n = { sock, pub: ed25519.getPublicKey(sk), got: [] as Buffer[], seen: [] as Buffer[] } as Node;
+    n.t = new Tunnels({ privateKey: sk, socket: sock, logger: silent, now, onPacket: (_p, pkt) => n.got.push(Buffer.from(pkt)) });
+    sock.onMessage((m, from) => { n.seen.push(Buffer.from(m)); n.t.handleDatagram(m, from); });
+    nodes.push(n);
+    return n;
+  };
+  const advance = (ms: number, step = 250) => {
+    for (let d = 0; d < ms; d += step) { clock.t += Math.min(step, ms - d); for (const n of nodes) n.t.tick(); }
+  };
+  const close = () => { for (const n of nodes) n.t.close(); };
+  return { net, clock, node, advance, close };
+}
+
+function connect(a: Node, b: Node): [TunnelPeer, TunnelPeer] {
+  return [a.t.addPeer(b.pub, b.sock.local), b.t.addPeer(a.pub, a.sock.local)];
+}
+
+const pkt = (s: string) => Buffer.from(s);
+
+test('Ed25519 identity converts to the X25519 key the handshake uses', () => {
+  const sk = ed25519.utils.randomSecretKey();
+  const viaPub = ed25519.utils.toMontgomery(ed25519.getPublicKey(sk));
+  const viaSec = x25519.getPublicKey(ed25519.utils.toMontgomerySecret(sk));
+  assert.deepEqual(viaPub, viaSec);
+});
+
+test('handshake on first send, then data both ways', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab, ba] = connect(a, b);
+  assert.equal(a.t.status()[0]!.state, 'none');
+  a.t.send(ab, pkt('hello b'));
+  assert.equal(a.t.status()[0]!.state, 'handshaking');
+  await settle();
+  assert.deepEqual(b.got.map(String), ['hello b']);
+  b.t.send(ba, pkt('hello a'));
+  await settle();
+  assert.deepEqual(a.got.map(String), ['hello a']);
+  for (const n of [a, b]) {
+    const st = n.t.status()[0]!;
+    assert.equal(st.state, 'established');
+    assert.equal(st.lastHandshake, w.clock.t);
+    assert.ok(st.rxBytes > 0 && st.txBytes > 0);
+  }
+  assert.equal(a.t.status()[0]!.endpoint, '10.0.0.2:4500');
+  assert.equal(a.t.stats.handshakeInitSent, 1);
+  assert.equal(b.t.stats.handshakeRespSent, 1);
+  assert.equal(a.t.stats.handshakeCompleted, 1);
+  assert.equal(b.t.stats.handshakeCompleted, 1);
+  assert.equal(a.t.peerByKey(Buffer.from(b.pub).toString('hex')), ab);
+  w.close();
+});
+
+test('both sides initiating at once converge', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab, ba] = connect(a, b);
+  a.t.send(ab, pkt('a1'));
+  b.t.send(ba, pkt('b1'));
+  await settle();
+  assert.deepEqual(b.got.map(String), ['a1']);
+  assert.deepEqual(a.got.map(String), ['b1']);
+  for (let i = 0; i < 5; i++) { a.t.send(ab, pkt(`a${i + 2}`)); b.t.send(ba, pkt(`b${i + 2}`)); await settle(); }
+  assert.equal(b.got.length, 6);
+  assert.equal(a.got.length, 6);
+  assert.equal(a.t.status()[0]!.state, 'established');
+  assert.equal(b.t.status()[0]!.state, 'established');
+  assert.equal(a.t.stats.handshakeGaveUp + b.t.stats.handshakeGaveUp, 0);
+  w.close();
+});
+
+test('rekey after REKEY_AFTER_TIME by the initiator; traffic never stops; old keys die', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab, ba] = connect(a, b);
+  a.t.send(ab, pkt('x'));
+  await settle();
+  w.clock.t += REKEY_AFTER_TIME_MS + 1;
+  a.t.send(ab, pkt('after rekey time')); // sent on the old session, and starts a handshake
+  assert.equal(a.t.stats.handshakeInitSent, 2);
+  await settle();
+  assert.equal(a.t.stats.handshakeCompleted, 2);
+  assert.equal(b.t.stats.handshakeCompleted, 2);
+  w.clock.t += REJECT_AFTER_TIME_MS - REKEY_AFTER_TIME_MS + 1; // first session now past REJECT_AFTER_TIME
+  a.t.send(ab, pkt('new keys'));
+  b.t.send(ba, pkt('reply'));
+  await settle();
+  assert.deepEqual(b.got.map(String), ['x', 'after rekey time', 'new keys']);
+  assert.deepEqual(a.got.map(String), ['reply']);
+  // With the network cut, the session expires after REJECT_AFTER_TIME and the peer is no longer established.
+  w.net.setTranslate(() => undefined);
+  w.advance(REJECT_AFTER_TIME_MS + 1000, 1000);
+  assert.equal(a.t.status()[0]!.state === 'established', false);
+  assert.equal(b.t.status()[0]!.state === 'established', false);
+  w.close();
+});
+
+test('roaming: a host changes address, the far side follows on the first authenticated packet', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab, ba] = connect(a, b);
+  a.t.send(ab, pkt('1'));
+  await settle();
+  a.sock.rebind('192.0.2.99', 31000); // A moved networks (new NAT mapping)
+  a.t.send(ab, pkt('2 from new address'));
+  await settle();
+  assert.equal(b.t.status()[0]!.endpoint, '192.0.2.99:31000');
+  assert.equal(b.t.stats.roamed, 1);
+  b.t.send(ba, pkt('reply reaches new address'));
+  await settle();
+  assert.deepEqual(a.got.map(String), ['reply reaches new address']);
+  // A forged/garbage packet from yet another address does not move the endpoint.
+  b.t.handleDatagram(Buffer.from(a.seen.length ? a.seen[0]! : Buffer.alloc(40)), { address: '203.0.113.5', port: 1 });
+  const junk = Buffer.alloc(60); junk[0] = 0xc4;
+  b.t.handleDatagram(junk, { address: '203.0.113.5', port: 1 });
+  assert.equal(b.t.status()[0]!.endpoint, '192.0.2.99:31000');
+  w.close();
+});
+
+test('a peer with an unknown or wrong key is refused and counted while the good peer works', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2'), c = w.node('10.0.0.3'), d = w.node('10.0.0.4');
+  const [ab] = connect(a, b);
+  const ca = c.t.addPeer(a.pub, a.sock.local); // C knows A, A does not know C
+  const da = d.t.addPeer(b.pub, a.sock.local); // D thinks A's address holds B's key
+  a.t.send(ab, pkt('good'));
+  c.t.send(ca, pkt('let me in'));
+  d.t.send(da, pkt('me too'));
+  await settle();
+  assert.equal(a.t.stats.rxUnknownPeer, 1);
+  assert.equal(a.t.stats.rxBadMac, 1);
+  assert.equal(a.t.stats.handshakeRespSent, 0);
+  assert.deepEqual(b.got.map(String), ['good']);
+  assert.equal(c.t.status()[0]!.state, 'handshaking');
+  w.advance(REKEY_TIMEOUT_MS + REKEY_TIMEOUT_JITTER_MS + 250);
+  await settle();
+  assert.equal(a.t.stats.rxUnknownPeer, 2, 'the retry is refused too');
+  assert.equal(a.t.status()[0]!.state, 'established');
+  w.close();
+});
+
+test('random and truncated datagrams are counted and never throw; the tunnel keeps working', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab] = connect(a, b);
+  a.t.send(ab, pkt('before'));
+  await settle();
+  const valid = [...b.seen];
+  const from = { address: '198.51.100.1', port: 9 };
+  const before = { ...b.t.stats };
+  fc.assert(
+    fc.property(fc.constantFrom(0xc1, 0xc2, 0xc4, 0x00, 0xff), fc.uint8Array({ maxLength: 200 }), (type, body) => {
+      const m = Buffer.concat([Buffer.of(type), body]);
+      b.t.handleDatagram(m, from);
+      return true;
+    }),
+    { numRuns: 3000 },
+  );
+  for (const v of valid) for (let n = 0; n < v.length; n++) b.t.handleDatagram(v.subarray(0, n), from);
+  b.t.handleDatagram(Buffer.alloc(0), from);
+  const s = b.t.stats;
+  const bad = (x: typeof s) => x.rxInvalid + x.rxBadMac + x.rxDecryptFailed + x.rxUnknownIndex + x.rxReplayed + x.rxUnknownPeer;
+  assert.ok(bad(s) - bad(before) >= 3000, `counted ${bad(s) - bad(before)}`);
+  assert.equal(s.rxPackets, before.rxPackets, 'nothing delivered');
+  assert.equal(b.t.status()[0]!.endpoint, '10.0.0.1:4500', 'garbage never moves the endpoint');
+  a.t.send(ab, pkt('after'));
+  await settle();
+  assert.deepEqual(b.got.map(String), ['before', 'after']);
+  w.close();
+});
+
+test('a replayed data packet and a replayed initiation are rejected', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab] = connect(a, b);
+  a.t.send(ab, pkt('once'));
+  await settle();
+  const init = b.seen.find((m) => m[0] === 0xc1)!;
+  const data = b.seen.find((m) => m[0] === 0xc4 && m.length > 32)!;
+  const evil = { address: '203.0.113.66', port: 6666 };
+  b.t.handleDatagram(Buffer.from(data), evil);
+  assert.equal(b.t.stats.rxReplayed, 1);
+  assert.deepEqual(b.got.map(String), ['once']);
+  w.clock.t += 10_000; // past the init rate limit: only the timestamp refuses it
+  b.t.handleDatagram(Buffer.from(init), evil);
+  assert.equal(b.t.stats.rxReplayed, 2);
+  assert.equal(b.t.stats.handshakeRejected, 1);
+  assert.equal(b.t.stats.handshakeRespSent, 1, 'no response to the replay');
+  assert.equal(b.t.status()[0]!.endpoint, '10.0.0.1:4500', 'replays do not move the endpoint');
+  w.close();
+});
+
+test('handshake retries after REKEY_TIMEOUT and gives up after REKEY_ATTEMPT_TIME, dropping the queue', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1');
+  const ghost = ed25519.getPublicKey(ed25519.utils.randomSecretKey());
+  const p = a.t.addPeer(ghost, { address: '10.9.9.9', port: 4500 }); // nobody there
+  for (let i = 0; i < MAX_QUEUED_PACKETS_PER_PEER + 6; i++) a.t.send(p, pkt(`q${i}`));
+  assert.equal(a.t.stats.queueDropped, 6);
+  assert.equal(a.t.stats.handshakeInitSent, 1);
+  w.advance(REKEY_TIMEOUT_MS - 250);
+  assert.equal(a.t.stats.handshakeInitSent, 1, 'no retry before REKEY_TIMEOUT');
+  w.advance(REKEY_TIMEOUT_JITTER_MS + 500);
+  assert.equal(a.t.stats.handshakeInitSent, 2);
+  w.advance(REKEY_ATTEMPT_TIME_MS);
+  assert.equal(a.t.stats.handshakeGaveUp, 1);
+  assert.equal(a.t.stats.queueDropped, MAX_QUEUED_PACKETS_PER_PEER + 6);
+  const sent = a.t.stats.handshakeInitSent;
+  assert.ok(sent >= 15 && sent <= 19, `~90 s / 5.x s tries, got ${sent}`);
+  w.advance(20_000);
+  assert.equal(a.t.stats.handshakeInitSent, sent, 'silent after giving up');
+  assert.equal(a.t.status()[0]!.state, 'none');
+  w.close();
+});
+
+test('keepalive after KEEPALIVE_INTERVAL of silence keeps both sides established', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab] = connect(a, b);
+  a.t.send(ab, pkt('x'));
+  await settle();
+  for (let i = 0; i < 40; i++) { w.advance(KEEPALIVE_INTERVAL_MS / 3, 1000); await settle(); } // 200 s
+  assert.ok(a.t.stats.txKeepalive >= 10, `a keepalives ${a.t.stats.txKeepalive}`);
+  assert.ok(b.t.stats.rxKeepalive >= 10);
+  assert.ok(a.t.stats.handshakeCompleted >= 2, 'rekeyed along the way');
+  assert.equal(a.t.status()[0]!.state, 'established');
+  assert.equal(b.t.status()[0]!.state, 'established');
+  assert.equal(b.got.length, 1, 'keepalives are not delivered');
+  w.close();
+});
+
+test('removePeer forgets sessions; close() stops everything', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab, ba] = connect(a, b);
+  a.t.send(ab, pkt('x'));
+  await settle();
+  b.t.removePeer(ba);
+  a.t.send(ab, pkt('y'));
+  await settle();
+  assert.equal(b.got.length, 1);
+  assert.equal(b.t.stats.rxUnknownIndex, 1);
+  assert.equal(b.t.status().length, 0);
+  w.close();
+  a.t.send(ab, pkt('z'));
+  a.t.handleDatagram(Buffer.alloc(10), { address: '1.1.1.1', port: 1 });
+});
+
+test('30% loss (seeded): retries get the handshake through and traffic flows', async () => {
+  const w = world();
+  w.net.loss = 0.3;
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab, ba] = connect(a, b);
+  for (let i = 0; i < 60; i++) {
+    a.t.send(ab, pkt(`a${i}`));
+    b.t.send(ba, pkt(`b${i}`));
+    await settle();
+    w.advance(1000);
+    await settle();
+  }
+  assert.equal(a.t.status()[0]!.state, 'established');
+  assert.equal(b.t.status()[0]!.state, 'established');
+  assert.ok(b.got.length >= 30 && a.got.length >= 30, `delivered ${b.got.length}/${a.got.length}`);
+  assert.ok(w.net.stats.lost > 0);
+  w.close();
+});
