@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// idloc-agent: the command line. Bad flags and config files give one line on stderr and exit 2;
+// a missing privilege or agent gives one line and exit 1. Logs (pino JSON) go to stderr; the
+// answers of id/status go to stdout, so `--json` output can be piped.
+import { Command, CommanderError, Option } from 'commander';
+import { pino } from 'pino';
+import { ConfigError, loadConfig, LOG_LEVELS, type RawOptions } from './config.js';
+import { DEFAULT_STATE_DIR } from './constants.js';
+import { IdentityError, identityToJson, loadOrCreateIdentity } from './idloc/identity.js';
+import { ControlError, request } from './control.js';
+import { PrivilegeError } from './host.js';
+import type { AgentStatus } from './daemon.js';
+import { formatStatus } from './status-format.js';
+
+const EXIT_USAGE = 2;
+const EXIT_FAILURE = 1;
+
+function fail(code: number, message: string): never {
+  process.stderr.write(`idloc-agent: ${message}\n`);
+  process.exit(code);
+}
+
+const program = new Command('idloc-agent')
+  .description('ID/locator VPN agent: reach peers by identifier, across NATs and network changes')
+  .exitOverride()
+  .configureOutput({ writeErr: () => {}, outputError: () => {} })
+  .showHelpAfterError(false);
+
+const stateDirOption = () => new Option('--state-dir <dir>', 'where the identity and control socket live').default(DEFAULT_STATE_DIR);
+
+program.command('up')
+  .description('run the agent in the foreground until SIGINT/SIGTERM')
+  .addOption(new Option('--state-dir <dir>', `where the identity and control socket live (default ${DEFAULT_STATE_DIR})`))
+  .option('--tap <name>', 'TAP device name (default idloc0)')
+  .option('--listen <port>', 'UDP port for tunnels and the overlay (default 4500)')
+  .option('--mtu <bytes>', 'TAP MTU (default 1420, so a tunnelled packet fits a 1500-byte path)')
+  .option('--peer <pubkey@host:port>', 'a static peer (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+  .option('--config <file>', 'JSON config file; flags override it')
+  .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as unknown as string[]))
+  .action(async (opts: RawOptions) => {
+    const config = loadConfig(opts);
+    const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+    const { runAgent } = await import('./host.js');
+    const code = await runAgent(config, logger);
+    logger.flush();
+    process.exit(code);
+  });
+
+program.command('id')
+  .description("print this host's identity (creating it if missing)")
+  .addOption(stateDirOption())
+  .option('--json', 'print JSON')
+  .action((opts: { stateDir: string; json?: boolean }) => {
+    const id = identityToJson(loadOrCreateIdentity(opts.stateDir));
+    if (opts.json) process.stdout.write(JSON.stringify(id) + '\n');
+    else process.stdout.write(`node id     ${id.nodeId}\npublic key  ${id.publicKey}\nipv4        ${id.ipv4}\nipv6        ${id.ipv6}\n`);
+  });
+
+program.command('status')
+  .description('ask the running agent for its identity, TAP, and every peer with its path')
+  .addOption(stateDirOption())
+  .option('--json', 'print JSON')
+  .action(async (opts: { stateDir: string; json?: boolean }) => {
+    const status = (await request(opts.stateDir, 'status')) as AgentStatus;
+    process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+  });
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) process.exit(0); // --help, --version
+      fail(EXIT_USAGE, e.message.replace(/^error: /, ''));
+    }
+    if (e instanceof ConfigError) fail(EXIT_USAGE, e.message);
+    if (e instanceof PrivilegeError || e instanceof ControlError || e instanceof IdentityError) fail(EXIT_FAILURE, e.message);
+    fail(EXIT_FAILURE, (e as Error).message ?? String(e));
+  }
+}
+
+void main();

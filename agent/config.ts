@@ -1,0 +1,130 @@
+// Flags and the config file become one validated Config. Flags win over the file; both go through
+// the same checks, so they can never disagree about what is valid. Every problem is a ConfigError
+// whose message is the one line the CLI prints (exit code 2).
+//
+// Config file (JSON):
+//   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
+//     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "logLevel": "info" }
+import { readFileSync } from 'node:fs';
+import { DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME } from './constants.js';
+import { fromHex } from './idloc/addresses.js';
+import { parseEndpoint } from './nat/socket.js';
+import type { PeerSpec } from './daemon.js';
+
+export class ConfigError extends Error {}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  stateDir: string;
+  tap: string;
+  listen: number;
+  mtu: number;
+  peers: PeerSpec[];
+  logLevel: LogLevel;
+}
+
+/** What the CLI flags carry: all optional strings, as the user typed them. */
+export interface RawOptions {
+  stateDir?: string | undefined;
+  tap?: string | undefined;
+  listen?: string | number | undefined;
+  mtu?: string | number | undefined;
+  peer?: string[] | undefined;
+  logLevel?: string | undefined;
+  config?: string | undefined;
+}
+
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'logLevel']);
+
+export function loadConfig(flags: RawOptions): Config {
+  const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
+  const where = (key: string, flagName: string) =>
+    (flags as Record<string, unknown>)[key] !== undefined ? `--${flagName}` : `${flags.config}: "${key}"`;
+  return {
+    stateDir: checkStateDir(flags.stateDir ?? str(file.stateDir, 'stateDir', flags.config) ?? DEFAULT_STATE_DIR),
+    tap: checkTapName(flags.tap ?? str(file.tap, 'tap', flags.config) ?? DEFAULT_TAP_NAME, where('tap', 'tap')),
+    listen: checkInt(flags.listen ?? file.listen ?? DEFAULT_LISTEN_PORT, 0, 65535, where('listen', 'listen'), 'a UDP port (0-65535)'),
+    mtu: checkInt(flags.mtu ?? file.mtu ?? DEFAULT_TAP_MTU, 1280, 65000, where('mtu', 'mtu'), 'an MTU between 1280 and 65000'),
+    peers: checkPeers(flags.peer?.length ? flags.peer : peersOf(file.peers, flags.config), flags.peer?.length ? '--peer' : `${flags.config}: "peers"`),
+    logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
+  };
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ConfigError(`config file ${path} must hold a JSON object`);
+  for (const k of Object.keys(obj)) {
+    if (!FILE_KEYS.has(k)) throw new ConfigError(`config file ${path}: unknown key "${k}" (known: ${[...FILE_KEYS].join(', ')})`);
+  }
+  return obj as Record<string, unknown>;
+}
+
+function str(v: unknown, key: string, file?: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new ConfigError(`${file}: "${key}" must be a string`);
+  return v;
+}
+
+function peersOf(v: unknown, file?: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.some((p) => typeof p !== 'string')) throw new ConfigError(`${file}: "peers" must be an array of "PUBKEY@HOST:PORT" strings`);
+  return v as string[];
+}
+
+function checkStateDir(dir: string): string {
+  if (dir.length === 0) throw new ConfigError('--state-dir must not be empty');
+  return dir;
+}
+
+function checkTapName(name: string, where: string): string {
+  // IFNAMSIZ is 16 including the NUL; the kernel refuses '/' and whitespace.
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new ConfigError(`${where}: "${name}" is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
+  return name;
+}
+
+function checkInt(v: unknown, min: number, max: number, where: string, what: string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${where}: ${JSON.stringify(v)} is not ${what}`);
+  return n;
+}
+
+function checkLogLevel(v: string, where: string): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError(`${where}: "${v}" is not a log level (${LOG_LEVELS.join(', ')})`);
+  return v as LogLevel;
+}
+
+/** "PUBKEY@HOST:PORT" where PUBKEY is the peer's Ed25519 public key in hex (as `idloc-agent id` prints). */
+export function parsePeer(s: string, where = '--peer'): PeerSpec {
+  const at = s.indexOf('@');
+  const keyText = at < 0 ? s : s.slice(0, at);
+  const publicKey = fromHex(keyText, 32);
+  if (!publicKey) throw new ConfigError(`${where}: "${s}" must be PUBKEY@HOST:PORT with a 64-hex-digit public key`);
+  if (at < 0) return { publicKey };
+  const endpoint = parseEndpoint(s.slice(at + 1));
+  if (!endpoint) throw new ConfigError(`${where}: "${s}": "${s.slice(at + 1)}" is not HOST:PORT`);
+  return { publicKey, endpoint };
+}
+
+function checkPeers(list: string[], where: string): PeerSpec[] {
+  const peers = list.map((p) => parsePeer(p, where));
+  const seen = new Set<string>();
+  for (const p of peers) {
+    const k = Buffer.from(p.publicKey).toString('hex');
+    if (seen.has(k)) throw new ConfigError(`${where}: peer ${k} given twice`);
+    seen.add(k);
+  }
+  return peers;
+}

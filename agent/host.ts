@@ -1,0 +1,88 @@
+// The agent on a real host: the native TAP, the kernel's addresses and routes, the UDP socket, the
+// control socket and the signals. Everything per packet lives in Agent (daemon.ts); this file only
+// sets the stage and takes it down again, in reverse order, on SIGINT/SIGTERM or a fatal error.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import type { Server } from 'node:net';
+import { Agent } from './daemon.js';
+import type { Config } from './config.js';
+import { loadOrCreateIdentity, type Identity } from './idloc/identity.js';
+import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
+import { OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX_LEN } from './constants.js';
+import { NativeTap } from './tap/native-tap.js';
+import { UdpSocket } from './nat/udp-socket.js';
+import { serveControl } from './control.js';
+
+const run = promisify(execFile);
+
+export class PrivilegeError extends Error {}
+
+/** The TAP device and its addresses need CAP_NET_ADMIN; say so before anything half-happens. */
+export function checkPrivileges(): void {
+  if (process.getuid?.() === 0) return;
+  throw new PrivilegeError('idloc-agent up needs root (CAP_NET_ADMIN to create the TAP device and assign its overlay addresses): run it with sudo');
+}
+
+async function ip(args: string[]): Promise<void> {
+  try {
+    await run('ip', args);
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
+  }
+}
+
+async function assignAddresses(tap: string, id: Identity): Promise<void> {
+  await ip(['addr', 'add', `${formatIpv4(id.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap]);
+  // nodad: nobody else can own our key-derived address, and DAD would only delay the first packet.
+  await ip(['-6', 'addr', 'add', `${formatIpv6(id.ipv6)}/${OVERLAY_IPV6_PREFIX_LEN}`, 'dev', tap, 'nodad']);
+}
+
+/** Run until a signal; resolves with the exit code. */
+export async function runAgent(config: Config, logger: Logger): Promise<number> {
+  checkPrivileges();
+  const identity = loadOrCreateIdentity(config.stateDir);
+  const cleanups: (() => void | Promise<void>)[] = [];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) {
+      try { await c(); } catch (e) { logger.warn({ err: (e as Error).message }, 'cleanup step failed'); }
+    }
+    cleanups.length = 0;
+  };
+  // A TAP that dies under us (deleted from outside, kernel error) ends the agent: without it
+  // there is nothing left to do, and a supervisor restarts us cleanly.
+  let fatal: ((err: Error) => void) | undefined;
+  try {
+    const tap = NativeTap.open({ name: config.tap, mtu: config.mtu, onError: (err) => fatal?.(err) });
+    cleanups.push(() => tap.close());
+    await assignAddresses(tap.name, identity);
+    const socket = await UdpSocket.bind(config.listen);
+    cleanups.push(() => socket.close());
+    const agent = new Agent({ identity, tap, socket, peers: config.peers, logger });
+    cleanups.splice(0, cleanups.length, () => agent.close()); // agent.close() closes tap and socket
+    const control: Server = await serveControl(config.stateDir, (cmd) => {
+      if (cmd === 'status') return agent.status();
+      throw new Error(`unknown command "${cmd}"`);
+    });
+    cleanups.push(() => new Promise<void>((r) => control.close(() => r())));
+    agent.start();
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  return new Promise<number>((resolve) => {
+    let done = false;
+    const finish = (code: number) => {
+      if (done) return;
+      done = true;
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void cleanup().then(() => resolve(code));
+    };
+    const stop = (sig: NodeJS.Signals) => { logger.info({ signal: sig }, 'stopping'); finish(0); };
+    fatal = (err) => { logger.fatal({ err: err.message }, 'TAP device failed; stopping'); finish(1); };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

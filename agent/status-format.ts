@@ -1,0 +1,36 @@
+// The human form of `idloc-agent status`: identity first, then one row per peer saying where it is
+// and whether and why the path is direct, because that is what users ask first.
+import type { AgentStatus } from './daemon.js';
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function ago(iso: string | null, now: number): string {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.floor(s / 60)}m ago` : `${Math.floor(s / 3600)}h ago`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+export function formatStatus(s: AgentStatus, now = Date.now()): string {
+  const head =
+    `node     ${s.identity.nodeId}\n` +
+    `key      ${s.identity.publicKey}\n` +
+    `address  ${s.identity.ipv4}  ${s.identity.ipv6}\n` +
+    `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n\n`;
+  if (s.peers.length === 0) return head + 'no peers\n';
+  const rows = [['PEER', 'IPV4', 'IPV6', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
+  for (const p of s.peers) {
+    rows.push([p.nodeId.slice(0, 12), p.ipv4, p.ipv6, p.endpoint ?? '-', p.path, ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), p.pathReason]);
+  }
+  return head + table(rows);
+}
