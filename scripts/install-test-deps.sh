@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# Debian packages the tests start for real: namespaces and NAT (iproute2, iptables), ping, OpenSSH,
-# iperf3 and tcpdump (to check that the underlay only ever carries ciphertext).
-# Later layers add coturn (TURN), sip-tester (sipp) and baresip here.
+# Debian packages the tests start for real, installed as root (apt-get). The one list: .ci/run and
+# README's test command both come through here.
 set -euo pipefail
-if [ "$(id -u)" -ne 0 ]; then echo "install-test-deps: run as root (apt-get)" >&2; exit 1; fi
-export DEBIAN_FRONTEND=noninteractive
-pkgs=(iproute2 iptables iputils-ping openssh-server openssh-client iperf3 tcpdump procps util-linux)
-missing=()
-for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  # policy-rc.d 101: install the daemons without starting them; the tests start their own, in namespaces.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  rm -f /usr/sbin/policy-rc.d
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: must run as root (apt-get; the integration tests create network namespaces)" >&2
+  exit 1
 fi
-echo "install-test-deps: ok (${pkgs[*]})"
+export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a
+
+packages=(
+  iproute2 iptables iputils-ping procps util-linux  # ip netns/veth/bridge, NAT routers, ping, setpriv
+  openssh-server openssh-client                      # ssh over the overlay
+  iperf3 tcpdump                                     # bench throughput; checking the underlay carries no cleartext
+  python3 make g++                                   # node-gyp builds native-helpers (the TAP addon)
+  # Later issues add: coturn (TURN relay), sip-tester (sipp) and baresip (SIP calls over the overlay).
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then echo "install-test-deps: all present"; exit 0; fi
+
+# Packages must not start their daemons (openssh-server would start sshd on the host): the tests
+# start their own inside namespaces. policy-rc.d exit 101 = "action forbidden".
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  created_policy=1
+fi
+cleanup() { if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi; }
+trap cleanup EXIT
+
+apt-get update -q
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" </dev/null

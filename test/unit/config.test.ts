@@ -1,12 +1,13 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parsePeer } from '../../agent/config.js';
 
 const KEY = 'ab'.repeat(32);
 const dir = mkdtempSync(join(tmpdir(), 'idloc-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string, body: string) => { const p = join(dir, name); writeFileSync(p, body); return p; };
 
 test('defaults, flags over file, peers parsed', () => {

@@ -1,13 +1,15 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IdentityError, identityToJson, loadOrCreateIdentity } from '../../agent/idloc/identity.js';
 import { publicKeyOwnsIpv6 } from '../../agent/idloc/addresses.js';
 
 test('identity is created once with mode 0600 and is stable', () => {
-  const dir = join(mkdtempSync(join(tmpdir(), 'idloc-id-')), 'state');
+  const top = mkdtempSync(join(tmpdir(), 'idloc-id-'));
+  after(() => rmSync(top, { recursive: true, force: true }));
+  const dir = join(top, 'state');
   const a = loadOrCreateIdentity(dir);
   const st = statSync(join(dir, 'identity.json'));
   assert.equal(st.mode & 0o777, 0o600);
@@ -24,6 +26,7 @@ test('identity is created once with mode 0600 and is stable', () => {
 
 test('a corrupt or mismatched identity file is a clear error, not a new key', () => {
   const dir = mkdtempSync(join(tmpdir(), 'idloc-id-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'identity.json'), 'not json');
   assert.throws(() => loadOrCreateIdentity(dir), (e: unknown) => e instanceof IdentityError && /not valid JSON/.test(e.message));
   writeFileSync(join(dir, 'identity.json'), JSON.stringify({ privateKey: '11'.repeat(32), publicKey: '22'.repeat(32) }));

@@ -1,0 +1,229 @@
+// `npm run bench`: the plain path and the idloc tunnel measured side by side in one run, on a two-host
+// netns lab (the design brief, section 7: compare ratios from the same run, never absolute numbers
+// across runs). Prints a table and writes bench-results.json (--out PATH to change it).
+//
+// Measures: iperf3 TCP throughput (--runs x --seconds each direction), ping RTT (50 x 10 ms),
+// time from agent start to the first ping reply, the first ping's RTT through a fresh tunnel
+// (handshake included), and the agents' RSS idle and under load. Total well under two minutes.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { resolve } from 'node:path';
+import { Lab, type LabProcess } from '../test/integration/lab.js';
+import {
+  CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
+} from '../test/integration/agents.js';
+
+interface Args { out: string; seconds: number; runs: number }
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { out: 'bench-results.json', seconds: 5, runs: 2 };
+  for (let i = 0; i < argv.length; i++) {
+    const [k, v] = [argv[i], argv[i + 1]];
+    const num = () => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n <= 0) usage(`${k} needs a positive number`);
+      i++;
+      return n;
+    };
+    if (k === '--out' && v) { a.out = v; i++; } else if (k === '--seconds') a.seconds = num();
+    else if (k === '--runs') a.runs = Math.round(num());
+    else usage(`unknown argument ${k}`);
+  }
+  return a;
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N]\n`);
+  process.exit(2);
+}
+
+interface PingStats { sent: number; received: number; minMs: number; avgMs: number; medianMs: number; maxMs: number }
+interface PathResult { tcpMbit: { forward: number[]; reverse: number[] }; ping: PingStats }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+
+async function ping(lab: Lab, from: string, to: string, count = 50): Promise<PingStats> {
+  const args = ['ping', ...(to.includes(':') ? ['-6'] : []), '-c', String(count), '-i', '0.01', '-W', '1', to];
+  const r = await lab.exec(from, args, { allowFail: true, timeoutMs: 30_000 });
+  const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (times.length === 0) throw new Error(`no ping replies from ${to}: ${r.stdout}${r.stderr}`);
+  return {
+    sent: count, received: times.length, minMs: Math.min(...times), avgMs: mean(times),
+    medianMs: median(times), maxMs: Math.max(...times),
+  };
+}
+
+/** One iperf3 TCP run from `from` to the server at `to`; reverse = the server sends. Returns Mbit/s received. */
+async function iperf(lab: Lab, from: string, to: string, seconds: number, reverse: boolean): Promise<number> {
+  const args = ['iperf3', '-c', to, '-t', String(seconds), '-J', '--connect-timeout', '3000', ...(reverse ? ['-R'] : [])];
+  const r = await lab.exec(from, args, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
+  let j: { end?: { sum_received?: { bits_per_second: number } }; error?: string };
+  try { j = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 to ${to}: ${r.stderr || r.stdout}`); }
+  if (j.error || !j.end?.sum_received) throw new Error(`iperf3 to ${to}: ${j.error ?? 'no result'}`);
+  return j.end.sum_received.bits_per_second / 1e6;
+}
+
+async function tcpBothWays(lab: Lab, to: string, a: Args, during?: () => void): Promise<PathResult['tcpMbit']> {
+  const res = { forward: [] as number[], reverse: [] as number[] };
+  for (const reverse of [false, true]) {
+    for (let i = 0; i < a.runs; i++) {
+      during?.();
+      (reverse ? res.reverse : res.forward).push(await iperf(lab, 'a', to, a.seconds, reverse));
+    }
+  }
+  return res;
+}
+
+/** Resident set size in KiB, from /proc (the agents share our pid namespace, only the netns differs). */
+function rssKb(pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch { return undefined; }
+}
+
+const nowMs = () => Number(process.hrtime.bigint() / 1000n) / 1000;
+
+/** Poll a single-shot ping until one is answered; returns ms since `t0`. Cheap polling on purpose:
+ *  polling `status` (a node process per try) would steal the CPU the agents are starting on. */
+async function firstReply(lab: Lab, from: string, to: string, t0: number, timeoutMs = 15_000): Promise<number> {
+  while (nowMs() - t0 < timeoutMs) {
+    const r = await lab.exec(from, ['ping', '-c', '1', '-W', '0.5', to], { allowFail: true });
+    if (r.code === 0) return nowMs() - t0;
+    if (r.code !== 1) await sleep(10); // no route yet (TAP not up): ping failed at once
+  }
+  throw new Error(`no reply from ${to} within ${timeoutMs} ms`);
+}
+
+interface TunnelResult extends PathResult {
+  startToFirstReplyMs: number;
+  coldHandshakeInits: number;
+  firstPingRttMs: number;
+  rssIdleKb: Record<string, number | undefined>;
+  rssLoadKb: Record<string, number | undefined>;
+}
+
+async function tunnelBench(lab: Lab, a: Args, agents: TestAgent[]): Promise<TunnelResult> {
+  const [A, B] = agents as [TestAgent, TestAgent];
+  // 1. Cold start: both agents launched at t0, first reply through the tunnel (TAP, addresses, handshake).
+  const t0 = nowMs();
+  startAgent(lab, A, [B]);
+  startAgent(lab, B, [A]);
+  const startToFirstReplyMs = await firstReply(lab, 'a', B.id.ipv4, t0);
+  // More than one initiation means the first was lost (typically: sent before the peer's socket was
+  // bound) and the reply waited for the retry timer: say so next to the number, it explains outliers.
+  const coldHandshakeInits = counter(await agentStatus(lab, A), 'tunnels', 'handshakeInitSent');
+  // 2. Restart both and wait until ready with no traffic: the first ping's own RTT is then the
+  //    never-seen-peer case (handshake + first packet).
+  await Promise.all([stopAgent(lab, A), stopAgent(lab, B)]);
+  startAgent(lab, A, [B]);
+  startAgent(lab, B, [A]);
+  await Promise.all([waitReady(lab, A), waitReady(lab, B)]);
+  const first = await lab.exec('a', ['ping', '-c', '1', '-W', '3', B.id.ipv4]);
+  const firstPingRttMs = Number(/time=([\d.]+) ms/.exec(first.stdout)?.[1]);
+  await sleep(1000);
+  const rssIdleKb = { a: rssKb(A.proc!.pid), b: rssKb(B.proc!.pid) };
+  const ping4 = await ping(lab, 'a', B.id.ipv4);
+  // RSS under load: sample while iperf3 runs, keep the peak.
+  const rssLoadKb: Record<string, number | undefined> = { a: undefined, b: undefined };
+  const sampler = setInterval(() => {
+    for (const [k, ag] of [['a', A], ['b', B]] as const) {
+      const v = rssKb(ag.proc!.pid);
+      if (v !== undefined) rssLoadKb[k] = Math.max(rssLoadKb[k] ?? 0, v);
+    }
+  }, 250);
+  try {
+    const tcpMbit = await tcpBothWays(lab, B.id.ipv4, a);
+    return { tcpMbit, ping: ping4, startToFirstReplyMs, coldHandshakeInits, firstPingRttMs, rssIdleKb, rssLoadKb };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+function fmt(n: number | undefined, digits = 2): string {
+  return n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits);
+}
+
+function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
+  const rows: [string, string, string, string][] = [['', 'plain', 'idloc', 'idloc/plain']];
+  const row = (name: string, p: number[], t: number[] | undefined, digits: number) => {
+    const pm = mean(p), tm = t ? mean(t) : undefined;
+    rows.push([name, p.map((x) => fmt(x, digits)).join(', '), t ? t.map((x) => fmt(x, digits)).join(', ') : '-',
+      tm === undefined ? '-' : `${fmt(tm / pm, 3)}`]);
+  };
+  row('TCP a->b Mbit/s', plain.tcpMbit.forward, tunnel?.tcpMbit.forward, 0);
+  row('TCP b->a Mbit/s', plain.tcpMbit.reverse, tunnel?.tcpMbit.reverse, 0);
+  row('ping avg ms', [plain.ping.avgMs], tunnel && [tunnel.ping.avgMs], 3);
+  row('ping median ms', [plain.ping.medianMs], tunnel && [tunnel.ping.medianMs], 3);
+  row('ping max ms', [plain.ping.maxMs], tunnel && [tunnel.ping.maxMs], 3);
+  rows.push(['ping replies', `${plain.ping.received}/${plain.ping.sent}`, tunnel ? `${tunnel.ping.received}/${tunnel.ping.sent}` : '-', '']);
+  if (tunnel) {
+    rows.push(['agent start -> first reply s', '', fmt(tunnel.startToFirstReplyMs / 1000, 3), `${tunnel.coldHandshakeInits} handshake init(s)`]);
+    rows.push(['first ping RTT, new tunnel ms', '', fmt(tunnel.firstPingRttMs, 3), '']);
+    const mb = (r: Record<string, number | undefined>) => Object.values(r).map((v) => fmt(v === undefined ? undefined : v / 1024, 1)).join(', ');
+    rows.push(['agent RSS idle MiB (a, b)', '', mb(tunnel.rssIdleKb), '']);
+    rows.push(['agent RSS peak under load MiB', '', mb(tunnel.rssLoadKb), '']);
+  }
+  const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ')).join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const lab = await Lab.create({ hosts: ['a', 'b'] });
+  const agents: TestAgent[] = [];
+  let server: LabProcess | undefined;
+  try {
+    // One iperf3 server on b, on all addresses: it serves the plain and (later) the overlay runs.
+    server = lab.spawn('b', ['iperf3', '-s']);
+    await lab.waitForPort('b', 5201);
+    process.stderr.write('bench: plain path...\n');
+    const plain: PathResult = { ping: await ping(lab, 'a', lab.address('b')), tcpMbit: await tcpBothWays(lab, lab.address('b'), args) };
+    let tunnel: TunnelResult | undefined;
+    let skipped: string | undefined;
+    if (cliBuilt()) {
+      process.stderr.write('bench: idloc tunnel...\n');
+      agents.push(await createAgent(lab, 'a'), await createAgent(lab, 'b'));
+      try {
+        tunnel = await tunnelBench(lab, args, agents);
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\n${agents.map((a) => logTail(a)).join('\n')}`);
+      }
+    } else {
+      skipped = `${CLI} not built: tunnel not measured`;
+      process.stderr.write(`bench: ${skipped}\n`);
+    }
+    const results = {
+      date: new Date().toISOString(),
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
+      config: { seconds: args.seconds, runs: args.runs, pingCount: 50, pingIntervalMs: 10 },
+      plain, tunnel: tunnel ?? null, skipped: skipped ?? null,
+      ratios: tunnel ? {
+        tcpForward: mean(tunnel.tcpMbit.forward) / mean(plain.tcpMbit.forward),
+        tcpReverse: mean(tunnel.tcpMbit.reverse) / mean(plain.tcpMbit.reverse),
+        pingAvgExtraMs: tunnel.ping.avgMs - plain.ping.avgMs,
+        pingMedianExtraMs: tunnel.ping.medianMs - plain.ping.medianMs,
+      } : null,
+      durationS: (Date.now() - started) / 1000,
+    };
+    process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
+    const out = resolve(args.out);
+    writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+    process.stdout.write(`wrote ${out} (${results.durationS.toFixed(0)} s)\n`);
+  } finally {
+    await Promise.all(agents.map((a) => stopAgent(lab, a)));
+    if (server) await lab.stopProcess(server);
+    await lab.destroy();
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? String(e)}\n`);
+  process.exitCode = 1;
+});

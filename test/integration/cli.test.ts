@@ -1,0 +1,114 @@
+// The CLI's promises to a user at a terminal: bad input gives exit code 2 and one line saying what is
+// wrong; no agent or no privilege gives a clear one-liner and a non-zero code; `id` is stable and private.
+// Every `up` runs inside a lab namespace: if validation ever let one through, its TAP lands there,
+// not on the machine.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Lab, type ExecResult } from './lab.js';
+import { cliBuilt, runCli } from './agents.js';
+
+const KEY = 'ab'.repeat(32);
+
+function assertOneLine(r: ExecResult, code: number | 'nonzero', re: RegExp): void {
+  const what = `exit ${r.code}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}`;
+  if (code === 'nonzero') assert.ok(r.code !== 0 && r.code !== null, what);
+  else assert.equal(r.code, code, what);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `want one line on stderr: ${what}`);
+  assert.match(lines[0]!, re, what);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, `stack trace on stderr: ${what}`);
+}
+
+describe('idloc-agent command line', { skip: !cliBuilt() && 'dist/agent/cli.js not built' }, () => {
+  let lab: Lab;
+  let dir: string;
+  const cli = (args: string[], opts: Parameters<typeof runCli>[3] = {}) => runCli(lab, 'h', args, { allowFail: true, timeoutMs: 10_000, ...opts });
+  const up = (args: string[]) => cli(['up', '--state-dir', join(dir, 'state-up'), ...args]);
+
+  before(async () => {
+    lab = await Lab.create({ hosts: ['h'] });
+    dir = mkdtempSync(join(lab.dir, 'cli-'));
+  });
+  after(async () => { await lab?.destroy(); });
+
+  describe('bad flags and config files exit 2 with one line', () => {
+    const cases: [string, string[], RegExp][] = [
+      ['a port out of range', ['--listen', '99999'], /listen.*99999|99999.*port/i],
+      ['a port that is not a number', ['--listen', 'abc'], /listen/i],
+      ['a peer that is garbage', ['--peer', 'garbage'], /peer.*garbage/i],
+      ['a peer key of the wrong length', ['--peer', `${KEY.slice(2)}@198.51.100.11:4500`], /peer/i],
+      ['a peer with a bad endpoint', ['--peer', `${KEY}@198.51.100.11:99999`], /peer|HOST:PORT/i],
+      ['an unknown option', ['--frobnicate'], /unknown option.*frobnicate/i],
+      ['an unknown log level', ['--log-level', 'loud'], /log-level|loud/i],
+      ['a bad TAP name', ['--tap', 'this-name-is-way-too-long'], /tap|interface name/i],
+    ];
+    for (const [what, args, re] of cases) {
+      it(what, async () => assertOneLine(await up(args), 2, re));
+    }
+
+    it('a config file that is not JSON', async () => {
+      const f = join(dir, 'broken.json');
+      writeFileSync(f, '{ "listen": 4500, ');
+      assertOneLine(await up(['--config', f]), 2, /broken\.json.*JSON/i);
+    });
+    it('a config file with a bad value', async () => {
+      const f = join(dir, 'badvalue.json');
+      writeFileSync(f, JSON.stringify({ listen: 70000 }));
+      assertOneLine(await up(['--config', f]), 2, /listen/i);
+    });
+    it('a config file with an unknown key', async () => {
+      const f = join(dir, 'unknownkey.json');
+      writeFileSync(f, JSON.stringify({ lisen: 4500 }));
+      assertOneLine(await up(['--config', f]), 2, /lisen/);
+    });
+    it('a config file that does not exist', async () => {
+      assertOneLine(await up(['--config', join(dir, 'missing.json')]), 2, /missing\.json/);
+    });
+    it('a config file that cannot be read (a directory)', async () => {
+      const d = join(dir, 'adir.json');
+      mkdirSync(d);
+      assertOneLine(await up(['--config', d]), 2, /adir\.json/);
+    });
+    it('an unknown command', async () => {
+      assertOneLine(await cli(['frobnicate']), 2, /frobnicate|unknown command/i);
+    });
+  });
+
+  it('status with no agent running says so in one line and fails', async () => {
+    const r = await cli(['status', '--state-dir', join(dir, 'nobody-home'), '--json']);
+    assertOneLine(r, 'nonzero', /agent|running|control/i);
+    assert.equal(r.stdout, '');
+  });
+
+  it('id --json creates a private identity file and prints the same identity every time', async () => {
+    const state = join(dir, 'state-id');
+    const first = await cli(['id', '--state-dir', state, '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const id = JSON.parse(first.stdout) as Record<string, string>;
+    assert.match(id['publicKey']!, /^[0-9a-f]{64}$/);
+    assert.match(id['nodeId']!, /^[0-9a-f]+$/);
+    assert.match(id['ipv4']!, /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.\d+$/); // 100.64.0.0/10
+    assert.match(id['ipv6']!, /^fd1d:10c0:/);
+    assert.equal(statSync(join(state, 'identity.json')).mode & 0o777, 0o600);
+    const second = await cli(['id', '--state-dir', state, '--json']);
+    assert.deepEqual(JSON.parse(second.stdout), id);
+    const plain = await cli(['id', '--state-dir', state]);
+    assert.equal(plain.code, 0);
+    assert.ok(plain.stdout.includes(id['publicKey']!), plain.stdout);
+  });
+
+  it('up as an unprivileged user names the missing privilege and fails', async () => {
+    // A state dir the user may write, so the only thing missing is the privilege itself.
+    const state = join(dir, 'state-nobody');
+    for (const d of [lab.dir, dir]) chmodSync(d, 0o711); // traversable by nobody, still not listable
+    mkdirSync(state);
+    chownSync(state, 65534, 65534);
+    const wrap = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--'];
+    const r = await runCli(lab, 'h', ['up', '--state-dir', state, '--listen', '4500'], { wrap, allowFail: true });
+    assertOneLine(r, 'nonzero', /CAP_NET_ADMIN|root/);
+    const link = await lab.exec('h', ['ip', 'link', 'show', 'idloc0'], { allowFail: true });
+    assert.notEqual(link.code, 0, 'a TAP was left behind');
+  });
+});

@@ -1,0 +1,64 @@
+// The lab itself, without the agent: if these fail, every other integration test's failure is the lab's.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { Lab } from './lab.js';
+
+function namespaces(): string[] {
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+}
+
+describe('netns lab', () => {
+  let lab: Lab;
+  before(async () => { lab = await Lab.create({ hosts: ['a', 'b', 'c'] }); });
+  after(async () => { await lab?.destroy(); });
+
+  it('gives each host its own namespace and address on the simulated internet', async () => {
+    assert.deepEqual(lab.hosts, ['a', 'b', 'c']);
+    assert.equal(lab.address('a'), '198.51.100.10');
+    assert.equal(lab.address('c'), '198.51.100.12');
+    const out = await lab.exec('b', ['ip', '-4', '-o', 'addr', 'show', 'dev', lab.uplink]);
+    assert.match(out.stdout, /198\.51\.100\.11\/24/);
+  });
+
+  it('connects every pair of hosts', async () => {
+    await Promise.all([['a', 'b'], ['b', 'c'], ['c', 'a']].map(([x, y]) =>
+      lab.exec(x!, ['ping', '-c', '1', '-W', '2', lab.address(y!)])));
+  });
+
+  it('reports a failing command with its stderr, or returns it when allowed', async () => {
+    await assert.rejects(lab.exec('a', ['sh', '-c', 'echo nope >&2; exit 3']), /exited 3: nope/);
+    const r = await lab.exec('a', ['sh', '-c', 'exit 4'], { allowFail: true });
+    assert.equal(r.code, 4);
+    await assert.rejects(lab.exec('a', ['sleep', '10'], { timeoutMs: 200 }), /timed out/);
+  });
+
+  it('runs sshd reachable with the lab key', async () => {
+    const sshd = await lab.startSshd('b');
+    const r = await sshd.ssh('a', lab.address('b'), 'echo $((6*7)) $SSH_CONNECTION');
+    const [answer, client, , server] = r.stdout.trim().split(' ');
+    assert.equal(answer, '42');
+    assert.equal(client, lab.address('a'));
+    assert.equal(server, lab.address('b'));
+    await lab.stopProcess(sshd.proc);
+  });
+
+  it('carries TCP between hosts (iperf3)', async () => {
+    const server = lab.spawn('c', ['iperf3', '-s', '-1']);
+    await lab.waitForPort('c', 5201);
+    const r = await lab.exec('a', ['iperf3', '-c', lab.address('c'), '-t', '1', '-J']);
+    const bps = JSON.parse(r.stdout).end.sum_received.bits_per_second as number;
+    assert.ok(bps > 1e8, `plain TCP throughput ${bps} bit/s`);
+    await server.exited;
+  });
+
+  it('stops long-running processes by pid and leaves no namespace behind', async () => {
+    const lab2 = await Lab.create({ hosts: ['x'] });
+    const p = lab2.spawn('x', ['sleep', '60']);
+    assert.ok(namespaces().some((n) => n.startsWith(lab2.prefix)));
+    await lab2.destroy();
+    assert.equal(p.running, false);
+    await lab2.destroy(); // idempotent
+    assert.ok(!namespaces().some((n) => n.startsWith(lab2.prefix)), namespaces().join(' '));
+  });
+});
