@@ -41,6 +41,9 @@ export const REKEY_AFTER_MESSAGES = 2n ** 60n;
 export const REJECT_AFTER_MESSAGES = 2n ** 64n - 2n ** 13n - 1n;
 /** Retry an unanswered handshake initiation after this long (plus jitter). */
 export const REKEY_TIMEOUT_MS = 5_000;
+/** First retry of an unanswered initiation; doubles per retry up to REKEY_TIMEOUT_MS. Much shorter than
+ *  WireGuard's fixed 5 s because the first initiation is often lost to a peer that is still starting. */
+export const HANDSHAKE_RETRY_INITIAL_MS = 200;
 /** Jitter added to retries so two peers initiating at once do not stay in lockstep. */
 export const REKEY_TIMEOUT_JITTER_MS = 333;
 /** Give up handshaking with a peer after this long with no answer; queued packets are dropped. */

@@ -45,6 +45,8 @@ export class PeerState implements TunnelPeer {
   handshaking = false;
   attemptStart = 0;
   nextRetryAt = 0;
+  /** Initiations sent in this attempt: the retry delay doubles with each, from HANDSHAKE_RETRY_INITIAL_MS. */
+  initiations = 0;
   pending: Pending | undefined;
   lastInitTimestamp: Uint8Array | undefined;
   lastInitAt = -Infinity;

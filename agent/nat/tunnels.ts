@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   HANDSHAKE_INIT_RATE_MS, KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS,
-  REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, TUNNEL_TICK_MS,
+  REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, TUNNEL_TICK_MS, HANDSHAKE_RETRY_INITIAL_MS,
 } from '../constants.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './socket.js';
 import { HandshakeState, keyPairFromPrivate, type KeyPair } from './noise.js';
@@ -99,6 +99,13 @@ export class Tunnels {
     p.queue = [];
     this.byKey.delete(p.publicKeyHex);
     if (this.byStatic.get(p.staticXHex) === p) this.byStatic.delete(p.staticXHex);
+  }
+
+  /** Handshake now rather than on the first packet, so the first packet finds a session waiting. */
+  connect(peer: TunnelPeer): void {
+    const p = this.own(peer);
+    if (!p || this.closed || !p.endpoint) return;
+    if (!p.current?.canSend(this.now())) this.startHandshake(p, this.now());
   }
 
   peerByKey(publicKeyHex: string): TunnelPeer | undefined {
@@ -223,13 +230,17 @@ export class Tunnels {
     if (p.handshaking) return;
     p.handshaking = true;
     p.attemptStart = now;
+    p.initiations = 0;
     this.sendInitiation(p, now);
   }
 
   private sendInitiation(p: PeerState, now: number): void {
     if (p.pending) this.pendings.delete(p.pending.localIndex); // a response to an older try is void
     p.pending = undefined;
-    p.nextRetryAt = now + REKEY_TIMEOUT_MS + Math.random() * REKEY_TIMEOUT_JITTER_MS;
+    // Back off from HANDSHAKE_RETRY_INITIAL_MS to REKEY_TIMEOUT: a first initiation lost because the
+    // peer was still starting costs a fraction of a second, not WireGuard's fixed 5 s.
+    const delay = Math.min(REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS * 2 ** p.initiations++);
+    p.nextRetryAt = now + delay + Math.random() * REKEY_TIMEOUT_JITTER_MS;
     if (!p.endpoint) { this.stats.txNoEndpoint++; return; }
     const hs = new HandshakeState({ initiator: true, prologue: PROLOGUE, s: this.static, rs: p.staticX });
     const noise = hs.writeMessage(this.timestamp(now));
