@@ -92,7 +92,10 @@ export class Agent {
 
   start(): void {
     this.o.socket.onMessage((msg, from) => this.onDatagram(msg, from));
-    this.o.tap.start((batch) => this.inside.handleBatch(batch));
+    this.o.tap.start((batch) => {
+      this.inside.handleBatch(batch);
+      this.o.socket.flush?.(); // a batched socket sends this batch's datagrams now, not next turn
+    });
     // Peers with a known endpoint get a tunnel at once: the first packet then waits for nothing.
     for (const p of this.peers.values()) this.tunnels.connect(p.link);
     this.o.logger.info({ ...identityToJson(this.o.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.peers.size }, 'agent up');

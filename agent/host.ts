@@ -12,6 +12,7 @@ import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX_LEN } from './constants.js';
 import { NativeTap } from './tap/native-tap.js';
 import { UdpSocket } from './nat/udp-socket.js';
+import { NativeUdpSocket } from './nat/native-udp-socket.js';
 import { serveControl } from './control.js';
 
 const run = promisify(execFile);
@@ -57,7 +58,8 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     const tap = NativeTap.open({ name: config.tap, mtu: config.mtu, onError: (err) => fatal?.(err) });
     cleanups.push(() => tap.close());
     await assignAddresses(tap.name, identity);
-    const socket = await UdpSocket.bind(config.listen);
+    // The batched native socket when the addon is built; node:dgram otherwise (IPv4 either way).
+    const socket = NativeUdpSocket.available() ? NativeUdpSocket.bind(config.listen) : await UdpSocket.bind(config.listen);
     cleanups.push(() => socket.close());
     const agent = new Agent({ identity, tap, socket, peers: config.peers, logger });
     cleanups.splice(0, cleanups.length, () => agent.close()); // agent.close() closes tap and socket

@@ -7,6 +7,16 @@
       "conditions": [
         ["OS!='linux'", { "type": "none", "sources!": ["tap.c"] }]
       ]
+    },
+    {
+      # The data path: batched UDP (udp.c, which holds the module init) and ChaCha20-Poly1305 on
+      # Node's own OpenSSL (aead.c). No libraries to link: the EVP_* symbols resolve against node.
+      "target_name": "idloc_net",
+      "sources": ["udp.c", "aead.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none", "sources!": ["udp.c", "aead.c"] }]
+      ]
     }
   ]
 }

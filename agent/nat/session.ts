@@ -4,21 +4,23 @@
 //   | C4 00 00 00 | receiver idx u32 | counter u64 LE | ChaCha20-Poly1305(payload) | tag (16) |
 //
 // The AEAD nonce is 4 zero bytes || the counter as 8 bytes little-endian (Noise's nonce for
-// ChaChaPoly), so on receive the counter bytes of the header are copied into the nonce unchanged.
+// ChaChaPoly), so on receive the counter parsed from the header is the nonce, passed as a number.
 // No associated data (see messages.ts for why the header needs none).
 //
-// Lean by design: the two 12-byte nonce buffers are allocated once per session; per packet the only
-// allocations are node:crypto's cipher object, its output and tag, and the outgoing datagram.
+// Lean by design: each direction keys one Aead context (aead.ts: native when the addon is built) once
+// per session; per packet the only allocation is the outgoing datagram (the socket may keep it until
+// sent), and decryption writes into a shared scratch buffer, so a received packet allocates one view.
 // Limits (WireGuard paper 6.1): the sender stops at REJECT_AFTER_MESSAGES (capped at 2^53, where JS
 // numbers stop being exact) and everything stops REJECT_AFTER_TIME after creation.
 
-import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
+import { Aead } from './aead.js';
 import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_MS, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME_MS } from '../constants.js';
 import { AEAD_TAG_LEN, MAX_COUNTER, TRANSPORT_HEADER_LEN, writeTransportHeader } from './messages.js';
 import { ReplayWindow } from './replay-window.js';
 
-const CIPHER = 'chacha20-poly1305';
-const AEAD_OPTS = { authTagLength: AEAD_TAG_LEN } as const;
+/** Where decrypt() puts plaintext unless told otherwise: one per process, big enough for any datagram.
+ *  Safe to share because nothing decrypts again before the previous result has been consumed. */
+const SCRATCH = Buffer.allocUnsafeSlow(65536);
 
 /** Counter limits as numbers (the bigint constants are beyond 2^53; see replay-window.ts). */
 export const REKEY_AFTER_COUNTER = Math.min(Number(REKEY_AFTER_MESSAGES), MAX_COUNTER);
@@ -40,14 +42,12 @@ export class Session {
   /** Authenticated packets received (including keepalives). */
   rxMessages = 0;
   readonly replay = new ReplayWindow();
-  private readonly sendKey: KeyObject;
-  private readonly recvKey: KeyObject;
-  private readonly sendNonce = Buffer.alloc(12);
-  private readonly recvNonce = Buffer.alloc(12);
+  private readonly sendAead: Aead;
+  private readonly recvAead: Aead;
 
   constructor(keys: SessionKeys, localIndex: number, remoteIndex: number, isInitiator: boolean, createdAt: number) {
-    this.sendKey = createSecretKey(keys.send);
-    this.recvKey = createSecretKey(keys.recv);
+    this.sendAead = new Aead(keys.send);
+    this.recvAead = new Aead(keys.recv);
     this.localIndex = localIndex;
     this.remoteIndex = remoteIndex;
     this.isInitiator = isInitiator;
@@ -72,42 +72,26 @@ export class Session {
   /** Encrypt one payload (empty = keepalive) into a complete 0xC4 datagram. Caller checks canSend(). */
   encrypt(plaintext: Uint8Array): Buffer {
     const counter = this.sendCounter++;
-    const nonce = this.sendNonce;
-    // Counter into nonce bytes 4..11, little-endian; high word is 0 for the first 2^32 packets.
-    nonce.writeUInt32LE(counter >>> 0, 4);
-    nonce.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
-    const c = createCipheriv(CIPHER, this.sendKey, nonce, AEAD_OPTS);
-    const n = plaintext.length;
-    const out = Buffer.allocUnsafe(TRANSPORT_HEADER_LEN + n + AEAD_TAG_LEN);
+    const out = Buffer.allocUnsafe(TRANSPORT_HEADER_LEN + plaintext.length + AEAD_TAG_LEN);
     writeTransportHeader(out, this.remoteIndex, counter);
-    if (n > 0) {
-      const ct = c.update(plaintext);
-      ct.copy(out, TRANSPORT_HEADER_LEN);
-    }
-    c.final();
-    c.getAuthTag().copy(out, TRANSPORT_HEADER_LEN + n);
+    // The counter is the nonce (4 zero bytes || counter LE): exactly the header's counter field.
+    this.sendAead.seal(counter, plaintext, out, TRANSPORT_HEADER_LEN);
     return out;
   }
 
   /** Decrypt a 0xC4 datagram whose header parsed to `counter`. Returns the plaintext (possibly empty),
    *  'replay' if the counter was seen or is too old, or undefined if it does not authenticate.
-   *  The replay window only moves after authentication, so forgeries cannot shift it. */
-  decrypt(packet: Uint8Array, counter: number): Buffer | 'replay' | undefined {
+   *  The replay window only moves after authentication, so forgeries cannot shift it.
+   *  The plaintext is a view into `out` (default: a scratch buffer shared by all sessions), so it is
+   *  valid only until the next decrypt: consume or copy it first. `out` may be `packet` itself with
+   *  outOffset TRANSPORT_HEADER_LEN (in place). */
+  decrypt(packet: Uint8Array, counter: number, out: Buffer = SCRATCH, outOffset = 0): Buffer | 'replay' | undefined {
     if (!this.replay.check(counter)) return 'replay';
-    const nonce = this.recvNonce;
-    nonce.set(packet.subarray(8, TRANSPORT_HEADER_LEN), 4);
-    const tagAt = packet.length - AEAD_TAG_LEN;
-    let pt: Buffer;
-    try {
-      const d = createDecipheriv(CIPHER, this.recvKey, nonce, AEAD_OPTS);
-      d.setAuthTag(packet.subarray(tagAt));
-      pt = d.update(packet.subarray(TRANSPORT_HEADER_LEN, tagAt));
-      d.final(); // throws when the tag does not verify
-    } catch {
-      return undefined;
-    }
+    // The header's counter is the nonce, and parseTransport already read it: pass the number.
+    const n = this.recvAead.open(counter, packet.subarray(TRANSPORT_HEADER_LEN), out, outOffset);
+    if (n < 0) return undefined;
     this.replay.update(counter);
     this.rxMessages++;
-    return pt;
+    return out.subarray(outOffset, outOffset + n);
   }
 }

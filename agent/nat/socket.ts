@@ -1,6 +1,7 @@
 // The datagram edge of the agent: one UDP socket carries tunnel, overlay and STUN packets,
 // told apart by their first byte (RFC 7983 style; see agent/nat/demux.ts).
-// UdpSocket is the real one; MemoryNetwork (memory-socket.ts) is the twin used by in-process tests.
+// NativeUdpSocket (batched, native-helpers/udp.c) and UdpSocket (node:dgram, its fallback) are the real
+// ones; MemoryNetwork (memory-socket.ts) is the twin used by in-process tests.
 
 export interface Endpoint {
   address: string;
@@ -14,6 +15,8 @@ export interface DatagramSocket {
   onMessage(handler: (msg: Buffer, from: Endpoint) => void): void;
   /** Send one datagram; errors (unreachable, no route) are counted, never thrown. */
   send(msg: Uint8Array, to: Endpoint): void;
+  /** Sockets that batch sends (NativeUdpSocket) send what is queued now; others send at once anyway. */
+  flush?(): void;
   close(): Promise<void>;
 }
 
