@@ -57,6 +57,10 @@ export const MAX_QUEUED_PACKETS_PER_PEER = 1024;
 /** Anti-replay window size in bits (RFC 6479 style bitmap), as WireGuard: tolerates reordering on multi-path links. */
 export const REPLAY_WINDOW_BITS = 2048;
 
+/** After the host's addresses change, wait this long for the rest of the change (a delete and an add
+ *  come a few ms apart) before telling peers where we are now. */
+export const ADDRESS_CHANGE_SETTLE_MS = 30;
+
 // ---- Control -------------------------------------------------------------------------
 
 /** Name of the control socket inside the state dir. */

@@ -116,6 +116,12 @@ export class Agent {
     return peer;
   }
 
+  /** The host's own addresses changed (host.ts watches netlink): let peers know where we are now. */
+  addressesChanged(): void {
+    this.o.logger.info('local addresses changed; refreshing paths to peers');
+    this.tunnels.refreshPaths();
+  }
+
   status(): AgentStatus {
     const tunnelByKey = new Map(this.tunnels.status().map((t) => [t.publicKey, t]));
     const peers: PeerStatus[] = [];

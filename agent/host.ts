@@ -14,6 +14,7 @@ import { NativeTap } from './tap/native-tap.js';
 import { UdpSocket } from './nat/udp-socket.js';
 import { NativeUdpSocket } from './nat/native-udp-socket.js';
 import { serveControl } from './control.js';
+import { watchAddresses } from './nat/address-watch.js';
 
 const run = promisify(execFile);
 
@@ -69,6 +70,8 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     });
     cleanups.push(() => new Promise<void>((r) => control.close(() => r())));
     agent.start();
+    const watch = watchAddresses({ ignoreInterface: tap.name, onChange: () => agent.addressesChanged(), logger });
+    cleanups.push(() => watch.close());
   } catch (e) {
     await cleanup();
     throw e;

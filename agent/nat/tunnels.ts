@@ -41,6 +41,7 @@ export interface TunnelsOptions {
   privateKey: Uint8Array;
   socket: DatagramSocket;
   logger: Logger;
+  /** `packet` is valid only during the call (it lives in a scratch buffer): copy it to keep it. */
   onPacket: (peer: TunnelPeer, packet: Buffer) => void;
   now?: () => number;
 }
@@ -99,6 +100,18 @@ export class Tunnels {
     p.queue = [];
     this.byKey.delete(p.publicKeyHex);
     if (this.byStatic.get(p.staticXHex) === p) this.byStatic.delete(p.staticXHex);
+  }
+
+  /** Our own address changed: tell every peer at once (an authenticated keepalive moves our endpoint
+   *  at their end), and retry any handshake in progress now instead of after its backoff. */
+  refreshPaths(): void {
+    if (this.closed) return;
+    const now = this.now();
+    for (const p of this.byKey.values()) {
+      const s = p.current;
+      if (s && p.endpoint && s.canSend(now)) this.transmit(p, s, EMPTY, now);
+      else if (p.handshaking) { p.initiations = 0; this.sendInitiation(p, now); }
+    }
   }
 
   /** Handshake now rather than on the first packet, so the first packet finds a session waiting. */

@@ -233,7 +233,8 @@ test('handshake retries back off from HANDSHAKE_RETRY_INITIAL to REKEY_TIMEOUT a
   assert.equal(a.t.stats.queueDropped, 6);
   assert.equal(a.t.stats.handshakeInitSent, 1);
   w.advance(HANDSHAKE_RETRY_INITIAL_MS + REKEY_TIMEOUT_JITTER_MS + 250);
-  assert.equal(a.t.stats.handshakeInitSent, 2, 'a lost first initiation is retried within a fraction of a second');
+  // The first retry is due by 533 ms (200 + jitter); with little jitter the second (400 ms later) may be too.
+  assert.ok(a.t.stats.handshakeInitSent >= 2, 'a lost first initiation is retried within a fraction of a second');
   // Delays double: 0.2, 0.4, 0.8, 1.6, 3.2 s, then REKEY_TIMEOUT (5 s) plus jitter each.
   w.advance(20_000);
   const at20 = a.t.stats.handshakeInitSent;
