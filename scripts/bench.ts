@@ -2,9 +2,10 @@
 // netns lab (the design brief, section 7: compare ratios from the same run, never absolute numbers
 // across runs). Prints a table and writes bench-results.json (--out PATH to change it).
 //
-// Measures: iperf3 TCP throughput (--runs x --seconds each direction), ping RTT (50 x 10 ms),
-// time from agent start to the first ping reply, the first ping's RTT through a fresh tunnel
-// (handshake included), and the agents' RSS idle and under load. Total well under two minutes.
+// Measures: iperf3 TCP throughput (--runs x --seconds each direction) at the default 1420 TAP MTU and
+// at a 65000-byte inner MTU, ping RTT (50 x 10 ms), time from agent start to the first ping reply, the
+// first ping's RTT through a fresh tunnel (handshake included), handover time after an address change,
+// and the agents' RSS idle and under load. Total about two minutes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { resolve } from 'node:path';
@@ -101,6 +102,11 @@ async function firstReply(lab: Lab, from: string, to: string, t0: number, timeou
 }
 
 interface TunnelResult extends PathResult {
+  /** TCP with a 65000-byte inner MTU (`up --mtu 65000`): the outer datagrams are then IP-fragmented on
+   *  the underlay, which a LAN or this lab carries and many internet paths do not; hence not the default. */
+  tcpMbitLargeMtu: { mtu: number; forward: number[]; reverse: number[] };
+  /** Host a's underlay address changes while b pings it every 10 ms: the gap until replies resume. */
+  handoverMs: number;
   startToFirstReplyMs: number;
   coldHandshakeInits: number;
   firstPingRttMs: number;
@@ -137,12 +143,41 @@ async function tunnelBench(lab: Lab, a: Args, agents: TestAgent[]): Promise<Tunn
       if (v !== undefined) rssLoadKb[k] = Math.max(rssLoadKb[k] ?? 0, v);
     }
   }, 250);
+  let tcpMbit: PathResult['tcpMbit'];
   try {
-    const tcpMbit = await tcpBothWays(lab, B.id.ipv4, a);
-    return { tcpMbit, ping: ping4, startToFirstReplyMs, coldHandshakeInits, firstPingRttMs, rssIdleKb, rssLoadKb };
+    tcpMbit = await tcpBothWays(lab, B.id.ipv4, a);
   } finally {
     clearInterval(sampler);
   }
+  // 3. The same with a large inner MTU, where per-packet costs stop dominating.
+  await Promise.all([stopAgent(lab, A), stopAgent(lab, B)]);
+  startAgent(lab, A, [B], ['--mtu', String(LARGE_MTU)]);
+  startAgent(lab, B, [A], ['--mtu', String(LARGE_MTU)]);
+  await Promise.all([waitReady(lab, A), waitReady(lab, B)]);
+  const tcpMbitLargeMtu = { mtu: LARGE_MTU, ...(await tcpBothWays(lab, B.id.ipv4, a)) };
+  // 4. Handover, last because it moves host a for good.
+  const handoverMs = await handover(lab, A);
+  return { tcpMbit, tcpMbitLargeMtu, handoverMs, ping: ping4, startToFirstReplyMs, coldHandshakeInits, firstPingRttMs, rssIdleKb, rssLoadKb };
+}
+
+const LARGE_MTU = 65000;
+const HANDOVER_ADDRESS = '198.51.100.77';
+
+/** b pings a every 10 ms (b is then the side that must learn a's new endpoint, a the side that must
+ *  speak first); a moves to a new address; the handover time is from the move to the first reply. */
+async function handover(lab: Lab, A: TestAgent): Promise<number> {
+  await lab.exec('b', ['ping', '-c', '3', '-i', '0.2', A.id.ipv4]);
+  const pinger = lab.exec('b', ['ping', '-D', '-c', '400', '-i', '0.01', '-W', '1', A.id.ipv4], { allowFail: true, timeoutMs: 30_000 });
+  await sleep(1000);
+  const old = lab.address('a');
+  const moved = Date.now();
+  await lab.exec('a', ['ip', 'addr', 'del', `${old}/24`, 'dev', lab.uplink]);
+  await lab.exec('a', ['ip', 'addr', 'add', `${HANDOVER_ADDRESS}/24`, 'dev', lab.uplink]);
+  const r = await pinger;
+  const replies = [...r.stdout.matchAll(/^\[(\d+\.\d+)\].*time=/gm)].map((m) => Number(m[1]) * 1000);
+  const after = replies.find((t) => t > moved);
+  if (after === undefined) throw new Error(`no reply after the move: ${r.stdout.slice(-500)}`);
+  return after - moved;
 }
 
 function fmt(n: number | undefined, digits = 2): string {
@@ -158,6 +193,10 @@ function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
   };
   row('TCP a->b Mbit/s', plain.tcpMbit.forward, tunnel?.tcpMbit.forward, 0);
   row('TCP b->a Mbit/s', plain.tcpMbit.reverse, tunnel?.tcpMbit.reverse, 0);
+  if (tunnel) {
+    rows.push([`TCP a->b Mbit/s, inner MTU ${tunnel.tcpMbitLargeMtu.mtu}`, '', tunnel.tcpMbitLargeMtu.forward.map((x) => fmt(x, 0)).join(', '), fmt(mean(tunnel.tcpMbitLargeMtu.forward) / mean(plain.tcpMbit.forward), 3)]);
+    rows.push([`TCP b->a Mbit/s, inner MTU ${tunnel.tcpMbitLargeMtu.mtu}`, '', tunnel.tcpMbitLargeMtu.reverse.map((x) => fmt(x, 0)).join(', '), fmt(mean(tunnel.tcpMbitLargeMtu.reverse) / mean(plain.tcpMbit.reverse), 3)]);
+  }
   row('ping avg ms', [plain.ping.avgMs], tunnel && [tunnel.ping.avgMs], 3);
   row('ping median ms', [plain.ping.medianMs], tunnel && [tunnel.ping.medianMs], 3);
   row('ping max ms', [plain.ping.maxMs], tunnel && [tunnel.ping.maxMs], 3);
@@ -165,6 +204,7 @@ function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
   if (tunnel) {
     rows.push(['agent start -> first reply s', '', fmt(tunnel.startToFirstReplyMs / 1000, 3), `${tunnel.coldHandshakeInits} handshake init(s)`]);
     rows.push(['first ping RTT, new tunnel ms', '', fmt(tunnel.firstPingRttMs, 3), '']);
+    rows.push(['handover: address change -> reply ms', '', fmt(tunnel.handoverMs, 0), 'moving side silent']);
     const mb = (r: Record<string, number | undefined>) => Object.values(r).map((v) => fmt(v === undefined ? undefined : v / 1024, 1)).join(', ');
     rows.push(['agent RSS idle MiB (a, b)', '', mb(tunnel.rssIdleKb), '']);
     rows.push(['agent RSS peak under load MiB', '', mb(tunnel.rssLoadKb), '']);
