@@ -83,3 +83,137 @@ export const TAP_SLOT_SLACK = 32;
  *  every timer above is whole seconds plus REKEY_TIMEOUT_JITTER_MS, so a quarter second of granularity
  *  loses nothing, and one tick for all peers costs far less than a timer per peer per event. */
 export const TUNNEL_TICK_MS = 250;
+
+// ---- Overlay: Kademlia routing, lookups and RPC (agent/overlay) ----------------------
+
+/** k, the bucket size and replication factor: the Kademlia paper's 20, chosen so that k nodes all leaving
+ *  within one refresh interval is vanishingly unlikely; 20 contacts x ~log2(N) buckets stays small. */
+export const KADEMLIA_K = 20;
+/** α, the lookup parallelism: the paper's 3. More gives little latency back for a lot of extra traffic;
+ *  fewer lets one dead or slow contact stall a round. */
+export const KADEMLIA_ALPHA = 3;
+/** Refresh (look up a random id in) a bucket that saw no lookup for this long: the paper's one hour. */
+export const BUCKET_REFRESH_INTERVAL_MS = 3_600_000;
+/** Contacts kept per bucket to replace dead ones at once (libtorrent/BEP 5 style replacement cache): under
+ *  churn a failed contact is then swapped for a known-live one instead of leaving a hole until refresh. */
+export const BUCKET_REPLACEMENT_CACHE_SIZE = 8;
+/** Drop a contact after this many consecutive failed RPCs (each already 3 tries, see RPC_MAX_TRIES):
+ *  one failure under 5% loss is ~0.1% likely for a live node, two ~1e-6; with a replacement waiting, one. */
+export const ROUTING_MAX_FAILURES = 2;
+/** A full bucket's least-recently-seen contact heard from within this long is taken as alive without a ping
+ *  (the newcomer goes to the replacement cache): saves a ping per new contact in busy top buckets, and a node
+ *  seen a minute ago is very likely still there (Kademlia's own reasoning for preferring old contacts). */
+export const ROUTING_PING_IF_IDLE_MS = 60_000;
+/** Storers re-send the records they hold to the current k closest this often (the paper's tReplicate), so
+ *  records follow the k-closest set as nodes join and leave. */
+export const DHT_REPLICATE_INTERVAL_MS = 3_600_000;
+/** Owners re-store their own records this often: half of DHT_RECORD_LIFETIME_MS, so one lost republish
+ *  never lets a live host's record expire. */
+export const DHT_REPUBLISH_INTERVAL_MS = 1_800_000;
+/** Default lifetime of a record a storer keeps (locator, service): an hour, since locators go stale when NAT
+ *  bindings and addresses change; the owner republishes long before. */
+export const DHT_RECORD_LIFETIME_MS = 3_600_000;
+/** Lifetime of names and IPv4 claims: the paper's 24 h expiry; long so an owner that is offline for a while
+ *  keeps its name, short enough that abandoned names come free. */
+export const DHT_CLAIM_LIFETIME_MS = 86_400_000;
+/** First retransmission of an unanswered overlay request (hop by hop, as P2PP over UDP): 250 ms is more than
+ *  twice a 100 ms wide-area RTT, so a live peer rarely gets a needless duplicate, and a lost datagram costs
+ *  a quarter second, not the seconds of a TCP-like RTO. Doubles per try. */
+export const RPC_RETRANSMIT_INITIAL_MS = 250;
+/** Tries per request (P2PP's 3): 250 + 500 + 1000 ms = 1.75 s before the peer counts as failed; under 5% loss
+ *  three lost round trips in a row are ~0.1% likely. */
+export const RPC_MAX_TRIES = 3;
+/** Responses kept for answering retransmitted requests (so a repeated STORE is not applied twice): longer than
+ *  the 1.75 s a requester keeps retrying plus two one-way delays. */
+export const RPC_RESPONSE_CACHE_MS = 5_000;
+/** Bound on that cache, so a request flood cannot grow it without limit. */
+export const RPC_RESPONSE_CACHE_MAX = 4_096;
+/** A lookup treats a contact as failed after this long without an answer: a safety net just above the RPC's
+ *  own 1.75 s give-up, for query functions that never settle. */
+export const LOOKUP_QUERY_TIMEOUT_MS = 2_000;
+
+// ---- Overlay wire format limits (agent/overlay/codec.ts) -----------------------------
+
+/** Largest overlay datagram, sent or accepted: with IPv6 (40) + UDP (8) it is 1448 bytes, under the 1500
+ *  UNDERLAY_MTU with room for PPPoE or one more encapsulation, so overlay messages never fragment (a lost
+ *  fragment loses the whole message, and many NATs drop fragments outright). */
+export const OVERLAY_MAX_DATAGRAM = 1400;
+/** Initial TTL of a routed message, i.e. how many times it may be forwarded. idloc's lookups are iterative
+ *  (direct, one hop); only ATTACH is relayed, through one or two rendezvous peers, so 8 is ample, and small
+ *  enough that a routing loop dies quickly. */
+export const OVERLAY_DEFAULT_TTL = 8;
+/** Via entries a message may carry (20 bytes each): as many hops as the default TTL allows; a forwarder
+ *  that would exceed it drops the message instead, so a loop cannot grow a message without bound. */
+export const OVERLAY_MAX_VIA = OVERLAY_DEFAULT_TTL;
+/** Destination entries (21 bytes each): an answer's route is the request's Via list reversed plus the
+ *  originator, so one more than OVERLAY_MAX_VIA. */
+export const OVERLAY_MAX_DESTINATIONS = OVERLAY_MAX_VIA + 1;
+/** Contacts in one FIND_NODE/FETCH answer: k, what a Kademlia lookup asks for. At 53 bytes + endpoints each,
+ *  k contacts with one IPv4 endpoint fit OVERLAY_MAX_DATAGRAM, k with IPv6 do not: answerers trim the
+ *  farthest (codec.ts trimToFit), which an iterative lookup tolerates. */
+export const OVERLAY_MAX_CONTACTS = KADEMLIA_K;
+/** Endpoints per contact: host IPv4, host IPv6, server-reflexive and relayed covers what ICE gathers for a
+ *  typical host; more would crowd other contacts out of the datagram. */
+export const OVERLAY_MAX_ENDPOINTS = 4;
+/** Signed records per STORE or FETCH answer: a resource holds few records (one per owner and kind), and
+ *  each is tens to hundreds of bytes, so more than 16 would not fit a datagram anyway. */
+export const OVERLAY_MAX_RECORDS = 16;
+/** TLVs a receiver scans in one message, known or skipped: the largest valid message has about 20 (sender,
+ *  resource, 16 records); the bound caps the work a crafted datagram of 4-byte empty TLVs can cause. */
+export const OVERLAY_MAX_TLVS = 32;
+/** Bytes of an ERROR's reason text: it is for logs, not for programs (they read the code). */
+export const OVERLAY_MAX_REASON_BYTES = 128;
+
+// ---- Overlay records, their store and the NodeID puzzle (agent/overlay/records.ts, store.ts, puzzle.ts) --
+
+/** Leading zero bits the NodeID puzzle asks for by default: 2^16 ≈ 65k SHA-256 on average, ~0.2 s in JS
+ *  once per key at start, one hash for every verifier. It will not stop a rich attacker; it prices a
+ *  flood of 10^5 Sybil keys at ~6.5·10^9 hashes (hours of one core in JS) while a real host never
+ *  notices. Public overlays raise it; every node of one overlay must use the same value. */
+export const PUZZLE_DEFAULT_DIFFICULTY = 16;
+/** solvePuzzle refuses more: 2^40 hashes would take days in JS, so a larger number is a config mistake. */
+export const PUZZLE_MAX_DIFFICULTY = 40;
+/** Largest kind-specific value in a record: with the 84-byte header and 64-byte signature a record stays
+ *  under 1200 bytes, so one fits in an overlay message inside a 1280-byte IPv6 minimum-MTU datagram
+ *  (no IP fragmentation, which NATs and firewalls often drop). */
+export const RECORD_MAX_VALUE_BYTES = 1024;
+/** Longest lifetime a record may ask for: Kademlia's 24 h expiry, so an abandoned key's names and
+ *  claims free themselves within a day. */
+export const RECORD_MAX_LIFETIME_S = 86_400;
+/** A record created further than this in the future (by our clock) is refused: otherwise a skewed or
+ *  malicious clock could outlive RECORD_MAX_LIFETIME_S. Five minutes is Kerberos' default tolerance,
+ *  generous for NTP-less hosts yet short against the 24 h lifetime cap. */
+export const RECORD_MAX_CLOCK_SKEW_MS = 5 * 60_000;
+/** Default lifetimes per kind (owners republish at half of it). Locators change with the network, so
+ *  a dead host's stale locator must vanish soon; service offers likewise. IPv4 claims live an hour so a
+ *  brief outage does not lose the address; names live the full day, as P2PNS names are meant to persist. */
+export const LOCATOR_LIFETIME_S = 900;
+export const SERVICE_LIFETIME_S = 900;
+export const IPV4_CLAIM_LIFETIME_S = 3_600;
+export const NAME_LIFETIME_S = 86_400;
+/** ICE candidates in one locator: host candidates for a few interfaces x 2 families, plus srflx and
+ *  relay, stays well below 16; 16 x 24 bytes also fits RECORD_MAX_VALUE_BYTES with room to spare. */
+export const LOCATOR_MAX_CANDIDATES = 16;
+/** Rendezvous peers a NATed host names: it keeps keepalives to "a few"; 8 is plenty and bounds the record. */
+export const LOCATOR_MAX_RENDEZVOUS = 8;
+/** Endpoints one provider lists in a service record (one per family and transport suffices in practice). */
+export const SERVICE_MAX_ENDPOINTS = 8;
+/** Longest name: one DNS label, so `<name>.idloc` is a valid DNS name for the agent's DNS responder. */
+export const NAME_MAX_LEN = 63;
+/** Longest service name ("stun", "turn", "relay", ...). */
+export const SERVICE_NAME_MAX_LEN = 32;
+/** Highest IPv4 re-derivation `attempt` a claim may use. Each attempt collides with probability
+ *  nodes/2^22 (2.4% at 10^5 nodes), so 32 tries fail together with odds ~10^-52; the bound stops one key
+ *  from squatting more than 32 addresses of the 4M (the puzzle prices the keys). */
+export const IPV4_MAX_CLAIM_ATTEMPT = 31;
+/** Records one node stores. A node keeps copies for the resources nearest its NodeID: with k = 20 copies
+ *  and a few records per host that is ~100 per node on average, so 20,000 leaves 200x headroom for
+ *  skewed id spaces while capping memory at ~25 MB even if every record is full size. When full, new
+ *  (resource, owner) entries are refused after an expiry sweep; updates of stored entries are still
+ *  accepted. Refusing rather than evicting keeps a flood from pushing out records already held (the
+ *  reason Kademlia's k-buckets prefer old contacts), and owners republish elsewhere. */
+export const STORE_MAX_RECORDS = 20_000;
+/** Entries one owner key may hold on one node. A host writes 1 locator, 1 IPv4 claim, a few names and
+ *  service offers, and their resource ids scatter over the id space, so any one node sees few of them;
+ *  32 is generous for that yet stops one key from filling a node's store. */
+export const STORE_MAX_RECORDS_PER_OWNER = 32;

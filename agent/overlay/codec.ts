@@ -1,0 +1,300 @@
+// The overlay's wire protocol: RELOAD-style (RFC 6940) binary messages on the agent's one UDP socket,
+// told apart from tunnel and STUN datagrams by the first byte 0xD2 (agent/nat/demux.ts). Network byte order.
+//
+//    0      1      2      3      4      5      6      7      8      9
+//   +------+------+------+------+------+------+------+------+------+
+//   | 0xD2 | 'I'  | 'D'  | 'L'  | ver  | TTL  | flags|  code (u16) |        ver = 1
+//   +------+------+------+------+------+------+------+------+------+
+//    9                                           17                    21
+//   +--------------------------------------------+---------------------+
+//   |          transaction id (u64)              |  total length (u32) |   length = the whole datagram
+//   +--------------------------------------------+---------------------+
+//    21
+//   +-------+-------------------+-------------------+-- --
+//   | nvia  | via[0] NodeID (20)| via[1] NodeID (20)| ...       nvia  <= OVERLAY_MAX_VIA
+//   +-------+-------------------+-------------------+-- --
+//   +-------+------+-----------+------+-----------+-- --
+//   | ndest | type | id (20)   | type | id (20)   | ...        ndest <= OVERLAY_MAX_DESTINATIONS
+//   +-------+------+-----------+------+-----------+-- --       type 1 = NodeID, 2 = resource id
+//   +-------------+--------------+---------------+-- --
+//   | type (u16)  | length (u16) | value         | TLV ...     to the end; <= OVERLAY_MAX_TLVS TLVs
+//   +-------------+--------------+---------------+-- --        (registry and bodies: messages.ts)
+//
+// flags: 0x01 response, 0x02 error (only with response: the body is an ERROR answering `code`); the other
+// bits must be 0. code: PING 1, FIND_NODE 2, FETCH 3, STORE 4, ATTACH 5, LEAVE 6; a request and its
+// answer share the code and the transaction id. The whole datagram is at most OVERLAY_MAX_DATAGRAM bytes.
+//
+// Routing (RELOAD section 6.3): TTL counts the forwards a message may still take; a node that forwards a
+// request decrements it and appends its own NodeID to the Via list, so the answer can return along it;
+// a message with TTL 0 is not forwarded. An answer to a relayed request is addressed with the Via list
+// reversed plus the originator (answerDestinations); each node on the way removes itself from the front.
+// An empty destination list means "the node that receives this": every direct, one-hop RPC (all of
+// Kademlia's iterative lookups) uses it. Relays work on the bytes (forwardHop) without parsing the body,
+// so messages a newer node sends pass through older ones unchanged.
+//
+// Parsing never throws and returns undefined for anything malformed: wrong token or version, reserved
+// flag bits, a length field that disagrees with the datagram (so trailing garbage or truncation), lists
+// over their limits, TLVs running past the end, an unknown critical TLV (type bit 0x8000; unknown types
+// without it are skipped: forward compatibility). Marshalling throws RangeError on the caller's bugs
+// (wrong sizes, too many entries, over OVERLAY_MAX_DATAGRAM), since our own code builds those.
+
+import {
+  NODE_ID_BYTES, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_DESTINATIONS, OVERLAY_MAX_TLVS, OVERLAY_MAX_VIA,
+} from '../constants.js';
+import { formatIpv4, formatIpv6, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
+import type { Endpoint } from '../nat/socket.js';
+import {
+  PUBLIC_KEY_BYTES, SPECS, TLV_SENDER, Writer, allowedMask, emptyFields, kindOf, readTlv, writeSender,
+  type Body, type BodyKind, type OverlayContact, type OverlayEndpoint, type Sender, type Spec,
+} from './messages.js';
+
+export * from './messages.js';
+
+/** 0xD2 'I' 'D' 'L': the first byte is the demux class, the other three make a stray datagram unlikely to pass. */
+export const OVERLAY_TOKEN = Uint8Array.of(0xd2, 0x49, 0x44, 0x4c);
+export const OVERLAY_VERSION = 1;
+export const FLAG_RESPONSE = 0x01;
+export const FLAG_ERROR = 0x02;
+export const HEADER_LEN = 21;
+export const DEST_NODE = 1;
+export const DEST_RESOURCE = 2;
+const DEST_ENTRY_LEN = 1 + NODE_ID_BYTES;
+const TTL_OFF = 5;
+const LENGTH_OFF = 17;
+
+export interface Destination {
+  type: 'node' | 'resource';
+  id: Uint8Array;
+}
+
+export interface OverlayHeader {
+  ttl: number;
+  txid: bigint;
+  via: Uint8Array[];
+  dest: Destination[];
+  /** The originator (not the last hop, unless `via` is empty). */
+  sender: Sender;
+}
+
+export type OverlayMessage = OverlayHeader & Body;
+export type MessageOf<K extends BodyKind> = OverlayHeader & Extract<Body, { kind: K }>;
+
+/** The header, Via and destination lists, without the body: what a relay needs. */
+export interface Route {
+  ttl: number;
+  flags: number;
+  code: number;
+  txid: bigint;
+  via: Uint8Array[];
+  dest: Destination[];
+  /** Offset of the destination count byte, and of the first TLV. */
+  destOffset: number;
+  bodyOffset: number;
+}
+
+// ---- parse ---------------------------------------------------------------------------------------
+
+const u32 = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+
+/** Parse and check everything before the TLVs. Views into `b`. */
+export function parseRoute(b: Uint8Array): Route | undefined {
+  const len = b.length;
+  if (len < HEADER_LEN + 2 || len > OVERLAY_MAX_DATAGRAM) return undefined;
+  if (b[0] !== OVERLAY_TOKEN[0] || b[1] !== OVERLAY_TOKEN[1] || b[2] !== OVERLAY_TOKEN[2] || b[3] !== OVERLAY_TOKEN[3]) return undefined;
+  if (b[4] !== OVERLAY_VERSION) return undefined;
+  const flags = b[6]!;
+  if ((flags & ~(FLAG_RESPONSE | FLAG_ERROR)) !== 0 || flags === FLAG_ERROR) return undefined;
+  if (u32(b, LENGTH_OFF) !== len) return undefined;
+  let off = HEADER_LEN;
+  const nvia = b[off++]!;
+  if (nvia > OVERLAY_MAX_VIA || off + nvia * NODE_ID_BYTES + 1 > len) return undefined;
+  const via: Uint8Array[] = [];
+  for (let i = 0; i < nvia; i++, off += NODE_ID_BYTES) via.push(b.subarray(off, off + NODE_ID_BYTES));
+  const destOffset = off;
+  const ndest = b[off++]!;
+  if (ndest > OVERLAY_MAX_DESTINATIONS || off + ndest * DEST_ENTRY_LEN > len) return undefined;
+  const dest: Destination[] = [];
+  for (let i = 0; i < ndest; i++, off += DEST_ENTRY_LEN) {
+    const t = b[off]!;
+    if (t !== DEST_NODE && t !== DEST_RESOURCE) return undefined;
+    dest.push({ type: t === DEST_NODE ? 'node' : 'resource', id: b.subarray(off + 1, off + DEST_ENTRY_LEN) });
+  }
+  return {
+    ttl: b[TTL_OFF]!,
+    flags,
+    code: (b[7]! << 8) | b[8]!,
+    txid: (BigInt(u32(b, 9)) << 32n) | BigInt(u32(b, 13)),
+    via,
+    dest,
+    destOffset,
+    bodyOffset: off,
+  };
+}
+
+/** Parse one overlay datagram; undefined if anything is wrong. Ids, keys and blobs are views into `b`. */
+export function parseOverlayMessage(b: Uint8Array): OverlayMessage | undefined {
+  const r = parseRoute(b);
+  if (!r) return undefined;
+  const kind: BodyKind | undefined = r.flags & FLAG_ERROR ? 'error' : kindOf(r.code, (r.flags & FLAG_RESPONSE) !== 0);
+  if (kind === undefined) return undefined;
+  const f = emptyFields();
+  let off = r.bodyOffset;
+  for (let n = 0; off < b.length; n++) {
+    if (n >= OVERLAY_MAX_TLVS || off + 4 > b.length) return undefined;
+    const type = (b[off]! << 8) | b[off + 1]!;
+    const end = off + 4 + ((b[off + 2]! << 8) | b[off + 3]!);
+    if (end > b.length || !readTlv(f, type, b, off + 4, end)) return undefined;
+    off = end;
+  }
+  const spec = SPECS[kind] as unknown as Spec<BodyKind>;
+  const required = spec.required | (1 << TLV_SENDER);
+  if ((f.seen & ~allowedMask(spec)) !== 0 || (f.seen & required) !== required) return undefined;
+  return { ttl: r.ttl, txid: r.txid, via: r.via, dest: r.dest, sender: f.sender!, ...spec.decode(f, r.code) };
+}
+
+// ---- marshal -------------------------------------------------------------------------------------
+
+const writer = new Writer();
+
+function encode(m: OverlayMessage): Writer {
+  const w = writer;
+  w.off = 0;
+  if (!Number.isInteger(m.ttl) || m.ttl < 0 || m.ttl > 0xff) throw new RangeError(`bad TTL ${m.ttl}`);
+  if (m.txid < 0n || m.txid >= 1n << 64n) throw new RangeError('transaction id must be a u64');
+  const spec = SPECS[m.kind] as unknown as Spec<BodyKind>;
+  w.bytes(OVERLAY_TOKEN);
+  w.u8(OVERLAY_VERSION);
+  w.u8(m.ttl);
+  w.u8(m.kind === 'error' ? FLAG_RESPONSE | FLAG_ERROR : spec.response ? FLAG_RESPONSE : 0);
+  w.u16(m.kind === 'error' ? m.method : spec.method);
+  for (const shift of [56n, 48n, 40n, 32n, 24n, 16n, 8n, 0n]) w.u8(Number((m.txid >> shift) & 0xffn));
+  w.off += 4; // length, filled in below
+  if (m.via.length > OVERLAY_MAX_VIA) throw new RangeError(`${m.via.length} Via entries, at most ${OVERLAY_MAX_VIA}`);
+  w.u8(m.via.length);
+  for (const id of m.via) w.bytes(id, NODE_ID_BYTES);
+  if (m.dest.length > OVERLAY_MAX_DESTINATIONS) throw new RangeError(`${m.dest.length} destinations, at most ${OVERLAY_MAX_DESTINATIONS}`);
+  w.u8(m.dest.length);
+  for (const d of m.dest) {
+    w.u8(d.type === 'node' ? DEST_NODE : DEST_RESOURCE);
+    w.bytes(d.id, NODE_ID_BYTES);
+  }
+  writeSender(w, m.sender);
+  spec.encode(w, m);
+  const n = w.off;
+  w.buf[LENGTH_OFF] = n >>> 24;
+  w.buf[LENGTH_OFF + 1] = (n >>> 16) & 0xff;
+  w.buf[LENGTH_OFF + 2] = (n >>> 8) & 0xff;
+  w.buf[LENGTH_OFF + 3] = n & 0xff;
+  return w;
+}
+
+/** Bytes `m` would take on the wire (may exceed OVERLAY_MAX_DATAGRAM; marshal would then throw). */
+export function encodedLength(m: OverlayMessage): number {
+  return encode(m).off;
+}
+
+/** Serialize; throws RangeError if `m` breaks a limit or exceeds OVERLAY_MAX_DATAGRAM. */
+export function marshalOverlayMessage(m: OverlayMessage): Buffer {
+  const w = encode(m);
+  if (w.off > OVERLAY_MAX_DATAGRAM) throw new RangeError(`overlay message of ${w.off} bytes, at most ${OVERLAY_MAX_DATAGRAM}`);
+  return Buffer.from(w.buf.subarray(0, w.off));
+}
+
+/** For answers carrying contacts (sorted closest first): drop the farthest until the message fits a
+ *  datagram. Returns `m` itself if it fits, a copy with fewer contacts, or undefined if nothing helps. */
+export function trimToFit<M extends OverlayMessage>(m: M): M | undefined {
+  if (encodedLength(m) <= OVERLAY_MAX_DATAGRAM) return m;
+  if (m.kind !== 'find-node-answer' && m.kind !== 'fetch-answer') return undefined;
+  const t = { ...m, contacts: m.contacts.slice() };
+  while (t.contacts.length > 0) {
+    t.contacts.pop();
+    if (encodedLength(t) <= OVERLAY_MAX_DATAGRAM) return t;
+  }
+  return undefined;
+}
+
+// ---- routing -------------------------------------------------------------------------------------
+
+function idEquals(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** True for answers (PONG, ..._ANSWER, ERROR): what the header's response flag says. */
+export function isAnswer(m: OverlayMessage): boolean {
+  return m.kind === 'error' || SPECS[m.kind].response;
+}
+
+/** Relay a datagram one hop without parsing its body: TTL - 1, our NodeID removed from the front of the
+ *  destination list if it is there, and (requests only) appended to the Via list. Undefined if the
+ *  datagram is malformed, its TTL is 0 (answer ERR_TTL_EXCEEDED if you like), the Via list is full or
+ *  already holds us (a routing loop), or it would outgrow OVERLAY_MAX_DATAGRAM. */
+export function forwardHop(b: Uint8Array, selfId: Uint8Array): Buffer | undefined {
+  const r = parseRoute(b);
+  if (!r || r.ttl === 0 || selfId.length !== NODE_ID_BYTES) return undefined;
+  const addVia = (r.flags & FLAG_RESPONSE) === 0;
+  const first = r.dest[0];
+  const pop = first !== undefined && first.type === 'node' && idEquals(first.id, selfId);
+  if (addVia && (r.via.length >= OVERLAY_MAX_VIA || r.via.some((v) => idEquals(v, selfId)))) return undefined;
+  const len = b.length + (addVia ? NODE_ID_BYTES : 0) - (pop ? DEST_ENTRY_LEN : 0);
+  if (len > OVERLAY_MAX_DATAGRAM) return undefined;
+  const out = Buffer.allocUnsafe(len);
+  out.set(b.subarray(0, r.destOffset), 0);
+  out[TTL_OFF] = r.ttl - 1;
+  out.writeUInt32BE(len, LENGTH_OFF);
+  let o = r.destOffset;
+  if (addVia) {
+    out[HEADER_LEN] = r.via.length + 1;
+    out.set(selfId, o);
+    o += NODE_ID_BYTES;
+  }
+  out[o++] = r.dest.length - (pop ? 1 : 0);
+  out.set(b.subarray(r.destOffset + 1 + (pop ? DEST_ENTRY_LEN : 0)), o);
+  return out;
+}
+
+/** forwardHop for a parsed message: the same rules, a new message (ids shared), or undefined. */
+export function forwardMessage<M extends OverlayMessage>(m: M, selfId: Uint8Array): M | undefined {
+  if (m.ttl === 0) return undefined;
+  const addVia = !isAnswer(m);
+  if (addVia && (m.via.length >= OVERLAY_MAX_VIA || m.via.some((v) => idEquals(v, selfId)))) return undefined;
+  const first = m.dest[0];
+  const pop = first !== undefined && first.type === 'node' && idEquals(first.id, selfId);
+  const next = { ...m, ttl: m.ttl - 1, via: addVia ? [...m.via, selfId] : m.via, dest: pop ? m.dest.slice(1) : m.dest };
+  return encodedLength(next) <= OVERLAY_MAX_DATAGRAM ? next : undefined;
+}
+
+/** Destination list for the answer to `req`: empty for a direct request, else back along the Via list
+ *  (last relay first) to the originator. */
+export function answerDestinations(req: OverlayHeader): Destination[] {
+  if (req.via.length === 0) return [];
+  const dest: Destination[] = [];
+  for (let i = req.via.length - 1; i >= 0; i--) dest.push({ type: 'node', id: req.via[i]! });
+  dest.push({ type: 'node', id: req.sender.nodeId });
+  return dest;
+}
+
+// ---- identity and endpoints ------------------------------------------------------------------------
+
+/** True if the claimed NodeID is the hash of the claimed key (agent/idloc/addresses.ts). This is what makes
+ *  a sender or contact safe to put in the routing table; it does not prove the key holder sent it. */
+export function idMatchesKey(s: Sender | OverlayContact): boolean {
+  return s.publicKey.length === PUBLIC_KEY_BYTES && idEquals(nodeIdFromPublicKey(s.publicKey), s.nodeId);
+}
+
+/** As the sockets take it ("1.2.3.4" / RFC 5952 IPv6 text). */
+export function toSocketEndpoint(e: OverlayEndpoint): Endpoint {
+  const a = e.address;
+  return { address: a.length === 4 ? formatIpv4(u32(a, 0)) : formatIpv6(a), port: e.port };
+}
+
+/** From a socket's view; IPv4-mapped IPv6 (dual-stack sockets) becomes IPv4. Undefined if unparseable. */
+export function fromSocketEndpoint(e: Endpoint): OverlayEndpoint | undefined {
+  if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff) return undefined;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(e.address);
+  const v4 = parseIpv4(mapped ? mapped[1]! : e.address);
+  if (v4 !== undefined) return { address: Uint8Array.of(v4 >>> 24, (v4 >>> 16) & 0xff, (v4 >>> 8) & 0xff, v4 & 0xff), port: e.port };
+  const v6 = parseIpv6(e.address);
+  return v6 ? { address: v6, port: e.port } : undefined;
+}
