@@ -11,7 +11,7 @@
 // Associated data: an optional last argument (the tunnel uses none; RFC 8439's test vector does).
 // Aliasing: out may be exactly the input region (in place) or disjoint from it; OpenSSL does not
 // support partial overlap, and neither do we.
-#include "net-util.h"
+#include "napi-util.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,9 +1,7 @@
 // idloc_tap: the few syscalls Node cannot make itself to drive a Linux TAP device.
 // Reading happens here in batches so one JS call handles many frames; everything above the
 // syscalls (framing, stats, policy) stays in agent/tap/native-tap.ts.
-#define NAPI_VERSION 8
-#include <node_api.h>
-#include <uv.h>
+#include "napi-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,37 +40,8 @@ struct state {
   napi_async_cleanup_hook_handle hook;
 };
 
-#define CHECK(call) \
-  do {              \
-    if ((call) != napi_ok) return NULL; \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value m, e, code, num;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok) return NULL;
-  if (napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code) != napi_ok) return NULL;
-  if (napi_create_error(env, code, m, &e) != napi_ok) return NULL;
-  if (napi_create_int32(env, -err, &num) == napi_ok) napi_set_named_property(env, e, "errno", num);
-  napi_throw(env, e);
-  return NULL;
-}
-
-static napi_value type_error(napi_env env, const char *msg) {
-  napi_throw_type_error(env, NULL, msg);
-  return NULL;
-}
-
-// Argument helpers return 0 and throw a TypeError when arguments are missing or have the wrong type,
-// so no bad value from JS reaches a syscall.
-static int get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage) {
-  size_t argc = n;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
-  if (argc < n) type_error(env, usage);
-  return argc >= n;
-}
-
+// Argument helpers (napi-util.h and below) return 0 and throw a TypeError when arguments are missing
+// or have the wrong type, so no bad value from JS reaches a syscall.
 static int arg_int(napi_env env, napi_value v, int32_t min, int32_t *out, const char *msg) {
   napi_valuetype t;
   double d;

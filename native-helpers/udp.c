@@ -13,7 +13,10 @@
 // IPv4 addresses are one host-order u32 in addr0; IPv6 (not bound yet, but the layout and sockaddr
 // handling are ready) would be four big-endian words. Only AF_INET sockets are opened for now.
 #define _GNU_SOURCE  // recvmmsg, sendmmsg, SO_RCVBUFFORCE
-#include "net-util.h"
+#include "napi-util.h"
+
+// aead.c registers its functions on the same exports object.
+napi_status aead_register(napi_env env, napi_value exports);
 
 #include <arpa/inet.h>
 #include <errno.h>

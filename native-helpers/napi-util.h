@@ -1,8 +1,7 @@
-// Small N-API argument helpers shared by aead.c and udp.c (the idloc_net addon). They follow tap.c's
-// rule: a helper that returns 0 has thrown a TypeError/RangeError, so no bad value reaches a syscall
-// or OpenSSL. Static inline so each translation unit gets its own copy and no symbol is exported.
-#ifndef IDLOC_NET_UTIL_H
-#define IDLOC_NET_UTIL_H
+// Small N-API argument and error helpers shared by tap.c, aead.c and udp.c. The rule: a helper that
+// returns 0 has thrown a TypeError/RangeError, so no bad value from JS reaches a syscall or OpenSSL. Static inline so each translation unit gets its own copy and no symbol is exported.
+#ifndef IDLOC_NAPI_UTIL_H
+#define IDLOC_NAPI_UTIL_H
 
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -84,7 +83,5 @@ static inline int arg_typed(napi_env env, napi_value v, napi_typedarray_type wan
   return 1;
 }
 
-// Module parts register their functions on the shared exports object.
-napi_status aead_register(napi_env env, napi_value exports);
 
 #endif
