@@ -107,15 +107,10 @@ export const ROUTING_PING_IF_IDLE_MS = 60_000;
 /** Storers re-send the records they hold to the current k closest this often (the paper's tReplicate), so
  *  records follow the k-closest set as nodes join and leave. */
 export const DHT_REPLICATE_INTERVAL_MS = 3_600_000;
-/** Owners re-store their own records this often: half of DHT_RECORD_LIFETIME_MS, so one lost republish
- *  never lets a live host's record expire. */
-export const DHT_REPUBLISH_INTERVAL_MS = 1_800_000;
-/** Default lifetime of a record a storer keeps (locator, service): an hour, since locators go stale when NAT
- *  bindings and addresses change; the owner republishes long before. */
-export const DHT_RECORD_LIFETIME_MS = 3_600_000;
-/** Lifetime of names and IPv4 claims: the paper's 24 h expiry; long so an owner that is offline for a while
- *  keeps its name, short enough that abandoned names come free. */
-export const DHT_CLAIM_LIFETIME_MS = 86_400_000;
+/** Owners re-store their own records this often: a third of the shortest record lifetime
+ *  (LOCATOR_LIFETIME_S, 15 min), so two lost republishes in a row still never let a live host's record
+ *  expire. Per-kind lifetimes live with the records (LOCATOR_LIFETIME_S and below). */
+export const DHT_REPUBLISH_INTERVAL_MS = 300_000;
 /** First retransmission of an unanswered overlay request (hop by hop, as P2PP over UDP): 250 ms is more than
  *  twice a 100 ms wide-area RTT, so a live peer rarely gets a needless duplicate, and a lost datagram costs
  *  a quarter second, not the seconds of a TCP-like RTO. Doubles per try. */

@@ -1,0 +1,397 @@
+// Kademlia routing table: k-buckets over the 160-bit NodeID space with the XOR metric.
+//
+//   bucket i  = contacts whose id shares exactly i leading bits with ours (cpl = i),
+//               i.e. XOR distance in [2^(159-i), 2^(160-i)); i = 0 is the far half of the space.
+//   160 flat buckets are the same as the paper's tree with only our own side ever split.
+//
+//   each bucket:  contacts[0 .. k)   least-recently-seen first (LRU order)
+//                 replacements[]     newest last; fill holes left by dead contacts
+//                 pinging            at most one liveness check at a time
+//                 lastLookup         for refresh bookkeeping
+//
+// Insertion follows the paper's rule, which favours old, stable nodes: a new contact for a full bucket
+// triggers a ping of the least-recently-seen one (through the caller's callback); only if that fails is it
+// evicted and the newcomer (or the freshest replacement) takes its place. A contact that fails
+// ROUTING_MAX_FAILURES RPCs in a row (one if a replacement waits) is removed.
+//
+// Distances are compared byte by byte (a[i] ^ t[i] vs b[i] ^ t[i]); no BigInt on the hot path.
+
+import {
+  BUCKET_REFRESH_INTERVAL_MS, BUCKET_REPLACEMENT_CACHE_SIZE, KADEMLIA_K, NODE_ID_BYTES,
+  ROUTING_MAX_FAILURES, ROUTING_PING_IF_IDLE_MS,
+} from '../constants.js';
+import type { Endpoint } from '../nat/socket.js';
+
+export const ID_BITS = NODE_ID_BYTES * 8;
+
+/** What peers tell each other about a node. */
+export interface ContactInfo {
+  readonly nodeId: Uint8Array;
+  publicKey: Uint8Array;
+  endpoint: Endpoint;
+}
+
+export interface Contact extends ContactInfo {
+  /** Scheduler time of the last message from it. */
+  lastSeen: number;
+  /** Consecutive failed RPCs. */
+  failures: number;
+  /** NodeID bits 0-23 and 24-47 as numbers: closest() orders by them without touching the id bytes
+   *  (one cache line per contact instead of three, which is what dominates a 10,000-node simulation). */
+  readonly p0: number;
+  readonly p1: number;
+}
+
+/** Bits 0-23 and 24-47 of an id. */
+export function idPrefix24(id: Uint8Array): [number, number] {
+  return [(id[0]! << 16) | (id[1]! << 8) | id[2]!, (id[3]! << 16) | (id[4]! << 8) | id[5]!];
+}
+
+// ---- XOR metric ----------------------------------------------------------------------
+
+export function xorDistance(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! ^ b[i]!;
+  return out;
+}
+
+/** Sign of d(a, target) - d(b, target): negative when a is closer. */
+export function compareDistance(a: Uint8Array, b: Uint8Array, target: Uint8Array): number {
+  for (let i = 0; i < target.length; i++) {
+    const t = target[i]!;
+    const da = a[i]! ^ t;
+    const db = b[i]! ^ t;
+    if (da !== db) return da - db;
+  }
+  return 0;
+}
+
+/** Leading bits a and b have in common (ID_BITS when equal). */
+export function commonPrefixLength(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]! ^ b[i]!;
+    if (x !== 0) return i * 8 + Math.clz32(x) - 24;
+  }
+  return a.length * 8;
+}
+
+export function idsEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A cheap Map key for an id (one char per byte). */
+export function idKey(id: Uint8Array): string {
+  return String.fromCharCode.apply(null, id as unknown as number[]);
+}
+
+
+const selKeys: number[] = [];
+const selPicks: Contact[] = [];
+
+/** Append to `out` the (n - out.length) contacts of buckets [from, to) closest to target, closest first:
+ *  a bounded insertion selection (most candidates are rejected by one comparison with the current worst),
+ *  no sort of the whole group. */
+function selectClosest(
+  buckets: (Bucket | undefined)[], from: number, to: number, target: Uint8Array, n: number,
+  filter: ((c: Contact) => boolean) | undefined, out: Contact[],
+): void {
+  const need = n - out.length;
+  const [t0, t1] = idPrefix24(target);
+  const keys = selKeys;
+  const picks = selPicks;
+  keys.length = 0;
+  picks.length = 0;
+  for (let i = from; i < to; i++) {
+    const bucket = buckets[i];
+    if (!bucket) continue;
+    for (const c of bucket.contacts) {
+      if (filter && !filter(c)) continue;
+      // first 48 bits of the XOR distance, exact in a double; ties fall back to the full compare
+      const key = (c.p0 ^ t0) * 0x1000000 + (c.p1 ^ t1);
+      let at = picks.length;
+      if (at === need) {
+        const worst = keys[at - 1]!;
+        if (key > worst || (key === worst && compareDistance(c.nodeId, picks[at - 1]!.nodeId, target) >= 0)) continue;
+      }
+      while (at > 0 && (keys[at - 1]! > key || (keys[at - 1] === key && compareDistance(picks[at - 1]!.nodeId, c.nodeId, target) > 0))) at--;
+      const len = picks.length < need ? picks.length + 1 : need;
+      for (let j = len - 1; j > at; j--) { keys[j] = keys[j - 1]!; picks[j] = picks[j - 1]!; }
+      keys[at] = key;
+      picks[at] = c;
+    }
+  }
+  for (const c of picks) out.push(c);
+  picks.length = 0;
+}
+
+// ---- The table -----------------------------------------------------------------------
+
+export interface RoutingTableOptions {
+  selfId: Uint8Array;
+  now: () => number;
+  /** Liveness check for a full bucket's least-recently-seen contact; resolves true if it answered. */
+  ping?: (c: Contact) => Promise<boolean>;
+  k?: number;
+  replacementCacheSize?: number;
+  maxFailures?: number;
+  /** The least-recently-seen contact is pinged only if idle longer than this (0: always). */
+  pingIfIdleMs?: number;
+  refreshIntervalMs?: number;
+}
+
+interface Bucket {
+  contacts: Contact[];
+  replacements: ContactInfo[];
+  pinging: boolean;
+  lastLookup: number;
+}
+
+export type ObserveResult = 'added' | 'updated' | 'pending' | 'ignored';
+
+export interface RoutingTableStats {
+  added: number;
+  removed: number;
+  evictedByPing: number;
+  keptByPing: number;
+  promoted: number;
+}
+
+export class RoutingTable {
+  readonly selfId: Uint8Array;
+  readonly k: number;
+  readonly stats: RoutingTableStats = { added: 0, removed: 0, evictedByPing: 0, keptByPing: 0, promoted: 0 };
+  private readonly buckets: (Bucket | undefined)[] = new Array(ID_BITS);
+  private readonly now: () => number;
+  private readonly ping: ((c: Contact) => Promise<boolean>) | undefined;
+  private readonly replacementCacheSize: number;
+  private readonly maxFailures: number;
+  private readonly pingIfIdleMs: number;
+  private readonly refreshIntervalMs: number;
+  private readonly created: number;
+  private count = 0;
+
+  constructor(opts: RoutingTableOptions) {
+    if (opts.selfId.length !== NODE_ID_BYTES) throw new Error(`NodeID must be ${NODE_ID_BYTES} bytes`);
+    this.selfId = opts.selfId;
+    this.now = opts.now;
+    this.ping = opts.ping;
+    this.k = opts.k ?? KADEMLIA_K;
+    this.replacementCacheSize = opts.replacementCacheSize ?? BUCKET_REPLACEMENT_CACHE_SIZE;
+    this.maxFailures = opts.maxFailures ?? ROUTING_MAX_FAILURES;
+    this.pingIfIdleMs = opts.pingIfIdleMs ?? ROUTING_PING_IF_IDLE_MS;
+    this.refreshIntervalMs = opts.refreshIntervalMs ?? BUCKET_REFRESH_INTERVAL_MS;
+    this.created = this.now();
+  }
+
+  /** Contacts in the table. */
+  get size(): number {
+    return this.count;
+  }
+
+  bucketIndex(id: Uint8Array): number {
+    return commonPrefixLength(this.selfId, id);
+  }
+
+  /** Contacts of bucket i, least-recently-seen first (a copy). */
+  bucket(i: number): Contact[] {
+    return this.buckets[i]?.contacts.slice() ?? [];
+  }
+
+  bucketSize(i: number): number {
+    return this.buckets[i]?.contacts.length ?? 0;
+  }
+
+  replacementsOf(i: number): ContactInfo[] {
+    return this.buckets[i]?.replacements.slice() ?? [];
+  }
+
+  all(): Contact[] {
+    const out: Contact[] = [];
+    for (const b of this.buckets) if (b) out.push(...b.contacts);
+    return out;
+  }
+
+  get(id: Uint8Array): Contact | undefined {
+    const b = this.buckets[this.bucketIndex(id)];
+    return b ? b.contacts.find((c) => idsEqual(c.nodeId, id)) : undefined;
+  }
+
+  /** We heard from this node (a request from it, or its answer): add it, refresh it, or queue it. */
+  observe(info: ContactInfo): ObserveResult {
+    const i = this.bucketIndex(info.nodeId);
+    if (i >= ID_BITS) return 'ignored'; // ourselves
+    const b = this.bucketAt(i);
+    const now = this.now();
+    const at = b.contacts.findIndex((c) => idsEqual(c.nodeId, info.nodeId));
+    if (at >= 0) {
+      const c = b.contacts[at]!;
+      c.lastSeen = now;
+      c.failures = 0;
+      c.endpoint = info.endpoint; // roaming: the latest address wins (messages are authenticated above us)
+      c.publicKey = info.publicKey;
+      if (at !== b.contacts.length - 1) { b.contacts.splice(at, 1); b.contacts.push(c); }
+      return 'updated';
+    }
+    if (b.contacts.length < this.k) {
+      this.insert(b, info, now);
+      this.dropReplacement(b, info.nodeId);
+      return 'added';
+    }
+    this.addReplacement(b, info);
+    this.checkOldest(b);
+    return 'pending';
+  }
+
+  /** An RPC to this node succeeded (same as observe for a known contact). */
+  markSeen(id: Uint8Array): void {
+    const c = this.get(id);
+    if (c) this.observe(c);
+  }
+
+  /** An RPC to this node failed (after its retransmissions). Returns true if the contact was removed. */
+  markFailed(id: Uint8Array): boolean {
+    const i = this.bucketIndex(id);
+    const b = this.buckets[i];
+    if (!b) return false;
+    const c = b.contacts.find((x) => idsEqual(x.nodeId, id));
+    if (!c) { this.dropReplacement(b, id); return false; }
+    c.failures++;
+    if (c.failures >= this.maxFailures || b.replacements.length > 0) {
+      this.removeFrom(b, c);
+      return true;
+    }
+    return false;
+  }
+
+  remove(id: Uint8Array): boolean {
+    const b = this.buckets[this.bucketIndex(id)];
+    if (!b) return false;
+    const c = b.contacts.find((x) => idsEqual(x.nodeId, id));
+    if (!c) return this.dropReplacement(b, id);
+    this.removeFrom(b, c);
+    return true;
+  }
+
+  /** The n contacts closest to target by XOR, closest first. Visits buckets in distance order, so only
+   *  the bucket(s) that can hold the answer are sorted: bucket cpl(self, target) holds everything closer
+   *  than the deeper buckets, which are all closer than bucket cpl-1, then cpl-2, ... */
+  closest(target: Uint8Array, n: number = this.k, exclude?: Uint8Array): Contact[] {
+    const out: Contact[] = [];
+    if (n <= 0) return out;
+    let filter: ((c: Contact) => boolean) | undefined;
+    if (exclude) {
+      const [e0, e1] = idPrefix24(exclude); // compare the cached prefix first: no id bytes touched
+      filter = (c) => c.p0 !== e0 || c.p1 !== e1 || !idsEqual(c.nodeId, exclude);
+    }
+    const b = Math.min(this.bucketIndex(target), ID_BITS - 1);
+    // 1. bucket b: contacts that agree with target at bit b.
+    selectClosest(this.buckets, b, b + 1, target, n, filter, out);
+    // 2. buckets deeper than b: all at distance with top bit b from target, ordered among themselves.
+    if (out.length < n && b + 1 < ID_BITS) selectClosest(this.buckets, b + 1, ID_BITS, target, n, filter, out);
+    // 3. buckets shallower than b, nearest first; each is wholly farther than the one before.
+    for (let i = b - 1; i >= 0 && out.length < n; i--) selectClosest(this.buckets, i, i + 1, target, n, filter, out);
+    return out;
+  }
+
+  // ---- refresh bookkeeping -------------------------------------------------------------
+
+  /** A lookup for target was performed: its bucket counts as refreshed. */
+  touch(target: Uint8Array): void {
+    const i = this.bucketIndex(target);
+    if (i < ID_BITS) this.bucketAt(i).lastLookup = this.now();
+  }
+
+  /** Buckets with no lookup for longer than the refresh interval, up to one past the deepest non-empty
+   *  bucket (deeper ones are our own neighbourhood, which a lookup of our own id keeps fresh). */
+  idleBuckets(now = this.now()): number[] {
+    let deepest = -1;
+    for (let i = ID_BITS - 1; i >= 0; i--) if (this.buckets[i]?.contacts.length) { deepest = i; break; }
+    const out: number[] = [];
+    const last = Math.min(deepest + 1, ID_BITS - 1);
+    for (let i = 0; i <= last; i++) {
+      const seen = this.buckets[i]?.lastLookup ?? this.created;
+      if (now - seen > this.refreshIntervalMs) out.push(i);
+    }
+    return out;
+  }
+
+  /** A random id in bucket i (shares exactly i leading bits with us); random() in [0, 1). */
+  randomIdInBucket(i: number, random: () => number = Math.random): Uint8Array {
+    const id = new Uint8Array(NODE_ID_BYTES);
+    for (let j = 0; j < id.length; j++) id[j] = (random() * 256) | 0;
+    const byte = i >> 3;
+    const bit = 0x80 >> (i & 7);
+    const keepMask = (0xff00 >> (i & 7)) & 0xff; // bits before i in this byte
+    for (let j = 0; j < byte; j++) id[j] = this.selfId[j]!;
+    const s = this.selfId[byte]!;
+    id[byte] = (s & keepMask) | (~s & bit) | (id[byte]! & ~keepMask & ~bit & 0xff);
+    return id;
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private bucketAt(i: number): Bucket {
+    let b = this.buckets[i];
+    if (!b) {
+      b = { contacts: [], replacements: [], pinging: false, lastLookup: this.created };
+      this.buckets[i] = b;
+    }
+    return b;
+  }
+
+  private insert(b: Bucket, info: ContactInfo, now: number): void {
+    const [p0, p1] = idPrefix24(info.nodeId);
+    b.contacts.push({ nodeId: info.nodeId, publicKey: info.publicKey, endpoint: info.endpoint, lastSeen: now, failures: 0, p0, p1 });
+    this.count++;
+    this.stats.added++;
+  }
+
+  private removeFrom(b: Bucket, c: Contact): void {
+    const at = b.contacts.indexOf(c);
+    if (at < 0) return;
+    b.contacts.splice(at, 1);
+    this.count--;
+    this.stats.removed++;
+    const r = b.replacements.pop(); // freshest replacement takes the place
+    if (r) { this.insert(b, r, this.now()); this.stats.promoted++; }
+  }
+
+  private addReplacement(b: Bucket, info: ContactInfo): void {
+    this.dropReplacement(b, info.nodeId);
+    b.replacements.push(info);
+    if (b.replacements.length > this.replacementCacheSize) b.replacements.shift();
+  }
+
+  private dropReplacement(b: Bucket, id: Uint8Array): boolean {
+    const at = b.replacements.findIndex((r) => idsEqual(r.nodeId, id));
+    if (at < 0) return false;
+    b.replacements.splice(at, 1);
+    return true;
+  }
+
+  /** Kademlia's rule for a full bucket: ping the least-recently-seen contact; evict it only if it fails. */
+  private checkOldest(b: Bucket): void {
+    if (b.pinging || !this.ping) return;
+    const oldest = b.contacts[0];
+    if (!oldest || this.now() - oldest.lastSeen <= this.pingIfIdleMs) return;
+    b.pinging = true;
+    this.ping(oldest).then(
+      (alive) => this.afterPing(b, oldest, alive),
+      () => this.afterPing(b, oldest, false),
+    );
+  }
+
+  private afterPing(b: Bucket, oldest: Contact, alive: boolean): void {
+    b.pinging = false;
+    if (!b.contacts.includes(oldest)) return; // removed meanwhile
+    if (alive) {
+      this.stats.keptByPing++;
+      this.observe(oldest); // moves to the most-recently-seen end; newcomer stays a replacement
+    } else {
+      this.stats.evictedByPing++;
+      this.removeFrom(b, oldest);
+    }
+  }
+}
