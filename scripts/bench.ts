@@ -10,14 +10,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { resolve } from 'node:path';
 import { Lab, type LabProcess } from '../test/integration/lab.js';
+import { runSimulation, type SimResults } from '../agent/overlay/sim.js';
 import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
 } from '../test/integration/agents.js';
 
-interface Args { out: string; seconds: number; runs: number }
+interface Args { out: string; seconds: number; runs: number; simNodes: number[] }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { out: 'bench-results.json', seconds: 5, runs: 2 };
+  const a: Args = { out: 'bench-results.json', seconds: 5, runs: 2, simNodes: [1000] };
   for (let i = 0; i < argv.length; i++) {
     const [k, v] = [argv[i], argv[i + 1]];
     const num = () => {
@@ -28,13 +29,15 @@ function parseArgs(argv: string[]): Args {
     };
     if (k === '--out' && v) { a.out = v; i++; } else if (k === '--seconds') a.seconds = num();
     else if (k === '--runs') a.runs = Math.round(num());
+    // Overlay simulation sizes: 1,000 by default (~30 s); `--sim 1000,10000` adds the 10k runs (~15 min, ~3 GB).
+    else if (k === '--sim' && v) { a.simNodes = v.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 1); i++; }
     else usage(`unknown argument ${k}`);
   }
   return a;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N] [--sim N,N]\n`);
   process.exit(2);
 }
 
@@ -213,6 +216,16 @@ function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ')).join('\n');
 }
 
+function simTable(sim: SimResults[]): string {
+  const rows = [['overlay lookups', 'found', 'hops p50/p90/p99', 'latency ms p50/p90/p99', 'wall s']];
+  for (const r of sim) {
+    rows.push([`${r.nodes} nodes, churn ${r.churn * 100}%, loss ${r.loss * 100}%`, `${r.succeeded}/${r.lookups} (${(r.successRate * 100).toFixed(2)}%)`,
+      `${r.hops.p50}/${r.hops.p90}/${r.hops.p99}`, `${fmt(r.latencyMs.p50, 0)}/${fmt(r.latencyMs.p90, 0)}/${fmt(r.latencyMs.p99, 0)}`, fmt(r.wallSeconds, 0)]);
+  }
+  const w = [0, 1, 2, 3, 4].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ')).join('\n');
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
@@ -239,7 +252,17 @@ async function main(): Promise<void> {
       skipped = `${CLI} not built: tunnel not measured`;
       process.stderr.write(`bench: ${skipped}\n`);
     }
+    // The overlay (not yet wired into the agent): lookups in a discrete-event simulation of the same
+    // routing-table, RPC and lookup code, 10-50 ms links; without churn and with 30% churn + 5% loss.
+    const sim: SimResults[] = [];
+    for (const nodes of args.simNodes) {
+      for (const [churn, loss] of [[0, 0], [0.3, 0.05]] as const) {
+        process.stderr.write(`bench: overlay simulation, ${nodes} nodes, churn ${churn}, loss ${loss}...\n`);
+        sim.push(await runSimulation({ nodes, churn, loss, lookups: Math.min(nodes, 1000), seed: 1 }));
+      }
+    }
     const results = {
+      overlaySimulation: sim,
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
       config: { seconds: args.seconds, runs: args.runs, pingCount: 50, pingIntervalMs: 10 },
@@ -253,6 +276,7 @@ async function main(): Promise<void> {
       durationS: (Date.now() - started) / 1000,
     };
     process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
+    if (sim.length) process.stdout.write(`${simTable(sim)}\n\n`);
     const out = resolve(args.out);
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
     process.stdout.write(`wrote ${out} (${results.durationS.toFixed(0)} s)\n`);
