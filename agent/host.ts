@@ -41,6 +41,16 @@ async function assignAddresses(tap: string, id: Identity): Promise<void> {
   await ip(['-6', 'addr', 'add', `${formatIpv6(id.ipv6)}/${OVERLAY_IPV6_PREFIX_LEN}`, 'dev', tap, 'nodad']);
 }
 
+/** Turn the errno of a failed setup step into a sentence that says what to do. */
+function explain<T>(step: () => T, byCode: Record<string, string>): T {
+  try {
+    return step();
+  } catch (e) {
+    const why = byCode[(e as NodeJS.ErrnoException).code ?? ''];
+    throw why ? new Error(why) : e;
+  }
+}
+
 /** Run until a signal; resolves with the exit code. */
 export async function runAgent(config: Config, logger: Logger): Promise<number> {
   checkPrivileges();
@@ -56,11 +66,15 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
   // there is nothing left to do, and a supervisor restarts us cleanly.
   let fatal: ((err: Error) => void) | undefined;
   try {
-    const tap = NativeTap.open({ name: config.tap, mtu: config.mtu, onError: (err) => fatal?.(err) });
+    const tap = explain(() => NativeTap.open({ name: config.tap, mtu: config.mtu, onError: (err) => fatal?.(err) }),
+      { EBUSY: `TAP device ${config.tap} is in use (another agent running?); choose another with --tap` });
     cleanups.push(() => tap.close());
     await assignAddresses(tap.name, identity);
     // The batched native socket when the addon is built; node:dgram otherwise (IPv4 either way).
-    const socket = NativeUdpSocket.available() ? NativeUdpSocket.bind(config.listen) : await UdpSocket.bind(config.listen);
+    const inUse = { EADDRINUSE: `UDP port ${config.listen} is in use; choose another with --listen` };
+    const socket = NativeUdpSocket.available()
+      ? explain(() => NativeUdpSocket.bind(config.listen), inUse)
+      : await UdpSocket.bind(config.listen).catch((e: unknown) => explain(() => { throw e; }, inUse));
     cleanups.push(() => socket.close());
     const agent = new Agent({ identity, tap, socket, peers: config.peers, logger });
     cleanups.splice(0, cleanups.length, () => agent.close()); // agent.close() closes tap and socket

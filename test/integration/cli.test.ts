@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab, type ExecResult } from './lab.js';
-import { cliBuilt, runCli } from './agents.js';
+import { Lab, waitFor, type ExecResult } from './lab.js';
+import { CLI, cliBuilt, runCli } from './agents.js';
 
 const KEY = 'ab'.repeat(32);
 
@@ -110,5 +110,19 @@ describe('idloc-agent command line', { skip: !cliBuilt() && 'dist/agent/cli.js n
     assertOneLine(r, 'nonzero', /CAP_NET_ADMIN|root/);
     const link = await lab.exec('h', ['ip', 'link', 'show', 'idloc0'], { allowFail: true });
     assert.notEqual(link.code, 0, 'a TAP was left behind');
+  });
+
+  it('a second agent on a busy TAP name, state dir or UDP port says which and what to do', async () => {
+    const first = lab.spawn('h', [process.execPath, CLI, 'up', '--state-dir', join(dir, 'state-busy'), '--listen', '4700', '--log-level', 'warn']);
+    try {
+      await waitFor(async () => (await cli(['status', '--state-dir', join(dir, 'state-busy')])).code === 0, 10_000, { what: 'first agent up' });
+      assertOneLine(await cli(['up', '--state-dir', join(dir, 'state-busy2'), '--listen', '4701']), 1, /TAP device idloc0 is in use .*--tap/);
+      assertOneLine(await cli(['up', '--state-dir', join(dir, 'state-busy'), '--tap', 'other0', '--listen', '4702']), 1, /another agent is already running with state dir/);
+      assertOneLine(await cli(['up', '--state-dir', join(dir, 'state-busy3'), '--tap', 'other1', '--listen', '4700']), 1, /UDP port 4700 is in use; choose another with --listen/);
+      assert.ok(first.running, 'the first agent is unharmed');
+      assert.equal((await cli(['status', '--state-dir', join(dir, 'state-busy')])).code, 0);
+    } finally {
+      await lab.stopProcess(first);
+    }
   });
 });
