@@ -10,6 +10,7 @@ import { IdentityError, identityToJson, loadOrCreateIdentity } from './idloc/ide
 import { ControlError, request } from './control.js';
 import { PrivilegeError } from './host.js';
 import type { AgentStatus } from './daemon.js';
+import type { RegisterOutcome, ResolveResult } from './agent-overlay.js';
 import { formatStatus } from './status-format.js';
 
 const EXIT_USAGE = 2;
@@ -35,6 +36,10 @@ program.command('up')
   .option('--listen <port>', 'UDP port for tunnels and the overlay (default 4500)')
   .option('--mtu <bytes>', 'TAP MTU (default 1420, so a tunnelled packet fits a 1500-byte path)')
   .option('--peer <pubkey@host:port>', 'a static peer (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+  .option('--bootstrap <host:port>', 'an overlay node to join through (repeatable); none: start a new overlay',
+    (v: string, acc: string[] = []) => [...acc, v])
+  .addOption(new Option('--allow <who>', 'who may open a tunnel to this agent: any overlay member (default) or only --peer keys')
+    .choices(['overlay', 'static']))
   .option('--config <file>', 'JSON config file; flags override it')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as unknown as string[]))
   .action(async (opts: RawOptions) => {
@@ -63,6 +68,38 @@ program.command('status')
   .action(async (opts: { stateDir: string; json?: boolean }) => {
     const status = (await request(opts.stateDir, 'status')) as AgentStatus;
     process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+  });
+
+program.command('register')
+  .description('register NAME in the overlay for this host (first come; only this key may update it)')
+  .argument('<name>', 'a name: 1-63 of a-z 0-9 -, case-insensitive')
+  .addOption(stateDirOption())
+  .option('--json', 'print JSON')
+  .action(async (name: string, opts: { stateDir: string; json?: boolean }) => {
+    const r = (await request(opts.stateDir, 'register', { name })) as RegisterOutcome;
+    if (!r.ok) {
+      if (r.reason === 'invalid') fail(EXIT_USAGE, `"${name}" is not a valid name (1-63 of a-z 0-9 -)`);
+      if (r.reason === 'taken') fail(EXIT_FAILURE, `name "${name}" is taken by ${r.holder ?? 'another host'}`);
+      fail(EXIT_FAILURE, `name "${name}" could not be stored: no overlay node answered`);
+    }
+    process.stdout.write(opts.json ? JSON.stringify({ name: r.name, nodeId: r.nodeId }) + '\n' : `${r.name} -> ${r.nodeId}\n`);
+  });
+
+program.command('resolve')
+  .description('look up a name, NodeID, or overlay address in the overlay: its key, addresses and locators')
+  .argument('<query>', 'NAME | NODEID (40 hex) | overlay IPv4 | overlay IPv6')
+  .addOption(stateDirOption())
+  .option('--json', 'print JSON')
+  .action(async (query: string, opts: { stateDir: string; json?: boolean }) => {
+    const r = (await request(opts.stateDir, 'resolve', { query })) as ResolveResult | null;
+    if (!r) fail(EXIT_FAILURE, `${query} not found in the overlay`);
+    if (opts.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
+    const lines = [
+      ...(r.name ? [`name        ${r.name}`] : []),
+      `node id     ${r.nodeId}`, `public key  ${r.publicKey}`, `ipv4        ${r.ipv4 ?? '-'}`, `ipv6        ${r.ipv6}`,
+      ...r.candidates.map((c) => `locator     ${c.address}:${c.port}`),
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
   });
 
 async function main(): Promise<void> {

@@ -4,11 +4,13 @@
 //
 // Config file (JSON):
 //   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
-//     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "logLevel": "info" }
+//     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
+//     "allow": "overlay", "logLevel": "info" }
+// No bootstrap: this agent starts a new overlay (others join through it).
 import { readFileSync } from 'node:fs';
 import { DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME } from './constants.js';
 import { fromHex } from './idloc/addresses.js';
-import { parseEndpoint } from './nat/socket.js';
+import { parseEndpoint as parseHostPort, type Endpoint } from './nat/socket.js';
 import type { PeerSpec } from './daemon.js';
 
 export class ConfigError extends Error {}
@@ -22,6 +24,10 @@ export interface Config {
   listen: number;
   mtu: number;
   peers: PeerSpec[];
+  /** Overlay nodes to join through; empty: start a new overlay. */
+  bootstrap: Endpoint[];
+  /** Who may open a tunnel to us: any overlay member (with a valid NodeID puzzle), or only `peers`. */
+  allow: 'overlay' | 'static';
   logLevel: LogLevel;
 }
 
@@ -32,11 +38,13 @@ export interface RawOptions {
   listen?: string | number | undefined;
   mtu?: string | number | undefined;
   peer?: string[] | undefined;
+  bootstrap?: string[] | undefined;
+  allow?: string | undefined;
   logLevel?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'logLevel']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -48,6 +56,9 @@ export function loadConfig(flags: RawOptions): Config {
     listen: checkInt(flags.listen ?? file.listen ?? DEFAULT_LISTEN_PORT, 0, 65535, where('listen', 'listen'), 'a UDP port (0-65535)'),
     mtu: checkInt(flags.mtu ?? file.mtu ?? DEFAULT_TAP_MTU, 1280, 65000, where('mtu', 'mtu'), 'an MTU between 1280 and 65000'),
     peers: checkPeers(flags.peer?.length ? flags.peer : peersOf(file.peers, flags.config), flags.peer?.length ? '--peer' : `${flags.config}: "peers"`),
+    bootstrap: checkBootstraps(flags.bootstrap?.length ? flags.bootstrap : stringsOf(file.bootstrap, 'bootstrap', 'HOST:PORT', flags.config),
+      flags.bootstrap?.length ? '--bootstrap' : `${flags.config}: "bootstrap"`),
+    allow: checkAllow(flags.allow ?? str(file.allow, 'allow', flags.config) ?? 'overlay', where('allow', 'allow')),
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
   };
 }
@@ -79,9 +90,21 @@ function str(v: unknown, key: string, file?: string): string | undefined {
 }
 
 function peersOf(v: unknown, file?: string): string[] {
+  return stringsOf(v, 'peers', 'PUBKEY@HOST:PORT', file);
+}
+
+function stringsOf(v: unknown, key: string, form: string, file?: string): string[] {
   if (v === undefined) return [];
-  if (!Array.isArray(v) || v.some((p) => typeof p !== 'string')) throw new ConfigError(`${file}: "peers" must be an array of "PUBKEY@HOST:PORT" strings`);
+  if (!Array.isArray(v) || v.some((p) => typeof p !== 'string')) throw new ConfigError(`${file}: "${key}" must be an array of "${form}" strings`);
   return v as string[];
+}
+
+function checkBootstraps(list: string[], where: string): Endpoint[] {
+  return list.map((b) => {
+    const e = parseHostPort(b);
+    if (!e || e.port === 0) throw new ConfigError(`${where}: "${b}" is not HOST:PORT (an IPv4 address and a port)`);
+    return e;
+  });
 }
 
 function checkStateDir(dir: string): string {
@@ -101,6 +124,11 @@ function checkInt(v: unknown, min: number, max: number, where: string, what: str
   return n;
 }
 
+function checkAllow(v: string, where: string): 'overlay' | 'static' {
+  if (v !== 'overlay' && v !== 'static') throw new ConfigError(`${where}: "${v}" is not overlay or static`);
+  return v;
+}
+
 function checkLogLevel(v: string, where: string): LogLevel {
   if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError(`${where}: "${v}" is not a log level (${LOG_LEVELS.join(', ')})`);
   return v as LogLevel;
@@ -113,7 +141,7 @@ export function parsePeer(s: string, where = '--peer'): PeerSpec {
   const publicKey = fromHex(keyText, 32);
   if (!publicKey) throw new ConfigError(`${where}: "${s}" must be PUBKEY@HOST:PORT with a 64-hex-digit public key`);
   if (at < 0) return { publicKey };
-  const endpoint = parseEndpoint(s.slice(at + 1));
+  const endpoint = parseHostPort(s.slice(at + 1));
   if (!endpoint) throw new ConfigError(`${where}: "${s}": "${s.slice(at + 1)}" is not HOST:PORT`);
   return { publicKey, endpoint };
 }

@@ -67,8 +67,9 @@ export const ADDRESS_CHANGE_SETTLE_MS = 30;
 export const CONTROL_SOCKET_NAME = 'control.sock';
 /** Name of the identity file inside the state dir. */
 export const IDENTITY_FILE_NAME = 'identity.json';
-/** How long `status` waits for the agent before saying it does not answer. */
-export const CONTROL_TIMEOUT_MS = 3_000;
+/** How long the CLI waits for the agent's answer: `resolve` and `register` run overlay lookups, which on a
+ *  lossy path may spend a few RPC timeouts (LOOKUP_TIMEOUT_MS); status answers at once. */
+export const CONTROL_TIMEOUT_MS = 10_000;
 /** Default UDP port: RELOAD has no fixed one; 4500 is NAT-T's and easy to remember. */
 export const DEFAULT_LISTEN_PORT = 4500;
 export const DEFAULT_TAP_NAME = 'idloc0';
@@ -159,6 +160,27 @@ export const OVERLAY_MAX_TLVS = 32;
 /** Bytes of an ERROR's reason text: it is for logs, not for programs (they read the code). */
 export const OVERLAY_MAX_REASON_BYTES = 128;
 
+// ---- Finding peers through the overlay (agent/discovery.ts) ---------------------------------------------
+
+/** Packets held per unknown destination while its lookup runs: a TCP SYN and its retries, or a few pings,
+ *  fit; a flood to an unresolvable address cannot hold more than this each. */
+export const LOOKUP_QUEUE_PER_DEST = 16;
+/** Destinations looked up at once: each costs a few overlay RPCs; beyond this new ones are refused
+ *  (ICMP unreachable, counted) rather than let a scan of 100.64/10 turn into a lookup storm. */
+export const LOOKUP_MAX_PENDING = 64;
+/** A lookup that has not found the peer by now answers the app with ICMP unreachable. Overlay RPCs give up
+ *  after ~1.75 s (250 ms x 3 tries with backoff) per hop; 5 s covers a few hops of retries on a lossy path
+ *  while staying under TCP's first SYN retransmission timeouts adding up to a failed connect. */
+export const LOOKUP_TIMEOUT_MS = 5_000;
+/** After a failed lookup, packets to that address get ICMP unreachable at once for this long, so a
+ *  retrying app (ping, a SYN every second) does not start a lookup per packet. */
+export const LOOKUP_NEGATIVE_CACHE_MS = 1_000;
+/** Peers met through the overlay (found by lookup or accepted from a handshake) one agent keeps: bounds
+ *  memory and the work a flood of fresh keys can cause; the puzzle prices each key. */
+export const MAX_OVERLAY_PEERS = 1_024;
+/** IPv4 packets held per newly met peer while its IPv4 claim is looked up (its first pings or SYN). */
+export const IPV4_PENDING_PER_PEER = 16;
+
 // ---- Overlay records, their store and the NodeID puzzle (agent/overlay/records.ts, store.ts, puzzle.ts) --
 
 /** Leading zero bits the NodeID puzzle asks for by default: 2^16 ≈ 65k SHA-256 on average, ~0.2 s in JS
@@ -212,3 +234,27 @@ export const STORE_MAX_RECORDS = 20_000;
  *  service offers, and their resource ids scatter over the id space, so any one node sees few of them;
  *  32 is generous for that yet stops one key from filling a node's store. */
 export const STORE_MAX_RECORDS_PER_OWNER = 32;
+
+// ---- Overlay membership and record hand-off (agent/overlay/node-membership.ts, node-publish.ts) ------
+
+/** First wait before retrying a join no bootstrap answered (each attempt already spends the RPC's 1.75 s of
+ *  retransmissions), and before re-joining after the routing table emptied: a bootstrap booting at the same
+ *  moment (a site's hosts powering up together) is in within a second or two, one that is down is not
+ *  hammered. Doubles per failed attempt. */
+export const OVERLAY_JOIN_RETRY_INITIAL_MS = 1_000;
+/** Cap of that doubling: a node left alone still joins within ~30 s of a bootstrap coming back, for a few
+ *  pings per bootstrap per half minute. */
+export const OVERLAY_JOIN_RETRY_MAX_MS = 30_000;
+/** Endpoints of contacts that left the routing table, tried with the bootstraps on a re-join: the table
+ *  empties mostly when our own network went away, and when it returns the bootstrap may be gone while the
+ *  nodes we knew are not. A full bucket's worth (k) covers a small overlay whole. */
+export const OVERLAY_FORMER_CONTACTS = KADEMLIA_K;
+/** Wait after a contact enters the routing table before handing it the records it should now hold
+ *  (Kademlia's store on join): contacts arrive in bursts (each FIND_NODE answer brings up to k), and one
+ *  pass over the store then serves the whole burst; 100 ms still gets a newcomer its records well within
+ *  a second of it showing up. */
+export const DHT_HANDOFF_DELAY_MS = 100;
+/** Claim attempts ipv4Of looks up at once: nearly every key holds attempt 0 (a collision is 2.4% likely
+ *  even at 10^5 nodes), so the first batch almost always has it, and 4 fetches in parallel cost one
+ *  lookup's latency; a key with no claim costs 8 rounds instead of 32. */
+export const IPV4_OF_BATCH = 4;

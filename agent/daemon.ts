@@ -1,20 +1,26 @@
 // The Agent wires the layers for one host: TAP -> idloc/inside -> nat/tunnels -> socket, and
-// socket -> nat/tunnels -> idloc/outside -> TAP. It owns no I/O of its own: the TAP device and the
-// datagram socket are handed in, so tests run several agents in one process on in-memory twins,
-// and agent/host.ts hands in the real ones.
+// socket -> nat/tunnels -> idloc/outside -> TAP; the overlay (agent-overlay.ts) shares the socket, and
+// Discovery turns a packet for an unknown overlay address into a lookup and a new peer. It owns no I/O
+// of its own: the TAP device and the datagram socket are handed in, so tests run several agents in one
+// process on in-memory twins, and agent/host.ts hands in the real ones.
+//
+// Datagrams are told apart by their first byte (nat/demux.ts): tunnel messages -> Tunnels, 0xD2 ->
+// the overlay, STUN/TURN -> counted until the NAT traversal layer takes them.
 import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
-import { VIRTUAL_MAC } from './constants.js';
-import type { Identity } from './idloc/identity.js';
-import { identityToJson, type IdentityJson } from './idloc/identity.js';
+import { MAX_OVERLAY_PEERS, VIRTUAL_MAC } from './constants.js';
+import { identityToJson, withIpv4Attempt, type Identity, type IdentityJson } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { PeerMap, describePeer, type OverlayPeer } from './idloc/peer-map.js';
 import { Inside, type InsideStats } from './idloc/inside.js';
-import { Outside, type OutsideStats } from './idloc/outside.js';
+import { IPV4_UNMAPPED, Outside, type OutsideStats } from './idloc/outside.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
 import { Tunnels, type TunnelPeer, type TunnelStats } from './nat/tunnels.js';
 import { classifyDatagram } from './nat/demux.js';
+import { AgentOverlay, type OverlayStatus, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
+import { verifyPuzzle } from './overlay/puzzle.js';
+import { Discovery, type DiscoveryStats, type FoundPeer } from './discovery.js';
 
 export interface PeerSpec {
   publicKey: Uint8Array;
@@ -27,6 +33,18 @@ export interface AgentOptions {
   socket: DatagramSocket;
   peers: readonly PeerSpec[];
   logger: Logger;
+  /** Take part in an overlay; absent: static peers only. */
+  overlay?: {
+    /** Nodes to join through; empty: this agent starts a new overlay. */
+    bootstraps: Endpoint[];
+    /** This host's underlay endpoints to publish (default: the socket's local address). */
+    candidates?: () => Endpoint[];
+    puzzleDifficulty?: number;
+  };
+  /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
+  allow?: 'overlay' | 'static';
+  /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
+  onIdentityChanged?: (identity: Identity) => void | Promise<void>;
   now?: () => number;
 }
 
@@ -36,6 +54,8 @@ export interface PeerStatus {
   ipv4: string;
   ipv6: string;
   endpoint: string | null;
+  /** 'static': from --peer / the config; 'overlay': found by a lookup, or it found us. */
+  source: 'static' | 'overlay';
   /** 'direct' once a handshake succeeded on the peer's endpoint; 'none' before. */
   path: 'direct' | 'none';
   /** Why the path is what it is, in words a user can act on. */
@@ -46,6 +66,9 @@ export interface PeerStatus {
   txBytes: number;
 }
 
+/** Handshakes from keys never added: let in, or refused for a bad NodeID puzzle or MAX_OVERLAY_PEERS. */
+export interface AdmissionStats { admitted: number; badPuzzle: number; full: number }
+
 export interface DemuxStats { datagrams: number; unknown: number; notYetHandled: number }
 
 export interface AgentStatus {
@@ -53,12 +76,14 @@ export interface AgentStatus {
   tap: { name: string; mtu: number };
   listen: string;
   peers: PeerStatus[];
+  overlay: (OverlayStatus & { discovery: DiscoveryStats & { p50LatencyMs: number; p90LatencyMs: number } }) | null;
   counters: {
     tap: TapDevice['stats'];
     inside: InsideStats;
     outside: OutsideStats;
     tunnels: TunnelStats;
     demux: DemuxStats;
+    admission: AdmissionStats;
   };
 }
 
@@ -69,11 +94,39 @@ export class Agent {
   private readonly inside: Inside<TunnelPeer>;
   private readonly outside: Outside;
   private readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
+  private readonly overlay: AgentOverlay | undefined;
+  private readonly discovery: Discovery | undefined;
+  private readonly fromOverlay = new Set<OverlayPeer<TunnelPeer>>();
+  private readonly admission: AdmissionStats = { admitted: 0, badPuzzle: 0, full: 0 };
+  private identity: Identity;
   private closed = false;
 
   constructor(private readonly o: AgentOptions) {
     const { identity, tap } = o;
+    this.identity = identity;
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
+    const addr = { selfIpv4: identity.ipv4, selfIpv6: identity.ipv6, mtu: tap.mtu, writer };
+    if (o.overlay) {
+      const ov = o.overlay;
+      this.overlay = new AgentOverlay({
+        socket: o.socket, identity, bootstraps: ov.bootstraps, logger: o.logger.child({ layer: 'overlay' }),
+        candidates: ov.candidates ?? (() => [o.socket.local]),
+        ...(ov.puzzleDifficulty !== undefined ? { puzzleDifficulty: ov.puzzleDifficulty } : {}),
+        onIpv4Changed: (attempt) => this.ipv4Changed(attempt),
+      });
+      const overlay = this.overlay;
+      this.discovery = new Discovery({
+        lookupIpv4: (ipv4) => overlay.lookupIpv4(ipv4),
+        lookupIpv6: (ipv6) => overlay.lookupIpv6(ipv6),
+        ipv4Of: (key) => overlay.ipv4Of(key),
+        addPeer: (found) => this.addFoundPeer(found),
+        mapIpv4: (peer, ipv4) => this.mapIpv4(peer as OverlayPeer<TunnelPeer>, ipv4),
+        forward: (packet) => this.inside.forward(packet),
+        unreachable: (packet) => this.inside.unreachable(packet),
+        deliver: (peer, packet) => this.outside.handlePacket(peer, packet),
+        ...(o.now ? { now: o.now } : {}),
+      });
+    }
     this.tunnels = new Tunnels({
       privateKey: identity.privateKey,
       socket: o.socket,
@@ -82,13 +135,23 @@ export class Agent {
         const peer = this.byTunnel.get(tp);
         if (peer) this.outside.handlePacket(peer, packet);
       },
+      acceptUnknown: (publicKey, nonce, from) => this.admit(publicKey, nonce, from),
+      ...(this.overlay ? { puzzleNonce: this.overlay.node.puzzleNonce } : {}),
       ...(o.now ? { now: o.now } : {}),
     });
-    const addr = { selfIpv4: identity.ipv4, selfIpv6: identity.ipv6, mtu: tap.mtu, writer };
-    this.inside = new Inside({ ...addr, peers: this.peers, send: (peer, packet) => this.tunnels.send(peer.link, packet) });
-    this.outside = new Outside(addr);
+    const discovery = this.discovery;
+    this.inside = new Inside({
+      ...addr, peers: this.peers, send: (peer, packet) => this.tunnels.send(peer.link, packet),
+      ...(discovery ? { onUnknownPeer: (packet: Buffer, v: 4 | 6) => discovery.onUnknownPeer(packet, v) } : {}),
+    });
+    this.outside = new Outside({
+      ...addr, ...(discovery ? { onIpv4Unmapped: (peer: OverlayPeer<unknown>, packet: Buffer) => discovery.onIpv4Unmapped(peer, packet) } : {}),
+    });
     for (const spec of o.peers) this.addPeer(spec);
   }
+
+  /** This host's identity as it stands (the IPv4 address may have moved after an overlay claim). */
+  get currentIdentity(): Identity { return this.identity; }
 
   start(): void {
     this.o.socket.onMessage((msg, from) => this.onDatagram(msg, from));
@@ -98,14 +161,15 @@ export class Agent {
     });
     // Peers with a known endpoint get a tunnel at once: the first packet then waits for nothing.
     for (const p of this.peers.values()) this.tunnels.connect(p.link);
-    this.o.logger.info({ ...identityToJson(this.o.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.peers.size }, 'agent up');
+    this.o.logger.info({ ...identityToJson(this.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.peers.size }, 'agent up');
+    void this.overlay?.start().catch((e: unknown) => this.o.logger.error({ err: (e as Error).message }, 'overlay start failed'));
   }
 
-  addPeer(spec: PeerSpec): OverlayPeer<TunnelPeer> {
+  addPeer(spec: PeerSpec, ipv4?: number): OverlayPeer<TunnelPeer> {
     const hex = Buffer.from(spec.publicKey).toString('hex');
-    if (hex === this.o.identity.publicKeyHex) throw new Error('a peer cannot have this host\'s own key');
+    if (hex === this.identity.publicKeyHex) throw new Error('a peer cannot have this host\'s own key');
     const tp = this.tunnels.addPeer(spec.publicKey, spec.endpoint);
-    const peer = describePeer(spec.publicKey, tp);
+    const peer = describePeer(spec.publicKey, tp, ipv4);
     try {
       this.peers.add(peer);
     } catch (e) {
@@ -120,6 +184,75 @@ export class Agent {
   addressesChanged(): void {
     this.o.logger.info('local addresses changed; refreshing paths to peers');
     this.tunnels.refreshPaths();
+    this.overlay?.addressesChanged();
+  }
+
+  /** `idloc-agent register NAME`. */
+  register(name: string): Promise<RegisterOutcome> {
+    if (!this.overlay) throw new Error('this agent runs without an overlay');
+    return this.overlay.register(name);
+  }
+
+  /** `idloc-agent resolve QUERY`. */
+  resolve(query: string): Promise<ResolveResult | undefined> {
+    if (!this.overlay) throw new Error('this agent runs without an overlay');
+    return this.overlay.resolve(query);
+  }
+
+  // ---- peers found through the overlay --------------------------------------------------------
+
+  /** A handshake from a key never added. allow 'overlay' (the default): any overlay member may reach us,
+   *  if its NodeID puzzle holds (a key costs work to mint) and MAX_OVERLAY_PEERS is not reached; its IPv4
+   *  address is looked up before its IPv4 packets are let in. allow 'static': only configured peers. */
+  private admit(publicKey: Uint8Array, puzzleNonce: bigint, from: Endpoint): boolean {
+    if (!this.discovery || !this.overlay || (this.o.allow ?? 'overlay') !== 'overlay') return false;
+    if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) { this.admission.full++; return false; }
+    if (!verifyPuzzle(publicKey, puzzleNonce, this.overlay.node.puzzleDifficulty)) { this.admission.badPuzzle++; return false; }
+    let peer: OverlayPeer<TunnelPeer>;
+    try {
+      peer = this.addPeer({ publicKey, endpoint: from }, IPV4_UNMAPPED);
+    } catch {
+      return false;
+    }
+    this.fromOverlay.add(peer);
+    this.admission.admitted++;
+    this.discovery.admitted(peer);
+    this.o.logger.info({ peer: peer.nodeIdHex, ipv6: formatIpv6(peer.ipv6), from: endpointKey(from) }, 'peer reached us through the overlay');
+    return true;
+  }
+
+  private addFoundPeer(found: FoundPeer): OverlayPeer<TunnelPeer> | undefined {
+    const known = this.peers.getByKey(Buffer.from(found.publicKey).toString('hex'));
+    if (known) return known;
+    if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) return undefined;
+    let peer: OverlayPeer<TunnelPeer>;
+    try {
+      peer = this.addPeer({ publicKey: found.publicKey, ...(found.endpoint ? { endpoint: found.endpoint } : {}) }, found.ipv4 || IPV4_UNMAPPED);
+    } catch (e) {
+      this.o.logger.warn({ err: (e as Error).message }, 'peer found in the overlay refused');
+      return undefined;
+    }
+    this.fromOverlay.add(peer);
+    this.tunnels.connect(peer.link);
+    this.o.logger.info({ peer: peer.nodeIdHex, endpoint: found.endpoint ? endpointKey(found.endpoint) : null }, 'peer found through the overlay');
+    return peer;
+  }
+
+  private mapIpv4(peer: OverlayPeer<TunnelPeer>, ipv4: number): boolean {
+    try {
+      this.peers.setIpv4(peer, ipv4);
+      return true;
+    } catch (e) {
+      this.o.logger.warn({ peer: peer.nodeIdHex, err: (e as Error).message }, 'peer IPv4 not mapped');
+      return false;
+    }
+  }
+
+  private async ipv4Changed(attempt: number): Promise<void> {
+    this.identity = withIpv4Attempt(this.identity, attempt);
+    this.inside.setSelfIpv4(this.identity.ipv4);
+    this.outside.setSelfIpv4(this.identity.ipv4);
+    await this.o.onIdentityChanged?.(this.identity);
   }
 
   status(): AgentStatus {
@@ -131,6 +264,7 @@ export class Agent {
       peers.push({
         nodeId: p.nodeIdHex, publicKey: p.publicKeyHex, ipv4: formatIpv4(p.ipv4), ipv6: formatIpv6(p.ipv6),
         endpoint: t?.endpoint ?? null,
+        source: this.fromOverlay.has(p) ? 'overlay' : 'static',
         path: established ? 'direct' : 'none',
         pathReason: pathReason(t?.state, t?.endpoint ?? null),
         state: t?.state ?? 'none',
@@ -139,13 +273,16 @@ export class Agent {
       });
     }
     return {
-      identity: identityToJson(this.o.identity),
+      identity: identityToJson(this.identity),
       tap: { name: this.o.tap.name, mtu: this.o.tap.mtu },
       listen: endpointKey(this.o.socket.local),
       peers,
+      overlay: this.overlay && this.discovery
+        ? { ...this.overlay.status(), discovery: { ...this.discovery.stats, ...latencyMs(this.discovery.latency()) } }
+        : null,
       counters: {
         tap: { ...this.o.tap.stats }, inside: { ...this.inside.stats }, outside: { ...this.outside.stats },
-        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux },
+        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, admission: { ...this.admission },
       },
     };
   }
@@ -153,6 +290,8 @@ export class Agent {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.discovery?.close();
+    await this.overlay?.close();
     this.tunnels.close();
     this.o.tap.close();
     await this.o.socket.close();
@@ -163,10 +302,18 @@ export class Agent {
     if (msg.length === 0) { this.demux.unknown++; return; }
     switch (classifyDatagram(msg[0]!)) {
       case 'tunnel': this.tunnels.handleDatagram(msg, from); break;
+      case 'overlay':
+        if (this.overlay) this.overlay.handleDatagram(msg, from);
+        else this.demux.notYetHandled++;
+        break;
       case 'unknown': this.demux.unknown++; break;
-      default: this.demux.notYetHandled++; // STUN, TURN and overlay messages arrive with later layers
+      default: this.demux.notYetHandled++; // STUN and TURN arrive with the NAT traversal layer
     }
   }
+}
+
+function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: number; p90LatencyMs: number } {
+  return { p50LatencyMs: l.p50Ms, p90LatencyMs: l.p90Ms };
 }
 
 function pathReason(state: string | undefined, endpoint: string | null): string {

@@ -7,13 +7,15 @@ import type { Logger } from 'pino';
 import type { Server } from 'node:net';
 import { Agent } from './daemon.js';
 import type { Config } from './config.js';
-import { loadOrCreateIdentity, type Identity } from './idloc/identity.js';
+import { networkInterfaces } from 'node:os';
+import { loadOrCreateIdentity, saveIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX_LEN } from './constants.js';
 import { NativeTap } from './tap/native-tap.js';
 import { UdpSocket } from './nat/udp-socket.js';
 import { NativeUdpSocket } from './nat/native-udp-socket.js';
 import { serveControl } from './control.js';
+import type { Endpoint } from './nat/socket.js';
 import { watchAddresses } from './nat/address-watch.js';
 
 const run = promisify(execFile);
@@ -39,6 +41,17 @@ async function assignAddresses(tap: string, id: Identity): Promise<void> {
   await ip(['addr', 'add', `${formatIpv4(id.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap]);
   // nodad: nobody else can own our key-derived address, and DAD would only delay the first packet.
   await ip(['-6', 'addr', 'add', `${formatIpv6(id.ipv6)}/${OVERLAY_IPV6_PREFIX_LEN}`, 'dev', tap, 'nodad']);
+}
+
+/** Our IPv4 underlay addresses (not loopback, not the TAP's overlay addresses) with the agent's port:
+ *  the host candidates published in the locator record. */
+function hostEndpoints(tap: string, port: number): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    if (name === tap) continue;
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) out.push({ address: a.address, port });
+  }
+  return out;
 }
 
 /** Turn the errno of a failed setup step into a sentence that says what to do. */
@@ -76,10 +89,24 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       ? explain(() => NativeUdpSocket.bind(config.listen), inUse)
       : await UdpSocket.bind(config.listen).catch((e: unknown) => explain(() => { throw e; }, inUse));
     cleanups.push(() => socket.close());
-    const agent = new Agent({ identity, tap, socket, peers: config.peers, logger });
+    let current = identity;
+    const agent = new Agent({
+      identity, tap, socket, peers: config.peers, logger, allow: config.allow,
+      overlay: { bootstraps: config.bootstrap, candidates: () => hostEndpoints(tap.name, socket.local.port) },
+      onIdentityChanged: async (id) => {
+        // The overlay gave us another IPv4 address (ours was claimed first by another key): keep it for
+        // the next start and move the TAP's address.
+        saveIpv4Attempt(config.stateDir, id);
+        await ip(['addr', 'del', `${formatIpv4(current.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap.name]).catch(() => undefined);
+        await ip(['addr', 'add', `${formatIpv4(id.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap.name]);
+        current = id;
+      },
+    });
     cleanups.splice(0, cleanups.length, () => agent.close()); // agent.close() closes tap and socket
-    const control: Server = await serveControl(config.stateDir, (cmd) => {
+    const control: Server = await serveControl(config.stateDir, (cmd, args) => {
       if (cmd === 'status') return agent.status();
+      if (cmd === 'register') return agent.register(String(args.name ?? ''));
+      if (cmd === 'resolve') return agent.resolve(String(args.query ?? '')).then((r) => r ?? null);
       throw new Error(`unknown command "${cmd}"`);
     });
     cleanups.push(() => new Promise<void>((r) => control.close(() => r())));

@@ -26,11 +26,22 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `node     ${s.identity.nodeId}\n` +
     `key      ${s.identity.publicKey}\n` +
     `address  ${s.identity.ipv4}  ${s.identity.ipv6}\n` +
-    `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n\n`;
+    `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` + overlayLines(s) + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
-  const rows = [['PEER', 'IPV4', 'IPV6', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
+  const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
   for (const p of s.peers) {
-    rows.push([p.nodeId.slice(0, 12), p.ipv4, p.ipv6, p.endpoint ?? '-', p.path, ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), p.pathReason]);
+    rows.push([p.nodeId.slice(0, 12), p.ipv4 === '0.0.0.0' ? '(looking up)' : p.ipv4, p.ipv6, p.source, p.endpoint ?? '-', p.path,
+      ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), p.pathReason]);
   }
   return head + table(rows);
+}
+
+function overlayLines(s: AgentStatus): string {
+  const o = s.overlay;
+  if (!o) return 'overlay  off\n';
+  const joined = o.bootstraps.length === 0 ? 'started a new overlay' : o.joined ? `joined via ${o.bootstraps.join(', ')}` : `joining via ${o.bootstraps.join(', ')} (no answer yet)`;
+  const d = o.discovery;
+  return `overlay  ${joined}; ${o.routingTableSize} contacts, ${o.storedRecords} records stored, IPv4 ${o.ipv4Claimed ? 'claimed' : 'not claimed yet'}\n` +
+    `lookups  ${o.lookups.count} (p50 ${o.lookups.p50LatencyMs} ms, p90 ${o.lookups.p90LatencyMs} ms); peers found ${d.found}, ` +
+    `not found ${d.notFound + d.timedOut}\n`;
 }

@@ -2,11 +2,13 @@
 // (directory 0700, file 0600). Everything else a peer knows about us (NodeID, overlay addresses)
 // is derived from the public key, so the key file is the only secret and the only state.
 //
-// identity.json: {"version":1,"privateKey":"<64 hex>","publicKey":"<64 hex>"}
+// identity.json: {"version":1,"privateKey":"<64 hex>","publicKey":"<64 hex>"[,"ipv4Attempt":N]}
+// ipv4Attempt is the derivation the overlay's first-come IPv4 claim settled on (0 unless another key
+// held the address first); kept so the host's IPv4 overlay address survives restarts.
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { IDENTITY_FILE_NAME } from '../constants.js';
+import { IDENTITY_FILE_NAME, IPV4_MAX_CLAIM_ATTEMPT } from '../constants.js';
 import { formatIpv4, formatIpv6, fromHex, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, toHex } from './addresses.js';
 
 export interface Identity {
@@ -16,6 +18,8 @@ export interface Identity {
   readonly nodeId: Uint8Array;
   readonly nodeIdHex: string;
   readonly ipv4: number;
+  /** Which derivation ipv4 is: ipv4FromNodeId(nodeId, ipv4Attempt). */
+  readonly ipv4Attempt: number;
   readonly ipv6: Uint8Array;
 }
 
@@ -23,17 +27,18 @@ export interface IdentityJson { nodeId: string; publicKey: string; ipv4: string;
 
 export class IdentityError extends Error {}
 
-export function identityFromPrivateKey(privateKey: Uint8Array): Identity {
+export function identityFromPrivateKey(privateKey: Uint8Array, ipv4Attempt = 0): Identity {
   const publicKey = ed25519.getPublicKey(privateKey);
-  return describePublicKey(publicKey, privateKey);
-}
-
-function describePublicKey(publicKey: Uint8Array, privateKey: Uint8Array): Identity {
   const nodeId = nodeIdFromPublicKey(publicKey);
   return {
     privateKey, publicKey, publicKeyHex: toHex(publicKey),
-    nodeId, nodeIdHex: toHex(nodeId), ipv4: ipv4FromNodeId(nodeId), ipv6: ipv6FromNodeId(nodeId),
+    nodeId, nodeIdHex: toHex(nodeId), ipv4: ipv4FromNodeId(nodeId, ipv4Attempt), ipv4Attempt, ipv6: ipv6FromNodeId(nodeId),
   };
+}
+
+/** The same identity with the IPv4 address of another claim attempt. */
+export function withIpv4Attempt(id: Identity, ipv4Attempt: number): Identity {
+  return { ...id, ipv4Attempt, ipv4: ipv4FromNodeId(id.nodeId, ipv4Attempt) };
 }
 
 export function generateIdentity(): Identity {
@@ -60,7 +65,20 @@ export function loadOrCreateIdentity(stateDir: string): Identity {
     throw new IdentityError(`cannot create state dir ${stateDir}: ${(e as Error).message}`);
   }
   const id = generateIdentity();
-  const body = JSON.stringify({ version: 1, privateKey: toHex(id.privateKey), publicKey: id.publicKeyHex }) + '\n';
+  writeIdentityFile(file, id);
+  return id;
+}
+
+/** Remember the IPv4 claim attempt the overlay settled on (rewrites identity.json). */
+export function saveIpv4Attempt(stateDir: string, id: Identity): void {
+  writeIdentityFile(join(stateDir, IDENTITY_FILE_NAME), id);
+}
+
+function writeIdentityFile(file: string, id: Identity): void {
+  const body = JSON.stringify({
+    version: 1, privateKey: toHex(id.privateKey), publicKey: id.publicKeyHex,
+    ...(id.ipv4Attempt ? { ipv4Attempt: id.ipv4Attempt } : {}),
+  }) + '\n';
   // Write-then-rename so a crash never leaves a half-written key; mode 0600 from the start.
   const tmp = `${file}.${process.pid}.tmp`;
   try {
@@ -70,7 +88,6 @@ export function loadOrCreateIdentity(stateDir: string): Identity {
   } catch (e) {
     throw new IdentityError(`cannot write ${file}: ${(e as Error).message}`);
   }
-  return id;
 }
 
 function parseIdentityFile(file: string, text: string): Identity {
@@ -79,7 +96,11 @@ function parseIdentityFile(file: string, text: string): Identity {
   const o = obj as Record<string, unknown>;
   const priv = typeof o?.privateKey === 'string' ? fromHex(o.privateKey, 32) : undefined;
   if (!priv) throw new IdentityError(`${file}: privateKey must be 64 hex characters`);
-  const id = identityFromPrivateKey(priv);
+  const attempt = o.ipv4Attempt ?? 0;
+  if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 0 || attempt > IPV4_MAX_CLAIM_ATTEMPT) {
+    throw new IdentityError(`${file}: ipv4Attempt must be an integer 0..${IPV4_MAX_CLAIM_ATTEMPT}`);
+  }
+  const id = identityFromPrivateKey(priv, attempt);
   if (typeof o.publicKey === 'string' && o.publicKey.toLowerCase() !== id.publicKeyHex) {
     throw new IdentityError(`${file}: publicKey does not match privateKey`);
   }

@@ -6,7 +6,9 @@
 //      IPv6 neighbour solicitations likewise. Nothing leaves the host for either.
 //   3. IPv4/IPv6 packets: trimmed to the IP length (Ethernet pads short frames), multicast and
 //      non-overlay destinations dropped and counted.
-//   4. The destination address picks the peer (PeerMap); unknown peer -> ICMP unreachable to the app.
+//   4. The destination address picks the peer (PeerMap). Unknown peer: the packet is offered to
+//      onUnknownPeer (the overlay lookup queues it and later calls forward() or unreachable());
+//      refused, or no lookup wired -> ICMP unreachable to the app.
 //   5. Oversize packets -> ICMP fragmentation-needed / packet-too-big back into the TAP.
 //   6. TCP SYNs get their MSS clamped so the far side never sends segments the tunnel can't carry.
 //   7. The packet goes to the tunnel layer (which encrypts and sends it, or queues it while handshaking).
@@ -30,6 +32,8 @@ export interface InsideStats {
   notForOverlay: number;
   malformed: number;
   noPeer: number;
+  /** Packets for unknown peers handed to the overlay lookup instead of refused. */
+  lookedUp: number;
   tooBig: number;
   mssClamped: number;
   packetsOut: number;
@@ -43,21 +47,48 @@ export interface InsideOptions<T> {
   writer: FrameWriter;
   /** Hand an IP packet to the peer's tunnel. The packet is a view into the TAP's read buffer: copy to keep. */
   send: (peer: OverlayPeer<T>, packet: Buffer) => void;
+  /** A packet for an overlay address no peer has (a view: copy to keep). true = taken (being looked up). */
+  onUnknownPeer?: (packet: Buffer, version: 4 | 6) => boolean;
 }
 
 export class Inside<T> {
   readonly stats: InsideStats = {
     framesIn: 0, runts: 0, arpAnswered: 0, ndAnswered: 0, notForOverlay: 0, malformed: 0,
-    noPeer: 0, tooBig: 0, mssClamped: 0, packetsOut: 0,
+    noPeer: 0, lookedUp: 0, tooBig: 0, mssClamped: 0, packetsOut: 0,
   };
   private readonly mssV4: number;
   private readonly mssV6: number;
-  private readonly answerV4 = (ip: number): boolean => isOverlayIpv4(ip) && ip !== this.o.selfIpv4;
+  private selfIpv4: number;
+  private readonly answerV4 = (ip: number): boolean => isOverlayIpv4(ip) && ip !== this.selfIpv4;
   private readonly answerV6 = (t: Uint8Array): boolean => isOverlayIpv6(t, 0) && !equal16(this.o.selfIpv6, t, 0);
 
   constructor(private readonly o: InsideOptions<T>) {
     this.mssV4 = mssForMtu(o.mtu, 4);
     this.mssV6 = mssForMtu(o.mtu, 6);
+    this.selfIpv4 = o.selfIpv4;
+  }
+
+  /** The overlay's IPv4 claim settled on another address for us. */
+  setSelfIpv4(ipv4: number): void { this.selfIpv4 = ipv4; }
+
+  /** A whole IP packet that waited for its peer (overlay lookup done): route it as if just read. */
+  forward(packet: Buffer): void {
+    if (packet.length >= 20 && packet[0]! >> 4 === 4) {
+      const peer = this.o.peers.getIpv4(packet.readUInt32BE(16));
+      if (peer) this.toPeer(peer, packet, 4); else this.unreachable(packet);
+    } else if (packet.length >= 40 && packet[0]! >> 4 === 6) {
+      const peer = this.o.peers.getIpv6(packet, 24);
+      if (peer) this.toPeer(peer, packet, 6); else this.unreachable(packet);
+    }
+    this.o.writer.flush();
+  }
+
+  /** Tell the app its packet cannot be delivered (no such peer): ICMP unreachable into the TAP. */
+  unreachable(packet: Buffer): void {
+    this.stats.noPeer++;
+    if (packet[0]! >> 4 === 4) this.reply(icmpv4Unreachable(packet), ETHERTYPE_IPV4);
+    else this.reply(icmpv6Unreachable(packet), ETHERTYPE_IPV6);
+    this.o.writer.flush();
   }
 
   handleBatch(batch: FrameBatch): void {
@@ -88,8 +119,25 @@ export class Inside<T> {
     if (!isOverlayIpv4(dst)) { s.notForOverlay++; return; }
     const packet = buf.subarray(ip, ip + total);
     const peer = this.o.peers.getIpv4(dst);
-    if (!peer) { s.noPeer++; this.reply(icmpv4Unreachable(packet), ETHERTYPE_IPV4); return; }
-    if (total > this.o.mtu) { s.tooBig++; this.reply(icmpv4FragNeeded(packet, this.o.mtu), ETHERTYPE_IPV4); return; }
+    if (peer) this.toPeer(peer, packet, 4);
+    else this.noPeer(packet, 4);
+  }
+
+  private noPeer(packet: Buffer, version: 4 | 6): void {
+    if (this.o.onUnknownPeer?.(packet, version)) { this.stats.lookedUp++; return; }
+    this.stats.noPeer++;
+    if (version === 4) this.reply(icmpv4Unreachable(packet), ETHERTYPE_IPV4);
+    else this.reply(icmpv6Unreachable(packet), ETHERTYPE_IPV6);
+  }
+
+  private toPeer(peer: OverlayPeer<T>, packet: Buffer, version: 4 | 6): void {
+    const s = this.stats;
+    if (packet.length > this.o.mtu) {
+      s.tooBig++;
+      if (version === 4) this.reply(icmpv4FragNeeded(packet, this.o.mtu), ETHERTYPE_IPV4);
+      else this.reply(icmpv6PacketTooBig(packet, this.o.mtu), ETHERTYPE_IPV6);
+      return;
+    }
     if (clampMss(packet, this.mssV4, this.mssV6)) s.mssClamped++;
     s.packetsOut++;
     this.o.send(peer, packet);
@@ -116,11 +164,8 @@ export class Inside<T> {
       return;
     }
     const peer = this.o.peers.getIpv6(buf, ip + 24);
-    if (!peer) { s.noPeer++; this.reply(icmpv6Unreachable(packet), ETHERTYPE_IPV6); return; }
-    if (total > this.o.mtu) { s.tooBig++; this.reply(icmpv6PacketTooBig(packet, this.o.mtu), ETHERTYPE_IPV6); return; }
-    if (clampMss(packet, this.mssV4, this.mssV6)) s.mssClamped++;
-    s.packetsOut++;
-    this.o.send(peer, packet);
+    if (peer) this.toPeer(peer, packet, 6);
+    else this.noPeer(packet, 6);
   }
 
   private reply(packet: Uint8Array | undefined, ethertype: number): void {

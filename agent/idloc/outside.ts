@@ -4,7 +4,9 @@
 //   1. The IP header must be whole; the packet is trimmed to its IP length.
 //   2. Anti-spoofing: the inner source must be the sending peer's own overlay address (the tunnel
 //      authenticated the peer's key, and the key owns exactly these addresses); anything else is
-//      dropped and counted. The destination must be one of ours.
+//      dropped and counted. The destination must be one of ours. A peer met through the overlay has
+//      its IPv6 address from its key at once but its IPv4 address only once its overlay claim is
+//      looked up: IPv4 packets from it meanwhile go to onIpv4Unmapped (which holds them), not the TAP.
 //   3. TCP SYNs get their MSS clamped (the other side may run a larger MTU).
 //   4. The packet is framed (virtual MAC -> TAP MAC) and queued for the next batched TAP write.
 import type { FrameWriter } from '../tap/frame-writer.js';
@@ -16,6 +18,8 @@ export interface OutsideStats {
   packetsIn: number;
   malformed: number;
   spoofedSource: number;
+  /** IPv4 packets held until the sending peer's IPv4 claim is known. */
+  awaitingIpv4: number;
   wrongDestination: number;
   mssClamped: number;
   tooBig: number;
@@ -26,17 +30,27 @@ export interface OutsideOptions {
   selfIpv6: Uint8Array;
   mtu: number;
   writer: FrameWriter;
+  /** An IPv4 packet from a peer whose IPv4 address is not known yet (a view: copy to keep). */
+  onIpv4Unmapped?: (peer: OverlayPeer<unknown>, packet: Buffer) => void;
 }
 
+/** OverlayPeer.ipv4 of a peer whose IPv4 claim is still being looked up (0.0.0.0 is never an overlay address). */
+export const IPV4_UNMAPPED = 0;
+
 export class Outside {
-  readonly stats: OutsideStats = { packetsIn: 0, malformed: 0, spoofedSource: 0, wrongDestination: 0, mssClamped: 0, tooBig: 0 };
+  readonly stats: OutsideStats = { packetsIn: 0, malformed: 0, spoofedSource: 0, awaitingIpv4: 0, wrongDestination: 0, mssClamped: 0, tooBig: 0 };
   private readonly mssV4: number;
   private readonly mssV6: number;
+  private selfIpv4: number;
 
   constructor(private readonly o: OutsideOptions) {
     this.mssV4 = mssForMtu(o.mtu, 4);
     this.mssV6 = mssForMtu(o.mtu, 6);
+    this.selfIpv4 = o.selfIpv4;
   }
+
+  /** The overlay's IPv4 claim settled on another address for us. */
+  setSelfIpv4(ipv4: number): void { this.selfIpv4 = ipv4; }
 
   handlePacket(peer: OverlayPeer<unknown>, packet: Buffer): void {
     const s = this.stats;
@@ -49,8 +63,12 @@ export class Outside {
       if (len < 20) { s.malformed++; return; }
       total = (packet[2]! << 8) | packet[3]!;
       if (total < 20 || total > len) { s.malformed++; return; }
-      if (packet.readUInt32BE(12) !== peer.ipv4) { s.spoofedSource++; return; }
-      if (packet.readUInt32BE(16) !== this.o.selfIpv4) { s.wrongDestination++; return; }
+      if (packet.readUInt32BE(12) !== peer.ipv4) {
+        if (peer.ipv4 === IPV4_UNMAPPED && this.o.onIpv4Unmapped) { s.awaitingIpv4++; this.o.onIpv4Unmapped(peer, packet); }
+        else s.spoofedSource++;
+        return;
+      }
+      if (packet.readUInt32BE(16) !== this.selfIpv4) { s.wrongDestination++; return; }
       ethertype = ETHERTYPE_IPV4;
     } else if (version === 6) {
       if (len < 40) { s.malformed++; return; }

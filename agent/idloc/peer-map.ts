@@ -7,17 +7,19 @@ export interface OverlayPeer<T = unknown> {
   readonly publicKey: Uint8Array;
   readonly publicKeyHex: string;
   readonly nodeIdHex: string;
-  readonly ipv4: number;
+  /** 0 (IPV4_UNMAPPED) while a peer met through the overlay has its IPv4 claim looked up; set via PeerMap.setIpv4. */
+  ipv4: number;
   readonly ipv6: Uint8Array;
   /** The lower layer's handle for this peer (the tunnel), opaque to this map. */
   readonly link: T;
 }
 
-export function describePeer<T>(publicKey: Uint8Array, link: T): OverlayPeer<T> {
+/** A peer's map entry; ipv4 defaults to the key's first derivation (statically configured peers). */
+export function describePeer<T>(publicKey: Uint8Array, link: T, ipv4?: number): OverlayPeer<T> {
   const nodeId = nodeIdFromPublicKey(publicKey);
   return {
     publicKey, publicKeyHex: toHex(publicKey), nodeIdHex: toHex(nodeId),
-    ipv4: ipv4FromNodeId(nodeId), ipv6: ipv6FromNodeId(nodeId), link,
+    ipv4: ipv4 ?? ipv4FromNodeId(nodeId), ipv6: ipv6FromNodeId(nodeId), link,
   };
 }
 
@@ -31,11 +33,11 @@ export class PeerMap<T> {
 
   add(peer: OverlayPeer<T>): void {
     if (this.byKey.has(peer.publicKeyHex)) throw new Error(`peer ${peer.publicKeyHex} already known`);
-    const clash = this.byV4.get(peer.ipv4);
+    const clash = peer.ipv4 === 0 ? undefined : this.byV4.get(peer.ipv4);
     if (clash) throw new Error(`overlay IPv4 ${formatIpv4(peer.ipv4)} of ${peer.publicKeyHex} is taken by ${clash.publicKeyHex}`);
     if (this.getIpv6(peer.ipv6, 0)) throw new Error(`overlay IPv6 ${formatIpv6(peer.ipv6)} already mapped`);
     this.byKey.set(peer.publicKeyHex, peer);
-    this.byV4.set(peer.ipv4, peer);
+    if (peer.ipv4 !== 0) this.byV4.set(peer.ipv4, peer);
     const tail = tailOf(peer.ipv6, 0);
     const list = this.byV6Tail.get(tail);
     if (list) list.push(peer); else this.byV6Tail.set(tail, [peer]);
@@ -44,10 +46,20 @@ export class PeerMap<T> {
   remove(peer: OverlayPeer<T>): void {
     if (this.byKey.get(peer.publicKeyHex) !== peer) return;
     this.byKey.delete(peer.publicKeyHex);
-    this.byV4.delete(peer.ipv4);
+    if (this.byV4.get(peer.ipv4) === peer) this.byV4.delete(peer.ipv4);
     const tail = tailOf(peer.ipv6, 0);
     const list = this.byV6Tail.get(tail)?.filter((p) => p !== peer);
     if (list && list.length) this.byV6Tail.set(tail, list); else this.byV6Tail.delete(tail);
+  }
+
+  /** Map a peer's IPv4 overlay address (its claim was looked up, or moved). Throws if another peer holds it. */
+  setIpv4(peer: OverlayPeer<T>, ipv4: number): void {
+    if (this.byKey.get(peer.publicKeyHex) !== peer) throw new Error(`peer ${peer.publicKeyHex} is not in the map`);
+    const clash = this.byV4.get(ipv4);
+    if (clash && clash !== peer) throw new Error(`overlay IPv4 ${formatIpv4(ipv4)} is taken by ${clash.publicKeyHex}`);
+    if (this.byV4.get(peer.ipv4) === peer) this.byV4.delete(peer.ipv4);
+    peer.ipv4 = ipv4;
+    this.byV4.set(ipv4, peer);
   }
 
   getByKey(publicKeyHex: string): OverlayPeer<T> | undefined { return this.byKey.get(publicKeyHex); }

@@ -4,12 +4,19 @@
 // (demux.ts). The 3 reserved bytes must be zero: they keep later fields 4-byte aligned and leave
 // room for a version without changing the type byte.
 //
-// 0xC1 handshake initiation (132 bytes), Noise IK message 1:
-//    0      1      2      3      4            8                  40                     88                  116        132
-//   +------+------+------+------+------------+------------------+----------------------+-------------------+----------+
-//   | 0xC1 |  reserved (0)      | sender idx | ephemeral (32)   | enc static (32+16)   | enc TAI64N (12+16)| mac1 (16)|
-//   +------+------+------+------+------------+------------------+----------------------+-------------------+----------+
-//
+// 0xC1 handshake initiation (172 bytes), Noise IK message 1:
+//    0      1      2      3      4            8                  40                     88                            156        172
+//   +------+------+------+------+------------+------------------+----------------------+-----------------------------+----------+
+//   | 0xC1 |  reserved (0)      | sender idx | ephemeral (32)   | enc static (32+16)   | enc payload (12+32+8+16)    | mac1 (16)|
+//   +------+------+------+------+------------+------------------+----------------------+-----------------------------+----------+
+//   payload = TAI64N timestamp (12) || initiator's Ed25519 public key (32) || NodeID puzzle nonce (u64 BE).
+//   Noise authenticates only the X25519 static, which maps back to two Ed25519 keys (P and -P); the key
+//   in the payload says which is the initiator's identity, so a responder that has never heard of the
+//   initiator (a peer that found us through the overlay) learns its NodeID and overlay addresses from the
+//   handshake itself; it checks that the key converts to the authenticated static before believing it.
+//   The puzzle nonce proves the work that minting this NodeID cost (overlay/puzzle.ts), so admitting a
+//   stranger costs the responder one hash, and a flood of fresh keys costs the sender the puzzle each.
+
 // 0xC2 handshake response (76 bytes), Noise IK message 2:
 //    0      1  2  3  4            8              12                 44                 60         76
 //   +------+--------+------------+--------------+------------------+------------------+----------+
@@ -37,13 +44,15 @@ export const MSG_HANDSHAKE_INIT = 0xc1;
 export const MSG_HANDSHAKE_RESP = 0xc2;
 export const MSG_TRANSPORT = 0xc4;
 
-export const HANDSHAKE_INIT_LEN = 132;
+export const HANDSHAKE_INIT_LEN = 172;
 export const HANDSHAKE_RESP_LEN = 76;
 export const TRANSPORT_HEADER_LEN = 16;
 export const AEAD_TAG_LEN = 16;
 export const TRANSPORT_MIN_LEN = TRANSPORT_HEADER_LEN + AEAD_TAG_LEN;
 export const MAC1_LEN = 16;
 export const TAI64N_LEN = 12;
+/** The initiation payload: TAI64N timestamp || Ed25519 public key || puzzle nonce. */
+export const INIT_PAYLOAD_LEN = TAI64N_LEN + 32 + 8;
 
 const INIT_MAC1_OFF = HANDSHAKE_INIT_LEN - MAC1_LEN;
 const RESP_MAC1_OFF = HANDSHAKE_RESP_LEN - MAC1_LEN;
@@ -55,7 +64,7 @@ export interface HandshakeInit {
   senderIndex: number;
   ephemeral: Uint8Array; // 32
   encryptedStatic: Uint8Array; // 48
-  encryptedTimestamp: Uint8Array; // 28
+  encryptedPayload: Uint8Array; // 68
   mac1: Uint8Array; // 16
 }
 
@@ -84,7 +93,7 @@ function view(b: Uint8Array): DataView {
 
 // ---- 0xC1 -------------------------------------------------------------------------------
 
-/** The Noise message 1 bytes (ephemeral || enc static || enc timestamp) sit contiguously at 8..116. */
+/** The Noise message 1 bytes (ephemeral || enc static || enc payload) sit contiguously at 8..156. */
 export const INIT_NOISE_OFF = 8;
 export const INIT_NOISE_END = INIT_MAC1_OFF;
 
@@ -95,7 +104,7 @@ export function parseHandshakeInit(b: Uint8Array): HandshakeInit | undefined {
     senderIndex: view(b).getUint32(4, true),
     ephemeral: b.subarray(8, 40),
     encryptedStatic: b.subarray(40, 88),
-    encryptedTimestamp: b.subarray(88, 116),
+    encryptedPayload: b.subarray(88, 156),
     mac1: b.subarray(INIT_MAC1_OFF, HANDSHAKE_INIT_LEN),
   };
 }
@@ -107,7 +116,7 @@ export function marshalHandshakeInit(m: HandshakeInit, mac1Key?: Uint8Array): Bu
   b.writeUInt32LE(m.senderIndex >>> 0, 4);
   b.set(m.ephemeral.subarray(0, 32), 8);
   b.set(m.encryptedStatic.subarray(0, 48), 40);
-  b.set(m.encryptedTimestamp.subarray(0, 28), 88);
+  b.set(m.encryptedPayload.subarray(0, 68), 88);
   b.set(mac1Key ? computeMac1(mac1Key, b.subarray(0, INIT_MAC1_OFF)) : m.mac1.subarray(0, MAC1_LEN), INIT_MAC1_OFF);
   return b;
 }

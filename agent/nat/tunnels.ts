@@ -27,7 +27,7 @@ import { endpointKey, type DatagramSocket, type Endpoint } from './socket.js';
 import { HandshakeState, keyPairFromPrivate, type KeyPair } from './noise.js';
 import {
   INIT_NOISE_END, INIT_NOISE_OFF, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, RESP_NOISE_END,
-  RESP_NOISE_OFF, TAI64N_LEN, compareTai64n, mac1Key, marshalHandshakeInit, marshalHandshakeResp,
+  RESP_NOISE_OFF, TAI64N_LEN, INIT_PAYLOAD_LEN, compareTai64n, mac1Key, marshalHandshakeInit, marshalHandshakeResp,
   parseHandshakeInit, parseHandshakeResp, parseTransport, tai64n, verifyMac1, type Transport,
 } from './messages.js';
 import { Session } from './session.js';
@@ -43,6 +43,11 @@ export interface TunnelsOptions {
   logger: Logger;
   /** `packet` is valid only during the call (it lives in a scratch buffer): copy it to keep it. */
   onPacket: (peer: TunnelPeer, packet: Buffer) => void;
+  /** A handshake from a key we have not added authenticated (the key converts to the Noise static that
+   *  the initiation proved). Return true after addPeer()ing it to answer; false (or absent) refuses. */
+  acceptUnknown?: (publicKey: Uint8Array, puzzleNonce: bigint, from: Endpoint) => boolean;
+  /** The NodeID puzzle nonce of our key, sent in every initiation so strangers can admit us. */
+  puzzleNonce?: bigint;
   now?: () => number;
 }
 
@@ -51,6 +56,10 @@ export type { TunnelPeer, TunnelPeerStatus, TunnelStats } from './tunnel-peer.js
 export class Tunnels {
   readonly stats: TunnelStats = newTunnelStats();
   private readonly static: KeyPair;
+  /** Our Ed25519 public key, sent inside every initiation (messages.ts says why). */
+  private readonly ownPublicKey: Uint8Array;
+  private readonly acceptUnknown: TunnelsOptions['acceptUnknown'];
+  private readonly puzzleNonce: bigint;
   private readonly mac1Own: Uint8Array;
   private readonly socket: DatagramSocket;
   private readonly log: Logger;
@@ -69,6 +78,9 @@ export class Tunnels {
     if (opts.privateKey.length !== 32) throw new Error('privateKey must be a 32-byte Ed25519 secret');
     this.static = keyPairFromPrivate(ed25519.utils.toMontgomerySecret(opts.privateKey));
     this.mac1Own = mac1Key(this.static.publicKey);
+    this.ownPublicKey = ed25519.getPublicKey(opts.privateKey);
+    this.acceptUnknown = opts.acceptUnknown;
+    this.puzzleNonce = opts.puzzleNonce ?? 0n;
     this.socket = opts.socket;
     this.log = opts.logger;
     this.onPacket = opts.onPacket;
@@ -256,11 +268,15 @@ export class Tunnels {
     p.nextRetryAt = now + delay + Math.random() * REKEY_TIMEOUT_JITTER_MS;
     if (!p.endpoint) { this.stats.txNoEndpoint++; return; }
     const hs = new HandshakeState({ initiator: true, prologue: PROLOGUE, s: this.static, rs: p.staticX });
-    const noise = hs.writeMessage(this.timestamp(now));
+    const payload = new Uint8Array(INIT_PAYLOAD_LEN);
+    payload.set(this.timestamp(now), 0);
+    payload.set(this.ownPublicKey, TAI64N_LEN);
+    new DataView(payload.buffer).setBigUint64(TAI64N_LEN + 32, this.puzzleNonce);
+    const noise = hs.writeMessage(payload);
     if (!noise) { this.giveUp(p); return; } // only a small-order peer key gets here
     const localIndex = this.newIndex();
     const pkt = marshalHandshakeInit(
-      { senderIndex: localIndex, ephemeral: noise.subarray(0, 32), encryptedStatic: noise.subarray(32, 80), encryptedTimestamp: noise.subarray(80, 108), mac1: EMPTY },
+      { senderIndex: localIndex, ephemeral: noise.subarray(0, 32), encryptedStatic: noise.subarray(32, 80), encryptedPayload: noise.subarray(80, 148), mac1: EMPTY },
       p.mac1To,
     );
     p.pending = { hs, localIndex };
@@ -277,15 +293,17 @@ export class Tunnels {
     if (!m) { this.stats.rxInvalid++; return; }
     if (!verifyMac1(this.mac1Own, msg)) { this.stats.rxBadMac++; return; }
     const hs = new HandshakeState({ initiator: false, prologue: PROLOGUE, s: this.static });
-    const ts = hs.readMessage(msg.subarray(INIT_NOISE_OFF, INIT_NOISE_END));
-    if (!ts) { this.stats.rxDecryptFailed++; return; }
-    const p = this.byStatic.get(Buffer.from(hs.remoteStatic!).toString('hex'));
+    const payload = hs.readMessage(msg.subarray(INIT_NOISE_OFF, INIT_NOISE_END));
+    if (!payload) { this.stats.rxDecryptFailed++; return; }
+    if (payload.length !== INIT_PAYLOAD_LEN) { this.stats.rxInvalid++; return; }
+    const ts = payload.subarray(0, TAI64N_LEN);
+    const staticHex = Buffer.from(hs.remoteStatic!).toString('hex');
+    const p = this.byStatic.get(staticHex) ?? this.admit(payload, staticHex, from);
     if (!p) {
       this.stats.rxUnknownPeer++;
       this.log.debug({ from: endpointKey(from) }, 'handshake from unknown static key refused');
       return;
     }
-    if (ts.length !== TAI64N_LEN) { this.stats.rxInvalid++; return; }
     const now = this.now();
     if (p.lastInitTimestamp && compareTai64n(ts, p.lastInitTimestamp) <= 0) {
       this.stats.rxReplayed++;
@@ -313,6 +331,19 @@ export class Tunnels {
     p.lastHandshake = now;
     this.stats.handshakeRespSent++;
     this.log.debug({ peer: p.publicKeyHex, from: endpointKey(from) }, 'handshake initiation answered');
+  }
+
+  /** An initiator we have not added: believe its Ed25519 key only if it converts to the static that Noise
+   *  authenticated, then let the owner decide (it adds the peer when the overlay admits it). */
+  private admit(payload: Uint8Array, staticHex: string, from: Endpoint): PeerState | undefined {
+    if (!this.acceptUnknown) return undefined;
+    const publicKey = payload.subarray(TAI64N_LEN, TAI64N_LEN + 32);
+    const nonce = new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getBigUint64(TAI64N_LEN + 32);
+    let x: Uint8Array;
+    try { x = ed25519.utils.toMontgomery(publicKey); } catch { return undefined; }
+    if (Buffer.from(x).toString('hex') !== staticHex) { this.stats.rxInvalid++; return undefined; }
+    if (!this.acceptUnknown(Uint8Array.from(publicKey), nonce, { ...from })) return undefined;
+    return this.byStatic.get(staticHex);
   }
 
   private onResp(msg: Buffer, from: Endpoint): void {

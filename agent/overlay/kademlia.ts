@@ -48,7 +48,8 @@ export interface KademliaNodeOptions<V, W> {
   /** Reject a sender before it enters the routing table (NodeID = H(key), puzzle, ...). */
   acceptContact?: (c: NodeRef) => boolean;
   random?: () => number;
-  table?: Partial<Pick<RoutingTableOptions, 'pingIfIdleMs' | 'maxFailures' | 'replacementCacheSize' | 'refreshIntervalMs'>>;
+  table?: Partial<Pick<RoutingTableOptions,
+    'pingIfIdleMs' | 'maxFailures' | 'replacementCacheSize' | 'refreshIntervalMs' | 'onAdded' | 'onRemoved'>>;
 }
 
 export interface FindOptions {

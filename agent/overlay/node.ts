@@ -3,24 +3,18 @@
 //
 //   socket ──(first byte 0xD2, daemon demux)──> handleDatagram(msg, from)
 //        parse once (malformed: counted) ─> sender NodeID = H(key)? (else counted, dropped)
-//        ├─ PING / FIND_NODE / FETCH and their answers ──> KademliaNode (its RPC, via the codec adapter)
-//        │     FETCH = Kademlia's FIND_VALUE: resource id + record kind; answered from the RecordStore
+//        ├─ PING / FIND_NODE / FETCH and their answers ──> KademliaNode's Rpc (codec adapters: node-wire.ts)
 //        ├─ STORE / LEAVE and their answers ──────────────> a second Rpc (same retransmission rules)
-//        │     STORE: every record parsed, checked against the message's resource/kind, put() in the
-//        │     store (signature, ownership, puzzle, sequence, first-come); one status per record
+//        │     FETCH, STORE, LEAVE answered from the RecordStore and routing table (node-serve.ts)
 //        └─ ATTACH, routed messages (Via/destinations)  ──> counted as unsupported (NAT traversal issue)
 //
-//   publish(bytes): lookup of the resource id (FIND_NODE) -> STORE to the k closest (and a local copy);
-//                   own records are republished every DHT_REPUBLISH_INTERVAL_MS (re-signed when we made them)
-//   fetch(id, kind): α-parallel iterative FETCH that goes on until `fetchQuorum` holders answered (or it
-//                   converged), every record verified (verifyRecord) before use, highest sequence per owner
+//   start / join            node-membership.ts: bootstraps, retries with backoff, re-join when alone
+//   publish... / republish  node-publish.ts: STORE at the k closest, republish, replicate, store on join
+//   fetch / resolve...      node-resolve.ts: FETCH with a quorum; NodeID, IPv4, IPv6, name -> locator
+//   routing-table changes ─> membership (empty or not) and publisher (newcomers get their records)
 //
 // Why two Rpc instances: KademliaNode's RPC only knows PING/FIND_NODE/FIND_VALUE and its handler is its own.
 // Both share the socket; answers are routed to the right one by message code, never by guessing.
-//
-// How FETCH's record kind crosses KademliaNode (whose FIND_VALUE has only a key): the kind travels with the
-// key object itself (a WeakMap keyed by the Uint8Array, which lookup() and KademliaNode pass through
-// unchanged), outbound from fetch() to the codec, inbound from the codec to getValue().
 //
 // Trust: messages are not signed; the sender's NodeID must be the hash of its key (idMatchesKey), contacts
 // in answers likewise, and only nodes that answered us enter the routing table (KademliaNode). The wire
@@ -28,46 +22,40 @@
 // (verifyRecord), not on routing-table admission.
 
 import {
-  BUCKET_REFRESH_INTERVAL_MS, DHT_REPLICATE_INTERVAL_MS, DHT_REPUBLISH_INTERVAL_MS, IPV4_MAX_CLAIM_ATTEMPT,
-  KADEMLIA_ALPHA, KADEMLIA_K, OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_RECORDS, PUZZLE_DEFAULT_DIFFICULTY,
+  BUCKET_REFRESH_INTERVAL_MS, DHT_REPLICATE_INTERVAL_MS, DHT_REPUBLISH_INTERVAL_MS, KADEMLIA_ALPHA, KADEMLIA_K,
+  PUZZLE_DEFAULT_DIFFICULTY,
 } from '../constants.js';
-import { nodeIdFromPublicKey } from '../idloc/addresses.js';
 import type { Identity } from '../idloc/identity.js';
-import { endpointKey, type DatagramSocket, type Endpoint } from '../nat/socket.js';
+import type { DatagramSocket, Endpoint } from '../nat/socket.js';
 import {
-  encodedLength, fromSocketEndpoint, idMatchesKey, marshalOverlayMessage, parseOverlayMessage, toSocketEndpoint, trimToFit,
-  METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE,
-  type Body, type OverlayContact, type OverlayEndpoint, type OverlayMessage, type Sender,
+  idMatchesKey, parseOverlayMessage, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE, type Sender,
 } from './codec.js';
-import { KademliaNode, type DhtRequest, type DhtResponse, type JoinResult, type NodeRef } from './kademlia.js';
-import { lookup } from './lookup.js';
+import { KademliaNode, type JoinResult } from './kademlia.js';
+import { Membership } from './node-membership.js';
+import {
+  Publisher, type PublishIdentityOptions, type PublishIdentityResult, type PublishResult, type RegisterResult,
+} from './node-publish.js';
+import { LookupRecorder, Resolver, type LookupStats } from './node-resolve.js';
+import { localValue, serveExtra, type ServeDeps } from './node-serve.js';
+import {
+  extraCodec, kadCodec, putResultOfStatus,
+  type ExtraRequest, type ExtraResponse, type FetchValue, type Wire, type WireContext,
+} from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
 import {
-  CandidateType, RecordKind, bytesEqual, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, ipv4ResourceId,
-  isRecordKind, isTombstone, isUniqueKind, marshalRecord, nameResourceId, newestPerOwner, normalizeName,
-  parseRecord, recordExpiresAt, verifyRecord,
-  type Candidate, type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordSigner,
-  type RecordVerdict,
+  parseRecord,
+  type Candidate, type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordKind, type RecordSigner,
 } from './records.js';
-import { idsEqual, type ContactInfo } from './routing-table.js';
-import { Rpc, type Decoded, type RpcCodec, type RpcStats } from './rpc.js';
+import { idsEqual } from './routing-table.js';
+import { Rpc, type RpcStats } from './rpc.js';
 import { realScheduler, type Scheduler, type TimerHandle } from './scheduler.js';
 import { RecordStore, type PutResult, type StoreStats } from './store.js';
 
-// ---- STORE statuses ---------------------------------------------------------------------------------
-
-/** The u8 status a STORE answer carries per record (0 = stored; the others are store.ts's PutResult). */
-export const STORE_STATUS: Record<PutResult, number> = {
-  stored: 0, stale: 1, forged: 2, taken: 3, expired: 4, invalid: 5, full: 6,
-};
-const STATUS_NAMES: PutResult[] = ['stored', 'stale', 'forged', 'taken', 'expired', 'invalid', 'full'];
-
-/** PutResult of a STORE answer's status; unknown codes read as 'invalid'. */
-export function putResultOfStatus(s: number): PutResult {
-  return STATUS_NAMES[s] ?? 'invalid';
-}
-
-// ---- public types -----------------------------------------------------------------------------------
+export { STORE_STATUS, putResultOfStatus, type FetchValue } from './node-wire.js';
+export {
+  hostCandidates, type PublishIdentityOptions, type PublishIdentityResult, type PublishResult, type RegisterResult,
+} from './node-publish.js';
+export type { LookupStats } from './node-resolve.js';
 
 export interface OverlayNodeOptions {
   socket: DatagramSocket;
@@ -88,43 +76,24 @@ export interface OverlayNodeOptions {
   replicateIntervalMs?: number;
   /** How often idle buckets are looked for (each is refreshed after BUCKET_REFRESH_INTERVAL_MS idle). */
   refreshCheckIntervalMs?: number;
+  /** Join retry backoff (OVERLAY_JOIN_RETRY_INITIAL_MS / _MAX_MS by default). */
+  joinRetryInitialMs?: number;
+  joinRetryMaxMs?: number;
+  /** Wait before handing newcomers their records (DHT_HANDOFF_DELAY_MS by default). */
+  handoffDelayMs?: number;
+  /** Called each time the node becomes joined (see node-membership.ts), after its own lookup. */
+  onJoined?: () => void;
   store?: RecordStore;
-}
-
-export interface PublishResult {
-  /** The record was accepted by at least one node (local copy included if no remote answered). */
-  ok: boolean;
-  /** What the local store said. */
-  local: PutResult;
-  /** Nodes a STORE was sent to, and how many answered. */
-  contacted: number;
-  answered: number;
-  /** Remote statuses, counted. */
-  statuses: Record<PutResult, number>;
-}
-
-export interface PublishIdentityResult {
-  locator: PublishResult;
-  /** The IPv4 overlay address claimed (attempt 0 = identity.ipv4 unless it was taken). */
-  ipv4: number | undefined;
-  attempt: number;
-  claim: PublishResult | undefined;
-}
-
-export type RegisterResult =
-  | { ok: true; record: NameRecord; publish: PublishResult }
-  | { ok: false; reason: 'invalid' | 'taken' | 'unreachable'; holder?: Uint8Array };
-
-export interface LookupStats {
-  count: number;
-  /** Fetches that found no record / node lookups that found nobody. */
-  empty: number;
-  p50LatencyMs: number;
-  p90LatencyMs: number;
 }
 
 export interface OverlayNodeStats {
   routingTableSize: number;
+  /** In an overlay: started one (no bootstraps) or has contacts. */
+  joined: boolean;
+  /** Configured by start()/join(), our own address left out. */
+  bootstraps: Endpoint[];
+  /** Join attempts through the bootstraps so far (retries included). */
+  joinAttempts: number;
   storedRecords: number;
   store: StoreStats;
   ownRecords: number;
@@ -132,63 +101,12 @@ export interface OverlayNodeStats {
   /** Datagrams handed to handleDatagram, and those that did not parse. */
   datagrams: number;
   malformed: number;
-  /** Messages, contacts and records refused, by reason (see `reject` calls in node.ts). */
+  /** Messages, contacts and records refused, by reason (see `reject` calls in node*.ts). */
   rejected: Record<string, number>;
   rpc: RpcStats;
   storeRpc: RpcStats;
   /** Our address as the last PONG said the other side saw it (NAT mapping), if any. */
   observed: Endpoint | undefined;
-}
-
-/** What a FETCH answer holder gave: raw record bytes, plus contacts so the lookup can go on. */
-export interface FetchValue {
-  records: Uint8Array[];
-  contacts: ContactInfo[];
-}
-
-// ---- the second RPC: STORE and LEAVE ----------------------------------------------------------------
-
-type ExtraRequest =
-  | { type: 'store'; sender: NodeRef; resource: Uint8Array; recordKind: number; records: Uint8Array[] }
-  | { type: 'leave'; sender: NodeRef };
-type ExtraResponse =
-  | { type: 'store-answer'; sender: NodeRef; statuses: number[] }
-  | { type: 'leave-answer'; sender: NodeRef }
-  | { type: 'error'; sender: NodeRef; code: number; reason: string };
-
-/** What travels through both Rpc instances: the bytes, and the message already parsed (incoming). */
-interface Wire {
-  bytes: Uint8Array;
-  msg?: OverlayMessage;
-}
-
-interface OwnRecord {
-  bytes: Uint8Array;
-  record: OverlayRecord;
-  /** Re-create (re-sign) the record with a fresh time and sequence; absent: re-send the bytes until expiry. */
-  remake?: (now: number) => OverlayRecord;
-}
-
-const copy = (b: Uint8Array): Uint8Array => Uint8Array.from(b);
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
-const LATENCY_SAMPLES = 1024;
-const VERIFIED_CACHE_MAX = 4096;
-
-function emptyStatuses(): Record<PutResult, number> {
-  return { stored: 0, stale: 0, forged: 0, taken: 0, expired: 0, invalid: 0, full: 0 };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-}
-
-/** Candidates of a locator from socket endpoints: host candidates, earlier ones preferred. */
-export function hostCandidates(endpoints: Endpoint[]): Candidate[] {
-  return endpoints.map((e, i) => ({
-    address: e.address, port: e.port, type: CandidateType.Host,
-    priority: ((126 << 24) >>> 0) + ((0xffff - Math.min(i, 0xffff)) << 8) + 255,
-  }));
 }
 
 export class OverlayNode {
@@ -201,21 +119,17 @@ export class OverlayNode {
   private readonly scheduler: Scheduler;
   private readonly clock: () => number;
   private readonly k: number;
-  private readonly alpha: number;
-  private readonly fetchQuorum: number;
   private readonly self: Sender;
   private readonly extra: Rpc<ExtraRequest, ExtraResponse, Wire>;
-  /** Record kind of a FETCH key (see the top of the file). */
+  private readonly membership: Membership;
+  private readonly publisher: Publisher;
+  private readonly resolver: Resolver;
+  private readonly lookups = new LookupRecorder();
+  /** Record kind of a FETCH key (node-wire.ts says why). */
   private readonly fetchKinds = new WeakMap<Uint8Array, number>();
   /** The request being handled right now (KademliaNode answers synchronously): its code and source. */
   private ctx: { txid: bigint; method: number; from: Endpoint } | undefined;
-  private readonly own = new Map<string, OwnRecord>();
-  /** Record bytes (latin1) that verified, with their expiry: saves an Ed25519 check per repeat. */
-  private readonly verified = new Map<string, number>();
   private readonly rejected: Record<string, number> = {};
-  private readonly latencies: number[] = [];
-  private lookupCount = 0;
-  private lookupEmpty = 0;
   private datagrams = 0;
   private malformed = 0;
   private observed: Endpoint | undefined;
@@ -228,24 +142,52 @@ export class OverlayNode {
     this.scheduler = o.scheduler ?? realScheduler;
     this.clock = o.now ?? Date.now;
     this.k = o.k ?? KADEMLIA_K;
-    this.alpha = o.alpha ?? KADEMLIA_ALPHA;
-    this.fetchQuorum = o.fetchQuorum ?? 3;
+    const alpha = o.alpha ?? KADEMLIA_ALPHA;
     this.puzzleDifficulty = o.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY;
     this.puzzleNonce = o.puzzleNonce ?? solvePuzzle(o.identity.publicKey, this.puzzleDifficulty);
     this.store = o.store ?? new RecordStore({ puzzleDifficulty: this.puzzleDifficulty });
     this.self = { nodeId: o.identity.nodeId, publicKey: o.identity.publicKey };
     const send = (w: Wire, to: Endpoint) => { if (!this.closed) this.socket.send(w.bytes, to); };
+    const cx: WireContext = {
+      self: this.self, fetchKinds: this.fetchKinds,
+      current: (txid) => (this.ctx && this.ctx.txid === txid ? this.ctx : undefined),
+      observed: (e) => { this.observed = e; },
+      reject: (r) => this.reject(r),
+    };
     this.kad = new KademliaNode<FetchValue, Wire>({
-      nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, scheduler: this.scheduler, k: this.k, alpha: this.alpha,
-      send, codec: this.kadCodec(), getValue: (key) => this.localValue(key),
+      nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, scheduler: this.scheduler, k: this.k, alpha,
+      send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key),
       acceptContact: (c) => idMatchesKey(c) && !idsEqual(c.nodeId, this.self.nodeId),
+      table: {
+        onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); },
+        onRemoved: (c) => this.membership.contactRemoved(c),
+      },
     });
+    const serve: ServeDeps = {
+      kad: this.kad, store: this.store, clock: this.clock, k: this.k, self: this.self, fetchKinds: this.fetchKinds,
+      reject: (r) => this.reject(r),
+    };
     this.extra = new Rpc<ExtraRequest, ExtraResponse, Wire>({
-      send, codec: this.extraCodec(), scheduler: this.scheduler, handler: (req, from) => this.handleExtra(req, from),
+      send, codec: extraCodec(cx), scheduler: this.scheduler, handler: (req, from) => serveExtra(serve, req, from),
+    });
+    this.resolver = new Resolver({
+      kad: this.kad, store: this.store, scheduler: this.scheduler, clock: this.clock, k: this.k, alpha,
+      fetchQuorum: o.fetchQuorum ?? 3, puzzleDifficulty: this.puzzleDifficulty, fetchKinds: this.fetchKinds,
+      lookups: this.lookups, reject: (r) => this.reject(r),
+    });
+    this.publisher = new Publisher({
+      kad: this.kad, store: this.store, scheduler: this.scheduler, clock: this.clock, k: this.k, self: this.self,
+      signer: this.signer, puzzleDifficulty: this.puzzleDifficulty,
+      storeAt: (to, records) => this.storeAt(to, records), fetch: (id, kind) => this.resolver.fetch(id, kind),
+      noteLookup: (ms, empty) => this.lookups.note(ms, empty), handoffDelayMs: o.handoffDelayMs,
+    });
+    this.membership = new Membership({
+      kad: this.kad, scheduler: this.scheduler, local: this.socket.local, onConnected: () => this.publisher.republish(),
+      onJoined: o.onJoined, retryInitialMs: o.joinRetryInitialMs, retryMaxMs: o.joinRetryMaxMs,
     });
     this.every(o.republishIntervalMs ?? DHT_REPUBLISH_INTERVAL_MS, () => this.housekeeping());
     const replicate = o.replicateIntervalMs ?? DHT_REPLICATE_INTERVAL_MS;
-    if (replicate > 0) this.every(replicate, () => this.replicate());
+    if (replicate > 0) this.every(replicate, () => this.publisher.replicate());
     this.every(o.refreshCheckIntervalMs ?? Math.floor(BUCKET_REFRESH_INTERVAL_MS / 4), () => { void this.kad.refreshIdle(); });
   }
 
@@ -294,10 +236,26 @@ export class OverlayNode {
 
   // ---- membership ---------------------------------------------------------------------------------
 
-  /** Join through any of the bootstraps; none: this node starts a new overlay (ok: false, nothing to join). */
-  join(bootstraps: Endpoint[]): Promise<JoinResult> {
-    return this.kad.join(bootstraps);
+  /** Join and stay joined: no bootstraps (after dropping our own address) makes this the first node of a
+   *  new overlay, joined at once; otherwise join through them (and contacts we had), retrying with backoff
+   *  while nobody answers, and again whenever the routing table empties. Calling it again replaces them.
+   *  Resolves once joined (whenJoined), which may be never if no bootstrap ever answers. */
+  start(bootstraps: Endpoint[]): Promise<void> {
+    this.membership.start(bootstraps);
+    return this.membership.whenJoined();
   }
+
+  /** One join attempt through any of the bootstraps (no retries); none: this node starts a new overlay
+   *  (ok: false, nothing to join). */
+  join(bootstraps: Endpoint[]): Promise<JoinResult> {
+    return this.membership.join(bootstraps);
+  }
+
+  /** In an overlay: started one, or has contacts. */
+  get joined(): boolean { return this.membership.joined; }
+
+  /** Resolves once the node is joined (its own lookup done), at once if it is. */
+  whenJoined(): Promise<void> { return this.membership.whenJoined(); }
 
   /** Tell the routing-table contacts we are going (LEAVE, one try each, answers awaited briefly). Call
    *  close() afterwards. Returns how many acknowledged. */
@@ -314,6 +272,8 @@ export class OverlayNode {
     this.closed = true;
     for (const t of this.timers) t.cancel();
     this.timers.length = 0;
+    this.membership.close();
+    this.publisher.close();
     this.kad.close();
     this.extra.close();
   }
@@ -322,11 +282,8 @@ export class OverlayNode {
 
   /** STORE a signed record at the k nodes closest to its resource id (found by a lookup) and keep a local
    *  copy; kept for republishing unless `republish` is false. Throws RangeError on unparseable bytes. */
-  async publish(bytes: Uint8Array, opts: { republish?: boolean } = {}): Promise<PublishResult> {
-    const record = parseRecord(bytes);
-    if (!record) throw new RangeError('publish: not a record');
-    if (opts.republish !== false) this.own.set(this.ownKey(record), { bytes: copy(bytes), record });
-    return this.storeEverywhere(record, bytes);
+  publish(bytes: Uint8Array, opts: { republish?: boolean } = {}): Promise<PublishResult> {
+    return this.publisher.publish(bytes, opts);
   }
 
   /** STORE records directly at one node (no lookup): replication, tests. undefined if it did not answer. */
@@ -340,126 +297,79 @@ export class OverlayNode {
     return r.value.statuses.map(putResultOfStatus);
   }
 
-  /** Publish the locator record (these endpoints as host candidates) and claim the IPv4 overlay address
-   *  (re-deriving with attempt + 1 while another key holds it); both are republished. */
-  async publishIdentity(identity: Identity, endpoints: Endpoint[] | Candidate[], flags = 0): Promise<PublishIdentityResult> {
-    const signer: RecordSigner = idsEqual(identity.nodeId, this.self.nodeId) ? this.signer
-      : { privateKey: identity.privateKey, publicKey: identity.publicKey, puzzleNonce: solvePuzzle(identity.publicKey, this.puzzleDifficulty) };
-    const candidates: Candidate[] = endpoints.length > 0 && 'type' in endpoints[0]!
-      ? (endpoints as Candidate[]) : hostCandidates(endpoints as Endpoint[]);
-    const remakeLocator = (now: number) => createLocatorRecord(signer, { flags, candidates, rendezvous: [] }, { now });
-    const locator = await this.publishOwn(remakeLocator);
-    for (let attempt = 0; attempt <= IPV4_MAX_CLAIM_ATTEMPT; attempt++) {
-      const remake = (now: number) => createIpv4ClaimRecord(signer, attempt, { now });
-      const probe = remake(this.clock());
-      const held = (await this.fetch(probe.resourceId, RecordKind.Ipv4Claim))
-        .find((r) => !bytesEqual(r.owner, identity.publicKey));
-      if (held) continue;
-      const claim = await this.publishOwn(remake, probe);
-      if (claim.local === 'taken' || claim.statuses.taken > 0) { this.own.delete(this.ownKey(probe)); continue; }
-      return { locator, ipv4: (probe as Ipv4ClaimRecord).value!.ipv4, attempt, claim };
-    }
-    return { locator, ipv4: undefined, attempt: -1, claim: undefined };
+  /** Publish the locator record (these endpoints as host candidates) and claim the IPv4 overlay address:
+   *  opts.preferAttempt first (the attempt this host held before), then 0, 1, 2, ..., skipping any another
+   *  key holds. Both are republished (a new claim ends the republishing of this key's earlier one). */
+  publishIdentity(identity: Identity, endpoints: Endpoint[] | Candidate[], flags = 0,
+    opts: PublishIdentityOptions = {}): Promise<PublishIdentityResult> {
+    return this.publisher.publishIdentity(identity, endpoints, flags, opts);
+  }
+
+  /** Replace this node's own locator with a freshly signed one (higher sequence) for these endpoints or
+   *  candidates, and store it now. Flags (and rendezvous peers) stay those of the current locator unless
+   *  `flags` is given. For when the host's addresses change. */
+  updateLocator(endpointsOrCandidates: Endpoint[] | Candidate[], flags?: number): Promise<PublishResult> {
+    return this.publisher.updateLocator(endpointsOrCandidates, flags);
   }
 
   /** Register `name` → this node (P2PNS): refused if another key holds it. Republished while we run. */
-  async registerName(name: string): Promise<RegisterResult> {
-    const n = normalizeName(name);
-    if (n === undefined) return { ok: false, reason: 'invalid' };
-    const holder = (await this.fetch(nameResourceId(n), RecordKind.Name)).find((r) => !bytesEqual(r.owner, this.self.publicKey));
-    if (holder) return { ok: false, reason: 'taken', holder: nodeIdFromPublicKey(holder.owner) };
-    const remake = (now: number) => createNameRecord(this.signer, n, { now });
-    const first = remake(this.clock());
-    const publish = await this.publishOwn(remake, first);
-    if (publish.local === 'taken' || publish.statuses.taken > 0) {
-      this.own.delete(this.ownKey(first));
-      return { ok: false, reason: 'taken' };
-    }
-    if (!publish.ok) return { ok: false, reason: 'unreachable' };
-    return { ok: true, record: first as NameRecord, publish };
+  registerName(name: string): Promise<RegisterResult> {
+    return this.publisher.registerName(name);
   }
 
   // ---- fetching -----------------------------------------------------------------------------------
 
   /** Iterative FETCH of (resource, kind): verified, live records, the highest sequence per owner, tombstones
    *  dropped. For first-come kinds, the owner most holders agree on comes first (then the oldest). */
-  async fetch(resourceId: Uint8Array, kind: RecordKind): Promise<OverlayRecord[]> {
-    const key = copy(resourceId);
-    this.fetchKinds.set(key, kind);
-    const now = this.clock();
-    const found: OverlayRecord[] = [];
-    const votes = new Map<string, number>();
-    const take = (recs: Iterable<OverlayRecord>) => {
-      const owners = new Set<string>();
-      for (const r of recs) { found.push(r); owners.add(hex(r.owner)); }
-      for (const o of owners) votes.set(o, (votes.get(o) ?? 0) + 1);
-    };
-    const local = this.store.getAll(key, kind, now);
-    let holders = 0;
-    if (local.length > 0) { take(local); holders++; }
-    this.kad.table.touch(key);
-    const self = this.kad.self;
-    const res = await lookup<never>({
-      target: key, seeds: this.kad.table.closest(key, this.k), scheduler: this.scheduler, k: this.k, alpha: this.alpha,
-      selfId: this.self.nodeId, stopWhen: () => holders >= this.fetchQuorum,
-      query: async (c, t) => {
-        const r = await this.kad.call(c, { type: 'find_value', sender: self, key: t });
-        if (!r) return undefined;
-        if (r.type === 'nodes') return { contacts: r.contacts };
-        if (r.type !== 'value') return undefined;
-        const good = this.verifyFetched(r.value.records, key, kind);
-        if (good.length > 0) { holders++; take(good); }
-        return { contacts: r.value.contacts };
-      },
-    });
-    const out = newestPerOwner(found).filter((r) => !isTombstone(r));
-    if (isUniqueKind(kind)) {
-      out.sort((a, b) => (votes.get(hex(b.owner)) ?? 0) - (votes.get(hex(a.owner)) ?? 0) || a.created - b.created);
-    }
-    this.noteLookup(res.latencyMs, out.length === 0);
-    return out;
+  fetch(resourceId: Uint8Array, kind: RecordKind): Promise<OverlayRecord[]> {
+    return this.resolver.fetch(resourceId, kind);
   }
 
   /** The locator record of a NodeID (its owner key hashes to that NodeID). */
-  async resolveNodeId(nodeId: Uint8Array): Promise<LocatorRecord | undefined> {
-    const recs = await this.fetch(nodeId, RecordKind.Locator);
-    return recs.find((r): r is LocatorRecord =>
-      r.kind === RecordKind.Locator && bytesEqual(nodeIdFromPublicKey(r.owner), nodeId)) ;
+  resolveNodeId(nodeId: Uint8Array): Promise<LocatorRecord | undefined> {
+    return this.resolver.resolveNodeId(nodeId);
   }
 
   /** The claim of an IPv4 overlay address (u32). */
-  async resolveIpv4Claim(ipv4: number): Promise<Ipv4ClaimRecord | undefined> {
-    const recs = await this.fetch(ipv4ResourceId(ipv4 >>> 0), RecordKind.Ipv4Claim);
-    return recs.find((r): r is Ipv4ClaimRecord => r.kind === RecordKind.Ipv4Claim && r.value?.ipv4 === ipv4 >>> 0);
+  resolveIpv4Claim(ipv4: number): Promise<Ipv4ClaimRecord | undefined> {
+    return this.resolver.resolveIpv4Claim(ipv4);
   }
 
   /** IPv4 overlay address → its claim → the owner's key → the owner's locator. */
-  async resolveIpv4(ipv4: number): Promise<LocatorRecord | undefined> {
-    const claim = await this.resolveIpv4Claim(ipv4);
-    if (!claim) return undefined;
-    const loc = await this.resolveNodeId(nodeIdFromPublicKey(claim.owner));
-    return loc && bytesEqual(loc.owner, claim.owner) ? loc : undefined;
+  resolveIpv4(ipv4: number): Promise<LocatorRecord | undefined> {
+    return this.resolver.resolveIpv4(ipv4);
+  }
+
+  /** Overlay IPv6 address (16 bytes) → the node whose key owns it (a FIND_NODE for its NodeID bits) → its
+   *  locator, whose owner key owns the address. undefined if not an overlay address or nobody owns it. */
+  resolveIpv6(addr: Uint8Array): Promise<LocatorRecord | undefined> {
+    return this.resolver.resolveIpv6(addr);
+  }
+
+  /** The IPv4 overlay address this key holds a claim for (attempts 0.. looked up IPV4_OF_BATCH at a time,
+   *  the lowest in the first batch that has one), or undefined. */
+  ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
+    return this.resolver.ipv4Of(publicKey);
   }
 
   /** The name record for `name` (its value holds the owner's NodeID), or undefined. */
-  async resolveName(name: string): Promise<NameRecord | undefined> {
-    const n = normalizeName(name);
-    if (n === undefined) return undefined;
-    const recs = await this.fetch(nameResourceId(n), RecordKind.Name);
-    return recs.find((r): r is NameRecord => r.kind === RecordKind.Name && r.value?.name === n);
+  resolveName(name: string): Promise<NameRecord | undefined> {
+    return this.resolver.resolveName(name);
   }
 
   // ---- status -------------------------------------------------------------------------------------
 
   stats(): OverlayNodeStats {
-    const sorted = this.latencies.slice().sort((a, b) => a - b);
     const store = this.store.stats();
     return {
       routingTableSize: this.kad.table.size,
+      joined: this.membership.joined,
+      bootstraps: this.membership.configuredBootstraps,
+      joinAttempts: this.membership.joinAttempts,
       storedRecords: store.records,
       store,
-      ownRecords: this.own.size,
-      lookups: { count: this.lookupCount, empty: this.lookupEmpty, p50LatencyMs: percentile(sorted, 0.5), p90LatencyMs: percentile(sorted, 0.9) },
+      ownRecords: this.publisher.size,
+      lookups: this.lookups.stats(),
       datagrams: this.datagrams,
       malformed: this.malformed + this.kad.rpc.stats.malformed + this.extra.stats.malformed,
       rejected: { ...this.rejected },
@@ -469,38 +379,7 @@ export class OverlayNode {
     };
   }
 
-  // ---- internals: publishing ----------------------------------------------------------------------
-
-  private async publishOwn(remake: (now: number) => OverlayRecord, first?: OverlayRecord): Promise<PublishResult> {
-    const record = first ?? remake(this.clock());
-    const bytes = marshalRecord(record);
-    this.own.set(this.ownKey(record), { bytes, record, remake });
-    return this.storeEverywhere(record, bytes);
-  }
-
-  private async storeEverywhere(record: OverlayRecord, bytes: Uint8Array): Promise<PublishResult> {
-    const local = this.store.put(record, this.clock());
-    const statuses = emptyStatuses();
-    if (local === 'forged' || local === 'invalid' || local === 'expired' || local === 'taken') {
-      return { ok: false, local, contacted: 0, answered: 0, statuses };
-    }
-    const res = await this.kad.findNode(record.resourceId);
-    this.noteLookup(res.latencyMs, res.contacts.length === 0);
-    const targets = res.contacts.slice(0, this.k);
-    const answers = await Promise.all(targets.map((c) => this.storeAt(c.endpoint, [bytes]).catch(() => undefined)));
-    let answered = 0;
-    for (const a of answers) {
-      if (!a) continue;
-      answered++;
-      for (const s of a) statuses[s]++;
-    }
-    const ok = statuses.stored + statuses.stale > 0 || (targets.length === 0 && local === 'stored');
-    return { ok, local, contacted: targets.length, answered, statuses };
-  }
-
-  private ownKey(r: OverlayRecord): string {
-    return `${r.kind}:${hex(r.resourceId)}:${hex(r.owner)}`;
-  }
+  // ---- internals ----------------------------------------------------------------------------------
 
   private every(ms: number, fn: () => void): void {
     if (!(ms > 0)) return;
@@ -515,255 +394,16 @@ export class OverlayNode {
     arm();
   }
 
-  /** Republish own records (re-signed when we can), sweep the store and the verification cache. */
+  /** Sweep the store and the verification cache, republish own records. */
   private housekeeping(): void {
     const now = this.clock();
     this.store.sweep(now);
-    for (const [k, v] of this.verified) if (v <= now) this.verified.delete(k);
-    for (const [key, own] of this.own) {
-      if (own.remake) {
-        own.record = own.remake(now);
-        own.bytes = marshalRecord(own.record);
-      } else if (recordExpiresAt(own.record) <= now) {
-        this.own.delete(key);
-        continue;
-      }
-      void this.storeEverywhere(own.record, own.bytes).catch(() => undefined);
-    }
-  }
-
-  /** Kademlia's replication: re-STORE every held record (not our own: those are republished) at the
-   *  current k closest of its resource, one lookup per resource. */
-  private replicate(): void {
-    const now = this.clock();
-    const byResource = new Map<string, OverlayRecord[]>();
-    for (const r of this.store.records(now)) {
-      if (this.own.has(this.ownKey(r))) continue;
-      const k = `${r.kind}:${hex(r.resourceId)}`;
-      const list = byResource.get(k);
-      if (list) list.push(r);
-      else byResource.set(k, [r]);
-    }
-    for (const recs of byResource.values()) {
-      void (async () => {
-        const res = await this.kad.findNode(recs[0]!.resourceId);
-        const bytes = recs.slice(0, OVERLAY_MAX_RECORDS).map(marshalRecord);
-        await Promise.all(res.contacts.map((c) => this.storeAt(c.endpoint, bytes).catch(() => undefined)));
-      })().catch(() => undefined);
-    }
-  }
-
-  private noteLookup(latencyMs: number, empty: boolean): void {
-    this.lookupCount++;
-    if (empty) this.lookupEmpty++;
-    if (this.latencies.length >= LATENCY_SAMPLES) this.latencies.shift();
-    this.latencies.push(latencyMs);
+    this.resolver.sweep(now);
+    this.publisher.republish();
   }
 
   private reject(reason: string): void {
     this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
-  }
-
-  // ---- internals: records -------------------------------------------------------------------------
-
-  /** Records of a FETCH answer that parse, are for (resource, kind) and verify; the rest are counted. */
-  private verifyFetched(list: Uint8Array[], resource: Uint8Array, kind: number): OverlayRecord[] {
-    const now = this.clock();
-    const out: OverlayRecord[] = [];
-    for (const b of list) {
-      const r = parseRecord(b);
-      if (!r) { this.reject('fetched-unparseable'); continue; }
-      if (r.kind !== kind || !bytesEqual(r.resourceId, resource)) { this.reject('fetched-wrong-resource'); continue; }
-      const v = this.verifyCached(r, b, now);
-      if (v !== 'valid') { this.reject(`fetched-${v}`); continue; }
-      out.push(r);
-    }
-    return out;
-  }
-
-  private verifyCached(r: OverlayRecord, bytes: Uint8Array, now: number): RecordVerdict {
-    const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-    const exp = this.verified.get(key);
-    if (exp !== undefined && exp > now) return 'valid'; // verified before (future-created ones never enter)
-    const v = verifyRecord(r, now, { puzzleDifficulty: this.puzzleDifficulty });
-    if (v === 'valid') {
-      if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(key, recordExpiresAt(r));
-    }
-    return v;
-  }
-
-  /** FIND_VALUE's local answer: our records at (key, kind), tombstones included, and contacts. */
-  private localValue(key: Uint8Array): FetchValue | undefined {
-    const kind = this.fetchKinds.get(key);
-    if (kind === undefined || !isRecordKind(kind)) return undefined;
-    const recs = this.store.getAll(key, kind, this.clock());
-    if (recs.length === 0) return undefined;
-    return { records: recs.slice(0, OVERLAY_MAX_RECORDS).map(marshalRecord), contacts: this.kad.table.closest(key, this.k) };
-  }
-
-  private handleExtra(req: ExtraRequest, from: Endpoint): ExtraResponse | undefined {
-    if (req.type === 'leave') {
-      // Messages are unsigned: only a LEAVE from the address we know the contact at removes it, so a third
-      // party cannot knock contacts out of our table by naming them.
-      const c = this.kad.table.get(req.sender.nodeId);
-      if (c && endpointKey(c.endpoint) === endpointKey(from)) this.kad.table.remove(req.sender.nodeId);
-      else this.reject('leave-unknown-sender');
-      return { type: 'leave-answer', sender: this.self };
-    }
-    this.learn(req.sender, from);
-    const now = this.clock();
-    const statuses = req.records.map((b) => {
-      const r = parseRecord(b);
-      let result: PutResult;
-      if (!r || r.kind !== req.recordKind || !bytesEqual(r.resourceId, req.resource)) {
-        this.store.putBytes(new Uint8Array(0), now); // counted by the store as 'invalid'
-        result = 'invalid';
-      } else {
-        result = this.store.put(r, now);
-      }
-      if (result !== 'stored') this.reject(`store-${result}`);
-      return STORE_STATUS[result];
-    });
-    return { type: 'store-answer', sender: this.self, statuses };
-  }
-
-  private learn(sender: NodeRef, from: Endpoint): void {
-    if (!idMatchesKey(sender) || idsEqual(sender.nodeId, this.self.nodeId)) return;
-    this.kad.table.observe({ nodeId: sender.nodeId, publicKey: sender.publicKey, endpoint: from });
-  }
-
-  // ---- internals: codec adapters ------------------------------------------------------------------
-
-  private message(txid: bigint, body: Body): Wire {
-    const m: OverlayMessage = { ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest: [], sender: this.self, ...body };
-    return { bytes: marshalOverlayMessage(m) };
-  }
-
-  /** An answer that may carry contacts and records: drop the farthest contacts, then records, to fit. */
-  private fitted(txid: bigint, body: Extract<Body, { kind: 'find-node-answer' | 'fetch-answer' }>): Wire {
-    const m: OverlayMessage = { ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest: [], sender: this.self, ...body };
-    let t = trimToFit(m);
-    if (!t && m.kind === 'fetch-answer') {
-      const f = { ...m, contacts: [], records: m.records.slice() };
-      while (f.records.length > 0 && encodedLength(f) > OVERLAY_MAX_DATAGRAM) f.records.pop();
-      t = f;
-    }
-    return { bytes: marshalOverlayMessage(t ?? { ...m, kind: 'find-node-answer', contacts: [] }) };
-  }
-
-  private toWireContacts(list: ContactInfo[]): OverlayContact[] {
-    const out: OverlayContact[] = [];
-    for (const c of list) {
-      const e = fromSocketEndpoint(c.endpoint);
-      if (e) out.push({ nodeId: c.nodeId, publicKey: c.publicKey, endpoints: [e] });
-    }
-    return out;
-  }
-
-  private fromWireContacts(list: OverlayContact[]): ContactInfo[] {
-    const out: ContactInfo[] = [];
-    for (const c of list) {
-      if (!idMatchesKey(c)) { this.reject('contact-id-mismatch'); continue; }
-      const e: OverlayEndpoint | undefined = c.endpoints[0];
-      if (!e) { this.reject('contact-no-endpoint'); continue; }
-      out.push({ nodeId: copy(c.nodeId), publicKey: copy(c.publicKey), endpoint: toSocketEndpoint(e) });
-    }
-    return out;
-  }
-
-  private senderOf(m: OverlayMessage): NodeRef {
-    return { nodeId: copy(m.sender.nodeId), publicKey: copy(m.sender.publicKey) };
-  }
-
-  private kadCodec(): RpcCodec<DhtRequest, DhtResponse<FetchValue>, Wire> {
-    return {
-      encodeRequest: (txid, req) => {
-        switch (req.type) {
-          case 'ping': return this.message(txid, { kind: 'ping' });
-          case 'find_node': return this.message(txid, { kind: 'find-node', target: req.target });
-          case 'find_value':
-            return this.message(txid, { kind: 'fetch', resource: req.key, recordKind: this.fetchKinds.get(req.key) ?? 0 });
-        }
-      },
-      encodeResponse: (txid, res) => {
-        const ctx = this.ctx && this.ctx.txid === txid ? this.ctx : undefined;
-        switch (res.type) {
-          case 'pong': {
-            const observed = ctx ? fromSocketEndpoint(ctx.from) : undefined;
-            return this.message(txid, observed ? { kind: 'pong', observed } : { kind: 'pong' });
-          }
-          case 'nodes':
-            return ctx?.method === METHOD_FETCH
-              ? this.fitted(txid, { kind: 'fetch-answer', records: [], contacts: this.toWireContacts(res.contacts) })
-              : this.fitted(txid, { kind: 'find-node-answer', contacts: this.toWireContacts(res.contacts) });
-          case 'value':
-            return this.fitted(txid, {
-              kind: 'fetch-answer', records: res.value.records, contacts: this.toWireContacts(res.value.contacts),
-            });
-        }
-      },
-      decode: (w): Decoded<DhtRequest, DhtResponse<FetchValue>> | undefined => {
-        const m = w.msg ?? parseOverlayMessage(w.bytes);
-        if (!m) return undefined;
-        const sender = this.senderOf(m);
-        switch (m.kind) {
-          case 'ping': return { kind: 'request', txid: m.txid, body: { type: 'ping', sender } };
-          case 'find-node': return { kind: 'request', txid: m.txid, body: { type: 'find_node', sender, target: copy(m.target) } };
-          case 'fetch': {
-            const key = copy(m.resource);
-            this.fetchKinds.set(key, m.recordKind);
-            return { kind: 'request', txid: m.txid, body: { type: 'find_value', sender, key } };
-          }
-          case 'pong':
-            if (m.observed) this.observed = toSocketEndpoint(m.observed);
-            return { kind: 'response', txid: m.txid, body: { type: 'pong', sender } };
-          case 'find-node-answer':
-            return { kind: 'response', txid: m.txid, body: { type: 'nodes', sender, contacts: this.fromWireContacts(m.contacts) } };
-          case 'fetch-answer': {
-            const contacts = this.fromWireContacts(m.contacts);
-            if (m.records.length === 0) return { kind: 'response', txid: m.txid, body: { type: 'nodes', sender, contacts } };
-            return {
-              kind: 'response', txid: m.txid,
-              body: { type: 'value', sender, value: { records: m.records.map(copy), contacts }, contacts },
-            };
-          }
-          default: return undefined;
-        }
-      },
-    };
-  }
-
-  private extraCodec(): RpcCodec<ExtraRequest, ExtraResponse, Wire> {
-    return {
-      encodeRequest: (txid, req) => req.type === 'leave'
-        ? this.message(txid, { kind: 'leave' })
-        : this.message(txid, { kind: 'store', resource: req.resource, recordKind: req.recordKind, records: req.records }),
-      encodeResponse: (txid, res) => {
-        switch (res.type) {
-          case 'store-answer': return this.message(txid, { kind: 'store-answer', statuses: res.statuses });
-          case 'leave-answer': return this.message(txid, { kind: 'leave-answer' });
-          case 'error': return this.message(txid, { kind: 'error', method: METHOD_STORE, code: res.code, reason: res.reason });
-        }
-      },
-      decode: (w): Decoded<ExtraRequest, ExtraResponse> | undefined => {
-        const m = w.msg ?? parseOverlayMessage(w.bytes);
-        if (!m) return undefined;
-        const sender = this.senderOf(m);
-        switch (m.kind) {
-          case 'store':
-            return {
-              kind: 'request', txid: m.txid,
-              body: { type: 'store', sender, resource: copy(m.resource), recordKind: m.recordKind, records: m.records.map(copy) },
-            };
-          case 'leave': return { kind: 'request', txid: m.txid, body: { type: 'leave', sender } };
-          case 'store-answer': return { kind: 'response', txid: m.txid, body: { type: 'store-answer', sender, statuses: m.statuses } };
-          case 'leave-answer': return { kind: 'response', txid: m.txid, body: { type: 'leave-answer', sender } };
-          case 'error': return { kind: 'response', txid: m.txid, body: { type: 'error', sender, code: m.code, reason: m.reason } };
-          default: return undefined;
-        }
-      },
-    };
   }
 }
 

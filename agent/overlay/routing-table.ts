@@ -12,7 +12,8 @@
 // Insertion follows the paper's rule, which favours old, stable nodes: a new contact for a full bucket
 // triggers a ping of the least-recently-seen one (through the caller's callback); only if that fails is it
 // evicted and the newcomer (or the freshest replacement) takes its place. A contact that fails
-// ROUTING_MAX_FAILURES RPCs in a row (one if a replacement waits) is removed.
+// ROUTING_MAX_FAILURES RPCs in a row (one if a replacement waits) is removed. onAdded/onRemoved tell the
+// owner of every contact that enters or leaves (the overlay node re-joins when alone, hands records over).
 //
 // Distances are compared byte by byte (a[i] ^ t[i] vs b[i] ^ t[i]); no BigInt on the hot path.
 
@@ -139,6 +140,10 @@ export interface RoutingTableOptions {
   /** The least-recently-seen contact is pinged only if idle longer than this (0: always). */
   pingIfIdleMs?: number;
   refreshIntervalMs?: number;
+  /** A contact entered the table (new, or promoted from a replacement cache) / left it. Called inside the
+   *  table change, after it: observers must not change the table from there (defer the work instead). */
+  onAdded?: (c: Contact) => void;
+  onRemoved?: (c: Contact) => void;
 }
 
 interface Bucket {
@@ -170,6 +175,8 @@ export class RoutingTable {
   private readonly pingIfIdleMs: number;
   private readonly refreshIntervalMs: number;
   private readonly created: number;
+  private readonly onAdded: ((c: Contact) => void) | undefined;
+  private readonly onRemoved: ((c: Contact) => void) | undefined;
   private count = 0;
 
   constructor(opts: RoutingTableOptions) {
@@ -183,6 +190,8 @@ export class RoutingTable {
     this.pingIfIdleMs = opts.pingIfIdleMs ?? ROUTING_PING_IF_IDLE_MS;
     this.refreshIntervalMs = opts.refreshIntervalMs ?? BUCKET_REFRESH_INTERVAL_MS;
     this.created = this.now();
+    this.onAdded = opts.onAdded;
+    this.onRemoved = opts.onRemoved;
   }
 
   /** Contacts in the table. */
@@ -343,9 +352,11 @@ export class RoutingTable {
 
   private insert(b: Bucket, info: ContactInfo, now: number): void {
     const [p0, p1] = idPrefix24(info.nodeId);
-    b.contacts.push({ nodeId: info.nodeId, publicKey: info.publicKey, endpoint: info.endpoint, lastSeen: now, failures: 0, p0, p1 });
+    const c: Contact = { nodeId: info.nodeId, publicKey: info.publicKey, endpoint: info.endpoint, lastSeen: now, failures: 0, p0, p1 };
+    b.contacts.push(c);
     this.count++;
     this.stats.added++;
+    this.onAdded?.(c);
   }
 
   private removeFrom(b: Bucket, c: Contact): void {
@@ -356,6 +367,7 @@ export class RoutingTable {
     this.stats.removed++;
     const r = b.replacements.pop(); // freshest replacement takes the place
     if (r) { this.insert(b, r, this.now()); this.stats.promoted++; }
+    this.onRemoved?.(c); // after the promotion: an observer sees the table as it stays
   }
 
   private addReplacement(b: Bucket, info: ContactInfo): void {

@@ -19,7 +19,7 @@ let s = Number(seed) >>> 0 || 1;
 const rnd = (n) => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s % n; };
 const bytes = (n) => { const b = Buffer.alloc(n); for (let i = 0; i < n; i++) b[i] = rnd(256); return b; };
 const TYPES = [0xc1, 0xc2, 0xc4];
-const FULL = { 0xc1: 132, 0xc2: 76, 0xc4: 32 + 64 };
+const FULL = { 0xc1: 172, 0xc2: 76, 0xc4: 32 + 64 };
 function packet(i) {
   if (i < 256) { const b = bytes(1 + rnd(64)); b[0] = i; return b; }      // every first byte once
   switch (rnd(6)) {
@@ -27,7 +27,7 @@ function packet(i) {
     case 1: { const t = TYPES[rnd(3)]; const b = bytes(rnd(FULL[t])); if (b.length) b[0] = t; return b; } // truncated
     case 2: { const t = TYPES[rnd(3)]; const b = bytes(FULL[t]); b[0] = t; b[1] = b[2] = b[3] = 0; return b; } // right size, garbage
     case 3: { const t = TYPES[rnd(3)]; const b = bytes(FULL[t] + 1 + rnd(1300)); b[0] = t; b[1] = b[2] = b[3] = 0; return b; } // oversize
-    case 4: { const b = bytes(32 + rnd(1400)); b[0] = 0xc4; b[1] = b[2] = b[3] = 0; b.writeUInt32LE(rnd(8), 4); return b; } // low receiver index
+    case 4: { const b = bytes(32 + rnd(1400)); b[0] = 0xc4; b[1] = b[2] = b[3] = 0; b.writeUInt32LE(rnd(8), 4); b.writeUInt32LE(0, 12); return b; } // low receiver index, plausible counter
     default: return bytes(rnd(1500));                                      // anything
   }
 }
@@ -54,8 +54,10 @@ describe('bad input at the UDP port', { skip: !cliBuilt() && 'dist/agent/cli.js 
     // a and b know each other; "x" knows them but neither lists x; "m" only sends garbage.
     lab = await Lab.create({ hosts: ['a', 'b', 'x', 'm'] });
     [a, b, stranger] = await Promise.all(['a', 'b', 'x'].map((h) => createAgent(lab, h))) as [TestAgent, TestAgent, TestAgent];
-    startAgent(lab, a, [b]);
-    startAgent(lab, b, [a]);
+    // --allow static: these two take only each other, so the stranger below (a real agent with a valid
+    // NodeID puzzle, which an overlay-open agent would admit) must be refused.
+    startAgent(lab, a, [b], ['--allow', 'static']);
+    startAgent(lab, b, [a], ['--allow', 'static']);
     startAgent(lab, stranger, [a, b]);
     await Promise.all(all().map((x) => waitReady(lab, x)));
     // A working tunnel before the attack, so the test can also see that an established session survives it.

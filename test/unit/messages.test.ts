@@ -15,9 +15,9 @@ const eq = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buff
 
 test('handshake initiation round-trips (mac1 computed and verified)', () => {
   fc.assert(
-    fc.property(u32, bytes(32), bytes(48), bytes(28), bytes(32), (senderIndex, ephemeral, encryptedStatic, encryptedTimestamp, pub) => {
+    fc.property(u32, bytes(32), bytes(48), bytes(68), bytes(32), (senderIndex, ephemeral, encryptedStatic, encryptedPayload, pub) => {
       const key = mac1Key(pub);
-      const b = marshalHandshakeInit({ senderIndex, ephemeral, encryptedStatic, encryptedTimestamp, mac1: new Uint8Array(16) }, key);
+      const b = marshalHandshakeInit({ senderIndex, ephemeral, encryptedStatic, encryptedPayload, mac1: new Uint8Array(16) }, key);
       assert.equal(b.length, HANDSHAKE_INIT_LEN);
       const m = parseHandshakeInit(b)!;
       assert.ok(verifyMac1(key, b));
@@ -25,7 +25,7 @@ test('handshake initiation round-trips (mac1 computed and verified)', () => {
       flipped[10]! ^= 1;
       assert.equal(verifyMac1(key, flipped), false);
       return m.senderIndex === senderIndex && eq(m.ephemeral, ephemeral) && eq(m.encryptedStatic, encryptedStatic) &&
-        eq(m.encryptedTimestamp, encryptedTimestamp) && eq(marshalHandshakeInit(m), b);
+        eq(m.encryptedPayload, encryptedPayload) && eq(marshalHandshakeInit(m), b);
     }),
   );
 });
@@ -75,7 +75,7 @@ test('random bytes never throw and never parse unless they have the exact shape'
 });
 
 test('every truncation and any non-zero reserved byte of a valid message is refused', () => {
-  const init = marshalHandshakeInit({ senderIndex: 7, ephemeral: new Uint8Array(32), encryptedStatic: new Uint8Array(48), encryptedTimestamp: new Uint8Array(28), mac1: new Uint8Array(16) });
+  const init = marshalHandshakeInit({ senderIndex: 7, ephemeral: new Uint8Array(32), encryptedStatic: new Uint8Array(48), encryptedPayload: new Uint8Array(68), mac1: new Uint8Array(16) });
   const resp = marshalHandshakeResp({ senderIndex: 7, receiverIndex: 9, ephemeral: new Uint8Array(32), encryptedNothing: new Uint8Array(16), mac1: new Uint8Array(16) });
   const data = marshalTransport({ receiverIndex: 3, counter: 4, ciphertext: new Uint8Array(40) });
   for (let n = 0; n < init.length; n++) assert.equal(parseHandshakeInit(init.subarray(0, n)), undefined);

@@ -1,0 +1,175 @@
+// The agent's use of the overlay: join through the bootstraps (none: this node starts a new overlay),
+// publish this host's locator and claim its IPv4 address, keep the locator current when the host's
+// addresses change, and answer the lookups Discovery and the CLI (register, resolve) ask for.
+//
+// The IPv4 claim is first-come: when another key holds our address, the overlay layer re-derives it with
+// the next attempt; the attempt we hold is kept in identity.json (by the caller's onIpv4Changed), and
+// tried first on the next start so the address survives restarts.
+import type { Logger } from 'pino';
+import {
+  formatIpv4, formatIpv6, fromHex, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6, toHex,
+} from './idloc/addresses.js';
+import type { Identity } from './idloc/identity.js';
+import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
+import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
+import { OverlayNode, locatorEndpoint } from './overlay/node.js';
+import type { LocatorRecord } from './overlay/records.js';
+import type { FoundPeer } from './discovery.js';
+
+export interface AgentOverlayOptions {
+  socket: DatagramSocket;
+  identity: Identity;
+  bootstraps: Endpoint[];
+  /** This host's underlay endpoints, published as host candidates (asked again when addresses change). */
+  candidates: () => Endpoint[];
+  logger: Logger;
+  puzzleDifficulty?: number;
+  /** The IPv4 claim settled on another derivation than identity.ipv4Attempt. */
+  onIpv4Changed: (attempt: number, ipv4: number) => void | Promise<void>;
+}
+
+export interface OverlayStatus {
+  joined: boolean;
+  ipv4Claimed: boolean;
+  bootstraps: string[];
+  routingTableSize: number;
+  storedRecords: number;
+  ownRecords: number;
+  lookups: { count: number; empty: number; p50LatencyMs: number; p90LatencyMs: number };
+  datagrams: number;
+  malformed: number;
+  rejected: Record<string, number>;
+}
+
+export interface ResolveResult {
+  query: string;
+  name?: string;
+  nodeId: string;
+  publicKey: string;
+  ipv4: string | null;
+  ipv6: string;
+  candidates: { address: string; port: number; type: number }[];
+}
+
+export type RegisterOutcome =
+  | { ok: true; name: string; nodeId: string }
+  | { ok: false; reason: 'invalid' | 'taken' | 'unreachable'; holder?: string };
+
+export class AgentOverlay {
+  readonly node: OverlayNode;
+  private ipv4Claimed = false;
+  private closed = false;
+
+  constructor(private readonly o: AgentOverlayOptions) {
+    this.node = new OverlayNode({
+      socket: o.socket, identity: o.identity,
+      ...(o.puzzleDifficulty !== undefined ? { puzzleDifficulty: o.puzzleDifficulty } : {}),
+    });
+  }
+
+  /** Join, then publish the locator and claim the IPv4 address. Resolves when the claim settled. */
+  async start(): Promise<void> {
+    const log = this.o.logger;
+    await this.node.start(this.o.bootstraps);
+    if (this.closed) return;
+    const id = this.o.identity;
+    const r = await this.node.publishIdentity(id, this.o.candidates(), 0, { preferAttempt: id.ipv4Attempt });
+    if (this.closed) return;
+    if (r.ipv4 === undefined) {
+      log.error('no IPv4 overlay address could be claimed (all derivations taken); IPv6 still works');
+      return;
+    }
+    if (r.attempt !== id.ipv4Attempt) {
+      log.warn({ was: formatIpv4(id.ipv4), now: formatIpv4(r.ipv4), attempt: r.attempt }, 'IPv4 overlay address taken by another host; re-derived');
+      await this.o.onIpv4Changed(r.attempt, r.ipv4);
+    }
+    this.ipv4Claimed = true;
+    log.info({ ipv4: formatIpv4(r.ipv4), locatorStored: r.locator.ok, routingTable: this.node.stats().routingTableSize }, 'overlay: locator published, IPv4 claimed');
+  }
+
+  /** The host's addresses changed: publish the new candidates. */
+  addressesChanged(): void {
+    void this.node.updateLocator(this.o.candidates()).catch(() => undefined);
+  }
+
+  handleDatagram(msg: Uint8Array, from: Endpoint): void {
+    this.node.handleDatagram(msg, from);
+  }
+
+  // ---- for Discovery --------------------------------------------------------------------------
+
+  async lookupIpv4(ipv4: number): Promise<FoundPeer | undefined> {
+    const loc = await this.node.resolveIpv4(ipv4);
+    return loc ? { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4 } : undefined;
+  }
+
+  async lookupIpv6(ipv6: Uint8Array): Promise<FoundPeer | undefined> {
+    const loc = await this.node.resolveIpv6(ipv6);
+    if (!loc || !publicKeyOwnsIpv6(loc.owner, ipv6)) return undefined;
+    return { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4: 0 };
+  }
+
+  ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
+    return this.node.ipv4Of(publicKey);
+  }
+
+  // ---- for the CLI ----------------------------------------------------------------------------
+
+  async register(name: string): Promise<RegisterOutcome> {
+    const r = await this.node.registerName(name);
+    if (r.ok) return { ok: true, name: r.record.value!.name, nodeId: toHex(nodeIdFromPublicKey(r.record.owner)) };
+    return { ok: false, reason: r.reason, ...(r.holder ? { holder: toHex(r.holder) } : {}) };
+  }
+
+  /** A name, a 40-hex NodeID, an overlay IPv4 or IPv6 address -> the owner and its locator. */
+  async resolve(query: string): Promise<ResolveResult | undefined> {
+    const q = query.trim();
+    let loc: LocatorRecord | undefined;
+    let name: string | undefined;
+    let ipv4: number | undefined;
+    const v4 = parseIpv4(q);
+    const v6 = v4 === undefined ? parseIpv6(q) : undefined;
+    const id = /^[0-9a-fA-F]{40}$/.test(q) ? fromHex(q, 20) : undefined;
+    if (v4 !== undefined) {
+      if (!isOverlayIpv4(v4)) return undefined;
+      loc = await this.node.resolveIpv4(v4);
+      ipv4 = v4;
+    } else if (v6) {
+      if (!isOverlayIpv6(v6, 0)) return undefined;
+      loc = await this.node.resolveIpv6(v6);
+    } else if (id) {
+      loc = await this.node.resolveNodeId(id);
+    } else {
+      const rec = await this.node.resolveName(q);
+      if (!rec?.value) return undefined;
+      name = rec.value.name;
+      loc = await this.node.resolveNodeId(nodeIdFromPublicKey(rec.owner));
+    }
+    if (!loc) return undefined;
+    ipv4 ??= await this.node.ipv4Of(loc.owner);
+    const nodeId = nodeIdFromPublicKey(loc.owner);
+    return {
+      query: q, ...(name !== undefined ? { name } : {}),
+      nodeId: toHex(nodeId), publicKey: toHex(loc.owner),
+      ipv4: ipv4 === undefined ? null : formatIpv4(ipv4), ipv6: formatIpv6(ipv6FromNodeId(nodeId)),
+      candidates: (loc.value?.candidates ?? []).map((c) => ({ address: c.address, port: c.port, type: c.type })),
+    };
+  }
+
+  status(): OverlayStatus {
+    const s = this.node.stats();
+    return {
+      joined: s.joined, ipv4Claimed: this.ipv4Claimed, bootstraps: this.o.bootstraps.map(endpointKey),
+      routingTableSize: s.routingTableSize, storedRecords: s.storedRecords, ownRecords: s.ownRecords,
+      lookups: s.lookups, datagrams: s.datagrams, malformed: s.malformed, rejected: s.rejected,
+    };
+  }
+
+  /** Say goodbye to the neighbours (briefly) and stop. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.race([this.node.leave().catch(() => 0), new Promise((r) => setTimeout(r, 300))]);
+    this.node.close();
+  }
+}

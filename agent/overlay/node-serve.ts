@@ -1,0 +1,66 @@
+// OverlayNode's answers from its own state, for requests other nodes send it:
+//
+//   FETCH  (via KademliaNode's getValue) ─> our records at (resource, kind), tombstones included, + contacts
+//   STORE  ─> every record parsed, checked against the message's resource/kind, put() in the store
+//             (signature, ownership, puzzle, sequence, first-come); one status per record; sender learned
+//   LEAVE  ─> the sender leaves our routing table, if the LEAVE came from the address we know it at
+//
+// Why the LEAVE address check: messages are unsigned, so without it a third party could knock contacts out
+// of our table by naming them.
+
+import { OVERLAY_MAX_RECORDS } from '../constants.js';
+import { endpointKey, type Endpoint } from '../nat/socket.js';
+import { idMatchesKey, type Sender } from './codec.js';
+import type { KademliaNode } from './kademlia.js';
+import { STORE_STATUS, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';
+import { bytesEqual, isRecordKind, marshalRecord, parseRecord } from './records.js';
+import { idsEqual } from './routing-table.js';
+import type { PutResult, RecordStore } from './store.js';
+
+export interface ServeDeps {
+  kad: KademliaNode<FetchValue, Wire>;
+  store: RecordStore;
+  /** Wall clock for records (Unix ms). */
+  clock: () => number;
+  k: number;
+  self: Sender;
+  /** Record kind of a FETCH key (node-wire.ts says why). */
+  fetchKinds: WeakMap<Uint8Array, number>;
+  reject: (reason: string) => void;
+}
+
+/** FIND_VALUE's local answer: our records at (key, kind), tombstones included, and contacts. */
+export function localValue(d: ServeDeps, key: Uint8Array): FetchValue | undefined {
+  const kind = d.fetchKinds.get(key);
+  if (kind === undefined || !isRecordKind(kind)) return undefined;
+  const recs = d.store.getAll(key, kind, d.clock());
+  if (recs.length === 0) return undefined;
+  return { records: recs.slice(0, OVERLAY_MAX_RECORDS).map(marshalRecord), contacts: d.kad.table.closest(key, d.k) };
+}
+
+/** The answer to a STORE or LEAVE. */
+export function serveExtra(d: ServeDeps, req: ExtraRequest, from: Endpoint): ExtraResponse {
+  if (req.type === 'leave') {
+    const c = d.kad.table.get(req.sender.nodeId);
+    if (c && endpointKey(c.endpoint) === endpointKey(from)) d.kad.table.remove(req.sender.nodeId);
+    else d.reject('leave-unknown-sender');
+    return { type: 'leave-answer', sender: d.self };
+  }
+  if (idMatchesKey(req.sender) && !idsEqual(req.sender.nodeId, d.self.nodeId)) {
+    d.kad.table.observe({ nodeId: req.sender.nodeId, publicKey: req.sender.publicKey, endpoint: from });
+  }
+  const now = d.clock();
+  const statuses = req.records.map((b) => {
+    const r = parseRecord(b);
+    let result: PutResult;
+    if (!r || r.kind !== req.recordKind || !bytesEqual(r.resourceId, req.resource)) {
+      d.store.putBytes(new Uint8Array(0), now); // counted by the store as 'invalid'
+      result = 'invalid';
+    } else {
+      result = d.store.put(r, now);
+    }
+    if (result !== 'stored') d.reject(`store-${result}`);
+    return STORE_STATUS[result];
+  });
+  return { type: 'store-answer', sender: d.self, statuses };
+}
