@@ -1,0 +1,48 @@
+// The human form of `status`: the overlay summary and, per peer, where it came from and why its path is
+// what it is — and a peer whose IPv4 claim is still being looked up does not show as 0.0.0.0.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatStatus } from '../../agent/status-format.js';
+import type { AgentStatus } from '../../agent/daemon.js';
+
+const NOW = Date.parse('2026-11-29T12:00:00Z');
+
+function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): AgentStatus {
+  const discovery = {
+    lookups: 3, found: 2, notFound: 1, timedOut: 0, wrongOwner: 0, queued: 4, queueDropped: 0, busy: 0,
+    negativeCached: 0, ipv4Mapped: 1, ipv4Unresolved: 0, ipv4HeldDropped: 0, p50LatencyMs: 4, p90LatencyMs: 9,
+  };
+  return {
+    identity: { nodeId: 'ab'.repeat(20), publicKey: 'cd'.repeat(32), ipv4: '100.64.1.2', ipv6: 'fd1d:10c0::1' },
+    tap: { name: 'idloc0', mtu: 1420 }, listen: '0.0.0.0:4500',
+    peers: [
+      { nodeId: '12'.repeat(20), publicKey: '34'.repeat(32), ipv4: '100.70.0.9', ipv6: 'fd1d:10c0::9', endpoint: '198.51.100.11:4500',
+        source: 'overlay', path: 'direct', pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
+        lastHandshake: new Date(NOW - 5000).toISOString(), rxBytes: 2048, txBytes: 100 },
+      { nodeId: '56'.repeat(20), publicKey: '78'.repeat(32), ipv4: '0.0.0.0', ipv6: 'fd1d:10c0::7', endpoint: '198.51.100.12:4500',
+        source: 'overlay', path: 'none', pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0 },
+    ],
+    overlay: overlay === null ? null : {
+      joined: true, ipv4Claimed: true, bootstraps: ['198.51.100.10:4500'], routingTableSize: 7, storedRecords: 12, ownRecords: 2,
+      lookups: { count: 9, empty: 1, p50LatencyMs: 3, p90LatencyMs: 8 }, datagrams: 100, malformed: 0, rejected: {},
+      discovery, ...overlay,
+    },
+    counters: {} as AgentStatus['counters'],
+  };
+}
+
+test('status shows how the overlay was joined, its size and lookups, and each peer\'s source', () => {
+  const text = formatStatus(status({}), NOW);
+  assert.match(text, /overlay {2}joined via 198\.51\.100\.10:4500; 7 contacts, 12 records stored, IPv4 claimed/);
+  assert.match(text, /lookups {2}9 \(p50 3 ms, p90 8 ms\); peers found 2, not found 1/);
+  const rows = text.split('\n').filter((l) => l.startsWith('1212') || l.startsWith('5656'));
+  assert.equal(rows.length, 2);
+  assert.match(rows[0]!, /100\.70\.0\.9 .* overlay .* direct .* 5s ago/);
+  assert.match(rows[1]!, /\(looking up\) .* overlay .* none .* never .* handshake in progress/);
+});
+
+test('status says when the overlay was started here, is still joining, or is off', () => {
+  assert.match(formatStatus(status({ bootstraps: [] }), NOW), /overlay {2}started a new overlay/);
+  assert.match(formatStatus(status({ joined: false, ipv4Claimed: false }), NOW), /joining via 198\.51\.100\.10:4500 \(no answer yet\).*IPv4 not claimed yet/);
+  assert.match(formatStatus(status(null), NOW), /overlay {2}off/);
+});
