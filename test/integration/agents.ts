@@ -1,8 +1,13 @@
 // Running real idloc agents (dist/agent/cli.js) inside lab hosts: state dirs, identities, `up` with a
-// full-mesh --peer list, readiness, status and stopping. Shared by the integration tests and the bench.
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+// full-mesh --peer list or through the overlay (--bootstrap), readiness, status, overlay CLI commands
+// (register, resolve) and stopping. Shared by the integration tests and the bench.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { waitFor, type ExecOptions, type ExecResult, type ExitInfo, type Lab, type LabProcess } from './lab.js';
 
 /** The built CLI, next to this file's compiled copy: dist/test/integration -> dist/agent/cli.js. */
@@ -18,16 +23,34 @@ export interface PeerStatus extends AgentIdentity {
   lastHandshake: string | number | null;
   rxBytes: number;
   txBytes: number;
+  /** How the agent knows the peer: --peer/config, or found through the overlay. */
+  source?: 'static' | 'overlay';
+  [more: string]: unknown;
+}
+
+export interface OverlayStatus {
+  joined: boolean;
+  ipv4Claimed: boolean;
+  bootstraps: string[];
+  routingTableSize: number;
+  storedRecords: number;
+  ownRecords: number;
+  lookups: { count: number; empty: number; p50LatencyMs: number; p90LatencyMs: number };
+  /** Messages, contacts and records refused, by reason. */
+  rejected: Record<string, number>;
   [more: string]: unknown;
 }
 
 export interface AgentStatus {
+  /** With the overlay, identity.ipv4 is the claimed address (it differs from `id`'s after a collision). */
   identity: AgentIdentity;
   tap: { name: string; mtu: number };
   listen: string;
   peers: PeerStatus[];
   /** Grouped by layer (tap, inside, outside, tunnels, demux), each a flat record of numbers. */
   counters: Record<string, Record<string, number>>;
+  /** Present once the agent runs the overlay. */
+  overlay?: OverlayStatus;
 }
 
 export interface TestAgent {
@@ -140,4 +163,118 @@ export function canonicalIpv6(a: string): string {
 export function counter(s: AgentStatus, layer: string, name: string): number {
   const v = s.counters[layer]?.[name];
   return typeof v === 'number' ? v : 0;
+}
+
+// ---- the overlay: agents found by identifier alone ------------------------------------------------------
+
+/** Why the netns lab cannot run here (not root, no `ip netns`), or false when it can. */
+export function labUnavailable(): string | false {
+  if (process.platform !== 'linux') return 'Linux only (network namespaces)';
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces, veth, TAP)';
+  const probe = `idlprobe${process.pid}`;
+  try {
+    execFileSync('ip', ['netns', 'add', probe], { stdio: 'ignore' });
+  } catch {
+    return 'network namespaces unavailable (`ip netns add` failed)';
+  }
+  try { execFileSync('ip', ['netns', 'del', probe], { stdio: 'ignore' }); } catch { /* best effort */ }
+  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun';
+  return false;
+}
+
+/** Write identity.json ({"version":1,"privateKey","publicKey"}, mode 0600) into a fresh state dir for this
+ *  key, then read it back with `id --json` so the agent itself vouches for the derived identity. */
+export async function createAgentWithKey(lab: Lab, host: string, privateKeyHex: string, publicKeyHex: string, port = AGENT_PORT): Promise<TestAgent> {
+  const stateDir = mkdtempSync(join(lab.dir, `state-${host}-`));
+  chmodSync(stateDir, 0o700);
+  const file = join(stateDir, 'identity.json');
+  writeFileSync(file, JSON.stringify({ version: 1, privateKey: privateKeyHex, publicKey: publicKeyHex }) + '\n', { mode: 0o600 });
+  chmodSync(file, 0o600);
+  const r = await runCli(lab, host, ['id', '--state-dir', stateDir, '--json']);
+  const id = JSON.parse(r.stdout) as AgentIdentity;
+  if (id.publicKey !== publicKeyHex) throw new Error(`id --json in ${host} answered with key ${id.publicKey}, not the one written`);
+  return { host, stateDir, id, port, logFile: join(lab.dir, `agent-${host}.log`) };
+}
+
+/** `up` with the overlay only: --bootstrap for each endpoint (none: this agent starts a new overlay), no --peer. */
+export function startOverlayAgent(lab: Lab, agent: TestAgent, bootstraps: readonly TestAgent[], extraArgs: readonly string[] = []): LabProcess {
+  return startAgent(lab, agent, [], [...bootstraps.flatMap((b) => ['--bootstrap', `${lab.address(b.host)}:${b.port}`]), ...extraArgs]);
+}
+
+/** Ready on the overlay: status says joined and the IPv4 address claimed, and the TAP carries the claimed
+ *  IPv4 (status identity.ipv4, not `id`'s attempt-0 address) and a usable (non-tentative) IPv6. */
+export async function waitOverlayReady(lab: Lab, agent: TestAgent, timeoutMs = 20_000): Promise<AgentStatus> {
+  let dead: string | undefined;
+  const st = await waitFor(async () => {
+    if (agent.proc && !agent.proc.running) {
+      dead = `agent in ${agent.host} exited ${JSON.stringify(agent.proc.exitInfo)} before it joined:\n${logTail(agent)}`;
+      return 'dead' as const;
+    }
+    const s = await agentStatus(lab, agent);
+    if (s.identity.publicKey !== agent.id.publicKey) throw new Error(`status answered with another identity ${s.identity.publicKey}`);
+    if (!s.overlay) throw new Error(`status of ${agent.host} has no "overlay" section`);
+    if (!s.overlay.joined || !s.overlay.ipv4Claimed) throw new Error(`${agent.host} overlay: ${JSON.stringify(s.overlay)}`);
+    const addr = await lab.exec(agent.host, ['ip', '-j', 'addr', 'show', 'dev', TAP_NAME]);
+    const infos = (JSON.parse(addr.stdout) as { addr_info: { local: string; tentative?: boolean; dadfailed?: boolean }[] }[])[0]?.addr_info ?? [];
+    const v4 = infos.find((i) => i.local === s.identity.ipv4);
+    const v6 = infos.find((i) => canonicalIpv6(i.local) === canonicalIpv6(s.identity.ipv6));
+    if (!v4 || !v6) throw new Error(`${TAP_NAME} in ${agent.host} lacks the claimed addresses ${s.identity.ipv4}, ${s.identity.ipv6}: ${JSON.stringify(infos)}`);
+    if (v6.dadfailed) throw new Error(`${s.identity.ipv6} on ${TAP_NAME} failed duplicate address detection`);
+    if (v6.tentative) throw new Error(`${s.identity.ipv6} on ${TAP_NAME} is still tentative (DAD)`);
+    return s;
+  }, timeoutMs, { what: `agent in ${agent.host} to join the overlay and claim its IPv4`, intervalMs: 300 });
+  if (st === 'dead') throw new Error(dead);
+  return st;
+}
+
+export interface ResolveAnswer {
+  query: string;
+  nodeId: string;
+  publicKey: string;
+  ipv4: string;
+  ipv6: string;
+  candidates: { address: string; port: number; type: string | number }[];
+}
+
+/** `resolve QUERY --json` in the agent's host: the answer, or the failed result (exit code, stderr). */
+export async function resolveIn(lab: Lab, agent: TestAgent, query: string): Promise<{ r: ExecResult; answer?: ResolveAnswer }> {
+  const r = await runCli(lab, agent.host, ['resolve', query, '--state-dir', agent.stateDir, '--json'], { allowFail: true });
+  if (r.code !== 0) return { r };
+  return { r, answer: JSON.parse(r.stdout) as ResolveAnswer };
+}
+
+/** `register NAME` in the agent's host (exit code and output returned, never thrown). */
+export function registerIn(lab: Lab, agent: TestAgent, name: string, json = false): Promise<ExecResult> {
+  return runCli(lab, agent.host, ['register', name, '--state-dir', agent.stateDir, ...(json ? ['--json'] : [])], { allowFail: true });
+}
+
+export interface KeyPairHex { privateKey: string; publicKey: string; nodeId: string; ipv4: number }
+
+/** `count` pairs of fresh Ed25519 keys whose attempt-0 IPv4 overlay addresses collide (22 bits of hash:
+ *  a birthday search, ~2^11-2^12 keys for the first pairs; @noble makes a key in ~0.5 ms, so about a
+ *  second per pair. Not node:crypto's generateKeyPairSync + JWK export: on Node 20 it can deadlock in a
+ *  GC that runs during the export (main thread stuck in ~KeyGenJob's mutex). Searching for a key that
+ *  collides with one given address instead would take ~2^22 keys (~30 min per address). Every pair has its own address. */
+export function findIpv4Collisions(count: number, maxKeys = 1 << 17): [KeyPairHex, KeyPairHex][] {
+  const seen = new Map<number, KeyPairHex>();
+  const used = new Set<number>();
+  const pairs: [KeyPairHex, KeyPairHex][] = [];
+  for (let n = 0; n < maxKeys && pairs.length < count; n++) {
+    const seed = randomBytes(32);
+    const pub = ed25519.getPublicKey(seed);
+    const nodeId = nodeIdFromPublicKey(pub);
+    const key: KeyPairHex = {
+      privateKey: seed.toString('hex'), publicKey: Buffer.from(pub).toString('hex'),
+      nodeId: Buffer.from(nodeId).toString('hex'), ipv4: ipv4FromNodeId(nodeId),
+    };
+    const other = seen.get(key.ipv4);
+    if (other && !used.has(key.ipv4)) {
+      used.add(key.ipv4);
+      pairs.push([other, key]);
+    } else if (!other) {
+      seen.set(key.ipv4, key);
+    }
+  }
+  if (pairs.length < count) throw new Error(`found only ${pairs.length} IPv4 collisions in ${maxKeys} keys`);
+  return pairs;
 }
