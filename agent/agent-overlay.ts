@@ -109,6 +109,12 @@ export class AgentOverlay {
     return { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4: 0 };
   }
 
+  /** Where the key's locator says it is now (a peer that went silent at its old endpoint). */
+  async locate(publicKey: Uint8Array): Promise<Endpoint | undefined> {
+    const loc = await this.node.resolveNodeId(nodeIdFromPublicKey(publicKey));
+    return loc ? locatorEndpoint(loc) : undefined;
+  }
+
   ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
     return this.node.ipv4Of(publicKey);
   }

@@ -50,6 +50,14 @@ export const REKEY_TIMEOUT_JITTER_MS = 333;
 export const REKEY_ATTEMPT_TIME_MS = 90_000;
 /** Send a keepalive when nothing else was sent for this long: well under the ~30 s UDP NAT mapping timeout. */
 export const KEEPALIVE_INTERVAL_MS = 15_000;
+/** A peer we keep sending to but have heard nothing from (not even its 15 s keepalive) for this long is
+ *  presumed gone from its endpoint (restarted, moved while idle): start a new handshake. WireGuard's
+ *  KEEPALIVE + REKEY_TIMEOUT rule. */
+export const PEER_SILENT_MS = KEEPALIVE_INTERVAL_MS + REKEY_TIMEOUT_MS;
+/** Unanswered initiations after which the owner is asked where the peer is now (the overlay's locator):
+ *  200 + 400 + 800 ms of silence, so a peer that moved is found again in under 2 s, yet one lost packet
+ *  or a peer still starting never costs a lookup. */
+export const HANDSHAKE_RELOCATE_AFTER_TRIES = 3;
 /** Minimum time between two accepted handshake initiations from one peer (replayed/flooded inits). */
 export const HANDSHAKE_INIT_RATE_MS = 50;
 /** Packets buffered per peer while its handshake is in flight; beyond that the oldest are dropped, counted. */
@@ -127,6 +135,21 @@ export const RPC_RESPONSE_CACHE_MAX = 4_096;
 /** A lookup treats a contact as failed after this long without an answer: a safety net just above the RPC's
  *  own 1.75 s give-up, for query functions that never settle. */
 export const LOOKUP_QUERY_TIMEOUT_MS = 2_000;
+/** A lookup query unanswered after the RPC's first retransmission interval is a straggler: its datagram
+ *  was lost or its node is gone (a live node on a < 250 ms RTT path has answered by then). Its α slot is
+ *  freed for the next closest contact and it no longer holds up the end of the lookup; its retries go on
+ *  and a late answer is still taken. Without this, a crashed node still listed by others held every
+ *  lookup that met it among the k closest for the full 1.75 s retransmission schedule. */
+export const LOOKUP_STRAGGLER_MS = RPC_RETRANSMIT_INITIAL_MS;
+/** A contact whose RPC timed out after all its tries is "recently unresponsive" for this long: lookups do
+ *  not query it and our FIND_NODE/FETCH answers leave it out (as libtorrent and go-libp2p-kad-dht do with
+ *  failed peers), so a crashed node stops costing every lookup 1.75 s. A minute covers the time until the
+ *  other nodes' own failures drop it from their tables and answers; any message from it clears it sooner,
+ *  so a node that was only briefly unreachable is back as soon as it speaks. */
+export const OVERLAY_UNRESPONSIVE_MS = 60_000;
+/** Bound on that set (oldest forgotten first): a 30% churn wave in a 10,000-node overlay touches far fewer
+ *  than this from one node, and a flood of contacts pointing at nowhere cannot grow it without limit. */
+export const OVERLAY_UNRESPONSIVE_MAX = 1_024;
 
 // ---- Overlay wire format limits (agent/overlay/codec.ts) -----------------------------
 

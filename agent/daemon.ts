@@ -66,8 +66,9 @@ export interface PeerStatus {
   txBytes: number;
 }
 
-/** Handshakes from keys never added: let in, or refused for a bad NodeID puzzle or MAX_OVERLAY_PEERS. */
-export interface AdmissionStats { admitted: number; badPuzzle: number; full: number }
+/** Peers met through the overlay: handshakes from keys never added let in, or refused for a bad NodeID
+ *  puzzle or MAX_OVERLAY_PEERS; and peers looked up again after they went silent at their endpoint. */
+export interface OverlayPeerStats { admitted: number; badPuzzle: number; full: number; relocated: number }
 
 export interface DemuxStats { datagrams: number; unknown: number; notYetHandled: number }
 
@@ -83,7 +84,7 @@ export interface AgentStatus {
     outside: OutsideStats;
     tunnels: TunnelStats;
     demux: DemuxStats;
-    admission: AdmissionStats;
+    overlayPeers: OverlayPeerStats;
   };
 }
 
@@ -97,7 +98,8 @@ export class Agent {
   private readonly overlay: AgentOverlay | undefined;
   private readonly discovery: Discovery | undefined;
   private readonly fromOverlay = new Set<OverlayPeer<TunnelPeer>>();
-  private readonly admission: AdmissionStats = { admitted: 0, badPuzzle: 0, full: 0 };
+  private readonly overlayPeers: OverlayPeerStats = { admitted: 0, badPuzzle: 0, full: 0, relocated: 0 };
+  private readonly relocating = new Set<OverlayPeer<TunnelPeer>>();
   private identity: Identity;
   private closed = false;
 
@@ -136,6 +138,7 @@ export class Agent {
         if (peer) this.outside.handlePacket(peer, packet);
       },
       acceptUnknown: (publicKey, nonce, from) => this.admit(publicKey, nonce, from),
+      onHandshakeUnanswered: (tp) => this.relocate(tp),
       ...(this.overlay ? { puzzleNonce: this.overlay.node.puzzleNonce } : {}),
       ...(o.now ? { now: o.now } : {}),
     });
@@ -206,8 +209,8 @@ export class Agent {
    *  address is looked up before its IPv4 packets are let in. allow 'static': only configured peers. */
   private admit(publicKey: Uint8Array, puzzleNonce: bigint, from: Endpoint): boolean {
     if (!this.discovery || !this.overlay || (this.o.allow ?? 'overlay') !== 'overlay') return false;
-    if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) { this.admission.full++; return false; }
-    if (!verifyPuzzle(publicKey, puzzleNonce, this.overlay.node.puzzleDifficulty)) { this.admission.badPuzzle++; return false; }
+    if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) { this.overlayPeers.full++; return false; }
+    if (!verifyPuzzle(publicKey, puzzleNonce, this.overlay.node.puzzleDifficulty)) { this.overlayPeers.badPuzzle++; return false; }
     let peer: OverlayPeer<TunnelPeer>;
     try {
       peer = this.addPeer({ publicKey, endpoint: from }, IPV4_UNMAPPED);
@@ -215,7 +218,7 @@ export class Agent {
       return false;
     }
     this.fromOverlay.add(peer);
-    this.admission.admitted++;
+    this.overlayPeers.admitted++;
     this.discovery.admitted(peer);
     this.o.logger.info({ peer: peer.nodeIdHex, ipv6: formatIpv6(peer.ipv6), from: endpointKey(from) }, 'peer reached us through the overlay');
     return true;
@@ -236,6 +239,20 @@ export class Agent {
     this.tunnels.connect(peer.link);
     this.o.logger.info({ peer: peer.nodeIdHex, endpoint: found.endpoint ? endpointKey(found.endpoint) : null }, 'peer found through the overlay');
     return peer;
+  }
+
+  /** A peer stopped answering handshakes at its endpoint: ask the overlay where its locator says it is
+   *  now (it may have moved or restarted elsewhere while we were idle). One lookup per peer at a time. */
+  private relocate(tp: TunnelPeer): void {
+    const peer = this.byTunnel.get(tp);
+    if (!peer || !this.overlay || this.relocating.has(peer)) return;
+    this.relocating.add(peer);
+    void this.overlay.locate(peer.publicKey).then((endpoint) => {
+      if (this.closed || !endpoint) return;
+      this.overlayPeers.relocated++;
+      this.o.logger.info({ peer: peer.nodeIdHex, endpoint: endpointKey(endpoint) }, 'peer silent at its endpoint; trying where the overlay says it is');
+      this.tunnels.setEndpoint(tp, endpoint);
+    }).catch(() => undefined).finally(() => this.relocating.delete(peer));
   }
 
   private mapIpv4(peer: OverlayPeer<TunnelPeer>, ipv4: number): boolean {
@@ -282,7 +299,7 @@ export class Agent {
         : null,
       counters: {
         tap: { ...this.o.tap.stats }, inside: { ...this.inside.stats }, outside: { ...this.outside.stats },
-        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, admission: { ...this.admission },
+        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, overlayPeers: { ...this.overlayPeers },
       },
     };
   }

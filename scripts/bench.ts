@@ -5,12 +5,15 @@
 // Measures: iperf3 TCP throughput (--runs x --seconds each direction) at the default 1420 TAP MTU and
 // at a 65000-byte inner MTU, ping RTT (50 x 10 ms), time from agent start to the first ping reply, the
 // first ping's RTT through a fresh tunnel (handshake included), handover time after an address change,
-// and the agents' RSS idle and under load. Total about two minutes.
+// and the agents' RSS idle and under load; then overlay-only agents (--bootstrap, no --peer) for the
+// first packet to a never-contacted peer, lookup included (bench-overlay.ts), and the lookup simulation.
+// Total about three minutes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { resolve } from 'node:path';
 import { Lab, type LabProcess } from '../test/integration/lab.js';
 import { runSimulation, type SimResults } from '../agent/overlay/sim.js';
+import { overlayBench, type OverlayBenchResult } from './bench-overlay.js';
 import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
 } from '../test/integration/agents.js';
@@ -216,6 +219,17 @@ function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ')).join('\n');
 }
 
+function overlayTable(o: OverlayBenchResult): string {
+  const list = (xs: number[]) => xs.map((x) => fmt(x, 2)).join(', ');
+  return [
+    `overlay agents (--bootstrap only), ${o.samples} samples each, both agents restarted before each:`,
+    `  first packet to a never-contacted peer, IPv4 (lookup + handshake + echo) ms   ${list(o.firstPacketRttMs.ipv4)}`,
+    `  first packet to a never-contacted peer, IPv6 (lookup + handshake + echo) ms   ${list(o.firstPacketRttMs.ipv6)}`,
+    `  the agent's own lookup latency, median ms                                     ${fmt(o.lookupMedianMs, 1)}`,
+    `  agent start -> joined and IPv4 claimed, median s                              ${fmt(o.joinMedianMs / 1000, 2)}`,
+  ].join('\n');
+}
+
 function simTable(sim: SimResults[]): string {
   const rows = [['overlay lookups', 'found', 'hops p50/p90/p99', 'latency ms p50/p90/p99', 'wall s']];
   for (const r of sim) {
@@ -229,7 +243,7 @@ function simTable(sim: SimResults[]): string {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  const lab = await Lab.create({ hosts: ['a', 'b'] });
+  const lab = await Lab.create({ hosts: ['a', 'b', 'c', 'd', 'e'] });
   const agents: TestAgent[] = [];
   let server: LabProcess | undefined;
   try {
@@ -252,7 +266,12 @@ async function main(): Promise<void> {
       skipped = `${CLI} not built: tunnel not measured`;
       process.stderr.write(`bench: ${skipped}\n`);
     }
-    // The overlay (not yet wired into the agent): lookups in a discrete-event simulation of the same
+    let overlay: OverlayBenchResult | undefined;
+    if (cliBuilt()) {
+      process.stderr.write('bench: overlay agents, first packet to a never-contacted peer...\n');
+      overlay = await overlayBench(lab, ['c', 'd', 'e']);
+    }
+    // Lookups at scale: a discrete-event simulation of the same
     // routing-table, RPC and lookup code, 10-50 ms links; without churn and with 30% churn + 5% loss.
     const sim: SimResults[] = [];
     for (const nodes of args.simNodes) {
@@ -262,6 +281,7 @@ async function main(): Promise<void> {
       }
     }
     const results = {
+      overlay: overlay ?? null,
       overlaySimulation: sim,
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
@@ -276,6 +296,7 @@ async function main(): Promise<void> {
       durationS: (Date.now() - started) / 1000,
     };
     process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
+    if (overlay) process.stdout.write(`${overlayTable(overlay)}\n\n`);
     if (sim.length) process.stdout.write(`${simTable(sim)}\n\n`);
     const out = resolve(args.out);
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');

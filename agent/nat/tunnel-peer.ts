@@ -51,6 +51,8 @@ export class PeerState implements TunnelPeer {
   lastInitTimestamp: Uint8Array | undefined;
   lastInitAt = -Infinity;
   lastSentAt = -Infinity;
+  /** Last authenticated packet (transport or handshake) from the peer. */
+  lastReceivedAt = -Infinity;
   lastHandshake: number | null = null;
   rxBytes = 0;
   txBytes = 0;

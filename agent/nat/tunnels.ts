@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
-  HANDSHAKE_INIT_RATE_MS, KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS,
+  HANDSHAKE_INIT_RATE_MS, HANDSHAKE_RELOCATE_AFTER_TRIES, KEEPALIVE_INTERVAL_MS, PEER_SILENT_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS,
   REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, TUNNEL_TICK_MS, HANDSHAKE_RETRY_INITIAL_MS,
 } from '../constants.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './socket.js';
@@ -46,6 +46,9 @@ export interface TunnelsOptions {
   /** A handshake from a key we have not added authenticated (the key converts to the Noise static that
    *  the initiation proved). Return true after addPeer()ing it to answer; false (or absent) refuses. */
   acceptUnknown?: (publicKey: Uint8Array, puzzleNonce: bigint, from: Endpoint) => boolean;
+  /** HANDSHAKE_RELOCATE_AFTER_TRIES initiations went unanswered: the peer may have moved; the owner may
+   *  look it up and setEndpoint(). */
+  onHandshakeUnanswered?: (peer: TunnelPeer) => void;
   /** The NodeID puzzle nonce of our key, sent in every initiation so strangers can admit us. */
   puzzleNonce?: bigint;
   now?: () => number;
@@ -60,6 +63,7 @@ export class Tunnels {
   private readonly ownPublicKey: Uint8Array;
   private readonly acceptUnknown: TunnelsOptions['acceptUnknown'];
   private readonly puzzleNonce: bigint;
+  private readonly onHandshakeUnanswered: TunnelsOptions['onHandshakeUnanswered'];
   private readonly mac1Own: Uint8Array;
   private readonly socket: DatagramSocket;
   private readonly log: Logger;
@@ -81,6 +85,7 @@ export class Tunnels {
     this.ownPublicKey = ed25519.getPublicKey(opts.privateKey);
     this.acceptUnknown = opts.acceptUnknown;
     this.puzzleNonce = opts.puzzleNonce ?? 0n;
+    this.onHandshakeUnanswered = opts.onHandshakeUnanswered;
     this.socket = opts.socket;
     this.log = opts.logger;
     this.onPacket = opts.onPacket;
@@ -131,6 +136,17 @@ export class Tunnels {
     const p = this.own(peer);
     if (!p || this.closed || !p.endpoint) return;
     if (!p.current?.canSend(this.now())) this.startHandshake(p, this.now());
+  }
+
+  /** The peer is elsewhere now (the overlay says so): use the new endpoint, and retry a handshake in
+   *  progress at once rather than after its backoff. */
+  setEndpoint(peer: TunnelPeer, endpoint: Endpoint): void {
+    const p = this.own(peer);
+    if (!p || this.closed) return;
+    const e = p.endpoint;
+    if (e && e.address === endpoint.address && e.port === endpoint.port) return;
+    p.endpoint = { address: endpoint.address, port: endpoint.port };
+    if (p.handshaking) this.sendInitiation(p, this.now());
   }
 
   peerByKey(publicKeyHex: string): TunnelPeer | undefined {
@@ -199,6 +215,10 @@ export class Tunnels {
       if (p.current && !p.current.canReceive(now)) p.current = this.drop(p.current);
       const s = p.current;
       if (s && p.endpoint && s.canSend(now) && now - p.lastSentAt >= KEEPALIVE_INTERVAL_MS) this.transmit(p, s, EMPTY, now);
+      // Both sides send keepalives, so a session that has heard nothing for PEER_SILENT_MS while we sent
+      // is dead at the far end (peer restarted, or moved while idle): handshake, which may relocate it.
+      if (s && !p.handshaking && now - p.lastReceivedAt > PEER_SILENT_MS && p.lastSentAt > p.lastReceivedAt
+        && now - s.createdAt > PEER_SILENT_MS) this.startHandshake(p, now);
     }
   }
 
@@ -232,6 +252,7 @@ export class Tunnels {
     if (pt === undefined) { this.stats.rxDecryptFailed++; return; }
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
     this.roam(p, from);
+    p.lastReceivedAt = now;
     p.rxBytes += msg.length;
     if (s === p.next) this.confirmNext(p, now);
     if (pt.length === 0) this.stats.rxKeepalive++;
@@ -265,6 +286,7 @@ export class Tunnels {
     // Back off from HANDSHAKE_RETRY_INITIAL_MS to REKEY_TIMEOUT: a first initiation lost because the
     // peer was still starting costs a fraction of a second, not WireGuard's fixed 5 s.
     const delay = Math.min(REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS * 2 ** p.initiations++);
+    if (p.initiations === HANDSHAKE_RELOCATE_AFTER_TRIES + 1) this.callOwner(() => this.onHandshakeUnanswered?.(p));
     p.nextRetryAt = now + delay + Math.random() * REKEY_TIMEOUT_JITTER_MS;
     if (!p.endpoint) { this.stats.txNoEndpoint++; return; }
     const hs = new HandshakeState({ initiator: true, prologue: PROLOGUE, s: this.static, rs: p.staticX });
@@ -329,6 +351,7 @@ export class Tunnels {
     p.rxBytes += msg.length;
     p.txBytes += pkt.length;
     p.lastHandshake = now;
+    p.lastReceivedAt = now;
     this.stats.handshakeRespSent++;
     this.log.debug({ peer: p.publicKeyHex, from: endpointKey(from) }, 'handshake initiation answered');
   }
@@ -368,6 +391,7 @@ export class Tunnels {
     p.previous = p.current;
     p.current = session;
     p.lastHandshake = now;
+    p.lastReceivedAt = now;
     p.rxBytes += msg.length;
     this.roam(p, from);
     this.stats.handshakeCompleted++;
@@ -413,6 +437,14 @@ export class Tunnels {
     if (e && e.address === from.address && e.port === from.port) return;
     if (e) this.stats.roamed++;
     p.endpoint = { address: from.address, port: from.port };
+  }
+
+  private callOwner(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (this.stats.callbackErrors++ === 0) this.log.error({ err: e }, 'owner callback threw (logged once)');
+    }
   }
 
   private drop(s: Session): undefined {

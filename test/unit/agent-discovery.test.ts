@@ -11,7 +11,7 @@ import { MemoryNetwork } from '../../agent/nat/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { ipv4FromNodeId } from '../../agent/idloc/addresses.js';
 import { verifyPuzzle } from '../../agent/overlay/puzzle.js';
-import { VIRTUAL_MAC } from '../../agent/constants.js';
+import { PEER_SILENT_MS, VIRTUAL_MAC } from '../../agent/constants.js';
 import { ipv4, ipv6, refChecksum } from './packet-helpers.js';
 
 const silent = pino({ level: 'silent' });
@@ -19,7 +19,8 @@ const DIFFICULTY = 4;
 
 interface Host { id: Identity; tap: MemoryTap; agent: Agent; addr: string }
 
-function makeHost(net: MemoryNetwork, i: number, bootstraps: string[], opts: { id?: Identity; difficulty?: number; peers?: Identity[] } = {}): Host {
+function makeHost(net: MemoryNetwork, i: number, bootstraps: string[],
+  opts: { id?: Identity; difficulty?: number; peers?: Identity[]; now?: () => number } = {}): Host {
   const id = opts.id ?? generateIdentity();
   const addr = `198.51.100.${10 + i}`;
   const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 0, 10 + i) });
@@ -27,6 +28,7 @@ function makeHost(net: MemoryNetwork, i: number, bootstraps: string[], opts: { i
     identity: id, tap, socket: net.socket(addr, 4500), logger: silent,
     peers: (opts.peers ?? []).map((p) => ({ publicKey: p.publicKey, endpoint: { address: '198.51.100.10', port: 4500 } })),
     overlay: { bootstraps: bootstraps.map((b) => ({ address: b, port: 4500 })), puzzleDifficulty: opts.difficulty ?? DIFFICULTY },
+    ...(opts.now ? { now: opts.now } : {}),
   });
   agent.start();
   return { id, tap, agent, addr };
@@ -71,9 +73,11 @@ describe('agents find each other through the overlay (in-memory twins)', () => {
   const hosts: Host[] = [];
   const keepAlive = setInterval(() => undefined, 1000);
 
+  // Host 1's tunnel clock can jump ahead, to play out "the peer has been silent for PEER_SILENT_MS".
+  let skew = 0;
   before(async () => {
     hosts.push(makeHost(net, 0, []));
-    for (let i = 1; i < 5; i++) hosts.push(makeHost(net, i, ['198.51.100.10']));
+    for (let i = 1; i < 5; i++) hosts.push(makeHost(net, i, ['198.51.100.10'], i === 1 ? { now: () => Date.now() + skew } : {}));
     await waitFor(() => hosts.every((h) => h.agent.status().overlay?.ipv4Claimed === true), 5000, 'every IPv4 claim');
   });
 
@@ -100,7 +104,7 @@ describe('agents find each other through the overlay (in-memory twins)', () => {
     b.tap.inject([v4(b, ipv4Of(a), 0, 1)]);
     await waitFor(() => written(a, 4).some((p) => p[20] === 0), 3000, 'the reply at a');
     const sb = b.agent.status();
-    assert.equal(sb.counters.admission.admitted, 1);
+    assert.equal(sb.counters.overlayPeers.admitted, 1);
     assert.equal(sb.peers.find((p) => p.publicKey === a.id.publicKeyHex)?.ipv4, sa.identity.ipv4);
   });
 
@@ -123,6 +127,24 @@ describe('agents find each other through the overlay (in-memory twins)', () => {
     assert.equal(a.agent.status().overlay!.discovery.negativeCached, 1);
   });
 
+  it('a peer that restarted at another address is found again through its locator once it falls silent', async () => {
+    const [a, b] = [hosts[1]!, hosts[2]!]; // a tunnel between them exists since the first test
+    await b.agent.close();
+    const b2 = makeHost(net, 20, ['198.51.100.10'], { id: b.id }); // same key, new underlay address
+    hosts[2] = b2;
+    await waitFor(() => b2.agent.status().overlay?.ipv4Claimed === true, 5000, 'b2 joined');
+    assert.equal(ipv4Of(b2), ipv4Of(b), 'same key, same claimed IPv4');
+    skew += PEER_SILENT_MS + 1000; // a has now heard nothing from b for longer than PEER_SILENT_MS
+    let seq = 100;
+    await waitFor(() => {
+      a.tap.inject([v4(a, ipv4Of(b2), 8, seq++)]);
+      return written(b2, 4).some((p) => p.readUInt32BE(12) === ipv4Of(a));
+    }, 8000, 'a ping to reach b at its new address');
+    const st = a.agent.status();
+    assert.equal(st.counters.overlayPeers.relocated, 1);
+    assert.equal(st.peers.find((p) => p.publicKey === b.id.publicKeyHex)?.endpoint, `${b2.addr}:4500`);
+  });
+
   it('a stranger whose NodeID puzzle does not hold is refused; the peers keep working', async () => {
     let id: Identity;
     do id = generateIdentity(); while (verifyPuzzle(id.publicKey, 0n, DIFFICULTY));
@@ -130,7 +152,7 @@ describe('agents find each other through the overlay (in-memory twins)', () => {
     const stranger = makeHost(net, 9, [], { id, difficulty: 0, peers: [hosts[0]!.id] });
     try {
       stranger.tap.inject([v4(stranger, ipv4Of(hosts[0]!), 8, 1)]);
-      await waitFor(() => hosts[0]!.agent.status().counters.admission.badPuzzle > 0, 3000, 'the refusal');
+      await waitFor(() => hosts[0]!.agent.status().counters.overlayPeers.badPuzzle > 0, 3000, 'the refusal');
       assert.ok(!hosts[0]!.agent.status().peers.some((p) => p.publicKey === id.publicKeyHex));
       assert.equal(written(hosts[0]!, 4).filter((p) => p.readUInt32BE(12) === ipv4Of(stranger)).length, 0);
     } finally {
