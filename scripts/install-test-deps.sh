@@ -10,10 +10,12 @@ export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a
 
 packages=(
   iproute2 iptables iputils-ping procps util-linux  # ip netns/veth/bridge, NAT routers, ping, setpriv
+  conntrack                                          # NAT routers: inspect/flush their mappings (conntrack -L/-F)
   openssh-server openssh-client                      # ssh over the overlay
   iperf3 tcpdump                                     # bench throughput; checking the underlay carries no cleartext
-  python3 make g++                                   # node-gyp builds native-helpers (the TAP addon)
-  # Later issues add: coturn (TURN relay), sip-tester (sipp) and baresip (SIP calls over the overlay).
+  python3 make g++                                   # node-gyp builds native-helpers (the TAP addon); UDP probes in nat-lab
+  coturn                                             # TURN relay (turnserver, static credentials, in a namespace)
+  sip-tester baresip                                 # sipp and baresip: SIP calls over the overlay
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,13 +1,60 @@
-// A network-namespace lab: hosts on a simulated internet (198.51.100.0/24), used by the integration
-// tests and by scripts/bench.ts. Everything it creates carries a per-run prefix (idl<pid>x<n>) so
-// parallel or crashed runs never collide, and everything is torn down by pid / by name, also when a
-// test fails or the process is interrupted (exit/SIGINT/SIGTERM handlers below).
+// A network-namespace lab: hosts on a simulated internet (198.51.100.0/24), optionally behind NAT
+// routers (public side 203.0.113.0/24), used by the integration tests and by scripts/bench.ts.
+// Everything it creates carries a per-run prefix (idl<pid>x<n>) so parallel or crashed runs never
+// collide, and everything is torn down by pid / by name, also when a test fails or the process is
+// interrupted (exit/SIGINT/SIGTERM handlers below).
 //
-// Shape: one "switch" namespace holds a Linux bridge per segment; every other node (host, and later
-// NAT router) is a namespace with a veth into a segment's bridge. Today there is one segment,
-// "internet". Adding NAT routers means: a router node attached to "internet" (WAN) and to a new
-// private segment (LAN, 10.x), MASQUERADE on its WAN, and hosts attached to the LAN with the router
-// as default gateway; `addNode`/`addSegment`/`attach` are the pieces that will need.
+// Shape: one "switch" namespace (sw) holds a Linux bridge per segment; every other node (host, NAT
+// router) is a namespace with a veth into a segment's bridge. The "internet" segment carries both
+// public subnets on one bridge: hosts at 198.51.100.(10+i), routers' WAN at 203.0.113.(10+k), with
+// on-link routes between the two subnets (hosts: 203.0.113.0/24 dev eth0; routers: 198.51.100.0/24
+// dev eth0; the host routes are added once the first router exists).
+//
+//   Lab.create({ hosts: ['p1', 'p2'], natHosts: [{ name: 'a', nat: 'cone' }, { name: 'g', nat: 'cgnat' }] })
+//
+//    p1 198.51.100.10   p2 198.51.100.11         (plain public hosts; nat 'none' hosts join them here)
+//          |                 |
+//   ===================== br-internet (sw) =====================================
+//          |                                      |
+//      eth0 203.0.113.10                       eth0 203.0.113.11
+//     [r-a] home router                       [c-g] carrier router (CGNAT)
+//      lan0 10.10.0.1                          lan0 10.11.100.1
+//          |  br-lan-a                            |  br-cgn-g   (carrier-side net, 10.x: 100.64/10 is the overlay's)
+//      eth0 10.10.0.2                          eth0 10.11.100.2
+//        [a]  default via 10.10.0.1           [r-g] home router
+//                                              lan0 10.11.0.1
+//                                                 |  br-lan-g
+//                                              eth0 10.11.0.2
+//                                                [g]  default via 10.11.0.1
+//
+// NAT host number j (0, 1, ... in order of creation) gets the home LAN 10.(10+j).0.0/24 (router .1,
+// host .2) and, for cgnat, the carrier-side net 10.(10+j).100.0/24 (carrier .1, home router .2).
+// Routers are the nodes `r-<host>` (home) and `c-<host>` (carrier): lab.exec() works on them too
+// (e.g. `conntrack -L` to see mappings), and lab.nat(host).routers lists them.
+//
+// Router behaviour, all iptables in the router's namespace (WAN = eth0, LAN = lan0):
+// - cone:      -t nat POSTROUTING -o eth0 -j MASQUERADE. Conntrack keeps the private source port when
+//              it is free, so one private socket gets one public port towards every destination
+//              (endpoint-independent mapping in the common case).
+// - symmetric: MASQUERADE --random-fully: a fresh random public port per destination (endpoint-dependent).
+// - cgnat:     host -> home router (MASQUERADE) -> carrier router (MASQUERADE) -> internet; the public
+//              side sees the carrier's address. Both layers get dropUnsolicited.
+// - none:      no router: the host sits on the internet segment at the next 198.51.100.x address.
+// - dropUnsolicited (default true; for 'none' default false): like a home router, drop what comes in on
+//   the WAN unless conntrack knows it: INPUT -i eth0 --ctstate NEW,INVALID DROP (so an unsolicited
+//   packet to a mapped port leaves no conntrack entry behind: without this, a peer's early punch
+//   packet creates one and the router then maps our own later packet to that peer to a NEW port, so
+//   two cone NATs act symmetric for that pair) and FORWARD -i eth0 not ESTABLISHED,RELATED DROP (no
+//   inbound connection to the LAN even from a neighbour that routes 10.x via the router). With false
+//   it is a bare MASQUERADE router. For 'none' the same INPUT rule goes into the host itself (a host
+//   firewall without NAT). Linux conntrack filters address-and-port-dependently either way: only the
+//   exact remote address:port a mapping was made for gets through.
+// - udpBlockedExcept: [addresses]: UDP from the host to anything but these public addresses is dropped
+//   (FORWARD -i lan0 on the home router; OUTPUT -o eth0 in the host for 'none'). TCP and ICMP still pass.
+// UDP conntrack timeouts are the kernel's (30 s unreplied, 120 s once replied to): keep NAT bindings alive
+// well within 30 s. A test that takes the last IPv4 address off a public host's eth0 loses that host's
+// on-link route to 203.0.113.0/24 with it (the kernel flushes a device's routes then): call
+// lab.addInternetRoutes(host) after giving it a new address.
 
 import { spawn as spawnChild, execFileSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, chmodSync, readFileSync, type WriteStream } from 'node:fs';
@@ -120,11 +167,38 @@ export async function waitFor<T>(
 }
 
 type NodeKind = 'switch' | 'host' | 'router';
-interface LabNode { name: string; kind: NodeKind; ns: string }
+interface LabNode { name: string; kind: NodeKind; ns: string; ports: number }
 interface Segment { name: string; bridge: string; prefixLen: number }
 
+export type NatType = 'none' | 'cone' | 'symmetric' | 'cgnat';
+
+export interface NatHostSpec {
+  name: string;
+  nat: NatType;
+  /** Drop inbound packets conntrack does not know (a home router's stateful firewall). Default true,
+   *  except for 'none' (a public host), where true adds the same rule to the host's own INPUT chain. */
+  dropUnsolicited?: boolean;
+  /** Drop all UDP from the host except to these (public) addresses, e.g. only the TURN relay. */
+  udpBlockedExcept?: string[];
+}
+
+export interface NatInfo {
+  nat: NatType;
+  /** Router nodes from the host outwards: [home] or, for cgnat, [home, carrier]; [] for 'none'. */
+  routers: string[];
+  /** The address the host itself has (what an agent inside sees). */
+  privateAddress: string;
+  /** The address the internet sees the host's traffic come from (the outermost router's WAN). */
+  publicAddress: string;
+  dropUnsolicited: boolean;
+  udpBlockedExcept: string[] | undefined;
+}
+
 export const INTERNET_PREFIX = '198.51.100.';
+/** Routers' WAN addresses on the simulated internet: 203.0.113.(10+k). */
+export const ROUTER_PREFIX = '203.0.113.';
 const NAME_RE = /^[a-z][a-z0-9]{0,7}$/;
+const ROUTER_NAME_RE = /^[rc]-[a-z][a-z0-9]{0,7}$/;
 const PREFIX_RE = /^idl(\d+)x\d+-/;
 
 let labSeq = 0;
@@ -175,6 +249,12 @@ export class Lab {
   private readonly segments = new Map<string, Segment>();
   private readonly addresses = new Map<string, string>();
   private readonly procs = new Set<LabProcess>();
+  private readonly natInfo = new Map<string, NatInfo>();
+  /** Hosts with an address on the internet segment (they need a route to the routers' subnet). */
+  private readonly publicHosts: string[] = [];
+  private publicHostCount = 0;
+  private routerCount = 0;
+  private natHostCount = 0;
   private destroyed = false;
 
   private constructor() {
@@ -182,8 +262,9 @@ export class Lab {
     this.dir = mkdtempSync(join(tmpdir(), `${this.prefix}-`));
   }
 
-  /** Build the switch, the internet segment and one namespace per host (host i at 198.51.100.(10+i)). */
-  static async create(opts: { hosts: string[] }): Promise<Lab> {
+  /** Build the switch, the internet segment and one namespace per host (host i at 198.51.100.(10+i)),
+   *  then the NAT hosts in order, each with its router(s) (see the top of this file). */
+  static async create(opts: { hosts: string[]; natHosts?: NatHostSpec[] }): Promise<Lab> {
     if (process.getuid?.() !== 0) throw new Error('the netns lab needs root (ip netns, veth, bridges)');
     installExitHandlers();
     sweepStale();
@@ -192,10 +273,8 @@ export class Lab {
     try {
       lab.addNode('sw', 'switch');
       lab.addSegment('internet', 24);
-      opts.hosts.forEach((h, i) => {
-        lab.addNode(h, 'host');
-        lab.attach(h, 'internet', `${INTERNET_PREFIX}${10 + i}`);
-      });
+      for (const h of opts.hosts) lab.addPublicHost(h);
+      for (const spec of opts.natHosts ?? []) lab.addNatHost(spec);
     } catch (e) {
       await lab.destroy();
       throw e;
@@ -207,11 +286,120 @@ export class Lab {
     return [...this.nodes.values()].filter((n) => n.kind === 'host').map((n) => n.name);
   }
 
-  /** The node's address on the simulated internet. */
+  /** The node's own address: on the simulated internet for public hosts, the private (10.x) one for a
+   *  host behind NAT, the WAN address for a router. */
   address(node: string): string {
     const a = this.addresses.get(node);
     if (!a) throw new Error(`no address for lab node ${node}`);
     return a;
+  }
+
+  /** The address the internet sees a host's packets come from: its NAT's outermost router, or its own. */
+  publicAddress(node: string): string {
+    return this.natInfo.get(node)?.publicAddress ?? this.address(node);
+  }
+
+  /** How a host added with natHosts/addNatHost is connected (routers, addresses, firewall). */
+  nat(node: string): NatInfo {
+    const n = this.natInfo.get(node);
+    if (!n) throw new Error(`${node} is not a NAT host of this lab`);
+    return n;
+  }
+
+  /** Add a host behind a NAT router (or, for 'none', straight on the internet); see the top of this file.
+   *  Synchronous and usable after create(); a failure leaves what it made to destroy(). */
+  addNatHost(spec: NatHostSpec): void {
+    const { name, nat } = spec;
+    if (!NAME_RE.test(name)) throw new Error(`bad lab node name ${JSON.stringify(name)} (want ${NAME_RE})`);
+    if (!['none', 'cone', 'symmetric', 'cgnat'].includes(nat)) throw new Error(`unknown NAT type ${JSON.stringify(nat)}`);
+    const allow = spec.udpBlockedExcept;
+    for (const a of allow ?? []) if (!/^\d+\.\d+\.\d+\.\d+$/.test(a)) throw new Error(`udpBlockedExcept: not an IPv4 address: ${a}`);
+    if (nat === 'none') {
+      const drop = spec.dropUnsolicited ?? false;
+      this.addPublicHost(name);
+      if (drop) this.ipt(name, '-A', 'INPUT', '-i', this.uplink, '-m', 'conntrack', '--ctstate', 'NEW,INVALID', '-j', 'DROP');
+      if (allow) {
+        for (const a of allow) this.ipt(name, '-A', 'OUTPUT', '-o', this.uplink, '-p', 'udp', '-d', a, '-j', 'ACCEPT');
+        this.ipt(name, '-A', 'OUTPUT', '-o', this.uplink, '-p', 'udp', '-j', 'DROP');
+      }
+      const address = this.address(name);
+      this.natInfo.set(name, { nat, routers: [], privateAddress: address, publicAddress: address, dropUnsolicited: drop, udpBlockedExcept: allow });
+      return;
+    }
+    const drop = spec.dropUnsolicited ?? true;
+    const j = this.natHostCount++;
+    if (j > 240) throw new Error('too many NAT hosts');
+    const net = `10.${10 + j}`;
+    const home = `r-${name}`;
+    this.addNode(name, 'host');
+    this.addNode(home, 'router');
+    this.addSegment(`lan-${name}`, 24);
+    const routers = [home];
+    let publicAddress: string;
+    if (nat === 'cgnat') {
+      const carrier = `c-${name}`;
+      routers.push(carrier);
+      this.addNode(carrier, 'router');
+      publicAddress = this.addRouterWan(carrier);
+      this.addSegment(`cgn-${name}`, 24);
+      this.attach(carrier, `cgn-${name}`, `${net}.100.1`, 'lan0');
+      this.attach(home, `cgn-${name}`, `${net}.100.2`); // the home router's WAN is on the carrier-side net
+      run(['ip', '-n', this.ns(home), 'route', 'add', 'default', 'via', `${net}.100.1`]);
+      this.configureRouter(carrier, { random: false, drop, allow: undefined });
+    } else {
+      publicAddress = this.addRouterWan(home);
+    }
+    this.attach(home, `lan-${name}`, `${net}.0.1`, 'lan0');
+    this.configureRouter(home, { random: nat === 'symmetric', drop, allow });
+    this.attach(name, `lan-${name}`, `${net}.0.2`);
+    run(['ip', '-n', this.ns(name), 'route', 'add', 'default', 'via', `${net}.0.1`]);
+    this.natInfo.set(name, { nat, routers, privateAddress: `${net}.0.2`, publicAddress, dropUnsolicited: drop, udpBlockedExcept: allow });
+  }
+
+  /** (Re-)add a public host's on-link route to the routers' subnet (the kernel drops it with the
+   *  device's last IPv4 address). A no-op while the lab has no routers. */
+  addInternetRoutes(node: string): void {
+    if (this.routerCount === 0) return;
+    run(['ip', '-n', this.ns(node), 'route', 'replace', `${ROUTER_PREFIX}0/24`, 'dev', this.uplink]);
+  }
+
+  private addPublicHost(name: string): void {
+    const i = this.publicHostCount++;
+    if (i > 240) throw new Error('too many public hosts');
+    this.addNode(name, 'host');
+    this.attach(name, 'internet', `${INTERNET_PREFIX}${10 + i}`);
+    this.publicHosts.push(name);
+    this.addInternetRoutes(name);
+  }
+
+  /** Put a router's WAN on the internet segment at the next 203.0.113.x; returns that address. */
+  private addRouterWan(router: string): string {
+    const k = this.routerCount++;
+    if (k > 240) throw new Error('too many routers');
+    const address = `${ROUTER_PREFIX}${10 + k}`;
+    this.attach(router, 'internet', address);
+    run(['ip', '-n', this.ns(router), 'route', 'add', `${INTERNET_PREFIX}0/24`, 'dev', this.uplink]);
+    if (k === 0) for (const h of this.publicHosts) this.addInternetRoutes(h);
+    return address;
+  }
+
+  /** iptables in a node's namespace (-w: iptables-legacy shares one lock across namespaces). */
+  private ipt(node: string, ...args: string[]): void {
+    run(['ip', 'netns', 'exec', this.ns(node), 'iptables', '-w', ...args]);
+  }
+
+  private configureRouter(router: string, o: { random: boolean; drop: boolean; allow: string[] | undefined }): void {
+    const wan = this.uplink;
+    run(['ip', 'netns', 'exec', this.ns(router), 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    this.ipt(router, '-t', 'nat', '-A', 'POSTROUTING', '-o', wan, '-j', 'MASQUERADE', ...(o.random ? ['--random-fully'] : []));
+    if (o.drop) {
+      this.ipt(router, '-A', 'INPUT', '-i', wan, '-m', 'conntrack', '--ctstate', 'NEW,INVALID', '-j', 'DROP');
+      this.ipt(router, '-A', 'FORWARD', '-i', wan, '-m', 'conntrack', '!', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'DROP');
+    }
+    if (o.allow) {
+      for (const a of o.allow) this.ipt(router, '-A', 'FORWARD', '-i', 'lan0', '-p', 'udp', '-d', a, '-j', 'ACCEPT');
+      this.ipt(router, '-A', 'FORWARD', '-i', 'lan0', '-p', 'udp', '-j', 'DROP');
+    }
   }
 
   /** Namespace name of a node, for `ip netns exec` by hand while debugging. */
@@ -225,36 +413,46 @@ export class Lab {
   readonly uplink = 'eth0';
 
   private addNode(name: string, kind: NodeKind): void {
-    if (!NAME_RE.test(name)) throw new Error(`bad lab node name ${JSON.stringify(name)} (want ${NAME_RE})`);
+    // Routers are named r-<host>/c-<host>: the '-' keeps them apart from any host name.
+    const re = kind === 'router' ? ROUTER_NAME_RE : NAME_RE;
+    if (!re.test(name)) throw new Error(`bad lab node name ${JSON.stringify(name)} (want ${re})`);
     if (this.nodes.has(name)) throw new Error(`duplicate lab node ${name}`);
     const ns = `${this.prefix}-${name}`;
     run(['ip', 'netns', 'add', ns]);
     // Record it before configuring it, so a failure below still gets it deleted.
-    this.nodes.set(name, { name, kind, ns });
+    this.nodes.set(name, { name, kind, ns, ports: 0 });
     run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
   }
 
   private addSegment(name: string, prefixLen: number): void {
-    const bridge = `br-${name}`.slice(0, 15);
+    const bridge = `br-${name}`;
+    if (bridge.length > 15) throw new Error(`segment name ${name} too long for a bridge name (IFNAMSIZ)`);
+    if (this.segments.has(name)) throw new Error(`duplicate segment ${name}`);
     const sw = this.ns('sw');
     run(['ip', '-n', sw, 'link', 'add', bridge, 'type', 'bridge']);
     run(['ip', '-n', sw, 'link', 'set', bridge, 'up']);
     this.segments.set(name, { name, bridge, prefixLen });
   }
 
-  /** Plug `node` into `segment` with a veth (eth0 on the node's side) and give it `address`. */
-  private attach(node: string, segment: string, address: string): void {
+  /** Plug `node` into `segment` with a veth (`ifname`, default eth0, on the node's side) and give it
+   *  `address`. The switch-side port is p-<node> for a node's first attachment, q-<node> for its second
+   *  (at most 15 characters: node names are at most 10). The first address is the node's address(). */
+  private attach(node: string, segment: string, address: string, ifname: string = this.uplink): void {
     const seg = this.segments.get(segment);
     if (!seg) throw new Error(`no segment ${segment}`);
-    const ns = this.ns(node);
+    const n = this.nodes.get(node);
+    if (!n) throw new Error(`no lab node ${node}`);
+    const ns = n.ns;
     const sw = this.ns('sw');
-    const port = `p-${node}`;
+    const port = `${n.ports === 0 ? 'p' : 'q'}-${node}`;
+    if (n.ports >= 2 || port.length > 15) throw new Error(`cannot name a switch port for ${node} (IFNAMSIZ)`);
+    n.ports++;
     // Both ends are created directly in their namespaces, so names never clash with the root namespace.
-    run(['ip', 'link', 'add', this.uplink, 'netns', ns, 'type', 'veth', 'peer', 'name', port, 'netns', sw]);
+    run(['ip', 'link', 'add', ifname, 'netns', ns, 'type', 'veth', 'peer', 'name', port, 'netns', sw]);
     run(['ip', '-n', sw, 'link', 'set', port, 'master', seg.bridge, 'up']);
-    run(['ip', '-n', ns, 'addr', 'add', `${address}/${seg.prefixLen}`, 'dev', this.uplink]);
-    run(['ip', '-n', ns, 'link', 'set', this.uplink, 'up']);
-    this.addresses.set(node, address);
+    run(['ip', '-n', ns, 'addr', 'add', `${address}/${seg.prefixLen}`, 'dev', ifname]);
+    run(['ip', '-n', ns, 'link', 'set', ifname, 'up']);
+    if (!this.addresses.has(node)) this.addresses.set(node, address);
   }
 
   private spawnIn(node: string, argv: readonly string[], env: NodeJS.ProcessEnv | undefined) {
@@ -385,6 +583,7 @@ export class Lab {
       try { run(['ip', 'netns', 'del', n.ns]); } catch { /* already gone */ }
     }
     this.nodes.clear();
+    this.natInfo.clear();
     if (process.env['IDLOC_KEEP_LAB'] !== '1') rmSync(this.dir, { recursive: true, force: true });
   }
 }
