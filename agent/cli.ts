@@ -40,6 +40,7 @@ program.command('up')
     (v: string, acc: string[] = []) => [...acc, v])
   .addOption(new Option('--allow <who>', 'who may open a tunnel to this agent: any overlay member (default) or only --peer keys')
     .choices(['overlay', 'static']))
+  .option('--puzzle-difficulty <bits>', 'NodeID puzzle every key of this overlay must solve; all nodes must agree (default 16)')
   .option('--config <file>', 'JSON config file; flags override it')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as unknown as string[]))
   .action(async (opts: RawOptions) => {

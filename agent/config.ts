@@ -5,10 +5,12 @@
 // Config file (JSON):
 //   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
 //     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
-//     "allow": "overlay", "logLevel": "info" }
+//     "allow": "overlay", "puzzleDifficulty": 16, "logLevel": "info" }
 // No bootstrap: this agent starts a new overlay (others join through it).
 import { readFileSync } from 'node:fs';
-import { DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME } from './constants.js';
+import {
+  DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME, PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY,
+} from './constants.js';
 import { fromHex } from './idloc/addresses.js';
 import { parseEndpoint as parseHostPort, type Endpoint } from './nat/socket.js';
 import type { PeerSpec } from './daemon.js';
@@ -28,6 +30,8 @@ export interface Config {
   bootstrap: Endpoint[];
   /** Who may open a tunnel to us: any overlay member (with a valid NodeID puzzle), or only `peers`. */
   allow: 'overlay' | 'static';
+  /** Leading zero bits of the NodeID puzzle this overlay asks of every key (all its nodes must agree). */
+  puzzleDifficulty: number;
   logLevel: LogLevel;
 }
 
@@ -40,11 +44,12 @@ export interface RawOptions {
   peer?: string[] | undefined;
   bootstrap?: string[] | undefined;
   allow?: string | undefined;
+  puzzleDifficulty?: string | number | undefined;
   logLevel?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'logLevel']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -59,6 +64,8 @@ export function loadConfig(flags: RawOptions): Config {
     bootstrap: checkBootstraps(flags.bootstrap?.length ? flags.bootstrap : stringsOf(file.bootstrap, 'bootstrap', 'HOST:PORT', flags.config),
       flags.bootstrap?.length ? '--bootstrap' : `${flags.config}: "bootstrap"`),
     allow: checkAllow(flags.allow ?? str(file.allow, 'allow', flags.config) ?? 'overlay', where('allow', 'allow')),
+    puzzleDifficulty: checkInt(flags.puzzleDifficulty ?? file.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY, 0, PUZZLE_MAX_DIFFICULTY,
+      where('puzzleDifficulty', 'puzzle-difficulty'), `a puzzle difficulty in bits (0-${PUZZLE_MAX_DIFFICULTY})`),
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
   };
 }

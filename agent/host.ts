@@ -92,7 +92,10 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     let current = identity;
     const agent = new Agent({
       identity, tap, socket, peers: config.peers, logger, allow: config.allow,
-      overlay: { bootstraps: config.bootstrap, candidates: () => hostEndpoints(tap.name, socket.local.port) },
+      overlay: {
+        bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty,
+        candidates: () => hostEndpoints(tap.name, socket.local.port),
+      },
       onIdentityChanged: async (id) => {
         // The overlay gave us another IPv4 address (ours was claimed first by another key): keep it for
         // the next start and move the TAP's address.

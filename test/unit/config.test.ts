@@ -22,6 +22,21 @@ test('defaults, flags over file, peers parsed', () => {
   assert.equal(d.listen, 4500);
   assert.equal(d.mtu, 1420);
   assert.equal(d.tap, 'idloc0');
+  assert.deepEqual(d.bootstrap, [], 'no bootstrap: this agent starts a new overlay');
+  assert.equal(d.allow, 'overlay');
+  assert.equal(d.puzzleDifficulty, 16);
+});
+
+test('bootstrap, allow and puzzle difficulty from the file; flags win', () => {
+  const cfg = file('overlay.json', JSON.stringify({ bootstrap: ['198.51.100.7:4500', '203.0.113.9:4501'], allow: 'static', puzzleDifficulty: 8 }));
+  const c = loadConfig({ config: cfg });
+  assert.deepEqual(c.bootstrap, [{ address: '198.51.100.7', port: 4500 }, { address: '203.0.113.9', port: 4501 }]);
+  assert.equal(c.allow, 'static');
+  assert.equal(c.puzzleDifficulty, 8);
+  const f = loadConfig({ config: cfg, bootstrap: ['198.51.100.1:1'], allow: 'overlay', puzzleDifficulty: '12' });
+  assert.deepEqual(f.bootstrap, [{ address: '198.51.100.1', port: 1 }]);
+  assert.equal(f.allow, 'overlay');
+  assert.equal(f.puzzleDifficulty, 12);
 });
 
 test('bad values are refused with one line naming where they came from', () => {
@@ -40,6 +55,12 @@ test('bad values are refused with one line naming where they came from', () => {
     [{ config: file('unk.json', '{"lisen": 1}') }, /unknown key "lisen"/],
     [{ config: file('type.json', '{"listen": "x"}') }, /"listen": "x" is not a UDP port/],
     [{ config: file('peers.json', '{"peers": "x"}') }, /"peers" must be an array/],
+    [{ bootstrap: ['nohostport'] }, /--bootstrap: "nohostport" is not HOST:PORT/],
+    [{ bootstrap: ['198.51.100.7:0'] }, /--bootstrap: "198\.51\.100\.7:0" is not HOST:PORT/],
+    [{ config: file('boot.json', '{"bootstrap": "198.51.100.7:4500"}') }, /"bootstrap" must be an array of "HOST:PORT"/],
+    [{ allow: 'everyone' }, /--allow: "everyone" is not overlay or static/],
+    [{ puzzleDifficulty: '41' }, /--puzzle-difficulty: "41" is not a puzzle difficulty/],
+    [{ config: file('puz.json', '{"puzzleDifficulty": -1}') }, /"puzzleDifficulty": -1 is not a puzzle difficulty/],
   ];
   for (const [flags, re] of cases) {
     assert.throws(() => loadConfig(flags), (e: unknown) => e instanceof ConfigError && re.test(e.message) && !e.message.includes('\n'), JSON.stringify(flags));
