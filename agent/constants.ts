@@ -281,3 +281,60 @@ export const DHT_HANDOFF_DELAY_MS = 100;
  *  even at 10^5 nodes), so the first batch almost always has it, and 4 fetches in parallel cost one
  *  lookup's latency; a key with no claim costs 8 rounds instead of 32. */
 export const IPV4_OF_BATCH = 4;
+
+// ---- STUN on the agent's socket (agent/nat/stun-endpoint.ts, netcheck.ts) ------------------------------
+
+/** First retransmission of an unanswered STUN Binding request (our own transactions: netcheck, ICE checks).
+ *  RFC 8489 recommends 500 ms for unknown paths; the servers and peers we ask are agents a LAN or one
+ *  continent away (RTT well under 100 ms), and a lost request should cost a tenth of a second, not half of
+ *  one (Tailscale's netcheck re-sends at 100 ms too). A longer path just gets a harmless duplicate: the
+ *  retransmission carries the same transaction id and either answer completes it. Doubles per transmission. */
+export const STUN_RTO_INITIAL_MS = 100;
+/** Transmissions per request: at 0, 100, 300 and 700 ms, given up at 1.5 s (the last wait is the doubled
+ *  RTO, like RFC 8489's Rm). RFC 8489's 7 transmissions take 39.5 s, far longer than netcheck or an ICE
+ *  check should wait; under 5% loss each way four lost round trips in a row are ~1e-4 likely (0.0975^4),
+ *  under 10% ~1e-3. */
+export const STUN_MAX_TRANSMITS = 4;
+/** Our own STUN transactions in flight at once: RFC 8445's default check-list limit is 100 pairs, netcheck
+ *  uses a handful; beyond this a request fails at once, so a runaway caller cannot grow the table. */
+export const STUN_MAX_PENDING = 256;
+/** STUN servers one netcheck asks: two with different IP addresses tell the mapping apart; a few more only
+ *  help when some are down. Bounds the datagrams one netcheck can send. */
+export const NETCHECK_MAX_SERVERS = 8;
+
+// ---- TURN client (agent/nat/turn-client.ts, RFC 8656 over UDP) ------------------------------------------
+
+/** TURN's well-known port (RFC 8656 section 3, same as STUN's), used when a server is named without one. */
+export const TURN_DEFAULT_PORT = 3478;
+/** First retransmission of an unanswered TURN request: RFC 8489's recommended initial RTO for UDP. Unlike
+ *  overlay RPCs (250 ms, to peers a hop away), a TURN server may be far away and busy, and a duplicate
+ *  Allocate costs it state; 500 ms is over twice a bad wide-area RTT. Doubles per try. */
+export const TURN_RTO_INITIAL_MS = 500;
+/** Transmissions per TURN request: at 0, 0.5, 1.5 and 3.5 s, given up at 7.5 s (the last wait is the last
+ *  doubled RTO). RFC 8489's 7 tries take 39.5 s, far longer than an agent should wait before deciding a
+ *  relay is unusable; under 10% loss each way four lost round trips in a row are ~1e-4 likely. */
+export const TURN_MAX_TRANSMISSIONS = 4;
+/** Refresh the allocation this long before it expires (RFC 8656 section 7: "about one minute"), or at half
+ *  its lifetime if that is shorter, so one refresh lost to its full 7.5 s of retries still leaves time. */
+export const TURN_REFRESH_MARGIN_S = 60;
+/** After a refresh (allocation, permission or channel) failed, try again this soon while it has not yet
+ *  expired: a server that was briefly unreachable keeps our relay, a dead one costs a few requests. */
+export const TURN_REFRESH_RETRY_MS = 5_000;
+/** Re-send CreatePermission and re-bind channels this often: permissions last a fixed 5 minutes (RFC 8656
+ *  section 9) and cannot be asked for longer; a minute of margin covers a lost refresh and its retries.
+ *  Channels last 10 minutes but a ChannelBind also refreshes its permission, so they share this period. */
+export const TURN_PERMISSION_REFRESH_MS = 240_000;
+/** Permission lifetime fixed by RFC 8656 section 9; after it a permission whose refreshes all failed is
+ *  forgotten (the server forgot it too). */
+export const TURN_PERMISSION_LIFETIME_MS = 300_000;
+/** Channel binding lifetime fixed by RFC 8656 section 12. */
+export const TURN_CHANNEL_LIFETIME_MS = 600_000;
+/** 438 Stale Nonce answers in a row a request retries with the fresh nonce: one is normal (the nonce
+ *  expired), two is a server churning nonces; more would be a loop. */
+export const TURN_STALE_NONCE_RETRIES = 2;
+/** close() waits this long for the answer to its Refresh(lifetime 0); the server frees the allocation at
+ *  its expiry anyway, so shutting an agent down is never held up by a dead relay. */
+export const TURN_CLOSE_TIMEOUT_MS = 2_000;
+/** STUN attributes the TURN client scans in one message: coturn's answers carry under 10; the bound caps
+ *  the work a datagram of 4-byte empty attributes can cause. */
+export const TURN_MAX_STUN_ATTRIBUTES = 32;
