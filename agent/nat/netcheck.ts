@@ -1,0 +1,218 @@
+// netcheck: what the network between this agent's socket and the internet does to UDP, from STUN Binding
+// transactions on that same socket (so the answers describe the mapping tunnels and ICE will use).
+//
+//   1. A Binding request to every server at once (NETCHECK_MAX_SERVERS at most), each retransmitted as
+//      StunEndpoint does. Each answer's XOR-MAPPED-ADDRESS is our server-reflexive address as that server
+//      saw it; no answer from anyone means no UDP (blocked, or every server down).
+//   2. Behind a NAT at all: a mapped address that is not one of our own addresses (and port, if given).
+//   3. Mapping (RFC 4787/5780): different mapped addresses from different servers -> endpoint-dependent
+//      (symmetric: hole punching to a new peer needs port prediction or a relay); the same one from servers
+//      on two different IP addresses -> endpoint-independent (cone). One server, or servers sharing an IP,
+//      cannot tell an address-dependent mapping apart: then 'unknown'. A server reporting OTHER-ADDRESS
+//      is asked again at that other IP (RFC 5780 section 4.3 test II) when no two servers differ.
+//   4. Filtering (RFC 5780 section 4.4) is only reported when measured: it needs a server with a second IP
+//      address and port that honours CHANGE-REQUEST (coturn with two addresses does); then "answer from the
+//      other IP and port arrives" -> endpoint-independent, else "from the other port only" ->
+//      address-dependent, else address-and-port-dependent. A missing answer after all retransmissions is
+//      read as "filtered" (loss could fake it, as RFC 5780 notes). Our agents have one socket and answer
+//      CHANGE-REQUEST with 420, so against them filtering is 'unknown', with the reason.
+
+import { networkInterfaces } from 'node:os';
+import { NETCHECK_MAX_SERVERS } from '../constants.js';
+import { endpointKey, type Endpoint } from './socket.js';
+import { stunAddress, type StunEndpoint, type StunOutcome, type StunTransactionOptions } from './stun-endpoint.js';
+
+export type MappingBehaviour = 'no-nat' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
+export type FilteringBehaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent' | 'unknown';
+
+export interface NetcheckServerResult {
+  server: Endpoint;
+  /** Our address as this server saw it. */
+  mapped?: Endpoint;
+  /** From the first transmission (an upper bound when transmits > 1). */
+  rttMs?: number;
+  transmits: number;
+  /** RFC 5780 OTHER-ADDRESS the server reported. */
+  otherAddress?: Endpoint;
+  /** Why there is no mapping. */
+  error?: string;
+  /** This probe went to the other IP address of a server that reported OTHER-ADDRESS. */
+  probe?: 'other-address';
+}
+
+export interface NetcheckReport {
+  /** Some server answered over UDP. */
+  udp: boolean;
+  servers: NetcheckServerResult[];
+  /** Our server-reflexive address (what the first answering server saw): the srflx ICE candidate. */
+  publicEndpoint?: Endpoint;
+  /** Every distinct mapped address seen. */
+  publicEndpoints: Endpoint[];
+  /** undefined: no answer, or no local addresses to compare with. */
+  behindNat: boolean | undefined;
+  mapping: MappingBehaviour;
+  mappingReason: string;
+  filtering: FilteringBehaviour;
+  filteringReason: string;
+  /** Behind a NAT, the mapped port is our socket's port (needs opts.localPort). */
+  portPreserved?: boolean;
+  /** Smallest round-trip time of any answer. */
+  rttMs?: number;
+  durationMs: number;
+}
+
+export interface NetcheckOptions {
+  /** This host's addresses; default: every interface address (os.networkInterfaces()). */
+  localAddresses?: string[];
+  /** The socket's bound port: a mapping that keeps it is no NAT (with a local IP) or port-preserving. */
+  localPort?: number;
+  /** Retransmission settings for every request. */
+  transaction?: StunTransactionOptions;
+  /** Run the RFC 5780 filtering tests when a server offers them (default true). */
+  filtering?: boolean;
+}
+
+function hostAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.push(a.address);
+  return out;
+}
+
+function describe(o: StunOutcome): string {
+  switch (o.kind) {
+    case 'timeout': return `no answer after ${o.transmits} transmissions`;
+    case 'error': return `error ${o.code}${o.reason ? ` ${o.reason}` : ''}`;
+    case 'failed': return o.reason;
+    default: return o.mapped ? 'ok' : 'success without XOR-MAPPED-ADDRESS';
+  }
+}
+
+function toResult(server: Endpoint, o: StunOutcome): NetcheckServerResult {
+  const r: NetcheckServerResult = { server, transmits: o.kind === 'failed' ? 0 : o.transmits };
+  if (o.kind === 'success' && o.mapped) {
+    r.mapped = { address: stunAddress(o.mapped.address), port: o.mapped.port };
+    r.rttMs = o.rttMs;
+    if (o.otherAddress) r.otherAddress = o.otherAddress;
+  } else {
+    r.error = describe(o);
+  }
+  return r;
+}
+
+export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts: NetcheckOptions = {}): Promise<NetcheckReport> {
+  const started = performance.now();
+  const seen = new Set<string>();
+  const list = servers.filter((s) => !seen.has(endpointKey(s)) && seen.add(endpointKey(s))).slice(0, NETCHECK_MAX_SERVERS);
+  const tx = opts.transaction ?? {};
+  const results = await Promise.all(list.map(async (s) => toResult(s, await endpoint.request(s, {}, tx))));
+
+  // RFC 5780 mapping test II: no two answering servers on different IPs, but one told us its other IP.
+  const ips = (rs: NetcheckServerResult[]): Set<string> => new Set(rs.filter((r) => r.mapped).map((r) => stunAddress(r.server.address)));
+  if (ips(results).size < 2) {
+    const withOther = results.find((r) => r.mapped && r.otherAddress && stunAddress(r.otherAddress.address) !== stunAddress(r.server.address));
+    if (withOther) {
+      const probe = { address: withOther.otherAddress!.address, port: withOther.server.port };
+      const r = toResult(probe, await endpoint.request(probe, {}, tx));
+      r.probe = 'other-address';
+      results.push(r);
+    }
+  }
+
+  const answered = results.filter((r) => r.mapped);
+  const publicEndpoints: Endpoint[] = [];
+  for (const r of answered) {
+    if (!publicEndpoints.some((e) => endpointKey(e) === endpointKey(r.mapped!))) publicEndpoints.push(r.mapped!);
+  }
+  const local = new Set((opts.localAddresses ?? hostAddresses()).map(stunAddress));
+  let behindNat: boolean | undefined;
+  if (answered.length > 0 && local.size > 0) {
+    behindNat = !answered.every((r) => local.has(r.mapped!.address) && (opts.localPort === undefined || r.mapped!.port === opts.localPort));
+  }
+
+  let mapping: MappingBehaviour, mappingReason: string;
+  if (answered.length === 0) {
+    mapping = 'unknown';
+    mappingReason = list.length === 0 ? 'no STUN servers to ask' : `none of ${list.length} STUN servers answered (UDP blocked, or the servers are down)`;
+  } else if (behindNat === false) {
+    mapping = 'no-nat';
+    mappingReason = `the servers saw our own address ${endpointKey(publicEndpoints[0]!)}`;
+  } else if (publicEndpoints.length > 1) {
+    mapping = 'endpoint-dependent';
+    mappingReason = `different servers saw different addresses: ${answered.map((r) => `${endpointKey(r.server)} saw ${endpointKey(r.mapped!)}`).join(', ')}`;
+  } else if (ips(answered).size >= 2) {
+    mapping = 'endpoint-independent';
+    mappingReason = `${answered.length} servers on ${ips(answered).size} IP addresses saw the same ${endpointKey(publicEndpoints[0]!)}`;
+  } else {
+    mapping = 'unknown';
+    mappingReason = answered.length === 1
+      ? 'only one server answered: a second one on another IP address is needed to compare mappings'
+      : 'the servers that answered share one IP address: an address-dependent mapping would look the same';
+  }
+
+  let filtering: FilteringBehaviour = 'unknown', filteringReason: string;
+  const rfc5780 = answered.find((r) => !r.probe && r.otherAddress);
+  if (opts.filtering === false) {
+    filteringReason = 'not tested';
+  } else if (!rfc5780) {
+    filteringReason = answered.length === 0 ? 'no server answered'
+      : 'no server reported OTHER-ADDRESS: telling filtering apart needs an RFC 5780 server that can answer from a second '
+        + 'IP address and port (agents answer from their one socket); assume address-and-port-dependent when punching';
+  } else {
+    const s = rfc5780.server;
+    const anySource = { ...tx, anySource: true };
+    const [both, port] = await Promise.all([
+      endpoint.request(s, { changeIp: true, changePort: true }, anySource),
+      endpoint.request(s, { changePort: true }, anySource),
+    ]);
+    const at = endpointKey(s);
+    if (both.kind === 'success') {
+      if (stunAddress(both.from.address) !== stunAddress(s.address) && both.from.port !== s.port) {
+        filtering = 'endpoint-independent';
+        filteringReason = `an answer from ${endpointKey(both.from)} (another IP and port than ${at}) came through`;
+      } else {
+        filteringReason = `${at} answered CHANGE-REQUEST from ${endpointKey(both.from)}, not from its other address`;
+      }
+    } else if (both.kind !== 'timeout') {
+      filteringReason = `${at} did not honour CHANGE-REQUEST: ${describe(both)}`;
+    } else if (port.kind === 'success') {
+      if (stunAddress(port.from.address) === stunAddress(s.address) && port.from.port !== s.port) {
+        filtering = 'address-dependent';
+        filteringReason = `an answer from ${at}'s IP on another port came through, one from its other IP did not`;
+      } else {
+        filteringReason = `${at} answered a change-port request from ${endpointKey(port.from)}`;
+      }
+    } else if (port.kind === 'timeout') {
+      filtering = 'address-and-port-dependent';
+      filteringReason = `answers from ${at}'s other IP address and from its other port never came (${both.transmits} and ${port.transmits} transmissions)`;
+    } else {
+      filteringReason = `${at} did not honour CHANGE-REQUEST (change port): ${describe(port)}`;
+    }
+  }
+
+  const rtts = answered.map((r) => r.rttMs!);
+  const report: NetcheckReport = {
+    udp: answered.length > 0, servers: results, publicEndpoints, behindNat,
+    mapping, mappingReason, filtering, filteringReason, durationMs: performance.now() - started,
+  };
+  if (publicEndpoints[0]) report.publicEndpoint = publicEndpoints[0];
+  if (rtts.length) report.rttMs = Math.min(...rtts);
+  if (behindNat && opts.localPort !== undefined && report.publicEndpoint) report.portPreserved = report.publicEndpoint.port === opts.localPort;
+  return report;
+}
+
+/** One line, e.g. "endpoint-independent mapping (cone); public 203.0.113.5:40123; filtering unknown; rtt 12.3 ms". */
+export function summarizeNetcheck(r: NetcheckReport): string {
+  if (!r.udp) return `no UDP: ${r.mappingReason}`;
+  const pub = r.publicEndpoints.map(endpointKey).join(', ');
+  const parts: string[] = [];
+  switch (r.mapping) {
+    case 'no-nat': parts.push(`no NAT; public ${pub}`); break;
+    case 'endpoint-independent': parts.push(`endpoint-independent mapping (cone); public ${pub}`); break;
+    case 'endpoint-dependent': parts.push(`endpoint-dependent mapping (symmetric); public ${pub}`); break;
+    default: parts.push(`mapping unknown (${r.mappingReason}); public ${pub}`);
+  }
+  if (r.portPreserved !== undefined) parts.push(r.portPreserved ? 'port preserved' : 'port changed');
+  parts.push(`filtering ${r.filtering}`);
+  if (r.rttMs !== undefined) parts.push(`rtt ${r.rttMs.toFixed(1)} ms`);
+  return parts.join('; ');
+}
