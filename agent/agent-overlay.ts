@@ -15,6 +15,7 @@ import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
 import type { LocatorRecord } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
+import { NETCHECK_MAX_SERVERS } from './constants.js';
 
 export interface AgentOverlayOptions {
   socket: DatagramSocket;
@@ -117,6 +118,19 @@ export class AgentOverlay {
 
   ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
     return this.node.ipv4Of(publicKey);
+  }
+
+  /** STUN servers for netcheck: overlay contacts on distinct IP addresses (every agent answers STUN),
+   *  bootstraps first; distinct IPs are what tells endpoint-independent mapping from dependent. */
+  stunCandidates(): Endpoint[] {
+    const out: Endpoint[] = [];
+    const seen = new Set<string>();
+    for (const e of [...this.o.bootstraps, ...this.node.kad.table.all().map((c) => c.endpoint)]) {
+      if (seen.has(e.address) || out.length >= NETCHECK_MAX_SERVERS) continue;
+      seen.add(e.address);
+      out.push(e);
+    }
+    return out;
   }
 
   // ---- for the CLI ----------------------------------------------------------------------------

@@ -12,6 +12,9 @@ import { PrivilegeError } from './host.js';
 import type { AgentStatus } from './daemon.js';
 import type { RegisterOutcome, ResolveResult } from './agent-overlay.js';
 import { formatStatus } from './status-format.js';
+import { parseEndpoint } from './nat/socket.js';
+import { formatNetcheck } from './netcheck-format.js';
+import type { NetcheckReport } from './nat/netcheck.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
@@ -101,6 +104,21 @@ program.command('resolve')
       ...r.candidates.map((c) => `locator     ${c.address}:${c.port}`),
     ];
     process.stdout.write(lines.join('\n') + '\n');
+  });
+
+program.command('netcheck')
+  .description('what NAT is between this host and the internet: public address, mapping and filtering behaviour')
+  .addOption(stateDirOption())
+  .option('--stun <host:port>', 'a STUN server to ask (repeatable); default: overlay members, which all answer STUN',
+    (v: string, acc: string[] = []) => [...acc, v])
+  .option('--json', 'print JSON')
+  .action(async (opts: { stateDir: string; stun?: string[]; json?: boolean }) => {
+    for (const s of opts.stun ?? []) {
+      const e = parseEndpoint(s);
+      if (!e || e.port === 0) fail(EXIT_USAGE, `--stun: "${s}" is not HOST:PORT`);
+    }
+    const r = (await request(opts.stateDir, 'netcheck', { servers: opts.stun ?? [] })) as NetcheckReport;
+    process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : formatNetcheck(r));
   });
 
 async function main(): Promise<void> {

@@ -5,7 +5,8 @@
 // process on in-memory twins, and agent/host.ts hands in the real ones.
 //
 // Datagrams are told apart by their first byte (nat/demux.ts): tunnel messages -> Tunnels, 0xD2 ->
-// the overlay, STUN/TURN -> counted until the NAT traversal layer takes them.
+// the overlay, STUN -> the StunEndpoint (every agent answers Binding requests: each is a STUN server for
+// the others; netcheck runs its own transactions), TURN channel data -> counted until relays are wired.
 import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
@@ -20,6 +21,8 @@ import { Tunnels, type TunnelPeer, type TunnelStats } from './nat/tunnels.js';
 import { classifyDatagram } from './nat/demux.js';
 import { AgentOverlay, type OverlayStatus, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import { verifyPuzzle } from './overlay/puzzle.js';
+import { StunEndpoint } from './nat/stun-endpoint.js';
+import { netcheck, type NetcheckReport } from './nat/netcheck.js';
 import { Discovery, type DiscoveryStats, type FoundPeer } from './discovery.js';
 
 export interface PeerSpec {
@@ -84,6 +87,7 @@ export interface AgentStatus {
     outside: OutsideStats;
     tunnels: TunnelStats;
     demux: DemuxStats;
+    stun: StunEndpoint['stats'];
     overlayPeers: OverlayPeerStats;
   };
 }
@@ -96,6 +100,7 @@ export class Agent {
   private readonly outside: Outside;
   private readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
   private readonly overlay: AgentOverlay | undefined;
+  private readonly stun: StunEndpoint;
   private readonly discovery: Discovery | undefined;
   private readonly fromOverlay = new Set<OverlayPeer<TunnelPeer>>();
   private readonly overlayPeers: OverlayPeerStats = { admitted: 0, badPuzzle: 0, full: 0, relocated: 0 };
@@ -107,6 +112,7 @@ export class Agent {
     const { identity, tap } = o;
     this.identity = identity;
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
+    this.stun = new StunEndpoint({ send: (bytes, to) => o.socket.send(bytes, to), software: 'idloc' });
     const addr = { selfIpv4: identity.ipv4, selfIpv6: identity.ipv6, mtu: tap.mtu, writer };
     if (o.overlay) {
       const ov = o.overlay;
@@ -200,6 +206,17 @@ export class Agent {
   resolve(query: string): Promise<ResolveResult | undefined> {
     if (!this.overlay) throw new Error('this agent runs without an overlay');
     return this.overlay.resolve(query);
+  }
+
+  /** `idloc-agent netcheck`: what NAT (if any) is between this agent's socket and the internet, asked of
+   *  `servers` or else of up to NETCHECK_MAX_SERVERS overlay contacts (every agent answers STUN). */
+  async netcheck(servers?: Endpoint[]): Promise<NetcheckReport & { servers: NetcheckReport['servers'] }> {
+    let list = servers ?? [];
+    if (list.length === 0 && this.overlay) list = this.overlay.stunCandidates();
+    if (list.length === 0) throw new Error('no STUN servers: give --stun HOST:PORT, or join an overlay (every member answers STUN)');
+    const local = this.o.socket.local;
+    // A socket bound to a wildcard address: compare with every interface address (netcheck's default).
+    return netcheck(this.stun, list, { localPort: local.port, ...(local.address !== '0.0.0.0' && local.address !== '::' ? { localAddresses: [local.address] } : {}) });
   }
 
   // ---- peers found through the overlay --------------------------------------------------------
@@ -299,7 +316,7 @@ export class Agent {
         : null,
       counters: {
         tap: { ...this.o.tap.stats }, inside: { ...this.inside.stats }, outside: { ...this.outside.stats },
-        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, overlayPeers: { ...this.overlayPeers },
+        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, stun: { ...this.stun.stats }, overlayPeers: { ...this.overlayPeers },
       },
     };
   }
@@ -308,6 +325,7 @@ export class Agent {
     if (this.closed) return;
     this.closed = true;
     this.discovery?.close();
+    this.stun.close();
     await this.overlay?.close();
     this.tunnels.close();
     this.o.tap.close();
@@ -323,8 +341,9 @@ export class Agent {
         if (this.overlay) this.overlay.handleDatagram(msg, from);
         else this.demux.notYetHandled++;
         break;
+      case 'stun': this.stun.handleDatagram(msg, from); break;
       case 'unknown': this.demux.unknown++; break;
-      default: this.demux.notYetHandled++; // STUN and TURN arrive with the NAT traversal layer
+      default: this.demux.notYetHandled++; // TURN channel data arrives with relays
     }
   }
 }

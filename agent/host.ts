@@ -15,7 +15,7 @@ import { NativeTap } from './tap/native-tap.js';
 import { UdpSocket } from './nat/udp-socket.js';
 import { NativeUdpSocket } from './nat/native-udp-socket.js';
 import { serveControl } from './control.js';
-import type { Endpoint } from './nat/socket.js';
+import { parseEndpoint, type Endpoint } from './nat/socket.js';
 import { watchAddresses } from './nat/address-watch.js';
 
 const run = promisify(execFile);
@@ -52,6 +52,12 @@ function hostEndpoints(tap: string, port: number): Endpoint[] {
     for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) out.push({ address: a.address, port });
   }
   return out;
+}
+
+/** The control request's STUN server list ("HOST:PORT" strings, checked by the CLI already). */
+function parseServers(v: unknown): Endpoint[] {
+  if (!Array.isArray(v)) return [];
+  return v.map((x) => parseEndpoint(String(x))).filter((e): e is Endpoint => e !== undefined);
 }
 
 /** Turn the errno of a failed setup step into a sentence that says what to do. */
@@ -110,6 +116,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       if (cmd === 'status') return agent.status();
       if (cmd === 'register') return agent.register(String(args.name ?? ''));
       if (cmd === 'resolve') return agent.resolve(String(args.query ?? '')).then((r) => r ?? null);
+      if (cmd === 'netcheck') return agent.netcheck(parseServers(args.servers));
       throw new Error(`unknown command "${cmd}"`);
     });
     cleanups.push(() => new Promise<void>((r) => control.close(() => r())));

@@ -43,6 +43,9 @@ describe('idloc-agent command line', { skip: !cliBuilt() && 'dist/agent/cli.js n
       ['an unknown option', ['--frobnicate'], /unknown option.*frobnicate/i],
       ['an unknown log level', ['--log-level', 'loud'], /log-level|loud/i],
       ['a bad TAP name', ['--tap', 'this-name-is-way-too-long'], /tap|interface name/i],
+      ['a bootstrap that is not HOST:PORT', ['--bootstrap', '198.51.100.7'], /bootstrap.*198\.51\.100\.7.*HOST:PORT/i],
+      ['an unknown --allow', ['--allow', 'everyone'], /allow|everyone/i],
+      ['a puzzle difficulty out of range', ['--puzzle-difficulty', '99'], /puzzle-difficulty.*99/i],
     ];
     for (const [what, args, re] of cases) {
       it(what, async () => assertOneLine(await up(args), 2, re));
@@ -71,16 +74,24 @@ describe('idloc-agent command line', { skip: !cliBuilt() && 'dist/agent/cli.js n
       mkdirSync(d);
       assertOneLine(await up(['--config', d]), 2, /adir\.json/);
     });
+    it('netcheck with a --stun that is not HOST:PORT', async () => {
+      assertOneLine(await cli(['netcheck', '--stun', 'nope', '--state-dir', join(dir, 'nobody-home')]), 2, /--stun: "nope" is not HOST:PORT/);
+    });
+    it('register with no name', async () => {
+      assertOneLine(await cli(['register', '--state-dir', join(dir, 'nobody-home')]), 2, /missing required argument|name/i);
+    });
     it('an unknown command', async () => {
       assertOneLine(await cli(['frobnicate']), 2, /frobnicate|unknown command/i);
     });
   });
 
-  it('status with no agent running says so in one line and fails', async () => {
-    const r = await cli(['status', '--state-dir', join(dir, 'nobody-home'), '--json']);
-    assertOneLine(r, 'nonzero', /agent|running|control/i);
-    assert.equal(r.stdout, '');
-  });
+  for (const cmd of [['status', '--json'], ['resolve', 'alice'], ['register', 'alice'], ['netcheck']]) {
+    it(`${cmd[0]} with no agent running says so in one line and fails`, async () => {
+      const r = await cli([...cmd, '--state-dir', join(dir, 'nobody-home')]);
+      assertOneLine(r, 'nonzero', /no agent is running/i);
+      assert.equal(r.stdout, '');
+    });
+  }
 
   it('id --json creates a private identity file and prints the same identity every time', async () => {
     const state = join(dir, 'state-id');
