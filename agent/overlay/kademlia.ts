@@ -5,6 +5,8 @@
 //   datagram --> rpc.onMessage --> request:  table.observe(sender @ observed address), answer
 //                                  response: settles rpc.request --> table.observe / markFailed
 //   findNode / findValue --> lookup(seeds = table.closest(target, k), query = rpc FIND_*)
+//   an RPC that times out (all tries) --> `unresponsive` for OVERLAY_UNRESPONSIVE_MS: lookups skip it, our
+//                     FIND_NODE/FETCH answers leave it out; any message from it takes it out again
 //   join(bootstraps): PING each (learns their ids), look up our own id, then refresh the buckets farther
 //                     than our closest neighbour (the paper's join), so far buckets are not left empty.
 //
@@ -17,6 +19,7 @@ import { lookup, type LookupResult, type QueryResult } from './lookup.js';
 import { ID_BITS, idsEqual, RoutingTable, type ContactInfo, type RoutingTableOptions } from './routing-table.js';
 import { Rpc, type RpcCodec } from './rpc.js';
 import type { Scheduler } from './scheduler.js';
+import { RecentlyUnresponsive } from './unresponsive.js';
 
 /** Who sent a message (the address comes from the datagram). */
 export interface NodeRef {
@@ -48,12 +51,17 @@ export interface KademliaNodeOptions<V, W> {
   /** Reject a sender before it enters the routing table (NodeID = H(key), puzzle, ...). */
   acceptContact?: (c: NodeRef) => boolean;
   random?: () => number;
+  /** How long a contact that timed out stays skipped (OVERLAY_UNRESPONSIVE_MS), and how many are kept. */
+  unresponsiveMs?: number;
+  unresponsiveMax?: number;
   table?: Partial<Pick<RoutingTableOptions,
     'pingIfIdleMs' | 'maxFailures' | 'replacementCacheSize' | 'refreshIntervalMs' | 'onAdded' | 'onRemoved'>>;
 }
 
 export interface FindOptions {
   stopWhen?: (c: ContactInfo) => boolean;
+  /** The node(s) looked for, recognisable before they answer (lookup.ts `sought`). */
+  sought?: (c: ContactInfo) => boolean;
 }
 
 export interface JoinResult {
@@ -66,6 +74,8 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
   readonly table: RoutingTable;
   readonly rpc: Rpc<DhtRequest, DhtResponse<V>, W>;
   readonly self: NodeRef;
+  /** Contacts whose last RPC timed out, recently. */
+  readonly unresponsive: RecentlyUnresponsive;
   private readonly k: number;
   private readonly alpha: number;
   private readonly random: () => number;
@@ -75,6 +85,11 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     this.k = o.k ?? KADEMLIA_K;
     this.alpha = o.alpha ?? KADEMLIA_ALPHA;
     this.random = o.random ?? Math.random;
+    this.unresponsive = new RecentlyUnresponsive({
+      now: () => o.scheduler.now(),
+      ...(o.unresponsiveMs !== undefined ? { ttlMs: o.unresponsiveMs } : {}),
+      ...(o.unresponsiveMax !== undefined ? { max: o.unresponsiveMax } : {}),
+    });
     this.table = new RoutingTable({
       ...o.table,
       selfId: o.nodeId, k: this.k, now: () => o.scheduler.now(), ping: (c) => this.ping(c),
@@ -97,7 +112,10 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
   async call(c: ContactInfo, req: DhtRequest): Promise<DhtResponse<V> | undefined> {
     const r = await this.rpc.request(c.endpoint, req);
     if (!r.ok) {
-      if (r.reason === 'timeout') this.table.markFailed(c.nodeId);
+      if (r.reason === 'timeout') {
+        this.table.markFailed(c.nodeId);
+        this.unresponsive.add(c.nodeId);
+      }
       return undefined;
     }
     const sender = r.value.sender;
@@ -115,11 +133,27 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     return (await this.call(c, { type: 'ping', sender: this.self })) !== undefined;
   }
 
+  /** The n closest contacts we know, recently unresponsive ones left out (what we answer FIND_NODE with). */
+  closestResponsive(target: Uint8Array, n: number = this.k, exclude?: Uint8Array): ContactInfo[] {
+    const skip = this.unresponsive;
+    return skip.size === 0 ? this.table.closest(target, n, exclude) : this.table.closest(target, n, exclude, (c) => skip.has(c.nodeId));
+  }
+
+  /** A lookup's seeds: the k closest responsive contacts, or the k closest at all if none is responsive. */
+  seeds(target: Uint8Array): ContactInfo[] {
+    const seeds = this.closestResponsive(target, this.k);
+    return seeds.length > 0 ? seeds : this.table.closest(target, this.k);
+  }
+
+  /** For lookup's `skip`: contacts to leave unqueried. */
+  readonly skipContact = (c: ContactInfo): boolean => this.unresponsive.has(c.nodeId);
+
   findNode(target: Uint8Array, opts: FindOptions = {}): Promise<LookupResult<never>> {
     this.table.touch(target);
     return lookup<never>({
-      target, seeds: this.table.closest(target, this.k), scheduler: this.o.scheduler, k: this.k, alpha: this.alpha,
-      selfId: this.o.nodeId, ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
+      target, seeds: this.seeds(target), scheduler: this.o.scheduler, k: this.k, alpha: this.alpha,
+      selfId: this.o.nodeId, skip: this.skipContact, ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
+      ...(opts.sought ? { sought: opts.sought } : {}),
       query: async (c, t) => {
         const r = await this.call(c, { type: 'find_node', sender: this.self, target: t });
         return r && r.type === 'nodes' ? { contacts: r.contacts } : undefined;
@@ -130,8 +164,9 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
   findValue(key: Uint8Array, opts: FindOptions = {}): Promise<LookupResult<V>> {
     this.table.touch(key);
     return lookup<V>({
-      target: key, seeds: this.table.closest(key, this.k), scheduler: this.o.scheduler, k: this.k, alpha: this.alpha,
-      selfId: this.o.nodeId, ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
+      target: key, seeds: this.seeds(key), scheduler: this.o.scheduler, k: this.k, alpha: this.alpha,
+      selfId: this.o.nodeId, skip: this.skipContact, ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
+      ...(opts.sought ? { sought: opts.sought } : {}),
       query: async (c, t): Promise<QueryResult<V> | undefined> => {
         const r = await this.call(c, { type: 'find_value', sender: this.self, key: t });
         if (!r) return undefined;
@@ -173,7 +208,13 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     return idle.length;
   }
 
+  /** A message from this node: it is alive (no longer unresponsive). */
+  heardFrom(nodeId: Uint8Array): void {
+    this.unresponsive.delete(nodeId);
+  }
+
   private learn(sender: NodeRef, endpoint: Endpoint): void {
+    this.unresponsive.delete(sender.nodeId);
     if (this.o.acceptContact && !this.o.acceptContact(sender)) return;
     this.table.observe({ nodeId: sender.nodeId, publicKey: sender.publicKey, endpoint });
   }
@@ -193,9 +234,10 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     }
   }
 
-  /** The k closest we know, without the asker (it knows itself). The table's own Contact objects go out
-   *  as ContactInfo: the codec serialises them at once, and receivers copy what they keep. */
+  /** The k closest we know, without the asker (it knows itself) and without recently unresponsive ones.
+   *  The table's own Contact objects go out as ContactInfo: the codec serialises them at once, and
+   *  receivers copy what they keep. */
   private closestInfo(target: Uint8Array, asker: Uint8Array): ContactInfo[] {
-    return this.table.closest(target, this.k, asker);
+    return this.closestResponsive(target, this.k, asker);
   }
 }

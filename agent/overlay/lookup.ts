@@ -1,16 +1,28 @@
 // Iterative Kademlia lookup (FIND_NODE and FIND_VALUE), α-parallel:
 //
-//   shortlist: every contact heard of, sorted by XOR distance to the target, each new | pending | answered | failed
-//   keep α queries in flight to the closest `new` contacts among the k closest not failed;
+//   shortlist: every contact heard of, sorted by XOR distance to the target,
+//              each new | pending | straggling | answered | failed
+//   keep α queries in flight to the closest `new` contacts among the k closest neither failed nor straggling;
 //   each answer merges its contacts (hop = asker's hop + 1); a query unanswered for queryTimeoutMs fails;
-//   done when the k closest not failed have all answered (FIND_NODE), or at the first value (FIND_VALUE),
-//   or when stopWhen(contact) holds for a node that answered (e.g. the node we were looking for itself).
+//   done when the k closest neither failed nor straggling have all answered (FIND_NODE), or at the first
+//   value (FIND_VALUE), or when stopWhen(contact) holds for a node that answered (or `sought` does: the
+//   node we were looking for itself).
+//
+// Stragglers: a query still unanswered after stragglerMs (the RPC's first retransmission interval) frees
+// its α slot and counts as failed for the end of the lookup, while its RPC keeps retrying; an answer that
+// arrives before the end is still merged (so is one after queryTimeoutMs). So a dead node that others
+// still list among the k closest costs one slot for 250 ms, not the lookup 1.75 s. Two exceptions keep
+// the lookup waiting: nothing has answered yet (a slow path is not a dead one), and a `sought` contact
+// (the node being looked for, known by id or key before it answers) is never left behind.
+//
+// `skip` drops contacts before they are queried (the node's recently unresponsive ones); if it would drop
+// every seed, the seeds are queried anyway (after an outage of our own, every contact may have timed out).
 //
 // Unlike the paper's round-based version there are no rounds: a slot is refilled as soon as a query ends,
 // so one slow node never holds up the other two. Generic over `query`, so it runs over the RPC of the agent,
 // the in-memory simulation, or a test's plain function alike; it caches nothing.
 
-import { KADEMLIA_ALPHA, KADEMLIA_K, LOOKUP_QUERY_TIMEOUT_MS } from '../constants.js';
+import { KADEMLIA_ALPHA, KADEMLIA_K, LOOKUP_QUERY_TIMEOUT_MS, LOOKUP_STRAGGLER_MS } from '../constants.js';
 import { compareDistance, idsEqual, type ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from './scheduler.js';
 
@@ -28,6 +40,14 @@ export interface LookupOptions<V> {
   k?: number;
   alpha?: number;
   queryTimeoutMs?: number;
+  /** A query unanswered this long is a straggler (Infinity: never). */
+  stragglerMs?: number;
+  /** Contacts not to query (recently unresponsive); seeds are queried anyway if it holds for all of them. */
+  skip?: (c: ContactInfo) => boolean;
+  /** The node(s) looked for, recognisable before they answer (by id or key): the lookup stops when one
+   *  answers (as with stopWhen), never skips one, and waits for a pending one rather than leave it
+   *  as a straggler. */
+  sought?: (c: ContactInfo) => boolean;
   /** Our own id: never queried, never returned. */
   selfId?: Uint8Array;
   /** Stop as soon as a node for which this holds has answered. */
@@ -45,6 +65,8 @@ export interface LookupResult<V> {
   hops: number;
   queries: number;
   failures: number;
+  /** Queries that were stragglers at some point (answered late, failed, or still out at the end). */
+  stragglers: number;
   latencyMs: number;
   /** Ended by a value or stopWhen rather than by convergence. */
   stoppedEarly: boolean;
@@ -54,6 +76,8 @@ const NEW = 0;
 const PENDING = 1;
 const ANSWERED = 2;
 const FAILED = 3;
+/** Pending past stragglerMs: no α slot, no say in the end of the lookup, answer still welcome. */
+const STRAGGLING = 4;
 
 interface Entry {
   info: ContactInfo;
@@ -62,6 +86,7 @@ interface Entry {
   state: number;
   hop: number;
   timer: TimerHandle | undefined;
+  straggleTimer: TimerHandle | undefined;
 }
 
 /** First 48 bits of the XOR distance, exact in a double. */
@@ -78,11 +103,14 @@ class Lookup<V> {
   private readonly k: number;
   private readonly alpha: number;
   private readonly timeoutMs: number;
+  private readonly stragglerMs: number;
   private readonly list: Entry[] = [];
   private readonly started: number;
   private inflight = 0;
   private queries = 0;
   private failures = 0;
+  private stragglers = 0;
+  private answered = 0;
   private done = false;
   private readonly selfKey: number;
 
@@ -90,13 +118,19 @@ class Lookup<V> {
     this.k = o.k ?? KADEMLIA_K;
     this.alpha = o.alpha ?? KADEMLIA_ALPHA;
     this.timeoutMs = o.queryTimeoutMs ?? LOOKUP_QUERY_TIMEOUT_MS;
+    this.stragglerMs = o.stragglerMs ?? LOOKUP_STRAGGLER_MS;
     this.started = o.scheduler.now();
     this.selfKey = o.selfId ? distanceKey(o.selfId, o.target) : -1;
   }
 
   start(): void {
-    for (const s of this.o.seeds) this.add(s, 1);
+    const usable = this.o.seeds.filter((s) => !this.skipped(s));
+    for (const s of usable.length > 0 ? usable : this.o.seeds) this.add(s, 1);
     this.pump();
+  }
+
+  private skipped(c: ContactInfo): boolean {
+    return this.o.skip !== undefined && this.o.skip(c) && !this.o.sought?.(c);
   }
 
   private add(info: ContactInfo, hop: number): void {
@@ -119,15 +153,17 @@ class Lookup<V> {
       if (known.state === NEW && hop < known.hop) known.hop = hop; // keep the shortest hop count
       return;
     }
-    list.splice(lo, 0, { info, key, state: NEW, hop, timer: undefined });
+    list.splice(lo, 0, { info, key, state: NEW, hop, timer: undefined, straggleTimer: undefined });
   }
 
   private pump(): void {
     if (this.done) return;
     let live = 0;
     let settled = true;
+    let straggling = false;
     for (const e of this.list) {
       if (e.state === FAILED) continue;
+      if (e.state === STRAGGLING) { straggling = true; continue; }
       if (live >= this.k) break;
       live++;
       if (e.state === NEW) {
@@ -137,7 +173,8 @@ class Lookup<V> {
         settled = false;
       }
     }
-    if (settled) this.finish(undefined, undefined);
+    // stragglers count as failed, unless nobody answered at all: then they are all we have
+    if (settled && (!straggling || this.answered > 0)) this.finish(undefined, undefined);
   }
 
   private ask(e: Entry): void {
@@ -146,9 +183,19 @@ class Lookup<V> {
     this.queries++;
     e.timer = this.o.scheduler.setTimer(this.timeoutMs, () => {
       e.timer = undefined;
-      if (e.state !== PENDING) return;
+      if (e.state !== PENDING && e.state !== STRAGGLING) return;
       this.settle(e, undefined);
     });
+    if (this.stragglerMs < this.timeoutMs && !this.o.sought?.(e.info)) {
+      e.straggleTimer = this.o.scheduler.setTimer(this.stragglerMs, () => {
+        e.straggleTimer = undefined;
+        if (e.state !== PENDING || this.done) return;
+        e.state = STRAGGLING;
+        this.inflight--;
+        this.stragglers++;
+        this.pump();
+      });
+    }
     let p: Promise<QueryResult<V> | undefined>;
     try {
       p = this.o.query(e.info, this.o.target);
@@ -159,10 +206,12 @@ class Lookup<V> {
   }
 
   private settle(e: Entry, r: QueryResult<V> | undefined): void {
-    if (e.state === PENDING) {
-      this.inflight--;
+    if (e.state === PENDING || e.state === STRAGGLING) {
+      if (e.state === PENDING) this.inflight--;
       e.timer?.cancel();
       e.timer = undefined;
+      e.straggleTimer?.cancel();
+      e.straggleTimer = undefined;
     } else if (!(e.state === FAILED && r)) {
       return; // already settled; a late answer after a timeout is still taken below
     }
@@ -175,15 +224,21 @@ class Lookup<V> {
     }
     if (e.state === FAILED) this.failures--; // it answered after all
     e.state = ANSWERED;
+    this.answered++;
     if ('value' in r) { this.finish(e, r.value); return; }
-    if (this.o.stopWhen?.(e.info)) { this.finish(e, undefined); return; }
-    for (const c of r.contacts) this.add(c, e.hop + 1);
+    if (this.o.stopWhen?.(e.info) || this.o.sought?.(e.info)) { this.finish(e, undefined); return; }
+    for (const c of r.contacts) if (!this.skipped(c)) this.add(c, e.hop + 1);
     this.pump();
   }
 
   private finish(at: Entry | undefined, value: V | undefined): void {
     this.done = true;
-    for (const e of this.list) { e.timer?.cancel(); e.timer = undefined; }
+    for (const e of this.list) {
+      e.timer?.cancel();
+      e.timer = undefined;
+      e.straggleTimer?.cancel();
+      e.straggleTimer = undefined;
+    }
     const contacts: ContactInfo[] = [];
     let closestHop = 0;
     for (const e of this.list) {
@@ -197,6 +252,7 @@ class Lookup<V> {
       hops: at ? at.hop : closestHop,
       queries: this.queries,
       failures: this.failures,
+      stragglers: this.stragglers,
       latencyMs: this.o.scheduler.now() - this.started,
       stoppedEarly: at !== undefined,
     };

@@ -2,6 +2,8 @@
 //
 //   publish / publishIdentity / updateLocator / registerName
 //        └─ storeEverywhere: local copy, FIND_NODE for the resource id, STORE at the k closest
+//   publishIdentity: claims IPv4 attempts in order; a claim of this key left behind (an earlier attempt it
+//                 held, or one that turned out taken) is withdrawn with a tombstone stored everywhere
 //   republish():  own records, re-signed with a higher sequence when we made them, stored everywhere again
 //                 (every DHT_REPUBLISH_INTERVAL_MS, and when the routing table grows from empty)
 //   replicate():  every held record that is not ours, re-STOREd at the current k closest of its resource
@@ -18,7 +20,7 @@
 // Sequences only grow: a record remade here gets max(now, previous + 1), so an update in the same
 // millisecond (or after the clock stepped back) still replaces the old one.
 
-import { DHT_HANDOFF_DELAY_MS, IPV4_MAX_CLAIM_ATTEMPT, OVERLAY_MAX_RECORDS } from '../constants.js';
+import { DHT_HANDOFF_DELAY_MS, IPV4_MAX_CLAIM_ATTEMPT, OVERLAY_MAX_RECORDS, RECORD_MAX_LIFETIME_S } from '../constants.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey } from '../idloc/addresses.js';
 import type { Identity } from '../idloc/identity.js';
 import type { Endpoint } from '../nat/socket.js';
@@ -27,8 +29,8 @@ import type { KademliaNode } from './kademlia.js';
 import { storeBatches, type FetchValue, type Wire } from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
 import {
-  CandidateType, RecordKind, bytesEqual, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, ipv4ResourceId,
-  marshalRecord, nameResourceId, normalizeName, parseRecord, recordExpiresAt,
+  CandidateType, RecordKind, bytesEqual, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, createTombstone,
+  defaultLifetime, ipv4ResourceId, marshalRecord, nameResourceId, normalizeName, parseRecord, recordExpiresAt,
   type Candidate, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordSigner,
 } from './records.js';
 import { compareDistance, idKey, idsEqual, type ContactInfo } from './routing-table.js';
@@ -148,19 +150,53 @@ export class Publisher {
       : { privateKey: identity.privateKey, publicKey: identity.publicKey, puzzleNonce: solvePuzzle(identity.publicKey, this.d.puzzleDifficulty) };
     const candidates = toCandidates(endpoints);
     const locator = (await this.publishOwn((now, seq) => createLocatorRecord(signer, { flags, candidates, rendezvous: [] }, { now, seq }))).result;
+    const mine = (r: OverlayRecord) => bytesEqual(r.owner, identity.publicKey);
+    /** Claims of this key we are not keeping: withdrawn (tombstones) once the outcome is known. */
+    const leftBehind: OverlayRecord[] = [];
     for (const attempt of claimAttemptOrder(opts.preferAttempt)) {
       const ipv4 = ipv4FromNodeId(identity.nodeId, attempt);
-      const held = (await this.d.fetch(ipv4ResourceId(ipv4), RecordKind.Ipv4Claim)).find((r) => !bytesEqual(r.owner, identity.publicKey));
-      if (held) continue;
-      const { result: claim, record } = await this.publishOwn((now, seq) => createIpv4ClaimRecord(signer, attempt, { now, seq }));
-      if (claim.local === 'taken' || claim.statuses.taken > 0) { this.own.delete(ownKey(record)); continue; }
-      // one address per key: claims this key made for other attempts are no longer republished
-      for (const [key, o] of this.own) {
-        if (o.record.kind === RecordKind.Ipv4Claim && key !== ownKey(record) && bytesEqual(o.record.owner, identity.publicKey)) this.own.delete(key);
+      const found = await this.d.fetch(ipv4ResourceId(ipv4), RecordKind.Ipv4Claim);
+      if (found.some((r) => !mine(r))) {
+        leftBehind.push(...found.filter(mine)); // another key holds it: a copy of ours somewhere goes
+        continue;
       }
+      const { result: claim, record } = await this.publishOwn((now, seq) => createIpv4ClaimRecord(signer, attempt, { now, seq }));
+      if (claim.local === 'taken' || claim.statuses.taken > 0) {
+        this.own.delete(ownKey(record));
+        if (claim.local === 'stored' || claim.statuses.stored > 0) leftBehind.push(record); // stored at some
+        continue;
+      }
+      // one address per key: claims this key made for other attempts are withdrawn, not left to expire (an
+      // hour), or ipv4Of, which takes the lowest attempt it finds, could keep answering the old address
+      for (const [key, o] of this.own) {
+        if (o.record.kind === RecordKind.Ipv4Claim && key !== ownKey(record) && mine(o.record)) {
+          this.own.delete(key);
+          leftBehind.push(o.record);
+        }
+      }
+      await this.withdraw(signer, leftBehind.filter((r) => !bytesEqual(r.resourceId, record.resourceId)));
       return { locator, ipv4, attempt, claim };
     }
+    await this.withdraw(signer, leftBehind);
     return { locator, ipv4: undefined, attempt: -1, claim: undefined };
+  }
+
+  /** Store a tombstone for each of these records of ours (one per resource) at the k closest and locally:
+   *  a higher sequence than the record's, and a lifetime that outlasts it, so no copy can outrank it. */
+  private async withdraw(signer: RecordSigner, records: OverlayRecord[]): Promise<void> {
+    const newest = new Map<string, OverlayRecord>();
+    for (const r of records) {
+      const cur = newest.get(ownKey(r));
+      if (!cur || r.seq > cur.seq) newest.set(ownKey(r), r);
+    }
+    await Promise.all([...newest.values()].map((r) => {
+      const now = this.d.clock();
+      const seq = BigInt(Math.floor(now));
+      const left = Math.ceil((recordExpiresAt(r) - now) / 1000);
+      const lifetime = Math.min(RECORD_MAX_LIFETIME_S, Math.max(defaultLifetime(r.kind), left));
+      const tomb = createTombstone(signer, r.kind, r.resourceId, { now, seq: seq > r.seq ? seq : r.seq + 1n, lifetime });
+      return this.storeEverywhere(tomb, marshalRecord(tomb)).catch(() => undefined);
+    }));
   }
 
   /** Replace this node's own locator with a freshly signed one (flags and rendezvous kept unless given). */

@@ -107,8 +107,8 @@ export class Resolver {
     kad.table.touch(key);
     const self = kad.self;
     const res = await lookup<never>({
-      target: key, seeds: kad.table.closest(key, k), scheduler: this.d.scheduler, k, alpha: this.d.alpha,
-      selfId: self.nodeId, stopWhen: () => holders >= this.d.fetchQuorum,
+      target: key, seeds: kad.seeds(key), scheduler: this.d.scheduler, k, alpha: this.d.alpha,
+      selfId: self.nodeId, skip: kad.skipContact, stopWhen: () => holders >= this.d.fetchQuorum,
       query: async (c, t) => {
         const r = await kad.call(c, { type: 'find_value', sender: self, key: t });
         if (!r) return undefined;
@@ -159,7 +159,7 @@ export class Resolver {
       if (known && owns(known.publicKey)) {
         owner = known.publicKey;
       } else {
-        const res = await kad.findNode(target, { stopWhen: (c) => owns(c.publicKey) });
+        const res = await kad.findNode(target, { sought: (c) => owns(c.publicKey) });
         const at = res.foundAt && owns(res.foundAt.publicKey) ? res.foundAt : res.contacts.find((c) => owns(c.publicKey));
         this.d.lookups.note(res.latencyMs, at === undefined);
         owner = at?.publicKey;

@@ -35,7 +35,7 @@ export function localValue(d: ServeDeps, key: Uint8Array): FetchValue | undefine
   if (kind === undefined || !isRecordKind(kind)) return undefined;
   const recs = d.store.getAll(key, kind, d.clock());
   if (recs.length === 0) return undefined;
-  return { records: recs.slice(0, OVERLAY_MAX_RECORDS).map(marshalRecord), contacts: d.kad.table.closest(key, d.k) };
+  return { records: recs.slice(0, OVERLAY_MAX_RECORDS).map(marshalRecord), contacts: d.kad.closestResponsive(key, d.k) };
 }
 
 /** The answer to a STORE or LEAVE. */
@@ -47,6 +47,7 @@ export function serveExtra(d: ServeDeps, req: ExtraRequest, from: Endpoint): Ext
     return { type: 'leave-answer', sender: d.self };
   }
   if (idMatchesKey(req.sender) && !idsEqual(req.sender.nodeId, d.self.nodeId)) {
+    d.kad.heardFrom(req.sender.nodeId);
     d.kad.table.observe({ nodeId: req.sender.nodeId, publicKey: req.sender.publicKey, endpoint: from });
   }
   const now = d.clock();

@@ -25,6 +25,9 @@
 //                value: | ipv4 u32 | attempt u32 |
 //                valid only if ipv4FromNodeId(NodeID(owner), attempt) = ipv4 and attempt ≤ IPV4_MAX_CLAIM_ATTEMPT;
 //                first-come: while one key's live claim is stored, other keys' claims are refused (store.ts).
+//                withdrawn with a tombstone (n = 0, same resource, higher sequence, lifetime covering the
+//                claim's) when the key moves to another attempt (node-publish.ts), so fetches and ipv4Of stop
+//                returning the old address before it expires; the address is then free for other keys.
 //   3 NAME       resource = SHA-256("idloc name" || name)[0..20)   (P2PNS)
 //                value: | len u8 | name (ASCII) | NodeID (20) |   NodeID must be the owner's.
 //                unique, first-come; only the owner updates it or removes it (tombstone).

@@ -283,16 +283,21 @@ export class RoutingTable {
     return true;
   }
 
-  /** The n contacts closest to target by XOR, closest first. Visits buckets in distance order, so only
-   *  the bucket(s) that can hold the answer are sorted: bucket cpl(self, target) holds everything closer
-   *  than the deeper buckets, which are all closer than bucket cpl-1, then cpl-2, ... */
-  closest(target: Uint8Array, n: number = this.k, exclude?: Uint8Array): Contact[] {
+  /** The n contacts closest to target by XOR, closest first, leaving out `exclude` and those `skip` holds
+   *  for. Visits buckets in distance order, so only the bucket(s) that can hold the answer are sorted:
+   *  bucket cpl(self, target) holds everything closer than the deeper buckets, which are all closer than
+   *  bucket cpl-1, then cpl-2, ... */
+  closest(target: Uint8Array, n: number = this.k, exclude?: Uint8Array, skip?: (c: Contact) => boolean): Contact[] {
     const out: Contact[] = [];
     if (n <= 0) return out;
     let filter: ((c: Contact) => boolean) | undefined;
     if (exclude) {
       const [e0, e1] = idPrefix24(exclude); // compare the cached prefix first: no id bytes touched
-      filter = (c) => c.p0 !== e0 || c.p1 !== e1 || !idsEqual(c.nodeId, exclude);
+      filter = skip
+        ? (c) => (c.p0 !== e0 || c.p1 !== e1 || !idsEqual(c.nodeId, exclude)) && !skip(c)
+        : (c) => c.p0 !== e0 || c.p1 !== e1 || !idsEqual(c.nodeId, exclude);
+    } else if (skip) {
+      filter = (c) => !skip(c);
     }
     const b = Math.min(this.bucketIndex(target), ID_BITS - 1);
     // 1. bucket b: contacts that agree with target at bit b.

@@ -8,7 +8,7 @@
 //              if `replace`, as many new nodes join through random survivors while the lookups run
 //   3. lookup: `lookups` FIND_NODEs from random live nodes for random live, joined NodeIDs, started
 //              lookupIntervalMs apart; success = the target itself answered (the lookup stops there, as the
-//              first packet to a peer would)
+//              first packet to a peer would: the target is `sought`, as in resolveIpv6)
 //
 // Network model: one-way latency fixed per link, a whole number of ms uniform in [minLatencyMs,
 // maxLatencyMs] (a hash of the two endpoints, so it is symmetric and stable); every datagram lost with
@@ -236,7 +236,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResults> {
       let dst = src;
       while (dst === src && live.length > 1) dst = live[Math.floor(rand() * live.length)]!;
       const target = dst.id;
-      void src.node.findNode(target, { stopWhen: (c) => idsEqual(c.nodeId, target) }).then((r) => {
+      void src.node.findNode(target, { sought: (c) => idsEqual(c.nodeId, target) }).then((r) => {
         finished++;
         queryList.push(r.queries);
         if (r.foundAt) {

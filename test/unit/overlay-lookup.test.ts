@@ -64,6 +64,105 @@ test('dead contacts time out and do not stop convergence; FIND_VALUE stops at th
   assert.ok(r.stoppedEarly);
 });
 
+/** A static network where every node knows everyone: each answer is the k closest to the target. */
+function staticNetwork(n: number, seed: number) {
+  const all = ids(n, seed);
+  const closestTo = (t: Uint8Array, m = 20) => all.slice().sort((a, b) => compareDistance(a.nodeId, b.nodeId, t)).slice(0, m);
+  return { all, closestTo };
+}
+
+test('a dead contact that everyone still lists among the k closest does not hold the lookup for 1.75 s', async () => {
+  const s = new SimScheduler();
+  const { all, closestTo } = staticNetwork(100, 11);
+  const target = ids(1, 12)[0]!.nodeId;
+  const dead = closestTo(target)[4]!; // among the k closest, but not the closest
+  let deadQueries = 0;
+  const query = async (c: ContactInfo, t: Uint8Array): Promise<QueryResult<never> | undefined> => {
+    if (c === dead) {
+      deadQueries++;
+      await new Promise<void>((r) => s.setTimer(1750, r)); // the RPC's 250 + 500 + 1000 ms, then failure
+      return undefined;
+    }
+    await new Promise<void>((r) => s.setTimer(20, r));
+    return { contacts: closestTo(t) }; // everyone lists the dead node
+  };
+  const p = lookup({ target, seeds: all.slice(0, 20), query, scheduler: s });
+  await s.run();
+  const r = await p;
+  assert.equal(deadQueries, 1);
+  assert.ok(r.latencyMs < 600, `converged in ${r.latencyMs} ms, not after the dead node's retransmissions`);
+  const truth = closestTo(target, 21).filter((c) => c !== dead).slice(0, 20);
+  assert.deepEqual(r.contacts.map((c) => c.nodeId), truth.map((c) => c.nodeId), 'the k closest that answered');
+});
+
+test('a straggler frees its α slot; its answer is still taken if it comes before the end', async () => {
+  const s = new SimScheduler();
+  const { all, closestTo } = staticNetwork(300, 13);
+  const target = ids(1, 14)[0]!.nodeId;
+  const seeds = all.slice(0, 20);
+  const slow = closestTo(target, 300).find((c) => seeds.includes(c))!; // closest seed: asked first; answers
+  // after 300 ms (its first datagram was lost)
+  let inflight = 0;
+  let maxInflight = 0;
+  const query = async (c: ContactInfo, t: Uint8Array): Promise<QueryResult<never>> => {
+    inflight++;
+    maxInflight = Math.max(maxInflight, inflight);
+    await new Promise<void>((r) => s.setTimer(c === slow ? 300 : 60, r));
+    inflight--;
+    return { contacts: closestTo(t).filter((x) => x !== slow) };
+  };
+  const p = lookup({ target, seeds, query, scheduler: s });
+  await s.run();
+  const r = await p;
+  assert.ok(r.latencyMs > 300, `still running when the straggler answered (${r.latencyMs} ms)`);
+  assert.equal(r.stragglers, 1);
+  assert.equal(r.failures, 0);
+  assert.ok(maxInflight <= 4, `α + the straggler (${maxInflight})`);
+});
+
+test('stragglers: the sought node and slow paths are waited for; skipped contacts are not queried', async () => {
+  const s = new SimScheduler();
+  const { all, closestTo } = staticNetwork(100, 15);
+  const sought = all[70]!;
+  // the node looked for answers only after 600 ms (two lost datagrams): the lookup waits for it
+  const q1 = async (c: ContactInfo, t: Uint8Array): Promise<QueryResult<never>> => {
+    await new Promise<void>((r) => s.setTimer(c === sought ? 600 : 20, r));
+    return { contacts: closestTo(t) };
+  };
+  const p1 = lookup({ target: sought.nodeId, seeds: all.slice(0, 20), query: q1, scheduler: s,
+    sought: (c) => idsEqual(c.nodeId, sought.nodeId) });
+  await s.run();
+  const r1 = await p1;
+  assert.ok(r1.foundAt && idsEqual(r1.foundAt.nodeId, sought.nodeId) && r1.stoppedEarly);
+  // every node 400 ms away (a slow path, not dead ones): nobody answered before the stragglers' time, so
+  // the lookup waits rather than end empty, and still converges on the true k closest
+  const target = ids(1, 16)[0]!.nodeId;
+  const q2 = async (_c: ContactInfo, t: Uint8Array): Promise<QueryResult<never>> => {
+    await new Promise<void>((r) => s.setTimer(400, r));
+    return { contacts: closestTo(t) };
+  };
+  const p2 = lookup({ target, seeds: all.slice(0, 20), query: q2, scheduler: s });
+  await s.run();
+  const r2 = await p2;
+  assert.equal(r2.contacts.length, 20);
+  // skip: never queried, unless every seed is skipped (then the seeds are tried anyway)
+  const skipped = new Set(closestTo(target, 5));
+  const asked = new Set<ContactInfo>();
+  const q3 = async (c: ContactInfo, t: Uint8Array): Promise<QueryResult<never>> => {
+    asked.add(c);
+    await new Promise<void>((r) => s.setTimer(20, r));
+    return { contacts: closestTo(t, 30) };
+  };
+  const p3 = lookup({ target, seeds: all.slice(0, 20), query: q3, scheduler: s, skip: (c) => skipped.has(c) });
+  await s.run();
+  const r3 = await p3;
+  for (const c of skipped) assert.ok(!asked.has(c));
+  assert.deepEqual(r3.contacts.map((c) => c.nodeId), closestTo(target, 25).filter((c) => !skipped.has(c)).map((c) => c.nodeId));
+  const p4 = lookup({ target, seeds: [...skipped], query: q3, scheduler: s, skip: (c) => skipped.has(c) });
+  await s.run();
+  assert.ok((await p4).contacts.length > 0, 'all seeds skipped: tried anyway');
+});
+
 test('simulated 200-node network: every node is found (with 5% loss)', async () => {
   const r = await runSimulation({ nodes: 200, lookups: 200, loss: 0.05, seed: 5, settleMs: 2000 });
   assert.equal(r.successRate, 1, JSON.stringify(r));

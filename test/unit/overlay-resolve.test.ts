@@ -6,7 +6,9 @@ import { ipv4FromNodeId, ipv6FromNodeId } from '../../agent/idloc/addresses.js';
 import { OverlayNode } from '../../agent/overlay/node.js';
 import { claimAttemptOrder } from '../../agent/overlay/node-publish.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
-import { RecordKind, ServiceFlag, createIpv4ClaimRecord, marshalRecord, type LocatorRecord } from '../../agent/overlay/records.js';
+import {
+  RecordKind, ServiceFlag, createIpv4ClaimRecord, ipv4ResourceId, isTombstone, marshalRecord, type LocatorRecord,
+} from '../../agent/overlay/records.js';
 import { IPV4_MAX_CLAIM_ATTEMPT } from '../../agent/constants.js';
 
 const N = 8;
@@ -148,6 +150,35 @@ describe(`OverlayNode resolution and locator updates, ${N} nodes, k = ${K}`, () 
     assert.equal(holder && hex(holder.owner), y.id.publicKeyHex, 'the first claimant keeps the address');
     assert.equal(await hosts[1]!.node.ipv4Of(x.id.publicKey), p.ipv4);
     hosts.push(xh);
+  });
+
+  it('publishIdentity moving to another attempt withdraws the old claim: tombstones at the k closest, ipv4Of gives the new address', async () => {
+    const m = makeHost();
+    await joinHost(m);
+    const first = await m.node.publishIdentity(m.identity, [m.socket.local], 0);
+    assert.equal(first.attempt, 0);
+    assert.equal(await hosts[2]!.node.ipv4Of(m.identity.publicKey), first.ipv4);
+    // the key moves to attempt 5 (e.g. identity.json asked for it): attempt 0's claim must not linger an hour
+    const second = await m.node.publishIdentity(m.identity, [m.socket.local], 0, { preferAttempt: 5 });
+    assert.equal(second.attempt, 5);
+    assert.ok(second.claim?.ok);
+    for (const h of [hosts[2]!, hosts[6]!]) {
+      assert.equal(await h.node.resolveIpv4Claim(first.ipv4!), undefined, 'the old claim is no longer fetched');
+      assert.equal(await h.node.ipv4Of(m.identity.publicKey), second.ipv4);
+    }
+    // the k closest to the old claim's resource hold the tombstone (newer than the claim), not the claim
+    // (a node further out may keep a copy the store-on-join hand-off gave it: fetches find the tombstone
+    // at the closer holders, and the higher sequence wins)
+    const oldResource = ipv4ResourceId(first.ipv4!);
+    const dist = (h: Host) => Buffer.from(h.identity.nodeId.map((b, j) => b ^ oldResource[j]!));
+    const closest = hosts.concat(m).sort((x, y) => Buffer.compare(dist(x), dist(y))).slice(0, K);
+    for (const h of closest) {
+      const recs = h.node.store.getAll(oldResource, RecordKind.Ipv4Claim, Date.now());
+      assert.equal(recs.length, 1);
+      assert.ok(isTombstone(recs[0]!) && hex(recs[0]!.owner) === m.identity.publicKeyHex);
+    }
+    assert.equal(m.node.stats().ownRecords, 2, 'one locator, one claim: the old claim is no longer republished');
+    hosts.push(m);
   });
 
   it('updateLocator: a freshly signed locator with a higher sequence, stored now; flags kept', async () => {
