@@ -183,6 +183,30 @@ export const OVERLAY_MAX_TLVS = 32;
 /** Bytes of an ERROR's reason text: it is for logs, not for programs (they read the code). */
 export const OVERLAY_MAX_REASON_BYTES = 128;
 
+// ---- ICE over the overlay's Attach (agent/nat/attach.ts, ice.ts) ---------------------------------------
+
+/** An Attach offer or answer older (or newer) than this by our clock is refused: long enough for a relayed
+ *  round trip with retransmissions and loose clocks, short enough that a replayed offer starts no checks. */
+export const ATTACH_MAX_AGE_MS = 60_000;
+/** Candidates in one Attach: host addresses of a few interfaces, a server-reflexive and a relayed one. */
+export const ATTACH_MAX_CANDIDATES = 12;
+/** Between the first checks to successive remote candidates (RFC 8445's Ta is 50 ms for the Internet at
+ *  large; we pace far fewer pairs, and a faster start is what makes the first packet quick). */
+export const ICE_CHECK_PACING_MS = 10;
+/** A connectivity check is retransmitted on this schedule: 50 ms, doubling, ICE_CHECK_MAX_TRANSMITS sends
+ *  (0, 50, 150, 350, 750, 1550 ms): the other side's first checks, which open its NAT for ours, start about
+ *  one overlay round trip after ours, so early retransmissions are what get through. */
+export const ICE_CHECK_RTO_MS = 50;
+export const ICE_CHECK_MAX_TRANSMITS = 6;
+/** No direct pair by then: fall back to a relay (the issue's "a relayed path within 2 s"), while checks go
+ *  on in the background. */
+export const ICE_DIRECT_TIMEOUT_MS = 1_500;
+/** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
+export const ICE_MAX_SESSIONS = 256;
+/** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps
+ *  answering for the life of the pair). */
+export const ICE_SESSION_LINGER_MS = 30_000;
+
 // ---- Finding peers through the overlay (agent/discovery.ts) ---------------------------------------------
 
 /** Packets held per unknown destination while its lookup runs: a TCP SYN and its retries, or a few pings,

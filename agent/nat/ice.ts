@@ -1,0 +1,167 @@
+// ICE (RFC 8445) on the agent's one socket, reduced to what a tunnel needs: one component, UDP, and the
+// remote side's candidates from an overlay Attach (attach.ts). The Noise handshake then runs on the pair
+// ICE selected; the tunnel's own roaming keeps it current afterwards.
+//
+//   session = newSession(role)          our ufrag/pwd/tie-breaker go into the Attach offer or answer
+//   session.start(remote)               both sides call it as soon as they know the other's parameters:
+//     1. checks to every remote candidate, highest priority first, ICE_CHECK_PACING_MS apart; each is a
+//        STUN Binding request signed with the remote pwd (StunEndpoint.check), retransmitted ICE_CHECK_RTO_MS
+//        doubling. Sending them is what opens our NAT for the other side's checks (hole punching), so both
+//        sides check at once, and keep checking for the whole schedule even after a success.
+//     2. a check that arrives from an address we are not checking yet (the other side's NAT mapped it
+//        elsewhere: a peer-reflexive candidate) gets a triggered check back to that address.
+//     3. the controlling side (the offerer) uses aggressive nomination (USE-CANDIDATE on every check); the
+//        first check that succeeds selects its pair, and start() resolves with the remote endpoint. The
+//        controlled side resolves with the pair the controller nominated (a verified check carrying
+//        USE-CANDIDATE that we answered), or with its own first success.
+//     4. nothing within ICE_DIRECT_TIMEOUT_MS: start() resolves undefined ("no direct path"), while the
+//        checks already sent run out their schedule (a late success is reported to onLateSuccess).
+//   Incoming checks reach us through StunEndpoint's passwordFor/onCheck hooks: USERNAME "ours:theirs" picks
+//   the session; sessions linger ICE_SESSION_LINGER_MS after they finish to keep answering.
+import {
+  ICE_CHECK_MAX_TRANSMITS, ICE_CHECK_PACING_MS, ICE_CHECK_RTO_MS, ICE_DIRECT_TIMEOUT_MS, ICE_MAX_SESSIONS, ICE_SESSION_LINGER_MS,
+} from '../constants.js';
+import { candidatePriority, IceCandidateType, newCredentials, type IceCandidate } from './attach.js';
+import { endpointKey, type Endpoint } from './socket.js';
+import type { CheckReply, IncomingCheck, StunEndpoint } from './stun-endpoint.js';
+
+export interface IceRemote { ufrag: string; pwd: string; candidates: IceCandidate[] }
+
+export interface IceResult {
+  remote: Endpoint;
+  /** Round trip of the check that selected it (upper bound if it was retransmitted). */
+  rttMs: number;
+  /** The type of the remote candidate (a prflx one was learnt from the other side's checks). */
+  type: IceCandidateType;
+}
+
+export interface IceStats {
+  sessions: number;
+  checksSent: number;
+  checksSucceeded: number;
+  checksAnswered: number;
+  triggered: number;
+  selected: number;
+  noDirectPath: number;
+  unknownUsername: number;
+}
+
+export class IceSession {
+  readonly ufrag: string;
+  readonly pwd: string;
+  readonly tieBreaker: bigint;
+  private remote: IceRemote | undefined;
+  private readonly checking = new Set<string>();
+  private result: IceResult | undefined;
+  private nominated: IceResult | undefined;
+  private settle: ((r: IceResult | undefined) => void) | undefined;
+  private done = false;
+  /** A success after start() resolved without one (the relay fallback may then move back to direct). */
+  onLateSuccess?: (r: IceResult) => void;
+
+  constructor(private readonly agent: IceAgent, readonly controlling: boolean) {
+    const c = newCredentials();
+    this.ufrag = c.ufrag;
+    this.pwd = c.pwd;
+    this.tieBreaker = c.tieBreaker;
+  }
+
+  /** Run the checks against the remote side's parameters. */
+  start(remote: IceRemote, timeoutMs = ICE_DIRECT_TIMEOUT_MS): Promise<IceResult | undefined> {
+    if (this.remote) throw new Error('ICE session already started');
+    this.remote = remote;
+    const p = new Promise<IceResult | undefined>((resolve) => { this.settle = resolve; });
+    const timer = setTimeout(() => this.finish(undefined), timeoutMs);
+    timer.unref?.();
+    const sorted = remote.candidates.slice().sort((a, b) => b.priority - a.priority);
+    sorted.forEach((c, i) => {
+      const t = setTimeout(() => this.check(c, c.type), i * ICE_CHECK_PACING_MS);
+      t.unref?.();
+    });
+    if (this.nominated) this.finish(this.nominated); // the controller's nomination beat our start
+    return p.finally(() => clearTimeout(timer));
+  }
+
+  /** A verified check from the other side (StunEndpoint calls this via the agent). */
+  handleCheck(req: IncomingCheck): CheckReply {
+    this.agent.stats.checksAnswered++;
+    if (this.remote && !this.checking.has(endpointKey(req.from))) {
+      // Peer-reflexive: the other side reached us from an address it did not list. Check back there.
+      this.agent.stats.triggered++;
+      this.check({ address: req.from.address, port: req.from.port }, IceCandidateType.Prflx);
+    }
+    if (!this.controlling && req.useCandidate && !this.nominated) {
+      this.nominated = { remote: { ...req.from }, rttMs: 0, type: IceCandidateType.Prflx };
+      if (this.remote) this.finish(this.nominated);
+    }
+    return 'success';
+  }
+
+  private check(c: Endpoint, type: IceCandidateType): void {
+    const remote = this.remote;
+    if (!remote || this.checking.has(endpointKey(c))) return;
+    this.checking.add(endpointKey(c));
+    this.agent.stats.checksSent++;
+    void this.agent.stun.check({ address: c.address, port: c.port }, {
+      username: `${remote.ufrag}:${this.ufrag}`, password: remote.pwd,
+      priority: candidatePriority(IceCandidateType.Prflx), controlling: this.controlling, tieBreaker: this.tieBreaker,
+      useCandidate: this.controlling,
+    }, { rtoMs: ICE_CHECK_RTO_MS, maxTransmits: ICE_CHECK_MAX_TRANSMITS }).then((o) => {
+      if (o.kind !== 'success') return;
+      this.agent.stats.checksSucceeded++;
+      const r: IceResult = { remote: { address: c.address, port: c.port }, rttMs: o.rttMs, type };
+      if (!this.done) this.finish(r);
+      else if (!this.result) { this.result = r; this.onLateSuccess?.(r); }
+    });
+  }
+
+  private finish(r: IceResult | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.result = r;
+    if (r) this.agent.stats.selected++; else this.agent.stats.noDirectPath++;
+    this.settle?.(r);
+    this.agent.retire(this);
+  }
+}
+
+/** Owns the sessions and answers the StunEndpoint's hooks for them. */
+export class IceAgent {
+  readonly stats: IceStats = {
+    sessions: 0, checksSent: 0, checksSucceeded: 0, checksAnswered: 0, triggered: 0, selected: 0, noDirectPath: 0, unknownUsername: 0,
+  };
+  private readonly sessions = new Map<string, IceSession>();
+
+  constructor(readonly stun: StunEndpoint) {}
+
+  newSession(controlling: boolean): IceSession {
+    if (this.sessions.size >= ICE_MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+    const s = new IceSession(this, controlling);
+    this.sessions.set(s.ufrag, s);
+    this.stats.sessions++;
+    return s;
+  }
+
+  /** StunEndpoint's passwordFor: USERNAME is "<our ufrag>:<their ufrag>". */
+  passwordFor(username: string): string | undefined {
+    const s = this.sessions.get(username.split(':', 1)[0]!);
+    if (!s) this.stats.unknownUsername++;
+    return s?.pwd;
+  }
+
+  /** StunEndpoint's onCheck: only verified checks get here. */
+  onCheck(req: IncomingCheck): CheckReply {
+    const s = this.sessions.get(req.username.split(':', 1)[0]!);
+    return s ? s.handleCheck(req) : 'drop';
+  }
+
+  /** A finished session keeps answering the other side's checks for ICE_SESSION_LINGER_MS. */
+  retire(s: IceSession): void {
+    const t = setTimeout(() => { if (this.sessions.get(s.ufrag) === s) this.sessions.delete(s.ufrag); }, ICE_SESSION_LINGER_MS);
+    t.unref?.();
+  }
+
+  close(): void {
+    this.sessions.clear();
+  }
+}
