@@ -13,7 +13,7 @@ import type { Identity } from './idloc/identity.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
-import type { LocatorRecord } from './overlay/records.js';
+import type { Candidate, LocatorRecord } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
 import { NETCHECK_MAX_SERVERS } from './constants.js';
 
@@ -21,8 +21,11 @@ export interface AgentOverlayOptions {
   socket: DatagramSocket;
   identity: Identity;
   bootstraps: Endpoint[];
-  /** This host's underlay endpoints, published as host candidates (asked again when addresses change). */
-  candidates: () => Endpoint[];
+  /** This host's candidates (host, and server-reflexive once netcheck found one), published in the locator
+   *  (asked again when addresses change). */
+  candidates: () => Endpoint[] | Candidate[];
+  /** An ATTACH for us (NAT traversal): the answer blob, or undefined to refuse. */
+  onAttach?: (blob: Uint8Array) => Uint8Array | undefined;
   logger: Logger;
   puzzleDifficulty?: number;
   /** The IPv4 claim settled on another derivation than identity.ipv4Attempt. */
@@ -37,6 +40,8 @@ export interface OverlayStatus {
   storedRecords: number;
   ownRecords: number;
   lookups: { count: number; empty: number; p50LatencyMs: number; p90LatencyMs: number };
+  /** The nodes this host keeps keepalives to because it is behind a NAT (empty otherwise). */
+  rendezvous: string[];
   datagrams: number;
   malformed: number;
   rejected: Record<string, number>;
@@ -64,6 +69,7 @@ export class AgentOverlay {
   constructor(private readonly o: AgentOverlayOptions) {
     this.node = new OverlayNode({
       socket: o.socket, identity: o.identity,
+      ...(o.onAttach ? { onAttach: (blob: Uint8Array) => o.onAttach!(blob) } : {}),
       ...(o.puzzleDifficulty !== undefined ? { puzzleDifficulty: o.puzzleDifficulty } : {}),
     });
   }
@@ -101,13 +107,13 @@ export class AgentOverlay {
 
   async lookupIpv4(ipv4: number): Promise<FoundPeer | undefined> {
     const loc = await this.node.resolveIpv4(ipv4);
-    return loc ? { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4 } : undefined;
+    return loc ? { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4, locator: loc } : undefined;
   }
 
   async lookupIpv6(ipv6: Uint8Array): Promise<FoundPeer | undefined> {
     const loc = await this.node.resolveIpv6(ipv6);
     if (!loc || !publicKeyOwnsIpv6(loc.owner, ipv6)) return undefined;
-    return { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4: 0 };
+    return { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4: 0, locator: loc };
   }
 
   /** Where the key's locator says it is now (a peer that went silent at its old endpoint). */
@@ -181,7 +187,7 @@ export class AgentOverlay {
     return {
       joined: s.joined, ipv4Claimed: this.ipv4Claimed, bootstraps: this.o.bootstraps.map(endpointKey),
       routingTableSize: s.routingTableSize, storedRecords: s.storedRecords, ownRecords: s.ownRecords,
-      lookups: s.lookups, datagrams: s.datagrams, malformed: s.malformed, rejected: s.rejected,
+      lookups: s.lookups, rendezvous: this.node.rendezvous().map((c) => endpointKey(c.endpoint)), datagrams: s.datagrams, malformed: s.malformed, rejected: s.rejected,
     };
   }
 

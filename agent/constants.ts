@@ -183,6 +183,30 @@ export const OVERLAY_MAX_TLVS = 32;
 /** Bytes of an ERROR's reason text: it is for logs, not for programs (they read the code). */
 export const OVERLAY_MAX_REASON_BYTES = 128;
 
+// ---- Overlay routing and rendezvous (agent/overlay/node-route.ts, node-attach.ts, node-rendezvous.ts) ----
+
+/** A node behind a NAT PINGs each of its rendezvous nodes this often: under the ~30 s after which many UDP
+ *  NAT mappings of idle flows expire (the tunnels' KEEPALIVE_INTERVAL_MS, for the same reason), so the
+ *  rendezvous can always reach it at the address it last saw it at. */
+export const RENDEZVOUS_KEEPALIVE_MS = 15_000;
+/** A relay remembers the endpoint a node last sent from this long: nodes behind a NAT (rendezvous clients)
+ *  are often not in its routing table, and only that exact endpoint gets through their NAT. Two minutes is
+ *  RFC 4787's minimum mapping lifetime (REQ-5) and many keepalive periods; an entry past its mapping costs
+ *  one lost datagram, not a wrong delivery (the NAT drops it). */
+export const RELAY_RECENT_SENDER_MS = 120_000;
+/** Bound on that map (oldest forgotten first): a rendezvous serves a few clients per node that chose it,
+ *  and a flood of invented NodeIDs cannot grow it without limit (~100 bytes per entry). */
+export const RELAY_RECENT_SENDERS_MAX = 4_096;
+/** Datagrams per second one source IP address may have relayed (a token bucket), and its burst. An Attach
+ *  and its answer are two relayed datagrams (six with every retransmission), so 50/s lets a host, or a
+ *  carrier-grade NAT address shared by many, set up several connections a second, while a source can make
+ *  us send at most ~70 kB/s (50 x 1400 bytes) to others. Relaying is also never an amplifier: one datagram
+ *  out per datagram in, at most 20 bytes larger (our NodeID on the Via list). */
+export const RELAY_RATE_PER_SOURCE = 50;
+export const RELAY_BURST_PER_SOURCE = 100;
+/** Sources whose buckets are kept (least recently active forgotten first, which only resets their limit). */
+export const RELAY_RATE_SOURCES_MAX = 4_096;
+
 // ---- ICE over the overlay's Attach (agent/nat/attach.ts, ice.ts) ---------------------------------------
 
 /** An Attach offer or answer older (or newer) than this by our clock is refused: long enough for a relayed
@@ -201,6 +225,12 @@ export const ICE_CHECK_MAX_TRANSMITS = 6;
 /** No direct pair by then: fall back to a relay (the issue's "a relayed path within 2 s"), while checks go
  *  on in the background. */
 export const ICE_DIRECT_TIMEOUT_MS = 1_500;
+/** Rendezvous nodes a host behind a NAT keeps keepalives to and names in its locator: Attach for it is
+ *  sent through all of them at once, so one dead rendezvous costs nothing; three is RELOAD's "a few". */
+export const RENDEZVOUS_COUNT = 3;
+/** netcheck again this often (and on every address change): a NAT's mapping behaviour or public address
+ *  can change (DHCP renew, another uplink) without any local address changing. */
+export const NETCHECK_INTERVAL_MS = 5 * 60_000;
 /** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
 export const ICE_MAX_SESSIONS = 256;
 /** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps

@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
-import { MAX_OVERLAY_PEERS, VIRTUAL_MAC } from './constants.js';
+import { MAX_OVERLAY_PEERS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT, VIRTUAL_MAC } from './constants.js';
 import { identityToJson, withIpv4Attempt, type Identity, type IdentityJson } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { PeerMap, describePeer, type OverlayPeer } from './idloc/peer-map.js';
@@ -22,6 +22,9 @@ import { classifyDatagram } from './nat/demux.js';
 import { AgentOverlay, type OverlayStatus, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import { verifyPuzzle } from './overlay/puzzle.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
+import { IceAgent } from './nat/ice.js';
+import { Traversal, type PathChoice } from './traversal.js';
+import type { Candidate, LocatorRecord } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
 import { Discovery, type DiscoveryStats, type FoundPeer } from './discovery.js';
 
@@ -81,6 +84,8 @@ export interface AgentStatus {
   listen: string;
   peers: PeerStatus[];
   overlay: (OverlayStatus & { discovery: DiscoveryStats & { p50LatencyMs: number; p90LatencyMs: number } }) | null;
+  /** The last netcheck's verdict (null before the first one, or with no overlay member to ask). */
+  nat: { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null;
   counters: {
     tap: TapDevice['stats'];
     inside: InsideStats;
@@ -88,6 +93,8 @@ export interface AgentStatus {
     tunnels: TunnelStats;
     demux: DemuxStats;
     stun: StunEndpoint['stats'];
+    ice: IceAgent['stats'];
+    traversal: Partial<Traversal['stats']>;
     overlayPeers: OverlayPeerStats;
   };
 }
@@ -101,6 +108,11 @@ export class Agent {
   private readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
   private readonly overlay: AgentOverlay | undefined;
   private readonly stun: StunEndpoint;
+  private readonly ice: IceAgent;
+  private readonly traversal: Traversal | undefined;
+  /** How each overlay peer's endpoint was chosen (status says it). */
+  private readonly paths = new Map<OverlayPeer<TunnelPeer>, PathChoice>();
+  private netcheckTimer: NodeJS.Timeout | undefined;
   private readonly discovery: Discovery | undefined;
   private readonly fromOverlay = new Set<OverlayPeer<TunnelPeer>>();
   private readonly overlayPeers: OverlayPeerStats = { admitted: 0, badPuzzle: 0, full: 0, relocated: 0 };
@@ -112,17 +124,26 @@ export class Agent {
     const { identity, tap } = o;
     this.identity = identity;
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
-    this.stun = new StunEndpoint({ send: (bytes, to) => o.socket.send(bytes, to), software: 'idloc' });
+    this.stun = new StunEndpoint({
+      send: (bytes, to) => o.socket.send(bytes, to), software: 'idloc',
+      passwordFor: (u) => this.ice.passwordFor(u), onCheck: (r) => this.ice.onCheck(r),
+    });
+    this.ice = new IceAgent(this.stun);
     const addr = { selfIpv4: identity.ipv4, selfIpv6: identity.ipv6, mtu: tap.mtu, writer };
     if (o.overlay) {
       const ov = o.overlay;
       this.overlay = new AgentOverlay({
         socket: o.socket, identity, bootstraps: ov.bootstraps, logger: o.logger.child({ layer: 'overlay' }),
-        candidates: ov.candidates ?? (() => [o.socket.local]),
+        candidates: () => this.traversal?.candidates() as Candidate[] ?? [],
+        onAttach: (blob) => this.traversal?.onAttach(blob),
         ...(ov.puzzleDifficulty !== undefined ? { puzzleDifficulty: ov.puzzleDifficulty } : {}),
         onIpv4Changed: (attempt) => this.ipv4Changed(attempt),
       });
       const overlay = this.overlay;
+      this.traversal = new Traversal({
+        identity, node: overlay.node, ice: this.ice, logger: o.logger.child({ layer: 'nat' }),
+        hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
+      });
       this.discovery = new Discovery({
         lookupIpv4: (ipv4) => overlay.lookupIpv4(ipv4),
         lookupIpv6: (ipv6) => overlay.lookupIpv6(ipv6),
@@ -171,7 +192,8 @@ export class Agent {
     // Peers with a known endpoint get a tunnel at once: the first packet then waits for nothing.
     for (const p of this.peers.values()) this.tunnels.connect(p.link);
     this.o.logger.info({ ...identityToJson(this.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.peers.size }, 'agent up');
-    void this.overlay?.start().catch((e: unknown) => this.o.logger.error({ err: (e as Error).message }, 'overlay start failed'));
+    void this.overlay?.start().then(() => this.checkNat())
+      .catch((e: unknown) => this.o.logger.error({ err: (e as Error).message }, 'overlay start failed'));
   }
 
   addPeer(spec: PeerSpec, ipv4?: number): OverlayPeer<TunnelPeer> {
@@ -194,6 +216,24 @@ export class Agent {
     this.o.logger.info('local addresses changed; refreshing paths to peers');
     this.tunnels.refreshPaths();
     this.overlay?.addressesChanged();
+    void this.checkNat();
+  }
+
+  /** netcheck against overlay members; behind a NAT, keep rendezvous and publish the srflx candidate.
+   *  Runs after joining, on address changes and every NETCHECK_INTERVAL_MS. */
+  private async checkNat(): Promise<void> {
+    if (!this.overlay || !this.traversal || this.closed) return;
+    clearTimeout(this.netcheckTimer);
+    this.netcheckTimer = setTimeout(() => void this.checkNat(), NETCHECK_INTERVAL_MS);
+    this.netcheckTimer.unref?.();
+    if (this.overlay.stunCandidates().length === 0) return; // the first node, alone: nobody to ask
+    const r = await this.netcheck().catch(() => undefined);
+    if (!r || this.closed) return;
+    const was = this.traversal.behindNat;
+    this.traversal.setNetcheck(r);
+    this.overlay.node.setRendezvousCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
+    this.overlay.addressesChanged();
+    if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
   }
 
   /** `idloc-agent register NAME`. */
@@ -247,7 +287,11 @@ export class Agent {
     if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) return undefined;
     let peer: OverlayPeer<TunnelPeer>;
     try {
-      peer = this.addPeer({ publicKey: found.publicKey, ...(found.endpoint ? { endpoint: found.endpoint } : {}) }, found.ipv4 || IPV4_UNMAPPED);
+      // Behind a NAT (its locator names rendezvous): no endpoint until Attach + ICE picked one.
+      const viaAttach = (found.locator?.value?.rendezvous.length ?? 0) > 0;
+      const endpoint = viaAttach ? undefined : found.endpoint;
+      peer = this.addPeer({ publicKey: found.publicKey, ...(endpoint ? { endpoint } : {}) }, found.ipv4 || IPV4_UNMAPPED);
+      if (viaAttach) this.traverse(peer, found.locator!);
     } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, 'peer found in the overlay refused');
       return undefined;
@@ -270,6 +314,16 @@ export class Agent {
       this.o.logger.info({ peer: peer.nodeIdHex, endpoint: endpointKey(endpoint) }, 'peer silent at its endpoint; trying where the overlay says it is');
       this.tunnels.setEndpoint(tp, endpoint);
     }).catch(() => undefined).finally(() => this.relocating.delete(peer));
+  }
+
+  /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. */
+  private traverse(peer: OverlayPeer<TunnelPeer>, locator: LocatorRecord): void {
+    void this.traversal!.reach(locator).then((choice) => {
+      if (this.closed) return;
+      this.paths.set(peer, choice);
+      this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason }, 'path to peer');
+      if (choice.endpoint) { this.tunnels.setEndpoint(peer.link, choice.endpoint); this.tunnels.connect(peer.link); }
+    }).catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'));
   }
 
   private mapIpv4(peer: OverlayPeer<TunnelPeer>, ipv4: number): boolean {
@@ -300,7 +354,7 @@ export class Agent {
         endpoint: t?.endpoint ?? null,
         source: this.fromOverlay.has(p) ? 'overlay' : 'static',
         path: established ? 'direct' : 'none',
-        pathReason: pathReason(t?.state, t?.endpoint ?? null),
+        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.paths.get(p)),
         state: t?.state ?? 'none',
         lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
         rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,
@@ -314,9 +368,11 @@ export class Agent {
       overlay: this.overlay && this.discovery
         ? { ...this.overlay.status(), discovery: { ...this.discovery.stats, ...latencyMs(this.discovery.latency()) } }
         : null,
+      nat: this.traversal?.natStatus() ?? null,
       counters: {
         tap: { ...this.o.tap.stats }, inside: { ...this.inside.stats }, outside: { ...this.outside.stats },
-        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, stun: { ...this.stun.stats }, overlayPeers: { ...this.overlayPeers },
+        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, stun: { ...this.stun.stats }, ice: { ...this.ice.stats },
+        traversal: { ...(this.traversal?.stats ?? {}) }, overlayPeers: { ...this.overlayPeers },
       },
     };
   }
@@ -325,6 +381,8 @@ export class Agent {
     if (this.closed) return;
     this.closed = true;
     this.discovery?.close();
+    clearTimeout(this.netcheckTimer);
+    this.ice.close();
     this.stun.close();
     await this.overlay?.close();
     this.tunnels.close();
@@ -352,8 +410,9 @@ function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: number;
   return { p50LatencyMs: l.p50Ms, p90LatencyMs: l.p90Ms };
 }
 
-function pathReason(state: string | undefined, endpoint: string | null): string {
-  if (state === 'established') return 'handshake completed with the peer\'s endpoint';
+function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice): string {
+  if (state === 'established') return choice?.how === 'ice' ? choice.reason : 'handshake completed with the peer\'s endpoint';
+  if (choice && !choice.endpoint) return choice.reason;
   if (!endpoint) return 'no endpoint known: waiting for the peer to contact us';
   if (state === 'handshaking') return 'handshake in progress';
   return 'idle: a tunnel is set up on the first packet';

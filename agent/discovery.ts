@@ -23,6 +23,7 @@ import { ipv6FromNodeId, nodeIdFromPublicKey } from './idloc/addresses.js';
 import { IPV4_UNMAPPED } from './idloc/outside.js';
 import type { OverlayPeer } from './idloc/peer-map.js';
 import type { Endpoint } from './nat/socket.js';
+import type { LocatorRecord } from './overlay/records.js';
 
 /** What a lookup found: the key that owns the address and where the overlay says it is. */
 export interface FoundPeer {
@@ -30,6 +31,8 @@ export interface FoundPeer {
   endpoint: Endpoint | undefined;
   /** The IPv4 overlay address its claim holds, if the lookup learned it; 0 = unknown yet. */
   ipv4: number;
+  /** The locator the lookup found: candidates and rendezvous, for NAT traversal. */
+  locator?: LocatorRecord;
 }
 
 export interface DiscoveryDeps {

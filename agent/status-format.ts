@@ -26,7 +26,8 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `node     ${s.identity.nodeId}\n` +
     `key      ${s.identity.publicKey}\n` +
     `address  ${s.identity.ipv4}  ${s.identity.ipv6}\n` +
-    `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` + overlayLines(s) + '\n';
+    `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` + overlayLines(s) +
+    (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
   const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
   for (const p of s.peers) {

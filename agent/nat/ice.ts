@@ -86,9 +86,11 @@ export class IceSession {
   handleCheck(req: IncomingCheck): CheckReply {
     this.agent.stats.checksAnswered++;
     if (this.remote && !this.checking.has(endpointKey(req.from))) {
-      // Peer-reflexive: the other side reached us from an address it did not list. Check back there.
+      // A triggered check back to where the other side's check came from: its NAT mapped it there (one of
+      // its listed candidates, typically the srflx one, or else a new, peer-reflexive address).
       this.agent.stats.triggered++;
-      this.check({ address: req.from.address, port: req.from.port }, IceCandidateType.Prflx);
+      const listed = this.remote.candidates.find((c) => c.address === req.from.address && c.port === req.from.port);
+      this.check({ address: req.from.address, port: req.from.port }, listed ? listed.type : IceCandidateType.Prflx);
     }
     if (!this.controlling && req.useCandidate && !this.nominated) {
       this.nominated = { remote: { ...req.from }, rttMs: 0, type: IceCandidateType.Prflx };

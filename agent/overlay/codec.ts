@@ -254,6 +254,24 @@ export function forwardHop(b: Uint8Array, selfId: Uint8Array): Buffer | undefine
   return out;
 }
 
+/** The SENDER of a datagram parseRoute accepted, read from its TLVs without parsing the body (a relay's
+ *  view: the body may be a message kind this version does not know). Views into `b`; undefined if absent
+ *  or malformed. Check idMatchesKey before trusting it. */
+export function routeSender(b: Uint8Array, r: Route): Sender | undefined {
+  let off = r.bodyOffset;
+  for (let n = 0; n < OVERLAY_MAX_TLVS && off + 4 <= b.length; n++) {
+    const type = (b[off]! << 8) | b[off + 1]!;
+    const end = off + 4 + ((b[off + 2]! << 8) | b[off + 3]!);
+    if (end > b.length) return undefined;
+    if (type === TLV_SENDER) {
+      if (end - off - 4 !== NODE_ID_BYTES + PUBLIC_KEY_BYTES) return undefined;
+      return { nodeId: b.subarray(off + 4, off + 4 + NODE_ID_BYTES), publicKey: b.subarray(off + 4 + NODE_ID_BYTES, end) };
+    }
+    off = end;
+  }
+  return undefined;
+}
+
 /** forwardHop for a parsed message: the same rules, a new message (ids shared), or undefined. */
 export function forwardMessage<M extends OverlayMessage>(m: M, selfId: Uint8Array): M | undefined {
   if (m.ttl === 0) return undefined;

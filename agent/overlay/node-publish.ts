@@ -6,6 +6,8 @@
 //                 held, or one that turned out taken) is withdrawn with a tombstone stored everywhere
 //   republish():  own records, re-signed with a higher sequence when we made them, stored everywhere again
 //                 (every DHT_REPUBLISH_INTERVAL_MS, and when the routing table grows from empty)
+//   refreshLocator(): our own locator re-signed and stored now (the rendezvous set changed); a locator of
+//                 ours always names the rendezvous set current when it is signed
 //   replicate():  every held record that is not ours, re-STOREd at the current k closest of its resource
 //   contactAdded(c) ─(DHT_HANDOFF_DELAY_MS, one pass per burst)─> handoff: each held record goes to the
 //                 newcomers that are now among the k closest we know for its resource
@@ -20,7 +22,9 @@
 // Sequences only grow: a record remade here gets max(now, previous + 1), so an update in the same
 // millisecond (or after the clock stepped back) still replaces the old one.
 
-import { DHT_HANDOFF_DELAY_MS, IPV4_MAX_CLAIM_ATTEMPT, OVERLAY_MAX_RECORDS, RECORD_MAX_LIFETIME_S } from '../constants.js';
+import {
+  DHT_HANDOFF_DELAY_MS, IPV4_MAX_CLAIM_ATTEMPT, LOCATOR_MAX_RENDEZVOUS, OVERLAY_MAX_RECORDS, RECORD_MAX_LIFETIME_S,
+} from '../constants.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey } from '../idloc/addresses.js';
 import type { Identity } from '../idloc/identity.js';
 import type { Endpoint } from '../nat/socket.js';
@@ -118,6 +122,8 @@ export interface PublisherDeps {
   fetch: (resourceId: Uint8Array, kind: RecordKind) => Promise<OverlayRecord[]>;
   noteLookup: (latencyMs: number, empty: boolean) => void;
   handoffDelayMs?: number;
+  /** NodeIDs of our current rendezvous nodes, for our own locator (read each time it is signed). */
+  rendezvous?: () => Uint8Array[];
 }
 
 export class Publisher {
@@ -149,7 +155,10 @@ export class Publisher {
     const signer: RecordSigner = idsEqual(identity.nodeId, this.d.self.nodeId) ? this.d.signer
       : { privateKey: identity.privateKey, publicKey: identity.publicKey, puzzleNonce: solvePuzzle(identity.publicKey, this.d.puzzleDifficulty) };
     const candidates = toCandidates(endpoints);
-    const locator = (await this.publishOwn((now, seq) => createLocatorRecord(signer, { flags, candidates, rendezvous: [] }, { now, seq }))).result;
+    // our rendezvous nodes keep our NAT open, not another identity's
+    const rendezvous = signer === this.d.signer ? () => this.rendezvous() : () => [];
+    const locator = (await this.publishOwn((now, seq) =>
+      createLocatorRecord(signer, { flags, candidates, rendezvous: rendezvous() }, { now, seq }))).result;
     const mine = (r: OverlayRecord) => bytesEqual(r.owner, identity.publicKey);
     /** Claims of this key we are not keeping: withdrawn (tombstones) once the outcome is known. */
     const leftBehind: OverlayRecord[] = [];
@@ -199,11 +208,23 @@ export class Publisher {
     }));
   }
 
-  /** Replace this node's own locator with a freshly signed one (flags and rendezvous kept unless given). */
+  /** Replace this node's own locator with a freshly signed one (flags kept unless given; rendezvous: the
+   *  current set, read again whenever it is re-signed). */
   async updateLocator(endpoints: Endpoint[] | Candidate[], flags?: number): Promise<PublishResult> {
-    const prev = this.own.get(`${RecordKind.Locator}:${hex(this.d.self.nodeId)}:${hex(this.d.self.publicKey)}`)?.record as LocatorRecord | undefined;
-    const value = { flags: flags ?? prev?.value?.flags ?? 0, candidates: toCandidates(endpoints), rendezvous: prev?.value?.rendezvous ?? [] };
-    return (await this.publishOwn((now, seq) => createLocatorRecord(this.d.signer, value, { now, seq }))).result;
+    const prev = this.own.get(this.selfLocatorKey())?.record as LocatorRecord | undefined;
+    const fixed = { flags: flags ?? prev?.value?.flags ?? 0, candidates: toCandidates(endpoints) };
+    return (await this.publishOwn((now, seq) =>
+      createLocatorRecord(this.d.signer, { ...fixed, rendezvous: this.rendezvous() }, { now, seq }))).result;
+  }
+
+  /** Re-sign and store our own locator, if we published one, so it names the current rendezvous set.
+   *  undefined if there is none. */
+  async refreshLocator(): Promise<PublishResult | undefined> {
+    const own = this.own.get(this.selfLocatorKey());
+    if (!own?.remake || this.closed) return undefined;
+    own.record = this.remade(own.remake, this.d.clock(), own.record.seq);
+    own.bytes = marshalRecord(own.record);
+    return this.storeEverywhere(own.record, own.bytes);
   }
 
   async registerName(name: string): Promise<RegisterResult> {
@@ -259,6 +280,14 @@ export class Publisher {
   }
 
   // ---- internals ----------------------------------------------------------------------------------
+
+  private selfLocatorKey(): string {
+    return `${RecordKind.Locator}:${hex(this.d.self.nodeId)}:${hex(this.d.self.publicKey)}`;
+  }
+
+  private rendezvous(): Uint8Array[] {
+    return (this.d.rendezvous?.() ?? []).slice(0, LOCATOR_MAX_RENDEZVOUS);
+  }
 
   /** Store on join: each held record to the newcomers now among the k closest we know (us included). */
   private handoff(): void {

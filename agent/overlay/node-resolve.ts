@@ -19,6 +19,7 @@
 
 import { IPV4_MAX_CLAIM_ATTEMPT, IPV4_OF_BATCH, NODE_ID_BYTES, OVERLAY_IPV6_PREFIX } from '../constants.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey, publicKeyOwnsIpv6 } from '../idloc/addresses.js';
+import type { Endpoint } from '../nat/socket.js';
 import type { KademliaNode } from './kademlia.js';
 import { lookup } from './lookup.js';
 import { copyBytes, type FetchValue, type Wire } from './node-wire.js';
@@ -226,4 +227,10 @@ export class Resolver {
     }
     return v;
   }
+}
+
+/** For logs, the CLI and ATTACH: "host:port" of a locator's best candidate. */
+export function locatorEndpoint(r: LocatorRecord): Endpoint | undefined {
+  const c = r.value?.candidates.slice().sort((a, b) => b.priority - a.priority)[0];
+  return c ? { address: c.address, port: c.port } : undefined;
 }

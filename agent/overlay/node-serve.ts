@@ -12,9 +12,10 @@ import { OVERLAY_MAX_RECORDS } from '../constants.js';
 import { endpointKey, type Endpoint } from '../nat/socket.js';
 import { idMatchesKey, type Sender } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
-import { STORE_STATUS, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';
+import { STORE_STATUS, putResultOfStatus, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';
 import { bytesEqual, isRecordKind, marshalRecord, parseRecord } from './records.js';
 import { idsEqual } from './routing-table.js';
+import type { Rpc } from './rpc.js';
 import type { PutResult, RecordStore } from './store.js';
 
 export interface ServeDeps {
@@ -64,4 +65,15 @@ export function serveExtra(d: ServeDeps, req: ExtraRequest, from: Endpoint): Ext
     return STORE_STATUS[result];
   });
   return { type: 'store-answer', sender: d.self, statuses };
+}
+
+/** STORE records directly at one node (no lookup); undefined if it did not answer. Throws RangeError if the
+ *  first record does not parse (its resource and kind address the STORE). */
+export async function storeAt(extra: Rpc<ExtraRequest, ExtraResponse, Wire>, self: Sender, to: Endpoint,
+  records: Uint8Array[]): Promise<PutResult[] | undefined> {
+  const first = records[0] ? parseRecord(records[0]) : undefined;
+  if (!first) throw new RangeError('storeAt: the first record does not parse');
+  const r = await extra.request(to, { type: 'store', sender: self, resource: first.resourceId, recordKind: first.kind, records });
+  if (!r.ok || r.value.type !== 'store-answer') return undefined;
+  return r.value.statuses.map(putResultOfStatus);
 }

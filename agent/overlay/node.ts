@@ -6,12 +6,15 @@
 //        ├─ PING / FIND_NODE / FETCH and their answers ──> KademliaNode's Rpc (codec adapters: node-wire.ts)
 //        ├─ STORE / LEAVE and their answers ──────────────> a second Rpc (same retransmission rules)
 //        │     FETCH, STORE, LEAVE answered from the RecordStore and routing table (node-serve.ts)
-//        └─ ATTACH, routed messages (Via/destinations)  ──> counted as unsupported (NAT traversal issue)
+//        ├─ ATTACH and its answer ─────────────────────────> node-attach.ts (onAttach; attach())
+//        └─ routed: destinations not [] or [us] ───────────> node-route.ts relays it (before the full parse:
+//              a relay reads only the header and SENDER); routed requests to us other than ATTACH: refused
 //
 //   start / join            node-membership.ts: bootstraps, retries with backoff, re-join when alone
 //   publish... / republish  node-publish.ts: STORE at the k closest, republish, replicate, store on join
 //   fetch / resolve...      node-resolve.ts: FETCH with a quorum; NodeID, IPv4, IPv6, name -> locator
 //   routing-table changes ─> membership (empty or not) and publisher (newcomers get their records)
+//   rendezvous (NAT)        node-rendezvous.ts: keepalives to a few contacts; changes re-store our locator
 //
 // Why two Rpc instances: KademliaNode's RPC only knows PING/FIND_NODE/FIND_VALUE and its handler is its own.
 // Both share the socket; answers are routed to the right one by message code, never by guessing.
@@ -23,91 +26,45 @@
 
 import {
   BUCKET_REFRESH_INTERVAL_MS, DHT_REPLICATE_INTERVAL_MS, DHT_REPUBLISH_INTERVAL_MS, KADEMLIA_ALPHA, KADEMLIA_K,
-  PUZZLE_DEFAULT_DIFFICULTY,
+  PUZZLE_DEFAULT_DIFFICULTY, RENDEZVOUS_KEEPALIVE_MS,
 } from '../constants.js';
 import type { Identity } from '../idloc/identity.js';
 import type { DatagramSocket, Endpoint } from '../nat/socket.js';
 import {
-  idMatchesKey, parseOverlayMessage, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE, type Sender,
+  idMatchesKey, parseOverlayMessage, parseRoute,
+  METHOD_ATTACH, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE, type Sender,
 } from './codec.js';
 import { KademliaNode, type JoinResult } from './kademlia.js';
+import { Attacher, type AttachOptions } from './node-attach.js';
 import { Membership } from './node-membership.js';
+import type { OverlayNodeOptions, OverlayNodeStats } from './node-options.js';
 import {
   Publisher, type PublishIdentityOptions, type PublishIdentityResult, type PublishResult, type RegisterResult,
 } from './node-publish.js';
-import { LookupRecorder, Resolver, type LookupStats } from './node-resolve.js';
-import { localValue, serveExtra, type ServeDeps } from './node-serve.js';
+import { LookupRecorder, Resolver } from './node-resolve.js';
+import { Rendezvous, rendezvousEndpoints } from './node-rendezvous.js';
+import { Router } from './node-route.js';
+import { localValue, serveExtra, storeAt, type ServeDeps } from './node-serve.js';
 import {
-  extraCodec, kadCodec, putResultOfStatus,
-  type ExtraRequest, type ExtraResponse, type FetchValue, type Wire, type WireContext,
+  extraCodec, kadCodec, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire, type WireContext,
 } from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
 import {
-  parseRecord,
   type Candidate, type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordKind, type RecordSigner,
 } from './records.js';
-import { idsEqual } from './routing-table.js';
-import { Rpc, type RpcStats } from './rpc.js';
-import { realScheduler, type Scheduler, type TimerHandle } from './scheduler.js';
-import { RecordStore, type PutResult, type StoreStats } from './store.js';
+import { idsEqual, type ContactInfo } from './routing-table.js';
+import { Rpc } from './rpc.js';
+import { every, realScheduler, type Scheduler, type TimerHandle } from './scheduler.js';
+import { RecordStore, type PutResult } from './store.js';
 
 export { STORE_STATUS, putResultOfStatus, type FetchValue } from './node-wire.js';
 export {
   hostCandidates, type PublishIdentityOptions, type PublishIdentityResult, type PublishResult, type RegisterResult,
 } from './node-publish.js';
-export type { LookupStats } from './node-resolve.js';
-
-export interface OverlayNodeOptions {
-  socket: DatagramSocket;
-  identity: Identity;
-  /** Proof of work for identity's key; solved at construction (synchronously) when absent. */
-  puzzleNonce?: bigint;
-  /** Bits every node of this overlay requires (records from keys without a proof are refused). */
-  puzzleDifficulty?: number;
-  scheduler?: Scheduler;
-  /** Wall clock for records (Unix ms); the scheduler's clock is only for timeouts. */
-  now?: () => number;
-  k?: number;
-  alpha?: number;
-  /** FETCH lookups go on until this many nodes returned records (or the lookup converged). */
-  fetchQuorum?: number;
-  republishIntervalMs?: number;
-  /** Storers re-send held records to the current k closest this often; 0 disables. */
-  replicateIntervalMs?: number;
-  /** How often idle buckets are looked for (each is refreshed after BUCKET_REFRESH_INTERVAL_MS idle). */
-  refreshCheckIntervalMs?: number;
-  /** Join retry backoff (OVERLAY_JOIN_RETRY_INITIAL_MS / _MAX_MS by default). */
-  joinRetryInitialMs?: number;
-  joinRetryMaxMs?: number;
-  /** Wait before handing newcomers their records (DHT_HANDOFF_DELAY_MS by default). */
-  handoffDelayMs?: number;
-  /** Called each time the node becomes joined (see node-membership.ts), after its own lookup. */
-  onJoined?: () => void;
-  store?: RecordStore;
-}
-
-export interface OverlayNodeStats {
-  routingTableSize: number;
-  /** In an overlay: started one (no bootstraps) or has contacts. */
-  joined: boolean;
-  /** Configured by start()/join(), our own address left out. */
-  bootstraps: Endpoint[];
-  /** Join attempts through the bootstraps so far (retries included). */
-  joinAttempts: number;
-  storedRecords: number;
-  store: StoreStats;
-  ownRecords: number;
-  lookups: LookupStats;
-  /** Datagrams handed to handleDatagram, and those that did not parse. */
-  datagrams: number;
-  malformed: number;
-  /** Messages, contacts and records refused, by reason (see `reject` calls in node*.ts). */
-  rejected: Record<string, number>;
-  rpc: RpcStats;
-  storeRpc: RpcStats;
-  /** Our address as the last PONG said the other side saw it (NAT mapping), if any. */
-  observed: Endpoint | undefined;
-}
+export { locatorEndpoint, type LookupStats } from './node-resolve.js';
+export type { OverlayNodeOptions, OverlayNodeStats } from './node-options.js';
+export { ATTACH_MAX_BLOB, type AttachHandler, type AttachOptions, type AttachStats } from './node-attach.js';
+export type { RouteStats } from './node-route.js';
 
 export class OverlayNode {
   readonly kad: KademliaNode<FetchValue, Wire>;
@@ -124,6 +81,9 @@ export class OverlayNode {
   private readonly membership: Membership;
   private readonly publisher: Publisher;
   private readonly resolver: Resolver;
+  private readonly router: Router;
+  private readonly attacher: Attacher;
+  private readonly rdv: Rendezvous;
   private readonly lookups = new LookupRecorder();
   /** Record kind of a FETCH key (node-wire.ts says why). */
   private readonly fetchKinds = new WeakMap<Uint8Array, number>();
@@ -147,7 +107,8 @@ export class OverlayNode {
     this.puzzleNonce = o.puzzleNonce ?? solvePuzzle(o.identity.publicKey, this.puzzleDifficulty);
     this.store = o.store ?? new RecordStore({ puzzleDifficulty: this.puzzleDifficulty });
     this.self = { nodeId: o.identity.nodeId, publicKey: o.identity.publicKey };
-    const send = (w: Wire, to: Endpoint) => { if (!this.closed) this.socket.send(w.bytes, to); };
+    const sendRaw = (b: Uint8Array, to: Endpoint) => { if (!this.closed) this.socket.send(b, to); };
+    const send = (w: Wire, to: Endpoint) => sendRaw(w.bytes, to);
     const cx: WireContext = {
       self: this.self, fetchKinds: this.fetchKinds,
       current: (txid) => (this.ctx && this.ctx.txid === txid ? this.ctx : undefined),
@@ -159,8 +120,8 @@ export class OverlayNode {
       send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key),
       acceptContact: (c) => idMatchesKey(c) && !idsEqual(c.nodeId, this.self.nodeId),
       table: {
-        onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); },
-        onRemoved: (c) => this.membership.contactRemoved(c),
+        onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); this.rdv.contactAdded(c); },
+        onRemoved: (c) => { this.membership.contactRemoved(c); this.rdv.contactRemoved(c); },
       },
     });
     const serve: ServeDeps = {
@@ -180,6 +141,23 @@ export class OverlayNode {
       signer: this.signer, puzzleDifficulty: this.puzzleDifficulty,
       storeAt: (to, records) => this.storeAt(to, records), fetch: (id, kind) => this.resolver.fetch(id, kind),
       noteLookup: (ms, empty) => this.lookups.note(ms, empty), handoffDelayMs: o.handoffDelayMs,
+      rendezvous: () => this.rdv.ids(),
+    });
+    this.router = new Router({
+      kad: this.kad, scheduler: this.scheduler, selfId: this.self.nodeId, send: sendRaw,
+      malformed: () => { this.malformed++; }, reject: (r) => this.reject(r),
+    });
+    this.attacher = new Attacher({
+      scheduler: this.scheduler, self: this.self, send: sendRaw, onAttach: o.onAttach, reject: (r) => this.reject(r),
+    });
+    this.rdv = new Rendezvous({
+      kad: this.kad, scheduler: this.scheduler, bootstraps: () => this.membership.configuredBootstraps,
+      count: o.rendezvousCount ?? 0, keepaliveMs: o.rendezvousKeepaliveMs ?? RENDEZVOUS_KEEPALIVE_MS,
+      onChanged: (current) => {
+        if (this.closed) return;
+        void this.publisher.refreshLocator().catch(() => undefined);
+        try { o.onRendezvousChanged?.(current); } catch { this.reject('callback-error'); }
+      },
     });
     this.membership = new Membership({
       kad: this.kad, scheduler: this.scheduler, local: this.socket.local, onConnected: () => this.publisher.republish(),
@@ -205,11 +183,16 @@ export class OverlayNode {
     if (this.closed) return;
     this.datagrams++;
     try {
+      const route = parseRoute(msg);
+      if (!route) { this.malformed++; return; }
+      if (!this.router.isForUs(route)) { this.router.relay(msg, route, from); return; }
       const m = parseOverlayMessage(msg);
       if (!m) { this.malformed++; return; }
       if (!idMatchesKey(m.sender)) { this.reject('sender-id-mismatch'); return; }
       if (idsEqual(m.sender.nodeId, this.self.nodeId)) { this.reject('sender-is-self'); return; }
-      if (m.via.length > 0 || m.dest.length > 0) { this.reject('routed-unsupported'); return; }
+      this.router.heardMessage(m, from);
+      // only ATTACH is routed to a node through others (a Kademlia RPC answers the hop it came from)
+      if (m.via.length > 0 && m.kind !== 'attach') { this.reject('routed-unsupported'); return; }
       const wire: Wire = { bytes: msg, msg: m };
       switch (m.kind) {
         case 'ping': case 'find-node': case 'fetch':
@@ -222,12 +205,17 @@ export class OverlayNode {
         case 'store': case 'store-answer': case 'leave': case 'leave-answer':
           this.extra.onMessage(wire, from);
           return;
+        case 'attach':
+          this.attacher.onRequest(m, from);
+          return;
+        case 'attach-answer':
+          this.attacher.onAnswer(m);
+          return;
         case 'error':
           if (m.method === METHOD_STORE || m.method === METHOD_LEAVE) this.extra.onMessage(wire, from);
+          else if (m.method === METHOD_ATTACH) this.attacher.onAnswer(m);
           else this.reject('error-answer'); // we never send these for PING/FIND_NODE/FETCH; the request times out
           return;
-        default: // attach, attach-answer: the NAT traversal layer will take these
-          this.reject('unsupported-method');
       }
     } catch {
       this.reject('internal-error');
@@ -274,8 +262,33 @@ export class OverlayNode {
     this.timers.length = 0;
     this.membership.close();
     this.publisher.close();
+    this.rdv.close();
+    this.attacher.close();
     this.kad.close();
     this.extra.close();
+  }
+
+  // ---- NAT traversal: rendezvous and ATTACH ---------------------------------------------------------
+
+  /** Our rendezvous nodes (node-rendezvous.ts), best first. */
+  rendezvous(): ContactInfo[] { return this.rdv.current(); }
+
+  /** Keep this many rendezvous nodes (0 stops the keepalives; at most LOCATOR_MAX_RENDEZVOUS). */
+  setRendezvousCount(n: number): void { this.rdv.setCount(n); }
+
+  /** ATTACH to `target` (a NodeID) through every endpoint of `via` at once (its rendezvous nodes, and/or its
+   *  own endpoint for a direct try): the target's answer blob, or undefined (refused, or no answer after the
+   *  RPC retransmissions). Rejects with RangeError for a blob over ATTACH_MAX_BLOB. See node-attach.ts. */
+  attach(target: Uint8Array, via: Endpoint[], blob: Uint8Array, opts?: AttachOptions): Promise<Uint8Array | undefined> {
+    return this.attacher.attach(target, via, blob, opts);
+  }
+
+  /** Where to send an ATTACH for a locator's owner: the endpoints of its rendezvous nodes (routing table,
+   *  recent senders, else their own locators, looked up in parallel); unknown ones skipped. */
+  rendezvousEndpoints(locator: LocatorRecord): Promise<Endpoint[]> {
+    return rendezvousEndpoints(locator, {
+      selfId: this.self.nodeId, endpointOf: (id) => this.router.endpointOf(id), resolveNodeId: (id) => this.resolveNodeId(id),
+    });
   }
 
   // ---- publishing ---------------------------------------------------------------------------------
@@ -287,27 +300,23 @@ export class OverlayNode {
   }
 
   /** STORE records directly at one node (no lookup): replication, tests. undefined if it did not answer. */
-  async storeAt(to: Endpoint, records: Uint8Array[]): Promise<PutResult[] | undefined> {
-    const first = records[0] ? parseRecord(records[0]) : undefined;
-    if (!first) throw new RangeError('storeAt: the first record does not parse');
-    const r = await this.extra.request(to, {
-      type: 'store', sender: this.self, resource: first.resourceId, recordKind: first.kind, records,
-    });
-    if (!r.ok || r.value.type !== 'store-answer') return undefined;
-    return r.value.statuses.map(putResultOfStatus);
+  storeAt(to: Endpoint, records: Uint8Array[]): Promise<PutResult[] | undefined> {
+    return storeAt(this.extra, this.self, to, records);
   }
 
   /** Publish the locator record (these endpoints as host candidates) and claim the IPv4 overlay address:
    *  opts.preferAttempt first (the attempt this host held before), then 0, 1, 2, ..., skipping any another
-   *  key holds. Both are republished (a new claim ends the republishing of this key's earlier one). */
+   *  key holds. Both are republished (a new claim ends the republishing of this key's earlier one). For
+   *  this node's own identity the locator names our current rendezvous nodes, kept up to date. */
   publishIdentity(identity: Identity, endpoints: Endpoint[] | Candidate[], flags = 0,
     opts: PublishIdentityOptions = {}): Promise<PublishIdentityResult> {
     return this.publisher.publishIdentity(identity, endpoints, flags, opts);
   }
 
   /** Replace this node's own locator with a freshly signed one (higher sequence) for these endpoints or
-   *  candidates, and store it now. Flags (and rendezvous peers) stay those of the current locator unless
-   *  `flags` is given. For when the host's addresses change. */
+   *  candidates, and store it now. Flags stay those of the current locator unless `flags` is given; the
+   *  rendezvous list is our current set (as in publishIdentity for our own identity, and whenever the set
+   *  changes the node re-stores its locator by itself). For when the host's addresses change. */
   updateLocator(endpointsOrCandidates: Endpoint[] | Candidate[], flags?: number): Promise<PublishResult> {
     return this.publisher.updateLocator(endpointsOrCandidates, flags);
   }
@@ -376,22 +385,19 @@ export class OverlayNode {
       rpc: { ...this.kad.rpc.stats },
       storeRpc: { ...this.extra.stats },
       observed: this.observed,
+      route: this.router.stats,
+      attach: { ...this.attacher.stats },
+      rendezvous: this.rdv.size,
     };
   }
 
   // ---- internals ----------------------------------------------------------------------------------
 
   private every(ms: number, fn: () => void): void {
-    if (!(ms > 0)) return;
-    const slot = this.timers.length;
-    const arm = () => {
-      this.timers[slot] = this.scheduler.setTimer(ms, () => {
-        if (this.closed) return;
-        try { fn(); } catch { this.reject('internal-error'); }
-        arm();
-      });
-    };
-    arm();
+    this.timers.push(every(this.scheduler, ms, () => {
+      if (this.closed) return;
+      try { fn(); } catch { this.reject('internal-error'); }
+    }));
   }
 
   /** Sweep the store and the verification cache, republish own records. */
@@ -405,10 +411,4 @@ export class OverlayNode {
   private reject(reason: string): void {
     this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
   }
-}
-
-/** For logs and the CLI: "host:port" of a locator's best candidate. */
-export function locatorEndpoint(r: LocatorRecord): Endpoint | undefined {
-  const c = r.value?.candidates.slice().sort((a, b) => b.priority - a.priority)[0];
-  return c ? { address: c.address, port: c.port } : undefined;
 }

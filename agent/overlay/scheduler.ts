@@ -31,6 +31,21 @@ export const realScheduler: Scheduler = {
   },
 };
 
+/** Run fn every ms (never unless ms > 0) until the handle is cancelled. */
+export function every(s: Scheduler, ms: number, fn: () => void): TimerHandle {
+  let timer: TimerHandle | undefined;
+  let stopped = false;
+  const arm = () => {
+    timer = s.setTimer(ms, () => {
+      if (stopped) return;
+      fn();
+      arm();
+    });
+  };
+  if (ms > 0) arm();
+  return { cancel: () => { stopped = true; timer?.cancel(); } };
+}
+
 interface SimEvent {
   fn: (() => void) | undefined; // undefined once cancelled
 }

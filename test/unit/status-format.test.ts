@@ -24,9 +24,10 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
     ],
     overlay: overlay === null ? null : {
       joined: true, ipv4Claimed: true, bootstraps: ['198.51.100.10:4500'], routingTableSize: 7, storedRecords: 12, ownRecords: 2,
-      lookups: { count: 9, empty: 1, p50LatencyMs: 3, p90LatencyMs: 8 }, datagrams: 100, malformed: 0, rejected: {},
+      lookups: { count: 9, empty: 1, p50LatencyMs: 3, p90LatencyMs: 8 }, rendezvous: [], datagrams: 100, malformed: 0, rejected: {},
       discovery, ...overlay,
     },
+    nat: null,
     counters: {} as AgentStatus['counters'],
   };
 }

@@ -1,0 +1,137 @@
+// How the agent reaches a peer it found in the overlay, and how it lets a peer reach it through NATs.
+//
+//   Our candidates (what we publish in the locator and offer in Attach):
+//     host: our interface addresses with the socket's port; srflx: our public mapping as the last netcheck
+//     saw it (every agent answers STUN, so overlay members are the servers). Behind a NAT we also keep
+//     rendezvous keepalives to a few overlay nodes and name them in the locator, so Attach can reach us.
+//
+//   Reaching a found peer (its locator in hand):
+//     1. no rendezvous in its locator (it is not behind a NAT, by its own netcheck): its best candidate
+//        is the tunnel endpoint, the handshake goes there at once (the fast path: no Attach round trip).
+//     2. else ATTACH through its rendezvous nodes (overlay routing, Via back): our signed offer
+//        (attach.ts), its signed answer. Both sides run ICE checks at once (ice.ts); the selected pair
+//        becomes the tunnel endpoint and the handshake follows on it.
+//     3. no direct pair within ICE_DIRECT_TIMEOUT_MS: the peer is marked "no direct path" with the reason
+//        (relays come with the rest of the NAT traversal issue); checks that succeed later still move it.
+//   Being reached: an ATTACH for us is checked (signature, target = us, fresh), answered with our offer of
+//   candidates, and our checks toward the offerer start at once (they open our NAT for its checks).
+import type { Logger } from 'pino';
+import { ICE_DIRECT_TIMEOUT_MS } from './constants.js';
+import { nodeIdFromPublicKey, toHex } from './idloc/addresses.js';
+import type { Identity } from './idloc/identity.js';
+import { candidatePriority, IceCandidateType, marshalAttach, parseAttach, type IceCandidate } from './nat/attach.js';
+import type { IceAgent, IceResult } from './nat/ice.js';
+import { summarizeNetcheck, type NetcheckReport } from './nat/netcheck.js';
+import { endpointKey, type Endpoint } from './nat/socket.js';
+import type { LocatorRecord } from './overlay/records.js';
+import type { OverlayNode } from './overlay/node.js';
+
+/** How the tunnel endpoint of a peer was chosen, for `status`. */
+export interface PathChoice {
+  how: 'locator' | 'ice' | 'no-direct-path' | 'attach-failed';
+  endpoint?: Endpoint;
+  type?: IceCandidateType;
+  rttMs?: number;
+  reason: string;
+}
+
+export interface TraversalOptions {
+  identity: Identity;
+  node: OverlayNode;
+  ice: IceAgent;
+  /** Host candidates: our interface addresses with the socket's port. */
+  hostEndpoints: () => Endpoint[];
+  logger: Logger;
+}
+
+const TYPE_NAMES = ['host', 'srflx', 'relay', 'prflx'];
+
+export class Traversal {
+  private netcheck: NetcheckReport | undefined;
+  readonly stats = { attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0 };
+
+  constructor(private readonly o: TraversalOptions) {}
+
+  /** The last netcheck: sets our srflx candidate and whether we need rendezvous. */
+  setNetcheck(r: NetcheckReport): void {
+    this.netcheck = r;
+  }
+
+  get behindNat(): boolean { return this.netcheck?.behindNat === true; }
+
+  /** For status: what the last netcheck said. */
+  natStatus(): { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null {
+    const r = this.netcheck;
+    if (!r) return null;
+    return { behindNat: r.behindNat, mapping: r.mapping, public: r.publicEndpoint ? endpointKey(r.publicEndpoint) : null, summary: summarizeNetcheck(r) };
+  }
+
+  /** Our candidates, best first: host addresses, then the server-reflexive one if it differs. */
+  candidates(): IceCandidate[] {
+    const out: IceCandidate[] = this.o.hostEndpoints().map((e, i) => ({ ...e, type: IceCandidateType.Host, priority: candidatePriority(IceCandidateType.Host, i) }));
+    const pub = this.netcheck?.publicEndpoint;
+    if (pub && !out.some((c) => c.address === pub.address && c.port === pub.port)) {
+      out.push({ ...pub, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) });
+    }
+    return out;
+  }
+
+  /** Where to send the handshake for a peer found with this locator (see the top of the file). */
+  async reach(locator: LocatorRecord): Promise<PathChoice> {
+    const rdv = locator.value?.rendezvous ?? [];
+    const cands = (locator.value?.candidates ?? []).slice().sort((a, b) => b.priority - a.priority);
+    if (rdv.length === 0) {
+      const best = cands[0];
+      return best
+        ? { how: 'locator', endpoint: { address: best.address, port: best.port }, type: best.type, reason: `the peer's locator names ${endpointKey(best)} (not behind a NAT)` }
+        : { how: 'attach-failed', reason: 'the peer published no candidates and no rendezvous' };
+    }
+    const via = await this.o.node.rendezvousEndpoints(locator);
+    if (via.length === 0) return { how: 'attach-failed', reason: 'none of the peer\'s rendezvous nodes could be found' };
+    const target = nodeIdFromPublicKey(locator.owner);
+    const session = this.o.ice.newSession(true);
+    const offer = marshalAttach({
+      role: 'offer', sender: this.o.identity.publicKey, target, created: Date.now(), tieBreaker: session.tieBreaker,
+      ufrag: session.ufrag, pwd: session.pwd, candidates: this.candidates(),
+    }, this.o.identity.privateKey);
+    this.stats.attachSent++;
+    const answerBlob = await this.o.node.attach(target, via, offer);
+    const answer = answerBlob ? parseAttach(answerBlob, this.o.identity.nodeId, Date.now()) : undefined;
+    if (!answer?.ok || toHex(answer.params.sender) !== toHex(locator.owner)) {
+      this.stats.attachFailed++;
+      return { how: 'attach-failed', reason: answer ? `the peer's Attach answer was refused (${answer.ok ? 'another key' : answer.reason})` : `no Attach answer through ${via.map(endpointKey).join(', ')}` };
+    }
+    const r = await session.start(answer.params, ICE_DIRECT_TIMEOUT_MS);
+    return r ? this.chosen(r) : { how: 'no-direct-path', reason: this.noDirectReason(answer.params.candidates) };
+  }
+
+  /** The overlay's onAttach: an offer for us. Answer with our candidates and start checking at once. */
+  onAttach(blob: Uint8Array): Uint8Array | undefined {
+    const v = parseAttach(blob, this.o.identity.nodeId, Date.now());
+    if (!v.ok || v.params.role !== 'offer') { this.stats.attachRefused++; return undefined; }
+    const session = this.o.ice.newSession(false);
+    void session.start(v.params).then((r) => {
+      if (r) this.o.logger.debug({ peer: toHex(nodeIdFromPublicKey(v.params.sender)), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
+    });
+    this.stats.attachAnswered++;
+    return marshalAttach({
+      role: 'answer', sender: this.o.identity.publicKey, target: nodeIdFromPublicKey(v.params.sender), created: Date.now(),
+      tieBreaker: session.tieBreaker, ufrag: session.ufrag, pwd: session.pwd, candidates: this.candidates(),
+    }, this.o.identity.privateKey);
+  }
+
+  private chosen(r: IceResult): PathChoice {
+    return {
+      how: 'ice', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
+      reason: `ICE: ${TYPE_NAMES[r.type] ?? 'unknown'} candidate ${endpointKey(r.remote)} answered our check (${r.rttMs.toFixed(1)} ms)`,
+    };
+  }
+
+  private noDirectReason(remote: IceCandidate[]): string {
+    const ours = this.netcheck?.mapping;
+    const theirsSrflx = remote.some((c) => c.type === IceCandidateType.Srflx);
+    if (ours === 'endpoint-dependent') return 'no direct path: this host is behind a symmetric NAT (endpoint-dependent mapping) and the peer\'s NAT filters';
+    if (!theirsSrflx) return 'no direct path: the peer offered no public (server-reflexive) candidate';
+    return 'no direct path: no connectivity check got through (the peer\'s NAT is symmetric, or UDP is blocked)';
+  }
+}

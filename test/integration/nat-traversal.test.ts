@@ -1,0 +1,93 @@
+// Direct tunnels through NATs: real agents behind the lab's Linux NAT routers (which drop unsolicited
+// inbound packets, like home routers) find each other through the overlay with --bootstrap only, learn
+// their NAT from netcheck (every agent answers STUN), keep rendezvous with public members, and reach each
+// other with Attach + ICE: pings go both ways over a direct pair, and `status` says so and why. Where no
+// direct path can exist (two symmetric NATs), status says that too (relays are not wired yet).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lab } from './lab.js';
+import {
+  agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady,
+  type AgentStatus, type TestAgent,
+} from './agents.js';
+
+const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built');
+
+describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, timeout: 120_000 }, () => {
+  let lab: Lab;
+  const agents = new Map<string, TestAgent>();
+  const A = (h: string) => agents.get(h)!;
+  const addr = new Map<string, { ipv4: string; ipv6: string }>();
+  const evidence = () => '\n' + logTails([...agents.values()], 25);
+
+  before(async () => {
+    lab = await Lab.create({
+      hosts: ['pub1', 'pub2'],
+      natHosts: [
+        { name: 'cone1', nat: 'cone' }, { name: 'cone2', nat: 'cone' }, { name: 'cgn', nat: 'cgnat' },
+        { name: 'sym1', nat: 'symmetric' }, { name: 'sym2', nat: 'symmetric' },
+      ],
+    });
+    for (const h of ['pub1', 'pub2', 'cone1', 'cone2', 'cgn', 'sym1', 'sym2']) agents.set(h, await createAgent(lab, h));
+    startOverlayAgent(lab, A('pub1'), []);
+    await waitOverlayReady(lab, A('pub1'));
+    startOverlayAgent(lab, A('pub2'), [A('pub1')]);
+    await waitOverlayReady(lab, A('pub2'));
+    for (const h of ['cone1', 'cone2', 'cgn', 'sym1', 'sym2']) startOverlayAgent(lab, A(h), [A('pub1')]);
+    const st = await Promise.all(['pub1', 'pub2', 'cone1', 'cone2', 'cgn', 'sym1', 'sym2'].map(async (h) => [h, await waitOverlayReady(lab, A(h))] as const));
+    for (const [h, s] of st) addr.set(h, { ipv4: s.identity.ipv4, ipv6: s.identity.ipv6 });
+    // Each NATed agent must have run netcheck and published its srflx candidate and rendezvous.
+    for (const h of ['cone1', 'cone2', 'cgn', 'sym1', 'sym2']) {
+      await waitUntil(async () => ((await agentStatus(lab, A(h))) as Status).overlay?.rendezvous?.length ?? 0, 10_000, `${h} keeps rendezvous`);
+    }
+  });
+
+  after(async () => {
+    await Promise.all([...agents.values()].map((a) => (lab ? stopAgent(lab, a) : undefined)));
+    await lab?.destroy();
+  });
+
+  type Status = AgentStatus & { overlay?: { rendezvous?: string[] } };
+
+  async function pingBothWays(a: string, b: string): Promise<void> {
+    for (const [x, y] of [[a, b], [b, a]] as const) {
+      const r = await lab.exec(x, ['ping', '-c', '3', '-i', '0.2', '-W', '3', addr.get(y)!.ipv4], { allowFail: true, timeoutMs: 20_000 });
+      assert.equal(r.code, 0, `${x} -> ${y} (${addr.get(y)!.ipv4}) failed:\n${r.stdout}${r.stderr}${evidence()}`);
+    }
+  }
+
+  async function peerPath(from: string, to: string) {
+    const s = await agentStatus(lab, A(from));
+    return s.peers.find((p) => p.publicKey === A(to).id.publicKey);
+  }
+
+  for (const [a, b] of [['cone1', 'cone2'], ['cgn', 'cone1'], ['pub2', 'cone2']] as const) {
+    it(`${a} <-> ${b}: direct, through both NATs, ping both ways`, async () => {
+      await pingBothWays(a, b);
+      const p = await peerPath(a, b);
+      assert.equal(p?.path, 'direct', JSON.stringify(p));
+      const pub = lab.publicAddress(b);
+      assert.equal(p?.endpoint?.split(':')[0], pub, `${a} talks to ${b}'s public mapping: ${JSON.stringify(p)}`);
+      // b is behind a NAT: its locator names rendezvous, so the path came from Attach + ICE, which says so.
+      assert.match(String(p?.pathReason), /^ICE: (srflx|prflx|host) candidate /, JSON.stringify(p));
+      process.stderr.write(`# ${a} -> ${b}: ${p?.endpoint} ${p?.pathReason}\n`);
+    });
+  }
+
+  it('sym1 -> sym2: no direct path, and status says why', async () => {
+    const r = await lab.exec('sym1', ['ping', '-c', '1', '-W', '4', addr.get('sym2')!.ipv4], { allowFail: true, timeoutMs: 20_000 });
+    assert.notEqual(r.code, 0, 'two symmetric NATs that filter cannot have a direct path');
+    let p: Awaited<ReturnType<typeof peerPath>>;
+    await waitUntil(async () => { p = await peerPath('sym1', 'sym2'); return /no direct path/.test(String(p?.pathReason)); }, 8000, 'the reason');
+    assert.notEqual(p!.path, 'direct');
+  });
+});
+
+async function waitUntil(cond: () => Promise<unknown>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try { if (await cond()) return; } catch { /* not yet */ }
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
