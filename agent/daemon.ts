@@ -11,22 +11,23 @@ import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
 import { MAX_OVERLAY_PEERS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT, VIRTUAL_MAC } from './constants.js';
-import { identityToJson, withIpv4Attempt, type Identity, type IdentityJson } from './idloc/identity.js';
+import { identityToJson, withIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { PeerMap, describePeer, type OverlayPeer } from './idloc/peer-map.js';
-import { Inside, type InsideStats } from './idloc/inside.js';
-import { IPV4_UNMAPPED, Outside, type OutsideStats } from './idloc/outside.js';
+import { Inside } from './idloc/inside.js';
+import { IPV4_UNMAPPED, Outside } from './idloc/outside.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
-import { Tunnels, type TunnelPeer, type TunnelStats } from './nat/tunnels.js';
+import { Tunnels, type TunnelPeer } from './nat/tunnels.js';
 import { classifyDatagram } from './nat/demux.js';
-import { AgentOverlay, type OverlayStatus, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
+import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import { verifyPuzzle } from './overlay/puzzle.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal, type PathChoice } from './traversal.js';
+import { latencyMs, pathReason, type AgentStatus, type DemuxStats, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
 import type { Candidate, LocatorRecord } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
-import { Discovery, type DiscoveryStats, type FoundPeer } from './discovery.js';
+import { Discovery, type FoundPeer } from './discovery.js';
 
 export interface PeerSpec {
   publicKey: Uint8Array;
@@ -54,50 +55,7 @@ export interface AgentOptions {
   now?: () => number;
 }
 
-export interface PeerStatus {
-  nodeId: string;
-  publicKey: string;
-  ipv4: string;
-  ipv6: string;
-  endpoint: string | null;
-  /** 'static': from --peer / the config; 'overlay': found by a lookup, or it found us. */
-  source: 'static' | 'overlay';
-  /** 'direct' once a handshake succeeded on the peer's endpoint; 'none' before. */
-  path: 'direct' | 'none';
-  /** Why the path is what it is, in words a user can act on. */
-  pathReason: string;
-  state: string;
-  lastHandshake: string | null;
-  rxBytes: number;
-  txBytes: number;
-}
-
-/** Peers met through the overlay: handshakes from keys never added let in, or refused for a bad NodeID
- *  puzzle or MAX_OVERLAY_PEERS; and peers looked up again after they went silent at their endpoint. */
-export interface OverlayPeerStats { admitted: number; badPuzzle: number; full: number; relocated: number }
-
-export interface DemuxStats { datagrams: number; unknown: number; notYetHandled: number }
-
-export interface AgentStatus {
-  identity: IdentityJson;
-  tap: { name: string; mtu: number };
-  listen: string;
-  peers: PeerStatus[];
-  overlay: (OverlayStatus & { discovery: DiscoveryStats & { p50LatencyMs: number; p90LatencyMs: number } }) | null;
-  /** The last netcheck's verdict (null before the first one, or with no overlay member to ask). */
-  nat: { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null;
-  counters: {
-    tap: TapDevice['stats'];
-    inside: InsideStats;
-    outside: OutsideStats;
-    tunnels: TunnelStats;
-    demux: DemuxStats;
-    stun: StunEndpoint['stats'];
-    ice: IceAgent['stats'];
-    traversal: Partial<Traversal['stats']>;
-    overlayPeers: OverlayPeerStats;
-  };
-}
+export type { AgentStatus, DemuxStats, OverlayPeerStats, PeerStatus } from './agent-status.js';
 
 export class Agent {
   private readonly peers = new PeerMap<TunnelPeer>();
@@ -404,16 +362,4 @@ export class Agent {
       default: this.demux.notYetHandled++; // TURN channel data arrives with relays
     }
   }
-}
-
-function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: number; p90LatencyMs: number } {
-  return { p50LatencyMs: l.p50Ms, p90LatencyMs: l.p90Ms };
-}
-
-function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice): string {
-  if (state === 'established') return choice?.how === 'ice' ? choice.reason : 'handshake completed with the peer\'s endpoint';
-  if (choice && !choice.endpoint) return choice.reason;
-  if (!endpoint) return 'no endpoint known: waiting for the peer to contact us';
-  if (state === 'handshaking') return 'handshake in progress';
-  return 'idle: a tunnel is set up on the first packet';
 }

@@ -1,0 +1,70 @@
+// What `idloc-agent status` reports, and the words it uses for a path: the shapes the control socket
+// sends (the CLI prints them as JSON or through status-format.ts), kept apart from the Agent that fills
+// them in.
+import type { TapDevice } from './tap/device.js';
+import type { IdentityJson } from './idloc/identity.js';
+import type { InsideStats } from './idloc/inside.js';
+import type { OutsideStats } from './idloc/outside.js';
+import type { TunnelStats } from './nat/tunnels.js';
+import type { StunEndpoint } from './nat/stun-endpoint.js';
+import type { IceAgent } from './nat/ice.js';
+import type { OverlayStatus } from './agent-overlay.js';
+import type { DiscoveryStats } from './discovery.js';
+import type { PathChoice, Traversal } from './traversal.js';
+
+export interface PeerStatus {
+  nodeId: string;
+  publicKey: string;
+  ipv4: string;
+  ipv6: string;
+  endpoint: string | null;
+  /** 'static': from --peer / the config; 'overlay': found by a lookup, or it found us. */
+  source: 'static' | 'overlay';
+  /** 'direct' once a handshake succeeded on the peer's endpoint; 'none' before. */
+  path: 'direct' | 'none';
+  /** Why the path is what it is, in words a user can act on. */
+  pathReason: string;
+  state: string;
+  lastHandshake: string | null;
+  rxBytes: number;
+  txBytes: number;
+}
+
+/** Peers met through the overlay: handshakes from keys never added let in, or refused for a bad NodeID
+ *  puzzle or MAX_OVERLAY_PEERS; and peers looked up again after they went silent at their endpoint. */
+export interface OverlayPeerStats { admitted: number; badPuzzle: number; full: number; relocated: number }
+
+export interface DemuxStats { datagrams: number; unknown: number; notYetHandled: number }
+
+export interface AgentStatus {
+  identity: IdentityJson;
+  tap: { name: string; mtu: number };
+  listen: string;
+  peers: PeerStatus[];
+  overlay: (OverlayStatus & { discovery: DiscoveryStats & { p50LatencyMs: number; p90LatencyMs: number } }) | null;
+  /** The last netcheck's verdict (null before the first one, or with no overlay member to ask). */
+  nat: { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null;
+  counters: {
+    tap: TapDevice['stats'];
+    inside: InsideStats;
+    outside: OutsideStats;
+    tunnels: TunnelStats;
+    demux: DemuxStats;
+    stun: StunEndpoint['stats'];
+    ice: IceAgent['stats'];
+    traversal: Partial<Traversal['stats']>;
+    overlayPeers: OverlayPeerStats;
+  };
+}
+
+export function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: number; p90LatencyMs: number } {
+  return { p50LatencyMs: l.p50Ms, p90LatencyMs: l.p90Ms };
+}
+
+export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice): string {
+  if (state === 'established') return choice?.how === 'ice' ? choice.reason : 'handshake completed with the peer\'s endpoint';
+  if (choice && !choice.endpoint) return choice.reason;
+  if (!endpoint) return 'no endpoint known: waiting for the peer to contact us';
+  if (state === 'handshaking') return 'handshake in progress';
+  return 'idle: a tunnel is set up on the first packet';
+}
