@@ -11,6 +11,7 @@ import type { IceAgent } from './nat/ice.js';
 import type { OverlayStatus } from './agent-overlay.js';
 import type { DiscoveryStats } from './discovery.js';
 import type { PathChoice, Traversal } from './traversal.js';
+import type { RelayStatus } from './relay.js';
 
 export interface PeerStatus {
   nodeId: string;
@@ -21,7 +22,7 @@ export interface PeerStatus {
   /** 'static': from --peer / the config; 'overlay': found by a lookup, or it found us. */
   source: 'static' | 'overlay';
   /** 'direct' once a handshake succeeded on the peer's endpoint; 'none' before. */
-  path: 'direct' | 'none';
+  path: 'direct' | 'relayed' | 'none';
   /** Why the path is what it is, in words a user can act on. */
   pathReason: string;
   state: string;
@@ -44,6 +45,8 @@ export interface AgentStatus {
   overlay: (OverlayStatus & { discovery: DiscoveryStats & { p50LatencyMs: number; p90LatencyMs: number } }) | null;
   /** The last netcheck's verdict (null before the first one, or with no overlay member to ask). */
   nat: { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null;
+  /** Our TURN relay (--turn), if configured. */
+  relay: RelayStatus | null;
   counters: {
     tap: TapDevice['stats'];
     inside: InsideStats;
@@ -61,8 +64,12 @@ export function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: 
   return { p50LatencyMs: l.p50Ms, p90LatencyMs: l.p90Ms };
 }
 
-export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice): string {
-  if (state === 'established') return choice?.how === 'ice' ? choice.reason : 'handshake completed with the peer\'s endpoint';
+export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string): string {
+  if (state === 'established') {
+    if (choice?.how === 'ice' || choice?.how === 'relay') return choice.reason;
+    if (relayVia) return `via ${relayVia}: the peer reached us through it (no direct pair answered first)`;
+    return 'handshake completed with the peer\'s endpoint';
+  }
   if (choice && !choice.endpoint) return choice.reason;
   if (!endpoint) return 'no endpoint known: waiting for the peer to contact us';
   if (state === 'handshaking') return 'handshake in progress';

@@ -5,15 +5,17 @@
 // Config file (JSON):
 //   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
 //     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
-//     "allow": "overlay", "puzzleDifficulty": 16, "logLevel": "info" }
+//     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "logLevel": "info" }
 // No bootstrap: this agent starts a new overlay (others join through it).
 import { readFileSync } from 'node:fs';
 import {
   DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME, PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY,
+  TURN_DEFAULT_PORT,
 } from './constants.js';
 import { fromHex } from './idloc/addresses.js';
 import { parseEndpoint as parseHostPort, type Endpoint } from './nat/socket.js';
 import type { PeerSpec } from './daemon.js';
+import type { TurnConfig } from './relay.js';
 
 export class ConfigError extends Error {}
 
@@ -30,6 +32,8 @@ export interface Config {
   bootstrap: Endpoint[];
   /** Who may open a tunnel to us: any overlay member (with a valid NodeID puzzle), or only `peers`. */
   allow: 'overlay' | 'static';
+  /** A TURN server to relay through when no direct path exists (--turn turn:USER:PASS@HOST:PORT). */
+  turn: TurnConfig | undefined;
   /** Leading zero bits of the NodeID puzzle this overlay asks of every key (all its nodes must agree). */
   puzzleDifficulty: number;
   logLevel: LogLevel;
@@ -45,11 +49,12 @@ export interface RawOptions {
   bootstrap?: string[] | undefined;
   allow?: string | undefined;
   puzzleDifficulty?: string | number | undefined;
+  turn?: string | undefined;
   logLevel?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'logLevel']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -64,6 +69,7 @@ export function loadConfig(flags: RawOptions): Config {
     bootstrap: checkBootstraps(flags.bootstrap?.length ? flags.bootstrap : stringsOf(file.bootstrap, 'bootstrap', 'HOST:PORT', flags.config),
       flags.bootstrap?.length ? '--bootstrap' : `${flags.config}: "bootstrap"`),
     allow: checkAllow(flags.allow ?? str(file.allow, 'allow', flags.config) ?? 'overlay', where('allow', 'allow')),
+    turn: parseTurn(flags.turn ?? str(file.turn, 'turn', flags.config), where('turn', 'turn')),
     puzzleDifficulty: checkInt(flags.puzzleDifficulty ?? file.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY, 0, PUZZLE_MAX_DIFFICULTY,
       where('puzzleDifficulty', 'puzzle-difficulty'), `a puzzle difficulty in bits (0-${PUZZLE_MAX_DIFFICULTY})`),
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
@@ -129,6 +135,16 @@ function checkInt(v: unknown, min: number, max: number, where: string, what: str
   const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${where}: ${JSON.stringify(v)} is not ${what}`);
   return n;
+}
+
+/** "turn:USER:PASS@HOST:PORT" (the "turn:" is optional; PORT defaults to 3478). */
+export function parseTurn(v: string | undefined, where = '--turn'): TurnConfig | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(?:turn:)?([^:@]+):([^@]+)@(.+)$/.exec(v);
+  const hostPort = m?.[3] && (/:\d+$/.test(m[3]) ? m[3] : `${m[3]}:${TURN_DEFAULT_PORT}`);
+  const server = hostPort ? parseHostPort(hostPort) : undefined;
+  if (!m || !server || server.port === 0) throw new ConfigError(`${where}: "${v.replace(/:[^:@]*@/, ':***@')}" is not turn:USER:PASS@HOST[:PORT]`);
+  return { server, username: m[1]!, password: m[2]! };
 }
 
 function checkAllow(v: string, where: string): 'overlay' | 'static' {

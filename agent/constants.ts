@@ -231,6 +231,12 @@ export const RENDEZVOUS_COUNT = 3;
 /** netcheck again this often (and on every address change): a NAT's mapping behaviour or public address
  *  can change (DHCP renew, another uplink) without any local address changing. */
 export const NETCHECK_INTERVAL_MS = 5 * 60_000;
+/** With a relayed candidate on either side, the offerer waits this long for a pair: a direct pair usually
+ *  answers within a round trip, the relayed pair needs the relay's permission for the peer (one more round
+ *  trip to the TURN server) and the peer's next retransmitted check — well inside 2 s. */
+export const ICE_RELAY_TIMEOUT_MS = 2_000;
+/** A failed or lost TURN allocation is tried again after this long (the server may be restarting). */
+export const TURN_REALLOCATE_RETRY_MS = 10_000;
 /** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
 export const ICE_MAX_SESSIONS = 256;
 /** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps

@@ -24,6 +24,7 @@ import { verifyPuzzle } from './overlay/puzzle.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal, type PathChoice } from './traversal.js';
+import { TurnRelay, type TurnConfig } from './relay.js';
 import { latencyMs, pathReason, type AgentStatus, type DemuxStats, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
 import type { Candidate, LocatorRecord } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
@@ -48,6 +49,8 @@ export interface AgentOptions {
     candidates?: () => Endpoint[];
     puzzleDifficulty?: number;
   };
+  /** A TURN server to relay through when ICE finds no direct pair. */
+  turn?: TurnConfig;
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
@@ -68,6 +71,9 @@ export class Agent {
   private readonly stun: StunEndpoint;
   private readonly ice: IceAgent;
   private readonly traversal: Traversal | undefined;
+  private readonly relay: TurnRelay | undefined;
+  /** The socket as Tunnels and ICE see it: datagrams to peers reached through the relay go through it. */
+  private readonly routed: DatagramSocket;
   /** How each overlay peer's endpoint was chosen (status says it). */
   private readonly paths = new Map<OverlayPeer<TunnelPeer>, PathChoice>();
   private netcheckTimer: NodeJS.Timeout | undefined;
@@ -82,8 +88,18 @@ export class Agent {
     const { identity, tap } = o;
     this.identity = identity;
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
+    const socket = o.socket;
+    if (o.turn) this.relay = new TurnRelay(o.turn, socket, o.logger.child({ layer: 'relay' }), (msg, from) => this.dispatch(msg, from));
+    const relay = this.relay;
+    this.routed = {
+      get local() { return socket.local; },
+      onMessage: (h) => socket.onMessage(h),
+      send: (bytes, to) => { if (!relay?.send(bytes, to)) socket.send(bytes, to); },
+      close: () => socket.close(),
+      ...(socket.flush ? { flush: () => socket.flush!() } : {}),
+    };
     this.stun = new StunEndpoint({
-      send: (bytes, to) => o.socket.send(bytes, to), software: 'idloc',
+      send: (bytes, to) => this.routed.send(bytes, to), software: 'idloc',
       passwordFor: (u) => this.ice.passwordFor(u), onCheck: (r) => this.ice.onCheck(r),
     });
     this.ice = new IceAgent(this.stun);
@@ -101,6 +117,7 @@ export class Agent {
       this.traversal = new Traversal({
         identity, node: overlay.node, ice: this.ice, logger: o.logger.child({ layer: 'nat' }),
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
+        ...(relay ? { relay } : {}),
       });
       this.discovery = new Discovery({
         lookupIpv4: (ipv4) => overlay.lookupIpv4(ipv4),
@@ -116,7 +133,7 @@ export class Agent {
     }
     this.tunnels = new Tunnels({
       privateKey: identity.privateKey,
-      socket: o.socket,
+      socket: this.routed,
       logger: o.logger.child({ layer: 'nat' }),
       onPacket: (tp, packet) => {
         const peer = this.byTunnel.get(tp);
@@ -150,6 +167,7 @@ export class Agent {
     // Peers with a known endpoint get a tunnel at once: the first packet then waits for nothing.
     for (const p of this.peers.values()) this.tunnels.connect(p.link);
     this.o.logger.info({ ...identityToJson(this.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.peers.size }, 'agent up');
+    void this.relay?.start();
     void this.overlay?.start().then(() => this.checkNat())
       .catch((e: unknown) => this.o.logger.error({ err: (e as Error).message }, 'overlay start failed'));
   }
@@ -307,12 +325,13 @@ export class Agent {
     for (const p of this.peers.values()) {
       const t = tunnelByKey.get(p.publicKeyHex);
       const established = t?.state === 'established';
+      const relayVia = t?.endpoint ? this.traversal?.relayVia(t.endpoint) : undefined;
       peers.push({
         nodeId: p.nodeIdHex, publicKey: p.publicKeyHex, ipv4: formatIpv4(p.ipv4), ipv6: formatIpv6(p.ipv6),
         endpoint: t?.endpoint ?? null,
         source: this.fromOverlay.has(p) ? 'overlay' : 'static',
-        path: established ? 'direct' : 'none',
-        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.paths.get(p)),
+        path: established ? (relayVia ? 'relayed' : 'direct') : 'none',
+        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.paths.get(p), relayVia),
         state: t?.state ?? 'none',
         lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
         rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,
@@ -327,6 +346,7 @@ export class Agent {
         ? { ...this.overlay.status(), discovery: { ...this.discovery.stats, ...latencyMs(this.discovery.latency()) } }
         : null,
       nat: this.traversal?.natStatus() ?? null,
+      relay: this.relay?.status() ?? null,
       counters: {
         tap: { ...this.o.tap.stats }, inside: { ...this.inside.stats }, outside: { ...this.outside.stats },
         tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, stun: { ...this.stun.stats }, ice: { ...this.ice.stats },
@@ -341,6 +361,7 @@ export class Agent {
     this.discovery?.close();
     clearTimeout(this.netcheckTimer);
     this.ice.close();
+    await this.relay?.close();
     this.stun.close();
     await this.overlay?.close();
     this.tunnels.close();
@@ -350,6 +371,12 @@ export class Agent {
 
   private onDatagram(msg: Buffer, from: Endpoint): void {
     this.demux.datagrams++;
+    if (this.relay?.fromServer(from)) { this.relay.handleDatagram(msg, from); return; }
+    this.dispatch(msg, from);
+  }
+
+  /** A datagram from `from`, straight off the socket or relayed to us by our TURN server. */
+  private dispatch(msg: Buffer, from: Endpoint): void {
     if (msg.length === 0) { this.demux.unknown++; return; }
     switch (classifyDatagram(msg[0]!)) {
       case 'tunnel': this.tunnels.handleDatagram(msg, from); break;
@@ -359,7 +386,7 @@ export class Agent {
         break;
       case 'stun': this.stun.handleDatagram(msg, from); break;
       case 'unknown': this.demux.unknown++; break;
-      default: this.demux.notYetHandled++; // TURN channel data arrives with relays
+      default: this.demux.notYetHandled++; // TURN channel data from anyone but our TURN server
     }
   }
 }

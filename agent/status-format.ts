@@ -27,7 +27,8 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `key      ${s.identity.publicKey}\n` +
     `address  ${s.identity.ipv4}  ${s.identity.ipv6}\n` +
     `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` + overlayLines(s) +
-    (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') + '\n';
+    (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
+    (s.relay ? `relay    TURN ${s.relay.server}: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}\n` : '') + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
   const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
   for (const p of s.peers) {

@@ -16,7 +16,7 @@
 //   Being reached: an ATTACH for us is checked (signature, target = us, fresh), answered with our offer of
 //   candidates, and our checks toward the offerer start at once (they open our NAT for its checks).
 import type { Logger } from 'pino';
-import { ICE_DIRECT_TIMEOUT_MS } from './constants.js';
+import { ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS } from './constants.js';
 import { nodeIdFromPublicKey, toHex } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
 import { candidatePriority, IceCandidateType, marshalAttach, parseAttach, type IceCandidate } from './nat/attach.js';
@@ -25,10 +25,11 @@ import { summarizeNetcheck, type NetcheckReport } from './nat/netcheck.js';
 import { endpointKey, type Endpoint } from './nat/socket.js';
 import type { LocatorRecord } from './overlay/records.js';
 import type { OverlayNode } from './overlay/node.js';
+import type { TurnRelay } from './relay.js';
 
 /** How the tunnel endpoint of a peer was chosen, for `status`. */
 export interface PathChoice {
-  how: 'locator' | 'ice' | 'no-direct-path' | 'attach-failed';
+  how: 'locator' | 'ice' | 'relay' | 'no-direct-path' | 'attach-failed';
   endpoint?: Endpoint;
   type?: IceCandidateType;
   rttMs?: number;
@@ -41,6 +42,8 @@ export interface TraversalOptions {
   ice: IceAgent;
   /** Host candidates: our interface addresses with the socket's port. */
   hostEndpoints: () => Endpoint[];
+  /** Our TURN relay, if configured: its relayed candidate is offered, peers' addresses are permitted. */
+  relay?: TurnRelay;
   logger: Logger;
 }
 
@@ -48,6 +51,8 @@ const TYPE_NAMES = ['host', 'srflx', 'relay', 'prflx'];
 
 export class Traversal {
   private netcheck: NetcheckReport | undefined;
+  /** Relayed candidates peers offered us ("host:port"): a tunnel to one of them goes through their relay. */
+  private readonly peerRelays = new Set<string>();
   readonly stats = { attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0 };
 
   constructor(private readonly o: TraversalOptions) {}
@@ -58,6 +63,14 @@ export class Traversal {
   }
 
   get behindNat(): boolean { return this.netcheck?.behindNat === true; }
+
+  /** Does a tunnel to this endpoint ("host:port") go through a relay, ours or the peer's? */
+  relayVia(endpoint: string): string | undefined {
+    const [address, port] = [endpoint.slice(0, endpoint.lastIndexOf(':')), Number(endpoint.slice(endpoint.lastIndexOf(':') + 1))];
+    if (this.o.relay?.relays({ address, port })) return `our TURN relay ${this.o.relay.serverKey}`;
+    if (this.peerRelays.has(endpoint)) return `the peer's TURN relay (${endpoint})`;
+    return undefined;
+  }
 
   /** For status: what the last netcheck said. */
   natStatus(): { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null {
@@ -73,6 +86,8 @@ export class Traversal {
     if (pub && !out.some((c) => c.address === pub.address && c.port === pub.port)) {
       out.push({ ...pub, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) });
     }
+    const relayed = this.o.relay?.candidate();
+    if (relayed) out.push(relayed);
     return out;
   }
 
@@ -101,7 +116,11 @@ export class Traversal {
       this.stats.attachFailed++;
       return { how: 'attach-failed', reason: answer ? `the peer's Attach answer was refused (${answer.ok ? 'another key' : answer.reason})` : `no Attach answer through ${via.map(endpointKey).join(', ')}` };
     }
-    const r = await session.start(answer.params, ICE_DIRECT_TIMEOUT_MS);
+    // The peer's checks to our relayed candidate get through only once the relay permits its addresses.
+    const relayOnEitherSide = this.hasRelay(answer.params.candidates);
+    this.notePeerRelays(answer.params.candidates);
+    void this.o.relay?.permit(answer.params.candidates.map((c) => c.address));
+    const r = await session.start(answer.params, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
     return r ? this.chosen(r) : { how: 'no-direct-path', reason: this.noDirectReason(answer.params.candidates) };
   }
 
@@ -110,7 +129,9 @@ export class Traversal {
     const v = parseAttach(blob, this.o.identity.nodeId, Date.now());
     if (!v.ok || v.params.role !== 'offer') { this.stats.attachRefused++; return undefined; }
     const session = this.o.ice.newSession(false);
-    void session.start(v.params).then((r) => {
+    this.notePeerRelays(v.params.candidates);
+    void this.o.relay?.permit(v.params.candidates.map((c) => c.address));
+    void session.start(v.params, this.hasRelay(v.params.candidates) ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS).then((r) => {
       if (r) this.o.logger.debug({ peer: toHex(nodeIdFromPublicKey(v.params.sender)), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
     });
     this.stats.attachAnswered++;
@@ -120,7 +141,24 @@ export class Traversal {
     }, this.o.identity.privateKey);
   }
 
+  private notePeerRelays(remote: IceCandidate[]): void {
+    for (const c of remote) if (c.type === IceCandidateType.Relay && this.peerRelays.size < 4096) this.peerRelays.add(endpointKey(c));
+  }
+
+  private hasRelay(remote: IceCandidate[]): boolean {
+    return this.o.relay?.candidate() !== undefined || remote.some((c) => c.type === IceCandidateType.Relay);
+  }
+
   private chosen(r: IceResult): PathChoice {
+    if (this.o.relay?.relays(r.remote)) {
+      return {
+        how: 'relay', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
+        reason: `via TURN relay ${this.o.relay.serverKey}: no direct pair answered first (${this.netcheck?.mapping === 'endpoint-dependent' ? 'this host is behind a symmetric NAT' : 'the NATs between us filter'})`,
+      };
+    }
+    if (r.type === IceCandidateType.Relay) {
+      return { how: 'relay', endpoint: r.remote, type: r.type, rttMs: r.rttMs, reason: `via the peer's TURN relay ${endpointKey(r.remote)}: no direct pair answered first` };
+    }
     return {
       how: 'ice', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
       reason: `ICE: ${TYPE_NAMES[r.type] ?? 'unknown'} candidate ${endpointKey(r.remote)} answered our check (${r.rttMs.toFixed(1)} ms)`,

@@ -2,19 +2,24 @@
 // inbound packets, like home routers) find each other through the overlay with --bootstrap only, learn
 // their NAT from netcheck (every agent answers STUN), keep rendezvous with public members, and reach each
 // other with Attach + ICE: pings go both ways over a direct pair, and `status` says so and why. Where no
-// direct path can exist (two symmetric NATs), status says that too (relays are not wired yet).
+// direct path can exist (two symmetric NATs), agents given a TURN server (real coturn) relay through it,
+// end to end encrypted, and status says which path each peer has and why; without one, status says
+// there is no direct path and why.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
+import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
 import {
   agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady,
   type AgentStatus, type TestAgent,
 } from './agents.js';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built');
+const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built') || (!turnserverPath() && 'coturn (turnserver) not installed');
+const NATED = ['cone1', 'cone2', 'cgn', 'sym1', 'sym2', 'sym3', 'sym4'];
 
 describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, timeout: 120_000 }, () => {
   let lab: Lab;
+  let coturn: Coturn;
   const agents = new Map<string, TestAgent>();
   const A = (h: string) => agents.get(h)!;
   const addr = new Map<string, { ipv4: string; ipv6: string }>();
@@ -22,28 +27,33 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
 
   before(async () => {
     lab = await Lab.create({
-      hosts: ['pub1', 'pub2'],
+      hosts: ['pub1', 'pub2', 'turn'],
       natHosts: [
         { name: 'cone1', nat: 'cone' }, { name: 'cone2', nat: 'cone' }, { name: 'cgn', nat: 'cgnat' },
         { name: 'sym1', nat: 'symmetric' }, { name: 'sym2', nat: 'symmetric' },
+        { name: 'sym3', nat: 'symmetric' }, { name: 'sym4', nat: 'symmetric' },
       ],
     });
-    for (const h of ['pub1', 'pub2', 'cone1', 'cone2', 'cgn', 'sym1', 'sym2']) agents.set(h, await createAgent(lab, h));
+    coturn = await startCoturn(lab, 'turn', { username: 'idloc', password: 'relay-me-please', realm: 'idloc.test' });
+    const turnArg = ['--turn', `turn:idloc:relay-me-please@${coturn.endpoint.address}:${coturn.endpoint.port}`];
+    for (const h of ['pub1', 'pub2', ...NATED]) agents.set(h, await createAgent(lab, h));
     startOverlayAgent(lab, A('pub1'), []);
     await waitOverlayReady(lab, A('pub1'));
     startOverlayAgent(lab, A('pub2'), [A('pub1')]);
     await waitOverlayReady(lab, A('pub2'));
-    for (const h of ['cone1', 'cone2', 'cgn', 'sym1', 'sym2']) startOverlayAgent(lab, A(h), [A('pub1')]);
-    const st = await Promise.all(['pub1', 'pub2', 'cone1', 'cone2', 'cgn', 'sym1', 'sym2'].map(async (h) => [h, await waitOverlayReady(lab, A(h))] as const));
+    // sym1 and sym2 have a TURN server; sym3 and sym4 have none.
+    for (const h of NATED) startOverlayAgent(lab, A(h), [A('pub1')], h === 'sym1' || h === 'sym2' ? turnArg : []);
+    const st = await Promise.all(['pub1', 'pub2', ...NATED].map(async (h) => [h, await waitOverlayReady(lab, A(h))] as const));
     for (const [h, s] of st) addr.set(h, { ipv4: s.identity.ipv4, ipv6: s.identity.ipv6 });
     // Each NATed agent must have run netcheck and published its srflx candidate and rendezvous.
-    for (const h of ['cone1', 'cone2', 'cgn', 'sym1', 'sym2']) {
+    for (const h of NATED) {
       await waitUntil(async () => ((await agentStatus(lab, A(h))) as Status).overlay?.rendezvous?.length ?? 0, 10_000, `${h} keeps rendezvous`);
     }
   });
 
   after(async () => {
     await Promise.all([...agents.values()].map((a) => (lab ? stopAgent(lab, a) : undefined)));
+    if (coturn) await lab.stopProcess(coturn.proc);
     await lab?.destroy();
   });
 
@@ -74,12 +84,25 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
     });
   }
 
-  it('sym1 -> sym2: no direct path, and status says why', async () => {
-    const r = await lab.exec('sym1', ['ping', '-c', '1', '-W', '4', addr.get('sym2')!.ipv4], { allowFail: true, timeoutMs: 20_000 });
+  it('sym1 <-> sym2 (both symmetric, with TURN): relayed through coturn, ping both ways, status says why', async () => {
+    await waitUntil(async () => ((await agentStatus(lab, A('sym1'))) as Status & { relay?: { relayed?: string } }).relay?.relayed, 10_000, 'sym1 allocated');
+    await pingBothWays('sym1', 'sym2');
+    const p = await peerPath('sym1', 'sym2');
+    assert.equal(p?.path, 'relayed', JSON.stringify(p));
+    assert.match(String(p?.pathReason), /TURN relay/, JSON.stringify(p));
+    process.stderr.write(`# sym1 -> sym2: ${p?.endpoint} ${p?.pathReason}\n`);
+    const q = await peerPath('sym2', 'sym1');
+    assert.equal(q?.path, 'relayed', JSON.stringify(q));
+    assert.ok(/Allocate|allocation/i.test(coturn.log()), 'coturn served an allocation');
+  });
+
+  it('sym3 -> sym4 (both symmetric, no relay): no direct path, and status says why', async () => {
+    const r = await lab.exec('sym3', ['ping', '-c', '1', '-W', '4', addr.get('sym4')!.ipv4], { allowFail: true, timeoutMs: 20_000 });
     assert.notEqual(r.code, 0, 'two symmetric NATs that filter cannot have a direct path');
     let p: Awaited<ReturnType<typeof peerPath>>;
-    await waitUntil(async () => { p = await peerPath('sym1', 'sym2'); return /no direct path/.test(String(p?.pathReason)); }, 8000, 'the reason');
+    await waitUntil(async () => { p = await peerPath('sym3', 'sym4'); return /no direct path/.test(String(p?.pathReason)); }, 8000, 'the reason');
     assert.notEqual(p!.path, 'direct');
+    process.stderr.write(`# sym3 -> sym4: ${p!.pathReason}\n`);
   });
 });
 

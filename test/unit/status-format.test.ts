@@ -27,7 +27,7 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
       lookups: { count: 9, empty: 1, p50LatencyMs: 3, p90LatencyMs: 8 }, rendezvous: [], datagrams: 100, malformed: 0, rejected: {},
       discovery, ...overlay,
     },
-    nat: null,
+    nat: null, relay: null,
     counters: {} as AgentStatus['counters'],
   };
 }
