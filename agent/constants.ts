@@ -235,6 +235,11 @@ export const NETCHECK_INTERVAL_MS = 5 * 60_000;
  *  answers within a round trip, the relayed pair needs the relay's permission for the peer (one more round
  *  trip to the TURN server) and the peer's next retransmitted check — well inside 2 s. */
 export const ICE_RELAY_TIMEOUT_MS = 2_000;
+/** A peer on a relay (or with no path) gets Attach + ICE again after this long, doubling up to
+ *  ICE_DIRECT_RETRY_MAX_MS, and moves to a direct pair if one answers: NATs change (reboots, another
+ *  uplink) and a relay costs latency and the relay's bandwidth. */
+export const ICE_DIRECT_RETRY_MS = 30_000;
+export const ICE_DIRECT_RETRY_MAX_MS = 10 * 60_000;
 /** A failed or lost TURN allocation is tried again after this long (the server may be restarting). */
 export const TURN_REALLOCATE_RETRY_MS = 10_000;
 /** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */

@@ -10,7 +10,9 @@
 import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
-import { MAX_OVERLAY_PEERS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT, VIRTUAL_MAC } from './constants.js';
+import {
+  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, MAX_OVERLAY_PEERS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT, VIRTUAL_MAC,
+} from './constants.js';
 import { identityToJson, withIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { PeerMap, describePeer, type OverlayPeer } from './idloc/peer-map.js';
@@ -293,13 +295,30 @@ export class Agent {
   }
 
   /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. */
-  private traverse(peer: OverlayPeer<TunnelPeer>, locator: LocatorRecord): void {
+  private traverse(peer: OverlayPeer<TunnelPeer>, locator: LocatorRecord, retry = 0): void {
     void this.traversal!.reach(locator).then((choice) => {
-      if (this.closed) return;
+      if (this.closed || !this.byTunnel.has(peer.link)) return;
+      const had = this.paths.get(peer);
+      // A retry only ever moves a peer to a direct path: it never trades a working relay for nothing.
+      if (retry > 0 && choice.how !== 'ice') { this.retryDirect(peer, retry + 1); return; }
       this.paths.set(peer, choice);
-      this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason }, 'path to peer');
+      this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
       if (choice.endpoint) { this.tunnels.setEndpoint(peer.link, choice.endpoint); this.tunnels.connect(peer.link); }
+      if (choice.how === 'relay' || choice.how === 'no-direct-path' || choice.how === 'attach-failed') this.retryDirect(peer, retry + 1);
     }).catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'));
+  }
+
+  /** Relayed (or no path): try Attach + ICE again later, backing off, in case a direct path appeared
+   *  (a NAT rebooted into another mode, a host moved to a better network). */
+  private retryDirect(peer: OverlayPeer<TunnelPeer>, attempt: number): void {
+    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS * 2 ** Math.min(attempt - 1, 8));
+    const t = setTimeout(() => {
+      if (this.closed || !this.overlay || !this.byTunnel.has(peer.link)) return;
+      void this.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
+        .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, attempt); else this.retryDirect(peer, attempt + 1); })
+        .catch(() => this.retryDirect(peer, attempt + 1));
+    }, delay);
+    t.unref?.();
   }
 
   private mapIpv4(peer: OverlayPeer<TunnelPeer>, ipv4: number): boolean {
