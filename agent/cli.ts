@@ -43,6 +43,8 @@ program.command('up')
     (v: string, acc: string[] = []) => [...acc, v])
   .addOption(new Option('--allow <who>', 'who may open a tunnel to this agent: any overlay member (default) or only --peer keys')
     .choices(['overlay', 'static']))
+  .option('--stun <host:port>', 'a STUN server for finding this host\'s public address (repeatable); overlay members are asked too',
+    (v: string, acc: string[] = []) => [...acc, v])
   .option('--turn <turn:user:pass@host:port>', 'a TURN server to relay through when no direct path exists')
   .option('--puzzle-difficulty <bits>', 'NodeID puzzle every key of this overlay must solve; all nodes must agree (default 16)')
   .option('--config <file>', 'JSON config file; flags override it')

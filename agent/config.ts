@@ -32,6 +32,8 @@ export interface Config {
   bootstrap: Endpoint[];
   /** Who may open a tunnel to us: any overlay member (with a valid NodeID puzzle), or only `peers`. */
   allow: 'overlay' | 'static';
+  /** STUN servers for the agent's own netcheck, besides overlay members (which all answer STUN). */
+  stun: Endpoint[];
   /** A TURN server to relay through when no direct path exists (--turn turn:USER:PASS@HOST:PORT). */
   turn: TurnConfig | undefined;
   /** Leading zero bits of the NodeID puzzle this overlay asks of every key (all its nodes must agree). */
@@ -50,11 +52,12 @@ export interface RawOptions {
   allow?: string | undefined;
   puzzleDifficulty?: string | number | undefined;
   turn?: string | undefined;
+  stun?: string[] | undefined;
   logLevel?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'stun', 'logLevel']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -69,6 +72,8 @@ export function loadConfig(flags: RawOptions): Config {
     bootstrap: checkBootstraps(flags.bootstrap?.length ? flags.bootstrap : stringsOf(file.bootstrap, 'bootstrap', 'HOST:PORT', flags.config),
       flags.bootstrap?.length ? '--bootstrap' : `${flags.config}: "bootstrap"`),
     allow: checkAllow(flags.allow ?? str(file.allow, 'allow', flags.config) ?? 'overlay', where('allow', 'allow')),
+    stun: checkBootstraps(flags.stun?.length ? flags.stun : stringsOf(file.stun, 'stun', 'HOST:PORT', flags.config),
+      flags.stun?.length ? '--stun' : `${flags.config}: "stun"`),
     turn: parseTurn(flags.turn ?? str(file.turn, 'turn', flags.config), where('turn', 'turn')),
     puzzleDifficulty: checkInt(flags.puzzleDifficulty ?? file.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY, 0, PUZZLE_MAX_DIFFICULTY,
       where('puzzleDifficulty', 'puzzle-difficulty'), `a puzzle difficulty in bits (0-${PUZZLE_MAX_DIFFICULTY})`),

@@ -51,6 +51,8 @@ export interface AgentOptions {
     candidates?: () => Endpoint[];
     puzzleDifficulty?: number;
   };
+  /** STUN servers for our netcheck, besides overlay members. */
+  stunServers?: Endpoint[];
   /** A TURN server to relay through when ICE finds no direct pair. */
   turn?: TurnConfig;
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
@@ -204,8 +206,9 @@ export class Agent {
     clearTimeout(this.netcheckTimer);
     this.netcheckTimer = setTimeout(() => void this.checkNat(), NETCHECK_INTERVAL_MS);
     this.netcheckTimer.unref?.();
-    if (this.overlay.stunCandidates().length === 0) return; // the first node, alone: nobody to ask
-    const r = await this.netcheck().catch(() => undefined);
+    const servers = [...(this.o.stunServers ?? []), ...this.overlay.stunCandidates()];
+    if (servers.length === 0) return; // the first node, alone: nobody to ask
+    const r = await this.netcheck(servers).catch(() => undefined);
     if (!r || this.closed) return;
     const was = this.traversal.behindNat;
     this.traversal.setNetcheck(r);
@@ -227,10 +230,10 @@ export class Agent {
   }
 
   /** `idloc-agent netcheck`: what NAT (if any) is between this agent's socket and the internet, asked of
-   *  `servers` or else of up to NETCHECK_MAX_SERVERS overlay contacts (every agent answers STUN). */
+   *  `servers`, or else of the configured --stun servers and overlay contacts (every agent answers STUN). */
   async netcheck(servers?: Endpoint[]): Promise<NetcheckReport & { servers: NetcheckReport['servers'] }> {
     let list = servers ?? [];
-    if (list.length === 0 && this.overlay) list = this.overlay.stunCandidates();
+    if (list.length === 0) list = [...(this.o.stunServers ?? []), ...(this.overlay?.stunCandidates() ?? [])];
     if (list.length === 0) throw new Error('no STUN servers: give --stun HOST:PORT, or join an overlay (every member answers STUN)');
     const local = this.o.socket.local;
     // A socket bound to a wildcard address: compare with every interface address (netcheck's default).

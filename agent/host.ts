@@ -97,7 +97,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     cleanups.push(() => socket.close());
     let current = identity;
     const agent = new Agent({
-      identity, tap, socket, peers: config.peers, logger, allow: config.allow, ...(config.turn ? { turn: config.turn } : {}),
+      identity, tap, socket, peers: config.peers, logger, allow: config.allow, ...(config.turn ? { turn: config.turn } : {}), stunServers: config.stun,
       overlay: {
         bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty,
         candidates: () => hostEndpoints(tap.name, socket.local.port),

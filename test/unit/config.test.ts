@@ -27,6 +27,15 @@ test('defaults, flags over file, peers parsed', () => {
   assert.equal(d.puzzleDifficulty, 16);
 });
 
+test('--turn and --stun: parsed, port defaults to 3478, the password never echoed in errors', () => {
+  const c = loadConfig({ turn: 'turn:idloc:s3cret@203.0.113.5', stun: ['198.51.100.7:3478'] });
+  assert.deepEqual(c.turn, { server: { address: '203.0.113.5', port: 3478 }, username: 'idloc', password: 's3cret' });
+  assert.deepEqual(c.stun, [{ address: '198.51.100.7', port: 3478 }]);
+  assert.deepEqual(loadConfig({ turn: 'u:p@203.0.113.5:5349' }).turn?.server, { address: '203.0.113.5', port: 5349 });
+  assert.equal(loadConfig({}).turn, undefined);
+  assert.throws(() => loadConfig({ turn: 'turn:u:s3cret@nohost:x' }), (e: unknown) => e instanceof ConfigError && !e.message.includes('s3cret'));
+});
+
 test('bootstrap, allow and puzzle difficulty from the file; flags win', () => {
   const cfg = file('overlay.json', JSON.stringify({ bootstrap: ['198.51.100.7:4500', '203.0.113.9:4501'], allow: 'static', puzzleDifficulty: 8 }));
   const c = loadConfig({ config: cfg });
@@ -59,6 +68,9 @@ test('bad values are refused with one line naming where they came from', () => {
     [{ bootstrap: ['198.51.100.7:0'] }, /--bootstrap: "198\.51\.100\.7:0" is not HOST:PORT/],
     [{ config: file('boot.json', '{"bootstrap": "198.51.100.7:4500"}') }, /"bootstrap" must be an array of "HOST:PORT"/],
     [{ allow: 'everyone' }, /--allow: "everyone" is not overlay or static/],
+    [{ stun: ['nope'] }, /--stun: "nope" is not HOST:PORT/],
+    [{ turn: 'user@198.51.100.1:3478' }, /--turn: .* is not turn:USER:PASS@HOST\[:PORT\]/],
+    [{ turn: 'turn:user:pw@' }, /--turn: "turn:user:\*\*\*@" is not/],
     [{ puzzleDifficulty: '41' }, /--puzzle-difficulty: "41" is not a puzzle difficulty/],
     [{ config: file('puz.json', '{"puzzleDifficulty": -1}') }, /"puzzleDifficulty": -1 is not a puzzle difficulty/],
   ];
