@@ -13,7 +13,9 @@ import type { Identity } from './idloc/identity.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
-import type { Candidate, LocatorRecord } from './overlay/records.js';
+import {
+  RecordKind, createServiceRecord, marshalRecord, serviceResourceId, type Candidate, type LocatorRecord,
+} from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
 import { NETCHECK_MAX_SERVERS } from './constants.js';
 
@@ -139,6 +141,25 @@ export class AgentOverlay {
     return out;
   }
 
+  /** Advertise that this host offers `service` (SEP / RELOAD's TURN-SERVICE: "stun" for every public agent)
+   *  at these candidates. Called again before SERVICE_LIFETIME_S runs out (netcheck's interval). */
+  async advertise(service: string, candidates: Candidate[]): Promise<boolean> {
+    const rec = createServiceRecord(this.node.signer, service, candidates, { now: Date.now() });
+    const r = await this.node.publish(marshalRecord(rec), { republish: false }).catch(() => undefined);
+    return r?.ok === true;
+  }
+
+  /** Providers of `service` found in the overlay: their advertised endpoints, ours left out. */
+  async providers(service: string): Promise<Endpoint[]> {
+    const recs = await this.node.fetch(serviceResourceId(service), RecordKind.Service);
+    const out: Endpoint[] = [];
+    for (const r of recs) {
+      if (r.kind !== RecordKind.Service || !r.value || idEquals(r.owner, this.o.identity.publicKey)) continue;
+      for (const c of r.value.endpoints) out.push({ address: c.address, port: c.port });
+    }
+    return out;
+  }
+
   // ---- for the CLI ----------------------------------------------------------------------------
 
   async register(name: string): Promise<RegisterOutcome> {
@@ -198,4 +219,8 @@ export class AgentOverlay {
     await Promise.race([this.node.leave().catch(() => 0), new Promise((r) => setTimeout(r, 300))]);
     this.node.close();
   }
+}
+
+function idEquals(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

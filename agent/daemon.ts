@@ -10,9 +10,7 @@
 import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
-import {
-  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, MAX_OVERLAY_PEERS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT, VIRTUAL_MAC,
-} from './constants.js';
+import { MAX_OVERLAY_PEERS, VIRTUAL_MAC } from './constants.js';
 import { identityToJson, withIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { PeerMap, describePeer, type OverlayPeer } from './idloc/peer-map.js';
@@ -25,10 +23,11 @@ import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-
 import { verifyPuzzle } from './overlay/puzzle.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
 import { IceAgent } from './nat/ice.js';
-import { Traversal, type PathChoice } from './traversal.js';
+import { Traversal } from './traversal.js';
+import { PathKeeper } from './path-keeper.js';
 import { TurnRelay, type TurnConfig } from './relay.js';
 import { latencyMs, pathReason, type AgentStatus, type DemuxStats, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
-import type { Candidate, LocatorRecord } from './overlay/records.js';
+import type { Candidate } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
 import { Discovery, type FoundPeer } from './discovery.js';
 
@@ -78,9 +77,8 @@ export class Agent {
   private readonly relay: TurnRelay | undefined;
   /** The socket as Tunnels and ICE see it: datagrams to peers reached through the relay go through it. */
   private readonly routed: DatagramSocket;
-  /** How each overlay peer's endpoint was chosen (status says it). */
-  private readonly paths = new Map<OverlayPeer<TunnelPeer>, PathChoice>();
-  private netcheckTimer: NodeJS.Timeout | undefined;
+  /** Keeps this host's NAT view and each overlay peer's path current. */
+  private readonly pathKeeper: PathKeeper | undefined;
   private readonly discovery: Discovery | undefined;
   private readonly fromOverlay = new Set<OverlayPeer<TunnelPeer>>();
   private readonly overlayPeers: OverlayPeerStats = { admitted: 0, badPuzzle: 0, full: 0, relocated: 0 };
@@ -122,6 +120,13 @@ export class Agent {
         identity, node: overlay.node, ice: this.ice, logger: o.logger.child({ layer: 'nat' }),
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
         ...(relay ? { relay } : {}),
+      });
+      const traversal = this.traversal;
+      this.pathKeeper = new PathKeeper({
+        overlay, traversal, logger: o.logger.child({ layer: 'nat' }), stunServers: o.stunServers ?? [],
+        netcheck: (servers) => this.netcheck(servers),
+        setEndpoint: (peer, e) => { this.tunnels.setEndpoint(peer.link as TunnelPeer, e); this.tunnels.connect(peer.link as TunnelPeer); },
+        alive: (peer) => this.byTunnel.has(peer.link as TunnelPeer),
       });
       this.discovery = new Discovery({
         lookupIpv4: (ipv4) => overlay.lookupIpv4(ipv4),
@@ -172,7 +177,7 @@ export class Agent {
     for (const p of this.peers.values()) this.tunnels.connect(p.link);
     this.o.logger.info({ ...identityToJson(this.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.peers.size }, 'agent up');
     void this.relay?.start();
-    void this.overlay?.start().then(() => this.checkNat())
+    void this.overlay?.start().then(() => this.pathKeeper?.checkNat())
       .catch((e: unknown) => this.o.logger.error({ err: (e as Error).message }, 'overlay start failed'));
   }
 
@@ -196,25 +201,7 @@ export class Agent {
     this.o.logger.info('local addresses changed; refreshing paths to peers');
     this.tunnels.refreshPaths();
     this.overlay?.addressesChanged();
-    void this.checkNat();
-  }
-
-  /** netcheck against overlay members; behind a NAT, keep rendezvous and publish the srflx candidate.
-   *  Runs after joining, on address changes and every NETCHECK_INTERVAL_MS. */
-  private async checkNat(): Promise<void> {
-    if (!this.overlay || !this.traversal || this.closed) return;
-    clearTimeout(this.netcheckTimer);
-    this.netcheckTimer = setTimeout(() => void this.checkNat(), NETCHECK_INTERVAL_MS);
-    this.netcheckTimer.unref?.();
-    const servers = [...(this.o.stunServers ?? []), ...this.overlay.stunCandidates()];
-    if (servers.length === 0) return; // the first node, alone: nobody to ask
-    const r = await this.netcheck(servers).catch(() => undefined);
-    if (!r || this.closed) return;
-    const was = this.traversal.behindNat;
-    this.traversal.setNetcheck(r);
-    this.overlay.node.setRendezvousCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
-    this.overlay.addressesChanged();
-    if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
+    void this.pathKeeper?.checkNat();
   }
 
   /** `idloc-agent register NAME`. */
@@ -227,6 +214,11 @@ export class Agent {
   resolve(query: string): Promise<ResolveResult | undefined> {
     if (!this.overlay) throw new Error('this agent runs without an overlay');
     return this.overlay.resolve(query);
+  }
+
+  /** Endpoints of overlay members that advertise `service` ("stun"). */
+  providers(service: string): Promise<Endpoint[]> {
+    return this.overlay ? this.overlay.providers(service) : Promise.resolve([]);
   }
 
   /** `idloc-agent netcheck`: what NAT (if any) is between this agent's socket and the internet, asked of
@@ -272,7 +264,7 @@ export class Agent {
       const viaAttach = (found.locator?.value?.rendezvous.length ?? 0) > 0;
       const endpoint = viaAttach ? undefined : found.endpoint;
       peer = this.addPeer({ publicKey: found.publicKey, ...(endpoint ? { endpoint } : {}) }, found.ipv4 || IPV4_UNMAPPED);
-      if (viaAttach) this.traverse(peer, found.locator!);
+      if (viaAttach) this.pathKeeper?.traverse(peer, found.locator!);
     } catch (e) {
       this.o.logger.warn({ err: (e as Error).message }, 'peer found in the overlay refused');
       return undefined;
@@ -295,33 +287,6 @@ export class Agent {
       this.o.logger.info({ peer: peer.nodeIdHex, endpoint: endpointKey(endpoint) }, 'peer silent at its endpoint; trying where the overlay says it is');
       this.tunnels.setEndpoint(tp, endpoint);
     }).catch(() => undefined).finally(() => this.relocating.delete(peer));
-  }
-
-  /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. */
-  private traverse(peer: OverlayPeer<TunnelPeer>, locator: LocatorRecord, retry = 0): void {
-    void this.traversal!.reach(locator).then((choice) => {
-      if (this.closed || !this.byTunnel.has(peer.link)) return;
-      const had = this.paths.get(peer);
-      // A retry only ever moves a peer to a direct path: it never trades a working relay for nothing.
-      if (retry > 0 && choice.how !== 'ice') { this.retryDirect(peer, retry + 1); return; }
-      this.paths.set(peer, choice);
-      this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
-      if (choice.endpoint) { this.tunnels.setEndpoint(peer.link, choice.endpoint); this.tunnels.connect(peer.link); }
-      if (choice.how === 'relay' || choice.how === 'no-direct-path' || choice.how === 'attach-failed') this.retryDirect(peer, retry + 1);
-    }).catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'));
-  }
-
-  /** Relayed (or no path): try Attach + ICE again later, backing off, in case a direct path appeared
-   *  (a NAT rebooted into another mode, a host moved to a better network). */
-  private retryDirect(peer: OverlayPeer<TunnelPeer>, attempt: number): void {
-    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS * 2 ** Math.min(attempt - 1, 8));
-    const t = setTimeout(() => {
-      if (this.closed || !this.overlay || !this.byTunnel.has(peer.link)) return;
-      void this.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
-        .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, attempt); else this.retryDirect(peer, attempt + 1); })
-        .catch(() => this.retryDirect(peer, attempt + 1));
-    }, delay);
-    t.unref?.();
   }
 
   private mapIpv4(peer: OverlayPeer<TunnelPeer>, ipv4: number): boolean {
@@ -353,7 +318,7 @@ export class Agent {
         endpoint: t?.endpoint ?? null,
         source: this.fromOverlay.has(p) ? 'overlay' : 'static',
         path: established ? (relayVia ? 'relayed' : 'direct') : 'none',
-        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.paths.get(p), relayVia),
+        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.pathKeeper?.choice(p), relayVia),
         state: t?.state ?? 'none',
         lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
         rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,
@@ -381,7 +346,7 @@ export class Agent {
     if (this.closed) return;
     this.closed = true;
     this.discovery?.close();
-    clearTimeout(this.netcheckTimer);
+    this.pathKeeper?.close();
     this.ice.close();
     await this.relay?.close();
     this.stun.close();

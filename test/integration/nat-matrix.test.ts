@@ -34,12 +34,14 @@ const TYPES: readonly NatType[] = ['none', 'cone', 'symmetric', 'cgnat'];
 const SHORT: Record<NatType, string> = { none: 'n', cone: 'c', symmetric: 's', cgnat: 'g' };
 /** n1 n2 c1 c2 s1 s2 g1 g2: two hosts of each kind. */
 const MATRIX = TYPES.flatMap((nat) => [1, 2].map((i) => ({ name: `${SHORT[nat]}${i}`, nat })));
-const natOf = (h: string): NatType => MATRIX.find((m) => m.name === h)!.nat;
+const natOf = (h: string): NatType => [...MATRIX, BLK].find((m) => m.name === h)!.nat;
 /** Lab.create puts hosts[i] at 198.51.100.(10+i): the relay's address is known before the lab exists. */
 const PUBLIC_HOSTS = ['pub', 'turn'];
 const TURN_ADDRESS = `${INTERNET_PREFIX}11`;
 const TURN_USER = 'idloc';
 const TURN_PASS = 'relay-me-please';
+/** blk: behind a cone NAT, its UDP blocked to everything but the relay (the drop run only). */
+const BLK = { name: 'blk', nat: 'cone' as NatType, udpBlockedExcept: [TURN_ADDRESS] };
 
 type Path = 'direct' | 'relayed';
 
@@ -160,22 +162,38 @@ class MatrixLab {
     assert.equal(lab.address('turn'), TURN_ADDRESS, 'the relay host is not where udpBlockedExcept expects it');
     this.coturn = await startCoturn(lab, 'turn', { username: TURN_USER, password: TURN_PASS, realm: 'idloc.test' });
     const turnArg = ['--turn', `turn:${TURN_USER}:${TURN_PASS}@${this.coturn.endpoint.address}:${this.coturn.endpoint.port}`];
-    const hosts = ['pub', ...MATRIX.map((m) => m.name)];
+    const hosts = ['pub', 'turn', ...MATRIX.map((m) => m.name)];
     await Promise.all(hosts.map(async (h) => this.agents.set(h, await createAgent(lab, h))));
     startOverlayAgent(lab, this.A('pub'), []);
     await waitOverlayReady(lab, this.A('pub'));
+    // The relay host is an overlay member too: the one a host whose UDP reaches only the relay's address
+    // can join through (a TURN relay carries the tunnel, not the overlay's own messages).
+    startOverlayAgent(lab, this.A('turn'), [this.A('pub')]);
     for (const m of MATRIX) startOverlayAgent(lab, this.A(m.name), [this.A('pub')], turnArg);
     // sshd in every matrix host while the agents join (ssh-keygen takes a moment each).
     for (const m of MATRIX) this.servers.set(m.name, await lab.startSshd(m.name));
+    await waitOverlayReady(lab, this.A('turn'), 30_000);
     const st = await Promise.all(MATRIX.map(async (m) => [m.name, await waitOverlayReady(lab, this.A(m.name), 30_000)] as const));
     for (const [h, s] of st) this.ipv4.set(h, s.identity.ipv4);
     // Behind a NAT: netcheck done, rendezvous kept (so Attach reaches it), relay allocated (so the relayed
     // candidate is offered). A public host needs neither; its relay is allocated all the same.
-    await Promise.all(MATRIX.map((m) => waitUntil(async () => {
-      const s = (await agentStatus(lab, this.A(m.name))) as AgentStatus & { relay?: { relayed?: string | null } };
-      const rdv = (s.overlay?.['rendezvous'] as string[] | undefined)?.length ?? 0;
-      return (m.nat === 'none' || rdv > 0) && s.relay?.relayed;
-    }, 20_000, `${m.name} (${m.nat}) keeps rendezvous and has its TURN allocation`)));
+    await Promise.all(MATRIX.map((m) => this.waitTraversalReady(m.name, m.nat !== 'none')));
+  }
+
+  /** Behind a NAT: netcheck done and rendezvous kept (so Attach reaches it); the TURN allocation made (so
+   *  its relayed candidate is offered). */
+  async waitTraversalReady(host: string, behindNat: boolean): Promise<AgentStatus> {
+    let last: AgentStatus | undefined;
+    await waitUntil(async () => {
+      const s = (await agentStatus(this.lab, this.A(host))) as AgentStatus & { relay?: { relayed?: string | null } };
+      last = s;
+      return (!behindNat || this.rendezvous(s).length > 0) && s.relay?.relayed;
+    }, 20_000, `${host} keeps rendezvous and has its TURN allocation`);
+    return last!;
+  }
+
+  rendezvous(s: AgentStatus): string[] {
+    return (s.overlay?.['rendezvous'] as string[] | undefined) ?? [];
   }
 
   async teardown(): Promise<void> {
@@ -214,14 +232,10 @@ class MatrixLab {
     } catch (e) {
       ssh = { ok: false, detail: (e as Error).message.slice(0, 500) };
     }
-    // The path is chosen by the time the first ping got through; give a pair that should be direct (or
-    // has no path on one side yet: the tunnel may still be confirming) a few seconds to settle.
+    // The path is chosen by the time the first ping got through (a relayed pair moves to direct only on
+    // the agent's retry, 30 s later): wait only while a side has no established path yet.
     let v = await this.peerViews(a, b);
-    const settled = () => {
-      const [pa, pb] = [pathOf(v.va), pathOf(v.vb)];
-      if (pa === 'none' || pb === 'none' || pa === 'absent' || pb === 'absent') return false;
-      return expect === 'any' || (pa === expect && pb === expect);
-    };
+    const settled = () => [pathOf(v.va), pathOf(v.vb)].every((p) => p === 'direct' || p === 'relayed');
     const end = Date.now() + 3_000;
     while (!settled() && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 300));
@@ -254,10 +268,10 @@ function matrixTests(title: string, drop: boolean, expectFor: (x: NatType, y: Na
   describe(title, { skip, timeout: 150_000 }, () => {
     const m = new MatrixLab();
     let results: PairResult[] = [];
-    const t0 = Date.now();
 
     before(async () => {
-      await m.setup(drop, drop ? [{ name: 'blk', nat: 'cone', udpBlockedExcept: [TURN_ADDRESS] }] : []);
+      const t0 = Date.now();
+      await m.setup(drop, drop ? [BLK] : []);
       process.stderr.write(`# ${title}: lab and ${m.agents.size} agents ready in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     });
     after(async () => { await m.teardown(); });
@@ -277,17 +291,17 @@ function matrixTests(title: string, drop: boolean, expectFor: (x: NatType, y: Na
           assert.ok(r, 'the pair did not run (see the first test of this group)');
           const tag = `${r.a} -> ${r.b} (${natOf(r.a)} x ${natOf(r.b)}, ${drop ? 'routers drop unsolicited' : 'bare MASQUERADE'})`;
           const ev = `\n${r.evidence ?? ''}`;
-          assert.equal(r.pingAB.code, 0, `AGENT? ping ${r.a} -> ${r.b} failed: ${tag}${ev}`);
-          assert.equal(r.pingBA.code, 0, `AGENT? ping ${r.b} -> ${r.a} failed: ${tag}${ev}`);
-          assert.ok(r.ssh.ok, `AGENT? ssh ${r.a} -> ${r.b} failed: ${r.ssh.detail} ${tag}${ev}`);
+          assert.equal(r.pingAB.code, 0, `AGENT MISBEHAVES? ping ${r.a} -> ${r.b} failed: ${tag}${ev}`);
+          assert.equal(r.pingBA.code, 0, `AGENT MISBEHAVES? ping ${r.b} -> ${r.a} failed: ${tag}${ev}`);
+          assert.ok(r.ssh.ok, `AGENT MISBEHAVES? ssh ${r.a} -> ${r.b} failed: ${r.ssh.detail} ${tag}${ev}`);
           if (r.expect === 'any') {
             for (const [who, v] of [[r.a, r.viewA], [r.b, r.viewB]] as const) {
-              assert.ok(v?.path === 'direct' || v?.path === 'relayed', `AGENT? ${who} has no path to its peer: ${tag}${ev}`);
+              assert.ok(v?.path === 'direct' || v?.path === 'relayed', `AGENT MISBEHAVES? ${who} has no path to its peer: ${tag}${ev}`);
             }
           } else {
             const why = r.expect === 'direct' ? 'a direct path exists here but the agent did not take it' : 'no direct path can exist here, yet status does not say relayed';
-            assert.equal(r.viewA?.path, r.expect, `AGENT? ${r.a}'s view of ${r.b}: ${why}: ${tag}${ev}`);
-            assert.equal(r.viewB?.path, r.expect, `AGENT? ${r.b}'s view of ${r.a}: ${why}: ${tag}${ev}`);
+            assert.equal(r.viewA?.path, r.expect, `AGENT MISBEHAVES? ${r.a}'s view of ${r.b}: ${why}: ${tag}${ev}`);
+            assert.equal(r.viewB?.path, r.expect, `AGENT MISBEHAVES? ${r.b}'s view of ${r.a}: ${why}: ${tag}${ev}`);
           }
         });
       }
@@ -298,16 +312,37 @@ function matrixTests(title: string, drop: boolean, expectFor: (x: NatType, y: Na
 }
 
 matrixTests('NAT matrix, routers drop unsolicited inbound', true, (x, y) => (directPossible(x, y) ? 'direct' : 'relayed'), (m) => {
-  it('blk (cone, UDP blocked to all but the relay) still reaches a cone peer: relayed, ping both ways', async () => {
+  // blk's UDP reaches only the relay's address: it joins the overlay through the relay host's agent, and
+  // its only way to a peer is its (or the peer's) TURN allocation.
+  it('blk (cone, UDP blocked but to the relay) reaches a cone peer: ping both ways, ssh, path relayed', async () => {
     const lab = m.lab;
     const blk = await createAgent(lab, 'blk');
     m.agents.set('blk', blk);
-    startOverlayAgent(lab, blk, [m.A('pub')], ['--turn', `turn:${TURN_USER}:${TURN_PASS}@${TURN_ADDRESS}:${m.coturn!.endpoint.port}`]);
+    startOverlayAgent(lab, blk, [m.A('pub'), m.A('turn')], ['--turn', `turn:${TURN_USER}:${TURN_PASS}@${TURN_ADDRESS}:${m.coturn!.endpoint.port}`]);
     const s = await waitOverlayReady(lab, blk, 30_000);
     m.ipv4.set('blk', s.identity.ipv4);
-    const r = await m.runPair('blk', 'c1', 'relayed');
-    process.stderr.write(table('blk (UDP only to the relay) <-> c1 (cone)', [r]).split('\n').slice(-2).join('\n'));
-    assert.ok(pairOk(r), `AGENT? blk <-> c1\n${r.evidence ?? ''}`);
+    m.servers.set('blk', await lab.startSshd('blk'));
+    await m.waitTraversalReady('blk', true);
+    // c1 starts: it finds blk's locator, whose rendezvous (the relay host's agent) is the one node blk can
+    // reach, and Attach + ICE find the relayed pair.
+    const r = await m.runPair('c1', 'blk', 'relayed');
+    process.stderr.write(table('blk (UDP only to the relay)', [r]).split('\n').filter((l) => l.includes('->')).join('\n') + '\n');
+    assert.ok(pairOk(r), `AGENT MISBEHAVES? c1 <-> blk: want ping both ways, ssh and path relayed on both sides\n${r.evidence ?? ''}`);
+  });
+
+  it('blk starts towards another cone peer (c2): works when c2 keeps a rendezvous blk can reach', async (t) => {
+    const lab = m.lab;
+    const turnAgent = `${TURN_ADDRESS}:${m.A('turn').port}`;
+    const rdv = m.rendezvous(await agentStatus(lab, m.A('c2')));
+    const r = await m.runPair('blk', 'c2', 'relayed');
+    process.stderr.write(`# blk -> c2 (blk starts; c2's rendezvous ${rdv.join(' ')}): ping ${r.pingAB.code === 0 ? 'ok' : 'FAIL'}/${r.pingBA.code === 0 ? 'ok' : 'FAIL'}`
+      + ` path ${pathOf(r.viewA)}/${pathOf(r.viewB)} ${String(r.viewA?.pathReason ?? '')}\n`);
+    if (!rdv.includes(turnAgent)) {
+      // blk's Attach goes to c2's rendezvous nodes over UDP, which is blocked to all of them.
+      t.skip(`c2's rendezvous (${rdv.join(', ')}) do not include the relay host's agent ${turnAgent}: blk's Attach cannot reach c2`);
+      return;
+    }
+    assert.ok(pairOk(r), `AGENT MISBEHAVES? blk -> c2\n${r.evidence ?? ''}`);
   });
 });
 

@@ -1,7 +1,7 @@
 // Whole agents on the in-memory twins, one of them behind an in-process NAT router: every agent answers
 // STUN on its one socket, so `netcheck` needs no STUN server of its own — it asks overlay members on
 // distinct addresses and tells no NAT, a cone (endpoint-independent) and a symmetric mapping apart.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Agent } from '../../agent/daemon.js';
@@ -11,6 +11,9 @@ import { MemoryNat } from '../../agent/nat/memory-nat.js';
 import { generateIdentity } from '../../agent/idloc/identity.js';
 
 const silent = pino({ level: 'silent' });
+// The overlay's and the memory network's timers are unref'd: keep the event loop alive while tests wait.
+const keepAlive = setInterval(() => undefined, 1000);
+after(() => clearInterval(keepAlive));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function agentOn(socket: MemorySocket, i: number, bootstrap?: string): Agent {
@@ -54,6 +57,13 @@ for (const kind of ['none', 'cone', 'symmetric'] as const) {
       assert.equal(r.filtering, 'unknown', 'agents have one address: filtering cannot be measured against them');
       const after = s1.status().counters.stun;
       assert.ok(JSON.stringify(after) !== JSON.stringify(before), 's1 answered as a STUN server');
+      // s2, public by its own netcheck, advertised STUN in the overlay: others find it there.
+      let found: string[] = [];
+      for (let i = 0; i < 100 && !found.includes('203.0.113.2:4500'); i++) {
+        found = (await x.providers('stun')).map((e) => `${e.address}:${e.port}`);
+        if (!found.includes('203.0.113.2:4500')) await sleep(20);
+      }
+      assert.ok(found.includes('203.0.113.2:4500'), `s2 advertises stun: ${JSON.stringify(found)}`);
       // Explicit servers override the overlay's.
       const only = await x.netcheck([{ address: '203.0.113.2', port: 4500 }]);
       assert.equal(only.servers.length, 1);

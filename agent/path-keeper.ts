@@ -1,0 +1,92 @@
+// Keeps paths current: this host's view of its NAT, and each overlay peer's path.
+//
+//   checkNat (after joining, on address changes, every NETCHECK_INTERVAL_MS):
+//     netcheck against --stun servers and overlay members on distinct addresses (more from the overlay's
+//     "stun" service records when fewer than two) -> our srflx candidate; behind a NAT: RENDEZVOUS_COUNT
+//     rendezvous nodes with keepalives, named in the locator; reachable as we are: advertise "stun".
+//   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
+//     tunnel. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a direct pair
+//     replaces the current path (a working relay is never traded for nothing).
+import type { Logger } from 'pino';
+import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT } from './constants.js';
+import type { AgentOverlay } from './agent-overlay.js';
+import type { OverlayPeer } from './idloc/peer-map.js';
+import type { NetcheckReport } from './nat/netcheck.js';
+import { endpointKey, type Endpoint } from './nat/socket.js';
+import type { Candidate, LocatorRecord } from './overlay/records.js';
+import type { PathChoice, Traversal } from './traversal.js';
+
+export interface PathKeeperOptions {
+  overlay: AgentOverlay;
+  traversal: Traversal;
+  logger: Logger;
+  stunServers: Endpoint[];
+  netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
+  /** Point the peer's tunnel at this endpoint and handshake. */
+  setEndpoint: (peer: OverlayPeer<unknown>, e: Endpoint) => void;
+  /** The peer is still ours (not removed, agent not closed). */
+  alive: (peer: OverlayPeer<unknown>) => boolean;
+}
+
+export class PathKeeper {
+  private readonly paths = new Map<OverlayPeer<unknown>, PathChoice>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly o: PathKeeperOptions) {}
+
+  /** How the peer's endpoint was chosen (status says it). */
+  choice(peer: OverlayPeer<unknown>): PathChoice | undefined {
+    return this.paths.get(peer);
+  }
+
+  async checkNat(): Promise<void> {
+    const { overlay, traversal } = this.o;
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.checkNat(), NETCHECK_INTERVAL_MS);
+    this.timer.unref?.();
+    let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
+    // Telling cone from symmetric takes two servers on different addresses: ask the overlay for more.
+    if (new Set(servers.map((e) => e.address)).size < 2) servers = [...servers, ...await overlay.providers('stun').catch(() => [])];
+    if (servers.length === 0) return; // the first node, alone: nobody to ask
+    const r = await this.o.netcheck(servers).catch(() => undefined);
+    if (!r || this.closed) return;
+    const was = traversal.behindNat;
+    traversal.setNetcheck(r);
+    overlay.node.setRendezvousCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
+    overlay.addressesChanged();
+    // Reachable as we are: offer STUN to the overlay (every agent answers it; this makes us findable).
+    if (r.behindNat === false) void overlay.advertise('stun', traversal.candidates().filter((c) => c.type === 0) as Candidate[]);
+    if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
+  }
+
+  /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. */
+  traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, retry = 0): void {
+    void this.o.traversal.reach(locator).then((choice) => {
+      if (this.closed || !this.o.alive(peer)) return;
+      const had = this.paths.get(peer);
+      if (retry > 0 && choice.how !== 'ice') { this.retryDirect(peer, retry + 1); return; }
+      this.paths.set(peer, choice);
+      this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
+      if (choice.endpoint) this.o.setEndpoint(peer, choice.endpoint);
+      if (choice.how !== 'ice' && choice.how !== 'locator') this.retryDirect(peer, retry + 1);
+    }).catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'));
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+  }
+
+  private retryDirect(peer: OverlayPeer<unknown>, attempt: number): void {
+    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS * 2 ** Math.min(attempt - 1, 8));
+    const t = setTimeout(() => {
+      if (this.closed || !this.o.alive(peer)) return;
+      void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
+        .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, attempt); else this.retryDirect(peer, attempt + 1); })
+        .catch(() => this.retryDirect(peer, attempt + 1));
+    }, delay);
+    t.unref?.();
+  }
+}
