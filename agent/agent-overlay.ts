@@ -118,10 +118,9 @@ export class AgentOverlay {
     return { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4: 0, locator: loc };
   }
 
-  /** Where the key's locator says it is now (a peer that went silent at its old endpoint). */
-  async locate(publicKey: Uint8Array): Promise<Endpoint | undefined> {
-    const loc = await this.node.resolveNodeId(nodeIdFromPublicKey(publicKey));
-    return loc ? locatorEndpoint(loc) : undefined;
+  /** The key's current locator (a peer that went silent at its old endpoint). */
+  locate(publicKey: Uint8Array): Promise<LocatorRecord | undefined> {
+    return this.node.resolveNodeId(nodeIdFromPublicKey(publicKey));
   }
 
   ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {

@@ -240,6 +240,10 @@ export const ICE_RELAY_TIMEOUT_MS = 2_000;
  *  uplink) and a relay costs latency and the relay's bandwidth. */
 export const ICE_DIRECT_RETRY_MS = 30_000;
 export const ICE_DIRECT_RETRY_MAX_MS = 10 * 60_000;
+/** A relayed ICE pair that answers first waits this long for a direct pair to answer too: a direct pair's
+ *  checks can trail by a round trip and a retransmission (50 ms), and a relay costs latency for the
+ *  tunnel's whole life, so a short wait is worth it. */
+export const ICE_RELAY_GRACE_MS = 250;
 /** A failed or lost TURN allocation is tried again after this long (the server may be restarting). */
 export const TURN_REALLOCATE_RETRY_MS = 10_000;
 /** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */

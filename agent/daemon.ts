@@ -24,6 +24,7 @@ import { verifyPuzzle } from './overlay/puzzle.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal } from './traversal.js';
+import { locatorEndpoint } from './overlay/node.js';
 import { PathKeeper } from './path-keeper.js';
 import { TurnRelay, type TurnConfig } from './relay.js';
 import { latencyMs, pathReason, type AgentStatus, type DemuxStats, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
@@ -104,7 +105,7 @@ export class Agent {
       send: (bytes, to) => this.routed.send(bytes, to), software: 'idloc',
       passwordFor: (u) => this.ice.passwordFor(u), onCheck: (r) => this.ice.onCheck(r),
     });
-    this.ice = new IceAgent(this.stun);
+    this.ice = new IceAgent(this.stun, (e) => this.relay?.relays(e) === true);
     const addr = { selfIpv4: identity.ipv4, selfIpv6: identity.ipv6, mtu: tap.mtu, writer };
     if (o.overlay) {
       const ov = o.overlay;
@@ -281,9 +282,18 @@ export class Agent {
     const peer = this.byTunnel.get(tp);
     if (!peer || !this.overlay || this.relocating.has(peer)) return;
     this.relocating.add(peer);
-    void this.overlay.locate(peer.publicKey).then((endpoint) => {
-      if (this.closed || !endpoint) return;
+    void this.overlay.locate(peer.publicKey).then((loc) => {
+      if (this.closed || !loc) return;
       this.overlayPeers.relocated++;
+      // Behind a NAT (rendezvous in its locator): its host candidates are private addresses; only Attach +
+      // ICE finds the way in again. Otherwise its best candidate is where it listens.
+      if ((loc.value?.rendezvous.length ?? 0) > 0 && this.pathKeeper) {
+        this.o.logger.info({ peer: peer.nodeIdHex }, 'peer silent at its endpoint; attaching through its rendezvous again');
+        this.pathKeeper.traverse(peer, loc);
+        return;
+      }
+      const endpoint = locatorEndpoint(loc);
+      if (!endpoint) return;
       this.o.logger.info({ peer: peer.nodeIdHex, endpoint: endpointKey(endpoint) }, 'peer silent at its endpoint; trying where the overlay says it is');
       this.tunnels.setEndpoint(tp, endpoint);
     }).catch(() => undefined).finally(() => this.relocating.delete(peer));

@@ -6,14 +6,17 @@
 // at a 65000-byte inner MTU, ping RTT (50 x 10 ms), time from agent start to the first ping reply, the
 // first ping's RTT through a fresh tunnel (handshake included), handover time after an address change,
 // and the agents' RSS idle and under load; then overlay-only agents (--bootstrap, no --peer) for the
-// first packet to a never-contacted peer, lookup included (bench-overlay.ts), and the lookup simulation.
-// Total about three minutes.
+// first packet to a never-contacted peer, lookup included (bench-overlay.ts); agents behind NAT routers in
+// a second lab (bench-nat.ts: first packet through two NATs, plain vs direct vs TURN-relayed path); and the
+// lookup simulation. Total about five minutes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { resolve } from 'node:path';
 import { Lab, type LabProcess } from '../test/integration/lab.js';
 import { runSimulation, type SimResults } from '../agent/overlay/sim.js';
 import { overlayBench, type OverlayBenchResult } from './bench-overlay.js';
+import { natBench, natTable, type NatBenchResult } from './bench-nat.js';
+import { turnserverPath } from '../test/integration/coturn.js';
 import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
 } from '../test/integration/agents.js';
@@ -271,6 +274,10 @@ async function main(): Promise<void> {
       process.stderr.write('bench: overlay agents, first packet to a never-contacted peer...\n');
       overlay = await overlayBench(lab, ['c', 'd', 'e']);
     }
+    // Agents behind NAT routers, in a lab of their own (bench-nat.ts creates and destroys it).
+    let nat: NatBenchResult | undefined;
+    if (cliBuilt() && turnserverPath()) nat = await natBench({ seconds: args.seconds });
+    else process.stderr.write('bench: NAT part skipped (CLI not built or coturn not installed)\n');
     // Lookups at scale: a discrete-event simulation of the same
     // routing-table, RPC and lookup code, 10-50 ms links; without churn and with 30% churn + 5% loss.
     const sim: SimResults[] = [];
@@ -282,6 +289,7 @@ async function main(): Promise<void> {
     }
     const results = {
       overlay: overlay ?? null,
+      nat: nat ?? null,
       overlaySimulation: sim,
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
@@ -297,6 +305,7 @@ async function main(): Promise<void> {
     };
     process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
     if (overlay) process.stdout.write(`${overlayTable(overlay)}\n\n`);
+    if (nat) process.stdout.write(`${natTable(nat)}\n\n`);
     if (sim.length) process.stdout.write(`${simTable(sim)}\n\n`);
     const out = resolve(args.out);
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');

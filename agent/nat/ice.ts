@@ -11,7 +11,9 @@
 //     2. a check that arrives from an address we are not checking yet (the other side's NAT mapped it
 //        elsewhere: a peer-reflexive candidate) gets a triggered check back to that address.
 //     3. the controlling side (the offerer) uses aggressive nomination (USE-CANDIDATE on every check); the
-//        first check that succeeds selects its pair, and start() resolves with the remote endpoint. The
+//        first direct pair whose check succeeds is selected, and start() resolves with the remote endpoint.
+//        A relayed pair (the peer's relayed candidate, or an address reached through our TURN relay) that
+//        answers first is held for ICE_RELAY_GRACE_MS, in case a direct pair answers too. The
 //        controlled side resolves with the pair the controller nominated (a verified check carrying
 //        USE-CANDIDATE that we answered), or with its own first success.
 //     4. nothing within ICE_DIRECT_TIMEOUT_MS: start() resolves undefined ("no direct path"), while the
@@ -19,7 +21,8 @@
 //   Incoming checks reach us through StunEndpoint's passwordFor/onCheck hooks: USERNAME "ours:theirs" picks
 //   the session; sessions linger ICE_SESSION_LINGER_MS after they finish to keep answering.
 import {
-  ICE_CHECK_MAX_TRANSMITS, ICE_CHECK_PACING_MS, ICE_CHECK_RTO_MS, ICE_DIRECT_TIMEOUT_MS, ICE_MAX_SESSIONS, ICE_SESSION_LINGER_MS,
+  ICE_CHECK_MAX_TRANSMITS, ICE_CHECK_PACING_MS, ICE_CHECK_RTO_MS, ICE_DIRECT_TIMEOUT_MS, ICE_MAX_SESSIONS, ICE_RELAY_GRACE_MS,
+  ICE_SESSION_LINGER_MS,
 } from '../constants.js';
 import { candidatePriority, IceCandidateType, newCredentials, type IceCandidate } from './attach.js';
 import { endpointKey, type Endpoint } from './socket.js';
@@ -54,6 +57,8 @@ export class IceSession {
   private readonly checking = new Set<string>();
   private result: IceResult | undefined;
   private nominated: IceResult | undefined;
+  /** A relayed pair that answered, held back for ICE_RELAY_GRACE_MS in case a direct one does too. */
+  private fallback: IceResult | undefined;
   private settle: ((r: IceResult | undefined) => void) | undefined;
   private done = false;
   /** A success after start() resolved without one (the relay fallback may then move back to direct). */
@@ -71,7 +76,7 @@ export class IceSession {
     if (this.remote) throw new Error('ICE session already started');
     this.remote = remote;
     const p = new Promise<IceResult | undefined>((resolve) => { this.settle = resolve; });
-    const timer = setTimeout(() => this.finish(undefined), timeoutMs);
+    const timer = setTimeout(() => this.finish(this.fallback), timeoutMs);
     timer.unref?.();
     const sorted = remote.candidates.slice().sort((a, b) => b.priority - a.priority);
     sorted.forEach((c, i) => {
@@ -112,8 +117,16 @@ export class IceSession {
       if (o.kind !== 'success') return;
       this.agent.stats.checksSucceeded++;
       const r: IceResult = { remote: { address: c.address, port: c.port }, rttMs: o.rttMs, type };
-      if (!this.done) this.finish(r);
-      else if (!this.result) { this.result = r; this.onLateSuccess?.(r); }
+      const relayed = type === IceCandidateType.Relay || this.agent.relayed(r.remote);
+      if (this.done) { if (!this.result) { this.result = r; this.onLateSuccess?.(r); } return; }
+      if (!relayed) { this.finish(r); return; }
+      // A relayed pair answered: give direct pairs ICE_RELAY_GRACE_MS to answer too, since they are better
+      // (lower latency, no relay bandwidth) and their checks may simply be a round trip behind.
+      if (!this.fallback) {
+        this.fallback = r;
+        const t = setTimeout(() => this.finish(this.fallback), ICE_RELAY_GRACE_MS);
+        t.unref?.();
+      }
     });
   }
 
@@ -134,7 +147,8 @@ export class IceAgent {
   };
   private readonly sessions = new Map<string, IceSession>();
 
-  constructor(readonly stun: StunEndpoint) {}
+  /** `relayed(e)`: traffic to e goes through our TURN relay (such a pair is used only if no direct one answers). */
+  constructor(readonly stun: StunEndpoint, readonly relayed: (e: Endpoint) => boolean = () => false) {}
 
   newSession(controlling: boolean): IceSession {
     if (this.sessions.size >= ICE_MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
