@@ -368,7 +368,13 @@ export class Agent {
 
   private onDatagram(msg: Buffer, from: Endpoint): void {
     this.demux.datagrams++;
-    if (this.relay?.fromServer(from)) { this.relay.handleDatagram(msg, from); return; }
+    const relay = this.relay;
+    if (relay) {
+      if (relay.fromServer(from)) { relay.handleDatagram(msg, from); return; }
+      // STUN checks and handshakes that reach the socket itself prove a direct path (not per data packet).
+      const b = msg[0];
+      if (b !== undefined && (b < 4 || b === 0xc1 || b === 0xc2)) relay.noteDirect(from);
+    }
     this.dispatch(msg, from);
   }
 

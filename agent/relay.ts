@@ -9,9 +9,16 @@
 //             a channel is bound, Send indications before); everything else goes straight out the socket.
 //   Marking by arrival is what makes ICE work through the relay: the other side's checks to our relayed
 //   candidate arrive through it, our answers and triggered checks go back through it, and the pair ICE
-//   selects then carries the tunnel the same way.
+//   selects then carries the tunnel the same way. But an address we also hear from directly (its STUN
+//   checks or handshakes reach our socket without the relay) is reached directly: behind a cone NAT the
+//   peer's checks to our relayed candidate come from the same public mapping as its direct ones, and a
+//   direct path must never be carried by the relay just because the relay also works.
 import type { Logger } from 'pino';
 import { TURN_REALLOCATE_RETRY_MS } from './constants.js';
+
+/** Addresses remembered as directly reachable; on overflow the set starts over (they are re-learnt from
+ *  the next check or handshake), which bounds memory against a flood of spoofed sources. */
+const RELAY_DIRECT_MAX = 4096;
 import { candidatePriority, IceCandidateType, type IceCandidate } from './nat/attach.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
 import { TurnClient, type TurnAllocation } from './nat/turn-client.js';
@@ -29,6 +36,8 @@ export interface RelayStatus {
 export class TurnRelay {
   readonly client: TurnClient;
   private readonly viaRelay = new Set<string>();
+  /** Addresses heard from directly (STUN or handshakes on our own socket): never routed via the relay. */
+  private readonly direct = new Set<string>();
   private readonly binding = new Set<string>();
   private allocation: TurnAllocation | undefined;
   private error: string | null = null;
@@ -42,6 +51,7 @@ export class TurnRelay {
       send: (b, to) => socket.send(b, to),
     });
     this.client.onData = (from, bytes) => {
+      if (this.viaRelay.size >= RELAY_DIRECT_MAX) this.viaRelay.clear();
       this.viaRelay.add(endpointKey(from));
       deliver(bytes, from);
     };
@@ -78,13 +88,20 @@ export class TurnRelay {
 
   /** Is traffic to this address going through the relay? */
   relays(to: Endpoint): boolean {
-    return this.viaRelay.has(endpointKey(to));
+    const key = endpointKey(to);
+    return this.viaRelay.has(key) && !this.direct.has(key);
+  }
+
+  /** A STUN message or handshake from `from` reached our socket without the relay. */
+  noteDirect(from: Endpoint): void {
+    if (this.direct.size >= RELAY_DIRECT_MAX) this.direct.clear();
+    this.direct.add(endpointKey(from));
   }
 
   /** Send through the relay if `to` is reached that way; false: send it directly. */
   send(bytes: Uint8Array, to: Endpoint): boolean {
     const key = endpointKey(to);
-    if (!this.viaRelay.has(key)) return false;
+    if (!this.viaRelay.has(key) || this.direct.has(key)) return false;
     this.client.sendTo(to, bytes);
     // A channel makes every later datagram 4 bytes of header instead of a 36-byte Send indication.
     if (this.client.channelOf(to) === undefined && !this.binding.has(key)) {

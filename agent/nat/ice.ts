@@ -59,6 +59,8 @@ export class IceSession {
   private nominated: IceResult | undefined;
   /** A relayed pair that answered, held back for ICE_RELAY_GRACE_MS in case a direct one does too. */
   private fallback: IceResult | undefined;
+  /** Sources of checks that arrived before start(): triggered checks once we know the remote pwd. */
+  private readonly early: Endpoint[] = [];
   private settle: ((r: IceResult | undefined) => void) | undefined;
   private done = false;
   /** A success after start() resolved without one (the relay fallback may then move back to direct). */
@@ -83,6 +85,11 @@ export class IceSession {
       const t = setTimeout(() => this.check(c, c.type), i * ICE_CHECK_PACING_MS);
       t.unref?.();
     });
+    for (const e of this.early) {
+      const listed = remote.candidates.find((c) => c.address === e.address && c.port === e.port);
+      this.agent.stats.triggered++;
+      this.check(e, listed ? listed.type : IceCandidateType.Prflx);
+    }
     if (this.nominated) this.finish(this.nominated); // the controller's nomination beat our start
     return p.finally(() => clearTimeout(timer));
   }
@@ -90,7 +97,11 @@ export class IceSession {
   /** A verified check from the other side (StunEndpoint calls this via the agent). */
   handleCheck(req: IncomingCheck): CheckReply {
     this.agent.stats.checksAnswered++;
-    if (this.remote && !this.checking.has(endpointKey(req.from))) {
+    if (!this.remote) {
+      // The other side started first (the answerer checks as soon as it has our offer): check back there as
+      // soon as we start, instead of waiting for its next retransmission.
+      if (this.early.length < 16 && !this.early.some((e) => e.address === req.from.address && e.port === req.from.port)) this.early.push({ ...req.from });
+    } else if (!this.checking.has(endpointKey(req.from))) {
       // A triggered check back to where the other side's check came from: its NAT mapped it there (one of
       // its listed candidates, typically the srflx one, or else a new, peer-reflexive address).
       this.agent.stats.triggered++;

@@ -10,15 +10,20 @@
 // sent to.
 //
 // The matrix runs twice: routers that drop unsolicited inbound packets (home routers, the lab's default),
-// and bare MASQUERADE routers (dropUnsolicited: false). In the bare run a peer's early check can leave a
-// conntrack entry on a router that makes its own later check leave from another port (the NAT then acts
-// symmetric for that pair), so a cone pair may fail to punch: there every pair must ping and have a path,
-// and 'direct' is asserted only where it held in every run (BARE_DIRECT_RELIABLE); the rest is reported.
-// Finally a host whose UDP is blocked to everything but the relay still reaches a cone peer, relayed.
+// and bare MASQUERADE routers (dropUnsolicited: false). On a bare router a peer's early packet can leave a
+// conntrack entry that makes the host's own later packet to that peer leave from another port (the NAT
+// then acts symmetric for that pair), so a cone pair may fail to punch: there every pair must ping and have
+// a path, 'relayed' is asserted where no direct path can exist, 'direct' only where it held in every run
+// (bareDirectReliable); the rest is reported in the table.
+// Finally blk, a cone host whose UDP is blocked to everything but the relay's address, reaches a cone
+// peer, relayed. It joins the overlay through an agent on the relay host (the one address it can reach);
+// that agent is in both runs, so both labs are the same.
 //
-// Pairs run 4 at a time, no host in two pairs at once (a round-robin schedule: 7 rounds of 4), so a
-// result belongs to one pair. Results are collected first and printed as a table (stderr); then one test
-// per pair asserts on them, each failure with both sides' status and both agents' last log lines.
+// Pairs run 4 at a time, no host in two pairs at once (a round-robin schedule: 7 rounds of 4, the first
+// host of each pair sends first), so a result belongs to one pair. Results are collected first and
+// printed as a table (stderr); then one test per pair asserts on them, each failure (marked "AGENT
+// MISBEHAVES?") with the pings, both sides' status (peer entry, NAT verdict, relay, ICE counters) and
+// both agents' last log lines.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { INTERNET_PREFIX, Lab, type ExecResult, type NatType, type SshServer } from './lab.js';
@@ -51,10 +56,16 @@ function directPossible(x: NatType, y: NatType): boolean {
   return x !== 'symmetric' && y !== 'symmetric';
 }
 
-/** Bare MASQUERADE routers: the pairs whose direct path held in every one of our runs (the others that
- *  can be direct may end up relayed after a conntrack clash; they must still have a path). */
-function bareDirectReliable(x: NatType, y: NatType): boolean {
-  return x === 'none' || y === 'none';
+/** Bare MASQUERADE routers: the pairs whose direct path held in every run we made — a host that starts
+ *  towards a public ('none') host. It sends its handshake straight to the locator's address (no Attach,
+ *  no ICE), and a conntrack clash on its router only changes the public port, which the public host does
+ *  not filter. Every other pair that can be direct went through ICE, and a clash can defeat its checks
+ *  (in runs without --turn, bare routers left cone-cone, cone-CGNAT and CGNAT-CGNAT pairs with no path,
+ *  netcheck called the cone NATs symmetric, and a public host starting towards a cone or symmetric peer
+ *  saw its checks fail): those must have a path, direct or relayed, and the table reports which.
+ *  `starter` is the side that sends first. */
+function bareDirectReliable(_starter: NatType, other: NatType): boolean {
+  return other === 'none';
 }
 
 /** Round-robin (circle method): n-1 rounds of n/2 pairs, every pair once, no host twice in a round. The
@@ -74,6 +85,7 @@ function rounds(hosts: readonly string[]): [string, string][][] {
   }
   return out;
 }
+const SCHEDULE = rounds(MATRIX.map((m) => m.name));
 
 interface PairResult {
   a: string;
@@ -256,14 +268,15 @@ class MatrixLab {
 
   async runMatrix(expectFor: (a: string, b: string) => Path | 'any'): Promise<PairResult[]> {
     const results: PairResult[] = [];
-    for (const round of rounds(MATRIX.map((m) => m.name))) {
+    for (const round of SCHEDULE) {
       results.push(...await Promise.all(round.map(([a, b]) => this.runPair(a, b, expectFor(a, b)))));
     }
     return results;
   }
 }
 
-function matrixTests(title: string, drop: boolean, expectFor: (x: NatType, y: NatType) => Path | 'any',
+/** `expectFor(starter, other)`: what must hold for a pair whose first host sends first. */
+function matrixTests(title: string, drop: boolean, expectFor: (starter: NatType, other: NatType) => Path | 'any',
   extraTests?: (m: MatrixLab) => void): void {
   describe(title, { skip, timeout: 150_000 }, () => {
     const m = new MatrixLab();
@@ -285,8 +298,9 @@ function matrixTests(title: string, drop: boolean, expectFor: (x: NatType, y: Na
 
     for (const [i, x] of MATRIX.entries()) {
       for (const y of MATRIX.slice(i + 1)) {
-        const want = expectFor(x.nat, y.nat);
-        it(`${x.name} (${x.nat}) <-> ${y.name} (${y.nat}): pings both ways, ssh, path ${want === 'any' ? 'direct or relayed' : want}`, () => {
+        const [a, b] = SCHEDULE.flat().find(([p, q]) => (p === x.name && q === y.name) || (p === y.name && q === x.name))!;
+        const want = expectFor(natOf(a), natOf(b));
+        it(`${a} (${natOf(a)}) starts, ${b} (${natOf(b)}): pings both ways, ssh, path ${want === 'any' ? 'direct or relayed' : want}`, () => {
           const r = results.find((q) => (q.a === x.name && q.b === y.name) || (q.a === y.name && q.b === x.name));
           assert.ok(r, 'the pair did not run (see the first test of this group)');
           const tag = `${r.a} -> ${r.b} (${natOf(r.a)} x ${natOf(r.b)}, ${drop ? 'routers drop unsolicited' : 'bare MASQUERADE'})`;
