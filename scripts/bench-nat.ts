@@ -16,8 +16,8 @@ import { startCoturn } from '../test/integration/coturn.js';
 import {
   agentStatus, createAgent, logTails, startOverlayAgent, stopAgent, waitOverlayReady, type AgentStatus, type TestAgent,
 } from '../test/integration/agents.js';
+import { iperf, mean, median, ping, sleep, type PingStats } from './bench-util.js';
 
-interface PingStats { sent: number; received: number; minMs: number; avgMs: number; medianMs: number; maxMs: number }
 interface Measured { tcpMbit: { forward: number[]; reverse: number[] }; ping: PingStats }
 
 export interface NatPath extends Measured {
@@ -58,28 +58,6 @@ export interface NatBenchResult {
 
 type Status = AgentStatus & { overlay?: { rendezvous?: string[] }; nat?: { summary?: string } | null; relay?: { relayed?: string | null } | null };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-
-async function ping(lab: Lab, from: string, to: string, count = 50): Promise<PingStats> {
-  const r = await lab.exec(from, ['ping', '-c', String(count), '-i', '0.01', '-W', '1', to], { allowFail: true, timeoutMs: 30_000 });
-  const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-  if (times.length === 0) throw new Error(`no ping replies ${from} -> ${to}: ${r.stdout}${r.stderr}`);
-  return { sent: count, received: times.length, minMs: Math.min(...times), avgMs: mean(times), medianMs: median(times), maxMs: Math.max(...times) };
-}
-
-async function iperf(lab: Lab, from: string, to: string, seconds: number, reverse: boolean): Promise<number> {
-  const args = ['iperf3', '-c', to, '-t', String(seconds), '-J', '--connect-timeout', '3000', ...(reverse ? ['-R'] : [])];
-  const r = await lab.exec(from, args, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
-  let j: { end?: { sum_received?: { bits_per_second: number } }; error?: string };
-  try { j = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 ${from} -> ${to}: ${r.stderr || r.stdout}`); }
-  if (j.error || !j.end?.sum_received) throw new Error(`iperf3 ${from} -> ${to}: ${j.error ?? 'no result'}`);
-  return j.end.sum_received.bits_per_second / 1e6;
-}
 
 /** Ping RTT, then iperf3 both ways, from `from` to the server at `to` (already listening). */
 async function measure(lab: Lab, from: string, to: string, seconds: number, runs: number): Promise<Measured> {

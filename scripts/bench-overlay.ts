@@ -7,6 +7,7 @@ import type { Lab } from '../test/integration/lab.js';
 import {
   agentStatus, createAgent, startOverlayAgent, stopAgent, waitOverlayReady, type TestAgent,
 } from '../test/integration/agents.js';
+import { median } from './bench-util.js';
 
 export interface OverlayBenchResult {
   /** ping RTT of the first packet to a never-contacted peer, lookup and handshake included. */
@@ -18,10 +19,6 @@ export interface OverlayBenchResult {
   samples: number;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 export async function overlayBench(lab: Lab, hosts: [string, string, string], samples = 3): Promise<OverlayBenchResult> {
   const [c, d, e] = await Promise.all(hosts.map((h) => createAgent(lab, h))) as [TestAgent, TestAgent, TestAgent];

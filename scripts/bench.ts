@@ -20,6 +20,7 @@ import { turnserverPath } from '../test/integration/coturn.js';
 import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
 } from '../test/integration/agents.js';
+import { iperf, mean, ping, sleep, type PingStats } from './bench-util.js';
 
 interface Args { out: string; seconds: number; runs: number; simNodes: number[] }
 
@@ -47,37 +48,10 @@ function usage(msg: string): never {
   process.exit(2);
 }
 
-interface PingStats { sent: number; received: number; minMs: number; avgMs: number; medianMs: number; maxMs: number }
 interface PathResult { tcpMbit: { forward: number[]; reverse: number[] }; ping: PingStats }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-
-async function ping(lab: Lab, from: string, to: string, count = 50): Promise<PingStats> {
-  const args = ['ping', ...(to.includes(':') ? ['-6'] : []), '-c', String(count), '-i', '0.01', '-W', '1', to];
-  const r = await lab.exec(from, args, { allowFail: true, timeoutMs: 30_000 });
-  const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-  if (times.length === 0) throw new Error(`no ping replies from ${to}: ${r.stdout}${r.stderr}`);
-  return {
-    sent: count, received: times.length, minMs: Math.min(...times), avgMs: mean(times),
-    medianMs: median(times), maxMs: Math.max(...times),
-  };
-}
 
 /** One iperf3 TCP run from `from` to the server at `to`; reverse = the server sends. Returns Mbit/s received. */
-async function iperf(lab: Lab, from: string, to: string, seconds: number, reverse: boolean): Promise<number> {
-  const args = ['iperf3', '-c', to, '-t', String(seconds), '-J', '--connect-timeout', '3000', ...(reverse ? ['-R'] : [])];
-  const r = await lab.exec(from, args, { allowFail: true, timeoutMs: (seconds + 20) * 1000 });
-  let j: { end?: { sum_received?: { bits_per_second: number } }; error?: string };
-  try { j = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 to ${to}: ${r.stderr || r.stdout}`); }
-  if (j.error || !j.end?.sum_received) throw new Error(`iperf3 to ${to}: ${j.error ?? 'no result'}`);
-  return j.end.sum_received.bits_per_second / 1e6;
-}
-
 async function tcpBothWays(lab: Lab, to: string, a: Args, during?: () => void): Promise<PathResult['tcpMbit']> {
   const res = { forward: [] as number[], reverse: [] as number[] };
   for (const reverse of [false, true]) {
