@@ -50,6 +50,8 @@ export interface AgentOptions {
     /** This host's underlay endpoints to publish (default: the socket's local address). */
     candidates?: () => Endpoint[];
     puzzleDifficulty?: number;
+    /** First retry for a direct path while relayed or pathless (ICE_DIRECT_RETRY_MS; tests shorten it). */
+    directRetryMs?: number;
   };
   /** STUN servers for our netcheck, besides overlay members. */
   stunServers?: Endpoint[];
@@ -125,6 +127,7 @@ export class Agent {
       const traversal = this.traversal;
       this.pathKeeper = new PathKeeper({
         overlay, traversal, logger: o.logger.child({ layer: 'nat' }), stunServers: o.stunServers ?? [],
+        ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         netcheck: (servers) => this.netcheck(servers),
         setEndpoint: (peer, e) => { this.tunnels.setEndpoint(peer.link as TunnelPeer, e); this.tunnels.connect(peer.link as TunnelPeer); },
         alive: (peer) => this.byTunnel.has(peer.link as TunnelPeer),

@@ -21,6 +21,8 @@ export interface PathKeeperOptions {
   traversal: Traversal;
   logger: Logger;
   stunServers: Endpoint[];
+  /** First retry for a direct path (default ICE_DIRECT_RETRY_MS). */
+  directRetryMs?: number;
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
   /** Point the peer's tunnel at this endpoint and handshake. */
   setEndpoint: (peer: OverlayPeer<unknown>, e: Endpoint) => void;
@@ -80,7 +82,7 @@ export class PathKeeper {
   }
 
   private retryDirect(peer: OverlayPeer<unknown>, attempt: number): void {
-    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS * 2 ** Math.min(attempt - 1, 8));
+    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, (this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS) * 2 ** Math.min(attempt - 1, 8));
     const t = setTimeout(() => {
       if (this.closed || !this.o.alive(peer)) return;
       void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))

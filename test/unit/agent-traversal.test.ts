@@ -1,0 +1,85 @@
+// Whole agents behind in-process NAT routers, no static peers, no relay: a cone host cannot reach a host
+// behind a symmetric NAT directly, and says so; when that host moves to a network with a cone NAT, the
+// background retry finds the direct pair that is now possible and the tunnel moves to it.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { Agent } from '../../agent/daemon.js';
+import { MemoryTap } from '../../agent/tap/memory-tap.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
+import { MemoryNat } from '../../agent/nat/memory-nat.js';
+import { generateIdentity } from '../../agent/idloc/identity.js';
+import { VIRTUAL_MAC } from '../../agent/constants.js';
+import { ipv4, refChecksum } from './packet-helpers.js';
+
+const silent = pino({ level: 'silent' });
+const keepAlive = setInterval(() => undefined, 1000);
+after(() => clearInterval(keepAlive));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Host { agent: Agent; tap: MemoryTap; sock: MemorySocket }
+
+function host(sock: MemorySocket, i: number, bootstrap?: string): Host {
+  const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 3, i) });
+  const agent = new Agent({
+    identity: generateIdentity(), tap, socket: sock, peers: [], logger: silent,
+    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, directRetryMs: 300 },
+  });
+  agent.start();
+  return { agent, tap, sock };
+}
+
+function ping(from: Host, to: Host, seq: number): Buffer {
+  const icmp = Buffer.alloc(16);
+  icmp[0] = 8; icmp.writeUInt16BE(seq, 6); icmp.writeUInt16BE(refChecksum(icmp), 2);
+  const u32 = (a: number) => Uint8Array.of(a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255);
+  const p = ipv4(icmp, { src: u32(from.agent.currentIdentity.ipv4), dst: u32(to.agent.currentIdentity.ipv4), proto: 1 });
+  const f = Buffer.alloc(14 + p.length);
+  f.set(VIRTUAL_MAC, 0); f.set(from.tap.mac, 6); f.writeUInt16BE(0x0800, 12); f.set(p, 14);
+  return f;
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+test('no direct path to a symmetric NAT is reported; after the peer moves behind a cone NAT the tunnel goes direct', async () => {
+  const net = new MemoryNetwork({ latencyMs: 1 });
+  const s1 = host(net.socket('203.0.113.1', 4500), 1);
+  const s2 = host(net.socket('203.0.113.2', 4500), 2, '203.0.113.1');
+  const coneA = new MemoryNat(net, { publicAddress: '198.51.100.20', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
+  const symB = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random', seed: 9 });
+  const coneB = new MemoryNat(net, { publicAddress: '198.51.100.22', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
+  const a = host(coneA.socket('10.1.0.2', 4500), 3, '203.0.113.1');
+  const b = host(symB.socket('10.2.0.2', 4500), 4, '203.0.113.1');
+  try {
+    const ready = (h: Host) => (h.agent.status().overlay?.rendezvous.length ?? 0) > 0 && h.agent.status().nat?.behindNat === true;
+    await until(() => ready(a) && ready(b), 8000, 'both behind NAT with rendezvous');
+    assert.equal(b.agent.status().nat?.mapping, 'endpoint-dependent');
+    const peerB = () => a.agent.status().peers.find((p) => p.publicKey === b.agent.currentIdentity.publicKeyHex);
+    a.tap.inject([ping(a, b, 1)]);
+    await until(() => /no direct path/.test(peerB()?.pathReason ?? ''), 5000, 'a to say there is no direct path');
+    assert.equal(peerB()?.path, 'none');
+
+    // b moves to a network behind a cone NAT; its agent notices (as host.ts's address watch would tell it).
+    b.sock.rebind('10.3.0.2', 4500, coneB);
+    b.agent.addressesChanged();
+    await until(() => b.agent.status().nat?.mapping === 'endpoint-independent', 5000, 'b to see its new NAT');
+    let seq = 2;
+    await until(() => {
+      if (seq % 20 === 0) a.tap.inject([ping(a, b, seq)]);
+      seq++;
+      return peerB()?.path === 'direct';
+    }, 15_000, 'the background retry to find the direct pair');
+    assert.match(peerB()!.pathReason, /^ICE: /);
+    assert.equal(peerB()!.endpoint?.split(':')[0], '198.51.100.22', 'through b\'s new public mapping');
+    const got = b.tap.written.filter((f) => f.readUInt16BE(12) === 0x0800 && f[14 + 20] === 8);
+    assert.ok(got.length > 0, 'a ping reached b over the direct path');
+  } finally {
+    await Promise.all([s1.agent.close(), s2.agent.close(), a.agent.close(), b.agent.close()]);
+  }
+});
