@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { waitFor, type ExecOptions, type ExecResult, type ExitInfo, type Lab, type LabProcess } from './lab.js';
+import type { OverlayStatus as AgentOverlayStatus } from '../../agent/agent-overlay.js';
 
 /** The built CLI, next to this file's compiled copy: dist/test/integration -> dist/agent/cli.js. */
 export const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
@@ -28,18 +29,8 @@ export interface PeerStatus extends AgentIdentity {
   [more: string]: unknown;
 }
 
-export interface OverlayStatus {
-  joined: boolean;
-  ipv4Claimed: boolean;
-  bootstraps: string[];
-  routingTableSize: number;
-  storedRecords: number;
-  ownRecords: number;
-  lookups: { count: number; empty: number; p50LatencyMs: number; p90LatencyMs: number };
-  /** Messages, contacts and records refused, by reason. */
-  rejected: Record<string, number>;
-  [more: string]: unknown;
-}
+/** The agent's own overlay status shape: the tests read what the agent really sends. */
+export type OverlayStatus = AgentOverlayStatus & { [more: string]: unknown };
 
 export interface AgentStatus {
   /** With the overlay, identity.ipv4 is the claimed address (it differs from `id`'s after a collision). */
