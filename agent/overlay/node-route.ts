@@ -29,6 +29,7 @@ import {
   RELAY_RECENT_SENDERS_MAX, RELAY_RECENT_SENDER_MS,
 } from '../constants.js';
 import { endpointKey, type Endpoint } from '../nat/socket.js';
+import { PerSourceRateLimit } from '../nat/rate-limit.js';
 import { FLAG_RESPONSE, forwardHop, idMatchesKey, isAnswer, routeSender, type OverlayMessage, type Route } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import type { FetchValue, Wire } from './node-wire.js';
@@ -71,27 +72,22 @@ interface Seen {
   at: number;
 }
 
-interface TokenBucket {
-  tokens: number;
-  at: number;
-}
-
 export class Router {
   private readonly counts = { forwarded: 0, unroutable: 0, ttlExpired: 0, loops: 0, rateLimited: 0, tooLarge: 0 };
   /** NodeID (idKey) -> where it last sent us a request from; insertion order = recency. */
   private readonly recent = new Map<string, Seen>();
-  /** Source IP -> its relay budget; insertion order = recency. */
-  private readonly buckets = new Map<string, TokenBucket>();
+  /** Each source IP's relay budget. */
+  private readonly limit: PerSourceRateLimit;
   private readonly recentMs: number;
   private readonly recentMax: number;
-  private readonly rate: number;
-  private readonly burst: number;
 
   constructor(private readonly d: RouterDeps) {
     this.recentMs = d.recentMs ?? RELAY_RECENT_SENDER_MS;
     this.recentMax = d.recentMax ?? RELAY_RECENT_SENDERS_MAX;
-    this.rate = d.ratePerSecond ?? RELAY_RATE_PER_SOURCE;
-    this.burst = d.burst ?? RELAY_BURST_PER_SOURCE;
+    this.limit = new PerSourceRateLimit({
+      ratePerSecond: d.ratePerSecond ?? RELAY_RATE_PER_SOURCE, burst: d.burst ?? RELAY_BURST_PER_SOURCE,
+      maxSources: RELAY_RATE_SOURCES_MAX, now: () => d.scheduler.now(),
+    });
   }
 
   get stats(): RouteStats {
@@ -140,7 +136,7 @@ export class Router {
    *  on the datagram's content; does not parse its body beyond the SENDER. */
   relay(b: Uint8Array, r: Route, from: Endpoint): void {
     const c = this.counts;
-    if (!this.allow(from.address)) { c.rateLimited++; return; }
+    if (!this.limit.allow(from.address)) { c.rateLimited++; return; }
     const sender = routeSender(b, r);
     if (!sender) { this.d.malformed(); return; }
     if (!idMatchesKey(sender)) { this.d.reject('sender-id-mismatch'); return; }
@@ -161,24 +157,6 @@ export class Router {
     if (!out) { c.tooLarge++; return; }
     c.forwarded++;
     this.d.send(out, to);
-  }
-
-  /** Token bucket per source IP address (not per port: a flood from many ports of one host shares one). */
-  private allow(address: string): boolean {
-    const now = this.d.scheduler.now();
-    let b = this.buckets.get(address);
-    if (b) {
-      this.buckets.delete(address);
-      b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, now - b.at) * this.rate) / 1000);
-      b.at = now;
-    } else {
-      if (this.buckets.size >= RELAY_RATE_SOURCES_MAX) this.buckets.delete(this.buckets.keys().next().value!);
-      b = { tokens: this.burst, at: now };
-    }
-    this.buckets.set(address, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
   }
 
   /** Drop expired entries from the front (insertion order = recency), and the oldest beyond the bound. */
