@@ -12,6 +12,8 @@ import type { OverlayStatus } from './agent-overlay.js';
 import type { DiscoveryStats } from './discovery.js';
 import type { PathChoice, Traversal } from './traversal.js';
 import type { RelayStatus } from './relay.js';
+import type { PeerRelayClientStats } from './nat/peer-relay-client.js';
+import type { PeerRelayServerStats } from './nat/peer-relay-server.js';
 
 export interface PeerStatus {
   nodeId: string;
@@ -23,6 +25,12 @@ export interface PeerStatus {
   source: 'static' | 'overlay';
   /** 'direct' once a handshake succeeded on the peer's endpoint; 'none' before. */
   path: 'direct' | 'relayed' | 'none';
+  /** When relayed: through a TURN server (ours or the peer's allocation) or through an overlay peer. */
+  via: 'turn' | 'peer-relay' | null;
+  /** When relayed: the relay's address. */
+  relay: string | null;
+  /** Round trip of our last handshake with the peer, on the path it took (null if the peer initiated). */
+  rttMs: number | null;
   /** Why the path is what it is, in words a user can act on. */
   pathReason: string;
   state: string;
@@ -57,6 +65,11 @@ export interface AgentStatus {
     ice: IceAgent['stats'];
     traversal: Partial<Traversal['stats']>;
     overlayPeers: OverlayPeerStats;
+    /** Paths through overlay peers that relay (client), and our relaying for others (server; null: no overlay). */
+    peerRelay: {
+      client: PeerRelayClientStats & { routes: number };
+      server: (PeerRelayServerStats & { handles: number }) | null;
+    };
   };
 }
 
@@ -66,11 +79,12 @@ export function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: 
 
 export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string): string {
   if (state === 'established') {
-    if (choice?.how === 'ice' || choice?.how === 'relay') return choice.reason;
+    if (choice?.how === 'ice' || choice?.how === 'relay' || choice?.how === 'peer-relay') return choice.reason;
     if (relayVia) return `via ${relayVia}: the peer reached us through it (no direct pair answered first)`;
     return 'handshake completed with the peer\'s endpoint';
   }
   if (choice && !choice.endpoint) return choice.reason;
+  if (choice?.how === 'peer-relay') return `no answer yet through ${choice.reason.replace(/^via /, '')}`;
   if (!endpoint) return 'no endpoint known: waiting for the peer to contact us';
   if (state === 'handshaking') return 'handshake in progress';
   return 'idle: a tunnel is set up on the first packet';

@@ -46,6 +46,7 @@ program.command('up')
   .option('--stun <host:port>', 'a STUN server for finding this host\'s public address (repeatable); overlay members are asked too',
     (v: string, acc: string[] = []) => [...acc, v])
   .option('--turn <turn:user:pass@host:port>', 'a TURN server to relay through when no direct path exists')
+  .option('--no-peer-relay', 'do not relay for overlay members behind NATs that keep this agent as a rendezvous node')
   .option('--puzzle-difficulty <bits>', 'NodeID puzzle every key of this overlay must solve; all nodes must agree (default 16)')
   .option('--config <file>', 'JSON config file; flags override it')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as unknown as string[]))

@@ -5,7 +5,8 @@
 // Config file (JSON):
 //   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
 //     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
-//     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "logLevel": "info" }
+//     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "peerRelay": true,
+//     "logLevel": "info" }
 // No bootstrap: this agent starts a new overlay (others join through it).
 import { readFileSync } from 'node:fs';
 import {
@@ -38,6 +39,8 @@ export interface Config {
   turn: TurnConfig | undefined;
   /** Leading zero bits of the NodeID puzzle this overlay asks of every key (all its nodes must agree). */
   puzzleDifficulty: number;
+  /** Relay tunnel datagrams for overlay members that keep us as a rendezvous node (--no-peer-relay: off). */
+  peerRelay: boolean;
   logLevel: LogLevel;
 }
 
@@ -53,11 +56,13 @@ export interface RawOptions {
   puzzleDifficulty?: string | number | undefined;
   turn?: string | undefined;
   stun?: string[] | undefined;
+  /** commander's --no-peer-relay: false when given, undefined (or true) otherwise. */
+  peerRelay?: boolean | undefined;
   logLevel?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'stun', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'stun', 'peerRelay', 'logLevel']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -77,6 +82,7 @@ export function loadConfig(flags: RawOptions): Config {
     turn: parseTurn(flags.turn ?? str(file.turn, 'turn', flags.config), where('turn', 'turn')),
     puzzleDifficulty: checkInt(flags.puzzleDifficulty ?? file.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY, 0, PUZZLE_MAX_DIFFICULTY,
       where('puzzleDifficulty', 'puzzle-difficulty'), `a puzzle difficulty in bits (0-${PUZZLE_MAX_DIFFICULTY})`),
+    peerRelay: flags.peerRelay === false ? false : bool(file.peerRelay, 'peerRelay', flags.config) ?? true,
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
   };
 }
@@ -140,6 +146,12 @@ function checkInt(v: unknown, min: number, max: number, where: string, what: str
   const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${where}: ${JSON.stringify(v)} is not ${what}`);
   return n;
+}
+
+function bool(v: unknown, key: string, file: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw new ConfigError(`${file}: "${key}" must be true or false`);
+  return v;
 }
 
 /** "turn:USER:PASS@HOST:PORT" (the "turn:" is optional; PORT defaults to 3478). */

@@ -246,6 +246,30 @@ export const ICE_DIRECT_RETRY_MAX_MS = 10 * 60_000;
 export const ICE_RELAY_GRACE_MS = 250;
 /** A failed or lost TURN allocation is tried again after this long (the server may be restarting). */
 export const TURN_REALLOCATE_RETRY_MS = 10_000;
+/** The TURN client checks its server this often (a Binding request): a NAT mapping towards the server must
+ *  not idle out (the same ~30 s as RENDEZVOUS_KEEPALIVE_MS), and a server that stopped answering is noticed
+ *  within about this plus TURN's retransmissions (~7.5 s), so peers carried by it move to another path. */
+export const TURN_KEEPALIVE_MS = 10_000;
+
+// ---- Relaying through an overlay peer (agent/nat/peer-relay-*.ts) ---------------------------------------
+
+/** Largest payload of a peer relay frame: the frame (22 bytes of header at most) must fit one UDP datagram
+ *  (65,507 bytes over IPv4); tunnel datagrams are the TAP MTU plus 32 bytes. */
+export const PEER_RELAY_MAX_PAYLOAD = 65_507 - 22;
+/** Bytes per second one source IP address may have relayed through us, and its burst: a peer relay is the
+ *  last resort (both sides behind NATs no check gets through, no TURN server), so it carries an ssh session
+ *  or a call (~100 kbit/s) many times over, while a relay node cannot be made to spend more than ~32 Mbit/s
+ *  of its uplink per source. Over the limit: dropped and counted, as a congested link would. */
+export const PEER_RELAY_RATE_BYTES = 4 * 1024 * 1024;
+export const PEER_RELAY_BURST_BYTES = 1024 * 1024;
+/** Senders a relay names by handle at once (least recently used forgotten first: its next frame gets a new
+ *  handle, and the tunnel inside roams to it on the next authenticated packet). */
+export const PEER_RELAY_HANDLES_MAX = 4_096;
+/** A handle unused this long is forgotten: tunnels send a keepalive well within it (KEEPALIVE_INTERVAL_MS). */
+export const PEER_RELAY_HANDLE_IDLE_MS = 180_000;
+/** Routes through peer relays a client agent keeps (virtual endpoints; oldest forgotten first). */
+export const PEER_RELAY_ROUTES_MAX = 4_096;
+
 /** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
 export const ICE_MAX_SESSIONS = 256;
 /** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps

@@ -4,9 +4,10 @@
 // of its own: the TAP device and the datagram socket are handed in, so tests run several agents in one
 // process on in-memory twins, and agent/host.ts hands in the real ones.
 //
-// Datagrams are told apart by their first byte (nat/demux.ts): tunnel messages -> Tunnels, 0xD2 ->
-// the overlay, STUN -> the StunEndpoint (every agent answers Binding requests: each is a STUN server for
-// the others; netcheck runs its own transactions), TURN channel data -> counted until relays are wired.
+// The socket and the relays on it (our TURN allocation, paths through overlay peers that relay, and the
+// relaying we do for others) are underlay.ts's: it sends each datagram the way its endpoint is reached and
+// hands incoming ones to Tunnels, the overlay or the StunEndpoint by first byte (every agent answers STUN
+// Binding requests: each is a STUN server for the others).
 import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
@@ -16,9 +17,8 @@ import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { PeerMap, describePeer, type OverlayPeer } from './idloc/peer-map.js';
 import { Inside } from './idloc/inside.js';
 import { IPV4_UNMAPPED, Outside } from './idloc/outside.js';
-import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
+import { endpointKey, parseEndpoint, type DatagramSocket, type Endpoint } from './nat/socket.js';
 import { Tunnels, type TunnelPeer } from './nat/tunnels.js';
-import { classifyDatagram } from './nat/demux.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import { verifyPuzzle } from './overlay/puzzle.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
@@ -26,8 +26,9 @@ import { IceAgent } from './nat/ice.js';
 import { Traversal } from './traversal.js';
 import { locatorEndpoint } from './overlay/node.js';
 import { PathKeeper } from './path-keeper.js';
-import { TurnRelay, type TurnConfig } from './relay.js';
-import { latencyMs, pathReason, type AgentStatus, type DemuxStats, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
+import type { TurnRelay, TurnConfig } from './relay.js';
+import { Underlay, type RelayRoute } from './underlay.js';
+import { latencyMs, pathReason, type AgentStatus, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
 import type { Candidate } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
 import { Discovery, type FoundPeer } from './discovery.js';
@@ -52,6 +53,8 @@ export interface AgentOptions {
     puzzleDifficulty?: number;
     /** First retry for a direct path while relayed or pathless (ICE_DIRECT_RETRY_MS; tests shorten it). */
     directRetryMs?: number;
+    /** Relay for overlay members that keep us as a rendezvous node, while we are not behind a NAT (default true). */
+    offerRelay?: boolean;
   };
   /** STUN servers for our netcheck, besides overlay members. */
   stunServers?: Endpoint[];
@@ -72,7 +75,7 @@ export class Agent {
   private readonly tunnels: Tunnels;
   private readonly inside: Inside<TunnelPeer>;
   private readonly outside: Outside;
-  private readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
+  private readonly underlay: Underlay;
   private readonly overlay: AgentOverlay | undefined;
   private readonly stun: StunEndpoint;
   private readonly ice: IceAgent;
@@ -93,16 +96,23 @@ export class Agent {
     const { identity, tap } = o;
     this.identity = identity;
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
-    const socket = o.socket;
-    if (o.turn) this.relay = new TurnRelay(o.turn, socket, o.logger.child({ layer: 'relay' }), (msg, from) => this.dispatch(msg, from));
+    this.underlay = new Underlay({
+      socket: o.socket, logger: o.logger, ...(o.turn ? { turn: o.turn } : {}),
+      ...(o.overlay ? {
+        relayServer: {
+          clientEndpoint: (id: Uint8Array) => this.overlay?.node.endpointOfNode(id),
+          enabled: () => o.overlay?.offerRelay !== false && this.traversal?.behindNat !== true,
+        },
+      } : {}),
+      handlers: {
+        tunnel: (m, f) => this.tunnels.handleDatagram(m, f),
+        stun: (m, f) => this.stun.handleDatagram(m, f),
+        ...(o.overlay ? { overlay: (m: Buffer, f: Endpoint) => this.overlay?.handleDatagram(m, f) } : {}),
+      },
+    });
+    this.relay = this.underlay.turn;
     const relay = this.relay;
-    this.routed = {
-      get local() { return socket.local; },
-      onMessage: (h) => socket.onMessage(h),
-      send: (bytes, to) => { if (!relay?.send(bytes, to)) socket.send(bytes, to); },
-      close: () => socket.close(),
-      ...(socket.flush ? { flush: () => socket.flush!() } : {}),
-    };
+    this.routed = this.underlay.routed;
     this.stun = new StunEndpoint({
       send: (bytes, to) => this.routed.send(bytes, to), software: 'idloc',
       passwordFor: (u) => this.ice.passwordFor(u), onCheck: (r) => this.ice.onCheck(r),
@@ -122,7 +132,7 @@ export class Agent {
       this.traversal = new Traversal({
         identity, node: overlay.node, ice: this.ice, logger: o.logger.child({ layer: 'nat' }),
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
-        ...(relay ? { relay } : {}),
+        ...(relay ? { relay } : {}), peerRelay: this.underlay.peerRelay,
       });
       const traversal = this.traversal;
       this.pathKeeper = new PathKeeper({
@@ -157,6 +167,7 @@ export class Agent {
       ...(this.overlay ? { puzzleNonce: this.overlay.node.puzzleNonce } : {}),
       ...(o.now ? { now: o.now } : {}),
     });
+    if (this.relay && this.pathKeeper) this.relay.onChange = (allocated) => this.turnChanged(allocated);
     const discovery = this.discovery;
     this.inside = new Inside({
       ...addr, peers: this.peers, send: (peer, packet) => this.tunnels.send(peer.link, packet),
@@ -172,7 +183,7 @@ export class Agent {
   get currentIdentity(): Identity { return this.identity; }
 
   start(): void {
-    this.o.socket.onMessage((msg, from) => this.onDatagram(msg, from));
+    this.underlay.start();
     this.o.tap.start((batch) => {
       this.inside.handleBatch(batch);
       this.o.socket.flush?.(); // a batched socket sends this batch's datagrams now, not next turn
@@ -180,7 +191,6 @@ export class Agent {
     // Peers with a known endpoint get a tunnel at once: the first packet then waits for nothing.
     for (const p of this.peers.values()) this.tunnels.connect(p.link);
     this.o.logger.info({ ...identityToJson(this.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.peers.size }, 'agent up');
-    void this.relay?.start();
     void this.overlay?.start().then(() => this.pathKeeper?.checkNat())
       .catch((e: unknown) => this.o.logger.error({ err: (e as Error).message }, 'overlay start failed'));
   }
@@ -302,6 +312,22 @@ export class Agent {
     }).catch(() => undefined).finally(() => this.relocating.delete(peer));
   }
 
+  /** Our TURN allocation came: peers without a path or on a peer relay may now get a relayed pair (a better
+   *  path is taken, nothing else). It was lost: peers it carried need another path now, not after their
+   *  tunnel notices the silence. */
+  private turnChanged(allocated: boolean): void {
+    const keeper = this.pathKeeper;
+    if (!keeper || this.closed) return;
+    const tunnelByKey = new Map(this.tunnels.status().map((t) => [t.publicKey, t]));
+    for (const p of this.fromOverlay) {
+      const t = tunnelByKey.get(p.publicKeyHex);
+      const route = this.relayRouteOf(t?.endpoint ?? null);
+      const how = keeper.choice(p)?.how;
+      if (allocated && (t?.state !== 'established' || route?.via === 'peer-relay' || how === 'no-direct-path')) keeper.reconsider(p, 'better');
+      if (!allocated && (route?.via === 'turn' || how === 'relay')) keeper.reconsider(p, 'always');
+    }
+  }
+
   private mapIpv4(peer: OverlayPeer<TunnelPeer>, ipv4: number): boolean {
     try {
       this.peers.setIpv4(peer, ipv4);
@@ -325,13 +351,15 @@ export class Agent {
     for (const p of this.peers.values()) {
       const t = tunnelByKey.get(p.publicKeyHex);
       const established = t?.state === 'established';
-      const relayVia = t?.endpoint ? this.traversal?.relayVia(t.endpoint) : undefined;
+      const route = this.relayRouteOf(t?.endpoint ?? null);
       peers.push({
         nodeId: p.nodeIdHex, publicKey: p.publicKeyHex, ipv4: formatIpv4(p.ipv4), ipv6: formatIpv6(p.ipv6),
         endpoint: t?.endpoint ?? null,
         source: this.fromOverlay.has(p) ? 'overlay' : 'static',
-        path: established ? (relayVia ? 'relayed' : 'direct') : 'none',
-        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.pathKeeper?.choice(p), relayVia),
+        path: established ? (route ? 'relayed' : 'direct') : 'none',
+        via: established ? route?.via ?? null : null, relay: established ? route?.relay ?? null : null,
+        rttMs: t?.rttMs ?? null,
+        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.pathKeeper?.choice(p), route?.text),
         state: t?.state ?? 'none',
         lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
         rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,
@@ -349,10 +377,24 @@ export class Agent {
       relay: this.relay?.status() ?? null,
       counters: {
         tap: { ...this.o.tap.stats }, inside: { ...this.inside.stats }, outside: { ...this.outside.stats },
-        tunnels: { ...this.tunnels.stats }, demux: { ...this.demux }, stun: { ...this.stun.stats }, ice: { ...this.ice.stats },
+        tunnels: { ...this.tunnels.stats }, demux: { ...this.underlay.demux }, stun: { ...this.stun.stats }, ice: { ...this.ice.stats },
         traversal: { ...(this.traversal?.stats ?? {}) }, overlayPeers: { ...this.overlayPeers },
+        peerRelay: {
+          client: { ...this.underlay.peerRelay.stats, routes: this.underlay.peerRelay.routes },
+          server: this.underlay.relayServer ? { ...this.underlay.relayServer.stats, handles: this.underlay.relayServer.handleCount } : null,
+        },
       },
     };
+  }
+
+  /** Is a tunnel endpoint ("host:port") reached through a relay: ours, the peer's TURN allocation, a peer? */
+  private relayRouteOf(endpoint: string | null): (RelayRoute & { text: string }) | undefined {
+    const e = endpoint ? parseEndpoint(endpoint) : undefined;
+    if (!e) return undefined;
+    const r = this.underlay.relayRoute(e);
+    if (r) return { ...r, text: r.via === 'turn' ? `our TURN relay ${r.relay}` : `peer relay ${r.relay}` };
+    if (this.traversal?.isPeersTurnRelay(endpoint!)) return { via: 'turn', relay: endpoint!, text: `the peer's TURN relay (${endpoint})` };
+    return undefined;
   }
 
   async close(): Promise<void> {
@@ -361,38 +403,11 @@ export class Agent {
     this.discovery?.close();
     this.pathKeeper?.close();
     this.ice.close();
-    await this.relay?.close();
+    await this.underlay.close();
     this.stun.close();
     await this.overlay?.close();
     this.tunnels.close();
     this.o.tap.close();
     await this.o.socket.close();
-  }
-
-  private onDatagram(msg: Buffer, from: Endpoint): void {
-    this.demux.datagrams++;
-    const relay = this.relay;
-    if (relay) {
-      if (relay.fromServer(from)) { relay.handleDatagram(msg, from); return; }
-      // STUN checks and handshakes that reach the socket itself prove a direct path (not per data packet).
-      const b = msg[0];
-      if (b !== undefined && (b < 4 || b === 0xc1 || b === 0xc2)) relay.noteDirect(from);
-    }
-    this.dispatch(msg, from);
-  }
-
-  /** A datagram from `from`, straight off the socket or relayed to us by our TURN server. */
-  private dispatch(msg: Buffer, from: Endpoint): void {
-    if (msg.length === 0) { this.demux.unknown++; return; }
-    switch (classifyDatagram(msg[0]!)) {
-      case 'tunnel': this.tunnels.handleDatagram(msg, from); break;
-      case 'overlay':
-        if (this.overlay) this.overlay.handleDatagram(msg, from);
-        else this.demux.notYetHandled++;
-        break;
-      case 'stun': this.stun.handleDatagram(msg, from); break;
-      case 'unknown': this.demux.unknown++; break;
-      default: this.demux.notYetHandled++; // TURN channel data from anyone but our TURN server
-    }
   }
 }

@@ -99,7 +99,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     const agent = new Agent({
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, ...(config.turn ? { turn: config.turn } : {}), stunServers: config.stun,
       overlay: {
-        bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty,
+        bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty, offerRelay: config.peerRelay,
         candidates: () => hostEndpoints(tap.name, socket.local.port),
       },
       onIdentityChanged: async (id) => {

@@ -5,8 +5,9 @@
 //     "stun" service records when fewer than two) -> our srflx candidate; behind a NAT: RENDEZVOUS_COUNT
 //     rendezvous nodes with keepalives, named in the locator; reachable as we are: advertise "stun".
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
-//     tunnel. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a direct pair
-//     replaces the current path (a working relay is never traded for nothing).
+//     tunnel. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
+//     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
+//     for nothing). A TURN allocation that comes or goes makes the daemon reconsider the peers it affects.
 import type { Logger } from 'pino';
 import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT } from './constants.js';
 import type { AgentOverlay } from './agent-overlay.js';
@@ -32,6 +33,9 @@ export interface PathKeeperOptions {
 
 export class PathKeeper {
   private readonly paths = new Map<OverlayPeer<unknown>, PathChoice>();
+  /** Traversals started per peer: the next one relays through another of its rendezvous nodes. */
+  private readonly tries = new Map<OverlayPeer<unknown>, number>();
+  private readonly retries = new Map<OverlayPeer<unknown>, { n: number; timer: NodeJS.Timeout | undefined }>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -63,32 +67,71 @@ export class PathKeeper {
     if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
   }
 
-  /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. */
-  traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, retry = 0): void {
-    void this.o.traversal.reach(locator).then((choice) => {
-      if (this.closed || !this.o.alive(peer)) return;
+  /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. `replace`:
+   *  'always' (a new peer, or its path went silent) or 'better' (a retry: only a better path is taken). */
+  traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, replace: 'always' | 'better' = 'always'): void {
+    const attempt = this.tries.get(peer) ?? 0;
+    this.tries.set(peer, attempt + 1);
+    void this.o.traversal.reach(locator, attempt).then((choice) => {
+      if (this.closed || !this.o.alive(peer)) { this.forget(peer); return; }
       const had = this.paths.get(peer);
-      if (retry > 0 && choice.how !== 'ice') { this.retryDirect(peer, retry + 1); return; }
+      if (replace === 'better' && had && rank(choice) <= rank(had)) {
+        if (rank(had) < DIRECT) this.retryDirect(peer);
+        return;
+      }
       this.paths.set(peer, choice);
       this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
       if (choice.endpoint) this.o.setEndpoint(peer, choice.endpoint);
-      if (choice.how !== 'ice' && choice.how !== 'locator') this.retryDirect(peer, retry + 1);
+      if (rank(choice) < DIRECT) this.retryDirect(peer);
+      else this.retries.delete(peer);
     }).catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'));
+  }
+
+  /** Look the peer's locator up again and traverse (a relay came or went: see the daemon's turnChanged). */
+  reconsider(peer: OverlayPeer<unknown>, replace: 'always' | 'better'): void {
+    void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
+      .then((loc) => { if (loc && !this.closed && this.o.alive(peer)) this.traverse(peer, loc, replace); })
+      .catch(() => undefined);
   }
 
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
+    for (const r of this.retries.values()) clearTimeout(r.timer);
   }
 
-  private retryDirect(peer: OverlayPeer<unknown>, attempt: number): void {
-    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, (this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS) * 2 ** Math.min(attempt - 1, 8));
-    const t = setTimeout(() => {
-      if (this.closed || !this.o.alive(peer)) return;
+  /** Try for a better path later: after directRetryMs, doubling per retry up to ICE_DIRECT_RETRY_MAX_MS. One
+   *  timer per peer (a new one replaces it). */
+  private retryDirect(peer: OverlayPeer<unknown>): void {
+    const r = this.retries.get(peer) ?? { n: 0, timer: undefined };
+    clearTimeout(r.timer);
+    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, (this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS) * 2 ** Math.min(r.n, 8));
+    r.n++;
+    r.timer = setTimeout(() => {
+      if (this.closed || !this.o.alive(peer)) { this.forget(peer); return; }
       void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
-        .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, attempt); else this.retryDirect(peer, attempt + 1); })
-        .catch(() => this.retryDirect(peer, attempt + 1));
+        .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, 'better'); else this.retryDirect(peer); })
+        .catch(() => this.retryDirect(peer));
     }, delay);
-    t.unref?.();
+    r.timer.unref?.();
+    this.retries.set(peer, r);
+  }
+
+  private forget(peer: OverlayPeer<unknown>): void {
+    clearTimeout(this.retries.get(peer)?.timer);
+    this.retries.delete(peer);
+    this.tries.delete(peer);
+    this.paths.delete(peer);
+  }
+}
+
+/** Direct paths are best, then a TURN relay (infrastructure meant for it), then relaying through a peer. */
+const DIRECT = 3;
+function rank(c: PathChoice): number {
+  switch (c.how) {
+    case 'ice': case 'locator': return DIRECT;
+    case 'relay': return 2;
+    case 'peer-relay': return 1;
+    default: return 0;
   }
 }

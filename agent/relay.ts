@@ -14,7 +14,7 @@
 //   peer's checks to our relayed candidate come from the same public mapping as its direct ones, and a
 //   direct path must never be carried by the relay just because the relay also works.
 import type { Logger } from 'pino';
-import { TURN_REALLOCATE_RETRY_MS } from './constants.js';
+import { TURN_KEEPALIVE_MS, TURN_REALLOCATE_RETRY_MS } from './constants.js';
 
 /** Addresses remembered as directly reachable; on overflow the set starts over (they are re-learnt from
  *  the next check or handshake), which bounds memory against a flood of spoofed sources. */
@@ -42,7 +42,10 @@ export class TurnRelay {
   private allocation: TurnAllocation | undefined;
   private error: string | null = null;
   private retry: NodeJS.Timeout | undefined;
+  private readonly keepalive: NodeJS.Timeout;
   private closed = false;
+  /** The allocation came (true) or was lost (false): peers' paths may move (path-keeper.ts). */
+  onChange: (allocated: boolean) => void = () => {};
 
   constructor(private readonly cfg: TurnConfig, socket: DatagramSocket, private readonly log: Logger,
     deliver: (msg: Buffer, from: Endpoint) => void) {
@@ -60,7 +63,11 @@ export class TurnRelay {
       this.error = err.message;
       this.log.warn({ err: err.message }, 'TURN allocation lost; allocating again');
       this.schedule();
+      this.onChange(false); // while relays() still says which peers it carried
+      this.viaRelay.clear();
     };
+    this.keepalive = setInterval(() => this.client.probe(), TURN_KEEPALIVE_MS);
+    this.keepalive.unref?.();
   }
 
   /** Allocate (again after TURN_REALLOCATE_RETRY_MS if it fails). Never rejects. */
@@ -70,6 +77,7 @@ export class TurnRelay {
       this.allocation = await this.client.allocate();
       this.error = null;
       this.log.info({ server: endpointKey(this.cfg.server), relayed: endpointKey(this.allocation.relayed) }, 'TURN relay allocated');
+      this.onChange(true);
     } catch (e) {
       this.error = (e as Error).message;
       this.log.warn({ server: endpointKey(this.cfg.server), err: this.error }, 'TURN allocation failed; will retry');
@@ -136,6 +144,7 @@ export class TurnRelay {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retry);
+    clearInterval(this.keepalive);
     await this.client.close().catch(() => undefined);
   }
 

@@ -30,12 +30,18 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
     (s.relay ? `relay    TURN ${s.relay.server}: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}\n` : '') + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
-  const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
+  const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'ENDPOINT', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
   for (const p of s.peers) {
-    rows.push([p.nodeId.slice(0, 12), p.ipv4 === '0.0.0.0' ? '(looking up)' : p.ipv4, p.ipv6, p.source, p.endpoint ?? '-', p.path,
-      ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), p.pathReason]);
+    rows.push([p.nodeId.slice(0, 12), p.ipv4 === '0.0.0.0' ? '(looking up)' : p.ipv4, p.ipv6, p.source, p.endpoint ?? '-', pathWords(p),
+      p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), p.pathReason]);
   }
   return head + table(rows);
+}
+
+/** "direct", "TURN 203.0.113.9:3478", "peer relay 203.0.113.1:4500", "none". */
+function pathWords(p: AgentStatus['peers'][number]): string {
+  if (p.path !== 'relayed') return p.path;
+  return `${p.via === 'peer-relay' ? 'peer relay' : 'TURN'} ${p.relay ?? '?'}`;
 }
 
 function overlayLines(s: AgentStatus): string {

@@ -26,10 +26,11 @@ import { endpointKey, type Endpoint } from './nat/socket.js';
 import type { LocatorRecord } from './overlay/records.js';
 import type { OverlayNode } from './overlay/node.js';
 import type { TurnRelay } from './relay.js';
+import type { PeerRelayClient } from './nat/peer-relay-client.js';
 
 /** How the tunnel endpoint of a peer was chosen, for `status`. */
 export interface PathChoice {
-  how: 'locator' | 'ice' | 'relay' | 'no-direct-path' | 'attach-failed';
+  how: 'locator' | 'ice' | 'relay' | 'peer-relay' | 'no-direct-path' | 'attach-failed';
   endpoint?: Endpoint;
   type?: IceCandidateType;
   rttMs?: number;
@@ -44,6 +45,8 @@ export interface TraversalOptions {
   hostEndpoints: () => Endpoint[];
   /** Our TURN relay, if configured: its relayed candidate is offered, peers' addresses are permitted. */
   relay?: TurnRelay;
+  /** Paths through the peer's rendezvous nodes, the last resort (absent: never relay through peers). */
+  peerRelay?: Pick<PeerRelayClient, 'towardsClient'>;
   logger: Logger;
 }
 
@@ -53,7 +56,7 @@ export class Traversal {
   private netcheck: NetcheckReport | undefined;
   /** Relayed candidates peers offered us ("host:port"): a tunnel to one of them goes through their relay. */
   private readonly peerRelays = new Set<string>();
-  readonly stats = { attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0 };
+  readonly stats = { attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0 };
 
   constructor(private readonly o: TraversalOptions) {}
 
@@ -64,12 +67,9 @@ export class Traversal {
 
   get behindNat(): boolean { return this.netcheck?.behindNat === true; }
 
-  /** Does a tunnel to this endpoint ("host:port") go through a relay, ours or the peer's? */
-  relayVia(endpoint: string): string | undefined {
-    const [address, port] = [endpoint.slice(0, endpoint.lastIndexOf(':')), Number(endpoint.slice(endpoint.lastIndexOf(':') + 1))];
-    if (this.o.relay?.relays({ address, port })) return `our TURN relay ${this.o.relay.serverKey}`;
-    if (this.peerRelays.has(endpoint)) return `the peer's TURN relay (${endpoint})`;
-    return undefined;
+  /** Is this endpoint ("host:port") a relayed candidate the peer offered (its TURN allocation)? */
+  isPeersTurnRelay(endpoint: string): boolean {
+    return this.peerRelays.has(endpoint);
   }
 
   /** For status: what the last netcheck said. */
@@ -92,7 +92,7 @@ export class Traversal {
   }
 
   /** Where to send the handshake for a peer found with this locator (see the top of the file). */
-  async reach(locator: LocatorRecord): Promise<PathChoice> {
+  async reach(locator: LocatorRecord, attempt = 0): Promise<PathChoice> {
     const rdv = locator.value?.rendezvous ?? [];
     const cands = (locator.value?.candidates ?? []).slice().sort((a, b) => b.priority - a.priority);
     if (rdv.length === 0) {
@@ -121,7 +121,15 @@ export class Traversal {
     this.notePeerRelays(answer.params.candidates);
     void this.o.relay?.permit(answer.params.candidates.map((c) => c.address));
     const r = await session.start(answer.params, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
-    return r ? this.chosen(r) : { how: 'no-direct-path', reason: this.noDirectReason(answer.params.candidates) };
+    if (r) return this.chosen(r);
+    const why = this.noDirectReason(answer.params.candidates) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
+    const relay = via[attempt % via.length]!;
+    if (!this.o.peerRelay) return { how: 'no-direct-path', reason: why };
+    this.stats.peerRelayed++;
+    return {
+      how: 'peer-relay', endpoint: this.o.peerRelay.towardsClient(relay, target),
+      reason: `via peer relay ${endpointKey(relay)} (the peer's rendezvous node): ${why}`,
+    };
   }
 
   /** The overlay's onAttach: an offer for us. Answer with our candidates and start checking at once. */

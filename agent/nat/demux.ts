@@ -6,6 +6,7 @@
 //   0xC1 0xC2    'tunnel'         handshake initiation / response (messages.ts)
 //   0xC4         'tunnel'         transport data
 //   0xD2         'overlay'        RELOAD-style overlay messages
+//   0xD3         'peer-relay'     frames relayed through an overlay peer (peer-relay-wire.ts)
 //   anything else 'unknown'       counted and dropped by the caller
 //
 // Why these values: RFC 7983 leaves 128-191 to RTP/RTCP and 20-63 to DTLS; staying in 192-255 keeps
@@ -13,10 +14,11 @@
 // reply slot) in case we add cookies.
 
 import { MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT } from './messages.js';
+import { MSG_PEER_RELAY } from './peer-relay-wire.js';
 
 export const MSG_OVERLAY = 0xd2;
 
-export type DatagramClass = 'stun' | 'turn-channel' | 'tunnel' | 'overlay' | 'unknown';
+export type DatagramClass = 'stun' | 'turn-channel' | 'tunnel' | 'overlay' | 'peer-relay' | 'unknown';
 
 /** Class of a datagram by its first byte; pass `msg[0]` (undefined for an empty datagram). */
 export function classifyDatagram(firstByte: number | undefined): DatagramClass {
@@ -25,5 +27,6 @@ export function classifyDatagram(firstByte: number | undefined): DatagramClass {
   if (firstByte >= 64 && firstByte <= 79) return 'turn-channel';
   if (firstByte === MSG_TRANSPORT || firstByte === MSG_HANDSHAKE_INIT || firstByte === MSG_HANDSHAKE_RESP) return 'tunnel';
   if (firstByte === MSG_OVERLAY) return 'overlay';
+  if (firstByte === MSG_PEER_RELAY) return 'peer-relay';
   return 'unknown';
 }

@@ -15,6 +15,8 @@ export interface TunnelPeerStatus {
   publicKey: string;
   endpoint: string | null;
   lastHandshake: number | null;
+  /** Round trip of our last completed handshake (ms), null if the peer initiated them all. */
+  rttMs: number | null;
   /** Bytes of authenticated datagrams from / to the peer (handshakes and data, as on the wire). */
   rxBytes: number;
   txBytes: number;
@@ -34,7 +36,7 @@ export interface TunnelStats {
   queueDropped: number; txNoEndpoint: number; roamed: number; callbackErrors: number;
 }
 
-export interface Pending { hs: HandshakeState; localIndex: number }
+export interface Pending { hs: HandshakeState; localIndex: number; sentAt: number }
 
 export class PeerState implements TunnelPeer {
   endpoint: Endpoint | undefined;
@@ -54,6 +56,8 @@ export class PeerState implements TunnelPeer {
   /** Last authenticated packet (transport or handshake) from the peer. */
   lastReceivedAt = -Infinity;
   lastHandshake: number | null = null;
+  /** Initiation to response of our last completed handshake: the path's round trip, whatever carries it. */
+  handshakeRttMs: number | null = null;
   rxBytes = 0;
   txBytes = 0;
   queue: Buffer[] = [];

@@ -193,6 +193,7 @@ export class Tunnels {
       publicKey: p.publicKeyHex,
       endpoint: p.endpoint ? endpointKey(p.endpoint) : null,
       lastHandshake: p.lastHandshake,
+      rttMs: p.handshakeRttMs,
       rxBytes: p.rxBytes,
       txBytes: p.txBytes,
       state: p.current?.canSend(now) ? 'established' : p.handshaking || p.next ? 'handshaking' : 'none',
@@ -301,7 +302,7 @@ export class Tunnels {
       { senderIndex: localIndex, ephemeral: noise.subarray(0, 32), encryptedStatic: noise.subarray(32, 80), encryptedPayload: noise.subarray(80, 148), mac1: EMPTY },
       p.mac1To,
     );
-    p.pending = { hs, localIndex };
+    p.pending = { hs, localIndex, sentAt: now };
     this.pendings.set(localIndex, p);
     this.socket.send(pkt, p.endpoint);
     p.txBytes += pkt.length;
@@ -381,7 +382,7 @@ export class Tunnels {
     if (!payload) { this.stats.rxDecryptFailed++; return; }
     if (payload.length !== 0) { this.stats.rxInvalid++; return; }
     const now = this.now();
-    const localIndex = p.pending.localIndex;
+    const { localIndex, sentAt } = p.pending;
     this.pendings.delete(localIndex);
     p.pending = undefined;
     p.handshaking = false;
@@ -391,6 +392,7 @@ export class Tunnels {
     p.previous = p.current;
     p.current = session;
     p.lastHandshake = now;
+    p.handshakeRttMs = Math.max(0, now - sentAt);
     p.lastReceivedAt = now;
     p.rxBytes += msg.length;
     this.roam(p, from);

@@ -702,7 +702,15 @@ export class TurnClient {
     this.allocTimer = setTimeout(() => this.refreshAllocation(), inS * 1000).unref();
   }
 
-  private refreshAllocation(): void {
+  /** Is the server still there and still holding our allocation? A Refresh (which also renews it): no
+   *  answer to any retransmission, or an error, and the allocation is lost (onLost). The agent calls this
+   *  every TURN_KEEPALIVE_MS, which also keeps the NAT mapping towards the server open. */
+  probe(): void {
+    this.refreshAllocation(true);
+  }
+
+  /** Renew the allocation; a failed renewal is retried until it expires, a failed probe loses it at once. */
+  private refreshAllocation(probe = false): void {
     if (this.state !== 'allocated') return;
     this.stats.refreshes++;
     this.request(TURN_METHOD_REFRESH, 'Refresh', (m) => {
@@ -716,7 +724,7 @@ export class TurnClient {
       if (this.state !== 'allocated') return;
       this.stats.refreshFailures++;
       const left = this.allocExpiresAt - this.now();
-      if (e.code === 437 || left <= 0) { this.lose(e); return; }
+      if (probe || e.code === 437 || left <= 0) { this.lose(e); return; }
       clearTimeout(this.allocTimer);
       this.allocTimer = setTimeout(() => this.refreshAllocation(), Math.min(TURN_REFRESH_RETRY_MS, left)).unref();
     });

@@ -283,6 +283,12 @@ export class OverlayNode {
     return this.attacher.attach(target, via, blob, opts);
   }
 
+  /** Where a node last sent us from (a rendezvous client's keepalives), else its routing-table endpoint:
+   *  where a peer relay reaches its clients (agent/nat/peer-relay-server.ts). */
+  endpointOfNode(nodeId: Uint8Array): Endpoint | undefined {
+    return this.router.endpointOf(nodeId);
+  }
+
   /** Where to send an ATTACH for a locator's owner: the endpoints of its rendezvous nodes (routing table,
    *  recent senders, else their own locators, looked up in parallel); unknown ones skipped. */
   rendezvousEndpoints(locator: LocatorRecord): Promise<Endpoint[]> {

@@ -1,6 +1,8 @@
-// Whole agents behind in-process NAT routers, no static peers, no relay: a cone host cannot reach a host
-// behind a symmetric NAT directly, and says so; when that host moves to a network with a cone NAT, the
-// background retry finds the direct pair that is now possible and the tunnel moves to it.
+// Whole agents behind in-process NAT routers, no static peers, no TURN server: a cone host cannot reach a
+// host behind a symmetric NAT directly, so its tunnel goes through a peer relay (the other host's
+// rendezvous node) and status says so and why; with relaying switched off on the public nodes there is no
+// path, and status says that. When the symmetric host moves to a network with a cone NAT, the background
+// retry finds the direct pair that is now possible and the tunnel moves to it.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -19,11 +21,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Host { agent: Agent; tap: MemoryTap; sock: MemorySocket }
 
-function host(sock: MemorySocket, i: number, bootstrap?: string): Host {
+function host(sock: MemorySocket, i: number, bootstrap?: string, offerRelay = true): Host {
   const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 3, i) });
   const agent = new Agent({
     identity: generateIdentity(), tap, socket: sock, peers: [], logger: silent,
-    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, directRetryMs: 300 },
+    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, directRetryMs: 300, offerRelay },
   });
   agent.start();
   return { agent, tap, sock };
@@ -47,24 +49,78 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-test('no direct path to a symmetric NAT is reported; after the peer moves behind a cone NAT the tunnel goes direct', async () => {
+interface Lab { net: MemoryNetwork; s1: Host; s2: Host; a: Host; b: Host; coneB: MemoryNat; close: () => Promise<void> }
+
+/** Two public agents (s1 the bootstrap), a behind a cone NAT, b behind a symmetric one (random ports). */
+async function lab(offerRelay: boolean): Promise<Lab> {
   const net = new MemoryNetwork({ latencyMs: 1 });
-  const s1 = host(net.socket('203.0.113.1', 4500), 1);
-  const s2 = host(net.socket('203.0.113.2', 4500), 2, '203.0.113.1');
+  const s1 = host(net.socket('203.0.113.1', 4500), 1, undefined, offerRelay);
+  const s2 = host(net.socket('203.0.113.2', 4500), 2, '203.0.113.1', offerRelay);
   const coneA = new MemoryNat(net, { publicAddress: '198.51.100.20', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
   const symB = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random', seed: 9 });
   const coneB = new MemoryNat(net, { publicAddress: '198.51.100.22', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
   const a = host(coneA.socket('10.1.0.2', 4500), 3, '203.0.113.1');
   const b = host(symB.socket('10.2.0.2', 4500), 4, '203.0.113.1');
+  const close = async () => { await Promise.all([s1.agent.close(), s2.agent.close(), a.agent.close(), b.agent.close()]); };
   try {
     const ready = (h: Host) => (h.agent.status().overlay?.rendezvous.length ?? 0) > 0 && h.agent.status().nat?.behindNat === true;
     await until(() => ready(a) && ready(b), 8000, 'both behind NAT with rendezvous');
     assert.equal(b.agent.status().nat?.mapping, 'endpoint-dependent');
-    const peerB = () => a.agent.status().peers.find((p) => p.publicKey === b.agent.currentIdentity.publicKeyHex);
-    a.tap.inject([ping(a, b, 1)]);
-    await until(() => /no direct path/.test(peerB()?.pathReason ?? ''), 5000, 'a to say there is no direct path');
-    assert.equal(peerB()?.path, 'none');
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { net, s1, s2, a, b, coneB, close };
+}
 
+const peerOf = (h: Host, other: Host) => () => h.agent.status().peers.find((p) => p.publicKey === other.agent.currentIdentity.publicKeyHex);
+const pingsAt = (h: Host) => h.tap.written.filter((f) => f.readUInt16BE(12) === 0x0800 && f[14 + 20] === 8).length;
+
+test('no TURN server: a cone host reaches a host behind a symmetric NAT through a peer relay, and says so', async () => {
+  const { s1, s2, a, b, close } = await lab(true);
+  try {
+    const peerB = peerOf(a, b);
+    a.tap.inject([ping(a, b, 1)]);
+    await until(() => peerB()?.path === 'relayed', 5000, 'a to take a relayed path');
+    const p = peerB()!;
+    assert.equal(p.via, 'peer-relay');
+    assert.ok(p.relay === '203.0.113.1:4500' || p.relay === '203.0.113.2:4500', `relayed through a public agent, not ${p.relay}`);
+    assert.match(p.pathReason, /^via peer relay .*the peer's rendezvous node.*no direct path.*no TURN relay on either side/);
+    assert.ok(p.rttMs !== null && p.rttMs >= 2, `the handshake round trip through the relay (4 links of 1 ms): ${p.rttMs}`);
+    let seq = 2;
+    await until(() => { if (seq++ % 20 === 0) a.tap.inject([ping(a, b, seq)]); return pingsAt(b) > 0; }, 5000, 'a ping to reach b through the relay');
+    // b sees a as relayed too (it learnt a's virtual endpoint from the handshake through the relay).
+    const q = peerOf(b, a)();
+    assert.equal(q?.path, 'relayed', JSON.stringify(q));
+    assert.equal(q?.via, 'peer-relay');
+    const served = [s1, s2].map((s) => s.agent.status().counters.peerRelay.server);
+    assert.ok(served.some((x) => x !== null && x.toClient > 0 && x.toPeer > 0), `a relay carried both ways: ${JSON.stringify(served)}`);
+  } finally {
+    await close();
+  }
+});
+
+test('no TURN server and no peer that relays: status says there is no direct path and why', async () => {
+  const { a, b, close } = await lab(false);
+  try {
+    const peerB = peerOf(a, b);
+    a.tap.inject([ping(a, b, 1)]);
+    await until(() => /no direct path/.test(peerB()?.pathReason ?? ''), 8000, 'a to say there is no direct path');
+    await sleep(1500); // handshakes through the relay go unanswered
+    assert.equal(peerB()?.path, 'none', JSON.stringify(peerB()));
+    assert.match(peerB()!.pathReason, /^no answer yet through peer relay .*no direct path: no connectivity check got through/);
+    assert.equal(pingsAt(b), 0);
+  } finally {
+    await close();
+  }
+});
+
+test('a peer on a relay moves to the direct path when one becomes possible (it moved behind a cone NAT)', async () => {
+  const { a, b, coneB, close } = await lab(true);
+  try {
+    const peerB = peerOf(a, b);
+    a.tap.inject([ping(a, b, 1)]);
+    await until(() => peerB()?.path === 'relayed', 5000, 'a relayed path first');
     // b moves to a network behind a cone NAT; its agent notices (as host.ts's address watch would tell it).
     b.sock.rebind('10.3.0.2', 4500, coneB);
     b.agent.addressesChanged();
@@ -77,14 +133,13 @@ test('no direct path to a symmetric NAT is reported; after the peer moves behind
     }, 15_000, 'the background retry to find the direct pair');
     assert.match(peerB()!.pathReason, /^ICE: /);
     assert.equal(peerB()!.endpoint?.split(':')[0], '198.51.100.22', 'through b\'s new public mapping');
-    // The handshake on the new pair, and b learning a's IPv4 claim, take a few more round trips.
-    const pings = () => b.tap.written.filter((f) => f.readUInt16BE(12) === 0x0800 && f[14 + 20] === 8).length;
+    const before = pingsAt(b);
     await until(() => {
       if (seq++ % 20 === 0) a.tap.inject([ping(a, b, seq)]);
-      return pings() > 0;
+      return pingsAt(b) > before;
     }, 5000, 'a ping to reach b over the direct path');
     assert.equal(peerB()?.path, 'direct');
   } finally {
-    await Promise.all([s1.agent.close(), s2.agent.close(), a.agent.close(), b.agent.close()]);
+    await close();
   }
 });

@@ -84,3 +84,11 @@ test('a peer may be given without an endpoint (it will contact us)', () => {
   assert.equal(p.endpoint, undefined);
   assert.deepEqual(parsePeer(`${KEY}@[fd00::1]:7`).endpoint, { address: 'fd00::1', port: 7 });
 });
+
+test('peer relaying: on by default, off by --no-peer-relay or "peerRelay": false, anything else refused', () => {
+  assert.equal(loadConfig({}).peerRelay, true);
+  assert.equal(loadConfig({ peerRelay: false }).peerRelay, false);
+  assert.equal(loadConfig({ config: file('relay-off.json', '{"peerRelay": false}') }).peerRelay, false);
+  assert.equal(loadConfig({ peerRelay: false, config: file('relay-on.json', '{"peerRelay": true}') }).peerRelay, false, 'the flag wins');
+  assert.throws(() => loadConfig({ config: file('relay-bad.json', '{"peerRelay": "no"}') }), (e: unknown) => e instanceof ConfigError && /"peerRelay" must be true or false/.test(e.message));
+});

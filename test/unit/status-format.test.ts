@@ -17,10 +17,14 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
     tap: { name: 'idloc0', mtu: 1420 }, listen: '0.0.0.0:4500',
     peers: [
       { nodeId: '12'.repeat(20), publicKey: '34'.repeat(32), ipv4: '100.70.0.9', ipv6: 'fd1d:10c0::9', endpoint: '198.51.100.11:4500',
-        source: 'overlay', path: 'direct', pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
+        source: 'overlay', path: 'direct', via: null, relay: null, rttMs: 1.4, pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
         lastHandshake: new Date(NOW - 5000).toISOString(), rxBytes: 2048, txBytes: 100 },
+      { nodeId: '9a'.repeat(20), publicKey: 'bc'.repeat(32), ipv4: '100.70.0.3', ipv6: 'fd1d:10c0::3', endpoint: '[100::0:1]:1',
+        source: 'overlay', path: 'relayed', via: 'peer-relay', relay: '203.0.113.1:4500', rttMs: 3,
+        pathReason: 'via peer relay 203.0.113.1:4500 (the peer\'s rendezvous node): no direct path', state: 'established',
+        lastHandshake: new Date(NOW - 1000).toISOString(), rxBytes: 10, txBytes: 10 },
       { nodeId: '56'.repeat(20), publicKey: '78'.repeat(32), ipv4: '0.0.0.0', ipv6: 'fd1d:10c0::7', endpoint: '198.51.100.12:4500',
-        source: 'overlay', path: 'none', pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0 },
+        source: 'overlay', path: 'none', via: null, relay: null, rttMs: null, pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0 },
     ],
     overlay: overlay === null ? null : {
       joined: true, ipv4Claimed: true, bootstraps: ['198.51.100.10:4500'], routingTableSize: 7, storedRecords: 12, ownRecords: 2,
@@ -36,10 +40,11 @@ test('status shows how the overlay was joined, its size and lookups, and each pe
   const text = formatStatus(status({}), NOW);
   assert.match(text, /overlay {2}joined via 198\.51\.100\.10:4500; 7 contacts, 12 records stored, IPv4 claimed/);
   assert.match(text, /lookups {2}9 \(p50 3 ms, p90 8 ms\); peers found 2, not found 1/);
-  const rows = text.split('\n').filter((l) => l.startsWith('1212') || l.startsWith('5656'));
-  assert.equal(rows.length, 2);
-  assert.match(rows[0]!, /100\.70\.0\.9 .* overlay .* direct .* 5s ago/);
-  assert.match(rows[1]!, /\(looking up\) .* overlay .* none .* never .* handshake in progress/);
+  const rows = text.split('\n').filter((l) => l.startsWith('1212') || l.startsWith('5656') || l.startsWith('9a9a'));
+  assert.equal(rows.length, 3);
+  assert.match(rows[0]!, /100\.70\.0\.9 .* overlay .* direct .* 1\.4 ms .* 5s ago/);
+  assert.match(rows[1]!, /peer relay 203\.0\.113\.1:4500 .* 3\.0 ms .* 1s ago .*\(the peer's rendezvous node\)/);
+  assert.match(rows[2]!, /\(looking up\) .* overlay .* none .* - .* never .* handshake in progress/);
 });
 
 test('status says when the overlay was started here, is still joining, or is off', () => {

@@ -1,0 +1,120 @@
+// The end-host side of peer relaying (frames in peer-relay-wire.ts, the relay in peer-relay-server.ts).
+// A path through a relay gets a virtual endpoint, so the tunnel layer needs no change: it sends to an
+// Endpoint and roams to whatever Endpoint an authenticated packet came from.
+//
+//   virtual endpoint  [100::X]:1 — an address in IPv6's discard-only prefix 100::/64 (RFC 6666): should it
+//                     ever reach a real socket, it goes nowhere. X indexes a route:
+//     towards a client  (relay R, the client's NodeID)   we send TO_CLIENT;  FROM_CLIENT arrives from it
+//     towards a peer    (relay R, the handle R gave it)  we send TO_PEER;    FROM_PEER arrives from it
+//   send(bytes, virtual) ─> frame ─> the relay, on the raw socket
+//   FROM_* frame from relay R ─> payload delivered as if the virtual endpoint had sent it (demux as usual)
+//
+// FROM_CLIENT is accepted only for a route we opened (we asked R to reach that client); FROM_PEER from any
+// relay (the peer's handshake proves who it is, as on a direct path). Routes are bounded
+// (PEER_RELAY_ROUTES_MAX, the oldest forgotten first). One frame is allocated per datagram sent: peer
+// relaying is the last resort, and the socket may hold a buffer after send() returns.
+import { PEER_RELAY_ROUTES_MAX } from '../constants.js';
+import {
+  PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
+} from './peer-relay-wire.js';
+import { endpointKey, type Endpoint } from './socket.js';
+
+const VIRTUAL_PREFIX = '100::';
+const VIRTUAL_PORT = 1;
+
+interface Route {
+  virtual: Endpoint;
+  relay: Endpoint;
+  /** Towards a client: its NodeID; towards a peer: undefined (then `handle`). */
+  nodeId: Uint8Array | undefined;
+  handle: number;
+  /** Lookup key: relay + NodeID hex or handle. */
+  key: string;
+}
+
+export interface PeerRelayClientStats {
+  sent: number;
+  received: number;
+  malformed: number;
+  /** FROM_CLIENT for a route we never opened. */
+  unsolicited: number;
+  /** Sends to a virtual endpoint whose route was forgotten. */
+  staleRoute: number;
+}
+
+export class PeerRelayClient {
+  readonly stats: PeerRelayClientStats = { sent: 0, received: 0, malformed: 0, unsolicited: 0, staleRoute: 0 };
+  /** endpointKey(virtual) -> route; insertion order = recency. */
+  private readonly byVirtual = new Map<string, Route>();
+  private readonly byKey = new Map<string, Route>();
+  private readonly frame = newPeerRelayFrame();
+  private nextIndex = 1;
+
+  constructor(
+    private readonly sendRaw: (bytes: Uint8Array, to: Endpoint) => void,
+    private readonly deliver: (msg: Buffer, from: Endpoint) => void,
+  ) {}
+
+  /** Is this one of our virtual endpoints (a path through a peer relay)? */
+  static isVirtual(e: Endpoint): boolean {
+    return e.port === VIRTUAL_PORT && e.address.startsWith(VIRTUAL_PREFIX);
+  }
+
+  /** The virtual endpoint for "the client `nodeId`, through its rendezvous node `relay`". */
+  towardsClient(relay: Endpoint, nodeId: Uint8Array): Endpoint {
+    const key = `${endpointKey(relay)}/${Buffer.from(nodeId).toString('hex')}`;
+    return this.route(key, relay, Uint8Array.from(nodeId), 0).virtual;
+  }
+
+  /** The relay a virtual endpoint goes through ("host:port"), for status; undefined if `e` is not ours. */
+  relayOf(e: Endpoint | string): string | undefined {
+    const r = this.byVirtual.get(typeof e === 'string' ? e : endpointKey(e));
+    return r ? endpointKey(r.relay) : undefined;
+  }
+
+  get routes(): number { return this.byVirtual.size; }
+
+  /** Send through the relay if `to` is virtual (true), else leave it to the caller (false). */
+  send(bytes: Uint8Array, to: Endpoint): boolean {
+    if (!PeerRelayClient.isVirtual(to)) return false;
+    const r = this.byVirtual.get(endpointKey(to));
+    if (!r) { this.stats.staleRoute++; return true; }
+    if (bytes.length === 0) return true;
+    this.stats.sent++;
+    this.sendRaw(r.nodeId ? marshalPeerRelay(PR_TO_CLIENT, r.nodeId, bytes) : marshalPeerRelay(PR_TO_PEER, r.handle, bytes), r.relay);
+    return true;
+  }
+
+  /** A FROM_PEER or FROM_CLIENT frame from relay `from`. */
+  handleDatagram(msg: Uint8Array, from: Endpoint): void {
+    const f = this.frame;
+    if (!parsePeerRelay(msg, f) || (f.kind !== PR_FROM_PEER && f.kind !== PR_FROM_CLIENT)) { this.stats.malformed++; return; }
+    let r: Route | undefined;
+    if (f.kind === PR_FROM_CLIENT) {
+      r = this.byKey.get(`${endpointKey(from)}/${Buffer.from(f.nodeId).toString('hex')}`);
+      if (!r) { this.stats.unsolicited++; return; }
+    } else {
+      r = this.route(`${endpointKey(from)}#${f.handle}`, from, undefined, f.handle);
+    }
+    this.stats.received++;
+    // The payload is a view into the frame: the tunnel layer reads it during the call, as a socket's datagram.
+    this.deliver(Buffer.from(f.payload.buffer, f.payload.byteOffset, f.payload.length), r.virtual);
+  }
+
+  private route(key: string, relay: Endpoint, nodeId: Uint8Array | undefined, handle: number): Route {
+    const known = this.byKey.get(key);
+    if (known) return known;
+    while (this.byVirtual.size >= PEER_RELAY_ROUTES_MAX) {
+      const oldest = this.byVirtual.values().next().value!;
+      this.byVirtual.delete(endpointKey(oldest.virtual));
+      this.byKey.delete(oldest.key);
+    }
+    const i = this.nextIndex;
+    this.nextIndex = this.nextIndex >= 0xffffffff ? 1 : this.nextIndex + 1;
+    const virtual = { address: `${VIRTUAL_PREFIX}${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`, port: VIRTUAL_PORT };
+    const r: Route = { virtual, relay: { address: relay.address, port: relay.port }, nodeId, handle, key };
+    this.byVirtual.set(endpointKey(virtual), r);
+    this.byKey.set(key, r);
+    return r;
+  }
+}

@@ -1,0 +1,137 @@
+// The relay side of peer relaying (frames in peer-relay-wire.ts): a publicly reachable agent forwards
+// datagrams between a host behind a NAT that keeps it as a rendezvous node (the "client") and anyone who
+// wants to reach that host but has no direct path and no TURN relay (the "peer").
+//
+//   TO_CLIENT(nodeId, p) from peer address A ─> client's endpoint (where its keepalives come from)?
+//        ─> handle h for (A, client) ─> FROM_PEER(h, p) to the client
+//   TO_PEER(h, p) from the client ─> h names (A, that client), and this datagram comes from the client's
+//        endpoint ─> FROM_CLIENT(client nodeId, p) to A
+//
+// Dropped and counted, never thrown: malformed frames, unknown client, unknown or foreign handle (only the
+// client a handle was made for may answer through it), over the source's byte rate, relaying switched off.
+// One datagram out per datagram in, at most 16 bytes larger (a handle replaced by a NodeID): never an
+// amplifier. The payload is not looked at: tunnel messages are end-to-end encrypted and authenticated.
+import {
+  PEER_RELAY_BURST_BYTES, PEER_RELAY_HANDLE_IDLE_MS, PEER_RELAY_HANDLES_MAX, PEER_RELAY_RATE_BYTES, RELAY_RATE_SOURCES_MAX,
+} from '../constants.js';
+import { PerSourceRateLimit } from './rate-limit.js';
+import {
+  PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
+} from './peer-relay-wire.js';
+import { endpointKey, type Endpoint } from './socket.js';
+
+export interface PeerRelayServerOptions {
+  send: (bytes: Uint8Array, to: Endpoint) => void;
+  /** Where a node of the overlay last sent us from (a rendezvous client's keepalives), if we know it. */
+  clientEndpoint: (nodeId: Uint8Array) => Endpoint | undefined;
+  /** Relaying on (public agents, unless switched off)? Asked per frame: it follows the last netcheck. */
+  enabled: () => boolean;
+  now?: () => number;
+  rateBytesPerSecond?: number;
+  burstBytes?: number;
+}
+
+export interface PeerRelayServerStats {
+  toClient: number;
+  toPeer: number;
+  bytes: number;
+  malformed: number;
+  unknownClient: number;
+  unknownHandle: number;
+  foreignHandle: number;
+  rateLimited: number;
+  disabled: number;
+}
+
+interface Handle {
+  id: number;
+  peer: Endpoint;
+  client: Uint8Array;
+  key: string;
+  at: number;
+}
+
+export class PeerRelayServer {
+  readonly stats: PeerRelayServerStats = {
+    toClient: 0, toPeer: 0, bytes: 0, malformed: 0, unknownClient: 0, unknownHandle: 0, foreignHandle: 0, rateLimited: 0, disabled: 0,
+  };
+  /** handle -> who; insertion order = recency. */
+  private readonly handles = new Map<number, Handle>();
+  /** "peer address|client NodeID hex" -> handle. */
+  private readonly byPair = new Map<string, Handle>();
+  private readonly frame = newPeerRelayFrame();
+  private readonly limit: PerSourceRateLimit;
+  private readonly now: () => number;
+  private nextHandle = (Math.random() * 0x100000000) >>> 0;
+
+  constructor(private readonly o: PeerRelayServerOptions) {
+    this.now = o.now ?? Date.now;
+    this.limit = new PerSourceRateLimit({
+      ratePerSecond: o.rateBytesPerSecond ?? PEER_RELAY_RATE_BYTES, burst: o.burstBytes ?? PEER_RELAY_BURST_BYTES,
+      maxSources: RELAY_RATE_SOURCES_MAX, now: this.now,
+    });
+  }
+
+  get handleCount(): number { return this.handles.size; }
+
+  /** A TO_CLIENT or TO_PEER frame from `from` (FROM_* frames are the client side's: peer-relay-client.ts). */
+  handleDatagram(msg: Uint8Array, from: Endpoint): void {
+    const f = this.frame;
+    const s = this.stats;
+    if (!parsePeerRelay(msg, f) || (f.kind !== PR_TO_CLIENT && f.kind !== PR_TO_PEER)) { s.malformed++; return; }
+    if (!this.o.enabled()) { s.disabled++; return; }
+    if (!this.limit.allow(from.address, msg.length)) { s.rateLimited++; return; }
+    const now = this.now();
+    if (f.kind === PR_TO_CLIENT) {
+      const to = this.o.clientEndpoint(f.nodeId);
+      if (!to || (to.port === from.port && to.address === from.address)) { s.unknownClient++; return; }
+      const h = this.handleFor(from, f.nodeId, now);
+      s.toClient++;
+      s.bytes += f.payload.length;
+      this.o.send(marshalPeerRelay(PR_FROM_PEER, h.id, f.payload), to);
+      return;
+    }
+    const h = this.handles.get(f.handle);
+    if (!h || now - h.at > PEER_RELAY_HANDLE_IDLE_MS) { s.unknownHandle++; return; }
+    const client = this.o.clientEndpoint(h.client);
+    if (!client || client.port !== from.port || client.address !== from.address) { s.foreignHandle++; return; }
+    this.touch(h, now);
+    s.toPeer++;
+    s.bytes += f.payload.length;
+    this.o.send(marshalPeerRelay(PR_FROM_CLIENT, h.client, f.payload), h.peer);
+  }
+
+  private handleFor(peer: Endpoint, client: Uint8Array, now: number): Handle {
+    const key = `${endpointKey(peer)}|${Buffer.from(client).toString('hex')}`;
+    const known = this.byPair.get(key);
+    if (known && now - known.at <= PEER_RELAY_HANDLE_IDLE_MS) { this.touch(known, now); return known; }
+    if (known) this.forget(known);
+    this.expire(now);
+    let id = this.nextHandle;
+    while (this.handles.has(id)) id = (id + 1) >>> 0;
+    this.nextHandle = (id + 1) >>> 0;
+    const h: Handle = { id, peer: { address: peer.address, port: peer.port }, client: Uint8Array.from(client), key, at: now };
+    this.handles.set(id, h);
+    this.byPair.set(key, h);
+    return h;
+  }
+
+  private touch(h: Handle, now: number): void {
+    h.at = now;
+    this.handles.delete(h.id);
+    this.handles.set(h.id, h);
+  }
+
+  private forget(h: Handle): void {
+    this.handles.delete(h.id);
+    if (this.byPair.get(h.key) === h) this.byPair.delete(h.key);
+  }
+
+  /** Idle handles from the front (least recently used), and the oldest beyond PEER_RELAY_HANDLES_MAX - 1. */
+  private expire(now: number): void {
+    for (const h of this.handles.values()) {
+      if (now - h.at <= PEER_RELAY_HANDLE_IDLE_MS && this.handles.size < PEER_RELAY_HANDLES_MAX) break;
+      this.forget(h);
+    }
+  }
+}

@@ -1,0 +1,124 @@
+// The agent's one UDP socket and the relays layered on it: what goes out where, and which layer gets
+// what comes in.
+//
+//   outbound (the `routed` socket that Tunnels, ICE and STUN send on):
+//     1. a virtual endpoint [100::X]:1 ─> a frame to the overlay peer relaying for that path (peer relay)
+//     2. an address reached through our TURN allocation ─> ChannelData / Send indication to the server
+//     3. anything else ─> straight out the socket
+//   inbound (first byte, nat/demux.ts):
+//     from our TURN server ─> the TURN client (relayed data comes back here as if sent by the peer)
+//     0xC1/0xC2/0xC4 tunnel, 0xD2 overlay, STUN ─> their layers (STUN checks and handshakes that reach the
+//       socket itself mark their source "heard directly": never routed through the TURN relay)
+//     0xD3 peer relay ─> TO_* frames to the relay server (we relay for our rendezvous clients), FROM_*
+//       frames to the client side (payload delivered from the path's virtual endpoint); never nested
+//   Overlay messages are not relayed: a relay carries tunnel datagrams and ICE checks, which the tunnel and
+//   ICE authenticate end to end.
+import type { Logger } from 'pino';
+import type { DemuxStats } from './agent-status.js';
+import { classifyDatagram } from './nat/demux.js';
+import { PeerRelayClient } from './nat/peer-relay-client.js';
+import { PeerRelayServer, type PeerRelayServerOptions } from './nat/peer-relay-server.js';
+import { PR_TO_CLIENT, PR_TO_PEER } from './nat/peer-relay-wire.js';
+import type { DatagramSocket, Endpoint } from './nat/socket.js';
+import { TurnRelay, type TurnConfig } from './relay.js';
+
+export interface UnderlayHandlers {
+  tunnel: (msg: Buffer, from: Endpoint) => void;
+  overlay?: (msg: Buffer, from: Endpoint) => void;
+  stun: (msg: Buffer, from: Endpoint) => void;
+}
+
+export interface UnderlayOptions {
+  socket: DatagramSocket;
+  logger: Logger;
+  turn?: TurnConfig;
+  /** Relay for overlay peers (an overlay member; off for static-only agents). */
+  relayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
+  handlers: UnderlayHandlers;
+}
+
+/** How a datagram to an endpoint travels, for status. */
+export interface RelayRoute { via: 'turn' | 'peer-relay'; relay: string }
+
+export class Underlay {
+  readonly routed: DatagramSocket;
+  readonly turn: TurnRelay | undefined;
+  readonly peerRelay: PeerRelayClient;
+  readonly relayServer: PeerRelayServer | undefined;
+  readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
+
+  constructor(private readonly o: UnderlayOptions) {
+    const socket = o.socket;
+    const deliver = (msg: Buffer, from: Endpoint): void => this.dispatch(msg, from);
+    const turn = o.turn ? new TurnRelay(o.turn, socket, o.logger.child({ layer: 'relay' }), deliver) : undefined;
+    this.turn = turn;
+    const peerRelay = new PeerRelayClient((b, to) => socket.send(b, to), deliver);
+    this.peerRelay = peerRelay;
+    if (o.relayServer) this.relayServer = new PeerRelayServer({ ...o.relayServer, send: (b, to) => socket.send(b, to) });
+    this.routed = {
+      get local() { return socket.local; },
+      onMessage: (h) => socket.onMessage(h),
+      send: (bytes, to) => { if (!peerRelay.send(bytes, to) && !turn?.send(bytes, to)) socket.send(bytes, to); },
+      close: () => socket.close(),
+      ...(socket.flush ? { flush: () => socket.flush!() } : {}),
+    };
+  }
+
+  start(): void {
+    this.o.socket.onMessage((msg, from) => this.onDatagram(msg, from));
+    void this.turn?.start();
+  }
+
+  /** Is this endpoint reached through a relay, and which? */
+  relayRoute(endpoint: Endpoint): RelayRoute | undefined {
+    const peer = this.peerRelay.relayOf(endpoint);
+    if (peer) return { via: 'peer-relay', relay: peer };
+    if (this.turn?.relays(endpoint)) return { via: 'turn', relay: this.turn.serverKey };
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.turn?.close();
+  }
+
+  private onDatagram(msg: Buffer, from: Endpoint): void {
+    this.demux.datagrams++;
+    const turn = this.turn;
+    if (turn) {
+      if (turn.fromServer(from)) { turn.handleDatagram(msg, from); return; }
+      // STUN checks and handshakes that reach the socket itself prove a direct path (not per data packet).
+      const b = msg[0];
+      if (b !== undefined && (b < 4 || b === 0xc1 || b === 0xc2)) turn.noteDirect(from);
+    }
+    this.dispatch(msg, from);
+  }
+
+  /** A datagram from `from`: straight off the socket, or unwrapped by a relay (then `from` is the peer). */
+  private dispatch(msg: Buffer, from: Endpoint): void {
+    if (msg.length === 0) { this.demux.unknown++; return; }
+    const h = this.o.handlers;
+    switch (classifyDatagram(msg[0]!)) {
+      case 'tunnel': h.tunnel(msg, from); break;
+      case 'overlay':
+        if (h.overlay && !PeerRelayClient.isVirtual(from)) h.overlay(msg, from);
+        else this.demux.notYetHandled++;
+        break;
+      case 'stun': h.stun(msg, from); break;
+      case 'peer-relay': this.peerRelayFrame(msg, from); break;
+      case 'unknown': this.demux.unknown++; break;
+      default: this.demux.notYetHandled++; // TURN channel data from anyone but our TURN server
+    }
+  }
+
+  private peerRelayFrame(msg: Buffer, from: Endpoint): void {
+    // Relayed frames inside relayed frames are not a thing: a relay path is one hop.
+    if (PeerRelayClient.isVirtual(from) || (this.turn?.relays(from) ?? false)) { this.demux.notYetHandled++; return; }
+    const kind = msg[1];
+    if (kind === PR_TO_CLIENT || kind === PR_TO_PEER) {
+      if (this.relayServer) this.relayServer.handleDatagram(msg, from);
+      else this.demux.notYetHandled++;
+    } else {
+      this.peerRelay.handleDatagram(msg, from);
+    }
+  }
+}
