@@ -3,8 +3,9 @@
 // their NAT from netcheck (every agent answers STUN), keep rendezvous with public members, and reach each
 // other with Attach + ICE: pings go both ways over a direct pair, and `status` says so and why. Where no
 // direct path can exist (two symmetric NATs), agents given a TURN server (real coturn) relay through it,
-// end to end encrypted, and status says which path each peer has and why; without one, status says
-// there is no direct path and why.
+// end to end encrypted, and status says which path each peer has and why; without one, they relay
+// through a public overlay member that is the peer's rendezvous node (a peer relay). When coturn stops,
+// the agents it carried move to a peer relay; when it comes back, they move back to it.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
@@ -17,7 +18,7 @@ import {
 const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built') || (!turnserverPath() && 'coturn (turnserver) not installed');
 const NATED = ['cone1', 'cone2', 'cgn', 'sym1', 'sym2', 'sym3', 'sym4'];
 
-describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, timeout: 120_000 }, () => {
+describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, timeout: 240_000 }, () => {
   let lab: Lab;
   let coturn: Coturn;
   const agents = new Map<string, TestAgent>();
@@ -96,13 +97,37 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
     assert.ok(/Allocate|allocation/i.test(coturn.log()), 'coturn served an allocation');
   });
 
-  it('sym3 -> sym4 (both symmetric, no relay): no direct path, and status says why', async () => {
-    const r = await lab.exec('sym3', ['ping', '-c', '1', '-W', '4', addr.get('sym4')!.ipv4], { allowFail: true, timeoutMs: 20_000 });
-    assert.notEqual(r.code, 0, 'two symmetric NATs that filter cannot have a direct path');
-    let p: Awaited<ReturnType<typeof peerPath>>;
-    await waitUntil(async () => { p = await peerPath('sym3', 'sym4'); return /no direct path/.test(String(p?.pathReason)); }, 8000, 'the reason');
-    assert.notEqual(p!.path, 'direct');
-    process.stderr.write(`# sym3 -> sym4: ${p!.pathReason}\n`);
+  const publicAgents = () => ['pub1', 'pub2'].map((h) => `${lab.address(h)}:${A(h).port}`);
+
+  it('sym3 <-> sym4 (both symmetric, no TURN server): relayed through a public overlay peer, ping both ways, status says why', async () => {
+    await pingBothWays('sym3', 'sym4');
+    const p = await peerPath('sym3', 'sym4');
+    assert.equal(p?.path, 'relayed', JSON.stringify(p));
+    assert.equal(p?.via, 'peer-relay', JSON.stringify(p));
+    assert.ok(publicAgents().includes(String(p?.relay)), `through pub1 or pub2, not ${p?.relay}`);
+    assert.match(String(p?.pathReason), /^via peer relay .*no direct path.*no TURN relay on either side/, JSON.stringify(p));
+    process.stderr.write(`# sym3 -> sym4: ${p?.endpoint} rtt ${p?.rttMs} ms: ${p?.pathReason}\n`);
+    const q = await peerPath('sym4', 'sym3');
+    assert.equal(q?.via, 'peer-relay', JSON.stringify(q));
+    const relayed = await Promise.all(['pub1', 'pub2'].map(async (h) => (await agentStatus(lab, A(h))).counters.peerRelay.server?.toClient ?? 0));
+    assert.ok(relayed.some((n) => n > 0), `a public agent relayed: ${relayed}`);
+  });
+
+  it('coturn stopped: sym1 and sym2 move to a peer relay; coturn back: they move back to it', async () => {
+    const via = async (a: string, b: string) => (await peerPath(a, b))?.via;
+    assert.equal(await via('sym1', 'sym2'), 'turn');
+    await lab.stopProcess(coturn.proc);
+    // The TURN clients' probes (every 10 s, ~7.5 s of retransmissions) find the server gone.
+    await waitUntil(async () => (await via('sym1', 'sym2')) === 'peer-relay', 45_000, `sym1's path to sym2 to move to a peer relay${evidence()}`);
+    await pingBothWays('sym1', 'sym2');
+    const p = await peerPath('sym1', 'sym2');
+    assert.ok(publicAgents().includes(String(p?.relay)), JSON.stringify(p));
+    process.stderr.write(`# coturn stopped, sym1 -> sym2: ${p?.pathReason}\n`);
+    coturn = await startCoturn(lab, 'turn', { username: 'idloc', password: 'relay-me-please', realm: 'idloc.test' });
+    // Allocations are retried every 10 s; a new one makes the agent try for a TURN pair at once.
+    await waitUntil(async () => (await via('sym1', 'sym2')) === 'turn', 45_000, `sym1's path to sym2 to move back to TURN${evidence()}`);
+    await pingBothWays('sym1', 'sym2');
+    process.stderr.write(`# coturn back, sym1 -> sym2: ${(await peerPath('sym1', 'sym2'))?.pathReason}\n`);
   });
 });
 
