@@ -27,7 +27,7 @@ export interface AgentOverlayOptions {
    *  (asked again when addresses change). */
   candidates: () => Endpoint[] | Candidate[];
   /** An ATTACH for us (NAT traversal): the answer blob, or undefined to refuse. */
-  onAttach?: (blob: Uint8Array) => Uint8Array | undefined;
+  onAttach?: (blob: Uint8Array) => Promise<Uint8Array | undefined> | Uint8Array | undefined;
   logger: Logger;
   puzzleDifficulty?: number;
   /** The IPv4 claim settled on another derivation than identity.ipv4Attempt. */

@@ -270,6 +270,10 @@ export const PEER_RELAY_HANDLE_IDLE_MS = 180_000;
 /** Routes through peer relays a client agent keeps (virtual endpoints; oldest forgotten first). */
 export const PEER_RELAY_ROUTES_MAX = 4_096;
 
+/** Predicted ports an Attach offers behind a sequentially allocating symmetric NAT: each new destination
+ *  contacted since the netcheck takes one, so a window of several absorbs a few; the peer checks each
+ *  (paced ICE_CHECK_PACING_MS), so more would slow its checks to the real candidates. */
+export const PORT_PREDICTION_COUNT = 8;
 /** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
 export const ICE_MAX_SESSIONS = 256;
 /** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps

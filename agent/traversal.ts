@@ -2,7 +2,8 @@
 //
 //   Our candidates (what we publish in the locator and offer in Attach):
 //     host: our interface addresses with the socket's port; srflx: our public mapping as the last netcheck
-//     saw it (every agent answers STUN, so overlay members are the servers). Behind a NAT we also keep
+//     saw it (every agent answers STUN, so overlay members are the servers); behind a symmetric NAT that
+//     allocates ports in order, Attach also offers the ports it likely gave the peer (nat/port-prediction.ts). Behind a NAT we also keep
 //     rendezvous keepalives to a few overlay nodes and name them in the locator, so Attach can reach us.
 //
 //   Reaching a found peer (its locator in hand):
@@ -16,7 +17,8 @@
 //   Being reached: an ATTACH for us is checked (signature, target = us, fresh), answered with our offer of
 //   candidates, and our checks toward the offerer start at once (they open our NAT for its checks).
 import type { Logger } from 'pino';
-import { ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS } from './constants.js';
+import { ATTACH_MAX_CANDIDATES, ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS, PORT_PREDICTION_COUNT } from './constants.js';
+import { allocationOrder, predictPorts } from './nat/port-prediction.js';
 import { nodeIdFromPublicKey, toHex } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
 import { candidatePriority, IceCandidateType, marshalAttach, parseAttach, type IceCandidate } from './nat/attach.js';
@@ -56,7 +58,7 @@ export class Traversal {
   private netcheck: NetcheckReport | undefined;
   /** Relayed candidates peers offered us ("host:port"): a tunnel to one of them goes through their relay. */
   private readonly peerRelays = new Set<string>();
-  readonly stats = { attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0 };
+  readonly stats = { attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0, portsPredicted: 0 };
 
   constructor(private readonly o: TraversalOptions) {}
 
@@ -91,6 +93,18 @@ export class Traversal {
     return out;
   }
 
+  /** What an Attach offers: our candidates, and behind a symmetric NAT that allocates in sequence, the
+   *  ports it will likely give our checks (nat/port-prediction.ts). */
+  private offerCandidates(): IceCandidate[] {
+    const base = this.candidates();
+    const order = this.netcheck ? allocationOrder(this.netcheck) : undefined;
+    if (!order) return base;
+    const predicted = predictPorts(order, Math.min(PORT_PREDICTION_COUNT, ATTACH_MAX_CANDIDATES - base.length));
+    this.stats.portsPredicted += predicted.length;
+    const prio = candidatePriority(IceCandidateType.Srflx);
+    return [...base, ...predicted.map((e, k) => ({ ...e, type: IceCandidateType.Srflx, priority: prio - 1 - k }))];
+  }
+
   /** Where to send the handshake for a peer found with this locator (see the top of the file). */
   async reach(locator: LocatorRecord, attempt = 0): Promise<PathChoice> {
     const rdv = locator.value?.rendezvous ?? [];
@@ -107,7 +121,7 @@ export class Traversal {
     const session = this.o.ice.newSession(true);
     const offer = marshalAttach({
       role: 'offer', sender: this.o.identity.publicKey, target, created: Date.now(), tieBreaker: session.tieBreaker,
-      ufrag: session.ufrag, pwd: session.pwd, candidates: this.candidates(),
+      ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(),
     }, this.o.identity.privateKey);
     this.stats.attachSent++;
     const answerBlob = await this.o.node.attach(target, via, offer);
@@ -145,7 +159,7 @@ export class Traversal {
     this.stats.attachAnswered++;
     return marshalAttach({
       role: 'answer', sender: this.o.identity.publicKey, target: nodeIdFromPublicKey(v.params.sender), created: Date.now(),
-      tieBreaker: session.tieBreaker, ufrag: session.ufrag, pwd: session.pwd, candidates: this.candidates(),
+      tieBreaker: session.tieBreaker, ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(),
     }, this.o.identity.privateKey);
   }
 
@@ -176,7 +190,10 @@ export class Traversal {
   private noDirectReason(remote: IceCandidate[]): string {
     const ours = this.netcheck?.mapping;
     const theirsSrflx = remote.some((c) => c.type === IceCandidateType.Srflx);
-    if (ours === 'endpoint-dependent') return 'no direct path: this host is behind a symmetric NAT (endpoint-dependent mapping) and the peer\'s NAT filters';
+    if (ours === 'endpoint-dependent') {
+      const predicted = this.netcheck && allocationOrder(this.netcheck) ? 'the ports it predicted got no answer' : 'it picks ports at random, so none could be predicted';
+      return `no direct path: this host is behind a symmetric NAT (endpoint-dependent mapping; ${predicted}) and the peer's NAT filters`;
+    }
     if (!theirsSrflx) return 'no direct path: the peer offered no public (server-reflexive) candidate';
     return 'no direct path: no connectivity check got through (the peer\'s NAT is symmetric, or UDP is blocked)';
   }

@@ -10,6 +10,9 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { waitFor, type ExecOptions, type ExecResult, type ExitInfo, type Lab, type LabProcess } from './lab.js';
 import type { OverlayStatus as AgentOverlayStatus } from '../../agent/agent-overlay.js';
+import type { AgentStatus as RealAgentStatus } from '../../agent/agent-status.js';
+
+type AgentCounters = RealAgentStatus['counters'];
 
 /** The built CLI, next to this file's compiled copy: dist/test/integration -> dist/agent/cli.js. */
 export const CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
@@ -38,8 +41,8 @@ export interface AgentStatus {
   tap: { name: string; mtu: number };
   listen: string;
   peers: PeerStatus[];
-  /** Grouped by layer (tap, inside, outside, tunnels, demux), each a flat record of numbers. */
-  counters: Record<string, Record<string, number>>;
+  /** Grouped by layer (tap, inside, outside, tunnels, demux, ...), as the agent sends them. */
+  counters: AgentCounters;
   /** Present once the agent runs the overlay. */
   overlay?: OverlayStatus;
 }
@@ -152,7 +155,7 @@ export function canonicalIpv6(a: string): string {
 
 /** Sum a counter over the layers, e.g. counter(s, 'tunnels', 'rxBadMac'). Missing counters read 0. */
 export function counter(s: AgentStatus, layer: string, name: string): number {
-  const v = s.counters[layer]?.[name];
+  const v = (s.counters as unknown as Record<string, Record<string, unknown> | undefined>)[layer]?.[name];
   return typeof v === 'number' ? v : 0;
 }
 

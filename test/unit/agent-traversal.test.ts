@@ -51,13 +51,14 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 
 interface Lab { net: MemoryNetwork; s1: Host; s2: Host; a: Host; b: Host; coneB: MemoryNat; close: () => Promise<void> }
 
-/** Two public agents (s1 the bootstrap), a behind a cone NAT, b behind a symmetric one (random ports). */
-async function lab(offerRelay: boolean): Promise<Lab> {
+/** Two public agents (s1 the bootstrap), a behind a cone NAT, b behind a symmetric one (random ports, or
+ *  handed out in order). */
+async function lab(offerRelay: boolean, bPorts: 'random' | 'sequential' = 'random'): Promise<Lab> {
   const net = new MemoryNetwork({ latencyMs: 1 });
   const s1 = host(net.socket('203.0.113.1', 4500), 1, undefined, offerRelay);
   const s2 = host(net.socket('203.0.113.2', 4500), 2, '203.0.113.1', offerRelay);
   const coneA = new MemoryNat(net, { publicAddress: '198.51.100.20', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
-  const symB = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random', seed: 9 });
+  const symB = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: bPorts, seed: 9 });
   const coneB = new MemoryNat(net, { publicAddress: '198.51.100.22', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
   const a = host(coneA.socket('10.1.0.2', 4500), 3, '203.0.113.1');
   const b = host(symB.socket('10.2.0.2', 4500), 4, '203.0.113.1');
@@ -139,6 +140,24 @@ test('a peer on a relay moves to the direct path when one becomes possible (it m
       return pingsAt(b) > before;
     }, 5000, 'a ping to reach b over the direct path');
     assert.equal(peerB()?.path, 'direct');
+  } finally {
+    await close();
+  }
+});
+
+test('a symmetric NAT that hands out ports in order: the predicted ports give a direct pair', async () => {
+  const { a, b, close } = await lab(true, 'sequential');
+  try {
+    const peerB = peerOf(a, b);
+    a.tap.inject([ping(a, b, 1)]);
+    await until(() => peerB()?.state === 'established', 5000, 'a tunnel to b');
+    assert.ok(b.agent.status().counters.traversal.portsPredicted! > 0, 'b offered predicted ports');
+    const p = peerB()!;
+    assert.equal(p.path, 'direct', JSON.stringify(p));
+    assert.match(p.pathReason, /^ICE: /);
+    assert.equal(p.endpoint?.split(':')[0], '198.51.100.21', 'b\'s symmetric NAT, at the port it gave the checks');
+    let seq = 2;
+    await until(() => { if (seq++ % 20 === 0) a.tap.inject([ping(a, b, seq)]); return pingsAt(b) > 0; }, 5000, 'a ping over the predicted pair');
   } finally {
     await close();
   }
