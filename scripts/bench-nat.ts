@@ -9,8 +9,9 @@
 //    (lookup + Attach through rendezvous + ICE + handshake + echo). Pairs cone1 -> cone2, cgn -> cone2.
 // 2. Throughput (iperf3 TCP both ways) and ping RTT (50 x 10 ms) on: the plain path (between the two
 //    NATed hosts if the underlay reaches at all, which two filtering NATs do not allow; else cone1 ->
-//    pub through one NAT), the direct tunnel cone1 -> cone2 and the tunnel relayed by coturn sym1 -> sym2
-//    (both with --turn); `status` must say 'direct' / 'relayed' first, and its path reasons are kept.
+//    pub through one NAT), the direct tunnel cone1 -> cone2, the tunnel relayed by coturn sym1 -> sym2
+//    (both with --turn), and sym3 -> sym4 (no TURN server) relayed through a public agent (peer relay);
+//    `status` must say 'direct' / 'relayed' (via turn / peer-relay) first, and its path reasons are kept.
 import { Lab, type LabProcess } from '../test/integration/lab.js';
 import { startCoturn } from '../test/integration/coturn.js';
 import {
@@ -50,6 +51,7 @@ export interface NatBenchResult {
   plain: NatPath;
   direct: NatPath;
   relayed: NatPath;
+  peerRelayed: NatPath;
   /** Each agent's NAT verdict (status nat.summary). */
   natSummary: Record<string, string>;
   config: { samples: number; seconds: number; runs: number };
@@ -100,6 +102,7 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
     natHosts: [
       { name: 'cone1', nat: 'cone' }, { name: 'cone2', nat: 'cone' }, { name: 'cgn', nat: 'cgnat' },
       { name: 'sym1', nat: 'symmetric' }, { name: 'sym2', nat: 'symmetric' },
+      { name: 'sym3', nat: 'symmetric' }, { name: 'sym4', nat: 'symmetric' },
     ],
   });
   const agents = new Map<string, TestAgent>();
@@ -108,12 +111,12 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
   try {
     const coturn = await startCoturn(lab, 'turn', { username: 'idloc', password: 'bench-relay', realm: 'idloc.bench' });
     const turnArg = ['--turn', `turn:idloc:bench-relay@${coturn.endpoint.address}:${coturn.endpoint.port}`];
-    for (const h of ['boot', 'turn', 'cone1', 'cone2', 'cgn', 'sym1', 'sym2']) agents.set(h, await createAgent(lab, h));
+    for (const h of ['boot', 'turn', 'cone1', 'cone2', 'cgn', 'sym1', 'sym2', 'sym3', 'sym4']) agents.set(h, await createAgent(lab, h));
     startOverlayAgent(lab, A('boot'), []);
     await waitOverlayReady(lab, A('boot'));
     startOverlayAgent(lab, A('turn'), [A('boot')]);
     await waitOverlayReady(lab, A('turn'));
-    const start = (h: string) => startOverlayAgent(lab, A(h), [A('boot')], h.startsWith('sym') ? turnArg : []);
+    const start = (h: string) => startOverlayAgent(lab, A(h), [A('boot')], h === 'sym1' || h === 'sym2' ? turnArg : []);
     const natSummary: Record<string, string> = {};
     const note = (h: string, s: Status) => { natSummary[h] = s.nat?.summary ?? '-'; };
 
@@ -146,8 +149,8 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
     }
 
     // 2. Plain, direct and relayed paths. iperf3 servers on all addresses of the receiving hosts.
-    for (const h of ['pub', 'cone2', 'sym2']) servers.push(lab.spawn(h, ['iperf3', '-s']));
-    await Promise.all(['pub', 'cone2', 'sym2'].map((h) => lab.waitForPort(h, 5201)));
+    for (const h of ['pub', 'cone2', 'sym2', 'sym4']) servers.push(lab.spawn(h, ['iperf3', '-s']));
+    await Promise.all(['pub', 'cone2', 'sym2', 'sym4'].map((h) => lab.waitForPort(h, 5201)));
     // Is there a plain path between the two NATed hosts? Try TCP to cone2's public and private address.
     const tries: string[] = [];
     let plainTo: string | undefined;
@@ -162,19 +165,19 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
       ? { from: 'cone1', to: `cone2 (${plainTo})`, path: 'plain', ...(await measure(lab, 'cone1', plainTo, opts.seconds, runs)) }
       : { from: 'cone1 (cone NAT)', to: 'pub (public)', path: 'plain', ...(await measure(lab, 'cone1', lab.address('pub'), opts.seconds, runs)) };
 
-    const tunnel = async (x: string, y: string, want: 'direct' | 'relayed'): Promise<NatPath> => {
-      process.stderr.write(`bench: NAT ${want} tunnel ${x} -> ${y}...\n`);
+    const tunnel = async (x: string, y: string, want: 'direct' | 'relayed', via?: 'turn' | 'peer-relay'): Promise<NatPath> => {
+      process.stderr.write(`bench: NAT ${want} tunnel ${x} -> ${y}${via ? ` (${via})` : ''}...\n`);
       // Fresh agents: one whose peer restarted under it keeps a stale tunnel for a while (seen here).
       await Promise.all([stopAgent(lab, A(x)), stopAgent(lab, A(y))]);
       start(x);
       start(y);
-      const [sx, sy] = await Promise.all([ready(lab, A(x), want === 'relayed'), ready(lab, A(y), want === 'relayed')]);
+      const [sx, sy] = await Promise.all([ready(lab, A(x), via === 'turn'), ready(lab, A(y), via === 'turn')]);
       note(x, sx);
       note(y, sy);
       const to = sy.identity.ipv4;
       await lab.exec(x, ['ping', '-c', '3', '-i', '0.2', '-W', '5', to], { timeoutMs: 20_000 });
       await lab.exec(y, ['ping', '-c', '3', '-i', '0.2', '-W', '5', sx.identity.ipv4], { timeoutMs: 20_000 });
-      const p = await until(async () => { const q = await peerOf(lab, A(x), A(y)); return q?.path === want && q; }, 10_000, `${x} -> ${y} path ${want}`)
+      const p = await until(async () => { const q = await peerOf(lab, A(x), A(y)); return q?.path === want && (!via || q.via === via) && q; }, 10_000, `${x} -> ${y} path ${want}${via ? ` via ${via}` : ''}`)
         .catch(async (e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(await peerOf(lab, A(x), A(y)))}`); });
       const q = await peerOf(lab, A(y), A(x));
       if (q?.path !== want) throw new Error(`${y} -> ${x} path is not ${want}: ${JSON.stringify(q)}`);
@@ -185,8 +188,10 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
     };
     const direct = await tunnel('cone1', 'cone2', 'direct');
     await Promise.all(['cone1', 'cone2', 'cgn'].map((h) => stopAgent(lab, A(h)))); // idle CPU for the relay run
-    const relayed = await tunnel('sym1', 'sym2', 'relayed');
-    return { firstPacket, plainBetweenNated, plain, direct, relayed, natSummary, config: { samples, seconds: opts.seconds, runs }, durationS: (Date.now() - started) / 1000 };
+    const relayed = await tunnel('sym1', 'sym2', 'relayed', 'turn');
+    await Promise.all(['sym1', 'sym2'].map((h) => stopAgent(lab, A(h))));
+    const peerRelayed = await tunnel('sym3', 'sym4', 'relayed', 'peer-relay');
+    return { firstPacket, plainBetweenNated, plain, direct, relayed, peerRelayed, natSummary, config: { samples, seconds: opts.seconds, runs }, durationS: (Date.now() - started) / 1000 };
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${logTails([...agents.values()].filter((a) => a.proc), 15)}`);
   } finally {
@@ -203,9 +208,9 @@ export function natTable(r: NatBenchResult): string {
   for (const fp of r.firstPacket) {
     out.push(`  ${`${fp.nat} (${fp.pair}), lookup + Attach + ICE + handshake + echo ms`.padEnd(78)}${fp.samplesMs.map((x) => f(x)).join(', ')}   median ${f(fp.medianMs)}   (lookup p50 ${f(fp.lookupMedianMs, 1)})`);
   }
-  const rows: string[][] = [['', `plain ${r.plain.from} -> ${r.plain.to}`, 'direct cone1 -> cone2', 'relayed sym1 -> sym2 (coturn)']];
+  const rows: string[][] = [['', `plain ${r.plain.from} -> ${r.plain.to}`, 'direct cone1 -> cone2', 'relayed sym1 -> sym2 (coturn)', 'sym3 -> sym4 (peer relay)']];
   const tcp = (k: 'forward' | 'reverse') => (p: NatPath) => `${p.tcpMbit[k].map((x) => f(x, 0)).join(', ')}${p === r.plain ? '' : ` (${f(mean(p.tcpMbit[k]) / mean(r.plain.tcpMbit[k]), 3)}x)`}`;
-  const add = (name: string, cell: (p: NatPath) => string) => rows.push([name, cell(r.plain), cell(r.direct), cell(r.relayed)]);
+  const add = (name: string, cell: (p: NatPath) => string) => rows.push([name, cell(r.plain), cell(r.direct), cell(r.relayed), cell(r.peerRelayed)]);
   add('TCP sender -> receiver Mbit/s', tcp('forward'));
   add('TCP receiver -> sender Mbit/s', tcp('reverse'));
   add('ping avg / median / max ms', (p) => `${f(p.ping.avgMs, 3)} / ${f(p.ping.medianMs, 3)} / ${f(p.ping.maxMs, 3)}`);
@@ -215,5 +220,6 @@ export function natTable(r: NatBenchResult): string {
   if (!r.plainBetweenNated.reachable) out.push(`  plain: no plain path between two NATed hosts (${r.plainBetweenNated.tried}); plain is one NATed host to a public one`);
   out.push(`  direct: ${r.direct.path} via ${r.direct.endpoint}: ${r.direct.pathReason} | back: ${r.direct.reversePath}: ${r.direct.reversePathReason}`);
   out.push(`  relayed: ${r.relayed.path} via ${r.relayed.endpoint}: ${r.relayed.pathReason} | back: ${r.relayed.reversePath}: ${r.relayed.reversePathReason}`);
+  out.push(`  peer relay: ${r.peerRelayed.path} via ${r.peerRelayed.endpoint}: ${r.peerRelayed.pathReason} | back: ${r.peerRelayed.reversePath}: ${r.peerRelayed.reversePathReason}`);
   return out.join('\n');
 }
