@@ -116,7 +116,11 @@ export class Traversal {
         : { how: 'attach-failed', reason: 'the peer published no candidates and no rendezvous' };
     }
     const via = await this.o.node.rendezvousEndpoints(locator);
-    if (via.length === 0) return { how: 'attach-failed', reason: 'none of the peer\'s rendezvous nodes could be found' };
+    // Also through our own rendezvous nodes (source-routed on to the peer's): a host whose UDP reaches only
+    // a few overlay members still gets its Attach to the peer's rendezvous that way.
+    const ours = this.o.node.rendezvous().filter((c) => !rdv.some((id) => toHex(id) === toHex(c.nodeId)));
+    const routes = ours.map((c, i) => ({ to: c.endpoint, hops: [rdv[i % rdv.length]!] }));
+    if (via.length + routes.length === 0) return { how: 'attach-failed', reason: 'none of the peer\'s rendezvous nodes could be found' };
     const target = nodeIdFromPublicKey(locator.owner);
     const session = this.o.ice.newSession(true);
     const offer = marshalAttach({
@@ -124,7 +128,7 @@ export class Traversal {
       ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(),
     }, this.o.identity.privateKey);
     this.stats.attachSent++;
-    const answerBlob = await this.o.node.attach(target, via, offer);
+    const answerBlob = await this.o.node.attach(target, via, offer, { routes });
     const answer = answerBlob ? parseAttach(answerBlob, this.o.identity.nodeId, Date.now()) : undefined;
     if (!answer?.ok || toHex(answer.params.sender) !== toHex(locator.owner)) {
       this.stats.attachFailed++;
@@ -137,8 +141,8 @@ export class Traversal {
     const r = await session.start(answer.params, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
     if (r) return this.chosen(r);
     const why = this.noDirectReason(answer.params.candidates) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
-    const relay = via[attempt % via.length]!;
-    if (!this.o.peerRelay) return { how: 'no-direct-path', reason: why };
+    const relay = via[attempt % Math.max(1, via.length)];
+    if (!this.o.peerRelay || !relay) return { how: 'no-direct-path', reason: why };
     this.stats.peerRelayed++;
     return {
       how: 'peer-relay', endpoint: this.o.peerRelay.towardsClient(relay, target),

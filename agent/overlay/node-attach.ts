@@ -2,7 +2,8 @@
 // signed ICE offer in it) delivered to a NodeID through the overlay, and the target's blob back.
 //
 //   attach(target, via, blob)          ATTACH, destinations [target], one transaction id, the same bytes to
-//     └─ every endpoint in `via` at once (rendezvous nodes, and/or the target itself for a direct try),
+//     └─ every endpoint in `via` at once (rendezvous nodes, and/or the target itself for a direct try), and
+//        with opts.routes, to other first hops with destinations [...hops, target] (source routes),
 //        retransmitted on the RPC schedule (250, 500, 1000 ms, RPC_MAX_TRIES): the first ATTACH answer or
 //        ERROR from the target settles it; undefined on an ERROR or after the last timeout
 //   relays (node-route.ts) forward it: TTL - 1, their NodeID on the Via list
@@ -42,6 +43,10 @@ export type AttachHandler = (blob: Uint8Array, from: { nodeId: Uint8Array; publi
 export interface AttachOptions {
   initialTimeoutMs?: number;
   maxTries?: number;
+  /** Source routes tried at the same time: the ATTACH goes to `to` with destinations [...hops, target], so
+   *  a node that can reach only a few overlay members (UDP blocked but to them) still reaches the target's
+   *  rendezvous through them. At most OVERLAY_MAX_DESTINATIONS - 1 hops each. */
+  routes?: { to: Endpoint; hops: Uint8Array[] }[];
 }
 
 export interface AttachStats {
@@ -79,8 +84,8 @@ export interface AttacherDeps {
 
 interface Pending {
   target: Uint8Array;
-  bytes: Uint8Array;
-  to: Endpoint[];
+  /** One datagram per first hop: the same transaction, each with its own destination list. */
+  sends: { bytes: Uint8Array; to: Endpoint }[];
   tries: number;
   maxTries: number;
   timeoutMs: number;
@@ -114,16 +119,23 @@ export class Attacher {
     if (blob.length > ATTACH_MAX_BLOB) return Promise.reject(new RangeError(`attach: blob of ${blob.length} bytes, at most ${ATTACH_MAX_BLOB}`));
     const seen = new Set<string>();
     const to = via.filter((e) => !seen.has(endpointKey(e)) && seen.add(endpointKey(e))).map((e) => ({ address: e.address, port: e.port }));
-    if (this.closed || to.length === 0 || idsEqual(target, this.d.self.nodeId)) return Promise.resolve(undefined);
+    const routes = (o.routes ?? []).filter((r) => r.hops.length > 0 && r.hops.length < OVERLAY_MAX_DESTINATIONS && r.hops.every((h) => h.length === NODE_ID_BYTES));
+    if (this.closed || to.length + routes.length === 0 || idsEqual(target, this.d.self.nodeId)) return Promise.resolve(undefined);
     let txid = this.newTxid();
     while (this.pending.has(txid)) txid = this.newTxid();
-    const bytes = marshalOverlayMessage({
-      kind: 'attach', ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest: [{ type: 'node', id: target }], sender: this.d.self, blob,
+    const message = (hops: Uint8Array[]) => marshalOverlayMessage({
+      kind: 'attach', ttl: OVERLAY_DEFAULT_TTL, txid, via: [], sender: this.d.self, blob,
+      dest: [...hops.map((id) => ({ type: 'node' as const, id })), { type: 'node', id: target }],
     });
+    const direct = to.length > 0 ? message([]) : undefined;
+    const sends = [
+      ...to.map((e) => ({ bytes: direct!, to: e })),
+      ...routes.map((r) => ({ bytes: message(r.hops), to: { address: r.to.address, port: r.to.port } })),
+    ];
     this.stats.sent++;
     return new Promise((resolve) => {
       const p: Pending = {
-        target: copyBytes(target), bytes, to, tries: 0, maxTries: o.maxTries ?? RPC_MAX_TRIES,
+        target: copyBytes(target), sends, tries: 0, maxTries: o.maxTries ?? RPC_MAX_TRIES,
         timeoutMs: o.initialTimeoutMs ?? RPC_RETRANSMIT_INITIAL_MS, timer: undefined, resolve,
       };
       this.pending.set(txid, p);
@@ -212,7 +224,7 @@ export class Attacher {
       this.stats.timeouts++;
       p.resolve(undefined);
     });
-    for (const to of p.to) this.d.send(p.bytes, to);
+    for (const x of p.sends) this.d.send(x.bytes, x.to);
   }
 
   private answer(txid: bigint, dest: Destination[], result: Uint8Array | null, to: Endpoint): void {

@@ -31,8 +31,11 @@ function host(sock: MemorySocket, i: number, bootstrap?: string, offerRelay = tr
   return { agent, tap, sock };
 }
 
+const MARKER = Buffer.from('plaintext a relay must never see');
+
 function ping(from: Host, to: Host, seq: number): Buffer {
-  const icmp = Buffer.alloc(16);
+  const icmp = Buffer.alloc(16 + MARKER.length);
+  MARKER.copy(icmp, 16);
   icmp[0] = 8; icmp.writeUInt16BE(seq, 6); icmp.writeUInt16BE(refChecksum(icmp), 2);
   const u32 = (a: number) => Uint8Array.of(a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255);
   const p = ipv4(icmp, { src: u32(from.agent.currentIdentity.ipv4), dst: u32(to.agent.currentIdentity.ipv4), proto: 1 });
@@ -49,14 +52,27 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-interface Lab { net: MemoryNetwork; s1: Host; s2: Host; a: Host; b: Host; coneB: MemoryNat; close: () => Promise<void> }
+interface Lab {
+  net: MemoryNetwork; s1: Host; s2: Host; a: Host; b: Host; coneB: MemoryNat;
+  /** Every datagram the public agents (the relays) received. */
+  atRelays: Buffer[];
+  close: () => Promise<void>;
+}
+
+/** Keep a copy of every datagram the socket receives. */
+function sniffed(sock: MemorySocket, into: Buffer[]): MemorySocket {
+  const on = sock.onMessage.bind(sock);
+  sock.onMessage = (h) => on((m, f) => { into.push(Buffer.from(m)); h(m, f); });
+  return sock;
+}
 
 /** Two public agents (s1 the bootstrap), a behind a cone NAT, b behind a symmetric one (random ports, or
  *  handed out in order). */
 async function lab(offerRelay: boolean, bPorts: 'random' | 'sequential' = 'random'): Promise<Lab> {
   const net = new MemoryNetwork({ latencyMs: 1 });
-  const s1 = host(net.socket('203.0.113.1', 4500), 1, undefined, offerRelay);
-  const s2 = host(net.socket('203.0.113.2', 4500), 2, '203.0.113.1', offerRelay);
+  const atRelays: Buffer[] = [];
+  const s1 = host(sniffed(net.socket('203.0.113.1', 4500), atRelays), 1, undefined, offerRelay);
+  const s2 = host(sniffed(net.socket('203.0.113.2', 4500), atRelays), 2, '203.0.113.1', offerRelay);
   const coneA = new MemoryNat(net, { publicAddress: '198.51.100.20', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
   const symB = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: bPorts, seed: 9 });
   const coneB = new MemoryNat(net, { publicAddress: '198.51.100.22', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
@@ -71,14 +87,14 @@ async function lab(offerRelay: boolean, bPorts: 'random' | 'sequential' = 'rando
     await close();
     throw e;
   }
-  return { net, s1, s2, a, b, coneB, close };
+  return { net, s1, s2, a, b, coneB, atRelays, close };
 }
 
 const peerOf = (h: Host, other: Host) => () => h.agent.status().peers.find((p) => p.publicKey === other.agent.currentIdentity.publicKeyHex);
 const pingsAt = (h: Host) => h.tap.written.filter((f) => f.readUInt16BE(12) === 0x0800 && f[14 + 20] === 8).length;
 
 test('no TURN server: a cone host reaches a host behind a symmetric NAT through a peer relay, and says so', async () => {
-  const { s1, s2, a, b, close } = await lab(true);
+  const { s1, s2, a, b, atRelays, close } = await lab(true);
   try {
     const peerB = peerOf(a, b);
     a.tap.inject([ping(a, b, 1)]);
@@ -96,6 +112,11 @@ test('no TURN server: a cone host reaches a host behind a symmetric NAT through 
     assert.equal(q?.via, 'peer-relay');
     const served = [s1, s2].map((s) => s.agent.status().counters.peerRelay.server);
     assert.ok(served.some((x) => x !== null && x.toClient > 0 && x.toPeer > 0), `a relay carried both ways: ${JSON.stringify(served)}`);
+    // What the relays carried is the tunnel's ciphertext: frames big enough for the pings, never their bytes.
+    const frames = atRelays.filter((d) => d[0] === 0xd3);
+    assert.ok(frames.some((d) => d.length > 20 + 16 + MARKER.length), 'the pings crossed a relay');
+    assert.ok(!frames.some((d) => d.includes(MARKER)), 'a relay saw plaintext');
+    assert.ok(pingsAt(b) > 0 && b.tap.written.some((f) => f.includes(MARKER)), 'b got the plaintext, so the marker was sent');
   } finally {
     await close();
   }

@@ -131,6 +131,19 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     assert.deepEqual(attaches.at(-1), { blob: 'from R', from: R.identity.nodeIdHex });
   });
 
+  it('a source route: A sends through P with hops [R]; P and R forward, the answer returns along Via', async () => {
+    const [pFwd, rFwd] = [P.node.stats().route.forwarded, R.node.stats().route.forwarded];
+    const routed = A.node.attach(B.identity.nodeId, [], bytes('routed'), { routes: [{ to: P.ep, hops: [R.identity.nodeId] }] });
+    await sim.advance(50);
+    assert.equal(text(await routed), 'answer to routed');
+    assert.deepEqual(attaches.at(-1), { blob: 'routed', from: A.identity.nodeIdHex });
+    assert.equal(P.node.stats().route.forwarded, pFwd + 2, 'P carried the request and the answer');
+    assert.equal(R.node.stats().route.forwarded, rFwd + 2, 'so did R');
+    // Routes with no hops, too many hops or a hop that is not a NodeID are not sent; nothing else: nothing to do.
+    const none = A.node.attach(B.identity.nodeId, [], bytes('x'), { routes: [{ to: P.ep, hops: [] }, { to: P.ep, hops: [Uint8Array.of(1)] }] });
+    assert.equal(await none, undefined);
+  });
+
   it('a refusal comes back as an error at once; retransmissions reach onAttach once', async () => {
     const refused = A.node.attach(B.identity.nodeId, [R.ep], bytes('no'));
     await sim.advance(50);
