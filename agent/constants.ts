@@ -231,6 +231,8 @@ export const RENDEZVOUS_COUNT = 3;
 /** netcheck again this often (and on every address change): a NAT's mapping behaviour or public address
  *  can change (DHCP renew, another uplink) without any local address changing. */
 export const NETCHECK_INTERVAL_MS = 5 * 60_000;
+/** netcheck had nobody to ask (the first node, alone) or no answer: try again after this long. */
+export const NETCHECK_RETRY_MS = 10_000;
 /** With a relayed candidate on either side, the offerer waits this long for a pair: a direct pair usually
  *  answers within a round trip, the relayed pair needs the relay's permission for the peer (one more round
  *  trip to the TURN server) and the peer's next retransmitted check — well inside 2 s. */

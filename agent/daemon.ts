@@ -136,7 +136,7 @@ export class Agent {
       });
       const traversal = this.traversal;
       this.pathKeeper = new PathKeeper({
-        overlay, traversal, logger: o.logger.child({ layer: 'nat' }), stunServers: o.stunServers ?? [],
+        overlay, traversal, logger: o.logger.child({ layer: 'nat' }), stunServers: o.stunServers ?? [], offerRelay: ov.offerRelay !== false,
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         netcheck: (servers) => this.netcheck(servers),
         setEndpoint: (peer, e) => { this.tunnels.setEndpoint(peer.link as TunnelPeer, e); this.tunnels.connect(peer.link as TunnelPeer); },

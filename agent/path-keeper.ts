@@ -3,13 +3,14 @@
 //   checkNat (after joining, on address changes, every NETCHECK_INTERVAL_MS):
 //     netcheck against --stun servers and overlay members on distinct addresses (more from the overlay's
 //     "stun" service records when fewer than two) -> our srflx candidate; behind a NAT: RENDEZVOUS_COUNT
-//     rendezvous nodes with keepalives, named in the locator; reachable as we are: advertise "stun".
+//     rendezvous nodes with keepalives, named in the locator, preferably members advertising "relay";
+//     reachable as we are: advertise "stun", and "relay" unless relaying is switched off.
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
 //     tunnel. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
 //     for nothing). A TURN allocation that comes or goes makes the daemon reconsider the peers it affects.
 import type { Logger } from 'pino';
-import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, RENDEZVOUS_COUNT } from './constants.js';
+import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_RETRY_MS, RENDEZVOUS_COUNT } from './constants.js';
 import type { AgentOverlay } from './agent-overlay.js';
 import type { OverlayPeer } from './idloc/peer-map.js';
 import type { NetcheckReport } from './nat/netcheck.js';
@@ -24,6 +25,8 @@ export interface PathKeeperOptions {
   stunServers: Endpoint[];
   /** First retry for a direct path (default ICE_DIRECT_RETRY_MS). */
   directRetryMs?: number;
+  /** We relay for our rendezvous clients while public: advertise the "relay" service. */
+  offerRelay: boolean;
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
   /** Point the peer's tunnel at this endpoint and handshake. */
   setEndpoint: (peer: OverlayPeer<unknown>, e: Endpoint) => void;
@@ -55,15 +58,30 @@ export class PathKeeper {
     let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
     // Telling cone from symmetric takes two servers on different addresses: ask the overlay for more.
     if (new Set(servers.map((e) => e.address)).size < 2) servers = [...servers, ...await overlay.providers('stun').catch(() => [])];
-    if (servers.length === 0) return; // the first node, alone: nobody to ask
-    const r = await this.o.netcheck(servers).catch(() => undefined);
+    const r = servers.length > 0 ? await this.o.netcheck(servers).catch(() => undefined) : undefined;
+    if ((!r || !r.udp) && !this.closed) {
+      // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so
+      // a first node learns it is public (and advertises it) once others join.
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => void this.checkNat(), NETCHECK_RETRY_MS);
+      this.timer.unref?.();
+    }
     if (!r || this.closed) return;
     const was = traversal.behindNat;
     traversal.setNetcheck(r);
+    // Behind a NAT: rendezvous preferably with members that relay (they are public, and a peer that
+    // reaches us through one can also be relayed through it when no pair works).
+    if (r.behindNat) overlay.node.preferRendezvous(await overlay.providers('relay').catch(() => []));
+    if (this.closed) return;
     overlay.node.setRendezvousCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
     overlay.addressesChanged();
-    // Reachable as we are: offer STUN to the overlay (every agent answers it; this makes us findable).
-    if (r.behindNat === false) void overlay.advertise('stun', traversal.candidates().filter((c) => c.type === 0) as Candidate[]);
+    // Reachable as we are: offer STUN to the overlay (every agent answers it; this makes us findable), and
+    // relaying for those who keep us as a rendezvous, unless switched off.
+    if (r.behindNat === false) {
+      const host = traversal.candidates().filter((c) => c.type === 0) as Candidate[];
+      void overlay.advertise('stun', host);
+      if (this.o.offerRelay) void overlay.advertise('relay', host);
+    }
     if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
   }
 

@@ -25,7 +25,7 @@ import type { Scheduler, TimerHandle } from './scheduler.js';
 export interface RendezvousDeps {
   kad: KademliaNode<FetchValue, Wire>;
   scheduler: Scheduler;
-  /** The configured bootstraps (preferred). */
+  /** The configured bootstraps, and other contacts known to be public (preferred, in that order). */
   bootstraps: () => Endpoint[];
   count: number;
   keepaliveMs: number;

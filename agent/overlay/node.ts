@@ -82,6 +82,7 @@ export class OverlayNode {
   private readonly publisher: Publisher;
   private readonly resolver: Resolver;
   private readonly router: Router;
+  private preferredRendezvous: Endpoint[] = [];
   private readonly attacher: Attacher;
   private readonly rdv: Rendezvous;
   private readonly lookups = new LookupRecorder();
@@ -151,7 +152,7 @@ export class OverlayNode {
       scheduler: this.scheduler, self: this.self, send: sendRaw, onAttach: o.onAttach, reject: (r) => this.reject(r),
     });
     this.rdv = new Rendezvous({
-      kad: this.kad, scheduler: this.scheduler, bootstraps: () => this.membership.configuredBootstraps,
+      kad: this.kad, scheduler: this.scheduler, bootstraps: () => [...this.membership.configuredBootstraps, ...this.preferredRendezvous],
       count: o.rendezvousCount ?? 0, keepaliveMs: o.rendezvousKeepaliveMs ?? RENDEZVOUS_KEEPALIVE_MS,
       onChanged: (current) => {
         if (this.closed) return;
@@ -275,6 +276,12 @@ export class OverlayNode {
 
   /** Keep this many rendezvous nodes (0 stops the keepalives; at most LOCATOR_MAX_RENDEZVOUS). */
   setRendezvousCount(n: number): void { this.rdv.setCount(n); }
+
+  /** Contacts to choose as rendezvous before others (after the bootstraps): e.g. members that advertise
+   *  relaying, so a peer can also be relayed through the rendezvous it reaches us by. */
+  preferRendezvous(endpoints: Endpoint[]): void {
+    this.preferredRendezvous = endpoints.map((e) => ({ address: e.address, port: e.port }));
+  }
 
   /** ATTACH to `target` (a NodeID) through every endpoint of `via` at once (its rendezvous nodes, and/or its
    *  own endpoint for a direct try): the target's answer blob, or undefined (refused, or no answer after the

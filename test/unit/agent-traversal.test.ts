@@ -110,6 +110,15 @@ test('no TURN server: a cone host reaches a host behind a symmetric NAT through 
     const q = peerOf(b, a)();
     assert.equal(q?.path, 'relayed', JSON.stringify(q));
     assert.equal(q?.via, 'peer-relay');
+    // The public agents advertise relaying (SEP-style service records); the first node once it had
+    // someone to run netcheck against (NETCHECK_RETRY_MS after it started alone).
+    let relays: string[] = [];
+    const end = Date.now() + 15_000;
+    while (relays.length < 2 && Date.now() < end) {
+      relays = (await a.agent.providers('relay')).map((e) => `${e.address}:${e.port}`).sort();
+      if (relays.length < 2) await sleep(500);
+    }
+    assert.deepEqual(relays, ['203.0.113.1:4500', '203.0.113.2:4500']);
     const served = [s1, s2].map((s) => s.agent.status().counters.peerRelay.server);
     assert.ok(served.some((x) => x !== null && x.toClient > 0 && x.toPeer > 0), `a relay carried both ways: ${JSON.stringify(served)}`);
     // What the relays carried is the tunnel's ciphertext: frames big enough for the pings, never their bytes.
@@ -132,6 +141,7 @@ test('no TURN server and no peer that relays: status says there is no direct pat
     assert.equal(peerB()?.path, 'none', JSON.stringify(peerB()));
     assert.match(peerB()!.pathReason, /^no answer yet through peer relay .*no direct path: no connectivity check got through/);
     assert.equal(pingsAt(b), 0);
+    assert.deepEqual(await a.agent.providers('relay'), [], 'nobody advertises relaying');
   } finally {
     await close();
   }
