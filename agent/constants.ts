@@ -381,7 +381,7 @@ export const DHT_HANDOFF_DELAY_MS = 100;
  *  lookup's latency; a key with no claim costs 8 rounds instead of 32. */
 export const IPV4_OF_BATCH = 4;
 
-// ---- STUN on the agent's socket (agent/nat/stun-endpoint.ts, netcheck.ts) ------------------------------
+// ---- STUN on the agent's socket (agent/nat/stun-wire.ts, stun-endpoint.ts, netcheck.ts) -------------------
 
 /** First retransmission of an unanswered STUN Binding request (our own transactions: netcheck, ICE checks).
  *  RFC 8489 recommends 500 ms for unknown paths; the servers and peers we ask are agents a LAN or one
@@ -401,7 +401,7 @@ export const STUN_MAX_PENDING = 256;
  *  help when some are down. Bounds the datagrams one netcheck can send. */
 export const NETCHECK_MAX_SERVERS = 8;
 
-// ---- TURN client (agent/nat/turn-client.ts, RFC 8656 over UDP) ------------------------------------------
+// ---- TURN client (agent/nat/turn-wire.ts, turn-client.ts, RFC 8656) ---------------------------------------
 
 /** TURN's well-known port (RFC 8656 section 3, same as STUN's), used when a server is named without one. */
 export const TURN_DEFAULT_PORT = 3478;

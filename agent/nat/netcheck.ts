@@ -20,7 +20,8 @@
 import { networkInterfaces } from 'node:os';
 import { NETCHECK_MAX_SERVERS } from '../constants.js';
 import { endpointKey, type Endpoint } from './socket.js';
-import { stunAddress, type StunEndpoint, type StunOutcome, type StunTransactionOptions } from './stun-endpoint.js';
+import type { StunEndpoint, StunOutcome, StunTransactionOptions } from './stun-endpoint.js';
+import { stunAddress } from './stun-wire.js';
 
 export type MappingBehaviour = 'no-nat' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
 export type FilteringBehaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent' | 'unknown';

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { MemoryNetwork, type MemoryNetworkOptions, type MemorySocket } from '../../agent/nat/memory-socket.js';
 import { MemoryNat, type MemoryNatOptions } from '../../agent/nat/memory-nat.js';
-import { ATTR, CHANGE_IP, CHANGE_PORT, StunEndpoint, parseStun, type StunTransactionOptions } from '../../agent/nat/stun-endpoint.js';
+import { StunEndpoint, type StunTransactionOptions } from '../../agent/nat/stun-endpoint.js';
+import { ATTR, CHANGE_IP, CHANGE_PORT, parseStun } from '../../agent/nat/stun-wire.js';
 import { netcheck, summarizeNetcheck } from '../../agent/nat/netcheck.js';
 import type { Endpoint } from '../../agent/nat/socket.js';
 

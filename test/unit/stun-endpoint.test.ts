@@ -6,10 +6,8 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
 import { MemoryNat } from '../../agent/nat/memory-nat.js';
-import {
-  ATTR, StunEndpoint, encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunType,
-  type IncomingCheck, type StunEndpointOptions,
-} from '../../agent/nat/stun-endpoint.js';
+import { StunEndpoint, type IncomingCheck, type StunEndpointOptions } from '../../agent/nat/stun-endpoint.js';
+import { ATTR, encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunType } from '../../agent/nat/stun-wire.js';
 import { STUN_MAX_PENDING } from '../../agent/constants.js';
 import type { Endpoint } from '../../agent/nat/socket.js';
 

@@ -1,4 +1,4 @@
-// The TURN client's hand-written wire code (agent/nat/turn-client.ts): STUN parsing against RFC 5769's test
+// The TURN client's hand-written wire code (agent/nat/turn-wire.ts): STUN parsing against RFC 5769's test
 // vectors and against what the `stun` package writes, ChannelData, XOR addresses, Send indications.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import {
   TURN_METHOD_CHANNEL_BIND, TURN_METHOD_DATA, TURN_METHOD_SEND, encodeChannelData, encodeSendIndication, longTermKey,
   parseChannelData, parseErrorCode, parseStunMessage, parseXorAddress, stunAttribute, stunPackage, stunType,
   verifyMessageIntegrity, writeXorAddress,
-} from '../../agent/nat/turn-client.js';
+} from '../../agent/nat/turn-wire.js';
 import { classifyDatagram } from '../../agent/nat/demux.js';
 import { formatIpv4, formatIpv6 } from '../../agent/idloc/addresses.js';
 
