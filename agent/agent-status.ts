@@ -12,6 +12,8 @@ import type { OverlayStatus } from './agent-overlay.js';
 import type { DiscoveryStats } from './discovery.js';
 import type { PathChoice, Traversal } from './traversal.js';
 import type { RelayStatus } from './relay.js';
+import type { RelayRoute } from './underlay.js';
+import { endpointKey, type Endpoint } from './nat/socket.js';
 import type { PeerRelayClientStats } from './nat/peer-relay-client.js';
 import type { PeerRelayServerStats } from './nat/peer-relay-server.js';
 
@@ -31,6 +33,9 @@ export interface PeerStatus {
   relay: string | null;
   /** Round trip of our last handshake with the peer, on the path it took (null if the peer initiated). */
   rttMs: number | null;
+  /** The candidate pair the tunnel uses, ours first: "host 10.1.0.2:4500 -> srflx 203.0.113.11:4500",
+   *  "relay 198.51.100.11:49281 -> 203.0.113.14:60956", "host ... -> peer relay 198.51.100.10:4500". */
+  pair: string | null;
   /** Why the path is what it is, in words a user can act on. */
   pathReason: string;
   state: string;
@@ -75,6 +80,21 @@ export interface AgentStatus {
 
 export function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: number; p90LatencyMs: number } {
   return { p50LatencyMs: l.p50Ms, p90LatencyMs: l.p90Ms };
+}
+
+const CANDIDATE_TYPES = ['host', 'srflx', 'relay', 'prflx'];
+
+/** PeerStatus.pair: our side is the socket (host), or our TURN allocation when the path goes through it;
+ *  the peer's side is the endpoint with its candidate type when ICE chose it. */
+export function candidatePair(endpoint: string | null, route: RelayRoute | undefined, choice: PathChoice | undefined,
+  ours: { host: Endpoint; relayed: Endpoint | undefined }): string | null {
+  if (!endpoint) return null;
+  const viaOurTurn = route?.via === 'turn' && route.relay !== endpoint && ours.relayed;
+  const local = viaOurTurn ? `relay ${endpointKey(ours.relayed!)}` : `host ${endpointKey(ours.host)}`;
+  if (route?.via === 'peer-relay') return `${local} -> peer relay ${route.relay}`;
+  const chosen = choice?.endpoint && endpointKey(choice.endpoint) === endpoint ? CANDIDATE_TYPES[choice.type ?? -1] : undefined;
+  const type = chosen ?? (route?.via === 'turn' && !viaOurTurn ? 'relay' : undefined);
+  return `${local} -> ${type ? `${type} ` : ''}${endpoint}`;
 }
 
 export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string): string {

@@ -28,7 +28,7 @@ import { locatorEndpoint } from './overlay/node.js';
 import { PathKeeper } from './path-keeper.js';
 import type { TurnRelay, TurnConfig } from './relay.js';
 import { Underlay, type RelayRoute } from './underlay.js';
-import { latencyMs, pathReason, type AgentStatus, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
+import { candidatePair, latencyMs, pathReason, type AgentStatus, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
 import type { Candidate } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
 import { Discovery, type FoundPeer } from './discovery.js';
@@ -348,10 +348,12 @@ export class Agent {
   status(): AgentStatus {
     const tunnelByKey = new Map(this.tunnels.status().map((t) => [t.publicKey, t]));
     const peers: PeerStatus[] = [];
+    const hostCandidate = this.traversal?.candidates()[0] ?? this.o.socket.local;
     for (const p of this.peers.values()) {
       const t = tunnelByKey.get(p.publicKeyHex);
       const established = t?.state === 'established';
       const route = this.relayRouteOf(t?.endpoint ?? null);
+      const choice = this.pathKeeper?.choice(p);
       peers.push({
         nodeId: p.nodeIdHex, publicKey: p.publicKeyHex, ipv4: formatIpv4(p.ipv4), ipv6: formatIpv6(p.ipv6),
         endpoint: t?.endpoint ?? null,
@@ -359,7 +361,8 @@ export class Agent {
         path: established ? (route ? 'relayed' : 'direct') : 'none',
         via: established ? route?.via ?? null : null, relay: established ? route?.relay ?? null : null,
         rttMs: t?.rttMs ?? null,
-        pathReason: pathReason(t?.state, t?.endpoint ?? null, this.pathKeeper?.choice(p), route?.text),
+        pair: candidatePair(t?.endpoint ?? null, route, choice, { host: hostCandidate, relayed: this.relay?.candidate() }),
+        pathReason: pathReason(t?.state, t?.endpoint ?? null, choice, route?.text),
         state: t?.state ?? 'none',
         lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
         rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,

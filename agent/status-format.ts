@@ -30,9 +30,9 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
     (s.relay ? `relay    TURN ${s.relay.server}: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}\n` : '') + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
-  const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'ENDPOINT', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
+  const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'PAIR (ours -> peer)', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
   for (const p of s.peers) {
-    rows.push([p.nodeId.slice(0, 12), p.ipv4 === '0.0.0.0' ? '(looking up)' : p.ipv4, p.ipv6, p.source, p.endpoint ?? '-', pathWords(p),
+    rows.push([p.nodeId.slice(0, 12), p.ipv4 === '0.0.0.0' ? '(looking up)' : p.ipv4, p.ipv6, p.source, p.pair ?? p.endpoint ?? '-', pathWords(p),
       p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), p.pathReason]);
   }
   return head + table(rows);

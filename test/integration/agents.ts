@@ -21,16 +21,8 @@ export const TAP_NAME = 'idloc0';
 
 export interface AgentIdentity { nodeId: string; publicKey: string; ipv4: string; ipv6: string }
 
-export interface PeerStatus extends AgentIdentity {
-  endpoint: string | null;
-  path: string;
-  lastHandshake: string | number | null;
-  rxBytes: number;
-  txBytes: number;
-  /** How the agent knows the peer: --peer/config, or found through the overlay. */
-  source?: 'static' | 'overlay';
-  [more: string]: unknown;
-}
+/** A peer as `status --json` reports it: the agent's own type, so tests read what the agent really sends. */
+export type PeerStatus = RealAgentStatus['peers'][number];
 
 /** The agent's own overlay status shape: the tests read what the agent really sends. */
 export type OverlayStatus = AgentOverlayStatus & { [more: string]: unknown };

@@ -81,6 +81,7 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
       assert.equal(p?.endpoint?.split(':')[0], pub, `${a} talks to ${b}'s public mapping: ${JSON.stringify(p)}`);
       // b is behind a NAT: its locator names rendezvous, so the path came from Attach + ICE, which says so.
       assert.match(String(p?.pathReason), /^ICE: (srflx|prflx|host) candidate /, JSON.stringify(p));
+      assert.equal(p?.pair?.split(' -> ')[1]?.split(' ').pop(), p?.endpoint, `the pair ends at the endpoint: ${JSON.stringify(p)}`);
       process.stderr.write(`# ${a} -> ${b}: ${p?.endpoint} ${p?.pathReason}\n`);
     });
   }
@@ -91,7 +92,8 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
     const p = await peerPath('sym1', 'sym2');
     assert.equal(p?.path, 'relayed', JSON.stringify(p));
     assert.match(String(p?.pathReason), /TURN relay/, JSON.stringify(p));
-    process.stderr.write(`# sym1 -> sym2: ${p?.endpoint} ${p?.pathReason}\n`);
+    assert.match(String(p?.pair), /^(relay \S+ -> |host \S+ -> relay )/, `one side of the pair is a TURN allocation: ${JSON.stringify(p)}`);
+    process.stderr.write(`# sym1 -> sym2: ${p?.pair} ${p?.pathReason}\n`);
     const q = await peerPath('sym2', 'sym1');
     assert.equal(q?.path, 'relayed', JSON.stringify(q));
     assert.ok(/Allocate|allocation/i.test(coturn.log()), 'coturn served an allocation');

@@ -104,6 +104,7 @@ test('no TURN server: a cone host reaches a host behind a symmetric NAT through 
     assert.ok(p.relay === '203.0.113.1:4500' || p.relay === '203.0.113.2:4500', `relayed through a public agent, not ${p.relay}`);
     assert.match(p.pathReason, /^via peer relay .*the peer's rendezvous node.*no direct path.*no TURN relay on either side/);
     assert.ok(p.rttMs !== null && p.rttMs >= 2, `the handshake round trip through the relay (4 links of 1 ms): ${p.rttMs}`);
+    assert.equal(p.pair, `host 10.1.0.2:4500 -> peer relay ${p.relay}`);
     let seq = 2;
     await until(() => { if (seq++ % 20 === 0) a.tap.inject([ping(a, b, seq)]); return pingsAt(b) > 0; }, 5000, 'a ping to reach b through the relay');
     // b sees a as relayed too (it learnt a's virtual endpoint from the handshake through the relay).
@@ -187,6 +188,7 @@ test('a symmetric NAT that hands out ports in order: the predicted ports give a 
     assert.equal(p.path, 'direct', JSON.stringify(p));
     assert.match(p.pathReason, /^ICE: /);
     assert.equal(p.endpoint?.split(':')[0], '198.51.100.21', 'b\'s symmetric NAT, at the port it gave the checks');
+    assert.match(String(p.pair), /^host 10\.1\.0\.2:4500 -> (srflx|prflx) 198\.51\.100\.21:\d+$/);
     let seq = 2;
     await until(() => { if (seq++ % 20 === 0) a.tap.inject([ping(a, b, seq)]); return pingsAt(b) > 0; }, 5000, 'a ping over the predicted pair');
   } finally {

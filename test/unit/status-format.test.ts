@@ -17,14 +17,14 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
     tap: { name: 'idloc0', mtu: 1420 }, listen: '0.0.0.0:4500',
     peers: [
       { nodeId: '12'.repeat(20), publicKey: '34'.repeat(32), ipv4: '100.70.0.9', ipv6: 'fd1d:10c0::9', endpoint: '198.51.100.11:4500',
-        source: 'overlay', path: 'direct', via: null, relay: null, rttMs: 1.4, pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
+        source: 'overlay', path: 'direct', via: null, relay: null, rttMs: 1.4, pair: 'host 10.1.0.2:4500 -> srflx 198.51.100.11:4500', pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
         lastHandshake: new Date(NOW - 5000).toISOString(), rxBytes: 2048, txBytes: 100 },
       { nodeId: '9a'.repeat(20), publicKey: 'bc'.repeat(32), ipv4: '100.70.0.3', ipv6: 'fd1d:10c0::3', endpoint: '[100::0:1]:1',
-        source: 'overlay', path: 'relayed', via: 'peer-relay', relay: '203.0.113.1:4500', rttMs: 3,
+        source: 'overlay', path: 'relayed', via: 'peer-relay', relay: '203.0.113.1:4500', rttMs: 3, pair: 'host 10.1.0.2:4500 -> peer relay 203.0.113.1:4500',
         pathReason: 'via peer relay 203.0.113.1:4500 (the peer\'s rendezvous node): no direct path', state: 'established',
         lastHandshake: new Date(NOW - 1000).toISOString(), rxBytes: 10, txBytes: 10 },
       { nodeId: '56'.repeat(20), publicKey: '78'.repeat(32), ipv4: '0.0.0.0', ipv6: 'fd1d:10c0::7', endpoint: '198.51.100.12:4500',
-        source: 'overlay', path: 'none', via: null, relay: null, rttMs: null, pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0 },
+        source: 'overlay', path: 'none', via: null, relay: null, rttMs: null, pair: null, pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0 },
     ],
     overlay: overlay === null ? null : {
       joined: true, ipv4Claimed: true, bootstraps: ['198.51.100.10:4500'], routingTableSize: 7, storedRecords: 12, ownRecords: 2,
@@ -42,9 +42,9 @@ test('status shows how the overlay was joined, its size and lookups, and each pe
   assert.match(text, /lookups {2}9 \(p50 3 ms, p90 8 ms\); peers found 2, not found 1/);
   const rows = text.split('\n').filter((l) => l.startsWith('1212') || l.startsWith('5656') || l.startsWith('9a9a'));
   assert.equal(rows.length, 3);
-  assert.match(rows[0]!, /100\.70\.0\.9 .* overlay .* direct .* 1\.4 ms .* 5s ago/);
+  assert.match(rows[0]!, /100\.70\.0\.9 .* overlay {2}host 10\.1\.0\.2:4500 -> srflx 198\.51\.100\.11:4500 .* direct .* 1\.4 ms .* 5s ago/);
   assert.match(rows[1]!, /peer relay 203\.0\.113\.1:4500 .* 3\.0 ms .* 1s ago .*\(the peer's rendezvous node\)/);
-  assert.match(rows[2]!, /\(looking up\) .* overlay .* none .* - .* never .* handshake in progress/);
+  assert.match(rows[2]!, /\(looking up\) .* overlay {2}198\.51\.100\.12:4500 .* none .* - .* never .* handshake in progress/);
 });
 
 test('status says when the overlay was started here, is still joining, or is off', () => {
