@@ -46,6 +46,8 @@ program.command('up')
   .option('--stun <host:port>', 'a STUN server for finding this host\'s public address (repeatable); overlay members are asked too',
     (v: string, acc: string[] = []) => [...acc, v])
   .option('--turn <turn:user:pass@host:port>', 'a TURN server to relay through when no direct path exists')
+  .option('--turn-secret <secret>', 'relay through the TURN servers the overlay advertises, with credentials from this shared secret (coturn use-auth-secret)')
+  .option('--offer-turn <host:port>', 'advertise this TURN server to the overlay (run on or next to the TURN server)')
   .option('--no-peer-relay', 'do not relay for overlay members behind NATs that keep this agent as a rendezvous node')
   .option('--puzzle-difficulty <bits>', 'NodeID puzzle every key of this overlay must solve; all nodes must agree (default 16)')
   .option('--config <file>', 'JSON config file; flags override it')

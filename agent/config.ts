@@ -7,6 +7,8 @@
 //     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
 //     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "peerRelay": true,
 //     "logLevel": "info" }
+// Instead of "turn": "turnSecret": "<coturn static-auth-secret>" (servers from the overlay); and on the
+// TURN host's agent "offerTurn": "203.0.113.5:3478" to advertise it.
 // No bootstrap: this agent starts a new overlay (others join through it).
 import { readFileSync } from 'node:fs';
 import {
@@ -37,6 +39,11 @@ export interface Config {
   stun: Endpoint[];
   /** A TURN server to relay through when no direct path exists (--turn turn:USER:PASS@HOST:PORT). */
   turn: TurnConfig | undefined;
+  /** Or: TURN servers from the overlay's "turn" service records, credentials minted from this shared
+   *  secret (coturn's use-auth-secret). */
+  turnSecret: string | undefined;
+  /** A TURN server to advertise in the overlay (the agent on the TURN host, say). */
+  offerTurn: Endpoint | undefined;
   /** Leading zero bits of the NodeID puzzle this overlay asks of every key (all its nodes must agree). */
   puzzleDifficulty: number;
   /** Relay tunnel datagrams for overlay members that keep us as a rendezvous node (--no-peer-relay: off). */
@@ -55,6 +62,8 @@ export interface RawOptions {
   allow?: string | undefined;
   puzzleDifficulty?: string | number | undefined;
   turn?: string | undefined;
+  turnSecret?: string | undefined;
+  offerTurn?: string | undefined;
   stun?: string[] | undefined;
   /** commander's --no-peer-relay: false when given, undefined (or true) otherwise. */
   peerRelay?: boolean | undefined;
@@ -62,7 +71,7 @@ export interface RawOptions {
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'stun', 'peerRelay', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'logLevel']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -80,6 +89,9 @@ export function loadConfig(flags: RawOptions): Config {
     stun: checkBootstraps(flags.stun?.length ? flags.stun : stringsOf(file.stun, 'stun', 'HOST:PORT', flags.config),
       flags.stun?.length ? '--stun' : `${flags.config}: "stun"`),
     turn: parseTurn(flags.turn ?? str(file.turn, 'turn', flags.config), where('turn', 'turn')),
+    turnSecret: checkTurnSecret(flags.turnSecret ?? str(file.turnSecret, 'turnSecret', flags.config), where('turnSecret', 'turn-secret'),
+      flags.turn ?? file.turn),
+    offerTurn: checkEndpoint(flags.offerTurn ?? str(file.offerTurn, 'offerTurn', flags.config), where('offerTurn', 'offer-turn')),
     puzzleDifficulty: checkInt(flags.puzzleDifficulty ?? file.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY, 0, PUZZLE_MAX_DIFFICULTY,
       where('puzzleDifficulty', 'puzzle-difficulty'), `a puzzle difficulty in bits (0-${PUZZLE_MAX_DIFFICULTY})`),
     peerRelay: flags.peerRelay === false ? false : bool(file.peerRelay, 'peerRelay', flags.config) ?? true,
@@ -146,6 +158,20 @@ function checkInt(v: unknown, min: number, max: number, where: string, what: str
   const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${where}: ${JSON.stringify(v)} is not ${what}`);
   return n;
+}
+
+function checkTurnSecret(v: string | undefined, where: string, turn: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  if (v.length === 0) throw new ConfigError(`${where}: the TURN secret is empty`);
+  if (turn !== undefined) throw new ConfigError(`${where}: give a TURN server (--turn) or a secret for the overlay's TURN servers (--turn-secret), not both`);
+  return v;
+}
+
+function checkEndpoint(v: string | undefined, where: string): Endpoint | undefined {
+  if (v === undefined) return undefined;
+  const e = parseHostPort(v);
+  if (!e) throw new ConfigError(`${where}: "${v}" is not HOST:PORT`);
+  return e;
 }
 
 function bool(v: unknown, key: string, file: string | undefined): boolean | undefined {

@@ -276,6 +276,10 @@ export const PEER_RELAY_ROUTES_MAX = 4_096;
  *  contacted since the netcheck takes one, so a window of several absorbs a few; the peer checks each
  *  (paced ICE_CHECK_PACING_MS), so more would slow its checks to the real candidates. */
 export const PORT_PREDICTION_COUNT = 8;
+/** Credentials minted from --turn-secret are valid this long (the expiry is in the username, RFC-draft TURN
+ *  REST API): coturn checks it on every request, refreshes included, so an allocation lives at most this
+ *  long before a new one (with new credentials) takes over; a day is what such services commonly hand out. */
+export const TURN_CREDENTIAL_LIFETIME_S = 24 * 3600;
 /** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
 export const ICE_MAX_SESSIONS = 256;
 /** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps

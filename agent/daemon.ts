@@ -26,7 +26,7 @@ import { IceAgent } from './nat/ice.js';
 import { Traversal } from './traversal.js';
 import { locatorEndpoint } from './overlay/node.js';
 import { PathKeeper } from './path-keeper.js';
-import type { TurnRelay, TurnConfig } from './relay.js';
+import type { TurnRelay, TurnConfig, TurnSecret } from './relay.js';
 import { Underlay, type RelayRoute } from './underlay.js';
 import { candidatePair, latencyMs, pathReason, type AgentStatus, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
 import type { Candidate } from './overlay/records.js';
@@ -58,8 +58,10 @@ export interface AgentOptions {
   };
   /** STUN servers for our netcheck, besides overlay members. */
   stunServers?: Endpoint[];
-  /** A TURN server to relay through when ICE finds no direct pair. */
-  turn?: TurnConfig;
+  /** A TURN server to relay through when ICE finds no direct pair, or the secret for the overlay's ones. */
+  turn?: TurnConfig | TurnSecret;
+  /** A TURN server to advertise in the overlay's "turn" service records. */
+  offerTurn?: Endpoint;
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
@@ -137,6 +139,7 @@ export class Agent {
       const traversal = this.traversal;
       this.pathKeeper = new PathKeeper({
         overlay, traversal, logger: o.logger.child({ layer: 'nat' }), stunServers: o.stunServers ?? [], offerRelay: ov.offerRelay !== false,
+        ...(relay ? { turn: relay } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         netcheck: (servers) => this.netcheck(servers),
         setEndpoint: (peer, e) => { this.tunnels.setEndpoint(peer.link as TunnelPeer, e); this.tunnels.connect(peer.link as TunnelPeer); },

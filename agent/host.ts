@@ -97,7 +97,9 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     cleanups.push(() => socket.close());
     let current = identity;
     const agent = new Agent({
-      identity, tap, socket, peers: config.peers, logger, allow: config.allow, ...(config.turn ? { turn: config.turn } : {}), stunServers: config.stun,
+      identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun,
+      ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
+      ...(config.offerTurn ? { offerTurn: config.offerTurn } : {}),
       overlay: {
         bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty, offerRelay: config.peerRelay,
         candidates: () => hostEndpoints(tap.name, socket.local.port),

@@ -4,7 +4,8 @@
 //     netcheck against --stun servers and overlay members on distinct addresses (more from the overlay's
 //     "stun" service records when fewer than two) -> our srflx candidate; behind a NAT: RENDEZVOUS_COUNT
 //     rendezvous nodes with keepalives, named in the locator, preferably members advertising "relay";
-//     reachable as we are: advertise "stun", and "relay" unless relaying is switched off.
+//     reachable as we are: advertise "stun", and "relay" unless relaying is switched off. --offer-turn:
+//     advertise that TURN server ("turn"); --turn-secret: use the first "turn" server the overlay names.
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
 //     tunnel. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
@@ -17,6 +18,7 @@ import type { NetcheckReport } from './nat/netcheck.js';
 import { endpointKey, type Endpoint } from './nat/socket.js';
 import type { Candidate, LocatorRecord } from './overlay/records.js';
 import type { PathChoice, Traversal } from './traversal.js';
+import type { TurnRelay } from './relay.js';
 
 export interface PathKeeperOptions {
   overlay: AgentOverlay;
@@ -27,6 +29,10 @@ export interface PathKeeperOptions {
   directRetryMs?: number;
   /** We relay for our rendezvous clients while public: advertise the "relay" service. */
   offerRelay: boolean;
+  /** Our TURN relay; with --turn-secret its server comes from the overlay's "turn" service records. */
+  turn?: Pick<TurnRelay, 'discovers' | 'setServer'>;
+  /** A TURN server to advertise (--offer-turn). */
+  offerTurn?: Endpoint;
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
   /** Point the peer's tunnel at this endpoint and handshake. */
   setEndpoint: (peer: OverlayPeer<unknown>, e: Endpoint) => void;
@@ -55,17 +61,20 @@ export class PathKeeper {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.checkNat(), NETCHECK_INTERVAL_MS);
     this.timer.unref?.();
+    if (this.o.offerTurn) void overlay.advertise('turn', [{ ...this.o.offerTurn, type: 0, priority: 0 } as Candidate]);
+    if (this.o.turn?.discovers) {
+      const turn = (await overlay.providers('turn').catch(() => []))[0];
+      if (this.closed) return;
+      if (turn) this.o.turn.setServer(turn);
+      else this.soon(); // none advertised yet: look again soon, not in NETCHECK_INTERVAL_MS
+    }
     let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
     // Telling cone from symmetric takes two servers on different addresses: ask the overlay for more.
     if (new Set(servers.map((e) => e.address)).size < 2) servers = [...servers, ...await overlay.providers('stun').catch(() => [])];
     const r = servers.length > 0 ? await this.o.netcheck(servers).catch(() => undefined) : undefined;
-    if ((!r || !r.udp) && !this.closed) {
-      // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so
-      // a first node learns it is public (and advertises it) once others join.
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => void this.checkNat(), NETCHECK_RETRY_MS);
-      this.timer.unref?.();
-    }
+    // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so a
+    // first node learns it is public (and advertises it) once others join.
+    if ((!r || !r.udp) && !this.closed) this.soon();
     if (!r || this.closed) return;
     const was = traversal.behindNat;
     traversal.setNetcheck(r);
@@ -83,6 +92,13 @@ export class PathKeeper {
       if (this.o.offerRelay) void overlay.advertise('relay', host);
     }
     if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
+  }
+
+  /** checkNat again after NETCHECK_RETRY_MS instead of NETCHECK_INTERVAL_MS. */
+  private soon(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.checkNat(), NETCHECK_RETRY_MS);
+    this.timer.unref?.();
   }
 
   /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. `replace`:

@@ -1,4 +1,4 @@
-// The agent's TURN relay (--turn): one allocation on a TURN server, offered as the relayed ICE candidate,
+// The agent's TURN relay: one allocation on a TURN server, offered as the relayed ICE candidate,
 // and the routing that goes with it. The relay carries tunnel datagrams, which are already end-to-end
 // encrypted, and ICE's STUN checks: it sees only ciphertext and check traffic.
 //
@@ -13,28 +13,47 @@
 //   checks or handshakes reach our socket without the relay) is reached directly: behind a cone NAT the
 //   peer's checks to our relayed candidate come from the same public mapping as its direct ones, and a
 //   direct path must never be carried by the relay just because the relay also works.
-import type { Logger } from 'pino';
-import { TURN_KEEPALIVE_MS, TURN_REALLOCATE_RETRY_MS } from './constants.js';
+//
+//   Which server, which credentials: --turn names both (long-term credentials, RFC 8489). Or --turn-secret:
+//   servers come from the overlay's "turn" service records (published by agents started with --offer-turn,
+//   e.g. the one on the TURN host), and credentials are minted for each allocation from the shared secret
+//   as coturn's use-auth-secret expects (the TURN REST API: username "<expiry>:<our NodeID>", password
+//   base64(HMAC-SHA1(secret, username))), so no credential is ever published.
 
-/** Addresses remembered as directly reachable; on overflow the set starts over (they are re-learnt from
- *  the next check or handshake), which bounds memory against a flood of spoofed sources. */
-const RELAY_DIRECT_MAX = 4096;
+import { createHmac } from 'node:crypto';
+import type { Logger } from 'pino';
+import { TURN_CREDENTIAL_LIFETIME_S, TURN_KEEPALIVE_MS, TURN_REALLOCATE_RETRY_MS } from './constants.js';
 import { candidatePriority, IceCandidateType, type IceCandidate } from './nat/attach.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
 import { TurnClient, type TurnAllocation } from './nat/turn-client.js';
 
+/** Addresses remembered as directly reachable; on overflow the set starts over (they are re-learnt from
+ *  the next check or handshake), which bounds memory against a flood of spoofed sources. */
+const RELAY_DIRECT_MAX = 4096;
+
+/** --turn: a server and its long-term credentials. */
 export interface TurnConfig { server: Endpoint; username: string; password: string }
+/** --turn-secret: servers found in the overlay, credentials minted from the secret for `user`. */
+export interface TurnSecret { secret: string; user: string }
+
+/** TURN REST API credentials (coturn's use-auth-secret): valid until now + lifetimeS. */
+export function restCredentials(secret: string, user: string, nowMs: number, lifetimeS = TURN_CREDENTIAL_LIFETIME_S): { username: string; password: string } {
+  const username = `${Math.floor(nowMs / 1000) + lifetimeS}:${user}`;
+  return { username, password: createHmac('sha1', secret).update(username).digest('base64') };
+}
 
 export interface RelayStatus {
-  server: string;
+  /** null: --turn-secret and no "turn" service record found yet. */
+  server: string | null;
   relayed: string | null;
   error: string | null;
   peersViaRelay: number;
-  stats: TurnClient['stats'];
+  stats: TurnClient['stats'] | null;
 }
 
 export class TurnRelay {
-  readonly client: TurnClient;
+  private client: TurnClient | undefined;
+  private server: Endpoint | undefined;
   private readonly viaRelay = new Set<string>();
   /** Addresses heard from directly (STUN or handshakes on our own socket): never routed via the relay. */
   private readonly direct = new Set<string>();
@@ -47,18 +66,61 @@ export class TurnRelay {
   /** The allocation came (true) or was lost (false): peers' paths may move (path-keeper.ts). */
   onChange: (allocated: boolean) => void = () => {};
 
-  constructor(private readonly cfg: TurnConfig, socket: DatagramSocket, private readonly log: Logger,
-    deliver: (msg: Buffer, from: Endpoint) => void) {
-    this.client = new TurnClient({
-      server: cfg.server, username: cfg.username, password: cfg.password,
-      send: (b, to) => socket.send(b, to),
-    });
-    this.client.onData = (from, bytes) => {
+  constructor(private readonly source: TurnConfig | TurnSecret, private readonly socket: DatagramSocket, private readonly log: Logger,
+    private readonly deliver: (msg: Buffer, from: Endpoint) => void) {
+    if ('server' in source) this.server = { ...source.server };
+    this.keepalive = setInterval(() => this.client?.probe(), TURN_KEEPALIVE_MS);
+    this.keepalive.unref?.();
+  }
+
+  /** Servers come from the overlay (--turn-secret) rather than the command line. */
+  get discovers(): boolean { return !('server' in this.source); }
+
+  /** A server found in the overlay (--turn-secret): allocate there, leaving the current one if it differs. */
+  setServer(server: Endpoint): void {
+    if (!this.discovers || this.closed) return;
+    if (this.server && endpointKey(this.server) === endpointKey(server)) return;
+    this.log.info({ server: endpointKey(server), was: this.server && endpointKey(this.server) }, 'TURN server found in the overlay');
+    const had = this.allocation !== undefined;
+    void this.client?.close().catch(() => undefined);
+    this.client = undefined;
+    this.allocation = undefined;
+    this.server = { ...server };
+    if (had) { this.onChange(false); this.viaRelay.clear(); }
+    void this.start();
+  }
+
+  /** Allocate (again after TURN_REALLOCATE_RETRY_MS if it fails). Never rejects. */
+  async start(): Promise<void> {
+    if (this.closed || !this.server) return;
+    const server = this.server;
+    const client = this.client && this.client.allocation === undefined && !this.discovers ? this.client : this.newClient(server);
+    try {
+      this.allocation = await client.allocate();
+      if (this.client !== client) return; // replaced meanwhile (another server)
+      this.error = null;
+      this.log.info({ server: endpointKey(server), relayed: endpointKey(this.allocation.relayed) }, 'TURN relay allocated');
+      this.onChange(true);
+    } catch (e) {
+      if (this.client !== client) return;
+      this.error = (e as Error).message;
+      this.log.warn({ server: endpointKey(server), err: this.error }, 'TURN allocation failed; will retry');
+      this.schedule();
+    }
+  }
+
+  /** A client for `server` with the configured credentials, or fresh ones minted from the secret. */
+  private newClient(server: Endpoint): TurnClient {
+    if (this.client) void this.client.close().catch(() => undefined);
+    const creds = 'server' in this.source ? this.source : restCredentials(this.source.secret, this.source.user, Date.now());
+    const client = new TurnClient({ server, username: creds.username, password: creds.password, send: (b, to) => this.socket.send(b, to) });
+    client.onData = (from, bytes) => {
       if (this.viaRelay.size >= RELAY_DIRECT_MAX) this.viaRelay.clear();
       this.viaRelay.add(endpointKey(from));
-      deliver(bytes, from);
+      this.deliver(bytes, from);
     };
-    this.client.onLost = (err) => {
+    client.onLost = (err) => {
+      if (this.client !== client) return;
       this.allocation = undefined;
       this.error = err.message;
       this.log.warn({ err: err.message }, 'TURN allocation lost; allocating again');
@@ -66,32 +128,18 @@ export class TurnRelay {
       this.onChange(false); // while relays() still says which peers it carried
       this.viaRelay.clear();
     };
-    this.keepalive = setInterval(() => this.client.probe(), TURN_KEEPALIVE_MS);
-    this.keepalive.unref?.();
-  }
-
-  /** Allocate (again after TURN_REALLOCATE_RETRY_MS if it fails). Never rejects. */
-  async start(): Promise<void> {
-    if (this.closed) return;
-    try {
-      this.allocation = await this.client.allocate();
-      this.error = null;
-      this.log.info({ server: endpointKey(this.cfg.server), relayed: endpointKey(this.allocation.relayed) }, 'TURN relay allocated');
-      this.onChange(true);
-    } catch (e) {
-      this.error = (e as Error).message;
-      this.log.warn({ server: endpointKey(this.cfg.server), err: this.error }, 'TURN allocation failed; will retry');
-      this.schedule();
-    }
+    this.client = client;
+    return client;
   }
 
   /** The datagram came from our TURN server (its answers and relayed data are the client's to read). */
   fromServer(from: Endpoint): boolean {
-    return from.port === this.cfg.server.port && from.address === this.cfg.server.address;
+    const s = this.server;
+    return s !== undefined && from.port === s.port && from.address === s.address;
   }
 
   handleDatagram(msg: Uint8Array, from: Endpoint): void {
-    this.client.handleDatagram(msg, from);
+    this.client?.handleDatagram(msg, from);
   }
 
   /** Is traffic to this address going through the relay? */
@@ -109,21 +157,23 @@ export class TurnRelay {
   /** Send through the relay if `to` is reached that way; false: send it directly. */
   send(bytes: Uint8Array, to: Endpoint): boolean {
     const key = endpointKey(to);
-    if (!this.viaRelay.has(key) || this.direct.has(key)) return false;
-    this.client.sendTo(to, bytes);
+    const client = this.client;
+    if (!client || !this.viaRelay.has(key) || this.direct.has(key)) return false;
+    client.sendTo(to, bytes);
     // A channel makes every later datagram 4 bytes of header instead of a 36-byte Send indication.
-    if (this.client.channelOf(to) === undefined && !this.binding.has(key)) {
+    if (client.channelOf(to) === undefined && !this.binding.has(key)) {
       this.binding.add(key);
-      void this.client.bindChannel(to).catch(() => undefined).finally(() => this.binding.delete(key));
+      void client.bindChannel(to).catch(() => undefined).finally(() => this.binding.delete(key));
     }
     return true;
   }
 
   /** Let these peer addresses send to our relayed address (TURN permissions are per IP). */
   async permit(addresses: string[]): Promise<void> {
-    if (!this.allocation) return;
+    const client = this.client;
+    if (!this.allocation || !client) return;
     const distinct = [...new Set(addresses)];
-    await Promise.all(distinct.map((a) => this.client.permit({ address: a, port: 0 }).catch(() => undefined)));
+    await Promise.all(distinct.map((a) => client.permit({ address: a, port: 0 }).catch(() => undefined)));
   }
 
   /** Our relayed candidate, while allocated. */
@@ -132,12 +182,12 @@ export class TurnRelay {
     return r ? { address: r.address, port: r.port, type: IceCandidateType.Relay, priority: candidatePriority(IceCandidateType.Relay) } : undefined;
   }
 
-  get serverKey(): string { return endpointKey(this.cfg.server); }
+  get serverKey(): string { return this.server ? endpointKey(this.server) : '(none found yet)'; }
 
   status(): RelayStatus {
     return {
-      server: endpointKey(this.cfg.server), relayed: this.allocation ? endpointKey(this.allocation.relayed) : null,
-      error: this.error, peersViaRelay: this.viaRelay.size, stats: { ...this.client.stats },
+      server: this.server ? endpointKey(this.server) : null, relayed: this.allocation ? endpointKey(this.allocation.relayed) : null,
+      error: this.error, peersViaRelay: this.viaRelay.size, stats: this.client ? { ...this.client.stats } : null,
     };
   }
 
@@ -145,7 +195,7 @@ export class TurnRelay {
     this.closed = true;
     clearTimeout(this.retry);
     clearInterval(this.keepalive);
-    await this.client.close().catch(() => undefined);
+    await this.client?.close().catch(() => undefined);
   }
 
   private schedule(): void {

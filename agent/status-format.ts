@@ -28,7 +28,7 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `address  ${s.identity.ipv4}  ${s.identity.ipv6}\n` +
     `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` + overlayLines(s) +
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
-    (s.relay ? `relay    TURN ${s.relay.server}: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}\n` : '') + '\n';
+    (s.relay ? `relay    TURN ${s.relay.server ?? '(no "turn" service record found in the overlay yet)'}${s.relay.server ? `: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}` : ''}\n` : '') + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
   const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'PAIR (ours -> peer)', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
   for (const p of s.peers) {

@@ -20,7 +20,7 @@ import { PeerRelayClient } from './nat/peer-relay-client.js';
 import { PeerRelayServer, type PeerRelayServerOptions } from './nat/peer-relay-server.js';
 import { PR_TO_CLIENT, PR_TO_PEER } from './nat/peer-relay-wire.js';
 import type { DatagramSocket, Endpoint } from './nat/socket.js';
-import { TurnRelay, type TurnConfig } from './relay.js';
+import { TurnRelay, type TurnConfig, type TurnSecret } from './relay.js';
 
 export interface UnderlayHandlers {
   tunnel: (msg: Buffer, from: Endpoint) => void;
@@ -31,7 +31,7 @@ export interface UnderlayHandlers {
 export interface UnderlayOptions {
   socket: DatagramSocket;
   logger: Logger;
-  turn?: TurnConfig;
+  turn?: TurnConfig | TurnSecret;
   /** Relay for overlay peers (an overlay member; off for static-only agents). */
   relayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
   handlers: UnderlayHandlers;

@@ -37,6 +37,8 @@ export interface AgentStatus {
   counters: AgentCounters;
   /** Present once the agent runs the overlay. */
   overlay?: OverlayStatus;
+  /** The TURN relay (--turn / --turn-secret), if any. */
+  relay?: RealAgentStatus['relay'];
 }
 
 export interface TestAgent {
@@ -146,6 +148,11 @@ export function canonicalIpv6(a: string): string {
 }
 
 /** Sum a counter over the layers, e.g. counter(s, 'tunnels', 'rxBadMac'). Missing counters read 0. */
+/** Poll `cond` every 250 ms until it is truthy; after `ms`, fail naming `what` (and the last error). */
+export async function waitUntil(cond: () => Promise<unknown>, ms: number, what: string): Promise<void> {
+  await waitFor(cond, ms, { what, intervalMs: 250 });
+}
+
 export function counter(s: AgentStatus, layer: string, name: string): number {
   const v = (s.counters as unknown as Record<string, Record<string, unknown> | undefined>)[layer]?.[name];
   return typeof v === 'number' ? v : 0;

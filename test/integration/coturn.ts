@@ -27,7 +27,8 @@ export function turnserverPath(): string | undefined {
   return undefined;
 }
 
-export async function startCoturn(lab: Lab, node: string, opts: { username: string; password: string; realm: string; port?: number; staleNonceS?: number }): Promise<Coturn> {
+/** `authSecret`: coturn's use-auth-secret (TURN REST API credentials minted from it) instead of the user. */
+export async function startCoturn(lab: Lab, node: string, opts: { username: string; password: string; realm: string; port?: number; staleNonceS?: number; authSecret?: string }): Promise<Coturn> {
   const bin = turnserverPath();
   if (!bin) throw new Error('turnserver (coturn) not installed');
   const ip = lab.address(node);
@@ -38,7 +39,10 @@ export async function startCoturn(lab: Lab, node: string, opts: { username: stri
     '-n', // no config file: only the flags below
     '--listening-ip', ip, '--relay-ip', ip, '--listening-port', String(port),
     '--min-port', '49152', '--max-port', '49407', // relay ports: 256 is plenty for a test
-    '--lt-cred-mech', '--user', `${opts.username}:${opts.password}`, '--realm', opts.realm,
+    ...(opts.authSecret !== undefined
+      ? ['--use-auth-secret', `--static-auth-secret=${opts.authSecret}`]
+      : ['--lt-cred-mech', '--user', `${opts.username}:${opts.password}`]),
+    '--realm', opts.realm,
     '--no-tls', '--no-dtls', '--no-tcp', '--no-cli', '--no-rfc5780',
     '--userdb', join(lab.dir, `coturn-${node}.sqlite`), '--pidfile', join(lab.dir, `coturn-${node}.pid`),
     '--log-file', logFile, '--simple-log', '--verbose',

@@ -31,7 +31,7 @@ import { INTERNET_PREFIX, Lab, type ExecResult, type NatType, type SshServer } f
 import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
 import {
   agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady,
-  type AgentStatus, type PeerStatus, type TestAgent,
+  type AgentStatus, type PeerStatus, type TestAgent, waitUntil,
 } from './agents.js';
 
 const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built') || (!turnserverPath() && 'coturn (turnserver) not installed');
@@ -141,16 +141,6 @@ function statusEvidence(host: string, s: AgentStatus | undefined, peer: PeerStat
   const x = s as AgentStatus & { nat?: unknown; relay?: unknown };
   return `--- ${host} status: peer ${JSON.stringify(peer ?? null)}\n    nat ${JSON.stringify(x.nat ?? null)} relay ${JSON.stringify(x.relay ?? null)}`
     + ` rendezvous ${JSON.stringify(x.overlay?.['rendezvous'] ?? null)} ice ${JSON.stringify(s.counters['ice'] ?? null)}`;
-}
-
-async function waitUntil(cond: () => Promise<unknown>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try { if (await cond()) return; } catch (e) { last = e; }
-    if (Date.now() > end) throw new Error(`timed out: ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 /** One lab with the 8 matrix hosts (and `extra` NAT hosts), a bootstrap agent, coturn, sshd everywhere. */

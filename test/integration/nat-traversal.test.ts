@@ -12,7 +12,7 @@ import { Lab } from './lab.js';
 import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
 import {
   agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady,
-  type AgentStatus, type TestAgent,
+  type AgentStatus, type TestAgent, waitUntil,
 } from './agents.js';
 
 const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built') || (!turnserverPath() && 'coturn (turnserver) not installed');
@@ -132,12 +132,3 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
     process.stderr.write(`# coturn back, sym1 -> sym2: ${(await peerPath('sym1', 'sym2'))?.pathReason}\n`);
   });
 });
-
-async function waitUntil(cond: () => Promise<unknown>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try { if (await cond()) return; } catch { /* not yet */ }
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}

@@ -92,3 +92,13 @@ test('peer relaying: on by default, off by --no-peer-relay or "peerRelay": false
   assert.equal(loadConfig({ peerRelay: false, config: file('relay-on.json', '{"peerRelay": true}') }).peerRelay, false, 'the flag wins');
   assert.throws(() => loadConfig({ config: file('relay-bad.json', '{"peerRelay": "no"}') }), (e: unknown) => e instanceof ConfigError && /"peerRelay" must be true or false/.test(e.message));
 });
+
+test('--turn-secret and --offer-turn: parsed; a secret with --turn, an empty secret or a bad endpoint refused', () => {
+  const c = loadConfig({ turnSecret: 's3cret', offerTurn: '198.51.100.11:3478' });
+  assert.equal(c.turnSecret, 's3cret');
+  assert.deepEqual(c.offerTurn, { address: '198.51.100.11', port: 3478 });
+  assert.equal(loadConfig({ config: file('turn-secret.json', '{"turnSecret": "x", "offerTurn": "198.51.100.11:3478"}') }).turnSecret, 'x');
+  assert.throws(() => loadConfig({ turnSecret: 's', turn: 'turn:u:p@198.51.100.1' }), (e: unknown) => e instanceof ConfigError && /not both/.test(e.message));
+  assert.throws(() => loadConfig({ turnSecret: '' }), (e: unknown) => e instanceof ConfigError && /--turn-secret: the TURN secret is empty/.test(e.message));
+  assert.throws(() => loadConfig({ offerTurn: 'nowhere' }), (e: unknown) => e instanceof ConfigError && /--offer-turn: "nowhere" is not HOST:PORT/.test(e.message));
+});
