@@ -17,7 +17,7 @@ import { PEER_RELAY_ROUTES_MAX } from '../constants.js';
 import {
   PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
 } from './peer-relay-wire.js';
-import { endpointKey, type Endpoint } from './socket.js';
+import { endpointKey, endpointKeyOf, type Endpoint } from './socket.js';
 
 const VIRTUAL_PREFIX = '100::';
 const VIRTUAL_PORT = 1;
@@ -77,7 +77,7 @@ export class PeerRelayClient {
   /** Send through the relay if `to` is virtual (true), else leave it to the caller (false). */
   send(bytes: Uint8Array, to: Endpoint): boolean {
     if (!PeerRelayClient.isVirtual(to)) return false;
-    const r = this.byVirtual.get(endpointKey(to));
+    const r = this.byVirtual.get(endpointKeyOf(to));
     if (!r) { this.stats.staleRoute++; return true; }
     if (bytes.length === 0) return true;
     this.stats.sent++;

@@ -24,6 +24,18 @@ export function endpointKey(e: Endpoint): string {
   return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
 }
 
+const keyCache = new WeakMap<Endpoint, { address: string; port: number; key: string }>();
+
+/** endpointKey for the per-packet path: tunnels keep one Endpoint object per peer (replaced, never
+ *  mutated, on roaming), so its key is built once, not per datagram; a mutated object is noticed. */
+export function endpointKeyOf(e: Endpoint): string {
+  const c = keyCache.get(e);
+  if (c && c.port === e.port && c.address === e.address) return c.key;
+  const key = endpointKey(e);
+  keyCache.set(e, { address: e.address, port: e.port, key });
+  return key;
+}
+
 /** Parse "host:port" / "[v6]:port"; returns undefined on anything else. */
 export function parseEndpoint(s: string): Endpoint | undefined {
   const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:\s]+):(\d{1,5})$/.exec(s);

@@ -3,7 +3,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { UdpSocket } from '../../agent/nat/udp-socket.js';
 import { MemoryNetwork } from '../../agent/nat/memory-socket.js';
-import type { Endpoint } from '../../agent/nat/socket.js';
+import { endpointKey, endpointKeyOf, type Endpoint } from '../../agent/nat/socket.js';
 
 test('UdpSocket: bind, send, receive; bad destinations are counted, not thrown', async () => {
   const a = await UdpSocket.bind(0, '127.0.0.1');
@@ -67,4 +67,16 @@ test('MemoryNetwork: latency delays delivery', async () => {
   const keep = setTimeout(() => {}, 1000); // delivery timers are unref'd; hold the loop open
   assert.ok((await got) >= 25);
   clearTimeout(keep);
+});
+
+test('endpointKeyOf: the same key as endpointKey, built once per object, and right after a mutation', () => {
+  const e: Endpoint = { address: '2001:db8::1', port: 4500 };
+  const k = endpointKeyOf(e);
+  assert.equal(k, endpointKey(e));
+  assert.equal(k, '[2001:db8::1]:4500');
+  assert.ok(Object.is(endpointKeyOf(e), k), 'cached string returned');
+  e.port = 4501;
+  assert.equal(endpointKeyOf(e), '[2001:db8::1]:4501');
+  e.address = '198.51.100.7';
+  assert.equal(endpointKeyOf(e), '198.51.100.7:4501');
 });
