@@ -12,6 +12,20 @@ import { ADDRESS_CHANGE_SETTLE_MS } from '../constants.js';
 
 export interface AddressWatch { close(): void }
 
+/** Whether one `ip -o monitor address` line ("3: eth0    inet 198.51.100.5/24 scope global eth0 ..." or
+ *  "Deleted 3: eth0 ...") can change where peers reach us. Not our own TAP (its addresses are the
+ *  overlay's, not a locator) and not link-local or host-scope addresses: the kernel adds an IPv6
+ *  link-local to every interface a second or so after it comes up (DAD), and re-handshaking every peer
+ *  for that would be churn that moves nothing. */
+export function isLocatorChange(line: string, ignoreInterface: string): boolean {
+  const m = /^(?:Deleted )?\d+: (\S+)\s+(.*)$/.exec(line);
+  if (!m) return false;
+  if (m[1] === ignoreInterface) return false;
+  // A line we cannot read the scope of still counts: a missed move costs more than a spare refresh.
+  const scope = / scope (\S+)/.exec(m[2]!)?.[1];
+  return scope !== 'link' && scope !== 'host';
+}
+
 export function watchAddresses(opts: { ignoreInterface: string; onChange: () => void; logger: Logger }): AddressWatch {
   let child: ChildProcess | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -28,10 +42,11 @@ export function watchAddresses(opts: { ignoreInterface: string; onChange: () => 
   }
   child.on('error', (e) => opts.logger.warn({ err: e.message }, 'cannot watch address changes; roaming waits for keepalives'));
   child.stdout!.setEncoding('utf8');
+  let partial = '';
   child.stdout!.on('data', (chunk: string) => {
-    // One line per change: "3: eth0    inet 198.51.100.5/24 ..." or "Deleted 3: eth0 ...". Our own
-    // TAP's addresses are the overlay's, not a locator.
-    const relevant = chunk.split('\n').some((l) => l.trim() && !new RegExp(`^(Deleted )?\\d+: ${opts.ignoreInterface}\\s`).test(l));
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? ''; // a read can end mid-line
+    const relevant = lines.some((l) => isLocatorChange(l, opts.ignoreInterface));
     // Settle briefly: a move is usually a delete and an add a few ms apart; act once, after both.
     if (relevant && !timer) timer = setTimeout(fire, ADDRESS_CHANGE_SETTLE_MS);
   });
