@@ -1,6 +1,7 @@
 // What `idloc-agent status` reports, and the words it uses for a path: the shapes the control socket
 // sends (the CLI prints them as JSON or through status-format.ts), kept apart from the Agent that fills
 // them in.
+import type { ProbeSocketsStats } from './nat/probe-sockets.js';
 import type { TapDevice } from './tap/device.js';
 import type { IdentityJson } from './idloc/identity.js';
 import type { InsideStats } from './idloc/inside.js';
@@ -75,6 +76,8 @@ export interface AgentStatus {
       client: PeerRelayClientStats & { routes: number };
       server: (PeerRelayServerStats & { handles: number }) | null;
     };
+    /** Sockets for birthday probing of a hard NAT (null: this agent cannot open them). */
+    probeSockets: ProbeSocketsStats | null;
   };
 }
 

@@ -5,7 +5,7 @@
 // Config file (JSON):
 //   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
 //     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
-//     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "peerRelay": true,
+//     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "peerRelay": true, "portProbing": true,
 //     "logLevel": "info" }
 // Instead of "turn": "turnSecret": "<coturn static-auth-secret>" (servers from the overlay); and on the
 // TURN host's agent "offerTurn": "203.0.113.5:3478" to advertise it.
@@ -48,6 +48,9 @@ export interface Config {
   puzzleDifficulty: number;
   /** Relay tunnel datagrams for overlay members that keep us as a rendezvous node (--no-peer-relay: off). */
   peerRelay: boolean;
+  /** Behind a NAT that maps each destination to a random port: birthday probing from many sockets, and
+   *  spraying ports for peers behind one (--no-port-probing: off; such peers are then relayed). */
+  portProbing: boolean;
   logLevel: LogLevel;
 }
 
@@ -67,11 +70,13 @@ export interface RawOptions {
   stun?: string[] | undefined;
   /** commander's --no-peer-relay: false when given, undefined (or true) otherwise. */
   peerRelay?: boolean | undefined;
+  /** commander's --no-port-probing. */
+  portProbing?: boolean | undefined;
   logLevel?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'logLevel']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -95,6 +100,7 @@ export function loadConfig(flags: RawOptions): Config {
     puzzleDifficulty: checkInt(flags.puzzleDifficulty ?? file.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY, 0, PUZZLE_MAX_DIFFICULTY,
       where('puzzleDifficulty', 'puzzle-difficulty'), `a puzzle difficulty in bits (0-${PUZZLE_MAX_DIFFICULTY})`),
     peerRelay: flags.peerRelay === false ? false : bool(file.peerRelay, 'peerRelay', flags.config) ?? true,
+    portProbing: flags.portProbing === false ? false : bool(file.portProbing, 'portProbing', flags.config) ?? true,
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
   };
 }

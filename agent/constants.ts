@@ -276,6 +276,33 @@ export const PEER_RELAY_ROUTES_MAX = 4_096;
  *  contacted since the netcheck takes one, so a window of several absorbs a few; the peer checks each
  *  (paced ICE_CHECK_PACING_MS), so more would slow its checks to the real candidates. */
 export const PORT_PREDICTION_COUNT = 8;
+/** A packet through a relay does not move a tunnel off a direct endpoint set or heard from this recently
+ *  (nat/tunnels.ts roam()): when a path moves from a relay to a direct pair, the peer keeps sending on the
+ *  relay for a round trip or so, and those packets must not pull us back. Short, because a peer that really
+ *  left the direct path (it moved) reaches us by the relay only after this. */
+export const ROAM_DIRECT_HOLD_MS = 2_000;
+/** Birthday probing against a NAT that maps every destination to a random port (nat/probe-sockets.ts):
+ *  the hard side opens PROBE_SOCKETS_COUNT sockets towards the peer's public endpoint, the easy side sends
+ *  HARD_NAT_SPRAY_COUNT checks to random ports of the hard side's address. With 256 mappings among ~64 Ki
+ *  ports, 2048 probes miss them all with probability e^(-8) (0.03%); 256 is what a Linux host opens without
+ *  strain (the default fd limit is 1024). */
+export const PROBE_SOCKETS_COUNT = 256;
+export const HARD_NAT_SPRAY_COUNT = 2048;
+/** The spray goes out HARD_NAT_SPRAY_BURST checks every HARD_NAT_SPRAY_INTERVAL_MS (~6,400 packets/s of
+ *  ~100 bytes for 0.3 s: well under what a NAT's conntrack or a home uplink notices), starting
+ *  HARD_NAT_SPRAY_DELAY_MS after the easy side has both sides' parameters, so the hard side's sockets (opened
+ *  when it has the answer, an overlay hop later) have mapped their ports before the probes arrive. */
+export const HARD_NAT_SPRAY_BURST = 64;
+export const HARD_NAT_SPRAY_INTERVAL_MS = 10;
+export const HARD_NAT_SPRAY_DELAY_MS = 200;
+/** Probe sockets open at once, over all peers (four hole punches in flight): a bound on file descriptors. */
+export const PROBE_SOCKETS_MAX = 1_024;
+/** A probe socket nothing arrived on is closed after this long: the spray is over in well under a second,
+ *  and the session's retransmitted checks within ICE_SESSION_LINGER_MS would have found it by now. */
+export const PROBE_SOCKETS_LINGER_MS = 10_000;
+/** The probe socket a tunnel uses is closed after nothing arrived on it for this long (the tunnel's
+ *  keepalives come every KEEPALIVE_INTERVAL_MS while it is in use, so four were missed: it moved on). */
+export const PROBE_SOCKET_IDLE_MS = 60_000;
 /** Credentials minted from --turn-secret are valid this long (the expiry is in the username, RFC-draft TURN
  *  REST API): coturn checks it on every request, refreshes included, so an allocation lives at most this
  *  long before a new one (with new credentials) takes over; a day is what such services commonly hand out. */

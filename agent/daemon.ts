@@ -62,6 +62,9 @@ export interface AgentOptions {
   turn?: TurnConfig | TurnSecret;
   /** A TURN server to advertise in the overlay's "turn" service records. */
   offerTurn?: Endpoint;
+  /** A fresh UDP socket on any port, for birthday probing when this host is behind a NAT that maps every
+   *  destination to a random port (absent: port probing is off: no probe sockets, no spraying for peers). */
+  openProbeSocket?: () => Promise<DatagramSocket>;
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
@@ -100,6 +103,7 @@ export class Agent {
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
     this.underlay = new Underlay({
       socket: o.socket, logger: o.logger, ...(o.turn ? { turn: o.turn } : {}),
+      ...(o.openProbeSocket ? { openProbeSocket: o.openProbeSocket } : {}),
       ...(o.overlay ? {
         relayServer: {
           clientEndpoint: (id: Uint8Array) => this.overlay?.node.endpointOfNode(id),
@@ -135,6 +139,7 @@ export class Agent {
         identity, node: overlay.node, ice: this.ice, logger: o.logger.child({ layer: 'nat' }),
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
         ...(relay ? { relay } : {}), peerRelay: this.underlay.peerRelay,
+        ...(this.underlay.probes ? { probes: this.underlay.probes } : {}),
       });
       const traversal = this.traversal;
       this.pathKeeper = new PathKeeper({
@@ -160,6 +165,7 @@ export class Agent {
     this.tunnels = new Tunnels({
       privateKey: identity.privateKey,
       socket: this.routed,
+      isRelayed: (e) => this.underlay.relayRoute(e) !== undefined || this.traversal?.isPeersTurnRelay(endpointKey(e)) === true,
       logger: o.logger.child({ layer: 'nat' }),
       onPacket: (tp, packet) => {
         const peer = this.byTunnel.get(tp);
@@ -356,16 +362,22 @@ export class Agent {
       const t = tunnelByKey.get(p.publicKeyHex);
       const established = t?.state === 'established';
       const route = this.relayRouteOf(t?.endpoint ?? null);
-      const choice = this.pathKeeper?.choice(p);
+      // A hole punched by birthday probing: show the peer's real address and the probe socket's port.
+      const current = t?.endpoint ? parseEndpoint(t.endpoint) : undefined;
+      const probe = current && this.underlay.probeRoute(current);
+      const endpoint = probe ? endpointKey(probe.remote) : t?.endpoint ?? null;
+      const chosen = this.pathKeeper?.choice(p);
+      const choice = probe && chosen ? { ...chosen, endpoint: probe.remote } : chosen;
+      const host = probe ? { address: hostCandidate.address, port: probe.local.port } : hostCandidate;
       peers.push({
         nodeId: p.nodeIdHex, publicKey: p.publicKeyHex, ipv4: formatIpv4(p.ipv4), ipv6: formatIpv6(p.ipv6),
-        endpoint: t?.endpoint ?? null,
+        endpoint,
         source: this.fromOverlay.has(p) ? 'overlay' : 'static',
         path: established ? (route ? 'relayed' : 'direct') : 'none',
         via: established ? route?.via ?? null : null, relay: established ? route?.relay ?? null : null,
         rttMs: t?.rttMs ?? null,
-        pair: candidatePair(t?.endpoint ?? null, route, choice, { host: hostCandidate, relayed: this.relay?.candidate() }),
-        pathReason: pathReason(t?.state, t?.endpoint ?? null, choice, route?.text),
+        pair: candidatePair(endpoint, route, choice, { host, relayed: this.relay?.candidate() }),
+        pathReason: pathReason(t?.state, endpoint, choice, route?.text),
         state: t?.state ?? 'none',
         lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
         rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,
@@ -389,6 +401,7 @@ export class Agent {
           client: { ...this.underlay.peerRelay.stats, routes: this.underlay.peerRelay.routes },
           server: this.underlay.relayServer ? { ...this.underlay.relayServer.stats, handles: this.underlay.relayServer.handleCount } : null,
         },
+        probeSockets: this.underlay.probes ? { ...this.underlay.probes.stats } : null,
       },
     };
   }

@@ -100,6 +100,8 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun,
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
       ...(config.offerTurn ? { offerTurn: config.offerTurn } : {}),
+      // Probe sockets carry a tunnel only when a hole was punched from one: node:dgram is enough for them.
+      ...(config.portProbing ? { openProbeSocket: () => UdpSocket.bind(0) } : {}),
       overlay: {
         bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty, offerRelay: config.peerRelay,
         candidates: () => hostEndpoints(tap.name, socket.local.port),

@@ -7,7 +7,7 @@
 //     reachable as we are: advertise "stun", and "relay" unless relaying is switched off. --offer-turn:
 //     advertise that TURN server ("turn"); --turn-secret: use the first "turn" server the overlay names.
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
-//     tunnel. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
+//     tunnel, and a direct pair that answers later replaces a relay at once. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
 //     for nothing). A TURN allocation that comes or goes makes the daemon reconsider the peers it affects.
 import type { Logger } from 'pino';
@@ -106,19 +106,30 @@ export class PathKeeper {
   traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, replace: 'always' | 'better' = 'always'): void {
     const attempt = this.tries.get(peer) ?? 0;
     this.tries.set(peer, attempt + 1);
-    void this.o.traversal.reach(locator, attempt).then((choice) => {
+    // A direct pair that answers after ICE settled for a relay or nothing (checks go on, birthday probing
+    // takes a while): take it at once rather than at the next retry.
+    const onDirect = (late: PathChoice) => {
+      if (this.closed || !this.o.alive(peer)) return;
+      const had = this.paths.get(peer);
+      if (!had || rank(late) > rank(had)) this.take(peer, late, had);
+    };
+    void this.o.traversal.reach(locator, attempt, onDirect).then((choice) => {
       if (this.closed || !this.o.alive(peer)) { this.forget(peer); return; }
       const had = this.paths.get(peer);
       if (replace === 'better' && had && rank(choice) <= rank(had)) {
         if (rank(had) < DIRECT) this.retryDirect(peer);
         return;
       }
-      this.paths.set(peer, choice);
-      this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
-      if (choice.endpoint) this.o.setEndpoint(peer, choice.endpoint);
-      if (rank(choice) < DIRECT) this.retryDirect(peer);
-      else this.retries.delete(peer);
+      this.take(peer, choice, had);
     }).catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'));
+  }
+
+  private take(peer: OverlayPeer<unknown>, choice: PathChoice, had: PathChoice | undefined): void {
+    this.paths.set(peer, choice);
+    this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
+    if (choice.endpoint) this.o.setEndpoint(peer, choice.endpoint);
+    if (rank(choice) < DIRECT) this.retryDirect(peer);
+    else { clearTimeout(this.retries.get(peer)?.timer); this.retries.delete(peer); }
   }
 
   /** Look the peer's locator up again and traverse (a relay came or went: see the daemon's turnChanged). */

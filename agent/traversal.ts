@@ -12,17 +12,28 @@
 //     2. else ATTACH through its rendezvous nodes (overlay routing, Via back): our signed offer
 //        (attach.ts), its signed answer. Both sides run ICE checks at once (ice.ts); the selected pair
 //        becomes the tunnel endpoint and the handshake follows on it.
-//     3. no direct pair within ICE_DIRECT_TIMEOUT_MS: the peer is marked "no direct path" with the reason
-//        (relays come with the rest of the NAT traversal issue); checks that succeed later still move it.
+//     3. one side behind a NAT that maps each destination to a random port ("hard": netcheck saw
+//        endpoint-dependent mapping and no order), the other behind an "easy" one (Attach says which):
+//        birthday probing. The hard side opens PROBE_SOCKETS_COUNT sockets towards the easy side's srflx
+//        and checks from each; the easy side sprays checks to HARD_NAT_SPRAY_COUNT random ports of the
+//        hard side's address. One landing makes a direct pair (nat/probe-sockets.ts).
+//     4. no direct pair within ICE_DIRECT_TIMEOUT_MS: a TURN relay's pair, else a peer relay, else "no
+//        direct path", with the reason; a direct pair that answers later (onDirect) moves the tunnel.
 //   Being reached: an ATTACH for us is checked (signature, target = us, fresh), answered with our offer of
 //   candidates, and our checks toward the offerer start at once (they open our NAT for its checks).
 import type { Logger } from 'pino';
-import { ATTACH_MAX_CANDIDATES, ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS, PORT_PREDICTION_COUNT } from './constants.js';
-import { allocationOrder, predictPorts } from './nat/port-prediction.js';
+import {
+  ATTACH_MAX_CANDIDATES, HARD_NAT_SPRAY_COUNT, HARD_NAT_SPRAY_DELAY_MS, ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS,
+  PORT_PREDICTION_COUNT, PROBE_SOCKETS_COUNT,
+} from './constants.js';
+import { allocationOrder, predictPorts, sprayPorts } from './nat/port-prediction.js';
 import { nodeIdFromPublicKey, toHex } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
-import { candidatePriority, IceCandidateType, marshalAttach, parseAttach, type IceCandidate } from './nat/attach.js';
-import type { IceAgent, IceResult } from './nat/ice.js';
+import {
+  candidatePriority, IceCandidateType, marshalAttach, parseAttach, type AttachParams, type IceCandidate, type NatHint,
+} from './nat/attach.js';
+import type { IceAgent, IceResult, IceSession } from './nat/ice.js';
+import type { ProbeSockets } from './nat/probe-sockets.js';
 import { summarizeNetcheck, type NetcheckReport } from './nat/netcheck.js';
 import { endpointKey, type Endpoint } from './nat/socket.js';
 import type { LocatorRecord } from './overlay/records.js';
@@ -49,6 +60,8 @@ export interface TraversalOptions {
   relay?: TurnRelay;
   /** Paths through the peer's rendezvous nodes, the last resort (absent: never relay through peers). */
   peerRelay?: Pick<PeerRelayClient, 'towardsClient'>;
+  /** Sockets for birthday probing when we are the hard side (absent: port probing is off, in either role). */
+  probes?: Pick<ProbeSockets, 'open' | 'route'>;
   logger: Logger;
 }
 
@@ -58,7 +71,11 @@ export class Traversal {
   private netcheck: NetcheckReport | undefined;
   /** Relayed candidates peers offered us ("host:port"): a tunnel to one of them goes through their relay. */
   private readonly peerRelays = new Set<string>();
-  readonly stats = { attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0, portsPredicted: 0 };
+  readonly stats = {
+    attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0, portsPredicted: 0,
+    /** Birthday probing: as the hard side (sockets opened), as the easy side (sprays sent). */
+    probeSocketsOpened: 0, sprays: 0,
+  };
 
   constructor(private readonly o: TraversalOptions) {}
 
@@ -79,6 +96,16 @@ export class Traversal {
     const r = this.netcheck;
     if (!r) return null;
     return { behindNat: r.behindNat, mapping: r.mapping, public: r.publicEndpoint ? endpointKey(r.publicEndpoint) : null, summary: summarizeNetcheck(r) };
+  }
+
+  /** What our Attach says of our NAT: 'hard' only if we can open probe sockets for it. */
+  natHint(): NatHint {
+    const r = this.netcheck;
+    if (!r || r.behindNat === undefined) return 'unknown';
+    if (!r.behindNat) return 'none';
+    if (r.mapping === 'endpoint-independent') return 'easy';
+    if (r.mapping === 'endpoint-dependent' && !allocationOrder(r) && this.o.probes) return 'hard';
+    return 'unknown';
   }
 
   /** Our candidates, best first: host addresses, then the server-reflexive one if it differs. */
@@ -106,7 +133,7 @@ export class Traversal {
   }
 
   /** Where to send the handshake for a peer found with this locator (see the top of the file). */
-  async reach(locator: LocatorRecord, attempt = 0): Promise<PathChoice> {
+  async reach(locator: LocatorRecord, attempt = 0, onDirect?: (c: PathChoice) => void): Promise<PathChoice> {
     const rdv = locator.value?.rendezvous ?? [];
     const cands = (locator.value?.candidates ?? []).slice().sort((a, b) => b.priority - a.priority);
     if (rdv.length === 0) {
@@ -125,7 +152,7 @@ export class Traversal {
     const session = this.o.ice.newSession(true);
     const offer = marshalAttach({
       role: 'offer', sender: this.o.identity.publicKey, target, created: Date.now(), tieBreaker: session.tieBreaker,
-      ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(),
+      ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(), nat: this.natHint(),
     }, this.o.identity.privateKey);
     this.stats.attachSent++;
     const answerBlob = await this.o.node.attach(target, via, offer, { routes });
@@ -138,9 +165,12 @@ export class Traversal {
     const relayOnEitherSide = this.hasRelay(answer.params.candidates);
     this.notePeerRelays(answer.params.candidates);
     void this.o.relay?.permit(answer.params.candidates.map((c) => c.address));
-    const r = await session.start(answer.params, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
+    const started = session.start(answer.params, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
+    if (onDirect) session.onLateSuccess = (late) => onDirect(this.chosen(late));
+    const probing = this.punchHardNat(session, answer.params);
+    const r = await started;
     if (r) return this.chosen(r);
-    const why = this.noDirectReason(answer.params.candidates) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
+    const why = this.noDirectReason(answer.params.candidates, probing) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
     const relay = via[attempt % Math.max(1, via.length)];
     if (!this.o.peerRelay || !relay) return { how: 'no-direct-path', reason: why };
     this.stats.peerRelayed++;
@@ -160,11 +190,35 @@ export class Traversal {
     void session.start(v.params, this.hasRelay(v.params.candidates) ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS).then((r) => {
       if (r) this.o.logger.debug({ peer: toHex(nodeIdFromPublicKey(v.params.sender)), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
     });
+    // The offerer moves its tunnel to a pair found late; ours follows its handshake there (roaming).
+    this.punchHardNat(session, v.params);
     this.stats.attachAnswered++;
     return marshalAttach({
       role: 'answer', sender: this.o.identity.publicKey, target: nodeIdFromPublicKey(v.params.sender), created: Date.now(),
       tieBreaker: session.tieBreaker, ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(),
+      nat: this.natHint(),
     }, this.o.identity.privateKey);
+  }
+
+  /** Birthday probing when one side is hard and the other easy (step 3 at the top); what was tried, for
+   *  the reason status gives if nothing landed. */
+  private punchHardNat(session: IceSession, peer: AttachParams): string | undefined {
+    const ours = this.natHint();
+    const srflx = peer.candidates.find((c) => c.type === IceCandidateType.Srflx);
+    if (!srflx) return undefined;
+    if (ours === 'hard' && peer.nat === 'easy' && this.o.probes) {
+      void this.o.probes.open(srflx, PROBE_SOCKETS_COUNT).then((virtuals) => {
+        this.stats.probeSocketsOpened += virtuals.length;
+        session.probe(virtuals);
+      });
+      return `${PROBE_SOCKETS_COUNT} probe sockets towards the peer's ${endpointKey(srflx)} were not reached by its probes`;
+    }
+    if (ours === 'easy' && peer.nat === 'hard' && this.o.probes) {
+      this.stats.sprays++;
+      session.probe(sprayPorts(srflx.address, HARD_NAT_SPRAY_COUNT, [srflx.port]), HARD_NAT_SPRAY_DELAY_MS);
+      return `${HARD_NAT_SPRAY_COUNT} probes to random ports of ${srflx.address} found none of its probe sockets`;
+    }
+    return undefined;
   }
 
   private notePeerRelays(remote: IceCandidate[]): void {
@@ -176,6 +230,13 @@ export class Traversal {
   }
 
   private chosen(r: IceResult): PathChoice {
+    const probe = this.o.probes?.route(r.remote);
+    if (probe) {
+      return {
+        how: 'ice', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
+        reason: `ICE after birthday probing: the peer's ${endpointKey(probe.remote)} reached our probe socket ${endpointKey(probe.local)} through this host's random-port NAT (${r.rttMs.toFixed(1)} ms)`,
+      };
+    }
     if (this.o.relay?.relays(r.remote)) {
       return {
         how: 'relay', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
@@ -191,9 +252,10 @@ export class Traversal {
     };
   }
 
-  private noDirectReason(remote: IceCandidate[]): string {
+  private noDirectReason(remote: IceCandidate[], probing: string | undefined): string {
     const ours = this.netcheck?.mapping;
     const theirsSrflx = remote.some((c) => c.type === IceCandidateType.Srflx);
+    if (probing) return `no direct path yet: one side is behind a NAT that picks ports at random; ${probing}`;
     if (ours === 'endpoint-dependent') {
       const predicted = this.netcheck && allocationOrder(this.netcheck) ? 'the ports it predicted got no answer' : 'it picks ports at random, so none could be predicted';
       return `no direct path: this host is behind a symmetric NAT (endpoint-dependent mapping; ${predicted}) and the peer's NAT filters`;

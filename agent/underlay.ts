@@ -2,13 +2,16 @@
 // what comes in.
 //
 //   outbound (the `routed` socket that Tunnels, ICE and STUN send on):
-//     1. a virtual endpoint [100::X]:1 ─> a frame to the overlay peer relaying for that path (peer relay)
-//     2. an address reached through our TURN allocation ─> ChannelData / Send indication to the server
-//     3. anything else ─> straight out the socket
+//     1. a virtual endpoint [100::1:X]:2 ─> out probe socket X to the peer it was opened for (a hole
+//        punched through a hard NAT by birthday probing, nat/probe-sockets.ts: a direct path)
+//     2. a virtual endpoint [100::X]:1 ─> a frame to the overlay peer relaying for that path (peer relay)
+//     3. an address reached through our TURN allocation ─> ChannelData / Send indication to the server
+//     4. anything else ─> straight out the socket
 //   inbound (first byte, nat/demux.ts):
 //     from our TURN server ─> the TURN client (relayed data comes back here as if sent by the peer)
 //     0xC1/0xC2/0xC4 tunnel, 0xD2 overlay, STUN ─> their layers (STUN checks and handshakes that reach the
 //       socket itself mark their source "heard directly": never routed through the TURN relay)
+//     on a probe socket, from the peer it was opened for ─> as if from its virtual endpoint (tunnel, STUN)
 //     0xD3 peer relay ─> TO_* frames to the relay server (we relay for our rendezvous clients), FROM_*
 //       frames to the client side (payload delivered from the path's virtual endpoint); never nested
 //   Overlay messages are not relayed: a relay carries tunnel datagrams and ICE checks, which the tunnel and
@@ -19,6 +22,7 @@ import { classifyDatagram } from './nat/demux.js';
 import { PeerRelayClient } from './nat/peer-relay-client.js';
 import { PeerRelayServer, type PeerRelayServerOptions } from './nat/peer-relay-server.js';
 import { PR_TO_CLIENT, PR_TO_PEER } from './nat/peer-relay-wire.js';
+import { ProbeSockets } from './nat/probe-sockets.js';
 import type { DatagramSocket, Endpoint } from './nat/socket.js';
 import { TurnRelay, type TurnConfig, type TurnSecret } from './relay.js';
 
@@ -34,6 +38,8 @@ export interface UnderlayOptions {
   turn?: TurnConfig | TurnSecret;
   /** Relay for overlay peers (an overlay member; off for static-only agents). */
   relayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
+  /** Fresh sockets for birthday probing (absent: this host never probes a hard NAT from many ports). */
+  openProbeSocket?: () => Promise<DatagramSocket>;
   handlers: UnderlayHandlers;
 }
 
@@ -45,6 +51,7 @@ export class Underlay {
   readonly turn: TurnRelay | undefined;
   readonly peerRelay: PeerRelayClient;
   readonly relayServer: PeerRelayServer | undefined;
+  readonly probes: ProbeSockets | undefined;
   readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
 
   constructor(private readonly o: UnderlayOptions) {
@@ -55,10 +62,14 @@ export class Underlay {
     const peerRelay = new PeerRelayClient((b, to) => socket.send(b, to), deliver);
     this.peerRelay = peerRelay;
     if (o.relayServer) this.relayServer = new PeerRelayServer({ ...o.relayServer, send: (b, to) => socket.send(b, to) });
+    const probes = o.openProbeSocket ? new ProbeSockets({ open: o.openProbeSocket, deliver }) : undefined;
+    this.probes = probes;
     this.routed = {
       get local() { return socket.local; },
       onMessage: (h) => socket.onMessage(h),
-      send: (bytes, to) => { if (!peerRelay.send(bytes, to) && !turn?.send(bytes, to)) socket.send(bytes, to); },
+      send: (bytes, to) => {
+        if (!probes?.send(bytes, to) && !peerRelay.send(bytes, to) && !turn?.send(bytes, to)) socket.send(bytes, to);
+      },
       close: () => socket.close(),
       ...(socket.flush ? { flush: () => socket.flush!() } : {}),
     };
@@ -77,8 +88,13 @@ export class Underlay {
     return undefined;
   }
 
+  /** The real path behind a probe socket's virtual endpoint (a direct one), for status. */
+  probeRoute(endpoint: Endpoint): { local: Endpoint; remote: Endpoint } | undefined {
+    return this.probes?.route(endpoint);
+  }
+
   async close(): Promise<void> {
-    await this.turn?.close();
+    await Promise.all([this.turn?.close(), this.probes?.close()]);
   }
 
   private onDatagram(msg: Buffer, from: Endpoint): void {
@@ -100,7 +116,7 @@ export class Underlay {
     switch (classifyDatagram(msg[0]!)) {
       case 'tunnel': h.tunnel(msg, from); break;
       case 'overlay':
-        if (h.overlay && !PeerRelayClient.isVirtual(from)) h.overlay(msg, from);
+        if (h.overlay && !isVirtual(from)) h.overlay(msg, from);
         else this.demux.notYetHandled++;
         break;
       case 'stun': h.stun(msg, from); break;
@@ -112,7 +128,7 @@ export class Underlay {
 
   private peerRelayFrame(msg: Buffer, from: Endpoint): void {
     // Relayed frames inside relayed frames are not a thing: a relay path is one hop.
-    if (PeerRelayClient.isVirtual(from) || (this.turn?.relays(from) ?? false)) { this.demux.notYetHandled++; return; }
+    if (isVirtual(from) || (this.turn?.relays(from) ?? false)) { this.demux.notYetHandled++; return; }
     const kind = msg[1];
     if (kind === PR_TO_CLIENT || kind === PR_TO_PEER) {
       if (this.relayServer) this.relayServer.handleDatagram(msg, from);
@@ -121,4 +137,10 @@ export class Underlay {
       this.peerRelay.handleDatagram(msg, from);
     }
   }
+}
+
+/** A path's virtual endpoint (peer relay, probe socket), not an address on the wire: overlay messages
+ *  and relay frames never come from one. */
+function isVirtual(e: Endpoint): boolean {
+  return PeerRelayClient.isVirtual(e) || ProbeSockets.isVirtual(e);
 }

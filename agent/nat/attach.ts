@@ -8,25 +8,33 @@
 //   | ver  | role | sender key (32)   | target NodeID (20)| created ms u64 | tie-breaker u64|
 //   +------+------+-------------------+-------------------+----------------+----------------+
 //    70                       71+u                 72+u+p
-//   +-------+-----------------+-------+------------+--------+---------------------+-----------------+
-//   | u len | ufrag (u bytes) | p len | pwd (p)    | #cand  | candidate ...       | signature (64)  |
-//   +-------+-----------------+-------+------------+--------+---------------------+-----------------+
+//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------------+
+//   | u len | ufrag (u bytes) | p len | pwd (p)    | #cand  | candidate ... | nat u8 | signature (64)  |
+//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------------+
 //   candidate: | family u8 (4|6) | type u8 (0 host, 1 srflx, 2 relay, 3 prflx) | port u16 | priority u32 | address (4|16) |
+//   nat: the sender's NAT as its netcheck saw it: 0 unknown, 1 none, 2 easy (endpoint-independent
+//   mapping), 3 hard (endpoint-dependent mapping with ports nobody can predict) and the sender opens
+//   probe sockets for it (nat/probe-sockets.ts): the peer, if easy, then sprays checks across its ports.
 //
-//   ver = 1; role 0 = offer (the sender controls ICE: it nominates), 1 = answer (controlled).
+//   ver = 2 (1 had no nat byte); role 0 = offer (the sender controls ICE: it nominates), 1 = answer (controlled).
 //   ufrag 4..32 and pwd 22..64 characters of ICE's ice-char set (RFC 8445 section 5.3), at most
 //   ATTACH_MAX_CANDIDATES candidates. signature = Ed25519(sender key, "idloc attach v1" || bytes before it).
 //   A receiver checks the signature, that the target is itself, and that `created` is within
 //   ATTACH_MAX_AGE_MS of its clock (a replayed offer starts nothing after that).
+//   signature tag "idloc attach v2".
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { randomBytes } from 'node:crypto';
 import { ATTACH_MAX_AGE_MS, ATTACH_MAX_CANDIDATES } from '../constants.js';
 import { formatIpv4, formatIpv6, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
 import type { Endpoint } from './socket.js';
 
-export const ATTACH_VERSION = 1;
+export const ATTACH_VERSION = 2;
 export const IceCandidateType = { Host: 0, Srflx: 1, Relay: 2, Prflx: 3 } as const;
 export type IceCandidateType = (typeof IceCandidateType)[keyof typeof IceCandidateType];
+
+/** The sender's NAT, as far as hole punching cares (see the layout above). */
+export type NatHint = 'unknown' | 'none' | 'easy' | 'hard';
+const NAT_HINTS: readonly NatHint[] = ['unknown', 'none', 'easy', 'hard'];
 
 export interface IceCandidate extends Endpoint {
   type: IceCandidateType;
@@ -43,9 +51,11 @@ export interface AttachParams {
   ufrag: string;
   pwd: string;
   candidates: IceCandidate[];
+  /** Absent: 'unknown'. */
+  nat?: NatHint;
 }
 
-const TAG = new TextEncoder().encode('idloc attach v1');
+const TAG = new TextEncoder().encode('idloc attach v2');
 const ICE_CHARS = /^[A-Za-z0-9+/]+$/;
 const HEAD = 70;
 
@@ -71,7 +81,7 @@ export function marshalAttach(p: AttachParams, privateKey: Uint8Array): Uint8Arr
   if (!validCred(p.ufrag, 4, 32) || !validCred(p.pwd, 22, 64)) throw new RangeError('attach: bad ufrag or pwd');
   if (p.candidates.length > ATTACH_MAX_CANDIDATES) throw new RangeError(`attach: over ${ATTACH_MAX_CANDIDATES} candidates`);
   const cands = p.candidates.map(encodeCandidate);
-  const len = HEAD + 1 + p.ufrag.length + 1 + p.pwd.length + 1 + cands.reduce((n, c) => n + c.length, 0);
+  const len = HEAD + 1 + p.ufrag.length + 1 + p.pwd.length + 1 + cands.reduce((n, c) => n + c.length, 0) + 1;
   const b = Buffer.alloc(len + 64);
   b[0] = ATTACH_VERSION;
   b[1] = p.role === 'offer' ? 0 : 1;
@@ -84,6 +94,7 @@ export function marshalAttach(p: AttachParams, privateKey: Uint8Array): Uint8Arr
   o = writeStr(b, o, p.pwd);
   b[o++] = cands.length;
   for (const c of cands) { b.set(c, o); o += c.length; }
+  b[o] = NAT_HINTS.indexOf(p.nat ?? 'unknown');
   b.set(ed25519.sign(signed(b.subarray(0, len)), privateKey), len);
   return b;
 }
@@ -111,7 +122,7 @@ export function attachSenderId(p: AttachParams): Uint8Array {
 }
 
 function decode(b: Uint8Array): AttachParams | undefined {
-  if (b.length < HEAD + 3 + 64 || b[0] !== ATTACH_VERSION || (b[1] !== 0 && b[1] !== 1)) return undefined;
+  if (b.length < HEAD + 4 + 64 || b[0] !== ATTACH_VERSION || (b[1] !== 0 && b[1] !== 1)) return undefined;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const end = b.length - 64;
   let o = HEAD;
@@ -126,22 +137,23 @@ function decode(b: Uint8Array): AttachParams | undefined {
   if (n > ATTACH_MAX_CANDIDATES) return undefined;
   const candidates: IceCandidate[] = [];
   for (let i = 0; i < n; i++) {
-    if (o + 8 > end) return undefined;
+    if (o + 8 >= end) return undefined;
     const family = b[o]!, type = b[o + 1]!;
     const alen = family === 4 ? 4 : family === 6 ? 16 : 0;
-    if (!alen || type > 3 || o + 8 + alen > end) return undefined;
+    if (!alen || type > 3 || o + 8 + alen >= end) return undefined;
     const port = v.getUint16(o + 2), priority = v.getUint32(o + 4);
     const a = b.subarray(o + 8, o + 8 + alen);
     const address = alen === 4 ? formatIpv4(v.getUint32(o + 8)) : formatIpv6(a);
     candidates.push({ address, port, type: type as IceCandidateType, priority });
     o += 8 + alen;
   }
-  if (o !== end) return undefined;
+  const nat = NAT_HINTS[b[o]!];
+  if (o + 1 !== end || !nat) return undefined;
   const created = v.getBigUint64(54);
   if (created > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   return {
     role: b[1] === 0 ? 'offer' : 'answer', sender: Uint8Array.from(b.subarray(2, 34)), target: Uint8Array.from(b.subarray(34, 54)),
-    created: Number(created), tieBreaker: v.getBigUint64(62), ufrag: ufrag.s, pwd: pwd.s, candidates,
+    created: Number(created), tieBreaker: v.getBigUint64(62), ufrag: ufrag.s, pwd: pwd.s, candidates, nat,
   };
 }
 

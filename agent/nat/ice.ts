@@ -18,15 +18,20 @@
 //        USE-CANDIDATE that we answered), or with its own first success.
 //     4. nothing within ICE_DIRECT_TIMEOUT_MS: start() resolves undefined ("no direct path"), while the
 //        checks already sent run out their schedule (a late success is reported to onLateSuccess).
+//   5. probe(endpoints): checks sent once each, paced in bursts, no transaction kept (StunEndpoint.probe):
+//      birthday probing of a hard NAT's ports (probe-sockets.ts). A probe that lands provokes a check
+//      back from the other side, and the triggered check of step 2 to its source then verifies the pair.
+//   A success after start() resolved — with nothing, or with a relayed pair — goes to onLateSuccess if it
+//   is direct: the caller moves the tunnel to it.
 //   Incoming checks reach us through StunEndpoint's passwordFor/onCheck hooks: USERNAME "ours:theirs" picks
 //   the session; sessions linger ICE_SESSION_LINGER_MS after they finish to keep answering.
 import {
   ICE_CHECK_MAX_TRANSMITS, ICE_CHECK_PACING_MS, ICE_CHECK_RTO_MS, ICE_DIRECT_TIMEOUT_MS, ICE_MAX_SESSIONS, ICE_RELAY_GRACE_MS,
-  ICE_SESSION_LINGER_MS,
+  ICE_SESSION_LINGER_MS, HARD_NAT_SPRAY_BURST, HARD_NAT_SPRAY_INTERVAL_MS,
 } from '../constants.js';
 import { candidatePriority, IceCandidateType, newCredentials, type IceCandidate } from './attach.js';
 import { endpointKey, type Endpoint } from './socket.js';
-import type { CheckReply, IncomingCheck, StunEndpoint } from './stun-endpoint.js';
+import type { CheckReply, IceCheckRequest, IncomingCheck, StunEndpoint } from './stun-endpoint.js';
 
 export interface IceRemote { ufrag: string; pwd: string; candidates: IceCandidate[] }
 
@@ -46,6 +51,10 @@ export interface IceStats {
   triggered: number;
   selected: number;
   noDirectPath: number;
+  /** Checks sent once by probe() (birthday probing of a hard NAT). */
+  probes: number;
+  /** Direct pairs found after the session had settled for a relay or nothing. */
+  lateSuccesses: number;
   unknownUsername: number;
 }
 
@@ -56,6 +65,7 @@ export class IceSession {
   private remote: IceRemote | undefined;
   private readonly checking = new Set<string>();
   private result: IceResult | undefined;
+  private resultRelayed = false;
   private nominated: IceResult | undefined;
   /** A relayed pair that answered, held back for ICE_RELAY_GRACE_MS in case a direct one does too. */
   private fallback: IceResult | undefined;
@@ -63,7 +73,7 @@ export class IceSession {
   private readonly early: Endpoint[] = [];
   private settle: ((r: IceResult | undefined) => void) | undefined;
   private done = false;
-  /** A success after start() resolved without one (the relay fallback may then move back to direct). */
+  /** A direct pair that answered after start() resolved without one (nothing, or a relayed pair). */
   onLateSuccess?: (r: IceResult) => void;
 
   constructor(private readonly agent: IceAgent, readonly controlling: boolean) {
@@ -94,6 +104,24 @@ export class IceSession {
     return p.finally(() => clearTimeout(timer));
   }
 
+  /** Send one check to each endpoint, HARD_NAT_SPRAY_BURST every HARD_NAT_SPRAY_INTERVAL_MS, starting
+   *  after `delayMs`; stops early once a direct pair was selected. Needs start() first. */
+  probe(endpoints: readonly Endpoint[], delayMs = 0): void {
+    const remote = this.remote;
+    if (!remote || endpoints.length === 0) return;
+    const check = this.checkRequest(remote);
+    let i = 0;
+    const later = (ms: number) => setTimeout(burst, ms).unref?.();
+    const burst = (): void => {
+      if (this.result && !this.resultRelayed) return;
+      const end = Math.min(endpoints.length, i + HARD_NAT_SPRAY_BURST);
+      this.agent.stats.probes += end - i;
+      for (; i < end; i++) this.agent.stun.probe(endpoints[i]!, check);
+      if (i < endpoints.length) later(HARD_NAT_SPRAY_INTERVAL_MS);
+    };
+    later(delayMs);
+  }
+
   /** A verified check from the other side (StunEndpoint calls this via the agent). */
   handleCheck(req: IncomingCheck): CheckReply {
     this.agent.stats.checksAnswered++;
@@ -120,16 +148,19 @@ export class IceSession {
     if (!remote || this.checking.has(endpointKey(c))) return;
     this.checking.add(endpointKey(c));
     this.agent.stats.checksSent++;
-    void this.agent.stun.check({ address: c.address, port: c.port }, {
-      username: `${remote.ufrag}:${this.ufrag}`, password: remote.pwd,
-      priority: candidatePriority(IceCandidateType.Prflx), controlling: this.controlling, tieBreaker: this.tieBreaker,
-      useCandidate: this.controlling,
-    }, { rtoMs: ICE_CHECK_RTO_MS, maxTransmits: ICE_CHECK_MAX_TRANSMITS }).then((o) => {
+    void this.agent.stun.check({ address: c.address, port: c.port }, this.checkRequest(remote), { rtoMs: ICE_CHECK_RTO_MS, maxTransmits: ICE_CHECK_MAX_TRANSMITS }).then((o) => {
       if (o.kind !== 'success') return;
       this.agent.stats.checksSucceeded++;
       const r: IceResult = { remote: { address: c.address, port: c.port }, rttMs: o.rttMs, type };
       const relayed = type === IceCandidateType.Relay || this.agent.relayed(r.remote);
-      if (this.done) { if (!this.result) { this.result = r; this.onLateSuccess?.(r); } return; }
+      if (this.done) {
+        if (!relayed && (!this.result || this.resultRelayed)) {
+          this.setResult(r);
+          this.agent.stats.lateSuccesses++;
+          this.onLateSuccess?.(r);
+        }
+        return;
+      }
       if (!relayed) { this.finish(r); return; }
       // A relayed pair answered: give direct pairs ICE_RELAY_GRACE_MS to answer too, since they are better
       // (lower latency, no relay bandwidth) and their checks may simply be a round trip behind.
@@ -141,10 +172,23 @@ export class IceSession {
     });
   }
 
+  /** Our check, signed with the remote password; the controller nominates with every one (aggressive). */
+  private checkRequest(remote: IceRemote): IceCheckRequest {
+    return {
+      username: `${remote.ufrag}:${this.ufrag}`, password: remote.pwd, priority: candidatePriority(IceCandidateType.Prflx),
+      controlling: this.controlling, tieBreaker: this.tieBreaker, useCandidate: this.controlling,
+    };
+  }
+
+  private setResult(r: IceResult): void {
+    this.result = r;
+    this.resultRelayed = r.type === IceCandidateType.Relay || this.agent.relayed(r.remote);
+  }
+
   private finish(r: IceResult | undefined): void {
     if (this.done) return;
     this.done = true;
-    this.result = r;
+    if (r) this.setResult(r);
     if (r) this.agent.stats.selected++; else this.agent.stats.noDirectPath++;
     this.settle?.(r);
     this.agent.retire(this);
@@ -155,6 +199,7 @@ export class IceSession {
 export class IceAgent {
   readonly stats: IceStats = {
     sessions: 0, checksSent: 0, checksSucceeded: 0, checksAnswered: 0, triggered: 0, selected: 0, noDirectPath: 0, unknownUsername: 0,
+    probes: 0, lateSuccesses: 0,
   };
   private readonly sessions = new Map<string, IceSession>();
 

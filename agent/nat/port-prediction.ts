@@ -10,7 +10,9 @@
 // the first check to cross makes the pair. A NAT that picks ports at random (Linux --random-fully) shows
 // no order: nothing is predicted and the pair falls back to a relay. Asking a server again right before
 // the Attach would not help: a server already asked keeps its old mapping; only a new destination shows
-// a new port.
+// a new port. Against one that picks at random, the hard side opens many sockets instead and the easy
+// side sends to random ports (sprayPorts; nat/probe-sockets.ts has the arithmetic).
+import { randomBytes } from 'node:crypto';
 import type { NetcheckReport } from './netcheck.js';
 import type { Endpoint } from './socket.js';
 
@@ -56,5 +58,22 @@ export function predictPorts(o: AllocationOrder, count: number): Endpoint[] {
   const last = o.seen[o.seen.length - 1]!;
   for (let p = first + d; p !== last && add(p); p += d);
   for (let p = last + d; out.length < count && p >= 1024 && p <= 65535; p += d) add(p);
+  return out;
+}
+
+/** `count` distinct random ports of `address` in 1024..65535 (where NATs allocate), none in `exclude`. */
+export function sprayPorts(address: string, count: number, exclude: readonly number[] = []): Endpoint[] {
+  const taken = new Set(exclude);
+  const out: Endpoint[] = [];
+  const want = Math.min(count, 65536 - 1024 - taken.size);
+  while (out.length < want) {
+    const r = randomBytes(2 * (want - out.length));
+    for (let i = 0; i < r.length && out.length < want; i += 2) {
+      const port = r.readUInt16BE(i);
+      if (port < 1024 || taken.has(port)) continue;
+      taken.add(port);
+      out.push({ address, port });
+    }
+  }
   return out;
 }

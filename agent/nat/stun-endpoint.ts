@@ -121,6 +121,8 @@ export interface StunEndpointStats {
   timeouts: number;
   /** Requests refused at once (closed, STUN_MAX_PENDING reached, unencodable). */
   refused: number;
+  /** Checks sent once with no transaction kept (probe()): their answers count as unmatched. */
+  probes: number;
   sendErrors: number;
 }
 
@@ -149,7 +151,7 @@ function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
 export class StunEndpoint {
   readonly stats: StunEndpointStats = {
     received: 0, malformed: 0, answered: 0, unknownAttribute: 0, unauthenticated: 0, badIntegrity: 0,
-    roleConflicts: 0, indications: 0, responses: 0, unmatched: 0, other: 0, transactions: 0, retransmits: 0,
+    roleConflicts: 0, indications: 0, responses: 0, unmatched: 0, other: 0, transactions: 0, retransmits: 0, probes: 0,
     timeouts: 0, refused: 0, sendErrors: 0,
   };
   private readonly pending = new Map<string, Transaction>();
@@ -193,10 +195,20 @@ export class StunEndpoint {
 
   /** ICE connectivity check: signed with the remote password, the response must be signed with it too. */
   check(to: Endpoint, c: IceCheckRequest, opts?: StunTransactionOptions): Promise<StunOutcome> {
-    return this.request(to, {
-      username: c.username, password: c.password, priority: c.priority, controlling: c.controlling,
-      tieBreaker: c.tieBreaker, useCandidate: c.useCandidate ?? false,
-    }, opts);
+    return this.request(to, checkAttributes(c), opts);
+  }
+
+  /** An ICE check sent once and forgotten: for spraying many ports of a hard NAT, where a hit is known
+   *  by the triggered check it provokes (ice.ts), not by its answer, so no transaction (and none of the
+   *  STUN_MAX_PENDING slots) is held for the thousands that go nowhere. */
+  probe(to: Endpoint, c: IceCheckRequest): void {
+    if (this.closed) return;
+    try {
+      this.safeSend(encodeBindingRequest(randomBytes(12), checkAttributes(c), this.o.software), to);
+      this.stats.probes++;
+    } catch {
+      this.stats.refused++;
+    }
   }
 
   /** Send a Binding request with these attributes, retransmitting until answered or given up. */
@@ -328,4 +340,11 @@ export class StunEndpoint {
       this.finish(t, { kind: 'failed', reason: 'error response without ERROR-CODE' });
     }
   }
+}
+
+function checkAttributes(c: IceCheckRequest): StunRequestAttributes {
+  return {
+    username: c.username, password: c.password, priority: c.priority, controlling: c.controlling,
+    tieBreaker: c.tieBreaker, useCandidate: c.useCandidate ?? false,
+  };
 }

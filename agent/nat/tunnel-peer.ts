@@ -34,6 +34,8 @@ export interface TunnelStats {
   handshakeRejected: number; // replayed/old timestamp or over HANDSHAKE_INIT_RATE_MS
   handshakeCompleted: number; handshakeGaveUp: number;
   queueDropped: number; txNoEndpoint: number; roamed: number; callbackErrors: number;
+  /** Relayed packets that did not move a tunnel off a fresh direct endpoint (Tunnels.roam). */
+  roamHeld: number;
 }
 
 export interface Pending { hs: HandshakeState; localIndex: number; sentAt: number }
@@ -55,6 +57,8 @@ export class PeerState implements TunnelPeer {
   lastSentAt = -Infinity;
   /** Last authenticated packet (transport or handshake) from the peer. */
   lastReceivedAt = -Infinity;
+  /** When `endpoint` was last set, or heard from: roaming away from a direct one waits (Tunnels.roam). */
+  endpointFreshAt = -Infinity;
   lastHandshake: number | null = null;
   /** Initiation to response of our last completed handshake: the path's round trip, whatever carries it. */
   handshakeRttMs: number | null = null;
@@ -78,6 +82,6 @@ export function newTunnelStats(): TunnelStats {
     rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
-    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0,
   };
 }

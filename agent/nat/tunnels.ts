@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   HANDSHAKE_INIT_RATE_MS, HANDSHAKE_RELOCATE_AFTER_TRIES, KEEPALIVE_INTERVAL_MS, PEER_SILENT_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS,
-  REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, TUNNEL_TICK_MS, HANDSHAKE_RETRY_INITIAL_MS,
+  REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, TUNNEL_TICK_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS,
 } from '../constants.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './socket.js';
 import { HandshakeState, keyPairFromPrivate, type KeyPair } from './noise.js';
@@ -51,6 +51,9 @@ export interface TunnelsOptions {
   onHandshakeUnanswered?: (peer: TunnelPeer) => void;
   /** The NodeID puzzle nonce of our key, sent in every initiation so strangers can admit us. */
   puzzleNonce?: bigint;
+  /** Is this endpoint a relay's (TURN, peer relay)? A packet arriving through a relay does not move a
+   *  tunnel off a direct endpoint heard from within ROAM_DIRECT_HOLD_MS (see roam()). */
+  isRelayed?: (e: Endpoint) => boolean;
   now?: () => number;
 }
 
@@ -64,6 +67,7 @@ export class Tunnels {
   private readonly acceptUnknown: TunnelsOptions['acceptUnknown'];
   private readonly puzzleNonce: bigint;
   private readonly onHandshakeUnanswered: TunnelsOptions['onHandshakeUnanswered'];
+  private readonly isRelayed: TunnelsOptions['isRelayed'];
   private readonly mac1Own: Uint8Array;
   private readonly socket: DatagramSocket;
   private readonly log: Logger;
@@ -86,6 +90,7 @@ export class Tunnels {
     this.acceptUnknown = opts.acceptUnknown;
     this.puzzleNonce = opts.puzzleNonce ?? 0n;
     this.onHandshakeUnanswered = opts.onHandshakeUnanswered;
+    this.isRelayed = opts.isRelayed;
     this.socket = opts.socket;
     this.log = opts.logger;
     this.onPacket = opts.onPacket;
@@ -145,8 +150,13 @@ export class Tunnels {
     if (!p || this.closed) return;
     const e = p.endpoint;
     if (e && e.address === endpoint.address && e.port === endpoint.port) return;
+    const now = this.now();
     p.endpoint = { address: endpoint.address, port: endpoint.port };
-    if (p.handshaking) this.sendInitiation(p, this.now());
+    p.endpointFreshAt = now;
+    if (p.handshaking) this.sendInitiation(p, now);
+    // An established session moves at once: our keepalive on the new path is what makes the peer roam
+    // to it, instead of answering along the old one until our next packet.
+    else if (p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);
   }
 
   peerByKey(publicKeyHex: string): TunnelPeer | undefined {
@@ -252,7 +262,7 @@ export class Tunnels {
     const pt = s.decrypt(msg, t.counter);
     if (pt === undefined) { this.stats.rxDecryptFailed++; return; }
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
-    this.roam(p, from);
+    this.roam(p, from, now);
     p.lastReceivedAt = now;
     p.rxBytes += msg.length;
     if (s === p.next) this.confirmNext(p, now);
@@ -343,7 +353,7 @@ export class Tunnels {
     if (p.next) this.drop(p.next);
     p.next = session;
     this.sessions.set(localIndex, { peer: p, session });
-    this.roam(p, from);
+    this.roam(p, from, now);
     const pkt = marshalHandshakeResp(
       { senderIndex: localIndex, receiverIndex: m.senderIndex, ephemeral: noise.subarray(0, 32), encryptedNothing: noise.subarray(32, 48), mac1: EMPTY },
       p.mac1To,
@@ -395,7 +405,7 @@ export class Tunnels {
     p.handshakeRttMs = Math.max(0, now - sentAt);
     p.lastReceivedAt = now;
     p.rxBytes += msg.length;
-    this.roam(p, from);
+    this.roam(p, from, now);
     this.stats.handshakeCompleted++;
     this.log.debug({ peer: p.publicKeyHex, from: endpointKey(from) }, 'handshake complete (initiator)');
     // Our first packet on the new session is what lets the responder start using it.
@@ -434,11 +444,21 @@ export class Tunnels {
 
   // ---- helpers ------------------------------------------------------------------------------
 
-  private roam(p: PeerState, from: Endpoint): void {
+  /** WireGuard's roaming: the endpoint follows the last authenticated packet, with one exception. While a
+   *  path moves from a relay to a direct pair, the peer's packets still in flight on the relay (or sent
+   *  before it heard from us on the new pair) would pull us back; so a relayed source does not replace a
+   *  direct endpoint that was set or heard from within ROAM_DIRECT_HOLD_MS. A peer that really left the
+   *  direct path goes silent on it, and the next relayed packet after the hold moves us. */
+  private roam(p: PeerState, from: Endpoint, now: number): void {
     const e = p.endpoint;
-    if (e && e.address === from.address && e.port === from.port) return;
+    if (e && e.address === from.address && e.port === from.port) { p.endpointFreshAt = now; return; }
+    if (e && this.isRelayed && now - p.endpointFreshAt < ROAM_DIRECT_HOLD_MS && this.isRelayed(from) && !this.isRelayed(e)) {
+      this.stats.roamHeld++;
+      return;
+    }
     if (e) this.stats.roamed++;
     p.endpoint = { address: from.address, port: from.port };
+    p.endpointFreshAt = now;
   }
 
   private callOwner(fn: () => void): void {

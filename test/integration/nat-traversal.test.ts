@@ -115,6 +115,30 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
     assert.ok(relayed.some((n) => n > 0), `a public agent relayed: ${relayed}`);
   });
 
+  // A symmetric NAT that picks ports at random (--random-fully) against a cone one, no TURN server on either
+  // side: birthday probing. The symmetric side opens 256 sockets towards the cone side's mapping; the
+  // cone side sprays checks at random ports of the symmetric NAT until one lands on a mapped port.
+  for (const [a, b] of [['sym3', 'cone2'], ['cone1', 'sym4']] as const) {
+    it(`${a} starts towards ${b} (symmetric with random ports vs cone, no TURN): direct by birthday probing`, async () => {
+      const [sym, cone] = a.startsWith('sym') ? [a, b] : [b, a];
+      await pingBothWays(a, b);
+      const [s, c] = [await peerPath(sym, cone), await peerPath(cone, sym)];
+      assert.equal(s?.path, 'direct', JSON.stringify(s));
+      assert.equal(c?.path, 'direct', JSON.stringify(c));
+      // The symmetric side talks from a probe socket to the cone side's one public mapping...
+      assert.equal(s?.endpoint, `${lab.publicAddress(cone)}:${A(cone).port}`, JSON.stringify(s));
+      assert.match(String(s?.pair), /^host \S+:\d+ -> (srflx |prflx )?\S+$/, JSON.stringify(s));
+      assert.notEqual(s?.pair?.split(' ')[1]?.split(':')[1], String(A(sym).port), `from a probe socket, not the agent's port: ${JSON.stringify(s)}`);
+      // ...and the cone side to whichever port of the symmetric NAT its spray found.
+      assert.equal(c?.endpoint?.split(':')[0], lab.publicAddress(sym), JSON.stringify(c));
+      if (sym === a) assert.match(String(s?.pathReason), /birthday probing/, JSON.stringify(s));
+      const [ss, cs] = [await agentStatus(lab, A(sym)), await agentStatus(lab, A(cone))];
+      assert.ok((ss.counters.probeSockets?.received ?? 0) > 0, `${sym}'s probe socket carries the tunnel: ${JSON.stringify(ss.counters.probeSockets)}`);
+      assert.ok((cs.counters.ice.probes ?? 0) > 0, `${cone} sprayed: ${JSON.stringify(cs.counters.ice)}`);
+      process.stderr.write(`# ${sym} -> ${cone}: ${s?.pair}; ${cone} -> ${sym}: ${c?.pair} (${cs.counters.ice.probes} probes sprayed)\n`);
+    });
+  }
+
   it('coturn stopped: sym1 and sym2 move to a peer relay; coturn back: they move back to it', async () => {
     const via = async (a: string, b: string) => (await peerPath(a, b))?.via;
     assert.equal(await via('sym1', 'sym2'), 'turn');

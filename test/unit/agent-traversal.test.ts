@@ -21,10 +21,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Host { agent: Agent; tap: MemoryTap; sock: MemorySocket }
 
-function host(sock: MemorySocket, i: number, bootstrap?: string, offerRelay = true): Host {
+function host(sock: MemorySocket, i: number, bootstrap?: string, offerRelay = true, probeSockets?: () => MemorySocket): Host {
   const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 3, i) });
   const agent = new Agent({
     identity: generateIdentity(), tap, socket: sock, peers: [], logger: silent,
+    ...(probeSockets ? { openProbeSocket: () => Promise.resolve(probeSockets()) } : {}),
     overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, directRetryMs: 300, offerRelay },
   });
   agent.start();
@@ -68,7 +69,7 @@ function sniffed(sock: MemorySocket, into: Buffer[]): MemorySocket {
 
 /** Two public agents (s1 the bootstrap), a behind a cone NAT, b behind a symmetric one (random ports, or
  *  handed out in order). */
-async function lab(offerRelay: boolean, bPorts: 'random' | 'sequential' = 'random'): Promise<Lab> {
+async function lab(offerRelay: boolean, bPorts: 'random' | 'sequential' = 'random', probing = false): Promise<Lab> {
   const net = new MemoryNetwork({ latencyMs: 1 });
   const atRelays: Buffer[] = [];
   const s1 = host(sniffed(net.socket('203.0.113.1', 4500), atRelays), 1, undefined, offerRelay);
@@ -76,8 +77,10 @@ async function lab(offerRelay: boolean, bPorts: 'random' | 'sequential' = 'rando
   const coneA = new MemoryNat(net, { publicAddress: '198.51.100.20', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
   const symB = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: bPorts, seed: 9 });
   const coneB = new MemoryNat(net, { publicAddress: '198.51.100.22', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
-  const a = host(coneA.socket('10.1.0.2', 4500), 3, '203.0.113.1');
-  const b = host(symB.socket('10.2.0.2', 4500), 4, '203.0.113.1');
+  // With probing, each NATed host can open more sockets behind its own NAT (ports from 30000 up).
+  const more = (nat: MemoryNat, address: string) => { let port = 30_000; return () => nat.socket(address, port++); };
+  const a = host(coneA.socket('10.1.0.2', 4500), 3, '203.0.113.1', true, probing ? more(coneA, '10.1.0.2') : undefined);
+  const b = host(symB.socket('10.2.0.2', 4500), 4, '203.0.113.1', true, probing ? more(symB, '10.2.0.2') : undefined);
   const close = async () => { await Promise.all([s1.agent.close(), s2.agent.close(), a.agent.close(), b.agent.close()]); };
   try {
     const ready = (h: Host) => (h.agent.status().overlay?.rendezvous.length ?? 0) > 0 && h.agent.status().nat?.behindNat === true;
@@ -195,3 +198,35 @@ test('a symmetric NAT that hands out ports in order: the predicted ports give a 
     await close();
   }
 });
+
+for (const initiator of ['cone', 'symmetric'] as const) {
+  test(`a symmetric NAT that picks ports at random: birthday probing gives a direct pair (${initiator} side starts)`, async () => {
+    const { a, b, close } = await lab(true, 'random', true);
+    try {
+      const [from, to] = initiator === 'cone' ? [a, b] : [b, a];
+      const peerB = peerOf(a, b), peerA = peerOf(b, a);
+      from.tap.inject([ping(from, to, 1)]);
+      let seq = 2;
+      await until(() => {
+        if (seq++ % 20 === 0) from.tap.inject([ping(from, to, seq)]);
+        return peerB()?.path === 'direct' && peerA()?.path === 'direct' && pingsAt(to) > 0;
+      }, 10_000, 'a direct path both ways, and a ping across it');
+      // The cone side sprayed checks across b's ports; b opened probe sockets and one of them was hit.
+      assert.equal(a.agent.status().counters.traversal.sprays, 1);
+      assert.ok(a.agent.status().counters.ice.probes >= 64, 'a sprayed probes');
+      const probes = b.agent.status().counters.probeSockets!;
+      assert.ok(probes.opened >= 200, `b opened probe sockets: ${JSON.stringify(probes)}`);
+      assert.ok(probes.received > 0, 'the hit socket carries the tunnel');
+      // a reaches b at a port of b's NAT that no netcheck saw; b uses a probe socket towards a's mapping.
+      assert.equal(peerB()!.endpoint?.split(':')[0], '198.51.100.21');
+      assert.equal(peerA()!.endpoint, '198.51.100.20:4500', 'status shows the real address, not the probe socket\'s virtual one');
+      assert.match(String(peerA()!.pair), /^host 10\.2\.0\.2:3\d{4} -> \S*\s?198\.51\.100\.20:4500$/);
+      if (initiator === 'symmetric') assert.match(peerA()!.pathReason, /birthday probing/);
+      // Traffic both ways over it.
+      const atA = pingsAt(a);
+      await until(() => { if (seq++ % 20 === 0) b.tap.inject([ping(b, a, seq)]); return pingsAt(a) > atA; }, 5000, 'a ping from b to a');
+    } finally {
+      await close();
+    }
+  });
+}

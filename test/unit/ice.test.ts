@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { generateIdentity } from '../../agent/idloc/identity.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
 import { MemoryNat, type NatMapping } from '../../agent/nat/memory-nat.js';
 import { StunEndpoint } from '../../agent/nat/stun-endpoint.js';
@@ -99,6 +100,7 @@ function offer(over: Partial<AttachParams> = {}): AttachParams {
       { address: '203.0.113.9', port: 61000, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) },
       { address: 'fd00::7', port: 1, type: IceCandidateType.Relay, priority: 5 },
     ],
+    nat: 'hard',
     ...over,
   };
 }
@@ -115,6 +117,22 @@ test('attach: round trip; forged, misdirected, stale and altered blobs are refus
   const altered = Uint8Array.from(b);
   altered[80] ^= 1; // inside the candidates: the signature no longer holds (or it no longer parses)
   assert.equal(parseAttach(altered, bob.nodeId, NOW).ok, false);
+});
+
+test('attach: the NAT hint round-trips (absent reads as unknown); an undefined hint value is refused', () => {
+  for (const nat of ['unknown', 'none', 'easy', 'hard'] as const) {
+    const v = parseAttach(marshalAttach(offer({ nat }), alice.privateKey), bob.nodeId, NOW);
+    assert.ok(v.ok && v.params.nat === nat, nat);
+  }
+  const { nat: _, ...noHint } = offer();
+  const v = parseAttach(marshalAttach(noHint, alice.privateKey), bob.nodeId, NOW);
+  assert.ok(v.ok && v.params.nat === 'unknown');
+  // A hint byte of 4 with a valid signature over it: still refused, as malformed.
+  const b = Buffer.from(marshalAttach(offer(), alice.privateKey));
+  const body = b.subarray(0, b.length - 64);
+  body[body.length - 1] = 4;
+  const resigned = Buffer.concat([body, ed25519.sign(Buffer.concat([Buffer.from('idloc attach v2'), body]), alice.privateKey)]);
+  assert.deepEqual(parseAttach(resigned, bob.nodeId, NOW), { ok: false, reason: 'malformed' });
 });
 
 test('attach: any truncation or garbage is refused without throwing', () => {

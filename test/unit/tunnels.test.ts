@@ -9,7 +9,7 @@ import { Tunnels, type TunnelPeer } from '../../agent/nat/tunnels.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
 import {
   KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
-  REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS,
+  REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS,
 } from '../../agent/constants.js';
 
 const silent = pino({ level: 'silent' });
@@ -28,11 +28,14 @@ function world() {
   const clock = { t: 1_700_000_000_000 };
   const now = () => clock.t;
   const nodes: Node[] = [];
-  const node = (addr: string): Node => {
+  const node = (addr: string, isRelayed?: (e: { address: string }) => boolean): Node => {
     const sk = ed25519.utils.randomSecretKey();
     const sock = net.socket(addr, 4500);
     const n = { sock, pub: ed25519.getPublicKey(sk), got: [] as Buffer[], seen: [] as Buffer[] } as Node;
-    n.t = new Tunnels({ privateKey: sk, socket: sock, logger: silent, now, onPacket: (_p, pkt) => n.got.push(Buffer.from(pkt)) });
+    n.t = new Tunnels({
+      privateKey: sk, socket: sock, logger: silent, now, onPacket: (_p, pkt) => n.got.push(Buffer.from(pkt)),
+      ...(isRelayed ? { isRelayed } : {}),
+    });
     sock.onMessage((m, from) => { n.seen.push(Buffer.from(m)); n.t.handleDatagram(m, from); });
     nodes.push(n);
     return n;
@@ -125,6 +128,48 @@ test('rekey after REKEY_AFTER_TIME by the initiator; traffic never stops; old ke
   w.advance(REJECT_AFTER_TIME_MS + 1000, 1000);
   assert.equal(a.t.status()[0]!.state === 'established', false);
   assert.equal(b.t.status()[0]!.state === 'established', false);
+  w.close();
+});
+
+test('roaming: relayed packets do not pull a tunnel off a direct endpoint heard within the hold; after it they do', async () => {
+  const w = world();
+  const RELAY = '10.9.9.9'; // where b sees a's packets come from when they are relayed
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2', (e) => e.address === RELAY);
+  const [ab] = connect(a, b);
+  a.t.send(ab, pkt('1 direct'));
+  await settle();
+  a.sock.rebind(RELAY, 4500); // the same peer, its packets now arriving through the relay
+  a.t.send(ab, pkt('2 relayed, in flight while the path moves'));
+  await settle();
+  assert.deepEqual(b.got.map(String), ['1 direct', '2 relayed, in flight while the path moves'], 'delivered all the same');
+  assert.equal(b.t.status()[0]!.endpoint, '10.0.0.1:4500', 'still the direct endpoint');
+  assert.equal(b.t.stats.roamHeld, 1);
+  w.clock.t += ROAM_DIRECT_HOLD_MS + 1; // the direct path went silent: the peer really left it
+  a.t.send(ab, pkt('3 relayed'));
+  await settle();
+  assert.equal(b.t.status()[0]!.endpoint, `${RELAY}:4500`);
+  assert.equal(b.t.stats.roamed, 1);
+  a.sock.rebind('10.0.0.1', 4500); // back on a direct path: taken at once, however fresh the relay is
+  a.t.send(ab, pkt('4 direct'));
+  await settle();
+  assert.equal(b.t.status()[0]!.endpoint, '10.0.0.1:4500');
+  assert.equal(b.t.stats.roamed, 2);
+  w.close();
+});
+
+test('setEndpoint on an established tunnel sends a keepalive on the new path at once, so the peer roams to it', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab] = connect(a, b);
+  a.t.send(ab, pkt('1'));
+  await settle();
+  const elsewhere = w.net.socket('10.0.0.3', 4500); // b's second address, say
+  elsewhere.onMessage((m, from) => b.t.handleDatagram(m, from));
+  const before = a.t.stats.txKeepalive;
+  a.t.setEndpoint(ab, elsewhere.local);
+  await settle();
+  assert.equal(a.t.stats.txKeepalive, before + 1);
+  assert.equal(b.t.stats.rxKeepalive, 1, 'b heard it on its other address');
   w.close();
 });
 
