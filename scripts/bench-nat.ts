@@ -6,11 +6,13 @@
 // 1. First packet to a never-seen peer behind NAT: for each sample both agents are restarted (no tunnel,
 //    no cached lookup), wait until joined + IPv4 claimed + rendezvous kept (status overlay.rendezvous),
 //    then one `ping -c 1 -W 5` to the other's overlay IPv4: its RTT is the whole first-packet cost
-//    (lookup + Attach through rendezvous + ICE + handshake + echo). Pairs cone1 -> cone2, cgn -> cone2.
+//    (lookup + Attach through rendezvous + ICE + handshake + echo). Pairs cone1 -> cone2, cgn -> cone2,
+//    sym3 -> cone2 (a random-port symmetric NAT: birthday probing, no TURN).
 // 2. Throughput (iperf3 TCP both ways) and ping RTT (50 x 10 ms) on: the plain path (between the two
 //    NATed hosts if the underlay reaches at all, which two filtering NATs do not allow; else cone1 ->
 //    pub through one NAT), the direct tunnel cone1 -> cone2, the tunnel relayed by coturn sym1 -> sym2
-//    (both with --turn), and sym3 -> sym4 (no TURN server) relayed through a public agent (peer relay);
+//    (both with --turn), sym3 -> sym4 (no TURN server) relayed through a public agent (peer relay), and
+//    sym3 -> cone2 direct by birthday probing (sym3's end is a probe socket, node:dgram);
 //    `status` must say 'direct' / 'relayed' (via turn / peer-relay) first, and its path reasons are kept.
 import { Lab, type LabProcess } from '../test/integration/lab.js';
 import { startCoturn } from '../test/integration/coturn.js';
@@ -52,6 +54,8 @@ export interface NatBenchResult {
   direct: NatPath;
   relayed: NatPath;
   peerRelayed: NatPath;
+  /** Symmetric (random ports) to cone, direct by birthday probing. */
+  birthday: NatPath;
   /** Each agent's NAT verdict (status nat.summary). */
   natSummary: Record<string, string>;
   config: { samples: number; seconds: number; runs: number };
@@ -122,7 +126,8 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
 
     // 1. First packet to a never-seen peer behind NAT.
     const firstPacket: NatFirstPacket[] = [];
-    for (const [x, y, nat] of [['cone1', 'cone2', 'cone -> cone'], ['cgn', 'cone2', 'CGNAT -> cone']] as const) {
+    const pairs = [['cone1', 'cone2', 'cone -> cone'], ['cgn', 'cone2', 'CGNAT -> cone'], ['sym3', 'cone2', 'symmetric (random ports) -> cone']] as const;
+    for (const [x, y, nat] of pairs) {
       const fp: NatFirstPacket = { pair: `${x} -> ${y}`, nat, samplesMs: [], medianMs: NaN, lookupMedianMs: NaN, paths: [] };
       const lookups: number[] = [];
       for (let i = 0; i < samples; i++) {
@@ -191,7 +196,9 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
     const relayed = await tunnel('sym1', 'sym2', 'relayed', 'turn');
     await Promise.all(['sym1', 'sym2'].map((h) => stopAgent(lab, A(h))));
     const peerRelayed = await tunnel('sym3', 'sym4', 'relayed', 'peer-relay');
-    return { firstPacket, plainBetweenNated, plain, direct, relayed, peerRelayed, natSummary, config: { samples, seconds: opts.seconds, runs }, durationS: (Date.now() - started) / 1000 };
+    await stopAgent(lab, A('sym4'));
+    const birthday = await tunnel('sym3', 'cone2', 'direct');
+    return { firstPacket, plainBetweenNated, plain, direct, relayed, peerRelayed, birthday, natSummary, config: { samples, seconds: opts.seconds, runs }, durationS: (Date.now() - started) / 1000 };
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${logTails([...agents.values()].filter((a) => a.proc), 15)}`);
   } finally {
@@ -208,9 +215,9 @@ export function natTable(r: NatBenchResult): string {
   for (const fp of r.firstPacket) {
     out.push(`  ${`${fp.nat} (${fp.pair}), lookup + Attach + ICE + handshake + echo ms`.padEnd(78)}${fp.samplesMs.map((x) => f(x)).join(', ')}   median ${f(fp.medianMs)}   (lookup p50 ${f(fp.lookupMedianMs, 1)})`);
   }
-  const rows: string[][] = [['', `plain ${r.plain.from} -> ${r.plain.to}`, 'direct cone1 -> cone2', 'relayed sym1 -> sym2 (coturn)', 'sym3 -> sym4 (peer relay)']];
+  const rows: string[][] = [['', `plain ${r.plain.from} -> ${r.plain.to}`, 'direct cone1 -> cone2', 'relayed sym1 -> sym2 (coturn)', 'sym3 -> sym4 (peer relay)', 'sym3 -> cone2 (birthday)']];
   const tcp = (k: 'forward' | 'reverse') => (p: NatPath) => `${p.tcpMbit[k].map((x) => f(x, 0)).join(', ')}${p === r.plain ? '' : ` (${f(mean(p.tcpMbit[k]) / mean(r.plain.tcpMbit[k]), 3)}x)`}`;
-  const add = (name: string, cell: (p: NatPath) => string) => rows.push([name, cell(r.plain), cell(r.direct), cell(r.relayed), cell(r.peerRelayed)]);
+  const add = (name: string, cell: (p: NatPath) => string) => rows.push([name, cell(r.plain), cell(r.direct), cell(r.relayed), cell(r.peerRelayed), cell(r.birthday)]);
   add('TCP sender -> receiver Mbit/s', tcp('forward'));
   add('TCP receiver -> sender Mbit/s', tcp('reverse'));
   add('ping avg / median / max ms', (p) => `${f(p.ping.avgMs, 3)} / ${f(p.ping.medianMs, 3)} / ${f(p.ping.maxMs, 3)}`);
@@ -220,6 +227,7 @@ export function natTable(r: NatBenchResult): string {
   if (!r.plainBetweenNated.reachable) out.push(`  plain: no plain path between two NATed hosts (${r.plainBetweenNated.tried}); plain is one NATed host to a public one`);
   out.push(`  direct: ${r.direct.path} via ${r.direct.endpoint}: ${r.direct.pathReason} | back: ${r.direct.reversePath}: ${r.direct.reversePathReason}`);
   out.push(`  relayed: ${r.relayed.path} via ${r.relayed.endpoint}: ${r.relayed.pathReason} | back: ${r.relayed.reversePath}: ${r.relayed.reversePathReason}`);
+  out.push(`  birthday: ${r.birthday.path} via ${r.birthday.endpoint}: ${r.birthday.pathReason} | back: ${r.birthday.reversePath}: ${r.birthday.reversePathReason}`);
   out.push(`  peer relay: ${r.peerRelayed.path} via ${r.peerRelayed.endpoint}: ${r.peerRelayed.pathReason} | back: ${r.peerRelayed.reversePath}: ${r.peerRelayed.reversePathReason}`);
   return out.join('\n');
 }

@@ -419,6 +419,14 @@ export class Tunnels {
     p.previous = p.current;
     p.current = s;
     this.stats.handshakeCompleted++;
+    // Both sides initiated at once and the peer's handshake finished first: ours is moot (wireguard-go's
+    // timersHandshakeComplete on the first data of a new keypair). Left running, its retry would make a
+    // second handshake a second later for nothing.
+    if (p.handshaking) {
+      if (p.pending) this.pendings.delete(p.pending.localIndex);
+      p.pending = undefined;
+      p.handshaking = false;
+    }
     this.log.debug({ peer: p.publicKeyHex }, 'handshake complete (responder, confirmed by data)');
     if (s.canSend(now)) this.flush(p, s, now);
   }

@@ -85,6 +85,14 @@ test('a peer may be given without an endpoint (it will contact us)', () => {
   assert.deepEqual(parsePeer(`${KEY}@[fd00::1]:7`).endpoint, { address: 'fd00::1', port: 7 });
 });
 
+test('port probing: on by default, off by --no-port-probing or "portProbing": false, anything else refused', () => {
+  assert.equal(loadConfig({}).portProbing, true);
+  assert.equal(loadConfig({ portProbing: false }).portProbing, false);
+  assert.equal(loadConfig({ config: file('probe-off.json', '{"portProbing": false}') }).portProbing, false);
+  assert.equal(loadConfig({ portProbing: false, config: file('probe-on.json', '{"portProbing": true}') }).portProbing, false, 'the flag wins');
+  assert.throws(() => loadConfig({ config: file('probe-bad.json', '{"portProbing": 1}') }), (e: unknown) => e instanceof ConfigError && /"portProbing" must be true or false/.test(e.message));
+});
+
 test('peer relaying: on by default, off by --no-peer-relay or "peerRelay": false, anything else refused', () => {
   assert.equal(loadConfig({}).peerRelay, true);
   assert.equal(loadConfig({ peerRelay: false }).peerRelay, false);

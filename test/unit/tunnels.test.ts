@@ -105,6 +105,25 @@ test('both sides initiating at once converge', async () => {
   w.close();
 });
 
+test('our initiation lost, the peer\'s handshake completes first: ours is dropped, not retried into a second one', async () => {
+  const w = world();
+  const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
+  const [ab, ba] = connect(a, b);
+  w.net.setTranslate((from) => (from.address === '10.0.0.1' ? undefined : from)); // b not up yet: a's packets vanish
+  a.t.send(ab, pkt('queued at a'));
+  await settle();
+  w.net.setTranslate(undefined);
+  b.t.send(ba, pkt('from b')); // b starts: its handshake, a answers, b's data confirms it
+  await settle();
+  assert.deepEqual(a.got.map(String), ['from b']);
+  assert.deepEqual(b.got.map(String), ['queued at a'], 'a sent its queue on the session b made');
+  assert.equal(a.t.status()[0]!.state, 'established');
+  w.advance(REKEY_TIMEOUT_MS * 2);
+  assert.equal(a.t.stats.handshakeInitSent, 1, 'no retry of the moot initiation');
+  assert.equal(a.t.stats.handshakeCompleted + b.t.stats.handshakeCompleted, 2, 'one handshake, counted once on each side');
+  w.close();
+});
+
 test('rekey after REKEY_AFTER_TIME by the initiator; traffic never stops; old keys die', async () => {
   const w = world();
   const a = w.node('10.0.0.1'), b = w.node('10.0.0.2');
