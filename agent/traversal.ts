@@ -234,7 +234,7 @@ export class Traversal {
     if (probe) {
       return {
         how: 'ice', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
-        reason: `ICE after birthday probing: the peer's ${endpointKey(probe.remote)} reached our probe socket ${endpointKey(probe.local)} through this host's random-port NAT (${r.rttMs.toFixed(1)} ms)`,
+        reason: `ICE after birthday probing: the peer's ${endpointKey(probe.remote)} reached our probe socket (port ${probe.local.port}) through this host's random-port NAT (${r.rttMs.toFixed(1)} ms)`,
       };
     }
     if (this.o.relay?.relays(r.remote)) {

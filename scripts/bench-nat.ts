@@ -213,7 +213,7 @@ const f = (n: number | undefined, d = 2) => (n === undefined || Number.isNaN(n) 
 export function natTable(r: NatBenchResult): string {
   const out = [`agents behind NAT (--bootstrap only), first packet to a never-seen peer, ${r.config.samples} samples, both agents restarted before each:`];
   for (const fp of r.firstPacket) {
-    out.push(`  ${`${fp.nat} (${fp.pair}), lookup + Attach + ICE + handshake + echo ms`.padEnd(78)}${fp.samplesMs.map((x) => f(x)).join(', ')}   median ${f(fp.medianMs)}   (lookup p50 ${f(fp.lookupMedianMs, 1)})`);
+    out.push(`  ${`${fp.nat} (${fp.pair}), lookup + Attach + ICE + handshake + echo ms`.padEnd(100)}${fp.samplesMs.map((x) => f(x)).join(', ')}   median ${f(fp.medianMs)}   (lookup p50 ${f(fp.lookupMedianMs, 1)})`);
   }
   const rows: string[][] = [['', `plain ${r.plain.from} -> ${r.plain.to}`, 'direct cone1 -> cone2', 'relayed sym1 -> sym2 (coturn)', 'sym3 -> sym4 (peer relay)', 'sym3 -> cone2 (birthday)']];
   const tcp = (k: 'forward' | 'reverse') => (p: NatPath) => `${p.tcpMbit[k].map((x) => f(x, 0)).join(', ')}${p === r.plain ? '' : ` (${f(mean(p.tcpMbit[k]) / mean(r.plain.tcpMbit[k]), 3)}x)`}`;
