@@ -153,7 +153,9 @@ export class Tunnels {
     const now = this.now();
     p.endpoint = { address: endpoint.address, port: endpoint.port };
     p.endpointFreshAt = now;
-    if (p.handshaking) this.sendInitiation(p, now);
+    // A new path gets its own HANDSHAKE_RELOCATE_AFTER_TRIES: the tries the old one used up say nothing
+    // about it (and must not send us looking for the peer again the moment we found it a better path).
+    if (p.handshaking) { p.initiations = 0; this.sendInitiation(p, now); }
     // An established session moves at once: our keepalive on the new path is what makes the peer roam
     // to it, instead of answering along the old one until our next packet.
     else if (p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);

@@ -9,7 +9,7 @@ import { Tunnels, type TunnelPeer } from '../../agent/nat/tunnels.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
 import {
   KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
-  REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS,
+  REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS, HANDSHAKE_RELOCATE_AFTER_TRIES,
 } from '../../agent/constants.js';
 
 const silent = pino({ level: 'silent' });
@@ -28,13 +28,13 @@ function world() {
   const clock = { t: 1_700_000_000_000 };
   const now = () => clock.t;
   const nodes: Node[] = [];
-  const node = (addr: string, isRelayed?: (e: { address: string }) => boolean): Node => {
+  const node = (addr: string, isRelayed?: (e: { address: string }) => boolean, onHandshakeUnanswered?: () => void): Node => {
     const sk = ed25519.utils.randomSecretKey();
     const sock = net.socket(addr, 4500);
     const n = { sock, pub: ed25519.getPublicKey(sk), got: [] as Buffer[], seen: [] as Buffer[] } as Node;
     n.t = new Tunnels({
       privateKey: sk, socket: sock, logger: silent, now, onPacket: (_p, pkt) => n.got.push(Buffer.from(pkt)),
-      ...(isRelayed ? { isRelayed } : {}),
+      ...(isRelayed ? { isRelayed } : {}), ...(onHandshakeUnanswered ? { onHandshakeUnanswered } : {}),
     });
     sock.onMessage((m, from) => { n.seen.push(Buffer.from(m)); n.t.handleDatagram(m, from); });
     nodes.push(n);
@@ -189,6 +189,24 @@ test('setEndpoint on an established tunnel sends a keepalive on the new path at 
   await settle();
   assert.equal(a.t.stats.txKeepalive, before + 1);
   assert.equal(b.t.stats.rxKeepalive, 1, 'b heard it on its other address');
+  w.close();
+});
+
+test('a new endpoint gets fresh handshake tries: the unanswered ones on the old path do not send the owner looking for the peer', async () => {
+  const w = world();
+  let relocations = 0;
+  const a = w.node('10.0.0.1', undefined, () => relocations++), b = w.node('10.0.0.2');
+  const ab = a.t.addPeer(b.pub, { address: '10.0.0.99', port: 4500 }); // a path that goes nowhere
+  b.t.addPeer(a.pub, a.sock.local);
+  a.t.send(ab, pkt('x'));
+  // Tries at 0, 200 and 600 ms (+ up to one jitter each); the next, which would call the owner, at 1400.
+  w.advance(HANDSHAKE_RETRY_INITIAL_MS * 3 + 2 * REKEY_TIMEOUT_JITTER_MS + 20, 10);
+  assert.equal(a.t.stats.handshakeInitSent, HANDSHAKE_RELOCATE_AFTER_TRIES);
+  assert.equal(relocations, 0);
+  a.t.setEndpoint(ab, b.sock.local); // the better path, found while the old one was still being tried
+  await settle();
+  assert.equal(relocations, 0, 'not sent looking for the peer the moment a path was found');
+  assert.deepEqual(b.got.map(String), ['x']);
   w.close();
 });
 
