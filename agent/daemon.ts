@@ -27,7 +27,7 @@ import { Traversal } from './traversal.js';
 import { locatorEndpoint } from './overlay/node.js';
 import { PathKeeper } from './path-keeper.js';
 import type { TurnRelay, TurnConfig, TurnSecret } from './relay.js';
-import { Underlay, type RelayRoute } from './underlay.js';
+import { Underlay, type RelayRoute, type UnderlayOptions } from './underlay.js';
 import { candidatePair, latencyMs, pathReason, type AgentStatus, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
 import type { Candidate } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
@@ -62,9 +62,10 @@ export interface AgentOptions {
   turn?: TurnConfig | TurnSecret;
   /** A TURN server to advertise in the overlay's "turn" service records. */
   offerTurn?: Endpoint;
-  /** A fresh UDP socket on any port, for birthday probing when this host is behind a NAT that maps every
-   *  destination to a random port (absent: port probing is off: no probe sockets, no spraying for peers). */
-  openProbeSocket?: () => Promise<DatagramSocket>;
+  /** Fresh UDP sockets on any port (and a fast one on a given port), for birthday probing when this host
+   *  is behind a NAT that maps every destination to a random port (absent: port probing is off: no probe
+   *  sockets, no spraying for peers). */
+  probeSockets?: UnderlayOptions['probeSockets'];
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
@@ -103,7 +104,7 @@ export class Agent {
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
     this.underlay = new Underlay({
       socket: o.socket, logger: o.logger, ...(o.turn ? { turn: o.turn } : {}),
-      ...(o.openProbeSocket ? { openProbeSocket: o.openProbeSocket } : {}),
+      ...(o.probeSockets ? { probeSockets: o.probeSockets } : {}),
       ...(o.overlay ? {
         relayServer: {
           clientEndpoint: (id: Uint8Array) => this.overlay?.node.endpointOfNode(id),

@@ -100,8 +100,14 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun,
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
       ...(config.offerTurn ? { offerTurn: config.offerTurn } : {}),
-      // Probe sockets carry a tunnel only when a hole was punched from one: node:dgram is enough for them.
-      ...(config.portProbing ? { openProbeSocket: () => UdpSocket.bind(0) } : {}),
+      // Birthday probing opens 256 cheap sockets (node:dgram); the one a tunnel ends up using is reopened
+      // on its port as the batched native one when the addon is built.
+      ...(config.portProbing ? {
+        probeSockets: {
+          open: () => UdpSocket.bind(0),
+          ...(NativeUdpSocket.available() ? { reopen: (port: number) => NativeUdpSocket.bind(port) } : {}),
+        },
+      } : {}),
       overlay: {
         bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty, offerRelay: config.peerRelay,
         candidates: () => hostEndpoints(tap.name, socket.local.port),

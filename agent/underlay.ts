@@ -22,7 +22,7 @@ import { classifyDatagram } from './nat/demux.js';
 import { PeerRelayClient } from './nat/peer-relay-client.js';
 import { PeerRelayServer, type PeerRelayServerOptions } from './nat/peer-relay-server.js';
 import { PR_TO_CLIENT, PR_TO_PEER } from './nat/peer-relay-wire.js';
-import { ProbeSockets } from './nat/probe-sockets.js';
+import { ProbeSockets, type ProbeSocketsOptions } from './nat/probe-sockets.js';
 import type { DatagramSocket, Endpoint } from './nat/socket.js';
 import { TurnRelay, type TurnConfig, type TurnSecret } from './relay.js';
 
@@ -39,7 +39,7 @@ export interface UnderlayOptions {
   /** Relay for overlay peers (an overlay member; off for static-only agents). */
   relayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
   /** Fresh sockets for birthday probing (absent: this host never probes a hard NAT from many ports). */
-  openProbeSocket?: () => Promise<DatagramSocket>;
+  probeSockets?: Pick<ProbeSocketsOptions, 'open' | 'reopen'>;
   handlers: UnderlayHandlers;
 }
 
@@ -62,7 +62,7 @@ export class Underlay {
     const peerRelay = new PeerRelayClient((b, to) => socket.send(b, to), deliver);
     this.peerRelay = peerRelay;
     if (o.relayServer) this.relayServer = new PeerRelayServer({ ...o.relayServer, send: (b, to) => socket.send(b, to) });
-    const probes = o.openProbeSocket ? new ProbeSockets({ open: o.openProbeSocket, deliver }) : undefined;
+    const probes = o.probeSockets ? new ProbeSockets({ ...o.probeSockets, deliver }) : undefined;
     this.probes = probes;
     this.routed = {
       get local() { return socket.local; },

@@ -12,7 +12,7 @@
 //    NATed hosts if the underlay reaches at all, which two filtering NATs do not allow; else cone1 ->
 //    pub through one NAT), the direct tunnel cone1 -> cone2, the tunnel relayed by coturn sym1 -> sym2
 //    (both with --turn), sym3 -> sym4 (no TURN server) relayed through a public agent (peer relay), and
-//    sym3 -> cone2 direct by birthday probing (sym3's end is a probe socket, node:dgram);
+//    sym3 -> cone2 direct by birthday probing (sym3's end a probe socket, measured once reopened native);
 //    `status` must say 'direct' / 'relayed' (via turn / peer-relay) first, and its path reasons are kept.
 import { Lab, type LabProcess } from '../test/integration/lab.js';
 import { startCoturn } from '../test/integration/coturn.js';
@@ -170,7 +170,7 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
       ? { from: 'cone1', to: `cone2 (${plainTo})`, path: 'plain', ...(await measure(lab, 'cone1', plainTo, opts.seconds, runs)) }
       : { from: 'cone1 (cone NAT)', to: 'pub (public)', path: 'plain', ...(await measure(lab, 'cone1', lab.address('pub'), opts.seconds, runs)) };
 
-    const tunnel = async (x: string, y: string, want: 'direct' | 'relayed', via?: 'turn' | 'peer-relay'): Promise<NatPath> => {
+    const tunnel = async (x: string, y: string, want: 'direct' | 'relayed', via?: 'turn' | 'peer-relay', settle?: () => Promise<unknown>): Promise<NatPath> => {
       process.stderr.write(`bench: NAT ${want} tunnel ${x} -> ${y}${via ? ` (${via})` : ''}...\n`);
       // Fresh agents: one whose peer restarted under it keeps a stale tunnel for a while (seen here).
       await Promise.all([stopAgent(lab, A(x)), stopAgent(lab, A(y))]);
@@ -186,6 +186,7 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
         .catch(async (e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(await peerOf(lab, A(x), A(y)))}`); });
       const q = await peerOf(lab, A(y), A(x));
       if (q?.path !== want) throw new Error(`${y} -> ${x} path is not ${want}: ${JSON.stringify(q)}`);
+      await settle?.();
       return {
         from: x, to: y, path: p.path, pathReason: String(p.pathReason), endpoint: p.endpoint, reversePath: q.path, reversePathReason: String(q.pathReason),
         ...(await measure(lab, x, to, opts.seconds, runs)),
@@ -197,7 +198,9 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
     await Promise.all(['sym1', 'sym2'].map((h) => stopAgent(lab, A(h))));
     const peerRelayed = await tunnel('sym3', 'sym4', 'relayed', 'peer-relay');
     await stopAgent(lab, A('sym4'));
-    const birthday = await tunnel('sym3', 'cone2', 'direct');
+    // Measured once the probe socket in use was reopened as the native one (at the first sweep, ~10 s).
+    const reopened = () => until(async () => ((await agentStatus(lab, A('sym3'))).counters.probeSockets?.reopened ?? 0) > 0, 20_000, 'sym3 reopened its probe socket');
+    const birthday = await tunnel('sym3', 'cone2', 'direct', undefined, reopened);
     return { firstPacket, plainBetweenNated, plain, direct, relayed, peerRelayed, birthday, natSummary, config: { samples, seconds: opts.seconds, runs }, durationS: (Date.now() - started) / 1000 };
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${logTails([...agents.values()].filter((a) => a.proc), 15)}`);

@@ -16,7 +16,10 @@
 // goes out socket X to E, and what socket X receives is delivered as if the virtual endpoint sent it.
 // Sockets that received nothing are closed PROBE_SOCKETS_LINGER_MS after opening; one that did (the hit,
 // which the tunnel then uses) is closed once nothing arrives on it for PROBE_SOCKET_IDLE_MS (the tunnel's
-// keepalives arrive far more often while it is in use).
+// keepalives arrive far more often while it is in use). Probe sockets are cheap ones (node:dgram: 256 open
+// in ~30 ms); at that first sweep the one in use is reopened on the same port as a fast one (reopen, the
+// batched native socket), which the NAT cannot tell apart: its mapping belongs to the port, and the
+// datagrams of the millisecond in between are lost as on any path.
 import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX } from '../constants.js';
 import { endpointKey, endpointKeyOf, type DatagramSocket, type Endpoint } from './socket.js';
 
@@ -27,6 +30,9 @@ interface Probe {
   virtual: Endpoint;
   key: string;
   socket: DatagramSocket;
+  /** Reopened as a fast socket (or being reopened: then datagrams to it are dropped). */
+  reopened: boolean;
+  swapping: boolean;
   remote: Endpoint;
   openedAt: number;
   /** When the last datagram arrived on it; undefined: none yet. */
@@ -37,8 +43,10 @@ export interface ProbeSocketsStats {
   /** Sockets opened, and how many are open now. */
   opened: number;
   open: number;
-  /** Sockets that could not be opened (EMFILE, ...). */
+  /** Sockets that could not be opened (EMFILE, ...), or reopened. */
   failed: number;
+  /** Sockets in use reopened as fast ones. */
+  reopened: number;
   /** Datagrams received on probe sockets. */
   received: number;
   sent: number;
@@ -49,11 +57,13 @@ export interface ProbeSocketsOptions {
   open: () => Promise<DatagramSocket>;
   /** Hand a datagram to the agent's demux as if `from` (the virtual endpoint) sent it. */
   deliver: (msg: Buffer, from: Endpoint) => void;
+  /** A fast socket bound to this port, for the probe socket a tunnel uses (absent: it stays as opened). */
+  reopen?: (port: number) => DatagramSocket;
   now?: () => number;
 }
 
 export class ProbeSockets {
-  readonly stats: ProbeSocketsStats = { opened: 0, open: 0, failed: 0, received: 0, sent: 0 };
+  readonly stats: ProbeSocketsStats = { opened: 0, open: 0, failed: 0, reopened: 0, received: 0, sent: 0 };
   private readonly byVirtual = new Map<string, Probe>();
   private next = 1;
   private sweeper: NodeJS.Timeout | undefined;
@@ -91,7 +101,7 @@ export class ProbeSockets {
   send(bytes: Uint8Array, to: Endpoint): boolean {
     if (!ProbeSockets.isVirtual(to)) return false;
     const p = this.byVirtual.get(endpointKeyOf(to));
-    if (p) { this.stats.sent++; p.socket.send(bytes, p.remote); }
+    if (p && !p.swapping) { this.stats.sent++; p.socket.send(bytes, p.remote); }
     return true; // a closed probe socket's endpoint goes nowhere, never out the main socket
   }
 
@@ -115,10 +125,17 @@ export class ProbeSockets {
   private add(socket: DatagramSocket, remote: Endpoint): Endpoint {
     const n = this.next++ & 0xffffffff;
     const virtual = { address: `${VIRTUAL_PREFIX}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`, port: VIRTUAL_PORT };
-    const p: Probe = { virtual, key: endpointKey(virtual), socket, remote: { ...remote }, openedAt: this.now(), lastReceived: undefined };
+    const p: Probe = {
+      virtual, key: endpointKey(virtual), socket, reopened: false, swapping: false, remote: { ...remote }, openedAt: this.now(), lastReceived: undefined,
+    };
     this.byVirtual.set(p.key, p);
     this.stats.opened++;
     this.stats.open = this.byVirtual.size;
+    this.listen(p, socket);
+    return virtual;
+  }
+
+  private listen(p: Probe, socket: DatagramSocket): void {
     socket.onMessage((msg, from) => {
       // Only the peer we opened it for: anyone else reaching this port is noise.
       if (from.port !== p.remote.port || from.address !== p.remote.address) return;
@@ -126,7 +143,27 @@ export class ProbeSockets {
       this.stats.received++;
       this.o.deliver(msg, p.virtual);
     });
-    return virtual;
+  }
+
+  /** Close the probe socket and bind a fast one to its port (see the top of the file). */
+  private async reopen(p: Probe): Promise<void> {
+    const reopen = this.o.reopen;
+    if (!reopen || p.reopened) return;
+    p.reopened = p.swapping = true;
+    const port = p.socket.local.port;
+    await p.socket.close().catch(() => undefined);
+    if (this.closed || this.byVirtual.get(p.key) !== p) return;
+    try {
+      p.socket = reopen(port);
+      this.listen(p, p.socket);
+      this.stats.reopened++;
+    } catch {
+      // The port went to someone else in between: this path is gone; the tunnel notices the silence.
+      this.byVirtual.delete(p.key);
+      this.stats.failed++;
+      this.stats.open = this.byVirtual.size;
+    }
+    p.swapping = false;
   }
 
   /** Close the sockets past their time (its own timer calls this every PROBE_SOCKETS_LINGER_MS). */
@@ -135,7 +172,10 @@ export class ProbeSockets {
     for (const p of [...this.byVirtual.values()]) {
       const idleSince = p.lastReceived ?? p.openedAt;
       const limit = p.lastReceived === undefined ? PROBE_SOCKETS_LINGER_MS : PROBE_SOCKET_IDLE_MS;
-      if (now - idleSince < limit) continue;
+      if (now - idleSince < limit) {
+        if (p.lastReceived !== undefined) void this.reopen(p);
+        continue;
+      }
       this.byVirtual.delete(p.key);
       void p.socket.close().catch(() => undefined);
     }

@@ -25,7 +25,7 @@ function host(sock: MemorySocket, i: number, bootstrap?: string, offerRelay = tr
   const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 3, i) });
   const agent = new Agent({
     identity: generateIdentity(), tap, socket: sock, peers: [], logger: silent,
-    ...(probeSockets ? { openProbeSocket: () => Promise.resolve(probeSockets()) } : {}),
+    ...(probeSockets ? { probeSockets: { open: () => Promise.resolve(probeSockets()) } } : {}),
     overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, directRetryMs: 300, offerRelay },
   });
   agent.start();

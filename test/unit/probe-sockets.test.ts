@@ -14,12 +14,13 @@ import type { Endpoint } from '../../agent/nat/socket.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-function rig(opts: { mapping?: 'endpoint-dependent'; failEvery?: number } = {}) {
+function rig(opts: { mapping?: 'endpoint-dependent'; failEvery?: number; reopen?: boolean } = {}) {
   const net = new MemoryNetwork();
   const nat = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: opts.mapping ?? 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random', seed: 3 });
   let port = 30_000, calls = 0, clock = 0;
   const opened: MemorySocket[] = [];
   const closed = new Set<MemorySocket>();
+  const reopened: MemorySocket[] = [];
   const got: { msg: string; from: string }[] = [];
   const probes = new ProbeSockets({
     open: () => {
@@ -33,9 +34,10 @@ function rig(opts: { mapping?: 'endpoint-dependent'; failEvery?: number } = {}) 
     },
     deliver: (msg, from) => got.push({ msg: msg.toString(), from: `${from.address}:${from.port}` }),
     now: () => clock,
+    ...(opts.reopen ? { reopen: (p: number) => { const s = nat.socket('10.2.0.2', p); reopened.push(s); return s; } } : {}),
   });
   const peer = net.socket('203.0.113.7', 4500);
-  return { net, nat, probes, opened, closed, got, peer, advance: (ms: number) => { clock += ms; } };
+  return { net, nat, probes, opened, closed, reopened, got, peer, advance: (ms: number) => { clock += ms; } };
 }
 
 test('probe sockets: virtual endpoints route out their own socket to the peer; only the peer is delivered', async () => {
@@ -87,6 +89,27 @@ test('probe sockets: the silent ones close after the linger time, the one in use
   probes.sweep();
   assert.equal(probes.count, 0);
   assert.equal(probes.stats.open, 0);
+});
+
+test('probe sockets: the one in use is reopened as a fast socket on its port; the path through the NAT holds', async () => {
+  const { probes, peer, reopened, got, advance } = rig({ reopen: true });
+  const v = await probes.open({ address: '203.0.113.7', port: 4500 }, 4);
+  peer.onMessage((m, from) => peer.send(Buffer.from(`re:${m.toString()}`), from));
+  probes.send(Buffer.from('a'), v[1]!);
+  await tick();
+  const before = probes.route(v[1]!)!.local.port;
+  advance(PROBE_SOCKETS_LINGER_MS);
+  probes.sweep();
+  probes.send(Buffer.from('lost in the swap'), v[1]!); // while the old socket closes: dropped, not thrown
+  await tick();
+  assert.equal(probes.stats.reopened, 1);
+  assert.equal(reopened.length, 1);
+  assert.equal(reopened[0]!.local.port, before, 'same port, so the same NAT mapping');
+  assert.equal(probes.count, 1);
+  probes.send(Buffer.from('b'), v[1]!);
+  await tick();
+  assert.deepEqual(got.map((g) => g.msg), ['re:a', 're:b'], 'the peer answers through the same mapping, to the new socket');
+  await probes.close();
 });
 
 test('probe sockets: opening failures are counted and at most PROBE_SOCKETS_MAX are open', async () => {
