@@ -297,9 +297,12 @@ export const HARD_NAT_SPRAY_INTERVAL_MS = 10;
 export const HARD_NAT_SPRAY_DELAY_MS = 200;
 /** Probe sockets open at once, over all peers (four hole punches in flight): a bound on file descriptors. */
 export const PROBE_SOCKETS_MAX = 1_024;
-/** A probe socket nothing arrived on is closed after this long: the spray is over in well under a second,
- *  and the session's retransmitted checks within ICE_SESSION_LINGER_MS would have found it by now. */
-export const PROBE_SOCKETS_LINGER_MS = 10_000;
+/** A probe socket nothing arrived on is closed after this long: the spray is over within HARD_NAT_SPRAY_DELAY_MS
+ *  + 0.3 s, and a hit's triggered checks within a few retransmissions (ICE_CHECK_RTO_MS doubling). Short,
+ *  because hole punches to several peers in a row must not run into PROBE_SOCKETS_MAX. */
+export const PROBE_SOCKETS_LINGER_MS = 5_000;
+/** How often probe sockets are looked at (closed when past their time, reopened fast when in use). */
+export const PROBE_SOCKETS_SWEEP_MS = 1_000;
 /** The probe socket a tunnel uses is closed after nothing arrived on it for this long (the tunnel's
  *  keepalives come every KEEPALIVE_INTERVAL_MS while it is in use, so four were missed: it moved on). */
 export const PROBE_SOCKET_IDLE_MS = 60_000;

@@ -198,7 +198,7 @@ export async function natBench(opts: { samples?: number; seconds: number; runs?:
     await Promise.all(['sym1', 'sym2'].map((h) => stopAgent(lab, A(h))));
     const peerRelayed = await tunnel('sym3', 'sym4', 'relayed', 'peer-relay');
     await stopAgent(lab, A('sym4'));
-    // Measured once the probe socket in use was reopened as the native one (at the first sweep, ~10 s).
+    // Measured once the probe socket in use was reopened as the native one (within ~1 s of the hit).
     const reopened = () => until(async () => ((await agentStatus(lab, A('sym3'))).counters.probeSockets?.reopened ?? 0) > 0, 20_000, 'sym3 reopened its probe socket');
     const birthday = await tunnel('sym3', 'cone2', 'direct', undefined, reopened);
     return { firstPacket, plainBetweenNated, plain, direct, relayed, peerRelayed, birthday, natSummary, config: { samples, seconds: opts.seconds, runs }, durationS: (Date.now() - started) / 1000 };

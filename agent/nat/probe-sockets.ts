@@ -17,10 +17,10 @@
 // Sockets that received nothing are closed PROBE_SOCKETS_LINGER_MS after opening; one that did (the hit,
 // which the tunnel then uses) is closed once nothing arrives on it for PROBE_SOCKET_IDLE_MS (the tunnel's
 // keepalives arrive far more often while it is in use). Probe sockets are cheap ones (node:dgram: 256 open
-// in ~30 ms); at that first sweep the one in use is reopened on the same port as a fast one (reopen, the
+// in ~30 ms); at the first sweep after a hit (PROBE_SOCKETS_SWEEP_MS) the one in use is reopened on the same port as a fast one (reopen, the
 // batched native socket), which the NAT cannot tell apart: its mapping belongs to the port, and the
 // datagrams of the millisecond in between are lost as on any path.
-import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX } from '../constants.js';
+import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX, PROBE_SOCKETS_SWEEP_MS } from '../constants.js';
 import { endpointKey, endpointKeyOf, type DatagramSocket, type Endpoint } from './socket.js';
 
 const VIRTUAL_PORT = 2;
@@ -91,7 +91,7 @@ export class ProbeSockets {
       out.push(this.add(r.value, remote));
     }
     if (out.length > 0 && !this.sweeper) {
-      this.sweeper = setInterval(() => this.sweep(), PROBE_SOCKETS_LINGER_MS);
+      this.sweeper = setInterval(() => this.sweep(), PROBE_SOCKETS_SWEEP_MS);
       this.sweeper.unref?.();
     }
     return out;
@@ -166,7 +166,7 @@ export class ProbeSockets {
     p.swapping = false;
   }
 
-  /** Close the sockets past their time (its own timer calls this every PROBE_SOCKETS_LINGER_MS). */
+  /** Close the sockets past their time, reopen the ones in use (its own timer: every PROBE_SOCKETS_SWEEP_MS). */
   sweep(): void {
     const now = this.now();
     for (const p of [...this.byVirtual.values()]) {

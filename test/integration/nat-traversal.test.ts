@@ -137,7 +137,7 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
       assert.ok((cs.counters.ice.probes ?? 0) > 0, `${cone} sprayed: ${JSON.stringify(cs.counters.ice)}`);
       process.stderr.write(`# ${sym} -> ${cone}: ${s?.pair}; ${cone} -> ${sym}: ${c?.pair} (${cs.counters.ice.probes} probes sprayed)\n`);
       if (sym !== a) return;
-      // At the first sweep (~10 s) the probe socket in use is reopened on its port as the native socket:
+      // At the first sweep after the hit (~1 s) the probe socket in use is reopened on its port as the native socket:
       // the NAT's mapping is the port's, so the path holds, now at the native socket's speed.
       await waitUntil(async () => ((await agentStatus(lab, A(sym))).counters.probeSockets?.reopened ?? 0) > 0, 20_000, `${sym} reopened its probe socket`);
       await pingBothWays(a, b);
