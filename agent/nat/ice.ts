@@ -17,12 +17,12 @@
 //        controlled side resolves with the pair the controller nominated (a verified check carrying
 //        USE-CANDIDATE that we answered), or with its own first success.
 //     4. nothing within ICE_DIRECT_TIMEOUT_MS: start() resolves undefined ("no direct path"), while the
-//        checks already sent run out their schedule (a late success is reported to onLateSuccess).
-//   5. probe(endpoints): checks sent once each, paced in bursts, no transaction kept (StunEndpoint.probe):
-//      birthday probing of a hard NAT's ports (probe-sockets.ts). A probe that lands provokes a check
-//      back from the other side, and the triggered check of step 2 to its source then verifies the pair.
-//   A success after start() resolved — with nothing, or with a relayed pair — goes to onLateSuccess if it
-//   is direct: the caller moves the tunnel to it.
+//        checks already sent run out their schedule (a late success: step 6).
+//     5. probe(endpoints): checks sent once each, paced in bursts, no transaction kept (StunEndpoint.probe):
+//        birthday probing of a hard NAT's ports (probe-sockets.ts). A probe that lands provokes a check
+//        back from the other side, and the triggered check of step 2 to its source then verifies the pair.
+//     6. a direct pair that answers after start() resolved (with nothing, or with a relayed pair) goes to
+//        onLateSuccess: the caller moves the tunnel to it.
 //   Incoming checks reach us through StunEndpoint's passwordFor/onCheck hooks: USERNAME "ours:theirs" picks
 //   the session; sessions linger ICE_SESSION_LINGER_MS after they finish to keep answering.
 import {
