@@ -18,10 +18,10 @@ import {
 
 interface Side { sock: MemorySocket; stun: StunEndpoint; ice: IceAgent; candidates: IceCandidate[] }
 
-function side(sock: MemorySocket, publicAddress?: string): Side {
+function side(sock: MemorySocket, publicAddress?: string, relayed?: (e: { address: string }) => boolean): Side {
   let ice!: IceAgent;
   const stun = new StunEndpoint({ send: (b, to) => sock.send(b, to), passwordFor: (u) => ice.passwordFor(u), onCheck: (r) => ice.onCheck(r) });
-  ice = new IceAgent(stun);
+  ice = new IceAgent(stun, relayed);
   sock.onMessage((m, f) => stun.handleDatagram(m, f));
   const candidates: IceCandidate[] = [{ ...sock.local, type: IceCandidateType.Host, priority: candidatePriority(IceCandidateType.Host) }];
   // The srflx candidate a netcheck would have found: the NAT keeps the port ('preserve').
@@ -71,6 +71,28 @@ test('two symmetric NATs: no direct path, reported within the timeout', async ()
   assert.equal(rb, undefined);
   assert.ok(Date.now() - t0 < 1500);
   assert.equal(a.ice.stats.noDirectPath, 1);
+});
+
+test('a direct pair that answers after the session settled for a relayed one is reported late (the tunnel moves to it)', async () => {
+  const net = new MemoryNetwork({ latencyMs: 1 });
+  const RELAY = '198.51.100.99';
+  const a = side(net.socket('198.51.100.20', 4500), undefined, (e) => e.address === RELAY);
+  const b = side(net.socket('198.51.100.21', 4500));
+  // b's relayed candidate: another address where b's session answers checks (as a TURN relay would carry them).
+  const relaySock = net.socket(RELAY, 5000);
+  const viaRelay = new StunEndpoint({ send: (m, to) => relaySock.send(m, to), passwordFor: (u) => b.ice.passwordFor(u), onCheck: (r) => b.ice.onCheck(r) });
+  relaySock.onMessage((m, f) => viaRelay.handleDatagram(m, f));
+  const sa = a.ice.newSession(true), sb = b.ice.newSession(false);
+  const late: unknown[] = [];
+  sa.onLateSuccess = (r) => late.push(r.remote);
+  const ra = await sa.start({ ufrag: sb.ufrag, pwd: sb.pwd, candidates: [{ address: RELAY, port: 5000, type: IceCandidateType.Relay, priority: 5 }] }, 1500);
+  assert.deepEqual(ra?.remote, { address: RELAY, port: 5000 }, 'only the relayed pair answered in time');
+  // b starts checking only now: its check reaches a directly, a's triggered check back succeeds.
+  void sb.start({ ufrag: sa.ufrag, pwd: sa.pwd, candidates: a.candidates }, 1500);
+  const end = Date.now() + 2000;
+  while (late.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(late, [{ address: '198.51.100.21', port: 4500 }]);
+  assert.equal(a.ice.stats.lateSuccesses, 1);
 });
 
 test('a check signed with the wrong password is not answered; the session is not selected by it', async () => {
