@@ -11,13 +11,13 @@ import {
 } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
-import { endpointKey, type DatagramSocket, type Endpoint } from './nat/socket.js';
+import { endpointKey, type DatagramSocket, type Endpoint } from './conn/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
 import {
   RecordKind, createServiceRecord, marshalRecord, serviceResourceId, type Candidate, type LocatorRecord,
 } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
-import { NETCHECK_MAX_SERVERS } from './constants.js';
+import { NETCHECK_MAX_SERVERS } from './base/constants.js';
 
 export interface AgentOverlayOptions {
   socket: DatagramSocket;

@@ -5,14 +5,14 @@
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, LOG_LEVELS, type RawOptions } from './config.js';
-import { DEFAULT_STATE_DIR } from './constants.js';
+import { DEFAULT_STATE_DIR } from './base/constants.js';
 import { IdentityError, identityToJson, loadOrCreateIdentity } from './idloc/identity.js';
 import { ControlError, request } from './control.js';
 import { PrivilegeError } from './host.js';
 import type { AgentStatus } from './daemon.js';
 import type { RegisterOutcome, ResolveResult } from './agent-overlay.js';
 import { formatStatus } from './status-format.js';
-import { parseEndpoint } from './nat/socket.js';
+import { parseEndpoint } from './conn/socket.js';
 import { formatNetcheck } from './netcheck-format.js';
 import type { NetcheckReport } from './nat/netcheck.js';
 

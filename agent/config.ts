@@ -14,11 +14,11 @@ import { readFileSync } from 'node:fs';
 import {
   DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME, PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY,
   TURN_DEFAULT_PORT,
-} from './constants.js';
+} from './base/constants.js';
 import { fromHex } from './idloc/addresses.js';
-import { parseEndpoint as parseHostPort, type Endpoint } from './nat/socket.js';
+import { parseEndpoint as parseHostPort, type Endpoint } from './conn/socket.js';
 import type { PeerSpec } from './daemon.js';
-import type { TurnConfig } from './relay.js';
+import type { TurnConfig } from './nat/turn-relay.js';
 
 export class ConfigError extends Error {}
 

@@ -5,7 +5,7 @@
 import { createConnection, createServer, type Server } from 'node:net';
 import { chmodSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME, CONTROL_TIMEOUT_MS } from './constants.js';
+import { CONTROL_SOCKET_NAME, CONTROL_TIMEOUT_MS } from './base/constants.js';
 
 export type ControlHandler = (cmd: string, args: Record<string, unknown>) => unknown | Promise<unknown>;
 

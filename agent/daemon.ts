@@ -11,24 +11,24 @@
 import type { Logger } from 'pino';
 import type { TapDevice } from './tap/device.js';
 import { FrameWriter } from './tap/frame-writer.js';
-import { MAX_OVERLAY_PEERS, VIRTUAL_MAC } from './constants.js';
+import { MAX_OVERLAY_PEERS, VIRTUAL_MAC } from './base/constants.js';
 import { identityToJson, withIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { PeerMap, describePeer, type OverlayPeer } from './idloc/peer-map.js';
 import { Inside } from './idloc/inside.js';
 import { IPV4_UNMAPPED, Outside } from './idloc/outside.js';
-import { endpointKey, parseEndpoint, type DatagramSocket, type Endpoint } from './nat/socket.js';
-import { Tunnels, type TunnelPeer } from './nat/tunnels.js';
+import { endpointKey, parseEndpoint, type DatagramSocket, type Endpoint } from './conn/socket.js';
+import { Tunnels, type TunnelPeer } from './tunnel/tunnels.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import { verifyPuzzle } from './overlay/puzzle.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
 import { IceAgent } from './nat/ice.js';
-import { Traversal } from './traversal.js';
+import { Traversal } from './nat/traversal.js';
 import { locatorEndpoint } from './overlay/node.js';
-import { PathKeeper } from './path-keeper.js';
-import type { TurnRelay, TurnConfig, TurnSecret } from './relay.js';
-import { Underlay, type RelayRoute, type UnderlayOptions } from './underlay.js';
-import { candidatePair, latencyMs, pathReason, type AgentStatus, type OverlayPeerStats, type PeerStatus } from './agent-status.js';
+import { PathKeeper } from './nat/path-keeper.js';
+import type { TurnRelay, TurnConfig, TurnSecret } from './nat/turn-relay.js';
+import { Underlay, type RelayRoute, type UnderlayOptions } from './nat/underlay.js';
+import { candidatePair, latencyMs, pathReason, type AgentStatus, type OverlayPeerStats, type PeerStatus } from './status.js';
 import type { Candidate } from './overlay/records.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
 import { Discovery, type FoundPeer } from './discovery.js';
@@ -54,7 +54,7 @@ export interface AgentOptions {
     /** First retry for a direct path while relayed or pathless (ICE_DIRECT_RETRY_MS; tests shorten it). */
     directRetryMs?: number;
     /** Relay for overlay members that keep us as a rendezvous node, while we are not behind a NAT (default true). */
-    offerRelay?: boolean;
+    offerPeerRelay?: boolean;
   };
   /** STUN servers for our netcheck, besides overlay members. */
   stunServers?: Endpoint[];
@@ -73,7 +73,8 @@ export interface AgentOptions {
   now?: () => number;
 }
 
-export type { AgentStatus, DemuxStats, OverlayPeerStats, PeerStatus } from './agent-status.js';
+export type { AgentStatus, OverlayPeerStats, PeerStatus } from './status.js';
+export type { DemuxStats } from './nat/demux.js';
 
 export class Agent {
   private readonly peers = new PeerMap<TunnelPeer>();
@@ -106,9 +107,9 @@ export class Agent {
       socket: o.socket, logger: o.logger, ...(o.turn ? { turn: o.turn } : {}),
       ...(o.probeSockets ? { probeSockets: o.probeSockets } : {}),
       ...(o.overlay ? {
-        relayServer: {
+        peerRelayServer: {
           clientEndpoint: (id: Uint8Array) => this.overlay?.node.endpointOfNode(id),
-          enabled: () => o.overlay?.offerRelay !== false && this.traversal?.behindNat !== true,
+          enabled: () => o.overlay?.offerPeerRelay !== false && this.traversal?.behindNat !== true,
         },
       } : {}),
       handlers: {
@@ -144,7 +145,7 @@ export class Agent {
       });
       const traversal = this.traversal;
       this.pathKeeper = new PathKeeper({
-        overlay, traversal, logger: o.logger.child({ layer: 'nat' }), stunServers: o.stunServers ?? [], offerRelay: ov.offerRelay !== false,
+        overlay, traversal, logger: o.logger.child({ layer: 'nat' }), stunServers: o.stunServers ?? [], offerPeerRelay: ov.offerPeerRelay !== false,
         ...(relay ? { turn: relay } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         netcheck: (servers) => this.netcheck(servers),
@@ -400,7 +401,7 @@ export class Agent {
         traversal: { ...(this.traversal?.stats ?? {}) }, overlayPeers: { ...this.overlayPeers },
         peerRelay: {
           client: { ...this.underlay.peerRelay.stats, routes: this.underlay.peerRelay.routes },
-          server: this.underlay.relayServer ? { ...this.underlay.relayServer.stats, handles: this.underlay.relayServer.handleCount } : null,
+          server: this.underlay.peerRelayServer ? { ...this.underlay.peerRelayServer.stats, handles: this.underlay.peerRelayServer.handleCount } : null,
         },
         probeSockets: this.underlay.probes ? { ...this.underlay.probes.stats } : null,
       },

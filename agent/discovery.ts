@@ -16,13 +16,11 @@
 // Inbound (a handshake from a key we never added, i.e. the peer found us):
 //   The key's IPv6 address is known from the key; its IPv4 address is whatever it claimed in the overlay,
 //   so the claim is looked up (ipv4Of) and the peer's IPv4 packets are held meanwhile (IPV4_PENDING_PER_PEER).
-import {
-  IPV4_PENDING_PER_PEER, LOOKUP_MAX_PENDING, LOOKUP_NEGATIVE_CACHE_MS, LOOKUP_QUEUE_PER_DEST, LOOKUP_TIMEOUT_MS,
-} from './constants.js';
+import { DISCOVERY_LATENCY_SAMPLES, IPV4_PENDING_PER_PEER, LOOKUP_MAX_PENDING, LOOKUP_NEGATIVE_CACHE_MS, LOOKUP_QUEUE_PER_DEST, LOOKUP_TIMEOUT_MS } from './base/constants.js';
 import { ipv6FromNodeId, nodeIdFromPublicKey } from './idloc/addresses.js';
 import { IPV4_UNMAPPED } from './idloc/outside.js';
 import type { OverlayPeer } from './idloc/peer-map.js';
-import type { Endpoint } from './nat/socket.js';
+import type { Endpoint } from './conn/socket.js';
 import type { LocatorRecord } from './overlay/records.js';
 
 /** What a lookup found: the key that owns the address and where the overlay says it is. */
@@ -71,8 +69,6 @@ export interface DiscoveryStats {
 }
 
 interface Pending { packets: Buffer[] }
-
-const SAMPLES = 256;
 
 export class Discovery {
   readonly stats: DiscoveryStats = {
@@ -172,7 +168,7 @@ export class Discovery {
       return;
     }
     this.stats.found++;
-    if (this.latencies.length >= SAMPLES) this.latencies.shift();
+    if (this.latencies.length >= DISCOVERY_LATENCY_SAMPLES) this.latencies.shift();
     this.latencies.push(this.now() - started);
     if (found !== 'timeout' && found && found.ipv4 !== IPV4_UNMAPPED && peer.ipv4 === IPV4_UNMAPPED) this.map(peer, found.ipv4);
     else if (peer.ipv4 === IPV4_UNMAPPED) this.admitted(peer);

@@ -10,13 +10,13 @@ import type { Config } from './config.js';
 import { networkInterfaces } from 'node:os';
 import { loadOrCreateIdentity, saveIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
-import { OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX_LEN } from './constants.js';
+import { OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX_LEN } from './base/constants.js';
 import { NativeTap } from './tap/native-tap.js';
-import { UdpSocket } from './nat/udp-socket.js';
-import { NativeUdpSocket } from './nat/native-udp-socket.js';
+import { UdpSocket } from './conn/udp-socket.js';
+import { NativeUdpSocket } from './conn/native-udp-socket.js';
 import { serveControl } from './control.js';
-import { parseEndpoint, type Endpoint } from './nat/socket.js';
-import { watchAddresses } from './nat/address-watch.js';
+import { parseEndpoint, type Endpoint } from './conn/socket.js';
+import { watchAddresses } from './conn/address-watch.js';
 
 const run = promisify(execFile);
 
@@ -109,7 +109,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
         },
       } : {}),
       overlay: {
-        bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty, offerRelay: config.peerRelay,
+        bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty, offerPeerRelay: config.peerRelay,
         candidates: () => hostEndpoints(tap.name, socket.local.port),
       },
       onIdentityChanged: async (id) => {

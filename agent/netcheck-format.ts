@@ -1,7 +1,7 @@
 // The human form of `idloc-agent netcheck`: the one-line verdict first (what a user wants to know: am I
 // behind a NAT, and will peers reach me directly), then what each STUN server saw, then why.
 import type { NetcheckReport } from './nat/netcheck.js';
-import { endpointKey } from './nat/socket.js';
+import { endpointKey } from './conn/socket.js';
 import { summarizeNetcheck } from './nat/netcheck.js';
 
 export function formatNetcheck(r: NetcheckReport): string {

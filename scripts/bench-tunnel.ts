@@ -4,10 +4,10 @@
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { Tunnels } from '../agent/nat/tunnels.js';
-import { MemoryNetwork } from '../agent/nat/memory-socket.js';
-import { Session } from '../agent/nat/session.js';
-import { parseTransport } from '../agent/nat/messages.js';
+import { Tunnels } from '../agent/tunnel/tunnels.js';
+import { MemoryNetwork } from '../agent/conn/memory-socket.js';
+import { Session } from '../agent/tunnel/session.js';
+import { parseTransport } from '../agent/tunnel/messages.js';
 
 export interface TunnelBenchResult {
   packets: number;

@@ -9,7 +9,7 @@
 // first-come claim record (a later layer) makes it unique, and `attempt` is the re-derivation
 // counter a newcomer bumps on collision. Network (x.0.0.0) and broadcast forms are skipped.
 import { sha256 } from '@noble/hashes/sha2.js';
-import { NODE_ID_BYTES, OVERLAY_IPV4_NET, OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX } from '../constants.js';
+import { NODE_ID_BYTES, OVERLAY_IPV4_NET, OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX } from '../base/constants.js';
 
 const NODE_ID_TAG = new TextEncoder().encode('idloc node id v1');
 const IPV4_TAG = new TextEncoder().encode('idloc ipv4 v1');

@@ -8,7 +8,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { IDENTITY_FILE_NAME, IPV4_MAX_CLAIM_ATTEMPT } from '../constants.js';
+import { IDENTITY_FILE_NAME, IPV4_MAX_CLAIM_ATTEMPT } from '../base/constants.js';
 import { formatIpv4, formatIpv6, fromHex, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, toHex } from './addresses.js';
 
 export interface Identity {

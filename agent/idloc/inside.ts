@@ -14,10 +14,10 @@
 //   7. The packet goes to the tunnel layer (which encrypts and sends it, or queues it while handshaking).
 import type { FrameBatch } from '../tap/device.js';
 import type { FrameWriter } from '../tap/frame-writer.js';
-import { answerArp } from '../tap/arp.js';
-import { answerNeighborSolicitation } from '../tap/ndp.js';
+import { answerArp } from './arp.js';
+import { answerNeighborSolicitation } from './ndp.js';
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../tap/ethernet.js';
-import { VIRTUAL_MAC } from '../constants.js';
+import { VIRTUAL_MAC } from '../base/constants.js';
 import { clampMss, mssForMtu } from './mss.js';
 import { icmpv4Unreachable, icmpv6Unreachable, icmpv4FragNeeded, icmpv6PacketTooBig } from './icmp.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './ip.js';

@@ -20,7 +20,7 @@
 // IPv4 addresses are returned as uint32 numbers (`>>> 0`, so 100.64.0.1 > 0 even with the top bit
 // set); IPv6 addresses stay in the buffer and are named by their offset. Malformed or truncated input
 // never throws: accessors return 0 / -1 / false, and callers validate with ipPacketLength first.
-import { OVERLAY_IPV4_NET, OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX, OVERLAY_IPV6_PREFIX_LEN } from '../constants.js';
+import { OVERLAY_IPV4_NET, OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX, OVERLAY_IPV6_PREFIX_LEN } from '../base/constants.js';
 
 export const IPPROTO_HOPOPTS = 0;
 export const IPPROTO_ICMP = 1;

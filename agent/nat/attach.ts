@@ -24,9 +24,9 @@
 //   signature tag "idloc attach v2".
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { randomBytes } from 'node:crypto';
-import { ATTACH_MAX_AGE_MS, ATTACH_MAX_CANDIDATES } from '../constants.js';
+import { ATTACH_MAX_AGE_MS, ATTACH_MAX_CANDIDATES } from '../base/constants.js';
 import { formatIpv4, formatIpv6, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
-import type { Endpoint } from './socket.js';
+import type { Endpoint } from '../conn/socket.js';
 
 export const ATTACH_VERSION = 2;
 export const IceCandidateType = { Host: 0, Srflx: 1, Relay: 2, Prflx: 3 } as const;

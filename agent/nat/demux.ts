@@ -13,7 +13,7 @@
 // the socket shareable with a future DTLS/SRTP user, and 0xC3 is left free (WireGuard's cookie
 // reply slot) in case we add cookies.
 
-import { MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT } from './messages.js';
+import { MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT } from '../tunnel/messages.js';
 import { MSG_PEER_RELAY } from './peer-relay-wire.js';
 
 export const MSG_OVERLAY = 0xd2;
@@ -30,3 +30,6 @@ export function classifyDatagram(firstByte: number | undefined): DatagramClass {
   if (firstByte === MSG_PEER_RELAY) return 'peer-relay';
   return 'unknown';
 }
+
+/** Datagrams the underlay took in, those no layer claims by first byte, and those no layer is ready for yet. */
+export interface DemuxStats { datagrams: number; unknown: number; notYetHandled: number }

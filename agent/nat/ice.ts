@@ -28,9 +28,9 @@
 import {
   ICE_CHECK_MAX_TRANSMITS, ICE_CHECK_PACING_MS, ICE_CHECK_RTO_MS, ICE_DIRECT_TIMEOUT_MS, ICE_MAX_SESSIONS, ICE_RELAY_GRACE_MS,
   ICE_SESSION_LINGER_MS, HARD_NAT_SPRAY_BURST, HARD_NAT_SPRAY_INTERVAL_MS,
-} from '../constants.js';
+} from '../base/constants.js';
 import { candidatePriority, IceCandidateType, newCredentials, type IceCandidate } from './attach.js';
-import { endpointKey, type Endpoint } from './socket.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { CheckReply, IceCheckRequest, IncomingCheck, StunEndpoint } from './stun-endpoint.js';
 
 export interface IceRemote { ufrag: string; pwd: string; candidates: IceCandidate[] }

@@ -18,8 +18,8 @@
 //      CHANGE-REQUEST with 420, so against them filtering is 'unknown', with the reason.
 
 import { networkInterfaces } from 'node:os';
-import { NETCHECK_MAX_SERVERS } from '../constants.js';
-import { endpointKey, type Endpoint } from './socket.js';
+import { NETCHECK_MAX_SERVERS } from '../base/constants.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { StunEndpoint, StunOutcome, StunTransactionOptions } from './stun-endpoint.js';
 import { stunAddress } from './stun-wire.js';
 

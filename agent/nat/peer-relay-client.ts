@@ -13,11 +13,11 @@
 // relay (the peer's handshake proves who it is, as on a direct path). Routes are bounded
 // (PEER_RELAY_ROUTES_MAX, the oldest forgotten first). One frame is allocated per datagram sent: peer
 // relaying is the last resort, and the socket may hold a buffer after send() returns.
-import { PEER_RELAY_ROUTES_MAX } from '../constants.js';
+import { PEER_RELAY_ROUTES_MAX } from '../base/constants.js';
 import {
   PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
 } from './peer-relay-wire.js';
-import { endpointKey, endpointKeyOf, type Endpoint } from './socket.js';
+import { endpointKey, endpointKeyOf, type Endpoint } from '../conn/socket.js';
 
 const VIRTUAL_PREFIX = '100::';
 const VIRTUAL_PORT = 1;

@@ -12,13 +12,13 @@
 // One datagram out per datagram in, at most 16 bytes larger (a handle replaced by a NodeID): never an
 // amplifier. The payload is not looked at: tunnel messages are end-to-end encrypted and authenticated.
 import {
-  PEER_RELAY_BURST_BYTES, PEER_RELAY_HANDLE_IDLE_MS, PEER_RELAY_HANDLES_MAX, PEER_RELAY_RATE_BYTES, RELAY_RATE_SOURCES_MAX,
-} from '../constants.js';
-import { PerSourceRateLimit } from './rate-limit.js';
+  PEER_RELAY_BURST_BYTES, PEER_RELAY_HANDLE_IDLE_MS, PEER_RELAY_HANDLES_MAX, PEER_RELAY_RATE_BYTES, PEER_RELAY_SOURCES_MAX,
+} from '../base/constants.js';
+import { PerSourceRateLimit } from '../conn/rate-limit.js';
 import {
   PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
 } from './peer-relay-wire.js';
-import { endpointKey, type Endpoint } from './socket.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 
 export interface PeerRelayServerOptions {
   send: (bytes: Uint8Array, to: Endpoint) => void;
@@ -68,7 +68,7 @@ export class PeerRelayServer {
     this.now = o.now ?? Date.now;
     this.limit = new PerSourceRateLimit({
       ratePerSecond: o.rateBytesPerSecond ?? PEER_RELAY_RATE_BYTES, burst: o.burstBytes ?? PEER_RELAY_BURST_BYTES,
-      maxSources: RELAY_RATE_SOURCES_MAX, now: this.now,
+      maxSources: PEER_RELAY_SOURCES_MAX, now: this.now,
     });
   }
 

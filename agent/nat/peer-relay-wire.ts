@@ -17,7 +17,7 @@
 // Senders are named by handle, not by a claimed NodeID: the relay knows only the address a frame came
 // from, and the tunnel inside authenticates the peer end to end. A client is named by NodeID because that
 // is what the sender knows of it (its locator lists the rendezvous nodes it keeps).
-import { NODE_ID_BYTES, PEER_RELAY_MAX_PAYLOAD } from '../constants.js';
+import { NODE_ID_BYTES, PEER_RELAY_MAX_PAYLOAD } from '../base/constants.js';
 
 export const MSG_PEER_RELAY = 0xd3;
 export const PR_TO_CLIENT = 1;

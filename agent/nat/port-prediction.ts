@@ -14,7 +14,7 @@
 // side sends to random ports (sprayPorts; nat/probe-sockets.ts has the arithmetic).
 import { randomBytes } from 'node:crypto';
 import type { NetcheckReport } from './netcheck.js';
-import type { Endpoint } from './socket.js';
+import type { Endpoint } from '../conn/socket.js';
 
 /** Largest gap between two seen mappings still read as "in order" (random ports are far apart). */
 export const PORT_PREDICTION_MAX_STEP = 16;

@@ -22,8 +22,8 @@
 //     `malformed`.
 
 import { randomBytes } from 'node:crypto';
-import { STUN_MAX_PENDING, STUN_MAX_TRANSMITS, STUN_RTO_INITIAL_MS } from '../constants.js';
-import type { Endpoint } from './socket.js';
+import { STUN_MAX_PENDING, STUN_MAX_TRANSMITS, STUN_RTO_INITIAL_MS } from '../base/constants.js';
+import type { Endpoint } from '../conn/socket.js';
 import {
   ATTR, CHANGE_IP, CHANGE_PORT, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING,
   encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunAddress, txidHex, verifyIntegrity,

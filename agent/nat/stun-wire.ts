@@ -33,7 +33,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
 import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
-import type { Endpoint } from './socket.js';
+import type { Endpoint } from '../conn/socket.js';
 
 // ---- wire constants ------------------------------------------------------------------------------------
 

@@ -51,9 +51,9 @@
 
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { TURN_MAX_STUN_ATTRIBUTES } from '../constants.js';
+import { TURN_MAX_STUN_ATTRIBUTES } from '../base/constants.js';
 import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
-import type { Endpoint } from './socket.js';
+import type { Endpoint } from '../conn/socket.js';
 
 // ---- the `stun` package (CommonJS, no type declarations): the part of it we use, typed here ------------
 

@@ -40,9 +40,9 @@
 
 import {
   NODE_ID_BYTES, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_DESTINATIONS, OVERLAY_MAX_TLVS, OVERLAY_MAX_VIA,
-} from '../constants.js';
+} from '../base/constants.js';
 import { formatIpv4, formatIpv6, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
-import type { Endpoint } from '../nat/socket.js';
+import type { Endpoint } from '../conn/socket.js';
 import {
   PUBLIC_KEY_BYTES, SPECS, TLV_SENDER, Writer, allowedMask, emptyFields, kindOf, readTlv, writeSender,
   type Body, type BodyKind, type OverlayContact, type OverlayEndpoint, type Sender, type Spec,

@@ -13,12 +13,12 @@
 // Senders do not state their own address (behind a NAT they do not know it): the address a request came
 // from is the one recorded. acceptContact is where NodeID checks (hash of key, puzzle) plug in.
 
-import { KADEMLIA_ALPHA, KADEMLIA_K } from '../constants.js';
-import type { Endpoint } from '../nat/socket.js';
+import { KADEMLIA_ALPHA, KADEMLIA_K } from '../base/constants.js';
+import type { Endpoint } from '../conn/socket.js';
 import { lookup, type LookupResult, type QueryResult } from './lookup.js';
 import { ID_BITS, idsEqual, RoutingTable, type ContactInfo, type RoutingTableOptions } from './routing-table.js';
 import { Rpc, type RpcCodec } from './rpc.js';
-import type { Scheduler } from './scheduler.js';
+import type { Scheduler } from '../base/scheduler.js';
 import { RecentlyUnresponsive } from './unresponsive.js';
 
 /** Who sent a message (the address comes from the datagram). */

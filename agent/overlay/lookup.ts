@@ -22,9 +22,9 @@
 // so one slow node never holds up the other two. Generic over `query`, so it runs over the RPC of the agent,
 // the in-memory simulation, or a test's plain function alike; it caches nothing.
 
-import { KADEMLIA_ALPHA, KADEMLIA_K, LOOKUP_QUERY_TIMEOUT_MS, LOOKUP_STRAGGLER_MS } from '../constants.js';
+import { KADEMLIA_ALPHA, KADEMLIA_K, LOOKUP_QUERY_TIMEOUT_MS, LOOKUP_STRAGGLER_MS } from '../base/constants.js';
 import { compareDistance, idsEqual, type ContactInfo } from './routing-table.js';
-import type { Scheduler, TimerHandle } from './scheduler.js';
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 
 export type QueryResult<V> = { contacts: ContactInfo[] } | { value: V; contacts?: ContactInfo[] };
 

@@ -25,7 +25,7 @@
 
 import {
   NODE_ID_BYTES, OVERLAY_MAX_CONTACTS, OVERLAY_MAX_ENDPOINTS, OVERLAY_MAX_REASON_BYTES, OVERLAY_MAX_RECORDS,
-} from '../constants.js';
+} from '../base/constants.js';
 
 export const TLV_SENDER = 0x0001;
 export const TLV_TARGET = 0x0002;

@@ -24,8 +24,8 @@
 import {
   NODE_ID_BYTES, OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_DESTINATIONS, OVERLAY_MAX_VIA,
   RPC_MAX_TRIES, RPC_RESPONSE_CACHE_MAX, RPC_RESPONSE_CACHE_MS, RPC_RETRANSMIT_INITIAL_MS,
-} from '../constants.js';
-import { endpointKey, type Endpoint } from '../nat/socket.js';
+} from '../base/constants.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import {
   answerDestinations, encodedLength, marshalOverlayMessage, ERR_FORBIDDEN, ERR_MESSAGE_TOO_LARGE, METHOD_ATTACH,
   type Destination, type MessageOf, type OverlayMessage, type Sender,
@@ -33,7 +33,7 @@ import {
 import { copyBytes } from './node-wire.js';
 import { idKey, idsEqual } from './routing-table.js';
 import { cryptoTxids } from './rpc.js';
-import type { Scheduler, TimerHandle } from './scheduler.js';
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 
 /** Called for an ATTACH addressed to us: the blob to answer with, or undefined to refuse. `from` is the
  *  originator (its NodeID is the hash of its key; that it sent the message is not proven). */

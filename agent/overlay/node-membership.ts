@@ -17,12 +17,12 @@
 // is most often our own network going away; when it returns, the bootstrap may be gone for good while the
 // nodes we knew are still there.
 
-import { OVERLAY_FORMER_CONTACTS, OVERLAY_JOIN_RETRY_INITIAL_MS, OVERLAY_JOIN_RETRY_MAX_MS } from '../constants.js';
-import { endpointKey, type Endpoint } from '../nat/socket.js';
+import { OVERLAY_FORMER_CONTACTS, OVERLAY_JOIN_RETRY_INITIAL_MS, OVERLAY_JOIN_RETRY_MAX_MS } from '../base/constants.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { JoinResult, KademliaNode } from './kademlia.js';
 import type { FetchValue, Wire } from './node-wire.js';
 import type { ContactInfo } from './routing-table.js';
-import type { Scheduler, TimerHandle } from './scheduler.js';
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 
 export interface MembershipDeps {
   kad: KademliaNode<FetchValue, Wire>;

@@ -1,13 +1,13 @@
 // OverlayNode's options and statistics (the node itself is node.ts; split off to keep each file short).
 
 import type { Identity } from '../idloc/identity.js';
-import type { DatagramSocket, Endpoint } from '../nat/socket.js';
+import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import type { AttachHandler, AttachStats } from './node-attach.js';
 import type { LookupStats } from './node-resolve.js';
 import type { RouteStats } from './node-route.js';
 import type { ContactInfo } from './routing-table.js';
 import type { RpcStats } from './rpc.js';
-import type { Scheduler } from './scheduler.js';
+import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore, StoreStats } from './store.js';
 
 export interface OverlayNodeOptions {

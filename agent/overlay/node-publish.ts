@@ -24,10 +24,10 @@
 
 import {
   DHT_HANDOFF_DELAY_MS, IPV4_MAX_CLAIM_ATTEMPT, LOCATOR_MAX_RENDEZVOUS, OVERLAY_MAX_RECORDS, RECORD_MAX_LIFETIME_S,
-} from '../constants.js';
+} from '../base/constants.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey } from '../idloc/addresses.js';
 import type { Identity } from '../idloc/identity.js';
-import type { Endpoint } from '../nat/socket.js';
+import type { Endpoint } from '../conn/socket.js';
 import type { Sender } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import { storeBatches, type FetchValue, type Wire } from './node-wire.js';
@@ -38,7 +38,7 @@ import {
   type Candidate, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordSigner,
 } from './records.js';
 import { compareDistance, idKey, idsEqual, type ContactInfo } from './routing-table.js';
-import type { Scheduler, TimerHandle } from './scheduler.js';
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 import type { PutResult, RecordStore } from './store.js';
 
 export interface PublishResult {

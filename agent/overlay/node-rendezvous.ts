@@ -12,15 +12,15 @@
 // contacts in our table longest (Kademlia's observation: a node up for long is likely to stay up), then the
 // lowest round trip of an earlier PING. Recently unresponsive contacts are skipped.
 
-import { LOCATOR_MAX_RENDEZVOUS } from '../constants.js';
+import { LOCATOR_MAX_RENDEZVOUS } from '../base/constants.js';
 import { nodeIdFromPublicKey } from '../idloc/addresses.js';
-import { endpointKey, type Endpoint } from '../nat/socket.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { KademliaNode } from './kademlia.js';
 import { locatorEndpoint } from './node-resolve.js';
 import type { FetchValue, Wire } from './node-wire.js';
 import type { LocatorRecord } from './records.js';
 import { idKey, idsEqual, type ContactInfo } from './routing-table.js';
-import type { Scheduler, TimerHandle } from './scheduler.js';
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 
 export interface RendezvousDeps {
   kad: KademliaNode<FetchValue, Wire>;

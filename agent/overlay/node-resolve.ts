@@ -17,9 +17,9 @@
 //
 // Verified record bytes are cached (with their expiry) so a record fetched again costs no Ed25519 check.
 
-import { IPV4_MAX_CLAIM_ATTEMPT, IPV4_OF_BATCH, NODE_ID_BYTES, OVERLAY_IPV6_PREFIX } from '../constants.js';
+import { IPV4_MAX_CLAIM_ATTEMPT, IPV4_OF_BATCH, NODE_ID_BYTES, OVERLAY_IPV6_PREFIX, RESOLVE_LATENCY_SAMPLES, RESOLVE_VERIFIED_CACHE_MAX } from '../base/constants.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey, publicKeyOwnsIpv6 } from '../idloc/addresses.js';
-import type { Endpoint } from '../nat/socket.js';
+import type { Endpoint } from '../conn/socket.js';
 import type { KademliaNode } from './kademlia.js';
 import { lookup } from './lookup.js';
 import { copyBytes, type FetchValue, type Wire } from './node-wire.js';
@@ -28,7 +28,7 @@ import {
   parseRecord, recordExpiresAt, verifyRecord,
   type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordVerdict,
 } from './records.js';
-import type { Scheduler } from './scheduler.js';
+import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore } from './store.js';
 
 export interface LookupStats {
@@ -39,8 +39,6 @@ export interface LookupStats {
   p90LatencyMs: number;
 }
 
-const LATENCY_SAMPLES = 1024;
-const VERIFIED_CACHE_MAX = 4096;
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
 function percentile(sorted: number[], p: number): number {
@@ -48,7 +46,7 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
-/** Lookup counts and the latencies of the last LATENCY_SAMPLES lookups. */
+/** Lookup counts and the latencies of the last RESOLVE_LATENCY_SAMPLES lookups. */
 export class LookupRecorder {
   private readonly latencies: number[] = [];
   private count = 0;
@@ -57,7 +55,7 @@ export class LookupRecorder {
   note(latencyMs: number, empty: boolean): void {
     this.count++;
     if (empty) this.empty++;
-    if (this.latencies.length >= LATENCY_SAMPLES) this.latencies.shift();
+    if (this.latencies.length >= RESOLVE_LATENCY_SAMPLES) this.latencies.shift();
     this.latencies.push(latencyMs);
   }
 
@@ -222,7 +220,7 @@ export class Resolver {
     if (exp !== undefined && exp > now) return 'valid'; // verified before (future-created ones never enter)
     const v = verifyRecord(r, now, { puzzleDifficulty: this.d.puzzleDifficulty });
     if (v === 'valid') {
-      if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
+      if (this.verified.size >= RESOLVE_VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(key, recordExpiresAt(r));
     }
     return v;

@@ -25,16 +25,16 @@
 // only from the target's NodeID and the blob inside is signed by the target (agent/nat/attach.ts).
 
 import {
-  NODE_ID_BYTES, OVERLAY_MAX_VIA, RELAY_BURST_PER_SOURCE, RELAY_RATE_PER_SOURCE, RELAY_RATE_SOURCES_MAX,
-  RELAY_RECENT_SENDERS_MAX, RELAY_RECENT_SENDER_MS,
-} from '../constants.js';
-import { endpointKey, type Endpoint } from '../nat/socket.js';
-import { PerSourceRateLimit } from '../nat/rate-limit.js';
+  NODE_ID_BYTES, OVERLAY_MAX_VIA, FORWARD_BURST_PER_SOURCE, FORWARD_RATE_PER_SOURCE, FORWARD_RATE_SOURCES_MAX,
+  FORWARD_RECENT_SENDERS_MAX, FORWARD_RECENT_SENDER_MS,
+} from '../base/constants.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
+import { PerSourceRateLimit } from '../conn/rate-limit.js';
 import { FLAG_RESPONSE, forwardHop, idMatchesKey, isAnswer, routeSender, type OverlayMessage, type Route } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import type { FetchValue, Wire } from './node-wire.js';
 import { idKey, idsEqual } from './routing-table.js';
-import type { Scheduler } from './scheduler.js';
+import type { Scheduler } from '../base/scheduler.js';
 
 export interface RouteStats {
   /** Datagrams relayed to the next hop. */
@@ -45,7 +45,7 @@ export interface RouteStats {
   ttlExpired: number;
   /** Our NodeID already on the Via list, our own message back, next hop = us or the datagram's source. */
   loops: number;
-  /** Over the source's relay rate (RELAY_RATE_PER_SOURCE). */
+  /** Over the source's relay rate (FORWARD_RATE_PER_SOURCE). */
   rateLimited: number;
   /** Forwarding would make it larger than a datagram. */
   tooLarge: number;
@@ -82,11 +82,11 @@ export class Router {
   private readonly recentMax: number;
 
   constructor(private readonly d: RouterDeps) {
-    this.recentMs = d.recentMs ?? RELAY_RECENT_SENDER_MS;
-    this.recentMax = d.recentMax ?? RELAY_RECENT_SENDERS_MAX;
+    this.recentMs = d.recentMs ?? FORWARD_RECENT_SENDER_MS;
+    this.recentMax = d.recentMax ?? FORWARD_RECENT_SENDERS_MAX;
     this.limit = new PerSourceRateLimit({
-      ratePerSecond: d.ratePerSecond ?? RELAY_RATE_PER_SOURCE, burst: d.burst ?? RELAY_BURST_PER_SOURCE,
-      maxSources: RELAY_RATE_SOURCES_MAX, now: () => d.scheduler.now(),
+      ratePerSecond: d.ratePerSecond ?? FORWARD_RATE_PER_SOURCE, burst: d.burst ?? FORWARD_BURST_PER_SOURCE,
+      maxSources: FORWARD_RATE_SOURCES_MAX, now: () => d.scheduler.now(),
     });
   }
 

@@ -8,8 +8,8 @@
 // Why the LEAVE address check: messages are unsigned, so without it a third party could knock contacts out
 // of our table by naming them.
 
-import { OVERLAY_MAX_RECORDS } from '../constants.js';
-import { endpointKey, type Endpoint } from '../nat/socket.js';
+import { OVERLAY_MAX_RECORDS } from '../base/constants.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import { idMatchesKey, type Sender } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import { STORE_STATUS, putResultOfStatus, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';

@@ -12,8 +12,8 @@
 // records (fitted); a sender splits a long list of records into several STOREs (storeBatches).
 // Contacts taken from answers must have NodeID = H(key) and an endpoint; the others are counted, not used.
 
-import { OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_RECORDS } from '../constants.js';
-import type { Endpoint } from '../nat/socket.js';
+import { OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_RECORDS } from '../base/constants.js';
+import type { Endpoint } from '../conn/socket.js';
 import {
   encodedLength, fromSocketEndpoint, idMatchesKey, marshalOverlayMessage, parseOverlayMessage, toSocketEndpoint, trimToFit,
   METHOD_FETCH, METHOD_STORE,

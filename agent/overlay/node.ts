@@ -27,9 +27,9 @@
 import {
   BUCKET_REFRESH_INTERVAL_MS, DHT_REPLICATE_INTERVAL_MS, DHT_REPUBLISH_INTERVAL_MS, KADEMLIA_ALPHA, KADEMLIA_K,
   PUZZLE_DEFAULT_DIFFICULTY, RENDEZVOUS_KEEPALIVE_MS,
-} from '../constants.js';
+} from '../base/constants.js';
 import type { Identity } from '../idloc/identity.js';
-import type { DatagramSocket, Endpoint } from '../nat/socket.js';
+import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import {
   idMatchesKey, parseOverlayMessage, parseRoute,
   METHOD_ATTACH, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE, type Sender,
@@ -54,7 +54,7 @@ import {
 } from './records.js';
 import { idsEqual, type ContactInfo } from './routing-table.js';
 import { Rpc } from './rpc.js';
-import { every, realScheduler, type Scheduler, type TimerHandle } from './scheduler.js';
+import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { RecordStore, type PutResult } from './store.js';
 
 export { STORE_STATUS, putResultOfStatus, type FetchValue } from './node-wire.js';

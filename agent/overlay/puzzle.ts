@@ -10,7 +10,7 @@
 // Unlike S-Kademlia's H(H(key)) form the nonce is what varies, so an existing key gains a proof without
 // being replaced. D is PUZZLE_DEFAULT_DIFFICULTY unless configured; all nodes of an overlay use one D.
 import { sha256 } from '@noble/hashes/sha2.js';
-import { PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY } from '../constants.js';
+import { PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY } from '../base/constants.js';
 
 const PUZZLE_TAG = new TextEncoder().encode('idloc puzzle v1');
 const KEY_OFF = PUZZLE_TAG.length;

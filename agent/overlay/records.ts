@@ -45,7 +45,7 @@ import {
   IPV4_CLAIM_LIFETIME_S, IPV4_MAX_CLAIM_ATTEMPT, LOCATOR_LIFETIME_S, LOCATOR_MAX_CANDIDATES, LOCATOR_MAX_RENDEZVOUS,
   NAME_LIFETIME_S, NAME_MAX_LEN, NODE_ID_BYTES, PUZZLE_DEFAULT_DIFFICULTY, RECORD_MAX_CLOCK_SKEW_MS, RECORD_MAX_LIFETIME_S,
   RECORD_MAX_VALUE_BYTES, SERVICE_LIFETIME_S, SERVICE_MAX_ENDPOINTS, SERVICE_NAME_MAX_LEN,
-} from '../constants.js';
+} from '../base/constants.js';
 import { formatIpv4, formatIpv6, ipv4FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
 import { verifyPuzzle } from './puzzle.js';
 

@@ -20,8 +20,8 @@
 import {
   BUCKET_REFRESH_INTERVAL_MS, BUCKET_REPLACEMENT_CACHE_SIZE, KADEMLIA_K, NODE_ID_BYTES,
   ROUTING_MAX_FAILURES, ROUTING_PING_IF_IDLE_MS,
-} from '../constants.js';
-import type { Endpoint } from '../nat/socket.js';
+} from '../base/constants.js';
+import type { Endpoint } from '../conn/socket.js';
 
 export const ID_BITS = NODE_ID_BYTES * 8;
 

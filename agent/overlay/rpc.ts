@@ -14,10 +14,10 @@
 
 import {
   RPC_MAX_TRIES, RPC_RESPONSE_CACHE_MAX, RPC_RESPONSE_CACHE_MS, RPC_RETRANSMIT_INITIAL_MS,
-} from '../constants.js';
-import { endpointKey, type Endpoint } from '../nat/socket.js';
+} from '../base/constants.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import { randomFillSync } from 'node:crypto';
-import type { Scheduler, TimerHandle } from './scheduler.js';
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 
 export type Decoded<Req, Res> =
   | { kind: 'request'; txid: bigint; body: Req }

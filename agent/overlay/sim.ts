@@ -15,11 +15,11 @@
 // probability `loss`; no reordering beyond what latencies give; no processing delay. Messages are objects
 // passed by reference (the codec is not simulated). Everything random comes from `seed`.
 
-import type { Endpoint } from '../nat/socket.js';
+import type { Endpoint } from '../conn/socket.js';
 import { KademliaNode, type DhtRequest, type DhtResponse } from './kademlia.js';
 import { idsEqual } from './routing-table.js';
 import type { Decoded, RpcCodec } from './rpc.js';
-import { SimScheduler } from './scheduler.js';
+import { SimScheduler } from '../base/scheduler.js';
 
 export interface SimOptions {
   nodes: number;

@@ -20,7 +20,7 @@
 //              updates of existing entries are always possible)
 // Every answer but 'stored' is counted by reason for `status`. Time is always passed in (Unix ms),
 // so the store has no timers: the caller runs sweep() from its housekeeping tick.
-import { STORE_MAX_RECORDS, STORE_MAX_RECORDS_PER_OWNER } from '../constants.js';
+import { STORE_MAX_RECORDS, STORE_MAX_RECORDS_PER_OWNER } from '../base/constants.js';
 import {
   bytesEqual, isTombstone, isUniqueKind, parseRecord, recordExpiresAt, verifyRecord, type OverlayRecord, type RecordKind, type VerifyOptions,
 } from './records.js';

@@ -9,7 +9,7 @@
 // contact of every answer we give, so it first checks a count of 24-bit id prefixes: a miss (the common
 // case) costs no string key.
 
-import { OVERLAY_UNRESPONSIVE_MAX, OVERLAY_UNRESPONSIVE_MS } from '../constants.js';
+import { OVERLAY_UNRESPONSIVE_MAX, OVERLAY_UNRESPONSIVE_MS } from '../base/constants.js';
 import { idKey } from './routing-table.js';
 
 export interface UnresponsiveOptions {

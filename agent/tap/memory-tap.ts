@@ -3,7 +3,7 @@
 // buffer is reused (and scribbled over) by the next batch, so code that keeps a frame without copying
 // it fails here just as it would against the real device.
 
-import { DEFAULT_TAP_MTU, TAP_READ_BATCH } from '../constants.js';
+import { DEFAULT_TAP_MTU, TAP_READ_BATCH } from '../base/constants.js';
 import type { FrameBatch, TapDevice, TapStats } from './device.js';
 import { tapSlotSize } from './native-tap.js';
 

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
-import { TAP_MAX_FRAME, TAP_READ_BATCH, TAP_SLOT_SLACK } from '../constants.js';
+import { TAP_MAX_FRAME, TAP_READ_BATCH, TAP_SLOT_SLACK } from '../base/constants.js';
 import type { FrameBatch, TapDevice, TapStats } from './device.js';
 
 /** The addon's surface, as implemented in native-helpers/tap.c. */

@@ -10,7 +10,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { waitFor, type ExecOptions, type ExecResult, type ExitInfo, type Lab, type LabProcess } from './lab.js';
 import type { OverlayStatus as AgentOverlayStatus } from '../../agent/agent-overlay.js';
-import type { AgentStatus as RealAgentStatus } from '../../agent/agent-status.js';
+import type { AgentStatus as RealAgentStatus } from '../../agent/status.js';
 
 type AgentCounters = RealAgentStatus['counters'];
 

@@ -4,8 +4,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Endpoint } from '../../agent/nat/socket.js';
-import { TURN_DEFAULT_PORT } from '../../agent/constants.js';
+import type { Endpoint } from '../../agent/conn/socket.js';
+import { TURN_DEFAULT_PORT } from '../../agent/base/constants.js';
 import type { Lab, LabProcess } from './lab.js';
 
 export interface Coturn {

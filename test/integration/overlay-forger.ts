@@ -12,11 +12,11 @@
 //   (d) taken:  an IPv4 claim by key A, then the same address by key B (A and B collide at attempt 0).
 // It prints one JSON line with every storer's answer (endpoint -> status, 'no-answer' when silent), sends
 // LEAVE so the agents drop it from their tables, and exits 0; on an exception it prints {"error"} and exits 1.
-import { PUZZLE_DEFAULT_DIFFICULTY } from '../../agent/constants.js';
+import { PUZZLE_DEFAULT_DIFFICULTY } from '../../agent/base/constants.js';
 import { formatIpv4, fromHex } from '../../agent/idloc/addresses.js';
 import { generateIdentity, identityFromPrivateKey } from '../../agent/idloc/identity.js';
-import { endpointKey, parseEndpoint, type Endpoint } from '../../agent/nat/socket.js';
-import { UdpSocket } from '../../agent/nat/udp-socket.js';
+import { endpointKey, parseEndpoint, type Endpoint } from '../../agent/conn/socket.js';
+import { UdpSocket } from '../../agent/conn/udp-socket.js';
 import { OverlayNode, hostCandidates } from '../../agent/overlay/node.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab } from './lab.js';
 import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
-import type { Endpoint } from '../../agent/nat/socket.js';
+import type { Endpoint } from '../../agent/conn/socket.js';
 
 const DRIVER = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'turn-driver.js');
 const USER = 'idloc';

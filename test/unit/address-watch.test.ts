@@ -1,7 +1,7 @@
 // Which netlink address lines make the agent re-announce itself to its peers.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { isLocatorChange } from '../../agent/nat/address-watch.js';
+import { isLocatorChange } from '../../agent/conn/address-watch.js';
 
 describe('address watch: isLocatorChange', () => {
   const tap = 'idloc0';

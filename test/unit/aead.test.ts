@@ -4,7 +4,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import fc from 'fast-check';
-import { Aead } from '../../agent/nat/aead.js';
+import { Aead } from '../../agent/tunnel/aead.js';
 
 const native = Aead.nativeAvailable();
 const skip = !native && 'idloc_net addon not built';

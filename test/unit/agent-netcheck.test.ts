@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Agent } from '../../agent/daemon.js';
 import { MemoryTap } from '../../agent/tap/memory-tap.js';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat } from '../../agent/nat/memory-nat.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat } from '../../agent/conn/memory-nat.js';
 import { generateIdentity } from '../../agent/idloc/identity.js';
 
 const silent = pino({ level: 'silent' });

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Agent } from '../../agent/daemon.js';
 import { MemoryTap } from '../../agent/tap/memory-tap.js';
-import { MemoryNetwork } from '../../agent/nat/memory-socket.js';
+import { MemoryNetwork } from '../../agent/conn/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
-import { VIRTUAL_MAC } from '../../agent/constants.js';
+import { VIRTUAL_MAC } from '../../agent/base/constants.js';
 import { ipv4, ipv6, refChecksum } from './packet-helpers.js';
 
 const silent = pino({ level: 'silent' });

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Agent } from '../../agent/daemon.js';
 import { MemoryTap } from '../../agent/tap/memory-tap.js';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat } from '../../agent/nat/memory-nat.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat } from '../../agent/conn/memory-nat.js';
 import { generateIdentity } from '../../agent/idloc/identity.js';
-import { VIRTUAL_MAC } from '../../agent/constants.js';
+import { VIRTUAL_MAC } from '../../agent/base/constants.js';
 import { ipv4, refChecksum } from './packet-helpers.js';
 
 const silent = pino({ level: 'silent' });
@@ -21,12 +21,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Host { agent: Agent; tap: MemoryTap; sock: MemorySocket }
 
-function host(sock: MemorySocket, i: number, bootstrap?: string, offerRelay = true, probeSockets?: () => MemorySocket): Host {
+function host(sock: MemorySocket, i: number, bootstrap?: string, offerPeerRelay = true, probeSockets?: () => MemorySocket): Host {
   const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 3, i) });
   const agent = new Agent({
     identity: generateIdentity(), tap, socket: sock, peers: [], logger: silent,
     ...(probeSockets ? { probeSockets: { open: () => Promise.resolve(probeSockets()) } } : {}),
-    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, directRetryMs: 300, offerRelay },
+    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, directRetryMs: 300, offerPeerRelay },
   });
   agent.start();
   return { agent, tap, sock };
@@ -69,11 +69,11 @@ function sniffed(sock: MemorySocket, into: Buffer[]): MemorySocket {
 
 /** Two public agents (s1 the bootstrap), a behind a cone NAT, b behind a symmetric one (random ports, or
  *  handed out in order). */
-async function lab(offerRelay: boolean, bPorts: 'random' | 'sequential' = 'random', probing = false): Promise<Lab> {
+async function lab(offerPeerRelay: boolean, bPorts: 'random' | 'sequential' = 'random', probing = false): Promise<Lab> {
   const net = new MemoryNetwork({ latencyMs: 1 });
   const atRelays: Buffer[] = [];
-  const s1 = host(sniffed(net.socket('203.0.113.1', 4500), atRelays), 1, undefined, offerRelay);
-  const s2 = host(sniffed(net.socket('203.0.113.2', 4500), atRelays), 2, '203.0.113.1', offerRelay);
+  const s1 = host(sniffed(net.socket('203.0.113.1', 4500), atRelays), 1, undefined, offerPeerRelay);
+  const s2 = host(sniffed(net.socket('203.0.113.2', 4500), atRelays), 2, '203.0.113.1', offerPeerRelay);
   const coneA = new MemoryNat(net, { publicAddress: '198.51.100.20', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
   const symB = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: bPorts, seed: 9 });
   const coneB = new MemoryNat(net, { publicAddress: '198.51.100.22', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { answerArp, arpRequestTarget, ARP_FRAME_LEN } from '../../agent/tap/arp.js';
+import { answerArp, arpRequestTarget, ARP_FRAME_LEN } from '../../agent/idloc/arp.js';
 import {
   ETHERTYPE_ARP, etherType, isVlanEtherType, macEquals, macToString, parseMac, writeEthernetHeader, ETH_HEADER_LEN,
 } from '../../agent/tap/ethernet.js';
-import { VIRTUAL_MAC } from '../../agent/constants.js';
+import { VIRTUAL_MAC } from '../../agent/base/constants.js';
 import { parseIpv4 } from '../../agent/idloc/addresses.js';
 import { mac } from './packet-helpers.js';
 

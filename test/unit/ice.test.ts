@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { generateIdentity } from '../../agent/idloc/identity.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat, type NatMapping } from '../../agent/nat/memory-nat.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat, type NatMapping } from '../../agent/conn/memory-nat.js';
 import { StunEndpoint } from '../../agent/nat/stun-endpoint.js';
 import { IceAgent } from '../../agent/nat/ice.js';
 import {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   icmpTooBig, icmpUnreachable, icmpv4FragNeeded, icmpv4Unreachable, icmpv6PacketTooBig, icmpv6Unreachable,
 } from '../../agent/idloc/icmp.js';
-import { DEFAULT_TAP_MTU } from '../../agent/constants.js';
+import { DEFAULT_TAP_MTU } from '../../agent/base/constants.js';
 import { ipv4, ipv6, pseudoV6, refChecksum, tcp, V4_HOST, V4_PEER, V6_HOST, V6_PEER } from './packet-helpers.js';
 
 const big4 = (df = true, len = 1500): Buffer => ipv4(Buffer.alloc(len - 20, 0xab), { df, proto: 17 });

@@ -2,9 +2,9 @@
 // overlapping inside address spaces, NAT-to-NAT hole punching and roaming between NATs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat } from '../../agent/nat/memory-nat.js';
-import { endpointKey, type Endpoint } from '../../agent/nat/socket.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat } from '../../agent/conn/memory-nat.js';
+import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 

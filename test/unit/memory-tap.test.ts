@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TAP_READ_BATCH } from '../../agent/constants.js';
+import { TAP_READ_BATCH } from '../../agent/base/constants.js';
 import type { FrameBatch } from '../../agent/tap/device.js';
 import { MemoryTap } from '../../agent/tap/memory-tap.js';
 import { tapSlotSize } from '../../agent/tap/native-tap.js';

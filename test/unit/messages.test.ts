@@ -6,7 +6,7 @@ import {
   HANDSHAKE_INIT_LEN, HANDSHAKE_RESP_LEN, MAX_COUNTER, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT,
   TRANSPORT_MIN_LEN, compareTai64n, mac1Key, marshalHandshakeInit, marshalHandshakeResp, marshalTransport,
   parseHandshakeInit, parseHandshakeResp, parseTransport, tai64n, verifyMac1,
-} from '../../agent/nat/messages.js';
+} from '../../agent/tunnel/messages.js';
 import { classifyDatagram } from '../../agent/nat/demux.js';
 
 const bytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });

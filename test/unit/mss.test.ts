@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { clampMss, mssForMtu } from '../../agent/idloc/mss.js';
-import { DEFAULT_TAP_MTU } from '../../agent/constants.js';
+import { DEFAULT_TAP_MTU } from '../../agent/base/constants.js';
 import { fixL4Checksum, ipv4, ipv6, l4ChecksumOk, tcp } from './packet-helpers.js';
 
 /** One TCP option as bytes; MSS options remember their value. */

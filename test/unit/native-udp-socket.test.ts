@@ -2,8 +2,9 @@
 // endpoints, flushing rules, close from inside the receive callback, and errors counted, not thrown.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { NativeUdpSocket, UDP_BATCH, parseIpv4 } from '../../agent/nat/native-udp-socket.js';
-import type { Endpoint } from '../../agent/nat/socket.js';
+import { NativeUdpSocket, parseIpv4 } from '../../agent/conn/native-udp-socket.js';
+import { UDP_BATCH } from '../../agent/base/constants.js';
+import type { Endpoint } from '../../agent/conn/socket.js';
 import { Worker } from 'node:worker_threads';
 
 const skip = !NativeUdpSocket.available() && 'idloc_net addon not built';
@@ -143,7 +144,7 @@ test('unreachable and invalid destinations are counted, never thrown; the socket
 });
 
 test('a worker torn down with sockets open and datagrams in flight exits cleanly (async cleanup hook)', { skip }, async () => {
-  const mod = new URL('../../agent/nat/native-udp-socket.js', import.meta.url).href;
+  const mod = new URL('../../agent/conn/native-udp-socket.js', import.meta.url).href;
   const src = `import(${JSON.stringify(mod)}).then(({ NativeUdpSocket }) => {
     const a = NativeUdpSocket.bind(0, '127.0.0.1'), b = NativeUdpSocket.bind(0, '127.0.0.1');
     b.onMessage(() => {});

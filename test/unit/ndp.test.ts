@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   answerNeighborSolicitation, silentIcmpv6Type, NA_FRAME_LEN, ICMPV6_ROUTER_SOLICIT, ICMPV6_MLDV2_REPORT, ICMPV6_NEIGHBOR_ADVERT,
-} from '../../agent/tap/ndp.js';
-import { VIRTUAL_MAC } from '../../agent/constants.js';
+} from '../../agent/idloc/ndp.js';
+import { VIRTUAL_MAC } from '../../agent/base/constants.js';
 import { mac, pseudoV6, refChecksum, V6_HOST, V6_PEER } from './packet-helpers.js';
 
 const HOST_MAC = mac('52:54:00:12:34:56');

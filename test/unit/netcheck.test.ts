@@ -4,12 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { MemoryNetwork, type MemoryNetworkOptions, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat, type MemoryNatOptions } from '../../agent/nat/memory-nat.js';
+import { MemoryNetwork, type MemoryNetworkOptions, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat, type MemoryNatOptions } from '../../agent/conn/memory-nat.js';
 import { StunEndpoint, type StunTransactionOptions } from '../../agent/nat/stun-endpoint.js';
 import { ATTR, CHANGE_IP, CHANGE_PORT, parseStun } from '../../agent/nat/stun-wire.js';
 import { netcheck, summarizeNetcheck } from '../../agent/nat/netcheck.js';
-import type { Endpoint } from '../../agent/nat/socket.js';
+import type { Endpoint } from '../../agent/conn/socket.js';
 
 const stun = createRequire(import.meta.url)('stun') as {
   createMessage(type: number, txid?: Buffer): { addXorAddress(a: string, p: number): unknown; addAttribute(t: number, ...v: unknown[]): unknown; addFingerprint(): unknown; toBuffer(): Buffer };

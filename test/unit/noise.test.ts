@@ -6,7 +6,7 @@
 // initiator->responder / responder->initiator with the Split() keys (empty AD, nonces from 0).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { HandshakeState, keyPairFromPrivate, aeadEncrypt, aeadDecrypt, CipherState, hkdf } from '../../agent/nat/noise.js';
+import { HandshakeState, keyPairFromPrivate, aeadEncrypt, aeadDecrypt, CipherState, hkdf } from '../../agent/tunnel/noise.js';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');

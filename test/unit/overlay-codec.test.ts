@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import {
   OVERLAY_MAX_CONTACTS, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_DESTINATIONS, OVERLAY_MAX_ENDPOINTS, OVERLAY_MAX_RECORDS,
   OVERLAY_MAX_TLVS, OVERLAY_MAX_VIA,
-} from '../../agent/constants.js';
+} from '../../agent/base/constants.js';
 import { nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { classifyDatagram } from '../../agent/nat/demux.js';
 import {

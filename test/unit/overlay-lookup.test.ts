@@ -2,7 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { lookup, type QueryResult } from '../../agent/overlay/lookup.js';
 import { compareDistance, idsEqual, RoutingTable, type ContactInfo } from '../../agent/overlay/routing-table.js';
-import { SimScheduler } from '../../agent/overlay/scheduler.js';
+import { SimScheduler } from '../../agent/base/scheduler.js';
 import { runSimulation, seededRandom } from '../../agent/overlay/sim.js';
 
 function ids(n: number, seed: number): ContactInfo[] {

@@ -1,10 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { OverlayNode, type OverlayNodeOptions } from '../../agent/overlay/node.js';
 import { RecordKind, ipv4ResourceId } from '../../agent/overlay/records.js';
-import { SimScheduler } from '../../agent/overlay/scheduler.js';
+import { SimScheduler } from '../../agent/base/scheduler.js';
 
 const DIFFICULTY = 4; // cheap puzzle for tests; every node and store uses the same value
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,11 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { OverlayNode, hostCandidates } from '../../agent/overlay/node.js';
 import { marshalOverlayMessage } from '../../agent/overlay/codec.js';
 import { RecordKind, createLocatorRecord, createNameRecord, marshalRecord, signRecord, type LocatorRecord } from '../../agent/overlay/records.js';
-import { OVERLAY_DEFAULT_TTL } from '../../agent/constants.js';
+import { OVERLAY_DEFAULT_TTL } from '../../agent/base/constants.js';
 
 const N = 15;
 const DIFFICULTY = 4; // cheap puzzle for tests; every node and store uses the same value

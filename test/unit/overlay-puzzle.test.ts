@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY } from '../../agent/constants.js';
+import { PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY } from '../../agent/base/constants.js';
 import { leadingZeroBits, puzzleHash, solvePuzzle, verifyPuzzle } from '../../agent/overlay/puzzle.js';
 
 const key = (seed: number) => ed25519.getPublicKey(new Uint8Array(32).fill(seed));

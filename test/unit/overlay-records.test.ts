@@ -6,7 +6,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   IPV4_MAX_CLAIM_ATTEMPT, LOCATOR_MAX_CANDIDATES, LOCATOR_MAX_RENDEZVOUS, RECORD_MAX_CLOCK_SKEW_MS, RECORD_MAX_LIFETIME_S,
   SERVICE_MAX_ENDPOINTS,
-} from '../../agent/constants.js';
+} from '../../agent/base/constants.js';
 import { formatIpv4, formatIpv6, ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { solvePuzzle, verifyPuzzle } from '../../agent/overlay/puzzle.js';
 import {

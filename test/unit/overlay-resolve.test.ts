@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { ipv4FromNodeId, ipv6FromNodeId } from '../../agent/idloc/addresses.js';
 import { OverlayNode } from '../../agent/overlay/node.js';
@@ -9,7 +9,7 @@ import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {
   RecordKind, ServiceFlag, createIpv4ClaimRecord, ipv4ResourceId, isTombstone, marshalRecord, type LocatorRecord,
 } from '../../agent/overlay/records.js';
-import { IPV4_MAX_CLAIM_ATTEMPT } from '../../agent/constants.js';
+import { IPV4_MAX_CLAIM_ATTEMPT } from '../../agent/base/constants.js';
 
 const N = 8;
 const K = 4; // records live on a few nodes only, so every answer depends on routing to them

@@ -3,17 +3,17 @@
 // relayed by R; keepalives hold B's NAT mapping open; relays drop what they cannot or must not forward.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat } from '../../agent/nat/memory-nat.js';
-import { endpointKey, type Endpoint } from '../../agent/nat/socket.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat } from '../../agent/conn/memory-nat.js';
+import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { OverlayNode, hostCandidates, type OverlayNodeOptions } from '../../agent/overlay/node.js';
 import { marshalOverlayMessage, type Destination } from '../../agent/overlay/codec.js';
 import { RecordKind, createLocatorRecord, marshalRecord, type LocatorRecord } from '../../agent/overlay/records.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
-import { SimScheduler } from '../../agent/overlay/scheduler.js';
+import { SimScheduler } from '../../agent/base/scheduler.js';
 import type { ContactInfo } from '../../agent/overlay/routing-table.js';
-import { OVERLAY_DEFAULT_TTL } from '../../agent/constants.js';
+import { OVERLAY_DEFAULT_TTL } from '../../agent/base/constants.js';
 
 const DIFFICULTY = 4; // cheap puzzle for tests; every node and store uses the same value
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import {
   commonPrefixLength, compareDistance, idsEqual, RoutingTable, xorDistance, type Contact,
 } from '../../agent/overlay/routing-table.js';
-import { KADEMLIA_K } from '../../agent/constants.js';
+import { KADEMLIA_K } from '../../agent/base/constants.js';
 
 const idArb = fc.uint8Array({ minLength: 20, maxLength: 20 });
 const big = (b: Uint8Array) => BigInt(`0x${Buffer.from(b).toString('hex')}`);

@@ -1,8 +1,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Rpc, type RpcCodec } from '../../agent/overlay/rpc.js';
-import { SimScheduler } from '../../agent/overlay/scheduler.js';
-import type { Endpoint } from '../../agent/nat/socket.js';
+import { SimScheduler } from '../../agent/base/scheduler.js';
+import type { Endpoint } from '../../agent/conn/socket.js';
 
 // A tiny binary codec: [kind 0|1][txid u64][body utf8], to show the RPC runs over bytes.
 const codec: RpcCodec<string, string, Uint8Array> = {

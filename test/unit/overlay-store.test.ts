@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { RECORD_MAX_CLOCK_SKEW_MS } from '../../agent/constants.js';
+import { RECORD_MAX_CLOCK_SKEW_MS } from '../../agent/base/constants.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {

@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { answerArp, arpRequestTarget } from '../../agent/tap/arp.js';
-import { answerNeighborSolicitation, silentIcmpv6Type } from '../../agent/tap/ndp.js';
+import { answerArp, arpRequestTarget } from '../../agent/idloc/arp.js';
+import { answerNeighborSolicitation, silentIcmpv6Type } from '../../agent/idloc/ndp.js';
 import { etherType } from '../../agent/tap/ethernet.js';
 import { clampMss } from '../../agent/idloc/mss.js';
 import { icmpTooBig, icmpUnreachable, icmpv4FragNeeded, icmpv4Unreachable, icmpv6PacketTooBig, icmpv6Unreachable } from '../../agent/idloc/icmp.js';
@@ -13,7 +13,7 @@ import {
 } from '../../agent/idloc/ip.js';
 import { formatIpv6 } from '../../agent/idloc/addresses.js';
 import { ipv4HeaderChecksumOk, internetChecksum } from '../../agent/idloc/checksum.js';
-import { VIRTUAL_MAC } from '../../agent/constants.js';
+import { VIRTUAL_MAC } from '../../agent/base/constants.js';
 import { fixL4Checksum, ipv4, ipv6, tcp } from './packet-helpers.js';
 
 const yes = (): boolean => true;

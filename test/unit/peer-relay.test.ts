@@ -11,8 +11,8 @@ import {
 import { PeerRelayServer } from '../../agent/nat/peer-relay-server.js';
 import { PeerRelayClient } from '../../agent/nat/peer-relay-client.js';
 import { classifyDatagram } from '../../agent/nat/demux.js';
-import { NODE_ID_BYTES } from '../../agent/constants.js';
-import { endpointKey, type Endpoint } from '../../agent/nat/socket.js';
+import { NODE_ID_BYTES } from '../../agent/base/constants.js';
+import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
 
 const id = (b: number) => new Uint8Array(NODE_ID_BYTES).fill(b);
 

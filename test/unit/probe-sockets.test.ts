@@ -4,13 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat } from '../../agent/nat/memory-nat.js';
-import { ProbeSockets } from '../../agent/nat/probe-sockets.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat } from '../../agent/conn/memory-nat.js';
+import { ProbeSockets } from '../../agent/conn/probe-sockets.js';
 import { PeerRelayClient } from '../../agent/nat/peer-relay-client.js';
 import { sprayPorts } from '../../agent/nat/port-prediction.js';
-import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX } from '../../agent/constants.js';
-import type { Endpoint } from '../../agent/nat/socket.js';
+import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX } from '../../agent/base/constants.js';
+import type { Endpoint } from '../../agent/conn/socket.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 

@@ -2,8 +2,8 @@
 // username "<expiry, unix seconds>:<user>", password base64(HMAC-SHA1(secret, username)).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { restCredentials } from '../../agent/relay.js';
-import { TURN_CREDENTIAL_LIFETIME_S } from '../../agent/constants.js';
+import { restCredentials } from '../../agent/nat/turn-relay.js';
+import { TURN_CREDENTIAL_LIFETIME_S } from '../../agent/base/constants.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha1 } from '@noble/hashes/legacy.js';
 

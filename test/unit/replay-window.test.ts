@@ -1,8 +1,8 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ReplayWindow } from '../../agent/nat/replay-window.js';
-import { REPLAY_WINDOW_BITS } from '../../agent/constants.js';
+import { ReplayWindow } from '../../agent/tunnel/replay-window.js';
+import { REPLAY_WINDOW_BITS } from '../../agent/base/constants.js';
 
 /** Reference model: a set of everything seen and the highest counter. */
 function model(windowSize: number) {

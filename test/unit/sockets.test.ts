@@ -1,9 +1,9 @@
 // UdpSocket over loopback and the MemoryNetwork twin's delivery, copy, translate, loss and rebind.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { UdpSocket } from '../../agent/nat/udp-socket.js';
-import { MemoryNetwork } from '../../agent/nat/memory-socket.js';
-import { endpointKey, endpointKeyOf, type Endpoint } from '../../agent/nat/socket.js';
+import { UdpSocket } from '../../agent/conn/udp-socket.js';
+import { MemoryNetwork } from '../../agent/conn/memory-socket.js';
+import { endpointKey, endpointKeyOf, type Endpoint } from '../../agent/conn/socket.js';
 
 test('UdpSocket: bind, send, receive; bad destinations are counted, not thrown', async () => {
   const a = await UdpSocket.bind(0, '127.0.0.1');

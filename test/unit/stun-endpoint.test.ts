@@ -4,12 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
-import { MemoryNat } from '../../agent/nat/memory-nat.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
+import { MemoryNat } from '../../agent/conn/memory-nat.js';
 import { StunEndpoint, type IncomingCheck, type StunEndpointOptions } from '../../agent/nat/stun-endpoint.js';
 import { ATTR, encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunType } from '../../agent/nat/stun-wire.js';
-import { STUN_MAX_PENDING } from '../../agent/constants.js';
-import type { Endpoint } from '../../agent/nat/socket.js';
+import { STUN_MAX_PENDING } from '../../agent/base/constants.js';
+import type { Endpoint } from '../../agent/conn/socket.js';
 
 interface StunLibMessage { type: number; transactionId: Buffer; getXorAddress(): { address: string; port: number } | undefined }
 const stun = createRequire(import.meta.url)('stun') as {

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import pino from 'pino';
 import { ed25519, x25519 } from '@noble/curves/ed25519.js';
-import { Tunnels, type TunnelPeer } from '../../agent/nat/tunnels.js';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
+import { Tunnels, type TunnelPeer } from '../../agent/tunnel/tunnels.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import {
   KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
   REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS, HANDSHAKE_RELOCATE_AFTER_TRIES,
-} from '../../agent/constants.js';
+} from '../../agent/base/constants.js';
 
 const silent = pino({ level: 'silent' });
 const settle = async () => { for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); };

@@ -5,9 +5,9 @@
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { MemoryNetwork, type MemorySocket } from '../../agent/nat/memory-socket.js';
+import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { classifyDatagram } from '../../agent/nat/demux.js';
-import { endpointKey, type Endpoint } from '../../agent/nat/socket.js';
+import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
 import { TurnClient, TurnError, type TurnClientOptions } from '../../agent/nat/turn-client.js';
 import {
   ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_ERROR_CODE, ATTR_LIFETIME, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM,

@@ -1,7 +1,8 @@
 // Every timer and limit of the agent, in one place, each with the reason for its value.
 // Names follow the specs they come from (WireGuard paper section 6, RFC 8445, RFC 4861) where one exists.
+// Grouped by the floor of the house that uses them (scripts/check-layers.mjs, docs/architecture.md).
 
-// ---- Overlay addressing --------------------------------------------------------------
+// ---- idloc/: identity and overlay addressing (agent/idloc/addresses.ts, identity.ts) ---------------
 
 /** IPv6 overlay prefix fd1d:10c0::/32 ("idloc" in hex-ish); a /32 leaves 96 bits of NodeID in the address,
  *  enough that forging an address means a 2^96 second preimage, and keeps us off the rest of fd00::/8
@@ -13,8 +14,10 @@ export const OVERLAY_IPV4_NET = (100 << 24) | (64 << 16); // 100.64.0.0
 export const OVERLAY_IPV4_PREFIX_LEN = 10;
 /** NodeID is 160 bits as in Kademlia/P2PP, so the overlay's XOR metric has room for 10^6+ nodes. */
 export const NODE_ID_BYTES = 20;
+/** Name of the identity file inside the state dir. */
+export const IDENTITY_FILE_NAME = 'identity.json';
 
-// ---- TAP and MTU ---------------------------------------------------------------------
+// ---- tap/: the TAP device (agent/tap) ------------------------------------------------------------
 
 /** Locally administered MAC that the agent answers ARP/ND with: every overlay peer "lives" behind it. */
 export const VIRTUAL_MAC = Uint8Array.of(0x02, 0x1d, 0x10, 0xc0, 0x00, 0x01);
@@ -28,8 +31,39 @@ export const DEFAULT_TAP_MTU = UNDERLAY_MTU - TUNNEL_OVERHEAD;
 export const TAP_READ_BATCH = 64;
 /** Largest frame the TAP read buffer accepts per slot (with offloads off, MTU + Ethernet header suffices). */
 export const TAP_MAX_FRAME = 65550;
+/** Bytes per TAP read slot beyond MTU + 14-byte Ethernet header: room for two VLAN tags and a margin, so a
+ *  full-size tagged frame is never truncated by read(); slots are then rounded up to 64 bytes (cache lines). */
+export const TAP_SLOT_SLACK = 32;
 
-// ---- Tunnels (WireGuard paper section 6.1 names) -------------------------------------
+// ---- conn/: datagram sockets, address watch, probe sockets (agent/conn) --------------------------
+
+/** Datagrams per receive callback and per sendmmsg: amortises the crossing into JS like TAP_READ_BATCH. */
+export const UDP_BATCH = 64;
+/** Receive slot of the native socket: any UDP datagram fits (65507 max), so none is truncated whatever the
+*  peers' MTU. The arena is allocated uninitialised, so only pages the kernel actually writes become resident. */
+export const UDP_RECV_SLOT_BYTES = 65536;
+/** Send arena of the native socket, packed: room for a full batch of tunnel-sized datagrams; a batch flushes
+*  early if not. */
+export const UDP_SEND_ARENA_BYTES = 256 * 1024;
+/** Parsed peer addresses the native socket caches (cleared when full): a flood of spoofed sources costs a
+*  re-parse, never memory. */
+export const UDP_ENDPOINT_CACHE_MAX = 4096;
+/** After the host's addresses change, wait this long for the rest of the change (a delete and an add
+ *  come a few ms apart) before telling peers where we are now. */
+export const ADDRESS_CHANGE_SETTLE_MS = 30;
+/** Probe sockets open at once, over all peers (four hole punches in flight): a bound on file descriptors. */
+export const PROBE_SOCKETS_MAX = 1_024;
+/** A probe socket nothing arrived on is closed after this long: the spray is over within HARD_NAT_SPRAY_DELAY_MS
+ *  + 0.3 s, and a hit's triggered checks within a few retransmissions (ICE_CHECK_RTO_MS doubling). Short,
+ *  because hole punches to several peers in a row must not run into PROBE_SOCKETS_MAX. */
+export const PROBE_SOCKETS_LINGER_MS = 5_000;
+/** How often probe sockets are looked at (closed when past their time, reopened fast when in use). */
+export const PROBE_SOCKETS_SWEEP_MS = 1_000;
+/** The probe socket a tunnel uses is closed after nothing arrived on it for this long (the tunnel's
+ *  keepalives come every KEEPALIVE_INTERVAL_MS while it is in use, so four were missed: it moved on). */
+export const PROBE_SOCKET_IDLE_MS = 60_000;
+
+// ---- tunnel/: Noise IK sessions and tunnels (WireGuard paper section 6.1 names; agent/tunnel) ----
 
 /** Start a new handshake after this long on one session, so keys never get old (forward secrecy). */
 export const REKEY_AFTER_TIME_MS = 120_000;
@@ -64,36 +98,17 @@ export const HANDSHAKE_INIT_RATE_MS = 50;
 export const MAX_QUEUED_PACKETS_PER_PEER = 1024;
 /** Anti-replay window size in bits (RFC 6479 style bitmap), as WireGuard: tolerates reordering on multi-path links. */
 export const REPLAY_WINDOW_BITS = 2048;
-
-/** After the host's addresses change, wait this long for the rest of the change (a delete and an add
- *  come a few ms apart) before telling peers where we are now. */
-export const ADDRESS_CHANGE_SETTLE_MS = 30;
-
-// ---- Control -------------------------------------------------------------------------
-
-/** Name of the control socket inside the state dir. */
-export const CONTROL_SOCKET_NAME = 'control.sock';
-/** Name of the identity file inside the state dir. */
-export const IDENTITY_FILE_NAME = 'identity.json';
-/** How long the CLI waits for the agent's answer: `resolve` and `register` run overlay lookups, which on a
- *  lossy path may spend a few RPC timeouts (LOOKUP_TIMEOUT_MS); status answers at once. */
-export const CONTROL_TIMEOUT_MS = 10_000;
-/** Default UDP port: RELOAD has no fixed one; 4500 is NAT-T's and easy to remember. */
-export const DEFAULT_LISTEN_PORT = 4500;
-export const DEFAULT_TAP_NAME = 'idloc0';
-export const DEFAULT_STATE_DIR = '/var/lib/idloc';
-
-// ---- Added for the native TAP reader (agent/tap/native-tap.ts) -----------------------
-
-/** Bytes per TAP read slot beyond MTU + 14-byte Ethernet header: room for two VLAN tags and a margin, so a
- *  full-size tagged frame is never truncated by read(); slots are then rounded up to 64 bytes (cache lines). */
-export const TAP_SLOT_SLACK = 32;
 /** Period of the tunnel layer's housekeeping tick (handshake retries, give-ups, keepalives, session expiry):
  *  every timer above is whole seconds plus REKEY_TIMEOUT_JITTER_MS, so a quarter second of granularity
  *  loses nothing, and one tick for all peers costs far less than a timer per peer per event. */
 export const TUNNEL_TICK_MS = 250;
+/** A packet through a relay does not move a tunnel off a direct endpoint set or heard from this recently
+ *  (nat/tunnels.ts roam()): when a path moves from a relay to a direct pair, the peer keeps sending on the
+ *  relay for a round trip or so, and those packets must not pull us back. Short, because a peer that really
+ *  left the direct path (it moved) reaches us by the relay only after this. */
+export const ROAM_DIRECT_HOLD_MS = 2_000;
 
-// ---- Overlay: Kademlia routing, lookups and RPC (agent/overlay) ----------------------
+// ---- overlay/: Kademlia routing, lookups and RPC (agent/overlay) ---------------------------------
 
 /** k, the bucket size and replication factor: the Kademlia paper's 20, chosen so that k nodes all leaving
  *  within one refresh interval is vanishingly unlikely; 20 contacts x ~log2(N) buckets stays small. */
@@ -150,8 +165,13 @@ export const OVERLAY_UNRESPONSIVE_MS = 60_000;
 /** Bound on that set (oldest forgotten first): a 30% churn wave in a 10,000-node overlay touches far fewer
  *  than this from one node, and a flood of contacts pointing at nowhere cannot grow it without limit. */
 export const OVERLAY_UNRESPONSIVE_MAX = 1_024;
+/** Overlay lookups whose latency `status` summarises (p50/p90 over the last this many). */
+export const RESOLVE_LATENCY_SAMPLES = 1024;
+/** Signature checks of records the resolver remembers as done (oldest forgotten first): a record seen again
+*  from another storer costs no second Ed25519 verification. */
+export const RESOLVE_VERIFIED_CACHE_MAX = 4096;
 
-// ---- Overlay wire format limits (agent/overlay/codec.ts) -----------------------------
+// ---- overlay/: wire format limits (agent/overlay/codec.ts) ---------------------------------------
 
 /** Largest overlay datagram, sent or accepted: with IPv6 (40) + UDP (8) it is 1448 bytes, under the 1500
  *  UNDERLAY_MTU with room for PPPoE or one more encapsulation, so overlay messages never fragment (a lost
@@ -183,7 +203,7 @@ export const OVERLAY_MAX_TLVS = 32;
 /** Bytes of an ERROR's reason text: it is for logs, not for programs (they read the code). */
 export const OVERLAY_MAX_REASON_BYTES = 128;
 
-// ---- Overlay routing and rendezvous (agent/overlay/node-route.ts, node-attach.ts, node-rendezvous.ts) ----
+// ---- overlay/: forwarding and rendezvous (agent/overlay/node-route.ts, node-attach.ts, node-rendezvous.ts) ----
 
 /** A node behind a NAT PINGs each of its rendezvous nodes this often: under the ~30 s after which many UDP
  *  NAT mappings of idle flows expire (the tunnels' KEEPALIVE_INTERVAL_MS, for the same reason), so the
@@ -193,151 +213,21 @@ export const RENDEZVOUS_KEEPALIVE_MS = 15_000;
  *  are often not in its routing table, and only that exact endpoint gets through their NAT. Two minutes is
  *  RFC 4787's minimum mapping lifetime (REQ-5) and many keepalive periods; an entry past its mapping costs
  *  one lost datagram, not a wrong delivery (the NAT drops it). */
-export const RELAY_RECENT_SENDER_MS = 120_000;
+export const FORWARD_RECENT_SENDER_MS = 120_000;
 /** Bound on that map (oldest forgotten first): a rendezvous serves a few clients per node that chose it,
  *  and a flood of invented NodeIDs cannot grow it without limit (~100 bytes per entry). */
-export const RELAY_RECENT_SENDERS_MAX = 4_096;
+export const FORWARD_RECENT_SENDERS_MAX = 4_096;
 /** Datagrams per second one source IP address may have relayed (a token bucket), and its burst. An Attach
  *  and its answer are two relayed datagrams (six with every retransmission), so 50/s lets a host, or a
  *  carrier-grade NAT address shared by many, set up several connections a second, while a source can make
  *  us send at most ~70 kB/s (50 x 1400 bytes) to others. Relaying is also never an amplifier: one datagram
  *  out per datagram in, at most 20 bytes larger (our NodeID on the Via list). */
-export const RELAY_RATE_PER_SOURCE = 50;
-export const RELAY_BURST_PER_SOURCE = 100;
+export const FORWARD_RATE_PER_SOURCE = 50;
+export const FORWARD_BURST_PER_SOURCE = 100;
 /** Sources whose buckets are kept (least recently active forgotten first, which only resets their limit). */
-export const RELAY_RATE_SOURCES_MAX = 4_096;
+export const FORWARD_RATE_SOURCES_MAX = 4_096;
 
-// ---- ICE over the overlay's Attach (agent/nat/attach.ts, ice.ts) ---------------------------------------
-
-/** An Attach offer or answer older (or newer) than this by our clock is refused: long enough for a relayed
- *  round trip with retransmissions and loose clocks, short enough that a replayed offer starts no checks. */
-export const ATTACH_MAX_AGE_MS = 60_000;
-/** Candidates in one Attach: host addresses of a few interfaces, a server-reflexive and a relayed one. */
-export const ATTACH_MAX_CANDIDATES = 12;
-/** Between the first checks to successive remote candidates (RFC 8445's Ta is 50 ms for the Internet at
- *  large; we pace far fewer pairs, and a faster start is what makes the first packet quick). */
-export const ICE_CHECK_PACING_MS = 10;
-/** A connectivity check is retransmitted on this schedule: 50 ms, doubling, ICE_CHECK_MAX_TRANSMITS sends
- *  (0, 50, 150, 350, 750, 1550 ms): the other side's first checks, which open its NAT for ours, start about
- *  one overlay round trip after ours, so early retransmissions are what get through. */
-export const ICE_CHECK_RTO_MS = 50;
-export const ICE_CHECK_MAX_TRANSMITS = 6;
-/** No direct pair by then: fall back to a relay (the issue's "a relayed path within 2 s"), while checks go
- *  on in the background. */
-export const ICE_DIRECT_TIMEOUT_MS = 1_500;
-/** Rendezvous nodes a host behind a NAT keeps keepalives to and names in its locator: Attach for it is
- *  sent through all of them at once, so one dead rendezvous costs nothing; three is RELOAD's "a few". */
-export const RENDEZVOUS_COUNT = 3;
-/** netcheck again this often (and on every address change): a NAT's mapping behaviour or public address
- *  can change (DHCP renew, another uplink) without any local address changing. */
-export const NETCHECK_INTERVAL_MS = 5 * 60_000;
-/** netcheck had nobody to ask (the first node, alone) or no answer: try again after this long. */
-export const NETCHECK_RETRY_MS = 10_000;
-/** With a relayed candidate on either side, the offerer waits this long for a pair: a direct pair usually
- *  answers within a round trip, the relayed pair needs the relay's permission for the peer (one more round
- *  trip to the TURN server) and the peer's next retransmitted check — well inside 2 s. */
-export const ICE_RELAY_TIMEOUT_MS = 2_000;
-/** A peer on a relay (or with no path) gets Attach + ICE again after this long, doubling up to
- *  ICE_DIRECT_RETRY_MAX_MS, and moves to a direct pair if one answers: NATs change (reboots, another
- *  uplink) and a relay costs latency and the relay's bandwidth. */
-export const ICE_DIRECT_RETRY_MS = 30_000;
-export const ICE_DIRECT_RETRY_MAX_MS = 10 * 60_000;
-/** A relayed ICE pair that answers first waits this long for a direct pair to answer too: a direct pair's
- *  checks can trail by a round trip and a retransmission (50 ms), and a relay costs latency for the
- *  tunnel's whole life, so a short wait is worth it. */
-export const ICE_RELAY_GRACE_MS = 250;
-/** A failed or lost TURN allocation is tried again after this long (the server may be restarting). */
-export const TURN_REALLOCATE_RETRY_MS = 10_000;
-/** The TURN client checks its server this often (a Binding request): a NAT mapping towards the server must
- *  not idle out (the same ~30 s as RENDEZVOUS_KEEPALIVE_MS), and a server that stopped answering is noticed
- *  within about this plus TURN's retransmissions (~7.5 s), so peers carried by it move to another path. */
-export const TURN_KEEPALIVE_MS = 10_000;
-
-// ---- Relaying through an overlay peer (agent/nat/peer-relay-*.ts) ---------------------------------------
-
-/** Largest payload of a peer relay frame: the frame (22 bytes of header at most) must fit one UDP datagram
- *  (65,507 bytes over IPv4); tunnel datagrams are the TAP MTU plus 32 bytes. */
-export const PEER_RELAY_MAX_PAYLOAD = 65_507 - 22;
-/** Bytes per second one source IP address may have relayed through us, and its burst: a peer relay is the
- *  last resort (both sides behind NATs no check gets through, no TURN server), so it carries an ssh session
- *  or a call (~100 kbit/s) many times over, while a relay node cannot be made to spend more than ~32 Mbit/s
- *  of its uplink per source. Over the limit: dropped and counted, as a congested link would. */
-export const PEER_RELAY_RATE_BYTES = 4 * 1024 * 1024;
-export const PEER_RELAY_BURST_BYTES = 1024 * 1024;
-/** Senders a relay names by handle at once (least recently used forgotten first: its next frame gets a new
- *  handle, and the tunnel inside roams to it on the next authenticated packet). */
-export const PEER_RELAY_HANDLES_MAX = 4_096;
-/** A handle unused this long is forgotten: tunnels send a keepalive well within it (KEEPALIVE_INTERVAL_MS). */
-export const PEER_RELAY_HANDLE_IDLE_MS = 180_000;
-/** Routes through peer relays a client agent keeps (virtual endpoints; oldest forgotten first). */
-export const PEER_RELAY_ROUTES_MAX = 4_096;
-
-/** Predicted ports an Attach offers behind a sequentially allocating symmetric NAT: each new destination
- *  contacted since the netcheck takes one, so a window of several absorbs a few; the peer checks each
- *  (paced ICE_CHECK_PACING_MS), so more would slow its checks to the real candidates. */
-export const PORT_PREDICTION_COUNT = 8;
-/** A packet through a relay does not move a tunnel off a direct endpoint set or heard from this recently
- *  (nat/tunnels.ts roam()): when a path moves from a relay to a direct pair, the peer keeps sending on the
- *  relay for a round trip or so, and those packets must not pull us back. Short, because a peer that really
- *  left the direct path (it moved) reaches us by the relay only after this. */
-export const ROAM_DIRECT_HOLD_MS = 2_000;
-/** Birthday probing against a NAT that maps every destination to a random port (nat/probe-sockets.ts):
- *  the hard side opens PROBE_SOCKETS_COUNT sockets towards the peer's public endpoint, the easy side sends
- *  HARD_NAT_SPRAY_COUNT checks to random ports of the hard side's address. With 256 mappings among ~64 Ki
- *  ports, 2048 probes miss them all with probability e^(-8) (0.03%); 256 is what a Linux host opens without
- *  strain (the default fd limit is 1024). */
-export const PROBE_SOCKETS_COUNT = 256;
-export const HARD_NAT_SPRAY_COUNT = 2048;
-/** The spray goes out HARD_NAT_SPRAY_BURST checks every HARD_NAT_SPRAY_INTERVAL_MS (~6,400 packets/s of
- *  ~100 bytes for 0.3 s: well under what a NAT's conntrack or a home uplink notices), starting
- *  HARD_NAT_SPRAY_DELAY_MS after the easy side has both sides' parameters, so the hard side's sockets (opened
- *  when it has the answer, an overlay hop later) have mapped their ports before the probes arrive. */
-export const HARD_NAT_SPRAY_BURST = 64;
-export const HARD_NAT_SPRAY_INTERVAL_MS = 10;
-export const HARD_NAT_SPRAY_DELAY_MS = 200;
-/** Probe sockets open at once, over all peers (four hole punches in flight): a bound on file descriptors. */
-export const PROBE_SOCKETS_MAX = 1_024;
-/** A probe socket nothing arrived on is closed after this long: the spray is over within HARD_NAT_SPRAY_DELAY_MS
- *  + 0.3 s, and a hit's triggered checks within a few retransmissions (ICE_CHECK_RTO_MS doubling). Short,
- *  because hole punches to several peers in a row must not run into PROBE_SOCKETS_MAX. */
-export const PROBE_SOCKETS_LINGER_MS = 5_000;
-/** How often probe sockets are looked at (closed when past their time, reopened fast when in use). */
-export const PROBE_SOCKETS_SWEEP_MS = 1_000;
-/** The probe socket a tunnel uses is closed after nothing arrived on it for this long (the tunnel's
- *  keepalives come every KEEPALIVE_INTERVAL_MS while it is in use, so four were missed: it moved on). */
-export const PROBE_SOCKET_IDLE_MS = 60_000;
-/** Credentials minted from --turn-secret are valid this long (the expiry is in the username, RFC-draft TURN
- *  REST API): coturn checks it on every request, refreshes included, so an allocation lives at most this
- *  long before a new one (with new credentials) takes over; a day is what such services commonly hand out. */
-export const TURN_CREDENTIAL_LIFETIME_S = 24 * 3600;
-/** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
-export const ICE_MAX_SESSIONS = 256;
-/** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps
- *  answering for the life of the pair). */
-export const ICE_SESSION_LINGER_MS = 30_000;
-
-// ---- Finding peers through the overlay (agent/discovery.ts) ---------------------------------------------
-
-/** Packets held per unknown destination while its lookup runs: a TCP SYN and its retries, or a few pings,
- *  fit; a flood to an unresolvable address cannot hold more than this each. */
-export const LOOKUP_QUEUE_PER_DEST = 16;
-/** Destinations looked up at once: each costs a few overlay RPCs; beyond this new ones are refused
- *  (ICMP unreachable, counted) rather than let a scan of 100.64/10 turn into a lookup storm. */
-export const LOOKUP_MAX_PENDING = 64;
-/** A lookup that has not found the peer by now answers the app with ICMP unreachable. Overlay RPCs give up
- *  after ~1.75 s (250 ms x 3 tries with backoff) per hop; 5 s covers a few hops of retries on a lossy path
- *  while staying under TCP's first SYN retransmission timeouts adding up to a failed connect. */
-export const LOOKUP_TIMEOUT_MS = 5_000;
-/** After a failed lookup, packets to that address get ICMP unreachable at once for this long, so a
- *  retrying app (ping, a SYN every second) does not start a lookup per packet. */
-export const LOOKUP_NEGATIVE_CACHE_MS = 1_000;
-/** Peers met through the overlay (found by lookup or accepted from a handshake) one agent keeps: bounds
- *  memory and the work a flood of fresh keys can cause; the puzzle prices each key. */
-export const MAX_OVERLAY_PEERS = 1_024;
-/** IPv4 packets held per newly met peer while its IPv4 claim is looked up (its first pings or SYN). */
-export const IPV4_PENDING_PER_PEER = 16;
-
-// ---- Overlay records, their store and the NodeID puzzle (agent/overlay/records.ts, store.ts, puzzle.ts) --
+// ---- overlay/: records, their store and the NodeID puzzle (agent/overlay/records.ts, store.ts, puzzle.ts) ----
 
 /** Leading zero bits the NodeID puzzle asks for by default: 2^16 ≈ 65k SHA-256 on average, ~0.2 s in JS
  *  once per key at start, one hash for every verifier. It will not stop a rich attacker; it prices a
@@ -391,7 +281,7 @@ export const STORE_MAX_RECORDS = 20_000;
  *  32 is generous for that yet stops one key from filling a node's store. */
 export const STORE_MAX_RECORDS_PER_OWNER = 32;
 
-// ---- Overlay membership and record hand-off (agent/overlay/node-membership.ts, node-publish.ts) ------
+// ---- overlay/: membership and record hand-off (agent/overlay/node-membership.ts, node-publish.ts) ----
 
 /** First wait before retrying a join no bootstrap answered (each attempt already spends the RPC's 1.75 s of
  *  retransmissions), and before re-joining after the routing table emptied: a bootstrap booting at the same
@@ -415,7 +305,7 @@ export const DHT_HANDOFF_DELAY_MS = 100;
  *  lookup's latency; a key with no claim costs 8 rounds instead of 32. */
 export const IPV4_OF_BATCH = 4;
 
-// ---- STUN on the agent's socket (agent/nat/stun-wire.ts, stun-endpoint.ts, netcheck.ts) -------------------
+// ---- nat/: STUN on the agent's socket and netcheck (agent/nat/stun-*.ts, netcheck.ts) ------------
 
 /** First retransmission of an unanswered STUN Binding request (our own transactions: netcheck, ICE checks).
  *  RFC 8489 recommends 500 ms for unknown paths; the servers and peers we ask are agents a LAN or one
@@ -434,8 +324,71 @@ export const STUN_MAX_PENDING = 256;
 /** STUN servers one netcheck asks: two with different IP addresses tell the mapping apart; a few more only
  *  help when some are down. Bounds the datagrams one netcheck can send. */
 export const NETCHECK_MAX_SERVERS = 8;
+/** netcheck again this often (and on every address change): a NAT's mapping behaviour or public address
+ *  can change (DHCP renew, another uplink) without any local address changing. */
+export const NETCHECK_INTERVAL_MS = 5 * 60_000;
+/** netcheck had nobody to ask (the first node, alone) or no answer: try again after this long. */
+export const NETCHECK_RETRY_MS = 10_000;
 
-// ---- TURN client (agent/nat/turn-wire.ts, turn-client.ts, RFC 8656) ---------------------------------------
+// ---- nat/: ICE over the overlay's Attach, port prediction, birthday probing (agent/nat/attach.ts, ice.ts, traversal.ts) ----
+
+/** An Attach offer or answer older (or newer) than this by our clock is refused: long enough for a relayed
+ *  round trip with retransmissions and loose clocks, short enough that a replayed offer starts no checks. */
+export const ATTACH_MAX_AGE_MS = 60_000;
+/** Candidates in one Attach: host addresses of a few interfaces, a server-reflexive and a relayed one. */
+export const ATTACH_MAX_CANDIDATES = 12;
+/** Between the first checks to successive remote candidates (RFC 8445's Ta is 50 ms for the Internet at
+ *  large; we pace far fewer pairs, and a faster start is what makes the first packet quick). */
+export const ICE_CHECK_PACING_MS = 10;
+/** A connectivity check is retransmitted on this schedule: 50 ms, doubling, ICE_CHECK_MAX_TRANSMITS sends
+ *  (0, 50, 150, 350, 750, 1550 ms): the other side's first checks, which open its NAT for ours, start about
+ *  one overlay round trip after ours, so early retransmissions are what get through. */
+export const ICE_CHECK_RTO_MS = 50;
+export const ICE_CHECK_MAX_TRANSMITS = 6;
+/** No direct pair by then: fall back to a relay (the issue's "a relayed path within 2 s"), while checks go
+ *  on in the background. */
+export const ICE_DIRECT_TIMEOUT_MS = 1_500;
+/** Rendezvous nodes a host behind a NAT keeps keepalives to and names in its locator: Attach for it is
+ *  sent through all of them at once, so one dead rendezvous costs nothing; three is RELOAD's "a few". */
+export const RENDEZVOUS_COUNT = 3;
+/** With a relayed candidate on either side, the offerer waits this long for a pair: a direct pair usually
+ *  answers within a round trip, the relayed pair needs the relay's permission for the peer (one more round
+ *  trip to the TURN server) and the peer's next retransmitted check — well inside 2 s. */
+export const ICE_RELAY_TIMEOUT_MS = 2_000;
+/** A peer on a relay (or with no path) gets Attach + ICE again after this long, doubling up to
+ *  ICE_DIRECT_RETRY_MAX_MS, and moves to a direct pair if one answers: NATs change (reboots, another
+ *  uplink) and a relay costs latency and the relay's bandwidth. */
+export const ICE_DIRECT_RETRY_MS = 30_000;
+export const ICE_DIRECT_RETRY_MAX_MS = 10 * 60_000;
+/** A relayed ICE pair that answers first waits this long for a direct pair to answer too: a direct pair's
+ *  checks can trail by a round trip and a retransmission (50 ms), and a relay costs latency for the
+ *  tunnel's whole life, so a short wait is worth it. */
+export const ICE_RELAY_GRACE_MS = 250;
+/** ICE sessions one agent keeps at once (each holds credentials and a few pending checks). */
+export const ICE_MAX_SESSIONS = 256;
+/** A session lingers this long after it finished, answering the other side's late checks (RFC 8445 keeps
+ *  answering for the life of the pair). */
+export const ICE_SESSION_LINGER_MS = 30_000;
+/** Predicted ports an Attach offers behind a sequentially allocating symmetric NAT: each new destination
+ *  contacted since the netcheck takes one, so a window of several absorbs a few; the peer checks each
+ *  (paced ICE_CHECK_PACING_MS), so more would slow its checks to the real candidates. */
+export const PORT_PREDICTION_COUNT = 8;
+/** Birthday probing against a NAT that maps every destination to a random port (nat/probe-sockets.ts):
+ *  the hard side opens PROBE_SOCKETS_COUNT sockets towards the peer's public endpoint, the easy side sends
+ *  HARD_NAT_SPRAY_COUNT checks to random ports of the hard side's address. With 256 mappings among ~64 Ki
+ *  ports, 2048 probes miss them all with probability e^(-8) (0.03%); 256 is what a Linux host opens without
+ *  strain (the default fd limit is 1024). */
+export const PROBE_SOCKETS_COUNT = 256;
+export const HARD_NAT_SPRAY_COUNT = 2048;
+/** The spray goes out HARD_NAT_SPRAY_BURST checks every HARD_NAT_SPRAY_INTERVAL_MS (~6,400 packets/s of
+ *  ~100 bytes for 0.3 s: well under what a NAT's conntrack or a home uplink notices), starting
+ *  HARD_NAT_SPRAY_DELAY_MS after the easy side has both sides' parameters, so the hard side's sockets (opened
+ *  when it has the answer, an overlay hop later) have mapped their ports before the probes arrive. */
+export const HARD_NAT_SPRAY_BURST = 64;
+export const HARD_NAT_SPRAY_INTERVAL_MS = 10;
+export const HARD_NAT_SPRAY_DELAY_MS = 200;
+
+// ---- nat/: the TURN client and relay (agent/nat/turn-*.ts, RFC 8656) -----------------------------
 
 /** TURN's well-known port (RFC 8656 section 3, same as STUN's), used when a server is named without one. */
 export const TURN_DEFAULT_PORT = 3478;
@@ -471,3 +424,73 @@ export const TURN_CLOSE_TIMEOUT_MS = 2_000;
 /** STUN attributes the TURN client scans in one message: coturn's answers carry under 10; the bound caps
  *  the work a datagram of 4-byte empty attributes can cause. */
 export const TURN_MAX_STUN_ATTRIBUTES = 32;
+/** A failed or lost TURN allocation is tried again after this long (the server may be restarting). */
+export const TURN_REALLOCATE_RETRY_MS = 10_000;
+/** The TURN client checks its server this often (a Binding request): a NAT mapping towards the server must
+ *  not idle out (the same ~30 s as RENDEZVOUS_KEEPALIVE_MS), and a server that stopped answering is noticed
+ *  within about this plus TURN's retransmissions (~7.5 s), so peers carried by it move to another path. */
+export const TURN_KEEPALIVE_MS = 10_000;
+/** Credentials minted from --turn-secret are valid this long (the expiry is in the username, RFC-draft TURN
+ *  REST API): coturn checks it on every request, refreshes included, so an allocation lives at most this
+ *  long before a new one (with new credentials) takes over; a day is what such services commonly hand out. */
+export const TURN_CREDENTIAL_LIFETIME_S = 24 * 3600;
+/** Addresses the TURN relay remembers as directly reachable; on overflow the set starts over (they are
+*  re-learnt from the next check or handshake), which bounds memory against a flood of spoofed sources. */
+export const TURN_DIRECT_PEERS_MAX = 4096;
+
+// ---- nat/: the peer relay: tunnel datagrams through an overlay member (agent/nat/peer-relay-*.ts) ----
+
+/** Largest payload of a peer relay frame: the frame (22 bytes of header at most) must fit one UDP datagram
+ *  (65,507 bytes over IPv4); tunnel datagrams are the TAP MTU plus 32 bytes. */
+export const PEER_RELAY_MAX_PAYLOAD = 65_507 - 22;
+/** Bytes per second one source IP address may have relayed through us, and its burst: a peer relay is the
+ *  last resort (both sides behind NATs no check gets through, no TURN server), so it carries an ssh session
+ *  or a call (~100 kbit/s) many times over, while a relay node cannot be made to spend more than ~32 Mbit/s
+ *  of its uplink per source. Over the limit: dropped and counted, as a congested link would. */
+export const PEER_RELAY_RATE_BYTES = 4 * 1024 * 1024;
+export const PEER_RELAY_BURST_BYTES = 1024 * 1024;
+/** Sources whose peer relay byte buckets are kept (least recently active forgotten first, which only resets
+*  their limit): a flood of spoofed sources costs a bounded table. */
+export const PEER_RELAY_SOURCES_MAX = 4_096;
+/** Senders a relay names by handle at once (least recently used forgotten first: its next frame gets a new
+ *  handle, and the tunnel inside roams to it on the next authenticated packet). */
+export const PEER_RELAY_HANDLES_MAX = 4_096;
+/** A handle unused this long is forgotten: tunnels send a keepalive well within it (KEEPALIVE_INTERVAL_MS). */
+export const PEER_RELAY_HANDLE_IDLE_MS = 180_000;
+/** Routes through peer relays a client agent keeps (virtual endpoints; oldest forgotten first). */
+export const PEER_RELAY_ROUTES_MAX = 4_096;
+
+// ---- agent: finding and admitting peers (agent/discovery.ts, peers.ts) ---------------------------
+
+/** Packets held per unknown destination while its lookup runs: a TCP SYN and its retries, or a few pings,
+ *  fit; a flood to an unresolvable address cannot hold more than this each. */
+export const LOOKUP_QUEUE_PER_DEST = 16;
+/** Destinations looked up at once: each costs a few overlay RPCs; beyond this new ones are refused
+ *  (ICMP unreachable, counted) rather than let a scan of 100.64/10 turn into a lookup storm. */
+export const LOOKUP_MAX_PENDING = 64;
+/** A lookup that has not found the peer by now answers the app with ICMP unreachable. Overlay RPCs give up
+ *  after ~1.75 s (250 ms x 3 tries with backoff) per hop; 5 s covers a few hops of retries on a lossy path
+ *  while staying under TCP's first SYN retransmission timeouts adding up to a failed connect. */
+export const LOOKUP_TIMEOUT_MS = 5_000;
+/** After a failed lookup, packets to that address get ICMP unreachable at once for this long, so a
+ *  retrying app (ping, a SYN every second) does not start a lookup per packet. */
+export const LOOKUP_NEGATIVE_CACHE_MS = 1_000;
+/** Peers met through the overlay (found by lookup or accepted from a handshake) one agent keeps: bounds
+ *  memory and the work a flood of fresh keys can cause; the puzzle prices each key. */
+export const MAX_OVERLAY_PEERS = 1_024;
+/** IPv4 packets held per newly met peer while its IPv4 claim is looked up (its first pings or SYN). */
+export const IPV4_PENDING_PER_PEER = 16;
+/** First-packet lookups whose latency `status` summarises. */
+export const DISCOVERY_LATENCY_SAMPLES = 256;
+
+// ---- agent: control socket, CLI defaults (agent/control.ts, cli.ts, config.ts) -------------------
+
+/** Name of the control socket inside the state dir. */
+export const CONTROL_SOCKET_NAME = 'control.sock';
+/** How long the CLI waits for the agent's answer: `resolve` and `register` run overlay lookups, which on a
+ *  lossy path may spend a few RPC timeouts (LOOKUP_TIMEOUT_MS); status answers at once. */
+export const CONTROL_TIMEOUT_MS = 10_000;
+/** Default UDP port: RELOAD has no fixed one; 4500 is NAT-T's and easy to remember. */
+export const DEFAULT_LISTEN_PORT = 4500;
+export const DEFAULT_TAP_NAME = 'idloc0';
+export const DEFAULT_STATE_DIR = '/var/lib/idloc';

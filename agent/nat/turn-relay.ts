@@ -22,14 +22,10 @@
 
 import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
-import { TURN_CREDENTIAL_LIFETIME_S, TURN_KEEPALIVE_MS, TURN_REALLOCATE_RETRY_MS } from './constants.js';
-import { candidatePriority, IceCandidateType, type IceCandidate } from './nat/attach.js';
-import { endpointKey, endpointKeyOf, type DatagramSocket, type Endpoint } from './nat/socket.js';
-import { TurnClient, type TurnAllocation } from './nat/turn-client.js';
-
-/** Addresses remembered as directly reachable; on overflow the set starts over (they are re-learnt from
- *  the next check or handshake), which bounds memory against a flood of spoofed sources. */
-const RELAY_DIRECT_MAX = 4096;
+import { TURN_CREDENTIAL_LIFETIME_S, TURN_DIRECT_PEERS_MAX, TURN_KEEPALIVE_MS, TURN_REALLOCATE_RETRY_MS } from '../base/constants.js';
+import { candidatePriority, IceCandidateType, type IceCandidate } from './attach.js';
+import { endpointKey, endpointKeyOf, type DatagramSocket, type Endpoint } from '../conn/socket.js';
+import { TurnClient, type TurnAllocation } from './turn-client.js';
 
 /** --turn: a server and its long-term credentials. */
 export interface TurnConfig { server: Endpoint; username: string; password: string }
@@ -42,7 +38,7 @@ export function restCredentials(secret: string, user: string, nowMs: number, lif
   return { username, password: createHmac('sha1', secret).update(username).digest('base64') };
 }
 
-export interface RelayStatus {
+export interface TurnRelayStatus {
   /** null: --turn-secret and no "turn" service record found yet. */
   server: string | null;
   relayed: string | null;
@@ -115,7 +111,7 @@ export class TurnRelay {
     const creds = 'server' in this.source ? this.source : restCredentials(this.source.secret, this.source.user, Date.now());
     const client = new TurnClient({ server, username: creds.username, password: creds.password, send: (b, to) => this.socket.send(b, to) });
     client.onData = (from, bytes) => {
-      if (this.viaRelay.size >= RELAY_DIRECT_MAX) this.viaRelay.clear();
+      if (this.viaRelay.size >= TURN_DIRECT_PEERS_MAX) this.viaRelay.clear();
       this.viaRelay.add(endpointKey(from));
       this.deliver(bytes, from);
     };
@@ -150,7 +146,7 @@ export class TurnRelay {
 
   /** A STUN message or handshake from `from` reached our socket without the relay. */
   noteDirect(from: Endpoint): void {
-    if (this.direct.size >= RELAY_DIRECT_MAX) this.direct.clear();
+    if (this.direct.size >= TURN_DIRECT_PEERS_MAX) this.direct.clear();
     this.direct.add(endpointKey(from));
   }
 
@@ -186,7 +182,7 @@ export class TurnRelay {
 
   get serverKey(): string { return this.server ? endpointKey(this.server) : '(none found yet)'; }
 
-  status(): RelayStatus {
+  status(): TurnRelayStatus {
     return {
       server: this.server ? endpointKey(this.server) : null, relayed: this.allocation ? endpointKey(this.allocation.relayed) : null,
       error: this.error, peersViaRelay: this.viaRelay.size, stats: this.client ? { ...this.client.stats } : null,

@@ -17,14 +17,13 @@
 //   Overlay messages are not relayed: a relay carries tunnel datagrams and ICE checks, which the tunnel and
 //   ICE authenticate end to end.
 import type { Logger } from 'pino';
-import type { DemuxStats } from './agent-status.js';
-import { classifyDatagram } from './nat/demux.js';
-import { PeerRelayClient } from './nat/peer-relay-client.js';
-import { PeerRelayServer, type PeerRelayServerOptions } from './nat/peer-relay-server.js';
-import { PR_TO_CLIENT, PR_TO_PEER } from './nat/peer-relay-wire.js';
-import { ProbeSockets, type ProbeSocketsOptions } from './nat/probe-sockets.js';
-import type { DatagramSocket, Endpoint } from './nat/socket.js';
-import { TurnRelay, type TurnConfig, type TurnSecret } from './relay.js';
+import { classifyDatagram, type DemuxStats } from './demux.js';
+import { PeerRelayClient } from './peer-relay-client.js';
+import { PeerRelayServer, type PeerRelayServerOptions } from './peer-relay-server.js';
+import { PR_TO_CLIENT, PR_TO_PEER } from './peer-relay-wire.js';
+import { ProbeSockets, type ProbeSocketsOptions } from '../conn/probe-sockets.js';
+import type { DatagramSocket, Endpoint } from '../conn/socket.js';
+import { TurnRelay, type TurnConfig, type TurnSecret } from './turn-relay.js';
 
 export interface UnderlayHandlers {
   tunnel: (msg: Buffer, from: Endpoint) => void;
@@ -37,7 +36,7 @@ export interface UnderlayOptions {
   logger: Logger;
   turn?: TurnConfig | TurnSecret;
   /** Relay for overlay peers (an overlay member; off for static-only agents). */
-  relayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
+  peerRelayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
   /** Fresh sockets for birthday probing (absent: this host never probes a hard NAT from many ports). */
   probeSockets?: Pick<ProbeSocketsOptions, 'open' | 'reopen'>;
   handlers: UnderlayHandlers;
@@ -50,7 +49,7 @@ export class Underlay {
   readonly routed: DatagramSocket;
   readonly turn: TurnRelay | undefined;
   readonly peerRelay: PeerRelayClient;
-  readonly relayServer: PeerRelayServer | undefined;
+  readonly peerRelayServer: PeerRelayServer | undefined;
   readonly probes: ProbeSockets | undefined;
   readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
 
@@ -61,7 +60,7 @@ export class Underlay {
     this.turn = turn;
     const peerRelay = new PeerRelayClient((b, to) => socket.send(b, to), deliver);
     this.peerRelay = peerRelay;
-    if (o.relayServer) this.relayServer = new PeerRelayServer({ ...o.relayServer, send: (b, to) => socket.send(b, to) });
+    if (o.peerRelayServer) this.peerRelayServer = new PeerRelayServer({ ...o.peerRelayServer, send: (b, to) => socket.send(b, to) });
     const probes = o.probeSockets ? new ProbeSockets({ ...o.probeSockets, deliver }) : undefined;
     this.probes = probes;
     this.routed = {
@@ -131,7 +130,7 @@ export class Underlay {
     if (isVirtual(from) || (this.turn?.relays(from) ?? false)) { this.demux.notYetHandled++; return; }
     const kind = msg[1];
     if (kind === PR_TO_CLIENT || kind === PR_TO_PEER) {
-      if (this.relayServer) this.relayServer.handleDatagram(msg, from);
+      if (this.peerRelayServer) this.peerRelayServer.handleDatagram(msg, from);
       else this.demux.notYetHandled++;
     } else {
       this.peerRelay.handleDatagram(msg, from);

@@ -11,7 +11,7 @@
 // `out` may be the input region itself (in place) or disjoint from it, never partly overlapping.
 
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
-import { loadNetAddon, type AeadHandle, type NetAddon } from './native-net.js';
+import { loadNetAddon, type AeadHandle, type NetAddon } from '../conn/native-net.js';
 
 export const AEAD_KEY_LEN = 32;
 export const AEAD_NONCE_LEN = 12;

@@ -1,20 +1,21 @@
 // What `idloc-agent status` reports, and the words it uses for a path: the shapes the control socket
 // sends (the CLI prints them as JSON or through status-format.ts), kept apart from the Agent that fills
 // them in.
-import type { ProbeSocketsStats } from './nat/probe-sockets.js';
+import type { ProbeSocketsStats } from './conn/probe-sockets.js';
 import type { TapDevice } from './tap/device.js';
 import type { IdentityJson } from './idloc/identity.js';
 import type { InsideStats } from './idloc/inside.js';
 import type { OutsideStats } from './idloc/outside.js';
-import type { TunnelStats } from './nat/tunnels.js';
+import type { TunnelStats } from './tunnel/tunnels.js';
 import type { StunEndpoint } from './nat/stun-endpoint.js';
 import type { IceAgent } from './nat/ice.js';
 import type { OverlayStatus } from './agent-overlay.js';
 import type { DiscoveryStats } from './discovery.js';
-import type { PathChoice, Traversal } from './traversal.js';
-import type { RelayStatus } from './relay.js';
-import type { RelayRoute } from './underlay.js';
-import { endpointKey, type Endpoint } from './nat/socket.js';
+import type { PathChoice, Traversal } from './nat/traversal.js';
+import type { TurnRelayStatus } from './nat/turn-relay.js';
+import type { RelayRoute } from './nat/underlay.js';
+import type { DemuxStats } from './nat/demux.js';
+import { endpointKey, type Endpoint } from './conn/socket.js';
 import type { PeerRelayClientStats } from './nat/peer-relay-client.js';
 import type { PeerRelayServerStats } from './nat/peer-relay-server.js';
 
@@ -49,7 +50,6 @@ export interface PeerStatus {
  *  puzzle or MAX_OVERLAY_PEERS; and peers looked up again after they went silent at their endpoint. */
 export interface OverlayPeerStats { admitted: number; badPuzzle: number; full: number; relocated: number }
 
-export interface DemuxStats { datagrams: number; unknown: number; notYetHandled: number }
 
 export interface AgentStatus {
   identity: IdentityJson;
@@ -60,7 +60,7 @@ export interface AgentStatus {
   /** The last netcheck's verdict (null before the first one, or with no overlay member to ask). */
   nat: { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null;
   /** Our TURN relay (--turn), if configured. */
-  relay: RelayStatus | null;
+  relay: TurnRelayStatus | null;
   counters: {
     tap: TapDevice['stats'];
     inside: InsideStats;

@@ -22,8 +22,8 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   HANDSHAKE_INIT_RATE_MS, HANDSHAKE_RELOCATE_AFTER_TRIES, KEEPALIVE_INTERVAL_MS, PEER_SILENT_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS,
   REKEY_ATTEMPT_TIME_MS, REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, TUNNEL_TICK_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS,
-} from '../constants.js';
-import { endpointKey, type DatagramSocket, type Endpoint } from './socket.js';
+} from '../base/constants.js';
+import { endpointKey, type DatagramSocket, type Endpoint } from '../conn/socket.js';
 import { HandshakeState, keyPairFromPrivate, type KeyPair } from './noise.js';
 import {
   INIT_NOISE_END, INIT_NOISE_OFF, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, RESP_NOISE_END,

@@ -1,5 +1,5 @@
 // The batched datagram socket: the idloc_net addon (native-helpers/udp.c) owns the fd, reads up to
-// RECV_SLOTS datagrams per wake-up with recvmmsg and sends a queued batch with one sendmmsg.
+// UDP_BATCH datagrams per wake-up with recvmmsg and sends a queued batch with one sendmmsg.
 //
 //   kernel --recvmmsg--> recv arena (slot per datagram) --one callback--> handler(view, endpoint) x n
 //   send(msg, to) --copy--> send arena + meta --flush: setImmediate / full / flush()--> sendmmsg
@@ -17,16 +17,9 @@
 
 import type { DatagramSocket, Endpoint } from './socket.js';
 import { loadNetAddon, type NetAddon } from './native-net.js';
+import { UDP_BATCH, UDP_ENDPOINT_CACHE_MAX, UDP_RECV_SLOT_BYTES, UDP_SEND_ARENA_BYTES } from '../base/constants.js';
 
-/** Datagrams per receive callback and per sendmmsg. */
-export const UDP_BATCH = 64;
-/** Receive slot: any UDP datagram fits (65507 max), so none is truncated whatever the peers' MTU. The
- *  arena is allocated uninitialised, so only pages the kernel actually writes become resident. */
-const RECV_SLOT = 65536;
-/** Send arena, packed: room for a full batch of tunnel-sized datagrams; a batch flushes early if not. */
-const SEND_ARENA = 256 * 1024;
 const STRIDE = 8; // u32 words of meta per datagram (see udp.c)
-const ENDPOINT_CACHE_MAX = 4096;
 
 const enum St { Received, Sent, SendErrors, Dropped, Truncated, RecvErrors, Count }
 
@@ -44,9 +37,9 @@ export interface NativeUdpSocketStats {
 export class NativeUdpSocket implements DatagramSocket {
   readonly local: Endpoint;
   private readonly counters = new Float64Array(St.Count); // written by the addon, and here
-  private readonly rbuf = Buffer.allocUnsafeSlow(UDP_BATCH * RECV_SLOT);
+  private readonly rbuf = Buffer.allocUnsafeSlow(UDP_BATCH * UDP_RECV_SLOT_BYTES);
   private readonly rmeta = new Uint32Array(UDP_BATCH * STRIDE);
-  private readonly sbuf = Buffer.allocUnsafeSlow(SEND_ARENA);
+  private readonly sbuf = Buffer.allocUnsafeSlow(UDP_SEND_ARENA_BYTES);
   private readonly smeta = new Uint32Array(UDP_BATCH * STRIDE);
   private readonly id: number;
   private handler: ((msg: Buffer, from: Endpoint) => void) | undefined;
@@ -64,7 +57,7 @@ export class NativeUdpSocket implements DatagramSocket {
   };
 
   private constructor(private readonly lib: NetAddon, port: number, host: string) {
-    const r = lib.udpOpen(host, port, this.rbuf, this.rmeta, UDP_BATCH, RECV_SLOT, this.sbuf, this.smeta, UDP_BATCH,
+    const r = lib.udpOpen(host, port, this.rbuf, this.rmeta, UDP_BATCH, UDP_RECV_SLOT_BYTES, this.sbuf, this.smeta, UDP_BATCH,
       this.counters, (count) => this.deliver(count));
     this.id = r.id;
     this.local = { address: r.address, port: r.port };
@@ -98,11 +91,11 @@ export class NativeUdpSocket implements DatagramSocket {
   send(msg: Uint8Array, to: Endpoint): void {
     const addr = this.ipv4(to.address);
     const len = msg.length;
-    if (this.closed || addr < 0 || !(to.port >= 1 && to.port <= 65535 && Number.isInteger(to.port)) || len > SEND_ARENA) {
+    if (this.closed || addr < 0 || !(to.port >= 1 && to.port <= 65535 && Number.isInteger(to.port)) || len > UDP_SEND_ARENA_BYTES) {
       this.counters[St.SendErrors]!++;
       return;
     }
-    if (this.used + len > SEND_ARENA) this.flush();
+    if (this.used + len > UDP_SEND_ARENA_BYTES) this.flush();
     const i = this.queued++;
     const off = this.used;
     this.sbuf.set(msg, off);
@@ -144,7 +137,7 @@ export class NativeUdpSocket implements DatagramSocket {
       const h = this.handler;
       if (!h || this.closed) return; // the handler may close us mid-batch
       const m = i * STRIDE;
-      const off = rmeta[m + 3]! * RECV_SLOT;
+      const off = rmeta[m + 3]! * UDP_RECV_SLOT_BYTES;
       h(rbuf.subarray(off, off + rmeta[m]!), this.endpoint(rmeta[m + 4]!, rmeta[m + 2]!));
     }
   }
@@ -154,7 +147,7 @@ export class NativeUdpSocket implements DatagramSocket {
     let e = this.endpoints.get(key);
     if (!e) {
       // Bounded: spoofed sources must not grow it without limit; a reset only costs re-creating objects.
-      if (this.endpoints.size >= ENDPOINT_CACHE_MAX) this.endpoints.clear();
+      if (this.endpoints.size >= UDP_ENDPOINT_CACHE_MAX) this.endpoints.clear();
       e = Object.freeze({ address: `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`, port });
       this.endpoints.set(key, e);
     }
@@ -165,7 +158,7 @@ export class NativeUdpSocket implements DatagramSocket {
     let a = this.addresses.get(address);
     if (a === undefined) {
       a = parseIpv4(address);
-      if (this.addresses.size >= ENDPOINT_CACHE_MAX) this.addresses.clear();
+      if (this.addresses.size >= UDP_ENDPOINT_CACHE_MAX) this.addresses.clear();
       this.addresses.set(address, a);
     }
     return a;

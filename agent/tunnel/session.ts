@@ -14,7 +14,7 @@
 // numbers stop being exact) and everything stops REJECT_AFTER_TIME after creation.
 
 import { Aead } from './aead.js';
-import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_MS, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME_MS } from '../constants.js';
+import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_MS, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME_MS } from '../base/constants.js';
 import { AEAD_TAG_LEN, MAX_COUNTER, TRANSPORT_HEADER_LEN, writeTransportHeader } from './messages.js';
 import { ReplayWindow } from './replay-window.js';
 

@@ -14,7 +14,7 @@
 // packets a second. Counters at or beyond 2^53 are refused (the sender side never produces them).
 // No allocation per packet: the bitmap is one Uint32Array made at construction.
 
-import { REPLAY_WINDOW_BITS } from '../constants.js';
+import { REPLAY_WINDOW_BITS } from '../base/constants.js';
 
 const BLOCK_BITS = 32;
 

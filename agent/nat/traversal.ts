@@ -25,21 +25,21 @@ import type { Logger } from 'pino';
 import {
   ATTACH_MAX_CANDIDATES, HARD_NAT_SPRAY_COUNT, HARD_NAT_SPRAY_DELAY_MS, ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS,
   PORT_PREDICTION_COUNT, PROBE_SOCKETS_COUNT,
-} from './constants.js';
-import { allocationOrder, predictPorts, sprayPorts } from './nat/port-prediction.js';
-import { nodeIdFromPublicKey, toHex } from './idloc/addresses.js';
-import type { Identity } from './idloc/identity.js';
+} from '../base/constants.js';
+import { allocationOrder, predictPorts, sprayPorts } from './port-prediction.js';
+import { nodeIdFromPublicKey, toHex } from '../idloc/addresses.js';
+import type { Identity } from '../idloc/identity.js';
 import {
   candidatePriority, IceCandidateType, marshalAttach, parseAttach, type AttachParams, type IceCandidate, type NatHint,
-} from './nat/attach.js';
-import type { IceAgent, IceResult, IceSession } from './nat/ice.js';
-import type { ProbeSockets } from './nat/probe-sockets.js';
-import { summarizeNetcheck, type NetcheckReport } from './nat/netcheck.js';
-import { endpointKey, type Endpoint } from './nat/socket.js';
-import type { LocatorRecord } from './overlay/records.js';
-import type { OverlayNode } from './overlay/node.js';
-import type { TurnRelay } from './relay.js';
-import type { PeerRelayClient } from './nat/peer-relay-client.js';
+} from './attach.js';
+import type { IceAgent, IceResult, IceSession } from './ice.js';
+import type { ProbeSockets } from '../conn/probe-sockets.js';
+import { summarizeNetcheck, type NetcheckReport } from './netcheck.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
+import type { LocatorRecord } from '../overlay/records.js';
+import type { OverlayNode } from '../overlay/node.js';
+import type { TurnRelay } from './turn-relay.js';
+import type { PeerRelayClient } from './peer-relay-client.js';
 
 /** How the tunnel endpoint of a peer was chosen, for `status`. */
 export interface PathChoice {

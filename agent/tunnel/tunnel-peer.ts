@@ -1,7 +1,7 @@
 // Per-peer state of the tunnel layer and its public shapes (split from tunnels.ts to keep both small).
 // One PeerState per added peer; Tunnels owns all mutation.
 
-import type { Endpoint } from './socket.js';
+import type { Endpoint } from '../conn/socket.js';
 import type { HandshakeState } from './noise.js';
 import type { Session } from './session.js';
 

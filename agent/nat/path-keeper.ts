@@ -11,24 +11,33 @@
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
 //     for nothing). A TURN allocation that comes or goes makes the daemon reconsider the peers it affects.
 import type { Logger } from 'pino';
-import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_RETRY_MS, RENDEZVOUS_COUNT } from './constants.js';
-import type { AgentOverlay } from './agent-overlay.js';
-import type { OverlayPeer } from './idloc/peer-map.js';
-import type { NetcheckReport } from './nat/netcheck.js';
-import { endpointKey, type Endpoint } from './nat/socket.js';
-import type { Candidate, LocatorRecord } from './overlay/records.js';
+import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_RETRY_MS, RENDEZVOUS_COUNT } from '../base/constants.js';
+import type { OverlayNode } from '../overlay/node.js';
+import type { OverlayPeer } from '../idloc/peer-map.js';
+import type { NetcheckReport } from './netcheck.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
+import type { Candidate, LocatorRecord } from '../overlay/records.js';
 import type { PathChoice, Traversal } from './traversal.js';
-import type { TurnRelay } from './relay.js';
+import type { TurnRelay } from './turn-relay.js';
+
+/** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
+export interface PathKeeperOverlay {
+  readonly node: Pick<OverlayNode, 'preferRendezvous' | 'setRendezvousCount' | 'resolveNodeId'>;
+  advertise(service: string, candidates: Candidate[]): Promise<boolean>;
+  providers(service: string): Promise<Endpoint[]>;
+  stunCandidates(): Endpoint[];
+  addressesChanged(): void;
+}
 
 export interface PathKeeperOptions {
-  overlay: AgentOverlay;
+  overlay: PathKeeperOverlay;
   traversal: Traversal;
   logger: Logger;
   stunServers: Endpoint[];
   /** First retry for a direct path (default ICE_DIRECT_RETRY_MS). */
   directRetryMs?: number;
   /** We relay for our rendezvous clients while public: advertise the "relay" service. */
-  offerRelay: boolean;
+  offerPeerRelay: boolean;
   /** Our TURN relay; with --turn-secret its server comes from the overlay's "turn" service records. */
   turn?: Pick<TurnRelay, 'discovers' | 'setServer'>;
   /** A TURN server to advertise (--offer-turn). */
@@ -89,7 +98,7 @@ export class PathKeeper {
     if (r.behindNat === false) {
       const host = traversal.candidates().filter((c) => c.type === 0) as Candidate[];
       void overlay.advertise('stun', host);
-      if (this.o.offerRelay) void overlay.advertise('relay', host);
+      if (this.o.offerPeerRelay) void overlay.advertise('relay', host);
     }
     if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
   }

@@ -8,7 +8,7 @@
 // a change we speak first, at once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import { ADDRESS_CHANGE_SETTLE_MS } from '../constants.js';
+import { ADDRESS_CHANGE_SETTLE_MS } from '../base/constants.js';
 
 export interface AddressWatch { close(): void }
 

@@ -20,7 +20,7 @@
 // in ~30 ms); at the first sweep after a hit (PROBE_SOCKETS_SWEEP_MS) the one in use is reopened on the same port as a fast one (reopen, the
 // batched native socket), which the NAT cannot tell apart: its mapping belongs to the port, and the
 // datagrams of the millisecond in between are lost as on any path.
-import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX, PROBE_SOCKETS_SWEEP_MS } from '../constants.js';
+import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX, PROBE_SOCKETS_SWEEP_MS } from '../base/constants.js';
 import { endpointKey, endpointKeyOf, type DatagramSocket, type Endpoint } from './socket.js';
 
 const VIRTUAL_PORT = 2;

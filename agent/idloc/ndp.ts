@@ -14,11 +14,11 @@
 //   14 IPv6: 0x60000000 | payload len 32 | 58 | 255 | src = target | dst = NS source (ff02::1 for DAD)
 //   54 ICMPv6: type 136 | code 0 | checksum | flags R S O + 29 reserved bits (4) | target (16)
 //   78         option 2 (target link-layer address) | length 1 | virtual MAC (6)
-import { pseudoHeaderSumV6, finishChecksum, onesSum } from '../idloc/checksum.js';
-import { IPPROTO_HOPOPTS, IPPROTO_ICMPV6, isIpv6Unspecified } from '../idloc/ip.js';
+import { pseudoHeaderSumV6, finishChecksum, onesSum } from './checksum.js';
+import { IPPROTO_HOPOPTS, IPPROTO_ICMPV6, isIpv6Unspecified } from './ip.js';
 import {
   ETH_HEADER_LEN, ETH_SRC_OFF, ETHERTYPE_IPV6, MAC_IPV6_ALL_NODES, MAC_LEN, etherType, isMulticastMac, isZeroMac, writeEthernetHeader,
-} from './ethernet.js';
+} from '../tap/ethernet.js';
 
 export const ICMPV6_MLD_QUERY = 130;
 export const ICMPV6_MLD_REPORT = 131;

@@ -13,7 +13,7 @@
 // sent by unicast to the requester's SHA (RFC 826: "send the packet to the (new) target hardware address").
 import {
   ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, MAC_LEN, etherType, isMulticastMac, isZeroMac, writeEthernetHeader,
-} from './ethernet.js';
+} from '../tap/ethernet.js';
 
 export const ARP_LEN = 28;
 export const ARP_FRAME_LEN = ETH_HEADER_LEN + ARP_LEN;
