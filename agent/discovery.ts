@@ -18,8 +18,10 @@
 //   so the claim is looked up (ipv4Of) and the peer's IPv4 packets are held meanwhile (IPV4_PENDING_PER_PEER).
 import { DISCOVERY_LATENCY_SAMPLES, IPV4_PENDING_PER_PEER, LOOKUP_MAX_PENDING, LOOKUP_NEGATIVE_CACHE_MS, LOOKUP_QUEUE_PER_DEST, LOOKUP_TIMEOUT_MS } from './base/constants.js';
 import { ipv6FromNodeId, nodeIdFromPublicKey } from './idloc/addresses.js';
-import { IPV4_UNMAPPED } from './idloc/outside.js';
+import { IPV4_UNMAPPED, type Outside, type UnmappedIpv4Handler } from './idloc/outside.js';
+import type { Inside, UnknownPeerHandler } from './idloc/inside.js';
 import type { OverlayPeer } from './idloc/peer-map.js';
+import { realScheduler, type Scheduler, type TimerHandle } from './base/scheduler.js';
 import type { Endpoint } from './conn/socket.js';
 import type { LocatorRecord } from './overlay/records.js';
 
@@ -33,22 +35,30 @@ export interface FoundPeer {
   locator?: LocatorRecord;
 }
 
-export interface DiscoveryDeps {
+/** The overlay's lookups (agent-overlay.ts). */
+export interface DiscoveryLookups {
   lookupIpv4(ipv4: number): Promise<FoundPeer | undefined>;
   lookupIpv6(ipv6: Uint8Array): Promise<FoundPeer | undefined>;
   /** The IPv4 overlay address the key holds a claim for. */
   ipv4Of(publicKey: Uint8Array): Promise<number | undefined>;
+}
+
+/** The agent's peers (peers.ts). */
+export interface DiscoveryPeers {
   /** Add (or find, if it is known by now) the peer and start its tunnel; undefined if refused. */
-  addPeer(found: FoundPeer): OverlayPeer<unknown> | undefined;
+  addFound(found: FoundPeer): OverlayPeer<unknown> | undefined;
   /** Map a peer's IPv4 address; false if another peer holds it. */
   mapIpv4(peer: OverlayPeer<unknown>, ipv4: number): boolean;
-  /** Route a whole IP packet again (Inside.forward). */
-  forward(packet: Buffer): void;
-  /** ICMP unreachable for this packet, into the TAP (Inside.unreachable). */
-  unreachable(packet: Buffer): void;
-  /** An inbound packet from a peer, again (Outside.handlePacket). */
-  deliver(peer: OverlayPeer<unknown>, packet: Buffer): void;
-  now?: () => number;
+}
+
+export interface DiscoveryDeps {
+  overlay: DiscoveryLookups;
+  peers: DiscoveryPeers;
+  /** Queued packets are routed again (forward) or refused with ICMP unreachable into the TAP. */
+  inside: Pick<Inside, 'forward' | 'unreachable'>;
+  /** Held inbound IPv4 packets are delivered again once the peer's claim is known. */
+  outside: Pick<Outside, 'deliver'>;
+  clock?: Scheduler;
 }
 
 export interface DiscoveryStats {
@@ -70,7 +80,7 @@ export interface DiscoveryStats {
 
 interface Pending { packets: Buffer[] }
 
-export class Discovery {
+export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
   readonly stats: DiscoveryStats = {
     lookups: 0, found: 0, notFound: 0, timedOut: 0, wrongOwner: 0, queued: 0, queueDropped: 0, busy: 0,
     negativeCached: 0, ipv4Mapped: 0, ipv4Unresolved: 0, ipv4HeldDropped: 0,
@@ -79,14 +89,16 @@ export class Discovery {
   private readonly failedUntil = new Map<string, number>();
   private readonly heldIpv4 = new Map<OverlayPeer<unknown>, Buffer[]>();
   private readonly latencies: number[] = [];
-  private readonly now: () => number;
+  private readonly clock: Scheduler;
   private closed = false;
 
   constructor(private readonly d: DiscoveryDeps) {
-    this.now = d.now ?? Date.now;
+    this.clock = d.clock ?? realScheduler;
   }
 
-  /** Inside's onUnknownPeer: true if the packet was taken (queued for a lookup). */
+  private now(): number { return this.clock.now(); }
+
+  /** Inside step 4: true if the packet was taken (queued for a lookup). */
   onUnknownPeer(packet: Buffer, version: 4 | 6): boolean {
     if (this.closed) return false;
     const key = version === 4 ? `4:${packet.readUInt32BE(16)}` : `6:${packet.toString('hex', 24, 40)}`;
@@ -110,7 +122,7 @@ export class Discovery {
     return true;
   }
 
-  /** Outside's onIpv4Unmapped: hold the packet until the peer's IPv4 claim is known. */
+  /** Outside step 2: hold the packet until the peer's IPv4 claim is known. */
   onIpv4Unmapped(peer: OverlayPeer<unknown>, packet: Buffer): void {
     if (this.closed) return;
     let held = this.heldIpv4.get(peer);
@@ -146,14 +158,14 @@ export class Discovery {
   private async lookup(key: string, dst: number | Uint8Array, p: Pending): Promise<void> {
     this.stats.lookups++;
     const started = this.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), LOOKUP_TIMEOUT_MS); });
+    let timer: TimerHandle | undefined;
+    const timeout = new Promise<'timeout'>((r) => { timer = this.clock.setTimer(LOOKUP_TIMEOUT_MS, () => r('timeout')); });
     let found: FoundPeer | undefined | 'timeout';
     try {
-      const search = typeof dst === 'number' ? this.d.lookupIpv4(dst) : this.d.lookupIpv6(dst);
+      const search = typeof dst === 'number' ? this.d.overlay.lookupIpv4(dst) : this.d.overlay.lookupIpv6(dst);
       found = await Promise.race([search.catch(() => undefined), timeout]);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
     this.pending.delete(key);
     if (this.closed) return;
@@ -161,10 +173,10 @@ export class Discovery {
     if (found === 'timeout') this.stats.timedOut++;
     else if (!found) this.stats.notFound++;
     else if (!owns(found, dst)) this.stats.wrongOwner++;
-    else peer = this.d.addPeer(found);
+    else peer = this.d.peers.addFound(found);
     if (!peer) {
       this.failedUntil.set(key, this.now() + LOOKUP_NEGATIVE_CACHE_MS);
-      for (const pkt of p.packets) this.d.unreachable(pkt);
+      for (const pkt of p.packets) this.d.inside.unreachable(pkt);
       return;
     }
     this.stats.found++;
@@ -172,11 +184,11 @@ export class Discovery {
     this.latencies.push(this.now() - started);
     if (found !== 'timeout' && found && found.ipv4 !== IPV4_UNMAPPED && peer.ipv4 === IPV4_UNMAPPED) this.map(peer, found.ipv4);
     else if (peer.ipv4 === IPV4_UNMAPPED) this.admitted(peer);
-    for (const pkt of p.packets) this.d.forward(pkt);
+    for (const pkt of p.packets) this.d.inside.forward(pkt);
   }
 
   private mapIpv4Later(peer: OverlayPeer<unknown>): void {
-    void this.d.ipv4Of(peer.publicKey).catch(() => undefined).then((ipv4) => {
+    void this.d.overlay.ipv4Of(peer.publicKey).catch(() => undefined).then((ipv4) => {
       const held = this.heldIpv4.get(peer) ?? [];
       this.heldIpv4.delete(peer);
       if (this.closed) return;
@@ -185,12 +197,12 @@ export class Discovery {
         this.stats.ipv4HeldDropped += held.length;
         return;
       }
-      for (const pkt of held) this.d.deliver(peer, pkt);
+      for (const pkt of held) this.d.outside.deliver(peer, pkt);
     });
   }
 
   private map(peer: OverlayPeer<unknown>, ipv4: number): boolean {
-    if (!this.d.mapIpv4(peer, ipv4)) return false;
+    if (!this.d.peers.mapIpv4(peer, ipv4)) return false;
     this.stats.ipv4Mapped++;
     return true;
   }

@@ -1,23 +1,26 @@
 // What `idloc-agent status` reports, and the words it uses for a path: the shapes the control socket
-// sends (the CLI prints them as JSON or through status-format.ts), kept apart from the Agent that fills
-// them in.
+// sends (the CLI prints them as JSON or through status-format.ts), and the report built from the parts
+// of a running agent (statusOf).
 import type { ProbeSocketsStats } from './conn/probe-sockets.js';
+import { endpointKey, parseEndpoint, type DatagramSocket, type Endpoint } from './conn/socket.js';
 import type { TapDevice } from './tap/device.js';
-import type { IdentityJson } from './idloc/identity.js';
-import type { InsideStats } from './idloc/inside.js';
-import type { OutsideStats } from './idloc/outside.js';
-import type { TunnelStats } from './tunnel/tunnels.js';
-import type { StunEndpoint } from './nat/stun-endpoint.js';
-import type { IceAgent } from './nat/ice.js';
-import type { OverlayStatus } from './agent-overlay.js';
-import type { DiscoveryStats } from './discovery.js';
-import type { PathChoice, Traversal } from './nat/traversal.js';
-import type { TurnRelayStatus } from './nat/turn-relay.js';
-import type { RelayRoute } from './nat/underlay.js';
+import type { TunnelStats, Tunnels } from './tunnel/tunnels.js';
+import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
+import { identityToJson, type Identity, type IdentityJson } from './idloc/identity.js';
+import type { Inside, InsideStats } from './idloc/inside.js';
+import type { Outside, OutsideStats } from './idloc/outside.js';
 import type { DemuxStats } from './nat/demux.js';
-import { endpointKey, type Endpoint } from './conn/socket.js';
+import type { IceAgent } from './nat/ice.js';
+import type { PathKeeper } from './nat/path-keeper.js';
 import type { PeerRelayClientStats } from './nat/peer-relay-client.js';
 import type { PeerRelayServerStats } from './nat/peer-relay-server.js';
+import type { StunEndpoint } from './nat/stun-endpoint.js';
+import type { PathChoice, Traversal } from './nat/traversal.js';
+import type { TurnRelayStatus } from './nat/turn-relay.js';
+import type { RelayRoute, Underlay } from './nat/underlay.js';
+import type { AgentOverlay, OverlayStatus } from './agent-overlay.js';
+import type { Discovery, DiscoveryStats } from './discovery.js';
+import type { OverlayPeerStats, Peers } from './peers.js';
 
 export interface PeerStatus {
   nodeId: string;
@@ -46,10 +49,6 @@ export interface PeerStatus {
   txBytes: number;
 }
 
-/** Peers met through the overlay: handshakes from keys never added let in, or refused for a bad NodeID
- *  puzzle or MAX_OVERLAY_PEERS; and peers looked up again after they went silent at their endpoint. */
-export interface OverlayPeerStats { admitted: number; badPuzzle: number; full: number; relocated: number }
-
 
 export interface AgentStatus {
   identity: IdentityJson;
@@ -70,6 +69,8 @@ export interface AgentStatus {
     stun: StunEndpoint['stats'];
     ice: IceAgent['stats'];
     traversal: Partial<Traversal['stats']>;
+    /** Peers met through the overlay: handshakes from keys never added let in, or refused for a bad NodeID
+     *  puzzle or MAX_OVERLAY_PEERS; and peers looked up again after they went silent at their endpoint. */
     overlayPeers: OverlayPeerStats;
     /** Paths through overlay peers that relay (client), and our relaying for others (server; null: no overlay). */
     peerRelay: {
@@ -111,4 +112,76 @@ export function pathReason(state: string | undefined, endpoint: string | null, c
   if (!endpoint) return 'no endpoint known: waiting for the peer to contact us';
   if (state === 'handshaking') return 'handshake in progress';
   return 'idle: a tunnel is set up on the first packet';
+}
+
+/** The parts of a running agent a status report reads. */
+export interface StatusSources {
+  identity: Identity;
+  tap: TapDevice;
+  socket: DatagramSocket;
+  peers: Peers;
+  tunnels: Tunnels;
+  inside: Inside;
+  outside: Outside;
+  underlay: Underlay;
+  stun: StunEndpoint;
+  ice: IceAgent;
+  traversal: Traversal | undefined;
+  pathKeeper: PathKeeper | undefined;
+  overlay: AgentOverlay | undefined;
+  discovery: Discovery | undefined;
+}
+
+/** `idloc-agent status`: every peer with its path and why, the overlay, the NAT, every counter. */
+export function statusOf(s: StatusSources): AgentStatus {
+  const tunnelByKey = new Map(s.tunnels.status().map((t) => [t.publicKey, t]));
+  const peers: PeerStatus[] = [];
+  const hostCandidate = s.traversal?.candidates()[0] ?? s.socket.local;
+  for (const p of s.peers.map.values()) {
+    const t = tunnelByKey.get(p.publicKeyHex);
+    const established = t?.state === 'established';
+    const current = t?.endpoint ? parseEndpoint(t.endpoint) : undefined;
+    const route = current ? s.underlay.relayRoute(current) : undefined;
+    // A hole punched by birthday probing: show the peer's real address and the probe socket's port.
+    const probe = current && s.underlay.probeRoute(current);
+    const endpoint = probe ? endpointKey(probe.remote) : t?.endpoint ?? null;
+    const chosen = s.pathKeeper?.choice(p);
+    const choice = probe && chosen ? { ...chosen, endpoint: probe.remote } : chosen;
+    const host = probe ? { address: hostCandidate.address, port: probe.local.port } : hostCandidate;
+    peers.push({
+      nodeId: p.nodeIdHex, publicKey: p.publicKeyHex, ipv4: formatIpv4(p.ipv4), ipv6: formatIpv6(p.ipv6),
+      endpoint,
+      source: s.peers.isFromOverlay(p) ? 'overlay' : 'static',
+      path: established ? (route ? 'relayed' : 'direct') : 'none',
+      via: established ? route?.via ?? null : null, relay: established ? route?.relay ?? null : null,
+      rttMs: t?.rttMs ?? null,
+      pair: candidatePair(endpoint, route, choice, { host, relayed: s.underlay.turn?.candidate() }),
+      pathReason: pathReason(t?.state, endpoint, choice, route?.text),
+      state: t?.state ?? 'none',
+      lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
+      rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,
+    });
+  }
+  const u = s.underlay;
+  return {
+    identity: identityToJson(s.identity),
+    tap: { name: s.tap.name, mtu: s.tap.mtu },
+    listen: endpointKey(s.socket.local),
+    peers,
+    overlay: s.overlay && s.discovery
+      ? { ...s.overlay.status(), discovery: { ...s.discovery.stats, ...latencyMs(s.discovery.latency()) } }
+      : null,
+    nat: s.traversal?.natStatus() ?? null,
+    relay: u.turn?.status() ?? null,
+    counters: {
+      tap: { ...s.tap.stats }, inside: { ...s.inside.stats }, outside: { ...s.outside.stats },
+      tunnels: { ...s.tunnels.stats }, demux: { ...u.demux }, stun: { ...s.stun.stats }, ice: { ...s.ice.stats },
+      traversal: { ...(s.traversal?.stats ?? {}) }, overlayPeers: { ...s.peers.stats },
+      peerRelay: {
+        client: { ...u.peerRelay.stats, routes: u.peerRelay.routes },
+        server: u.peerRelayServer ? { ...u.peerRelayServer.stats, handles: u.peerRelayServer.handleCount } : null,
+      },
+      probeSockets: u.probes ? { ...u.probes.stats } : null,
+    },
+  };
 }

@@ -25,10 +25,10 @@ export async function benchTunnel(packets = 200_000, packetBytes = 1400): Promis
   const sa = net.socket('10.0.0.1', 4500), sb = net.socket('10.0.0.2', 4500);
   let received = 0;
   let done: () => void = () => {};
-  const a = new Tunnels({ privateKey: ka, socket: sa, logger: log, onPacket: () => {} });
+  const a = new Tunnels({ privateKey: ka, socket: sa, logger: log, receiver: { handlePacket: () => {} } });
   const b = new Tunnels({
     privateKey: kb, socket: sb, logger: log,
-    onPacket: () => { if (++received === target) done(); },
+    receiver: { handlePacket: () => { if (++received === target) done(); } },
   });
   sa.onMessage((m, f) => a.handleDatagram(m, f));
   sb.onMessage((m, f) => b.handleDatagram(m, f));

@@ -437,6 +437,9 @@ export const TURN_CREDENTIAL_LIFETIME_S = 24 * 3600;
 /** Addresses the TURN relay remembers as directly reachable; on overflow the set starts over (they are
 *  re-learnt from the next check or handshake), which bounds memory against a flood of spoofed sources. */
 export const TURN_DIRECT_PEERS_MAX = 4096;
+/** Relayed candidates of peers remembered (to tell a tunnel through a peer's TURN relay from a direct one):
+ *  a few per peer with a TURN server; beyond the bound new ones are not noted (status then says direct). */
+export const PEERS_TURN_RELAYS_MAX = 4096;
 
 // ---- nat/: the peer relay: tunnel datagrams through an overlay member (agent/nat/peer-relay-*.ts) ----
 

@@ -6,12 +6,13 @@
 //      IPv6 neighbour solicitations likewise. Nothing leaves the host for either.
 //   3. IPv4/IPv6 packets: trimmed to the IP length (Ethernet pads short frames), multicast and
 //      non-overlay destinations dropped and counted.
-//   4. The destination address picks the peer (PeerMap). Unknown peer: the packet is offered to
-//      onUnknownPeer (the overlay lookup queues it and later calls forward() or unreachable());
-//      refused, or no lookup wired -> ICMP unreachable to the app.
+//   4. The destination address picks the peer (PeerMap). Unknown peer: the packet is offered to the
+//      unknown-peer handler (discovery.ts queues it, looks the peer up and later calls forward() or
+//      unreachable()); refused, or no handler connected -> ICMP unreachable to the app.
 //   5. Oversize packets -> ICMP fragmentation-needed / packet-too-big back into the TAP.
 //   6. TCP SYNs get their MSS clamped so the far side never sends segments the tunnel can't carry.
-//   7. The packet goes to the tunnel layer (which encrypts and sends it, or queues it while handshaking).
+//   7. The packet goes to the peer's tunnel (tunnel/tunnels.ts send(): encrypts and hands it to the
+//      underlay, or queues it while handshaking).
 import type { FrameBatch } from '../tap/device.js';
 import type { FrameWriter } from '../tap/frame-writer.js';
 import { answerArp } from './arp.js';
@@ -22,6 +23,7 @@ import { clampMss, mssForMtu } from './mss.js';
 import { icmpv4Unreachable, icmpv6Unreachable, icmpv4FragNeeded, icmpv6PacketTooBig } from './icmp.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './ip.js';
 import { equal16, type OverlayPeer, type PeerMap } from './peer-map.js';
+import type { TunnelPeer, Tunnels } from '../tunnel/tunnels.js';
 
 export interface InsideStats {
   framesIn: number;
@@ -39,19 +41,22 @@ export interface InsideStats {
   packetsOut: number;
 }
 
-export interface InsideOptions<T> {
+export interface InsideOptions {
   selfIpv4: number;
   selfIpv6: Uint8Array;
   mtu: number;
-  peers: PeerMap<T>;
+  peers: PeerMap<TunnelPeer>;
   writer: FrameWriter;
-  /** Hand an IP packet to the peer's tunnel. The packet is a view into the TAP's read buffer: copy to keep. */
-  send: (peer: OverlayPeer<T>, packet: Buffer) => void;
-  /** A packet for an overlay address no peer has (a view: copy to keep). true = taken (being looked up). */
-  onUnknownPeer?: (packet: Buffer, version: 4 | 6) => boolean;
+  /** Where packets go next (step 7). The packet is a view into the TAP's read buffer: it copies to keep. */
+  tunnels: Pick<Tunnels, 'send'>;
 }
 
-export class Inside<T> {
+/** Takes a packet for an overlay address no peer has (a view: copy to keep); true = taken (being looked up). */
+export interface UnknownPeerHandler {
+  onUnknownPeer(packet: Buffer, version: 4 | 6): boolean;
+}
+
+export class Inside {
   readonly stats: InsideStats = {
     framesIn: 0, runts: 0, arpAnswered: 0, ndAnswered: 0, notForOverlay: 0, malformed: 0,
     noPeer: 0, lookedUp: 0, tooBig: 0, mssClamped: 0, packetsOut: 0,
@@ -59,10 +64,11 @@ export class Inside<T> {
   private readonly mssV4: number;
   private readonly mssV6: number;
   private selfIpv4: number;
+  private unknown: UnknownPeerHandler | undefined;
   private readonly answerV4 = (ip: number): boolean => isOverlayIpv4(ip) && ip !== this.selfIpv4;
   private readonly answerV6 = (t: Uint8Array): boolean => isOverlayIpv6(t, 0) && !equal16(this.o.selfIpv6, t, 0);
 
-  constructor(private readonly o: InsideOptions<T>) {
+  constructor(private readonly o: InsideOptions) {
     this.mssV4 = mssForMtu(o.mtu, 4);
     this.mssV6 = mssForMtu(o.mtu, 6);
     this.selfIpv4 = o.selfIpv4;
@@ -70,6 +76,9 @@ export class Inside<T> {
 
   /** The overlay's IPv4 claim settled on another address for us. */
   setSelfIpv4(ipv4: number): void { this.selfIpv4 = ipv4; }
+
+  /** Connect the handler that looks unknown destinations up (step 4). */
+  lookUpUnknownWith(h: UnknownPeerHandler): void { this.unknown = h; }
 
   /** A whole IP packet that waited for its peer (overlay lookup done): route it as if just read. */
   forward(packet: Buffer): void {
@@ -124,13 +133,13 @@ export class Inside<T> {
   }
 
   private noPeer(packet: Buffer, version: 4 | 6): void {
-    if (this.o.onUnknownPeer?.(packet, version)) { this.stats.lookedUp++; return; }
+    if (this.unknown?.onUnknownPeer(packet, version)) { this.stats.lookedUp++; return; }
     this.stats.noPeer++;
     if (version === 4) this.reply(icmpv4Unreachable(packet), ETHERTYPE_IPV4);
     else this.reply(icmpv6Unreachable(packet), ETHERTYPE_IPV6);
   }
 
-  private toPeer(peer: OverlayPeer<T>, packet: Buffer, version: 4 | 6): void {
+  private toPeer(peer: OverlayPeer<TunnelPeer>, packet: Buffer, version: 4 | 6): void {
     const s = this.stats;
     if (packet.length > this.o.mtu) {
       s.tooBig++;
@@ -140,7 +149,7 @@ export class Inside<T> {
     }
     if (clampMss(packet, this.mssV4, this.mssV6)) s.mssClamped++;
     s.packetsOut++;
-    this.o.send(peer, packet);
+    this.o.tunnels.send(peer.link, packet);
   }
 
   private handleIpv6(buf: Buffer, frameOff: number, frameLen: number): void {

@@ -1,18 +1,21 @@
 // Outside: packets that arrived through a peer's authenticated tunnel, on their way into the TAP.
 //
-// Pipeline, per packet:
+// Pipeline, per packet (tunnel/tunnels.ts hands each decrypted one to handlePacket()):
+//   0. The tunnel names the peer (PeerMap by tunnel handle); a tunnel no peer owns is counted and dropped.
 //   1. The IP header must be whole; the packet is trimmed to its IP length.
 //   2. Anti-spoofing: the inner source must be the sending peer's own overlay address (the tunnel
 //      authenticated the peer's key, and the key owns exactly these addresses); anything else is
 //      dropped and counted. The destination must be one of ours. A peer met through the overlay has
 //      its IPv6 address from its key at once but its IPv4 address only once its overlay claim is
-//      looked up: IPv4 packets from it meanwhile go to onIpv4Unmapped (which holds them), not the TAP.
+//      looked up: IPv4 packets from it meanwhile go to the unmapped handler (discovery.ts holds them,
+//      and delivers them again once the claim is known), not the TAP.
 //   3. TCP SYNs get their MSS clamped (the other side may run a larger MTU).
 //   4. The packet is framed (virtual MAC -> TAP MAC) and queued for the next batched TAP write.
 import type { FrameWriter } from '../tap/frame-writer.js';
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../tap/ethernet.js';
 import { clampMss, mssForMtu } from './mss.js';
-import { equal16, type OverlayPeer } from './peer-map.js';
+import { equal16, type OverlayPeer, type PeerMap } from './peer-map.js';
+import type { PacketReceiver, TunnelPeer } from '../tunnel/tunnels.js';
 
 export interface OutsideStats {
   packetsIn: number;
@@ -23,22 +26,29 @@ export interface OutsideStats {
   wrongDestination: number;
   mssClamped: number;
   tooBig: number;
+  /** Packets from a tunnel no peer owns any more (removed while its packets were in flight). */
+  noPeer: number;
 }
 
 export interface OutsideOptions {
   selfIpv4: number;
   selfIpv6: Uint8Array;
   mtu: number;
+  peers: PeerMap<TunnelPeer>;
   writer: FrameWriter;
-  /** An IPv4 packet from a peer whose IPv4 address is not known yet (a view: copy to keep). */
-  onIpv4Unmapped?: (peer: OverlayPeer<unknown>, packet: Buffer) => void;
+}
+
+/** Holds IPv4 packets from a peer whose IPv4 address is not known yet (the packet is a view: copy to keep). */
+export interface UnmappedIpv4Handler {
+  onIpv4Unmapped(peer: OverlayPeer<unknown>, packet: Buffer): void;
 }
 
 /** OverlayPeer.ipv4 of a peer whose IPv4 claim is still being looked up (0.0.0.0 is never an overlay address). */
 export const IPV4_UNMAPPED = 0;
 
-export class Outside {
-  readonly stats: OutsideStats = { packetsIn: 0, malformed: 0, spoofedSource: 0, awaitingIpv4: 0, wrongDestination: 0, mssClamped: 0, tooBig: 0 };
+export class Outside implements PacketReceiver {
+  readonly stats: OutsideStats = { packetsIn: 0, malformed: 0, spoofedSource: 0, awaitingIpv4: 0, wrongDestination: 0, mssClamped: 0, tooBig: 0, noPeer: 0 };
+  private unmapped: UnmappedIpv4Handler | undefined;
   private readonly mssV4: number;
   private readonly mssV6: number;
   private selfIpv4: number;
@@ -52,7 +62,17 @@ export class Outside {
   /** The overlay's IPv4 claim settled on another address for us. */
   setSelfIpv4(ipv4: number): void { this.selfIpv4 = ipv4; }
 
-  handlePacket(peer: OverlayPeer<unknown>, packet: Buffer): void {
+  /** Connect the holder of IPv4 packets from peers whose claim is still being looked up. */
+  holdUnmappedWith(h: UnmappedIpv4Handler): void { this.unmapped = h; }
+
+  /** Step 0: the tunnel's packet, to its peer. */
+  handlePacket(tunnel: TunnelPeer, packet: Buffer): void {
+    const peer = this.o.peers.getByLink(tunnel);
+    if (peer) this.deliver(peer, packet); else this.stats.noPeer++;
+  }
+
+  /** Steps 1-4 for a peer's packet (also a held one, delivered again). */
+  deliver(peer: OverlayPeer<unknown>, packet: Buffer): void {
     const s = this.stats;
     const len = packet.length;
     if (len === 0) return; // keepalive
@@ -64,7 +84,7 @@ export class Outside {
       total = (packet[2]! << 8) | packet[3]!;
       if (total < 20 || total > len) { s.malformed++; return; }
       if (packet.readUInt32BE(12) !== peer.ipv4) {
-        if (peer.ipv4 === IPV4_UNMAPPED && this.o.onIpv4Unmapped) { s.awaitingIpv4++; this.o.onIpv4Unmapped(peer, packet); }
+        if (peer.ipv4 === IPV4_UNMAPPED && this.unmapped) { s.awaitingIpv4++; this.unmapped.onIpv4Unmapped(peer, packet); }
         else s.spoofedSource++;
         return;
       }

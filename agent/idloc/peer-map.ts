@@ -27,6 +27,7 @@ export class PeerMap<T> {
   private readonly byV4 = new Map<number, OverlayPeer<T>>();
   private readonly byV6Tail = new Map<number, OverlayPeer<T>[]>();
   private readonly byKey = new Map<string, OverlayPeer<T>>();
+  private readonly byLink = new Map<T, OverlayPeer<T>>();
 
   get size(): number { return this.byKey.size; }
   values(): IterableIterator<OverlayPeer<T>> { return this.byKey.values(); }
@@ -37,6 +38,7 @@ export class PeerMap<T> {
     if (clash) throw new Error(`overlay IPv4 ${formatIpv4(peer.ipv4)} of ${peer.publicKeyHex} is taken by ${clash.publicKeyHex}`);
     if (this.getIpv6(peer.ipv6, 0)) throw new Error(`overlay IPv6 ${formatIpv6(peer.ipv6)} already mapped`);
     this.byKey.set(peer.publicKeyHex, peer);
+    this.byLink.set(peer.link, peer);
     if (peer.ipv4 !== 0) this.byV4.set(peer.ipv4, peer);
     const tail = tailOf(peer.ipv6, 0);
     const list = this.byV6Tail.get(tail);
@@ -46,6 +48,7 @@ export class PeerMap<T> {
   remove(peer: OverlayPeer<T>): void {
     if (this.byKey.get(peer.publicKeyHex) !== peer) return;
     this.byKey.delete(peer.publicKeyHex);
+    this.byLink.delete(peer.link);
     if (this.byV4.get(peer.ipv4) === peer) this.byV4.delete(peer.ipv4);
     const tail = tailOf(peer.ipv6, 0);
     const list = this.byV6Tail.get(tail)?.filter((p) => p !== peer);
@@ -63,6 +66,9 @@ export class PeerMap<T> {
   }
 
   getByKey(publicKeyHex: string): OverlayPeer<T> | undefined { return this.byKey.get(publicKeyHex); }
+
+  /** The peer a tunnel belongs to: inbound packets arrive with the tunnel's handle. */
+  getByLink(link: T): OverlayPeer<T> | undefined { return this.byLink.get(link); }
 
   getIpv4(addr: number): OverlayPeer<T> | undefined { return this.byV4.get(addr); }
 

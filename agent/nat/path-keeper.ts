@@ -9,7 +9,9 @@
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
 //     tunnel, and a direct pair that answers later replaces a relay at once. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
-//     for nothing). A TURN allocation that comes or goes makes the daemon reconsider the peers it affects.
+//     for nothing).
+//   turnChanged (our TURN allocation came or went): peers it could help, or that it carried, are
+//     reconsidered at once rather than when their tunnel notices.
 import type { Logger } from 'pino';
 import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_RETRY_MS, RENDEZVOUS_COUNT } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
@@ -19,6 +21,7 @@ import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { Candidate, LocatorRecord } from '../overlay/records.js';
 import type { PathChoice, Traversal } from './traversal.js';
 import type { TurnRelay } from './turn-relay.js';
+import type { Underlay } from './underlay.js';
 
 /** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
 export interface PathKeeperOverlay {
@@ -39,14 +42,23 @@ export interface PathKeeperOptions {
   /** We relay for our rendezvous clients while public: advertise the "relay" service. */
   offerPeerRelay: boolean;
   /** Our TURN relay; with --turn-secret its server comes from the overlay's "turn" service records. */
-  turn?: Pick<TurnRelay, 'discovers' | 'setServer'>;
+  turn?: Pick<TurnRelay, 'discovers' | 'setServer' | 'onChange'>;
+  /** Which relay, if any, carries a tunnel endpoint (the underlay). */
+  routes: Pick<Underlay, 'relayRoute'>;
   /** A TURN server to advertise (--offer-turn). */
   offerTurn?: Endpoint;
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
+  peers: KeptPeers;
+}
+
+/** The agent's peers as the path keeper sees them (peers.ts). */
+export interface KeptPeers {
   /** Point the peer's tunnel at this endpoint and handshake. */
-  setEndpoint: (peer: OverlayPeer<unknown>, e: Endpoint) => void;
+  pointTo(peer: OverlayPeer<unknown>, e: Endpoint): void;
   /** The peer is still ours (not removed, agent not closed). */
-  alive: (peer: OverlayPeer<unknown>) => boolean;
+  alive(peer: OverlayPeer<unknown>): boolean;
+  /** Peers met through the overlay, with their tunnel's state. */
+  overlayPaths(): Iterable<{ peer: OverlayPeer<unknown>; established: boolean; endpoint: Endpoint | undefined }>;
 }
 
 export class PathKeeper {
@@ -57,7 +69,9 @@ export class PathKeeper {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly o: PathKeeperOptions) {}
+  constructor(private readonly o: PathKeeperOptions) {
+    if (o.turn) o.turn.onChange = (allocated) => this.turnChanged(allocated);
+  }
 
   /** How the peer's endpoint was chosen (status says it). */
   choice(peer: OverlayPeer<unknown>): PathChoice | undefined {
@@ -118,12 +132,12 @@ export class PathKeeper {
     // A direct pair that answers after ICE settled for a relay or nothing (checks go on, birthday probing
     // takes a while): take it at once rather than at the next retry.
     const onDirect = (late: PathChoice) => {
-      if (this.closed || !this.o.alive(peer)) return;
+      if (this.closed || !this.o.peers.alive(peer)) return;
       const had = this.paths.get(peer);
       if (!had || rank(late) > rank(had)) this.take(peer, late, had);
     };
     void this.o.traversal.reach(locator, attempt, onDirect).then((choice) => {
-      if (this.closed || !this.o.alive(peer)) { this.forget(peer); return; }
+      if (this.closed || !this.o.peers.alive(peer)) { this.forget(peer); return; }
       const had = this.paths.get(peer);
       if (replace === 'better' && had && rank(choice) <= rank(had)) {
         if (rank(had) < DIRECT) this.retryDirect(peer);
@@ -136,15 +150,28 @@ export class PathKeeper {
   private take(peer: OverlayPeer<unknown>, choice: PathChoice, had: PathChoice | undefined): void {
     this.paths.set(peer, choice);
     this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
-    if (choice.endpoint) this.o.setEndpoint(peer, choice.endpoint);
+    if (choice.endpoint) this.o.peers.pointTo(peer, choice.endpoint);
     if (rank(choice) < DIRECT) this.retryDirect(peer);
     else { clearTimeout(this.retries.get(peer)?.timer); this.retries.delete(peer); }
   }
 
-  /** Look the peer's locator up again and traverse (a relay came or went: see the daemon's turnChanged). */
+  /** Our TURN allocation came: peers without a path or on a peer relay may now get a relayed pair (a better
+   *  path is taken, nothing else). It was lost: peers it carried need another path now, not after their
+   *  tunnel notices the silence. */
+  private turnChanged(allocated: boolean): void {
+    if (this.closed) return;
+    for (const t of this.o.peers.overlayPaths()) {
+      const route = t.endpoint && this.o.routes.relayRoute(t.endpoint);
+      const how = this.paths.get(t.peer)?.how;
+      if (allocated && (!t.established || route?.via === 'peer-relay' || how === 'no-direct-path')) this.reconsider(t.peer, 'better');
+      if (!allocated && (route?.via === 'turn' || how === 'relay')) this.reconsider(t.peer, 'always');
+    }
+  }
+
+  /** Look the peer's locator up again and traverse (a relay came or went, or the peer went silent). */
   reconsider(peer: OverlayPeer<unknown>, replace: 'always' | 'better'): void {
     void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
-      .then((loc) => { if (loc && !this.closed && this.o.alive(peer)) this.traverse(peer, loc, replace); })
+      .then((loc) => { if (loc && !this.closed && this.o.peers.alive(peer)) this.traverse(peer, loc, replace); })
       .catch(() => undefined);
   }
 
@@ -162,7 +189,7 @@ export class PathKeeper {
     const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, (this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS) * 2 ** Math.min(r.n, 8));
     r.n++;
     r.timer = setTimeout(() => {
-      if (this.closed || !this.o.alive(peer)) { this.forget(peer); return; }
+      if (this.closed || !this.o.peers.alive(peer)) { this.forget(peer); return; }
       void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
         .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, 'better'); else this.retryDirect(peer); })
         .catch(() => this.retryDirect(peer));

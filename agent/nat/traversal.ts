@@ -60,6 +60,8 @@ export interface TraversalOptions {
   relay?: TurnRelay;
   /** Paths through the peer's rendezvous nodes, the last resort (absent: never relay through peers). */
   peerRelay?: Pick<PeerRelayClient, 'towardsClient'>;
+  /** Where relayed candidates peers offer are noted (the underlay), so their tunnels count as relayed. */
+  peersTurnRelays?: { notePeersTurnRelay(e: Endpoint): void };
   /** Sockets for birthday probing when we are the hard side (absent: port probing is off, in either role). */
   probes?: Pick<ProbeSockets, 'open' | 'route'>;
   logger: Logger;
@@ -69,8 +71,6 @@ const TYPE_NAMES = ['host', 'srflx', 'relay', 'prflx'];
 
 export class Traversal {
   private netcheck: NetcheckReport | undefined;
-  /** Relayed candidates peers offered us ("host:port"): a tunnel to one of them goes through their relay. */
-  private readonly peerRelays = new Set<string>();
   readonly stats = {
     attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0, portsPredicted: 0,
     /** Birthday probing: as the hard side (sockets opened), as the easy side (sprays sent). */
@@ -85,11 +85,6 @@ export class Traversal {
   }
 
   get behindNat(): boolean { return this.netcheck?.behindNat === true; }
-
-  /** Is this endpoint ("host:port") a relayed candidate the peer offered (its TURN allocation)? */
-  isPeersTurnRelay(endpoint: string): boolean {
-    return this.peerRelays.has(endpoint);
-  }
 
   /** For status: what the last netcheck said. */
   natStatus(): { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null {
@@ -222,7 +217,7 @@ export class Traversal {
   }
 
   private notePeerRelays(remote: IceCandidate[]): void {
-    for (const c of remote) if (c.type === IceCandidateType.Relay && this.peerRelays.size < 4096) this.peerRelays.add(endpointKey(c));
+    for (const c of remote) if (c.type === IceCandidateType.Relay) this.o.peersTurnRelays?.notePeersTurnRelay(c);
   }
 
   private hasRelay(remote: IceCandidate[]): boolean {

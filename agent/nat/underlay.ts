@@ -1,5 +1,5 @@
 // The agent's one UDP socket and the relays layered on it: what goes out where, and which layer gets
-// what comes in.
+// what comes in. The tunnels send on `routed` and receive from here; the daemon only connects them.
 //
 //   outbound (the `routed` socket that Tunnels, ICE and STUN send on):
 //     1. a virtual endpoint [100::1:X]:2 ─> out probe socket X to the peer it was opened for (a hole
@@ -7,7 +7,7 @@
 //     2. a virtual endpoint [100::X]:1 ─> a frame to the overlay peer relaying for that path (peer relay)
 //     3. an address reached through our TURN allocation ─> ChannelData / Send indication to the server
 //     4. anything else ─> straight out the socket
-//   inbound (first byte, nat/demux.ts):
+//   inbound (first byte, nat/demux.ts), to the receivers connected with deliverTo():
 //     from our TURN server ─> the TURN client (relayed data comes back here as if sent by the peer)
 //     0xC1/0xC2/0xC4 tunnel, 0xD2 overlay, STUN ─> their layers (STUN checks and handshakes that reach the
 //       socket itself mark their source "heard directly": never routed through the TURN relay)
@@ -23,12 +23,19 @@ import { PeerRelayServer, type PeerRelayServerOptions } from './peer-relay-serve
 import { PR_TO_CLIENT, PR_TO_PEER } from './peer-relay-wire.js';
 import { ProbeSockets, type ProbeSocketsOptions } from '../conn/probe-sockets.js';
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
+import { endpointKey } from '../conn/socket.js';
+import { PEERS_TURN_RELAYS_MAX } from '../base/constants.js';
 import { TurnRelay, type TurnConfig, type TurnSecret } from './turn-relay.js';
 
-export interface UnderlayHandlers {
-  tunnel: (msg: Buffer, from: Endpoint) => void;
-  overlay?: (msg: Buffer, from: Endpoint) => void;
-  stun: (msg: Buffer, from: Endpoint) => void;
+/** A layer that takes datagrams: the tunnels (0xC1/0xC2/0xC4), the overlay (0xD2), the STUN endpoint. */
+export interface DatagramReceiver {
+  handleDatagram(msg: Buffer, from: Endpoint): void;
+}
+
+export interface UnderlayReceivers {
+  tunnel: DatagramReceiver;
+  overlay?: DatagramReceiver;
+  stun: DatagramReceiver;
 }
 
 export interface UnderlayOptions {
@@ -39,11 +46,10 @@ export interface UnderlayOptions {
   peerRelayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
   /** Fresh sockets for birthday probing (absent: this host never probes a hard NAT from many ports). */
   probeSockets?: Pick<ProbeSocketsOptions, 'open' | 'reopen'>;
-  handlers: UnderlayHandlers;
 }
 
-/** How a datagram to an endpoint travels, for status. */
-export interface RelayRoute { via: 'turn' | 'peer-relay'; relay: string }
+/** How a datagram to an endpoint travels, for status: `text` says it in words. */
+export interface RelayRoute { via: 'turn' | 'peer-relay'; relay: string; text: string }
 
 export class Underlay {
   readonly routed: DatagramSocket;
@@ -52,6 +58,9 @@ export class Underlay {
   readonly peerRelayServer: PeerRelayServer | undefined;
   readonly probes: ProbeSockets | undefined;
   readonly demux: DemuxStats = { datagrams: 0, unknown: 0, notYetHandled: 0 };
+  private receivers: UnderlayReceivers | undefined;
+  /** Relayed candidates peers offered us ("host:port"): a tunnel to one goes through the peer's TURN relay. */
+  private readonly peersTurnRelays = new Set<string>();
 
   constructor(private readonly o: UnderlayOptions) {
     const socket = o.socket;
@@ -74,16 +83,34 @@ export class Underlay {
     };
   }
 
+  /** Connect the layers that take what arrives (once, before start). */
+  deliverTo(receivers: UnderlayReceivers): void { this.receivers = receivers; }
+
   start(): void {
     this.o.socket.onMessage((msg, from) => this.onDatagram(msg, from));
     void this.turn?.start();
   }
 
+  /** A peer offered this relayed candidate (its TURN allocation): a tunnel to it is relayed. */
+  notePeersTurnRelay(e: Endpoint): void {
+    if (this.peersTurnRelays.size < PEERS_TURN_RELAYS_MAX) this.peersTurnRelays.add(endpointKey(e));
+  }
+
+  /** Is this endpoint reached through a relay (ours, a peer's TURN allocation, a peer relay)? The tunnels
+   *  ask on roaming (not per packet). */
+  isRelayed(e: Endpoint): boolean {
+    return this.relayRoute(e) !== undefined;
+  }
+
   /** Is this endpoint reached through a relay, and which? */
   relayRoute(endpoint: Endpoint): RelayRoute | undefined {
     const peer = this.peerRelay.relayOf(endpoint);
-    if (peer) return { via: 'peer-relay', relay: peer };
-    if (this.turn?.relays(endpoint)) return { via: 'turn', relay: this.turn.serverKey };
+    if (peer) return { via: 'peer-relay', relay: peer, text: `peer relay ${peer}` };
+    if (this.turn?.relays(endpoint)) return { via: 'turn', relay: this.turn.serverKey, text: `our TURN relay ${this.turn.serverKey}` };
+    if (this.peersTurnRelays.size > 0) {
+      const key = endpointKey(endpoint);
+      if (this.peersTurnRelays.has(key)) return { via: 'turn', relay: key, text: `the peer's TURN relay (${key})` };
+    }
     return undefined;
   }
 
@@ -110,15 +137,15 @@ export class Underlay {
 
   /** A datagram from `from`: straight off the socket, or unwrapped by a relay (then `from` is the peer). */
   private dispatch(msg: Buffer, from: Endpoint): void {
-    if (msg.length === 0) { this.demux.unknown++; return; }
-    const h = this.o.handlers;
+    const h = this.receivers;
+    if (msg.length === 0 || !h) { this.demux.unknown++; return; }
     switch (classifyDatagram(msg[0]!)) {
-      case 'tunnel': h.tunnel(msg, from); break;
+      case 'tunnel': h.tunnel.handleDatagram(msg, from); break;
       case 'overlay':
-        if (h.overlay && !isVirtual(from)) h.overlay(msg, from);
+        if (h.overlay && !isVirtual(from)) h.overlay.handleDatagram(msg, from);
         else this.demux.notYetHandled++;
         break;
-      case 'stun': h.stun(msg, from); break;
+      case 'stun': h.stun.handleDatagram(msg, from); break;
       case 'peer-relay': this.peerRelayFrame(msg, from); break;
       case 'unknown': this.demux.unknown++; break;
       default: this.demux.notYetHandled++; // TURN channel data from anyone but our TURN server

@@ -1,5 +1,5 @@
-// Per-peer state of the tunnel layer and its public shapes (split from tunnels.ts to keep both small).
-// One PeerState per added peer; Tunnels owns all mutation.
+// Per-peer state of the tunnel layer and its public shapes.
+// One PeerState per added peer; Tunnels and its Handshakes own all mutation.
 
 import type { Endpoint } from '../conn/socket.js';
 import type { HandshakeState } from './noise.js';
@@ -9,6 +9,26 @@ export interface TunnelPeer {
   readonly publicKey: Uint8Array;
   readonly publicKeyHex: string;
   endpoint: Endpoint | undefined;
+}
+
+/** Where decrypted packets go (idloc/outside.ts). `packet` lives in a scratch buffer: copy it to keep it. */
+export interface PacketReceiver {
+  handlePacket(peer: TunnelPeer, packet: Buffer): void;
+}
+
+/** Who decides about strangers and lost peers (the agent's peers.ts). */
+export interface TunnelAdmission {
+  /** A handshake from a key we have not added authenticated (the key converts to the Noise static that
+   *  the initiation proved). Return true after addPeer()ing it to answer; false refuses. */
+  acceptUnknown(publicKey: Uint8Array, puzzleNonce: bigint, from: Endpoint): boolean;
+  /** HANDSHAKE_RELOCATE_AFTER_TRIES initiations went unanswered: the peer may have moved; look it up and
+   *  setEndpoint(). */
+  handshakeUnanswered(peer: TunnelPeer): void;
+}
+
+/** Which endpoints are a relay's (TURN, peer relay): the underlay knows. */
+export interface RelayedPaths {
+  isRelayed(e: Endpoint): boolean;
 }
 
 export interface TunnelPeerStatus {

@@ -12,6 +12,7 @@ import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { ipv4FromNodeId } from '../../agent/idloc/addresses.js';
 import { verifyPuzzle } from '../../agent/overlay/puzzle.js';
 import { PEER_SILENT_MS, VIRTUAL_MAC } from '../../agent/base/constants.js';
+import { realScheduler } from '../../agent/base/scheduler.js';
 import { ipv4, ipv6, refChecksum } from './packet-helpers.js';
 
 const silent = pino({ level: 'silent' });
@@ -28,7 +29,7 @@ function makeHost(net: MemoryNetwork, i: number, bootstraps: string[],
     identity: id, tap, socket: net.socket(addr, 4500), logger: silent,
     peers: (opts.peers ?? []).map((p) => ({ publicKey: p.publicKey, endpoint: { address: '198.51.100.10', port: 4500 } })),
     overlay: { bootstraps: bootstraps.map((b) => ({ address: b, port: 4500 })), puzzleDifficulty: opts.difficulty ?? DIFFICULTY },
-    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.now ? { clock: { now: opts.now, setTimer: realScheduler.setTimer } } : {}),
   });
   agent.start();
   return { id, tap, agent, addr };

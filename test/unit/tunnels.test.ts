@@ -26,15 +26,17 @@ interface Node {
 function world() {
   const net = new MemoryNetwork();
   const clock = { t: 1_700_000_000_000 };
-  const now = () => clock.t;
+  // The tunnels' clock twin: time moves only when a test moves it, and ticks run only when advance() says.
+  const twin = { now: () => clock.t, setTimer: () => ({ cancel() {} }) };
   const nodes: Node[] = [];
   const node = (addr: string, isRelayed?: (e: { address: string }) => boolean, onHandshakeUnanswered?: () => void): Node => {
     const sk = ed25519.utils.randomSecretKey();
     const sock = net.socket(addr, 4500);
     const n = { sock, pub: ed25519.getPublicKey(sk), got: [] as Buffer[], seen: [] as Buffer[] } as Node;
     n.t = new Tunnels({
-      privateKey: sk, socket: sock, logger: silent, now, onPacket: (_p, pkt) => n.got.push(Buffer.from(pkt)),
-      ...(isRelayed ? { isRelayed } : {}), ...(onHandshakeUnanswered ? { onHandshakeUnanswered } : {}),
+      privateKey: sk, socket: sock, logger: silent, clock: twin, receiver: { handlePacket: (_p, pkt) => n.got.push(Buffer.from(pkt)) },
+      ...(isRelayed ? { paths: { isRelayed } } : {}),
+      ...(onHandshakeUnanswered ? { admission: { acceptUnknown: () => false, handshakeUnanswered: onHandshakeUnanswered } } : {}),
     });
     sock.onMessage((m, from) => { n.seen.push(Buffer.from(m)); n.t.handleDatagram(m, from); });
     nodes.push(n);
