@@ -101,7 +101,7 @@ export class Agent {
 
     // The ground floor: the socket and the relays on it.
     this.underlay = new Underlay({
-      socket: o.socket, logger: o.logger, ...(o.turn ? { turn: o.turn } : {}),
+      socket: o.socket, logger: o.logger, clock, ...(o.turn ? { turn: o.turn } : {}),
       ...(o.probeSockets ? { probeSockets: o.probeSockets } : {}),
       ...(o.overlay ? {
         peerRelayServer: {
@@ -151,14 +151,14 @@ export class Agent {
       this.traversal = new Traversal({
         identity, node: overlay.node, ice: this.ice, logger: log('nat'),
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
-        ...(turn ? { relay: turn } : {}), peerRelay: underlay.peerRelay, peersTurnRelays: underlay,
+        ...(turn ? { turn } : {}), peerRelay: underlay.peerRelay, peersTurnRelays: underlay,
         ...(underlay.probes ? { probes: underlay.probes } : {}),
       });
       this.pathKeeper = new PathKeeper({
         overlay, traversal: this.traversal, logger: log('nat'), stunServers: o.stunServers ?? [], offerPeerRelay: ov.offerPeerRelay !== false,
         ...(turn ? { turn } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
-        netcheck: (servers) => this.netcheck(servers), peers: this.peers, routes: underlay,
+        netcheck: (servers) => this.netcheck(servers), peers: this.peers, routes: underlay, clock,
       });
       this.discovery = new Discovery({ overlay, peers: this.peers, inside: this.inside, outside: this.outside, clock });
       this.inside.lookUpUnknownWith(this.discovery);

@@ -103,7 +103,7 @@ export function candidatePair(endpoint: string | null, route: RelayRoute | undef
 
 export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string): string {
   if (state === 'established') {
-    if (choice?.how === 'ice' || choice?.how === 'relay' || choice?.how === 'peer-relay') return choice.reason;
+    if (choice?.how === 'ice' || choice?.how === 'turn' || choice?.how === 'peer-relay') return choice.reason;
     if (relayVia) return `via ${relayVia}: the peer reached us through it (no direct pair answered first)`;
     return 'handshake completed with the peer\'s endpoint';
   }

@@ -1,9 +1,11 @@
-// Time for the overlay: the routing table, RPC and lookups read the clock and set timers only through
-// a Scheduler, so the same code runs on real timers in the agent and on a simulated clock in tests and
-// in the 10,000-node simulation (agent/overlay/sim.ts).
+// Time for the agent: components read the clock and set timers only through a Scheduler, so the same
+// code runs on real timers in the agent and on a simulated clock in tests and in the 10,000-node
+// simulation (agent/overlay/sim.ts).
 //
 //   realScheduler   performance-free Date.now() + unref'd setTimeout
-//   SimScheduler    discrete-event queue (binary heap on (time, seq)); time moves only when told to
+//   SimScheduler    discrete-event queue (binary heap on (time, seq)); time moves only when told to:
+//                   the clock twin of every component that takes a `clock` (tunnels, discovery, the
+//                   path keeper, probe sockets, relays, the in-memory NAT, the overlay)
 //
 // SimScheduler and promises: the overlay code awaits promises, whose continuations are microtasks. A
 // synchronous event loop would never let them run, so run() processes every event due at one instant,
@@ -107,6 +109,19 @@ export class SimScheduler implements Scheduler {
   /** Advance by ms (run() up to now + ms). */
   advance(ms: number): Promise<void> {
     return this.run(this.time + ms);
+  }
+
+  /** Advance by ms at once, running the events due on the way in order but without yielding between
+   *  instants: for code that only reads the clock and sets timers, with no promises to wait for. */
+  step(ms: number): void {
+    const until = this.time + ms;
+    for (;;) {
+      const t = this.times[0];
+      if (t === undefined || t > until) break;
+      this.time = t;
+      this.runInstant(t);
+    }
+    this.time = until;
   }
 
   private runInstant(t: number): void {

@@ -22,6 +22,7 @@
 //   nesting    `parent`: this NAT's outside address lives inside another NAT (carrier-grade NAT).
 // State changes when a datagram passes at send time (as the router sees it before the link loses it).
 
+import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import { endpointKey, type Endpoint } from './socket.js';
 import { MemorySocket, type MemoryNetwork, type MemoryRealm } from './memory-socket.js';
 
@@ -43,8 +44,8 @@ export interface MemoryNatOptions {
   hairpin?: boolean;
   /** This NAT sits behind another one (CGNAT). */
   parent?: MemoryNat;
-  /** Clock for mapping timeouts (ms). */
-  now?: () => number;
+  /** Time for mapping expiry (a twin in tests). */
+  clock?: Scheduler;
   /** Seed of the port RNG for 'random' allocation (mulberry32). */
   seed?: number;
 }
@@ -89,7 +90,7 @@ export class MemoryNat implements MemoryRealm {
   hairpin: boolean;
   private readonly byKey = new Map<string, Mapping>();
   private readonly byPort = new Map<number, Mapping>();
-  private readonly now: () => number;
+  private readonly clock: Scheduler;
   private nextPort: number;
   private rng: number;
 
@@ -99,7 +100,7 @@ export class MemoryNat implements MemoryRealm {
     this.mapping = m === 'endpoint-dependent' ? 'address-and-port-dependent' : m;
     this.filtering = o.filtering ?? 'address-and-port-dependent';
     this.hairpin = o.hairpin ?? true;
-    this.now = o.now ?? Date.now;
+    this.clock = o.clock ?? realScheduler;
     this.nextPort = o.firstPort ?? 40000;
     this.rng = (o.seed ?? 1) >>> 0;
     this.parent = o.parent;
@@ -117,7 +118,7 @@ export class MemoryNat implements MemoryRealm {
 
   /** Live mappings (for tests and debugging). */
   mappings(): NatMappingInfo[] {
-    const now = this.now();
+    const now = this.clock.now();
     return [...this.byPort.values()].filter((m) => !this.isExpired(m, now)).map((m) => ({
       inside: { ...m.inside }, outside: { address: this.publicAddress, port: m.port }, permits: [...m.permits],
     }));
@@ -131,7 +132,7 @@ export class MemoryNat implements MemoryRealm {
 
   /** @internal */
   outbound(from: Endpoint, to: Endpoint): Endpoint | undefined {
-    const now = this.now();
+    const now = this.clock.now();
     const insideKey = endpointKey(from);
     const key = this.mapping === 'endpoint-independent' ? insideKey
       : this.mapping === 'address-dependent' ? `${insideKey}>${to.address}` : `${insideKey}>${endpointKey(to)}`;
@@ -154,7 +155,7 @@ export class MemoryNat implements MemoryRealm {
 
   /** @internal */
   inbound(from: Endpoint, to: Endpoint): Endpoint | undefined {
-    const now = this.now();
+    const now = this.clock.now();
     const m = this.byPort.get(to.port);
     if (!m) { this.stats.noMapping++; return undefined; }
     if (this.isExpired(m, now)) { this.remove(m); this.stats.expired++; this.stats.noMapping++; return undefined; }

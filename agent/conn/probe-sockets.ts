@@ -20,6 +20,7 @@
 // in ~30 ms); at the first sweep after a hit (PROBE_SOCKETS_SWEEP_MS) the one in use is reopened on the same port as a fast one (reopen, the
 // batched native socket), which the NAT cannot tell apart: its mapping belongs to the port, and the
 // datagrams of the millisecond in between are lost as on any path.
+import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { PROBE_SOCKET_IDLE_MS, PROBE_SOCKETS_LINGER_MS, PROBE_SOCKETS_MAX, PROBE_SOCKETS_SWEEP_MS } from '../base/constants.js';
 import { endpointKey, endpointKeyOf, type DatagramSocket, type Endpoint } from './socket.js';
 
@@ -59,20 +60,23 @@ export interface ProbeSocketsOptions {
   deliver: (msg: Buffer, from: Endpoint) => void;
   /** A fast socket bound to this port, for the probe socket a tunnel uses (absent: it stays as opened). */
   reopen?: (port: number) => DatagramSocket;
-  now?: () => number;
+  /** Time for the sweep (a twin in tests). */
+  clock?: Scheduler;
 }
 
 export class ProbeSockets {
   readonly stats: ProbeSocketsStats = { opened: 0, open: 0, failed: 0, reopened: 0, received: 0, sent: 0 };
   private readonly byVirtual = new Map<string, Probe>();
   private next = 1;
-  private sweeper: NodeJS.Timeout | undefined;
+  private sweeper: TimerHandle | undefined;
   private closed = false;
-  private readonly now: () => number;
+  private readonly clock: Scheduler;
 
   constructor(private readonly o: ProbeSocketsOptions) {
-    this.now = o.now ?? Date.now;
+    this.clock = o.clock ?? realScheduler;
   }
+
+  private now(): number { return this.clock.now(); }
 
   /** Is this one of the virtual endpoints probe sockets get? */
   static isVirtual(e: Endpoint): boolean {
@@ -90,10 +94,7 @@ export class ProbeSockets {
       if (this.closed) { void r.value.close(); continue; }
       out.push(this.add(r.value, remote));
     }
-    if (out.length > 0 && !this.sweeper) {
-      this.sweeper = setInterval(() => this.sweep(), PROBE_SOCKETS_SWEEP_MS);
-      this.sweeper.unref?.();
-    }
+    if (out.length > 0 && !this.sweeper) this.sweeper = every(this.clock, PROBE_SOCKETS_SWEEP_MS, () => this.sweep());
     return out;
   }
 
@@ -115,7 +116,7 @@ export class ProbeSockets {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.sweeper);
+    this.sweeper?.cancel();
     const all = [...this.byVirtual.values()];
     this.byVirtual.clear();
     this.stats.open = 0;
@@ -180,6 +181,6 @@ export class ProbeSockets {
       void p.socket.close().catch(() => undefined);
     }
     this.stats.open = this.byVirtual.size;
-    if (this.byVirtual.size === 0) { clearInterval(this.sweeper); this.sweeper = undefined; }
+    if (this.byVirtual.size === 0) { this.sweeper?.cancel(); this.sweeper = undefined; }
   }
 }

@@ -22,6 +22,7 @@ import type { Candidate, LocatorRecord } from '../overlay/records.js';
 import type { PathChoice, Traversal } from './traversal.js';
 import type { TurnRelay } from './turn-relay.js';
 import type { Underlay } from './underlay.js';
+import { realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 
 /** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
 export interface PathKeeperOverlay {
@@ -49,6 +50,7 @@ export interface PathKeeperOptions {
   offerTurn?: Endpoint;
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
   peers: KeptPeers;
+  clock?: Scheduler;
 }
 
 /** The agent's peers as the path keeper sees them (peers.ts). */
@@ -65,11 +67,13 @@ export class PathKeeper {
   private readonly paths = new Map<OverlayPeer<unknown>, PathChoice>();
   /** Traversals started per peer: the next one relays through another of its rendezvous nodes. */
   private readonly tries = new Map<OverlayPeer<unknown>, number>();
-  private readonly retries = new Map<OverlayPeer<unknown>, { n: number; timer: NodeJS.Timeout | undefined }>();
-  private timer: NodeJS.Timeout | undefined;
+  private readonly retries = new Map<OverlayPeer<unknown>, { n: number; timer: TimerHandle | undefined }>();
+  private timer: TimerHandle | undefined;
+  private readonly clock: Scheduler;
   private closed = false;
 
   constructor(private readonly o: PathKeeperOptions) {
+    this.clock = o.clock ?? realScheduler;
     if (o.turn) o.turn.onChange = (allocated) => this.turnChanged(allocated);
   }
 
@@ -81,9 +85,8 @@ export class PathKeeper {
   async checkNat(): Promise<void> {
     const { overlay, traversal } = this.o;
     if (this.closed) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.checkNat(), NETCHECK_INTERVAL_MS);
-    this.timer.unref?.();
+    this.timer?.cancel();
+    this.timer = this.clock.setTimer(NETCHECK_INTERVAL_MS, () => void this.checkNat());
     if (this.o.offerTurn) void overlay.advertise('turn', [{ ...this.o.offerTurn, type: 0, priority: 0 } as Candidate]);
     if (this.o.turn?.discovers) {
       const turn = (await overlay.providers('turn').catch(() => []))[0];
@@ -119,9 +122,8 @@ export class PathKeeper {
 
   /** checkNat again after NETCHECK_RETRY_MS instead of NETCHECK_INTERVAL_MS. */
   private soon(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.checkNat(), NETCHECK_RETRY_MS);
-    this.timer.unref?.();
+    this.timer?.cancel();
+    this.timer = this.clock.setTimer(NETCHECK_RETRY_MS, () => void this.checkNat());
   }
 
   /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. `replace`:
@@ -152,7 +154,7 @@ export class PathKeeper {
     this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
     if (choice.endpoint) this.o.peers.pointTo(peer, choice.endpoint);
     if (rank(choice) < DIRECT) this.retryDirect(peer);
-    else { clearTimeout(this.retries.get(peer)?.timer); this.retries.delete(peer); }
+    else { this.retries.get(peer)?.timer?.cancel(); this.retries.delete(peer); }
   }
 
   /** Our TURN allocation came: peers without a path or on a peer relay may now get a relayed pair (a better
@@ -164,7 +166,7 @@ export class PathKeeper {
       const route = t.endpoint && this.o.routes.relayRoute(t.endpoint);
       const how = this.paths.get(t.peer)?.how;
       if (allocated && (!t.established || route?.via === 'peer-relay' || how === 'no-direct-path')) this.reconsider(t.peer, 'better');
-      if (!allocated && (route?.via === 'turn' || how === 'relay')) this.reconsider(t.peer, 'always');
+      if (!allocated && (route?.via === 'turn' || how === 'turn')) this.reconsider(t.peer, 'always');
     }
   }
 
@@ -177,29 +179,28 @@ export class PathKeeper {
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
-    for (const r of this.retries.values()) clearTimeout(r.timer);
+    this.timer?.cancel();
+    for (const r of this.retries.values()) r.timer?.cancel();
   }
 
   /** Try for a better path later: after directRetryMs, doubling per retry up to ICE_DIRECT_RETRY_MAX_MS. One
    *  timer per peer (a new one replaces it). */
   private retryDirect(peer: OverlayPeer<unknown>): void {
     const r = this.retries.get(peer) ?? { n: 0, timer: undefined };
-    clearTimeout(r.timer);
+    r.timer?.cancel();
     const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, (this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS) * 2 ** Math.min(r.n, 8));
     r.n++;
-    r.timer = setTimeout(() => {
+    r.timer = this.clock.setTimer(delay, () => {
       if (this.closed || !this.o.peers.alive(peer)) { this.forget(peer); return; }
       void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
         .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, 'better'); else this.retryDirect(peer); })
         .catch(() => this.retryDirect(peer));
-    }, delay);
-    r.timer.unref?.();
+    });
     this.retries.set(peer, r);
   }
 
   private forget(peer: OverlayPeer<unknown>): void {
-    clearTimeout(this.retries.get(peer)?.timer);
+    this.retries.get(peer)?.timer?.cancel();
     this.retries.delete(peer);
     this.tries.delete(peer);
     this.paths.delete(peer);
@@ -211,7 +212,7 @@ const DIRECT = 3;
 function rank(c: PathChoice): number {
   switch (c.how) {
     case 'ice': case 'locator': return DIRECT;
-    case 'relay': return 2;
+    case 'turn': return 2;
     case 'peer-relay': return 1;
     default: return 0;
   }

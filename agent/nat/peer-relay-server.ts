@@ -11,6 +11,7 @@
 // client a handle was made for may answer through it), over the source's byte rate, relaying switched off.
 // One datagram out per datagram in, at most 16 bytes larger (a handle replaced by a NodeID): never an
 // amplifier. The payload is not looked at: tunnel messages are end-to-end encrypted and authenticated.
+import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import {
   PEER_RELAY_BURST_BYTES, PEER_RELAY_HANDLE_IDLE_MS, PEER_RELAY_HANDLES_MAX, PEER_RELAY_RATE_BYTES, PEER_RELAY_SOURCES_MAX,
 } from '../base/constants.js';
@@ -26,7 +27,7 @@ export interface PeerRelayServerOptions {
   clientEndpoint: (nodeId: Uint8Array) => Endpoint | undefined;
   /** Relaying on (public agents, unless switched off)? Asked per frame: it follows the last netcheck. */
   enabled: () => boolean;
-  now?: () => number;
+  clock?: Scheduler;
   rateBytesPerSecond?: number;
   burstBytes?: number;
 }
@@ -61,14 +62,14 @@ export class PeerRelayServer {
   private readonly byPair = new Map<string, Handle>();
   private readonly frame = newPeerRelayFrame();
   private readonly limit: PerSourceRateLimit;
-  private readonly now: () => number;
+  private readonly clock: Scheduler;
   private nextHandle = (Math.random() * 0x100000000) >>> 0;
 
   constructor(private readonly o: PeerRelayServerOptions) {
-    this.now = o.now ?? Date.now;
+    this.clock = o.clock ?? realScheduler;
     this.limit = new PerSourceRateLimit({
       ratePerSecond: o.rateBytesPerSecond ?? PEER_RELAY_RATE_BYTES, burst: o.burstBytes ?? PEER_RELAY_BURST_BYTES,
-      maxSources: PEER_RELAY_SOURCES_MAX, now: this.now,
+      maxSources: PEER_RELAY_SOURCES_MAX, now: () => this.clock.now(),
     });
   }
 
@@ -81,7 +82,7 @@ export class PeerRelayServer {
     if (!parsePeerRelay(msg, f) || (f.kind !== PR_TO_CLIENT && f.kind !== PR_TO_PEER)) { s.malformed++; return; }
     if (!this.o.enabled()) { s.disabled++; return; }
     if (!this.limit.allow(from.address, msg.length)) { s.rateLimited++; return; }
-    const now = this.now();
+    const now = this.clock.now();
     if (f.kind === PR_TO_CLIENT) {
       const to = this.o.clientEndpoint(f.nodeId);
       if (!to || (to.port === from.port && to.address === from.address)) { s.unknownClient++; return; }

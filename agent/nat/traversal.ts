@@ -43,7 +43,7 @@ import type { PeerRelayClient } from './peer-relay-client.js';
 
 /** How the tunnel endpoint of a peer was chosen, for `status`. */
 export interface PathChoice {
-  how: 'locator' | 'ice' | 'relay' | 'peer-relay' | 'no-direct-path' | 'attach-failed';
+  how: 'locator' | 'ice' | 'turn' | 'peer-relay' | 'no-direct-path' | 'attach-failed';
   endpoint?: Endpoint;
   type?: IceCandidateType;
   rttMs?: number;
@@ -57,7 +57,7 @@ export interface TraversalOptions {
   /** Host candidates: our interface addresses with the socket's port. */
   hostEndpoints: () => Endpoint[];
   /** Our TURN relay, if configured: its relayed candidate is offered, peers' addresses are permitted. */
-  relay?: TurnRelay;
+  turn?: TurnRelay;
   /** Paths through the peer's rendezvous nodes, the last resort (absent: never relay through peers). */
   peerRelay?: Pick<PeerRelayClient, 'towardsClient'>;
   /** Where relayed candidates peers offer are noted (the underlay), so their tunnels count as relayed. */
@@ -110,7 +110,7 @@ export class Traversal {
     if (pub && !out.some((c) => c.address === pub.address && c.port === pub.port)) {
       out.push({ ...pub, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) });
     }
-    const relayed = this.o.relay?.candidate();
+    const relayed = this.o.turn?.candidate();
     if (relayed) out.push(relayed);
     return out;
   }
@@ -159,7 +159,7 @@ export class Traversal {
     // The peer's checks to our relayed candidate get through only once the relay permits its addresses.
     const relayOnEitherSide = this.hasRelay(answer.params.candidates);
     this.notePeerRelays(answer.params.candidates);
-    void this.o.relay?.permit(answer.params.candidates.map((c) => c.address));
+    void this.o.turn?.permit(answer.params.candidates.map((c) => c.address));
     const started = session.start(answer.params, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
     if (onDirect) session.onLateSuccess = (late) => onDirect(this.chosen(late));
     const probing = this.punchHardNat(session, answer.params);
@@ -181,7 +181,7 @@ export class Traversal {
     if (!v.ok || v.params.role !== 'offer') { this.stats.attachRefused++; return undefined; }
     const session = this.o.ice.newSession(false);
     this.notePeerRelays(v.params.candidates);
-    void this.o.relay?.permit(v.params.candidates.map((c) => c.address));
+    void this.o.turn?.permit(v.params.candidates.map((c) => c.address));
     void session.start(v.params, this.hasRelay(v.params.candidates) ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS).then((r) => {
       if (r) this.o.logger.debug({ peer: toHex(nodeIdFromPublicKey(v.params.sender)), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
     });
@@ -221,7 +221,7 @@ export class Traversal {
   }
 
   private hasRelay(remote: IceCandidate[]): boolean {
-    return this.o.relay?.candidate() !== undefined || remote.some((c) => c.type === IceCandidateType.Relay);
+    return this.o.turn?.candidate() !== undefined || remote.some((c) => c.type === IceCandidateType.Relay);
   }
 
   private chosen(r: IceResult): PathChoice {
@@ -232,14 +232,14 @@ export class Traversal {
         reason: `ICE after birthday probing: the peer's ${endpointKey(probe.remote)} reached our probe socket (port ${probe.local.port}) through this host's random-port NAT (${r.rttMs.toFixed(1)} ms)`,
       };
     }
-    if (this.o.relay?.relays(r.remote)) {
+    if (this.o.turn?.relays(r.remote)) {
       return {
-        how: 'relay', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
-        reason: `via TURN relay ${this.o.relay.serverKey}: no direct pair answered first (${this.netcheck?.mapping === 'endpoint-dependent' ? 'this host is behind a symmetric NAT' : 'the NATs between us filter'})`,
+        how: 'turn', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
+        reason: `via TURN relay ${this.o.turn.serverKey}: no direct pair answered first (${this.netcheck?.mapping === 'endpoint-dependent' ? 'this host is behind a symmetric NAT' : 'the NATs between us filter'})`,
       };
     }
     if (r.type === IceCandidateType.Relay) {
-      return { how: 'relay', endpoint: r.remote, type: r.type, rttMs: r.rttMs, reason: `via the peer's TURN relay ${endpointKey(r.remote)}: no direct pair answered first` };
+      return { how: 'turn', endpoint: r.remote, type: r.type, rttMs: r.rttMs, reason: `via the peer's TURN relay ${endpointKey(r.remote)}: no direct pair answered first` };
     }
     return {
       how: 'ice', endpoint: r.remote, type: r.type, rttMs: r.rttMs,

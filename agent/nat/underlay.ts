@@ -25,6 +25,7 @@ import { ProbeSockets, type ProbeSocketsOptions } from '../conn/probe-sockets.js
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import { endpointKey } from '../conn/socket.js';
 import { PEERS_TURN_RELAYS_MAX } from '../base/constants.js';
+import type { Scheduler } from '../base/scheduler.js';
 import { TurnRelay, type TurnConfig, type TurnSecret } from './turn-relay.js';
 
 /** A layer that takes datagrams: the tunnels (0xC1/0xC2/0xC4), the overlay (0xD2), the STUN endpoint. */
@@ -46,6 +47,8 @@ export interface UnderlayOptions {
   peerRelayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
   /** Fresh sockets for birthday probing (absent: this host never probes a hard NAT from many ports). */
   probeSockets?: Pick<ProbeSocketsOptions, 'open' | 'reopen'>;
+  /** Time for the probe sockets' sweep and the peer relay's handles (a twin in tests). */
+  clock?: Scheduler;
 }
 
 /** How a datagram to an endpoint travels, for status: `text` says it in words. */
@@ -65,12 +68,12 @@ export class Underlay {
   constructor(private readonly o: UnderlayOptions) {
     const socket = o.socket;
     const deliver = (msg: Buffer, from: Endpoint): void => this.dispatch(msg, from);
-    const turn = o.turn ? new TurnRelay(o.turn, socket, o.logger.child({ layer: 'relay' }), deliver) : undefined;
+    const turn = o.turn ? new TurnRelay(o.turn, socket, o.logger.child({ layer: 'turn' }), deliver) : undefined;
     this.turn = turn;
     const peerRelay = new PeerRelayClient((b, to) => socket.send(b, to), deliver);
     this.peerRelay = peerRelay;
-    if (o.peerRelayServer) this.peerRelayServer = new PeerRelayServer({ ...o.peerRelayServer, send: (b, to) => socket.send(b, to) });
-    const probes = o.probeSockets ? new ProbeSockets({ ...o.probeSockets, deliver }) : undefined;
+    if (o.peerRelayServer) this.peerRelayServer = new PeerRelayServer({ ...o.peerRelayServer, send: (b, to) => socket.send(b, to), ...(o.clock ? { clock: o.clock } : {}) });
+    const probes = o.probeSockets ? new ProbeSockets({ ...o.probeSockets, deliver, ...(o.clock ? { clock: o.clock } : {}) }) : undefined;
     this.probes = probes;
     this.routed = {
       get local() { return socket.local; },

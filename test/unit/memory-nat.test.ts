@@ -1,6 +1,7 @@
 // MemoryNat: mapping and filtering behaviours, port allocation, timeouts, hairpinning, nesting (CGNAT),
 // overlapping inside address spaces, NAT-to-NAT hole punching and roaming between NATs.
 import { test } from 'node:test';
+import { SimScheduler } from '../../agent/base/scheduler.js';
 import assert from 'node:assert/strict';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { MemoryNat } from '../../agent/conn/memory-nat.js';
@@ -77,10 +78,10 @@ test('filtering: endpoint-independent lets anyone in on a mapped port, address-d
 
 test('mapping timeout: an idle mapping is gone, outbound refreshes it, inbound only with inboundRefresh', async () => {
   for (const inboundRefresh of [false, true]) {
-    let now = 0;
+    const clock = new SimScheduler(0);
     const net = new MemoryNetwork();
     const nat = new MemoryNat(net, {
-      publicAddress: '198.51.100.20', mappingTimeoutMs: 30_000, portAllocation: 'sequential', now: () => now, inboundRefresh,
+      publicAddress: '198.51.100.20', mappingTimeoutMs: 30_000, portAllocation: 'sequential', clock, inboundRefresh,
     });
     const a = nat.socket('192.168.1.2', 4500);
     const got = inbox(a);
@@ -89,10 +90,10 @@ test('mapping timeout: an idle mapping is gone, outbound refreshes it, inbound o
     s.onMessage((_m, f) => sawFrom.push(endpointKey(f)));
     a.send(Buffer.of(1), s.local);
     await tick();
-    now = 20_000;
+    clock.step(20_000);
     s.send(Buffer.from('at20'), ep('198.51.100.20', 40000)); // passes; refreshes only with inboundRefresh
     await tick();
-    now = 35_000;
+    clock.step(15_000);
     s.send(Buffer.from('at35'), ep('198.51.100.20', 40000));
     await tick();
     if (inboundRefresh) {

@@ -53,7 +53,7 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
   const net = new MemoryNetwork({ latencyMs: 0 });
   const nat = new MemoryNat(net, {
     publicAddress: '198.51.100.20', mapping: 'endpoint-independent', filtering: 'address-and-port-dependent',
-    mappingTimeoutMs: 30_000, now: () => sim.now(),
+    mappingTimeoutMs: 30_000, clock: sim,
   });
   let R!: Host, B!: Host, A!: Host, P!: Host;
   let bPublic!: Endpoint;
@@ -272,7 +272,7 @@ describe('rendezvous maintenance', () => {
   it('prefers the bootstrap, replaces a rendezvous that stops answering, and keeps the locator current', async () => {
     const sim = new SimScheduler(0);
     const net = new MemoryNetwork({ latencyMs: 0 });
-    const nat = new MemoryNat(net, { publicAddress: '198.51.100.40', mappingTimeoutMs: 30_000, now: () => sim.now() });
+    const nat = new MemoryNat(net, { publicAddress: '198.51.100.40', mappingTimeoutMs: 30_000, clock: sim });
     const R = makeHost(sim, net.socket('203.0.113.10', 4500));
     const P = makeHost(sim, net.socket('203.0.113.11', 4500));
     const Q = makeHost(sim, net.socket('203.0.113.12', 4500));

@@ -3,6 +3,7 @@
 // unknown clients, handles used by anyone but their client, traffic over a source's byte rate, and
 // everything while relaying is off; a client accepts FROM_CLIENT only on routes it opened.
 import { test } from 'node:test';
+import { SimScheduler } from '../../agent/base/scheduler.js';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
@@ -50,13 +51,13 @@ test('arbitrary bytes never throw, and what parses is consistent', () => {
 
 interface Sent { bytes: Uint8Array; to: Endpoint }
 
-function relay(clients: Map<string, Endpoint>, opts: { enabled?: () => boolean; rate?: number; burst?: number; now?: () => number } = {}) {
+function relay(clients: Map<string, Endpoint>, opts: { enabled?: () => boolean; rate?: number; burst?: number; clock?: SimScheduler } = {}) {
   const sent: Sent[] = [];
   const server = new PeerRelayServer({
     send: (bytes, to) => sent.push({ bytes: Uint8Array.from(bytes), to }),
     clientEndpoint: (n) => clients.get(Buffer.from(n).toString('hex')),
     enabled: opts.enabled ?? (() => true),
-    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.rate !== undefined ? { rateBytesPerSecond: opts.rate, burstBytes: opts.burst ?? opts.rate } : {}),
   });
   return { server, sent };
@@ -107,8 +108,8 @@ test('a relay carries a sender\'s datagrams to its client and the client\'s answ
 test('a relay refuses unknown clients, foreign handles, traffic over the rate, and all while relaying is off', () => {
   const clients = new Map([[Buffer.from(id(0xbb)).toString('hex'), B]]);
   let on = true;
-  let now = 0;
-  const { server, sent } = relay(clients, { enabled: () => on, rate: 1000, burst: 1000, now: () => now });
+  const clock = new SimScheduler(0);
+  const { server, sent } = relay(clients, { enabled: () => on, rate: 1000, burst: 1000, clock });
   server.handleDatagram(marshalPeerRelay(PR_TO_CLIENT, id(0xcc), Uint8Array.of(1)), A);
   assert.equal(server.stats.unknownClient, 1);
   // The client itself cannot relay to itself (a loop).
@@ -133,7 +134,7 @@ test('a relay refuses unknown clients, foreign handles, traffic over the rate, a
   server.handleDatagram(marshalPeerRelay(PR_TO_CLIENT, id(0xbb), big), A);
   server.handleDatagram(marshalPeerRelay(PR_TO_CLIENT, id(0xbb), big), A);
   assert.equal(server.stats.rateLimited, 1);
-  now += 1000;
+  clock.step(1000);
   server.handleDatagram(marshalPeerRelay(PR_TO_CLIENT, id(0xbb), big), A);
   assert.equal(server.stats.rateLimited, 1, 'the bucket refills with time');
   on = false;

@@ -2,6 +2,7 @@
 // virtual endpoints, only the peer's datagrams delivered, sockets closed when they lose or go idle; and a
 // hole actually punched through an in-process random-port NAT by spraying.
 import { test } from 'node:test';
+import { SimScheduler } from '../../agent/base/scheduler.js';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
@@ -17,7 +18,8 @@ const tick = () => new Promise((r) => setTimeout(r, 5));
 function rig(opts: { mapping?: 'endpoint-dependent'; failEvery?: number; reopen?: boolean } = {}) {
   const net = new MemoryNetwork();
   const nat = new MemoryNat(net, { publicAddress: '198.51.100.21', mapping: opts.mapping ?? 'endpoint-dependent', filtering: 'address-and-port-dependent', portAllocation: 'random', seed: 3 });
-  let port = 30_000, calls = 0, clock = 0;
+  let port = 30_000, calls = 0;
+  const clock = new SimScheduler(0);
   const opened: MemorySocket[] = [];
   const closed = new Set<MemorySocket>();
   const reopened: MemorySocket[] = [];
@@ -33,11 +35,11 @@ function rig(opts: { mapping?: 'endpoint-dependent'; failEvery?: number; reopen?
       return Promise.resolve(s);
     },
     deliver: (msg, from) => got.push({ msg: msg.toString(), from: `${from.address}:${from.port}` }),
-    now: () => clock,
+    clock,
     ...(opts.reopen ? { reopen: (p: number) => { const s = nat.socket('10.2.0.2', p); reopened.push(s); return s; } } : {}),
   });
   const peer = net.socket('203.0.113.7', 4500);
-  return { net, nat, probes, opened, closed, reopened, got, peer, advance: (ms: number) => { clock += ms; } };
+  return { net, nat, probes, opened, closed, reopened, got, peer, advance: (ms: number) => clock.step(ms) };
 }
 
 test('probe sockets: virtual endpoints route out their own socket to the peer; only the peer is delivered', async () => {
