@@ -39,6 +39,10 @@ export const TAP_SLOT_SLACK = 32;
 
 /** Datagrams per receive callback and per sendmmsg: amortises the crossing into JS like TAP_READ_BATCH. */
 export const UDP_BATCH = 64;
+/** Kernel receive and send buffers asked for on the agent's socket (native-helpers/udp.c asks the same):
+ *  a burst of a few thousand tunnel datagrams waits there while the event loop is busy, instead of being
+ *  dropped. A refusal (rmem_max) only costs headroom. */
+export const UDP_KERNEL_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Receive slot of the native socket: any UDP datagram fits (65507 max), so none is truncated whatever the
 *  peers' MTU. The arena is allocated uninitialised, so only pages the kernel actually writes become resident. */
 export const UDP_RECV_SLOT_BYTES = 65536;

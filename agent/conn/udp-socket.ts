@@ -9,7 +9,7 @@
 import dgram from 'node:dgram';
 import type { DatagramSocket, Endpoint } from './socket.js';
 
-const BUFFER_BYTES = 4 * 1024 * 1024;
+import { UDP_KERNEL_BUFFER_BYTES } from '../base/constants.js';
 
 export interface UdpSocketStats {
   sendErrors: number;
@@ -48,8 +48,8 @@ export class UdpSocket implements DatagramSocket {
         resolve();
       });
     });
-    try { sock.setRecvBufferSize(BUFFER_BYTES); } catch { /* headroom only */ }
-    try { sock.setSendBufferSize(BUFFER_BYTES); } catch { /* headroom only */ }
+    try { sock.setRecvBufferSize(UDP_KERNEL_BUFFER_BYTES); } catch { /* headroom only */ }
+    try { sock.setSendBufferSize(UDP_KERNEL_BUFFER_BYTES); } catch { /* headroom only */ }
     const a = sock.address();
     return new UdpSocket(sock, { address: a.address, port: a.port });
   }
