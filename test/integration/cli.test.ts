@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, waitFor, type ExecResult } from './lab.js';
-import { CLI, cliBuilt, runCli } from './agents.js';
+import { CLI, cliMissing, runCli } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
 const KEY = 'ab'.repeat(32);
 
@@ -21,7 +22,10 @@ function assertOneLine(r: ExecResult, code: number | 'nonzero', re: RegExp): voi
   assert.doesNotMatch(r.stderr, /\n\s+at /, `stack trace on stderr: ${what}`);
 }
 
-describe('idloc-agent command line', { skip: !cliBuilt() && 'dist/agent/cli.js not built' }, () => {
+const SUITE = 'idloc-agent command line';
+const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
+
+describe(SUITE, { skip }, () => {
   let lab: Lab;
   let dir: string;
   const cli = (args: string[], opts: Parameters<typeof runCli>[3] = {}) => runCli(lab, 'h', args, { allowFail: true, timeoutMs: 10_000, ...opts });
