@@ -21,6 +21,7 @@ import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
 } from '../test/integration/agents.js';
 import { iperf, mean, ping, sleep, type PingStats } from './bench-util.js';
+import { handover } from './bench-handover.js';
 
 interface Args { out: string; seconds: number; runs: number; simNodes: number[] }
 
@@ -88,7 +89,8 @@ interface TunnelResult extends PathResult {
   /** TCP with a 65000-byte inner MTU (`up --mtu 65000`): the outer datagrams are then IP-fragmented on
    *  the underlay, which a LAN or this lab carries and many internet paths do not; hence not the default. */
   tcpMbitLargeMtu: { mtu: number; forward: number[]; reverse: number[] };
-  /** Host a's underlay address changes while b pings it every 10 ms: the gap until replies resume. */
+  /** Host a's underlay address changes while b pings it every 10 ms: from the change to the first reply
+   *  to a ping sent after it (bench-handover.ts). */
   handoverMs: number;
   startToFirstReplyMs: number;
   coldHandshakeInits: number;
@@ -144,24 +146,6 @@ async function tunnelBench(lab: Lab, a: Args, agents: TestAgent[]): Promise<Tunn
 }
 
 const LARGE_MTU = 65000;
-const HANDOVER_ADDRESS = '198.51.100.77';
-
-/** b pings a every 10 ms (b is then the side that must learn a's new endpoint, a the side that must
- *  speak first); a moves to a new address; the handover time is from the move to the first reply. */
-async function handover(lab: Lab, A: TestAgent): Promise<number> {
-  await lab.exec('b', ['ping', '-c', '3', '-i', '0.2', A.id.ipv4]);
-  const pinger = lab.exec('b', ['ping', '-D', '-c', '400', '-i', '0.01', '-W', '1', A.id.ipv4], { allowFail: true, timeoutMs: 30_000 });
-  await sleep(1000);
-  const old = lab.address('a');
-  const moved = Date.now();
-  await lab.exec('a', ['ip', 'addr', 'del', `${old}/24`, 'dev', lab.uplink]);
-  await lab.exec('a', ['ip', 'addr', 'add', `${HANDOVER_ADDRESS}/24`, 'dev', lab.uplink]);
-  const r = await pinger;
-  const replies = [...r.stdout.matchAll(/^\[(\d+\.\d+)\].*time=/gm)].map((m) => Number(m[1]) * 1000);
-  const after = replies.find((t) => t > moved);
-  if (after === undefined) throw new Error(`no reply after the move: ${r.stdout.slice(-500)}`);
-  return after - moved;
-}
 
 function fmt(n: number | undefined, digits = 2): string {
   return n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits);

@@ -84,6 +84,8 @@ export interface TurnClientStats {
   unknownTransaction: number;
   badIntegrity: number;
   retransmits: number;
+  /** 438 Stale Nonce answers retried with the server's fresh nonce. */
+  staleNonceRetries: number;
   refreshes: number;
   refreshFailures: number;
   callbackErrors: number;
@@ -127,7 +129,7 @@ export class TurnClient {
   readonly stats: TurnClientStats = {
     channelDataIn: 0, dataIndicationsIn: 0, channelDataOut: 0, sendIndicationsOut: 0, sendDropped: 0,
     malformed: 0, notFromServer: 0, unknownChannel: 0, unknownTransaction: 0, badIntegrity: 0,
-    retransmits: 0, refreshes: 0, refreshFailures: 0, callbackErrors: 0,
+    retransmits: 0, staleNonceRetries: 0, refreshes: 0, refreshFailures: 0, callbackErrors: 0,
   };
 
   private readonly server: Endpoint;
@@ -351,6 +353,7 @@ export class TurnClient {
             }
             if (ec.code === 438 && newNonce !== undefined && staleRetries < TURN_STALE_NONCE_RETRIES) {
               staleRetries++;
+              this.stats.staleNonceRetries++;
               this.nonce = newNonce;
               if (realm !== undefined && realm !== this.realm) {
                 this.realm = realm;

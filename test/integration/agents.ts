@@ -1,7 +1,6 @@
 // Running real idloc agents (dist/agent/cli.js) inside lab hosts: state dirs, identities, `up` with a
 // full-mesh --peer list or through the overlay (--bootstrap), readiness, status, overlay CLI commands
 // (register, resolve) and stopping. Shared by the integration tests and the bench.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,6 +52,13 @@ export interface TestAgent {
 export function cliBuilt(): boolean {
   return existsSync(CLI);
 }
+
+/** For prerequisites(): the suite runs real agents. */
+export function cliMissing(): string | false {
+  return !cliBuilt() && `the agent's CLI ${CLI} is not built (npm run build:ts)`;
+}
+
+export { labUnavailable } from './prerequisites.js';
 
 /** Run the CLI to completion inside `host`, as root unless `wrap` (e.g. setpriv ...) changes who runs it. */
 export function runCli(lab: Lab, host: string, args: readonly string[], opts: ExecOptions & { wrap?: readonly string[] } = {}): Promise<ExecResult> {
@@ -159,21 +165,6 @@ export function counter(s: AgentStatus, layer: string, name: string): number {
 }
 
 // ---- the overlay: agents found by identifier alone ------------------------------------------------------
-
-/** Why the netns lab cannot run here (not root, no `ip netns`), or false when it can. */
-export function labUnavailable(): string | false {
-  if (process.platform !== 'linux') return 'Linux only (network namespaces)';
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces, veth, TAP)';
-  const probe = `idlprobe${process.pid}`;
-  try {
-    execFileSync('ip', ['netns', 'add', probe], { stdio: 'ignore' });
-  } catch {
-    return 'network namespaces unavailable (`ip netns add` failed)';
-  }
-  try { execFileSync('ip', ['netns', 'del', probe], { stdio: 'ignore' }); } catch { /* best effort */ }
-  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun';
-  return false;
-}
 
 /** Write identity.json ({"version":1,"privateKey","publicKey"}, mode 0600) into a fresh state dir for this
  *  key, then read it back with `id --json` so the agent itself vouches for the derived identity. */

@@ -5,9 +5,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
 import {
-  AGENT_PORT, agentStatus, cliBuilt, counter, createAgent, logTails, pidAlive, startAgent, stopAgent, waitReady,
+  AGENT_PORT, agentStatus, cliMissing, counter, createAgent, logTails, pidAlive, startAgent, stopAgent, waitReady,
   type AgentStatus, type TestAgent,
 } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
 // Run by plain node inside the attacker's namespace (argv: address port count seed). Deterministic per
 // seed so a failure can be replayed. Sends in small bursts, waiting for each burst's callbacks, so the
@@ -44,7 +45,10 @@ function burst() {
 burst();
 `;
 
-describe('bad input at the UDP port', { skip: !cliBuilt() && 'dist/agent/cli.js not built' }, () => {
+const SUITE = 'bad input at the UDP port';
+const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
+
+describe(SUITE, { skip }, () => {
   let lab: Lab;
   let a: TestAgent, b: TestAgent, stranger: TestAgent;
   const all = () => [a, b, stranger].filter(Boolean);

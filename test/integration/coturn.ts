@@ -27,6 +27,11 @@ export function turnserverPath(): string | undefined {
   return undefined;
 }
 
+/** For prerequisites(): the suite relays through a real coturn. */
+export function coturnMissing(): string | false {
+  return !turnserverPath() && "coturn's turnserver is not installed (scripts/install-test-deps.sh, or apt-get install coturn)";
+}
+
 /** `authSecret`: coturn's use-auth-secret (TURN REST API credentials minted from it) instead of the user. */
 export async function startCoturn(lab: Lab, node: string, opts: { username: string; password: string; realm: string; port?: number; staleNonceS?: number; authSecret?: string }): Promise<Coturn> {
   const bin = turnserverPath();

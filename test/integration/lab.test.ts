@@ -3,12 +3,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Lab } from './lab.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
+
+const skip = prerequisites('netns lab', labUnavailable({ tap: false }));
 
 function namespaces(): string[] {
   return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
 }
 
-describe('netns lab', () => {
+describe('netns lab', { skip }, () => {
   let lab: Lab;
   before(async () => { lab = await Lab.create({ hosts: ['a', 'b', 'c'] }); });
   after(async () => { await lab?.destroy(); });

@@ -22,6 +22,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { INTERNET_PREFIX, Lab, type LabProcess } from './lab.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
 // UDP probes; see the usage below. One JSON line on stdout, except `echo`, which logs as it goes.
 const UDP_PY = String.raw`
@@ -110,7 +111,9 @@ function namespaces(): string[] {
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const P1 = `${INTERNET_PREFIX}10`; // hosts[0], known before the lab exists (udpBlockedExcept)
 
-describe('netns lab: NAT routers', () => {
+const skip = prerequisites('netns lab: NAT routers', labUnavailable({ tap: false }));
+
+describe('netns lab: NAT routers', { skip }, () => {
   let lab: Lab;
   let py: string;
   let echo1: LabProcess;
@@ -247,7 +250,7 @@ describe('netns lab: NAT routers', () => {
   });
 });
 
-describe('netns lab: NAT teardown', () => {
+describe('netns lab: NAT teardown', { skip }, () => {
   const ours = () => namespaces().filter((n) => n.startsWith(`idl${process.pid}x`)).sort();
 
   it('deletes routers and LANs on destroy, and everything made so far when create fails', async () => {

@@ -9,13 +9,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
-import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
+import { coturnMissing, startCoturn, type Coturn } from './coturn.js';
 import {
-  agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady,
+  agentStatus, cliMissing, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady,
   type AgentStatus, type TestAgent, waitUntil,
 } from './agents.js';
+import { prerequisites } from './prerequisites.js';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built') || (!turnserverPath() && 'coturn (turnserver) not installed');
+const skip = prerequisites('NAT traversal', labUnavailable(), cliMissing(), coturnMissing());
 const NATED = ['cone1', 'cone2', 'cgn', 'sym1', 'sym2', 'sym3', 'sym4'];
 
 describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, timeout: 240_000 }, () => {

@@ -4,11 +4,11 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadTapAddon } from '../../agent/tap/native-tap.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'tap-echo.js');
 const NS = `idltap${process.pid}`;
@@ -24,13 +24,8 @@ function addonError(): string | false {
 }
 const addonMissing = addonError();
 
-function whyNot(): string | false {
-  if (process.platform !== 'linux') return 'Linux only';
-  if (process.getuid?.() !== 0) return 'needs root (TAP devices and network namespaces)';
-  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun';
-  return addonMissing;
-}
-const skip = whyNot();
+const addonReason = addonMissing && `the idloc_tap addon does not load (${addonMissing})`;
+const skip = prerequisites('NativeTap in a network namespace', labUnavailable(), addonReason);
 
 function sh(args: string[]): string {
   return execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
@@ -195,7 +190,7 @@ describe('NativeTap in a network namespace', { skip }, () => {
   });
 });
 
-describe('idloc_tap addon argument checks', { skip: addonMissing }, () => {
+describe('idloc_tap addon argument checks', { skip: prerequisites('idloc_tap addon argument checks', addonReason) }, () => {
   it('throws TypeError / RangeError instead of crashing', () => {
     const lib = loadTapAddon() as unknown as Record<string, (...a: unknown[]) => unknown>;
     const cb = (): void => {};

@@ -11,10 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { formatIpv4, ipv4FromNodeId } from '../../agent/idloc/addresses.js';
 import { Lab } from './lab.js';
 import {
-  AGENT_PORT, TAP_NAME, agentStatus, canonicalIpv6, cliBuilt, createAgent, createAgentWithKey, findIpv4Collisions, labUnavailable,
+  AGENT_PORT, TAP_NAME, agentStatus, canonicalIpv6, cliMissing, createAgent, createAgentWithKey, findIpv4Collisions, labUnavailable,
   logTails, registerIn, resolveIn, startOverlayAgent, stopAgent, waitOverlayReady,
   type AgentStatus, type KeyPairHex, type PeerStatus, type ResolveAnswer, type TestAgent,
 } from './agents.js';
+import { prerequisites } from './prerequisites.js';
 
 const FORGER = fileURLToPath(new URL('./overlay-forger.js', import.meta.url));
 const HOSTS = ['h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'mallory'] as const;
@@ -24,7 +25,7 @@ const LATE_PAIR = ['h3', 'h4'] as const;
 const NAME = 'alice';
 const FORGER_NAME = 'forger-target';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built');
+const skip = prerequisites('overlay', labUnavailable(), cliMissing());
 const hexId = (hex: string) => Uint8Array.from(Buffer.from(hex, 'hex'));
 const reserved = (a: string, b: string) =>
   [FIRST_PACKET_PAIR, LATE_PAIR].some(([x, y]) => (a === x && b === y) || (a === y && b === x));

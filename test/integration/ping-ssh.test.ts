@@ -7,10 +7,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, type SshServer } from './lab.js';
 import {
-  AGENT_PORT, TAP_NAME, agentStatus, canonicalIpv6, cliBuilt, logTails, runCli, startMesh, stopAgent, type TestAgent,
+  AGENT_PORT, TAP_NAME, agentStatus, canonicalIpv6, cliMissing, logTails, runCli, startMesh, stopAgent, type TestAgent,
 } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
-describe('agents on three hosts: ping, ssh, status, encryption', { skip: !cliBuilt() && 'dist/agent/cli.js not built' }, () => {
+const SUITE = 'agents on three hosts: ping, ssh, status, encryption';
+const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
+
+describe(SUITE, { skip }, () => {
   let lab: Lab;
   let agents: TestAgent[] = [];
   const byHost = (h: string) => agents.find((a) => a.host === h)!;

@@ -5,11 +5,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, waitFor, type SshServer } from './lab.js';
-import { agentStatus, cliBuilt, logTails, startMesh, stopAgent, type TestAgent } from './agents.js';
+import { agentStatus, cliMissing, logTails, startMesh, stopAgent, type TestAgent } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
 const NEW_ADDRESS = '198.51.100.50';
 
-describe('roaming: the underlay address of a host changes', { skip: !cliBuilt() && 'dist/agent/cli.js not built' }, () => {
+const SUITE = 'roaming: the underlay address of a host changes';
+const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
+
+describe(SUITE, { skip }, () => {
   let lab: Lab;
   let agents: TestAgent[] = [];
   let sshd: SshServer;

@@ -6,12 +6,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
-import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
+import { coturnMissing, startCoturn, type Coturn } from './coturn.js';
 import {
-  agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady, type TestAgent, waitUntil,
+  agentStatus, cliMissing, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady, type TestAgent, waitUntil,
 } from './agents.js';
+import { prerequisites } from './prerequisites.js';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built') || (!turnserverPath() && 'coturn (turnserver) not installed');
+const skip = prerequisites('TURN servers found through the overlay', labUnavailable(), cliMissing(), coturnMissing());
 const SECRET = 'overlay-turn-secret';
 
 describe('TURN servers found through the overlay (--offer-turn, --turn-secret)', { skip, timeout: 90_000 }, () => {

@@ -1,15 +1,16 @@
 // TurnClient against real coturn in the netns lab: coturn on host "turn", a TurnClient on host "a"
 // (fixtures/turn-driver.js on a real UDP socket), a plain UDP peer on host "b". A allocates, permits or
 // binds B, and datagrams go both ways through the relay, as Send/Data indications and as ChannelData.
-// Needs root, network namespaces and coturn's turnserver (apt-get install coturn); skipped otherwise.
+// Needs root, network namespaces and coturn's turnserver (apt-get install coturn): see prerequisites.ts.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab } from './lab.js';
-import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
+import { coturnMissing, startCoturn, type Coturn } from './coturn.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 import type { Endpoint } from '../../agent/conn/socket.js';
 
 const DRIVER = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'turn-driver.js');
@@ -17,16 +18,6 @@ const USER = 'idloc';
 const PASS = 'relay-me-please';
 const REALM = 'idloc.test';
 const STALE_NONCE_S = 2;
-
-function whyNot(): string | false {
-  if (process.platform !== 'linux') return 'Linux only (network namespaces)';
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces, veth)';
-  const probe = `idlprobe${process.pid}`;
-  try { execFileSync('ip', ['netns', 'add', probe], { stdio: 'ignore' }); } catch { return 'network namespaces unavailable (`ip netns add` failed)'; }
-  try { execFileSync('ip', ['netns', 'del', probe], { stdio: 'ignore' }); } catch { /* best effort */ }
-  if (!turnserverPath()) return 'turnserver not installed (apt-get install coturn)';
-  return false;
-}
 
 type Line = Record<string, unknown>;
 
@@ -104,7 +95,7 @@ class Driver {
   }
 }
 
-const skip = whyNot();
+const skip = prerequisites('TURN client through real coturn', labUnavailable({ tap: false }), coturnMissing());
 
 describe('TURN client through real coturn in the lab', { skip, timeout: 120_000 }, () => {
   let lab: Lab;
@@ -184,9 +175,14 @@ describe('TURN client through real coturn in the lab', { skip, timeout: 120_000 
     assert.ok(q(0.5) < 50, `median relay RTT ${q(0.5)} ms`);
   });
 
-  it('answers 438 Stale Nonce with the fresh nonce and carries on', async () => {
+  it('answers 438 Stale Nonce with the fresh nonce and carries on (the client counts one 438 retried)', async () => {
+    const stale = async (): Promise<number> => ((await a.ok('stats'))['stats'] as Record<string, number>)['staleNonceRetries']!;
+    const before = await stale();
     await new Promise((r) => setTimeout(r, STALE_NONCE_S * 1000 + 500));
     await a.ok('permit', { peer: { address: '198.51.100.99', port: 9 } });
+    // The one request after the nonce went stale drew a 438, which the client took the fresh nonce from
+    // and retried: the permit above succeeded only through that retry.
+    assert.equal(await stale() - before, 1, `the client saw no 438 (or retried more than once); coturn's log:\n${coturn.log().slice(-3000)}`);
     assert.match(coturn.log(), /438/, 'coturn never said 438');
     const out = randomBytes(64).toString('hex');
     await a.ok('send', { peer: b.local, hex: out });

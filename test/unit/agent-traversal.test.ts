@@ -11,7 +11,8 @@ import { MemoryTap } from '../../agent/tap/memory-tap.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { MemoryNat } from '../../agent/conn/memory-nat.js';
 import { generateIdentity } from '../../agent/idloc/identity.js';
-import { VIRTUAL_MAC } from '../../agent/base/constants.js';
+import { PORT_PREDICTION_COUNT, VIRTUAL_MAC } from '../../agent/base/constants.js';
+import { allocationOrder, predictPorts } from '../../agent/nat/port-prediction.js';
 import { ipv4, refChecksum } from './packet-helpers.js';
 
 const silent = pino({ level: 'silent' });
@@ -54,7 +55,7 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 }
 
 interface Lab {
-  net: MemoryNetwork; s1: Host; s2: Host; a: Host; b: Host; coneB: MemoryNat;
+  net: MemoryNetwork; s1: Host; s2: Host; a: Host; b: Host; coneB: MemoryNat; symB: MemoryNat;
   /** Every datagram the public agents (the relays) received. */
   atRelays: Buffer[];
   close: () => Promise<void>;
@@ -90,7 +91,7 @@ async function lab(offerPeerRelay: boolean, bPorts: 'random' | 'sequential' = 'r
     await close();
     throw e;
   }
-  return { net, s1, s2, a, b, coneB, atRelays, close };
+  return { net, s1, s2, a, b, coneB, symB, atRelays, close };
 }
 
 const peerOf = (h: Host, other: Host) => () => h.agent.status().peers.find((p) => p.publicKey === other.agent.currentIdentity.publicKeyHex);
@@ -181,9 +182,18 @@ test('a peer on a relay moves to the direct path when one becomes possible (it m
 });
 
 test('a symmetric NAT that hands out ports in order: the predicted ports give a direct pair', async () => {
-  const { a, b, close } = await lab(true, 'sequential');
+  const { a, b, symB, close } = await lab(true, 'sequential');
   try {
     const peerB = peerOf(a, b);
+    // What b's netcheck saw: its NAT's mappings towards the public agents (its STUN servers), in the
+    // order the sequential NAT made them; the ports b can predict from them are these.
+    const seen = symB.mappings().filter((m) => m.permits.some((q) => q.startsWith('203.0.113.'))).map((m) => m.outside.port).sort((x, y) => x - y);
+    const order = allocationOrder({
+      mapping: 'endpoint-dependent', publicEndpoint: { address: '198.51.100.21', port: seen[0]! },
+      servers: seen.map((port, i) => ({ server: { address: `203.0.113.${i + 1}`, port: 4500 }, mapped: { address: '198.51.100.21', port }, transmits: 1 })),
+    });
+    assert.ok(order, `b's NAT mapped its STUN servers in order: ${JSON.stringify(symB.mappings())}`);
+    const predicted = predictPorts(order, PORT_PREDICTION_COUNT).map((e) => e.port);
     a.tap.inject([ping(a, b, 1)]);
     await until(() => peerB()?.state === 'established', 5000, 'a tunnel to b');
     assert.ok(b.agent.status().counters.traversal.portsPredicted! > 0, 'b offered predicted ports');
@@ -192,6 +202,11 @@ test('a symmetric NAT that hands out ports in order: the predicted ports give a 
     assert.match(p.pathReason, /^ICE: /);
     assert.equal(p.endpoint?.split(':')[0], '198.51.100.21', 'b\'s symmetric NAT, at the port it gave the checks');
     assert.match(String(p.pair), /^host 10\.1\.0\.2:4500 -> (srflx|prflx) 198\.51\.100\.21:\d+$/);
+    // The pair's port on b's NAT is one no netcheck saw, and one b predicted: a's cone NAT filters by
+    // address and port, so b's checks got through only from a port a had checked, an offered prediction.
+    const port = Number(p.endpoint?.split(':')[1]);
+    assert.ok(!seen.includes(port), `the pair uses ${port}, a port b's netcheck saw (${seen.join(', ')}): nothing was predicted`);
+    assert.ok(predicted.includes(port), `the pair uses ${port}, not one of the predicted ports ${predicted.join(', ')}`);
     let seq = 2;
     await until(() => { if (seq++ % 20 === 0) a.tap.inject([ping(a, b, seq)]); return pingsAt(b) > 0; }, 5000, 'a ping over the predicted pair');
   } finally {

@@ -217,7 +217,9 @@ test('CHANGE-REQUEST and unknown comprehension-required attributes get 420 with 
 });
 
 test('garbage, truncated and corrupted datagrams are counted as malformed, never thrown, never answered', async () => {
-  const e = new StunEndpoint({ send: () => assert.fail('must not answer') });
+  // Recorded, not thrown: the endpoint counts a throwing send as a sendError, which would hide the answer.
+  const answers: Uint8Array[] = [];
+  const e = new StunEndpoint({ send: (b) => { answers.push(b); } });
   const from = { address: '198.51.100.9', port: 4500 };
   const good = encodeBindingRequest(txid());
   const cases: Uint8Array[] = [
@@ -237,12 +239,14 @@ test('garbage, truncated and corrupted datagrams are counted as malformed, never
   assert.equal(e.stats.malformed, cases.length);
   // Indications are counted, other methods go to onOther, success responses nobody asked for are unmatched.
   let other = 0;
-  const f = new StunEndpoint({ send: () => assert.fail('must not answer'), onOther: () => { other++; } });
+  const f = new StunEndpoint({ send: (b) => { answers.push(b); }, onOther: () => { other++; } });
   f.handleDatagram(stun.createMessage(stunType(1, 1)).toBuffer(), from);
   f.handleDatagram(stun.createMessage(0x0003).toBuffer(), from); // TURN Allocate request
   f.handleDatagram(encodeBindingError(txid(), 400), from);
   assert.deepEqual([f.stats.indications, f.stats.other, other, f.stats.unmatched], [1, 1, 1, 1]);
   await tick();
+  assert.equal(answers.length, 0, 'must not answer');
+  assert.deepEqual([e.stats.sendErrors, f.stats.sendErrors, e.stats.answered, f.stats.answered], [0, 0, 0, 0]);
 });
 
 test('close() ends pending transactions and stops answering; STUN_MAX_PENDING bounds the table', async () => {

@@ -9,7 +9,7 @@ import { Tunnels, type TunnelPeer } from '../../agent/tunnel/tunnels.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import {
   KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
-  REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS, HANDSHAKE_RELOCATE_AFTER_TRIES,
+  REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS, HANDSHAKE_RETRY_INITIAL_MS, ROAM_DIRECT_HOLD_MS, HANDSHAKE_RELOCATE_AFTER_TRIES, TUNNEL_TICK_MS,
 } from '../../agent/base/constants.js';
 
 const silent = pino({ level: 'silent' });
@@ -365,8 +365,19 @@ test('removePeer forgets sessions; close() stops everything', async () => {
   assert.equal(b.t.stats.rxUnknownIndex, 1);
   assert.equal(b.t.status().length, 0);
   w.close();
+  const sent = w.net.stats.sent;
+  const stats = JSON.stringify([a.t.stats, b.t.stats]);
   a.t.send(ab, pkt('z'));
   a.t.handleDatagram(Buffer.alloc(10), { address: '1.1.1.1', port: 1 });
+  for (const m of a.seen) a.t.handleDatagram(m, b.sock.local); // b's handshake answer and data, again
+  // Past every keepalive, rekey and session expiry: neither the fake clock's ticks nor the real interval
+  // may send, receive or count anything.
+  w.advance(REJECT_AFTER_TIME_MS + KEEPALIVE_INTERVAL_MS, 5_000);
+  await new Promise((r) => setTimeout(r, 3 * TUNNEL_TICK_MS));
+  await settle();
+  assert.equal(w.net.stats.sent, sent, 'a datagram left after close()');
+  assert.equal(JSON.stringify([a.t.stats, b.t.stats]), stats, 'a counter moved after close()');
+  assert.deepEqual([a.got.length, b.got.length], [0, 1], 'a packet was delivered after close()');
 });
 
 test('30% loss (seeded): retries get the handshake through and traffic flows', async () => {
