@@ -8,9 +8,9 @@ import { createHmac } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import {
-  ATTR, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, crc32, crc32Portable, encodeBindingError, encodeBindingRequest,
-  encodeBindingSuccess, parseStun, stunType, verifyIntegrity, type StunMessage,
+  ATTR, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, crc32, crc32Portable, stunType, verifyIntegrity,
 } from '../../agent/nat/stun-wire.js';
+import { encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, type StunMessage } from '../../agent/nat/stun-binding.js';
 import { formatIpv4, formatIpv6 } from '../../agent/idloc/addresses.js';
 
 interface StunLibMessage { type: number; transactionId: Buffer; getXorAddress(): { address: string; port: number } | undefined; getUsername(): string | undefined }
