@@ -21,7 +21,7 @@ import { networkInterfaces } from 'node:os';
 import { NETCHECK_MAX_SERVERS } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { StunEndpoint, StunOutcome, StunTransactionOptions } from './stun-endpoint.js';
-import { stunAddress } from './stun-wire.js';
+import { stunAddress } from './stun-binding.js';
 
 export type MappingBehaviour = 'no-nat' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
 export type FilteringBehaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent' | 'unknown';

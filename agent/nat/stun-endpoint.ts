@@ -1,5 +1,5 @@
 // The STUN side of the agent's one UDP socket (datagrams whose first byte is 0-3, agent/nat/demux.ts).
-// The wire format, its parsing and building are in agent/nat/stun-wire.ts.
+// Its messages are read and built by agent/nat/stun-binding.ts, on the STUN codec of agent/nat/stun-wire.ts.
 //
 // Behaviour:
 //   - Server role (every public agent is a STUN server): a Binding request without USERNAME is answered with
@@ -25,10 +25,12 @@ import { randomBytes } from 'node:crypto';
 import { STUN_MAX_PENDING, STUN_MAX_TRANSMITS, STUN_RTO_INITIAL_MS } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
 import {
-  ATTR, CHANGE_IP, CHANGE_PORT, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING,
-  encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunAddress, txidHex, verifyIntegrity,
-  type StunMessage, type StunRequestAttributes,
+  ATTR, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, txidHex, verifyIntegrity,
 } from './stun-wire.js';
+import {
+  CHANGE_IP, CHANGE_PORT, encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunAddress,
+  type StunMessage, type StunRequestAttributes,
+} from './stun-binding.js';
 
 // ---- the endpoint --------------------------------------------------------------------------------------
 

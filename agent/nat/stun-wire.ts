@@ -1,37 +1,49 @@
-// STUN messages as the agent's STUN endpoint (agent/nat/stun-endpoint.ts) reads and writes them: parsing
-// (parseStun, verifyIntegrity) and building (encodeBindingRequest/Success/Error).
+// The STUN codec (RFC 8489): every STUN message the agent reads or writes goes through here. On top of it,
+// stun-binding.ts reads and builds Binding messages (the STUN endpoint, ICE checks, netcheck) and
+// turn-wire.ts TURN's methods, attributes and ChannelData (the TURN client).
 //
-// Wire format (RFC 8489, formerly 5389): a 20-byte header, then type-length-value attributes, each padded to
-// a multiple of 4 bytes; all numbers big-endian.
-//
+// Header (section 5), all numbers big-endian:
 //    0                   1                   2                   3
 //    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//   |0 0| type: method bits + class bits C1,C0 |  length (bytes after the header, multiple of 4)
-//   |                    magic cookie 0x2112A442                    |
-//   |             transaction id (96 bits, random per request)      |
+//   |0 0|M M M M M|C|M M M|C|M M M M|        message length         |
+//   |   |1 1 9 8 7|1|6 5 4|0|3 2 1 0|  (bytes after the header,     |
+//   |   |1 0      | |     | |       |   a multiple of 4)            |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |                   magic cookie 0x2112A442                     |
 //   +---------------------------------------------------------------+
-//   | attribute type (16)            | value length (16, unpadded)  |  value, zero-padded to 4 bytes
+//   |              transaction id (96 bits, random per request)     |
+//   +---------------------------------------------------------------+
+//   12 method bits M with the class bits C1 C0 between them: 0 request, 1 indication, 2 success, 3 error.
+//   Binding is method 1 (a success is 0x0101). The first byte is 0-3: how demux.ts classes a datagram 'stun'.
 //
-//   class: 0 request, 1 indication, 2 success response, 3 error response; method 0x001 = Binding.
-//   XOR-MAPPED-ADDRESS (0x0020): 0, family (1 = IPv4, 2 = IPv6), port ^ 0x2112, address ^ (cookie ‖ txid).
-//   MESSAGE-INTEGRITY (0x0008): HMAC-SHA1 over the message up to it, with the header length counting up to
-//     and including it; key = the short-term password (ICE: the password of the agent that answers).
-//   FINGERPRINT (0x8028): CRC-32 of the message up to it, XOR 0x5354554E; always last.
-//   ICE (RFC 8445) adds USERNAME "<answerer's ufrag>:<asker's ufrag>", PRIORITY (0x0024), USE-CANDIDATE
-//   (0x0025, empty), ICE-CONTROLLED (0x8029) / ICE-CONTROLLING (0x802A) with a 64-bit tie-breaker.
-//   RFC 5780 adds CHANGE-REQUEST (0x0003), OTHER-ADDRESS (0x802C), RESPONSE-ORIGIN (0x802B).
+// Attributes (section 14) follow the header, each one:
+//   | type (16) | length (16, of the value, unpadded) | value, zero-padded to a multiple of 4 bytes |
+//   Types below 0x8000 are comprehension-required. Of a repeated attribute the first counts.
+//   XOR-MAPPED-ADDRESS 0x0020 (and TURN's XOR-PEER-ADDRESS 0x0012, XOR-RELAYED-ADDRESS 0x0016):
+//     | reserved 0 | family 1 = IPv4, 2 = IPv6 | port XOR 0x2112 | address XOR cookie (4 bytes) or cookie ‖ txid (16) |
+//   MAPPED-ADDRESS 0x0001, RFC 5780's RESPONSE-ORIGIN 0x802B and OTHER-ADDRESS 0x802C: the same, not XOR'd.
+//   ERROR-CODE 0x0009: | 0 | 0 | 00000 class (3 bits, the hundreds) | number (0-99) | UTF-8 reason |
+//   UNKNOWN-ATTRIBUTES 0x000A: the u16 types a 420 answer refuses.
+//   USERNAME 0x0006 (at most 513 bytes), SOFTWARE 0x8022, REALM 0x0014, NONCE 0x0015: UTF-8 text.
+//   MESSAGE-INTEGRITY 0x0008: HMAC-SHA1 (20 bytes) over the message up to it, with the header's length
+//     counting up to and including it; the key is a short-term password (ICE: the answerer's) or TURN's
+//     long-term MD5(username ":" realm ":" password). Attributes after it other than FINGERPRINT are ignored.
+//   FINGERPRINT 0x8028: CRC-32 of the message up to it (the length counting it) XOR 0x5354554E; always last.
+//   ICE (RFC 8445): PRIORITY 0x0024 (u32), USE-CANDIDATE 0x0025 (empty), ICE-CONTROLLED 0x8029 and
+//     ICE-CONTROLLING 0x802A (u64 tie-breaker). RFC 5780: CHANGE-REQUEST 0x0003 (u32, flags 4 = IP, 2 = port).
 //
-// Parsing (parseStun) reads the datagram in place: no copy, one small object, strings only for the attributes
-// present (~1 us); it never throws: garbage, truncation, bad lengths, a wrong FINGERPRINT give undefined.
-// Requests are built with the `stun` package; its decoder is not used on the receive path (it throws on
-// truncation, allocates a stream and objects per attribute, returns 0 from getPriority() in 2.1.0, and checks
-// MESSAGE-INTEGRITY by re-encoding the message instead of over the bytes received), nor its builder for
-// answers (see encodeBindingSuccess). Tests check both directions against the package.
+// Reading: one walk over the bytes as received (walkStun) frames the attributes for two views: the Binding
+// view (stun-binding.ts: one object, strict) and the attribute list (parseStunMessage, for TURN: views into
+// the datagram, each attribute checked when read). Writing: encodeStun, from (type, value) pairs.
+// MESSAGE-INTEGRITY is checked over the bytes received. Nothing here throws on what the network sends.
+// The `stun` package is not used: its decoder throws on truncation, reads ERROR-CODE 401 as 404 and checks
+// MESSAGE-INTEGRITY by re-encoding what it understood; its builder takes ~60 us a message. Tests check
+// both directions against it.
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
+import { TURN_MAX_STUN_ATTRIBUTES } from '../base/constants.js';
 import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
 import type { Endpoint } from '../conn/socket.js';
 
@@ -40,6 +52,7 @@ import type { Endpoint } from '../conn/socket.js';
 export const STUN_HEADER_BYTES = 20;
 export const STUN_MAGIC_COOKIE = 0x2112a442;
 const FINGERPRINT_XOR = 0x5354554e;
+const INTEGRITY_BYTES = 20;
 export const STUN_METHOD_BINDING = 0x001;
 export const STUN_CLASS_REQUEST = 0, STUN_CLASS_INDICATION = 1, STUN_CLASS_SUCCESS = 2, STUN_CLASS_ERROR = 3;
 export type StunClass = 0 | 1 | 2 | 3;
@@ -65,81 +78,25 @@ export const ATTR = {
   OTHER_ADDRESS: 0x802c,
 } as const;
 
-/** CHANGE-REQUEST flags (RFC 5780 section 7.2). */
-export const CHANGE_IP = 0x4, CHANGE_PORT = 0x2;
+/** REALM and NONCE must be under 128 characters, i.e. at most 763 UTF-8 bytes (RFC 8489 14.9/14.10). */
+const MAX_TEXT_BYTES = 763;
 
-/** USERNAME longer than this is malformed (RFC 8489 section 14.3: < 509 bytes; 513 for RFC 5389 peers). */
-const MAX_USERNAME_BYTES = 513;
-/** Comprehension-required attributes we do not understand, listed at most this many (the 420 answer's list). */
-const MAX_UNKNOWN_LISTED = 16;
+/** STUN message type from method and class (the class bits sit at 4 and 8). */
+export function stunType(method: number, cls: number): number {
+  return (method & 0xf) | ((method & 0x70) << 1) | ((method & 0xf80) << 2) | ((cls & 1) << 4) | ((cls & 2) << 7);
+}
+export const methodOf = (type: number): number => (type & 0xf) | ((type >> 1) & 0x70) | ((type >> 2) & 0xf80);
+export const classOf = (type: number): StunClass => (((type >> 4) & 1) | ((type >> 7) & 2)) as StunClass;
 
-/** Comprehension-required attributes (< 0x8000) this parser understands; the rest make a request get 420. */
-const KNOWN_REQUIRED = new Set<number>([
-  ATTR.MAPPED_ADDRESS, ATTR.CHANGE_REQUEST, ATTR.USERNAME, ATTR.MESSAGE_INTEGRITY, ATTR.ERROR_CODE,
-  ATTR.UNKNOWN_ATTRIBUTES, ATTR.REALM, ATTR.NONCE, ATTR.XOR_MAPPED_ADDRESS, ATTR.PRIORITY, ATTR.USE_CANDIDATE,
-]);
+export function u16(b: Uint8Array, o: number): number { return (b[o]! << 8) | b[o + 1]!; }
+export function u32(b: Uint8Array, o: number): number { return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0; }
+export const padded = (n: number): number => (n + 3) & ~3;
 
-// ---- parsing -------------------------------------------------------------------------------------------
-
-/** What parseStun found; views into the datagram (txid) are only valid while the datagram is. */
-export interface StunMessage {
-  method: number;
-  cls: StunClass;
-  /** Total bytes (header + attributes) = the datagram's length. */
-  length: number;
-  /** The 12-byte transaction id, a view into the datagram. */
-  txid: Uint8Array;
-  xorMappedAddress?: Endpoint;
-  mappedAddress?: Endpoint;
-  otherAddress?: Endpoint;
-  responseOrigin?: Endpoint;
-  username?: string;
-  priority?: number;
-  useCandidate: boolean;
-  iceControlling?: bigint;
-  iceControlled?: bigint;
-  changeRequest?: number;
-  errorCode?: number;
-  errorReason?: string;
-  software?: string;
-  /** Comprehension-required attribute types we do not understand (undefined if none). */
-  unknownRequired?: number[];
-  /** Byte offset of the MESSAGE-INTEGRITY attribute, -1 if absent. */
-  integrityOffset: number;
-  /** FINGERPRINT present (and correct: a wrong one makes the message malformed). */
-  fingerprint: boolean;
+export function txidHex(txid: Uint8Array): string {
+  return Buffer.from(txid.buffer, txid.byteOffset, txid.length).toString('hex');
 }
 
-const scratch16 = new Uint8Array(16);
-
-function u16(b: Uint8Array, o: number): number { return (b[o]! << 8) | b[o + 1]!; }
-function u32(b: Uint8Array, o: number): number { return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0; }
-
-/** (XOR-)MAPPED-ADDRESS-style value at [o, o+len); undefined if malformed. */
-function readAddress(b: Uint8Array, o: number, len: number, xor: boolean): Endpoint | undefined {
-  if (len < 4) return undefined;
-  const family = b[o + 1];
-  let port = u16(b, o + 2);
-  if (xor) port ^= STUN_MAGIC_COOKIE >>> 16;
-  if (port === 0) return undefined;
-  if (family === 1 && len === 8) {
-    let a = u32(b, o + 4);
-    if (xor) a = (a ^ STUN_MAGIC_COOKIE) >>> 0;
-    return { address: formatIpv4(a), port };
-  }
-  if (family === 2 && len === 20) {
-    // XOR key for IPv6: the magic cookie followed by the transaction id, i.e. header bytes 4..20.
-    for (let i = 0; i < 16; i++) scratch16[i] = b[o + 4 + i]! ^ (xor ? b[4 + i]! : 0);
-    return { address: formatIpv6(scratch16), port };
-  }
-  return undefined;
-}
-
-function readBigU64(b: Uint8Array, o: number): bigint {
-  return (BigInt(u32(b, o)) << 32n) | BigInt(u32(b, o + 4));
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: false });
+// ---- CRC-32 (FINGERPRINT) ------------------------------------------------------------------------------
 
 let crcTable: Uint32Array | undefined;
 /** CRC-32 (IEEE, as zlib) of b[0, end) by table: for Node 20 releases before zlib.crc32 (20.15). */
@@ -164,270 +121,268 @@ export function crc32(b: Uint8Array, end = b.length): number {
   return crc32Portable(b, end);
 }
 
+// ---- attribute values ----------------------------------------------------------------------------------
+
+const scratch16 = new Uint8Array(16);
+/** Byte i of the IPv6 XOR key: the magic cookie, then the transaction id. */
+const xorKeyByte = (i: number, txid: Uint8Array): number => (i < 4 ? (STUN_MAGIC_COOKIE >>> (24 - 8 * i)) & 0xff : txid[i - 4]!);
+
+/** A (XOR-)address value at b[o, o+len), XOR'd with the cookie and `txid` if given; undefined for a wrong
+ *  family or length, or port 0. The reserved first byte is ignored (section 14.1). */
+export function readAddress(b: Uint8Array, o: number, len: number, txid: Uint8Array | undefined): Endpoint | undefined {
+  if (len < 4) return undefined;
+  const family = b[o + 1];
+  let port = u16(b, o + 2);
+  if (txid) port ^= STUN_MAGIC_COOKIE >>> 16;
+  if (port === 0) return undefined;
+  if (family === 1 && len === 8) {
+    const a = u32(b, o + 4);
+    return { address: formatIpv4(txid ? (a ^ STUN_MAGIC_COOKIE) >>> 0 : a), port };
+  }
+  if (family === 2 && len === 20 && (!txid || txid.length === 12)) {
+    for (let i = 0; i < 16; i++) scratch16[i] = b[o + 4 + i]! ^ (txid ? xorKeyByte(i, txid) : 0);
+    return { address: formatIpv6(scratch16), port };
+  }
+  return undefined;
+}
+
+/** XOR-*-ADDRESS value -> endpoint; undefined if malformed. */
+export function parseXorAddress(v: Uint8Array, transactionId: Uint8Array): Endpoint | undefined {
+  return readAddress(v, 0, v.length, transactionId);
+}
+
+/** Write an XOR-*-ADDRESS value (8 or 20 bytes) at `off`; returns its length, or 0 for a bad endpoint. */
+export function writeXorAddress(out: Uint8Array, off: number, e: Endpoint, transactionId: Uint8Array): number {
+  if (!(Number.isInteger(e.port) && e.port >= 0 && e.port <= 0xffff)) return 0;
+  const xport = e.port ^ (STUN_MAGIC_COOKIE >>> 16);
+  const v4 = parseIpv4(e.address);
+  const v6 = v4 === undefined ? parseIpv6(e.address) : undefined;
+  const len = v6 ? 20 : 8;
+  if ((v4 === undefined && !v6) || out.length < off + len || (v6 && transactionId.length !== 12)) return 0;
+  out[off] = 0; out[off + 1] = v6 ? 2 : 1; out[off + 2] = xport >> 8; out[off + 3] = xport & 0xff;
+  if (v6) {
+    for (let i = 0; i < 16; i++) out[off + 4 + i] = v6[i]! ^ xorKeyByte(i, transactionId);
+  } else {
+    const x = (v4! ^ STUN_MAGIC_COOKIE) >>> 0;
+    out[off + 4] = x >>> 24; out[off + 5] = (x >>> 16) & 0xff; out[off + 6] = (x >>> 8) & 0xff; out[off + 7] = x & 0xff;
+  }
+  return len;
+}
+
+/** ERROR-CODE value at b[o, o+len) -> 300-699, or -1 if malformed. */
+export function readErrorCode(b: Uint8Array, o: number, len: number): number {
+  if (len < 4) return -1;
+  const cls = b[o + 2]! & 7, num = b[o + 3]!;
+  return cls < 3 || cls > 6 || num > 99 ? -1 : cls * 100 + num;
+}
+
+const bufferText = (v: Uint8Array): string => Buffer.from(v.buffer, v.byteOffset, v.length).toString('utf8');
+
+/** ERROR-CODE value -> code (300-699) and reason; undefined if malformed. */
+export function parseErrorCode(v: Uint8Array): { code: number; reason: string } | undefined {
+  const code = readErrorCode(v, 0, v.length);
+  return code < 0 ? undefined : { code, reason: bufferText(v.subarray(4)) };
+}
+
+/** ERROR-CODE value for `code` with `reason`. */
+export function errorCodeValue(code: number, reason: string): Buffer {
+  const r = Buffer.from(reason, 'utf8');
+  const v = Buffer.alloc(4 + r.length);
+  v[2] = Math.floor(code / 100) & 7;
+  v[3] = code % 100;
+  v.set(r, 4);
+  return v;
+}
+
+// ---- reading -------------------------------------------------------------------------------------------
+
+/** The message type if `b` is framed as one whole STUN message (at least a header, top bits 00, the length
+ *  a multiple of 4 and the datagram's, the magic cookie), else -1. */
+export function stunMessageType(b: Uint8Array): number {
+  const n = b.length;
+  if (n < STUN_HEADER_BYTES || (b[0]! & 0xc0) !== 0) return -1;
+  const len = u16(b, 2);
+  if ((len & 3) !== 0 || STUN_HEADER_BYTES + len !== n || u32(b, 4) !== STUN_MAGIC_COOKIE) return -1;
+  return u16(b, 0);
+}
+
+/** One attribute the walk keeps, its value at b[at, at+len); false if that value is malformed. */
+export type AttributeVisitor = (type: number, at: number, len: number) => boolean;
+export const MALFORMED = -2;
+
 /**
- * Parse one STUN message filling the whole datagram; undefined if it is not a well-formed one: shorter than
- * a header, top bits not 00, wrong magic cookie, length not a multiple of 4 or not the datagram's, an
- * attribute running past the end, a malformed attribute we interpret, anything after FINGERPRINT, or a
- * FINGERPRINT that does not match. Attributes after MESSAGE-INTEGRITY other than FINGERPRINT are ignored
- * (RFC 8489 section 14.5); of repeated attributes the first counts. Never throws.
+ * Walk the attributes of a message stunMessageType accepted. None may run past the end; MESSAGE-INTEGRITY
+ * must be 20 bytes. Visits every attribute before MESSAGE-INTEGRITY, the first MESSAGE-INTEGRITY and every
+ * FINGERPRINT, skips the rest (RFC 8489 section 14.5). With `strictFingerprint`, a FINGERPRINT must be
+ * right and last. More than `maxVisits` attributes visited is malformed. Returns the offset of the
+ * MESSAGE-INTEGRITY attribute, -1 if none, or MALFORMED.
  */
-export function parseStun(msg: Uint8Array): StunMessage | undefined {
-  const n = msg.length;
-  if (n < STUN_HEADER_BYTES || (msg[0]! & 0xc0) !== 0) return undefined;
-  const len = u16(msg, 2);
-  if ((len & 3) !== 0 || STUN_HEADER_BYTES + len !== n || u32(msg, 4) !== STUN_MAGIC_COOKIE) return undefined;
-  const type = u16(msg, 0);
-  const m: StunMessage = {
-    method: (type & 0xf) | ((type >> 1) & 0x70) | ((type >> 2) & 0xf80),
-    cls: (((type >> 4) & 1) | ((type >> 7) & 2)) as StunClass,
-    length: n,
-    txid: msg.subarray(8, 20),
-    useCandidate: false,
-    integrityOffset: -1,
-    fingerprint: false,
-  };
-  let off = STUN_HEADER_BYTES;
-  while (off < n) {
-    if (m.fingerprint) return undefined; // FINGERPRINT must be last
-    if (off + 4 > n) return undefined;
-    const at = u16(msg, off), alen = u16(msg, off + 2), v = off + 4;
-    const next = v + ((alen + 3) & ~3);
-    if (next > n) return undefined;
-    if (at === ATTR.FINGERPRINT) {
-      if (alen !== 4 || ((crc32(msg, off) ^ FINGERPRINT_XOR) >>> 0) !== u32(msg, v)) return undefined;
-      m.fingerprint = true;
-    } else if (m.integrityOffset < 0) {
-      switch (at) {
-        case ATTR.XOR_MAPPED_ADDRESS:
-          if (!m.xorMappedAddress && !(m.xorMappedAddress = readAddress(msg, v, alen, true))) return undefined;
-          break;
-        case ATTR.MAPPED_ADDRESS:
-          if (!m.mappedAddress && !(m.mappedAddress = readAddress(msg, v, alen, false))) return undefined;
-          break;
-        case ATTR.OTHER_ADDRESS:
-          if (!m.otherAddress && !(m.otherAddress = readAddress(msg, v, alen, false))) return undefined;
-          break;
-        case ATTR.RESPONSE_ORIGIN:
-          if (!m.responseOrigin && !(m.responseOrigin = readAddress(msg, v, alen, false))) return undefined;
-          break;
-        case ATTR.USERNAME:
-          if (alen > MAX_USERNAME_BYTES) return undefined;
-          m.username ??= utf8.decode(msg.subarray(v, v + alen));
-          break;
-        case ATTR.SOFTWARE:
-          m.software ??= utf8.decode(msg.subarray(v, v + alen));
-          break;
-        case ATTR.PRIORITY:
-          if (alen !== 4) return undefined;
-          m.priority ??= u32(msg, v);
-          break;
-        case ATTR.USE_CANDIDATE:
-          if (alen !== 0) return undefined;
-          m.useCandidate = true;
-          break;
-        case ATTR.ICE_CONTROLLING:
-          if (alen !== 8) return undefined;
-          m.iceControlling ??= readBigU64(msg, v);
-          break;
-        case ATTR.ICE_CONTROLLED:
-          if (alen !== 8) return undefined;
-          m.iceControlled ??= readBigU64(msg, v);
-          break;
-        case ATTR.CHANGE_REQUEST:
-          if (alen !== 4) return undefined;
-          m.changeRequest ??= u32(msg, v);
-          break;
-        case ATTR.ERROR_CODE: {
-          if (alen < 4) return undefined;
-          const cls = msg[v + 2]! & 7, num = msg[v + 3]!;
-          if (cls < 3 || cls > 6 || num > 99) return undefined;
-          if (m.errorCode === undefined) {
-            m.errorCode = cls * 100 + num;
-            m.errorReason = utf8.decode(msg.subarray(v + 4, v + alen));
-          }
-          break;
-        }
-        case ATTR.MESSAGE_INTEGRITY:
-          if (alen !== 20) return undefined;
-          m.integrityOffset = off;
-          break;
-        default:
-          if (at < 0x8000 && !KNOWN_REQUIRED.has(at)) {
-            const u = (m.unknownRequired ??= []);
-            if (u.length < MAX_UNKNOWN_LISTED && !u.includes(at)) u.push(at);
-          }
+export function walkStun(b: Uint8Array, visit: AttributeVisitor, strictFingerprint: boolean, maxVisits: number): number {
+  const n = b.length;
+  let integrity = -1, visits = 0, fingerprinted = false;
+  for (let off = STUN_HEADER_BYTES; off < n;) {
+    if (fingerprinted || off + 4 > n || visits >= maxVisits) return MALFORMED;
+    const type = u16(b, off), len = u16(b, off + 2), v = off + 4;
+    const next = v + padded(len);
+    if (next > n) return MALFORMED;
+    if (type === ATTR.FINGERPRINT) {
+      if (strictFingerprint) {
+        if (len !== 4 || ((crc32(b, off) ^ FINGERPRINT_XOR) >>> 0) !== u32(b, v)) return MALFORMED;
+        fingerprinted = true;
       }
+      visits++;
+      if (!visit(type, v, len)) return MALFORMED;
+    } else if (integrity < 0) {
+      if (type === ATTR.MESSAGE_INTEGRITY) {
+        if (len !== INTEGRITY_BYTES) return MALFORMED;
+        integrity = off;
+      }
+      visits++;
+      if (!visit(type, v, len)) return MALFORMED;
     }
     off = next;
   }
-  return m;
+  return integrity;
 }
 
-/** Check MESSAGE-INTEGRITY (HMAC-SHA1 keyed with `password`) over the bytes received. */
-export function verifyIntegrity(msg: Uint8Array, m: StunMessage, password: string): boolean {
+export interface StunAttribute {
+  type: number;
+  /** View into the message. */
+  value: Uint8Array;
+}
+
+/** A message as its attribute list (parseStunMessage). */
+export interface ParsedStun {
+  method: number;
+  cls: StunClass;
+  /** View into the message (12 bytes). */
+  transactionId: Uint8Array;
+  /** In message order; after MESSAGE-INTEGRITY only FINGERPRINT is kept. */
+  attributes: StunAttribute[];
+  /** Offset of the MESSAGE-INTEGRITY attribute's header, or -1. */
+  integrityOffset: number;
+}
+
+/** A STUN message as its attribute list, at most TURN_MAX_STUN_ATTRIBUTES (the bound on the work a datagram
+ *  of empty attributes causes); undefined if malformed. FINGERPRINT is neither checked nor required last. */
+export function parseStunMessage(b: Uint8Array): ParsedStun | undefined {
+  const type = stunMessageType(b);
+  if (type < 0) return undefined;
+  const attributes: StunAttribute[] = [];
+  const integrityOffset = walkStun(b, (t, v, len) => { attributes.push({ type: t, value: b.subarray(v, v + len) }); return true; },
+    false, TURN_MAX_STUN_ATTRIBUTES);
+  if (integrityOffset === MALFORMED) return undefined;
+  return { method: methodOf(type), cls: classOf(type), transactionId: b.subarray(8, 20), attributes, integrityOffset };
+}
+
+/** First attribute of `type` (later duplicates are ignored, RFC 8489 section 14). */
+export function stunAttribute(m: ParsedStun, type: number): Uint8Array | undefined {
+  for (const a of m.attributes) if (a.type === type) return a.value;
+  return undefined;
+}
+
+/** A text attribute (REALM, NONCE, ...) of at most 763 bytes, or undefined. */
+export function textAttr(m: ParsedStun, type: number): string | undefined {
+  const v = stunAttribute(m, type);
+  return !v || v.length > MAX_TEXT_BYTES ? undefined : bufferText(v);
+}
+
+export function readU32Attr(m: ParsedStun, type: number): number | undefined {
+  const v = stunAttribute(m, type);
+  return !v || v.length !== 4 ? undefined : u32(v, 0);
+}
+
+/** Check MESSAGE-INTEGRITY (HMAC-SHA1 keyed with a short-term password or a long-term key) over the bytes
+ *  received, the header's length set to end just after it. */
+export function verifyIntegrity(raw: Uint8Array, m: { integrityOffset: number }, key: string | Uint8Array): boolean {
   const at = m.integrityOffset;
-  if (at < 0 || at + 24 > msg.length) return false;
+  if (at < 0 || at + 4 + INTEGRITY_BYTES > raw.length) return false;
   const lenField = Buffer.allocUnsafe(2);
-  lenField.writeUInt16BE(at + 24 - STUN_HEADER_BYTES, 0);
-  const mac = createHmac('sha1', password).update(msg.subarray(0, 2)).update(lenField).update(msg.subarray(4, at)).digest();
-  return timingSafeEqual(mac, msg.subarray(at + 4, at + 24));
+  lenField.writeUInt16BE(at + 4 + INTEGRITY_BYTES - STUN_HEADER_BYTES, 0);
+  const mac = createHmac('sha1', key).update(raw.subarray(0, 2)).update(lenField).update(raw.subarray(4, at)).digest();
+  return timingSafeEqual(mac, raw.subarray(at + 4, at + 4 + INTEGRITY_BYTES));
 }
 
-export function txidHex(txid: Uint8Array): string {
-  return Buffer.from(txid.buffer, txid.byteOffset, txid.length).toString('hex');
+// ---- writing -------------------------------------------------------------------------------------------
+
+/** An attribute value by kind: number u32, bigint u64, string UTF-8, Endpoint an XOR address (of the
+ *  message's transaction id), bytes as they are, undefined empty. */
+export type StunValue = number | bigint | string | Uint8Array | Endpoint | undefined;
+export type StunAttr = readonly [type: number, value?: StunValue];
+
+const isEndpoint = (v: StunValue): v is Endpoint => typeof v === 'object' && !(v instanceof Uint8Array);
+
+/** Bytes the value takes unpadded; -1 for an endpoint that is not an IP address. */
+function valueLength(v: StunValue): number {
+  if (v === undefined) return 0;
+  if (typeof v === 'number') return 4;
+  if (typeof v === 'bigint') return 8;
+  if (typeof v === 'string') return Buffer.byteLength(v, 'utf8');
+  if (!isEndpoint(v)) return v.length;
+  return parseIpv4(v.address) !== undefined ? 8 : parseIpv6(v.address) ? 20 : -1;
 }
 
-// ---- building (the `stun` package) ---------------------------------------------------------------------
-
-interface StunLibMessage {
-  addAttribute(type: number, ...values: unknown[]): unknown;
-  addUsername(username: string): unknown;
-  addSoftware(software: string): unknown;
-  addUseCandidate(): unknown;
-  addIceControlling(tieBreaker: Buffer): unknown;
-  addIceControlled(tieBreaker: Buffer): unknown;
-  addMessageIntegrity(key: string): unknown;
-  addFingerprint(): unknown;
-  toBuffer(): Buffer;
-}
-interface StunLib { createMessage(type: number, transaction?: Buffer): StunLibMessage }
-const stunLib = createRequire(import.meta.url)('stun') as StunLib;
-
-/** STUN message type from method and class (the class bits sit at 4 and 8). */
-export function stunType(method: number, cls: StunClass): number {
-  return (method & 0xf) | ((method & 0x70) << 1) | ((method & 0xf80) << 2) | ((cls & 1) << 4) | ((cls & 2) << 7);
-}
-
-/** Address as STUN carries it: IPv4-mapped IPv6 (dual-stack sockets) as IPv4, no zone index. */
-export function stunAddress(address: string): string {
-  const pct = address.indexOf('%');
-  const a = pct >= 0 ? address.slice(0, pct) : address;
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a) ? a.slice(7) : a;
-}
-
-export interface StunRequestAttributes {
-  /** ICE: "<answerer's ufrag>:<our ufrag>". */
-  username?: string;
-  /** Short-term credential: MESSAGE-INTEGRITY key for the request, and required on the response. */
-  password?: string;
-  priority?: number;
-  /** Adds ICE-CONTROLLING (true) or ICE-CONTROLLED (false) with `tieBreaker`. */
-  controlling?: boolean;
-  tieBreaker?: bigint;
-  useCandidate?: boolean;
-  /** RFC 5780 CHANGE-REQUEST. */
-  changeIp?: boolean;
-  changePort?: boolean;
-}
-
-function tieBreakerBytes(t: bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt.asUintN(64, t));
-  return b;
-}
-
-export function encodeBindingRequest(txid: Buffer, a: StunRequestAttributes = {}, software?: string): Buffer {
-  const m = stunLib.createMessage(stunType(STUN_METHOD_BINDING, STUN_CLASS_REQUEST), txid);
-  if (a.username !== undefined) m.addUsername(a.username);
-  if (software) m.addSoftware(software);
-  // addAttribute, not addPriority: the latter refuses priorities >= 2^31, which RFC 8445 allows.
-  if (a.priority !== undefined) m.addAttribute(ATTR.PRIORITY, a.priority >>> 0);
-  if (a.controlling !== undefined) {
-    const tb = tieBreakerBytes(a.tieBreaker ?? 0n);
-    if (a.controlling) m.addIceControlling(tb); else m.addIceControlled(tb);
-  }
-  if (a.useCandidate) m.addUseCandidate();
-  if (a.changeIp || a.changePort) m.addAttribute(ATTR.CHANGE_REQUEST, (a.changeIp ? CHANGE_IP : 0) | (a.changePort ? CHANGE_PORT : 0));
-  if (a.password !== undefined) m.addMessageIntegrity(a.password);
-  m.addFingerprint();
-  return m.toBuffer();
-}
-
-// Responses are written directly (one Buffer each, no intermediate objects): they are what a remote sender
-// makes us produce, so their cost is what a request flood costs. The `stun` package's builder takes ~60 us
-// per answer (it serialises the message once per integrity/fingerprint attribute); this takes ~2 us.
-// Tests check these bytes with the package's decoder and validators.
-
-const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 420: 'Unknown Attribute', 438: 'Stale Nonce', 487: 'Role Conflict', 500: 'Server Error',
-};
-
-/** Header, with the length filled in by finish(). */
-function writeHeader(b: Buffer, method: number, cls: StunClass, txid: Uint8Array): void {
+/** The 20-byte header; the length is filled in by finishStun(). */
+export function writeStunHeader(b: Buffer, method: number, cls: number, txid: Uint8Array): void {
   b.writeUInt16BE(stunType(method, cls), 0);
   b.writeUInt32BE(STUN_MAGIC_COOKIE, 4);
   b.set(txid.subarray(0, 12), 8);
 }
 
-function writeAttrHeader(b: Buffer, off: number, type: number, len: number): number {
-  b.writeUInt16BE(type, off);
-  b.writeUInt16BE(len, off + 2);
+export function writeAttrHeader(b: Uint8Array, off: number, type: number, len: number): number {
+  b[off] = type >> 8; b[off + 1] = type & 0xff; b[off + 2] = len >> 8; b[off + 3] = len & 0xff;
   return off + 4;
 }
 
-/** Append MESSAGE-INTEGRITY (if password) and FINGERPRINT after `off`; returns the message. */
-function finish(b: Buffer, off: number, password: string | undefined): Buffer {
-  if (password !== undefined) {
-    b.writeUInt16BE(off + 24 - STUN_HEADER_BYTES, 2);
-    const mac = createHmac('sha1', password).update(b.subarray(0, off)).digest();
-    off = writeAttrHeader(b, off, ATTR.MESSAGE_INTEGRITY, 20);
+/** One attribute at `off`, padding zeroed; returns the offset after it, or -1 for a bad endpoint. */
+function writeAttribute(b: Buffer, off: number, type: number, v: StunValue, txid: Uint8Array): number {
+  const len = valueLength(v);
+  let at = writeAttrHeader(b, off, type, len);
+  if (typeof v === 'number') b.writeUInt32BE(v >>> 0, at);
+  else if (typeof v === 'bigint') b.writeBigUInt64BE(BigInt.asUintN(64, v), at);
+  else if (typeof v === 'string') b.write(v, at, 'utf8');
+  else if (v !== undefined && isEndpoint(v)) { if (writeXorAddress(b, at, v, txid) !== len) return -1; }
+  else if (v !== undefined) b.set(v, at);
+  at += len;
+  const end = off + 4 + padded(len);
+  b.fill(0, at, end);
+  return end;
+}
+
+/** Set the length, then append MESSAGE-INTEGRITY (if `key`) and FINGERPRINT (if `fingerprint`) after
+ *  `off`, each computed with the length counting it. Returns the offset after the message. */
+export function finishStun(b: Buffer, off: number, key: string | Uint8Array | undefined, fingerprint: boolean): number {
+  if (key !== undefined) {
+    b.writeUInt16BE(off + 4 + INTEGRITY_BYTES - STUN_HEADER_BYTES, 2);
+    const mac = createHmac('sha1', key).update(b.subarray(0, off)).digest();
+    off = writeAttrHeader(b, off, ATTR.MESSAGE_INTEGRITY, INTEGRITY_BYTES);
     b.set(mac, off);
-    off += 20;
+    off += INTEGRITY_BYTES;
   }
-  b.writeUInt16BE(off + 8 - STUN_HEADER_BYTES, 2);
-  const fp = (crc32(b, off) ^ FINGERPRINT_XOR) >>> 0;
-  off = writeAttrHeader(b, off, ATTR.FINGERPRINT, 4);
-  b.writeUInt32BE(fp, off);
-  return b.subarray(0, off + 4);
+  b.writeUInt16BE(off + (fingerprint ? 8 : 0) - STUN_HEADER_BYTES, 2);
+  if (fingerprint) {
+    const fp = (crc32(b, off) ^ FINGERPRINT_XOR) >>> 0;
+    off = writeAttrHeader(b, off, ATTR.FINGERPRINT, 4);
+    b.writeUInt32BE(fp, off);
+    off += 4;
+  }
+  return off;
 }
 
-function textBytes(s: string | undefined, max: number): Buffer | undefined {
-  if (!s) return undefined;
-  const t = Buffer.from(s, 'utf8');
-  return t.length > max ? t.subarray(0, max) : t;
-}
-
-/** Binding success: XOR-MAPPED-ADDRESS, [SOFTWARE], [MESSAGE-INTEGRITY], FINGERPRINT. Throws on a non-IP address. */
-export function encodeBindingSuccess(txid: Uint8Array, mapped: Endpoint, password?: string, software?: string): Buffer {
-  const addr = stunAddress(mapped.address);
-  const v4 = parseIpv4(addr);
-  const v6 = v4 === undefined ? parseIpv6(addr) : undefined;
-  if ((v4 === undefined && !v6) || !(mapped.port > 0 && mapped.port < 65536)) throw new Error(`not an IP endpoint: ${addr}:${mapped.port}`);
-  const sw = textBytes(software, 127);
-  const b = Buffer.alloc(STUN_HEADER_BYTES + 24 + (sw ? 4 + ((sw.length + 3) & ~3) : 0) + 24 + 8);
-  writeHeader(b, STUN_METHOD_BINDING, STUN_CLASS_SUCCESS, txid);
-  let off = writeAttrHeader(b, STUN_HEADER_BYTES, ATTR.XOR_MAPPED_ADDRESS, v6 ? 20 : 8);
-  b[off + 1] = v6 ? 2 : 1;
-  b.writeUInt16BE(mapped.port ^ (STUN_MAGIC_COOKIE >>> 16), off + 2);
-  if (v6) {
-    for (let i = 0; i < 16; i++) b[off + 4 + i] = v6[i]! ^ b[4 + i]!; // cookie ‖ txid
-    off += 20;
-  } else {
-    b.writeUInt32BE((v4! ^ STUN_MAGIC_COOKIE) >>> 0, off + 4);
-    off += 8;
+/** A STUN message of these attributes in this order, then MESSAGE-INTEGRITY (with `key`) and FINGERPRINT
+ *  if asked; undefined if an endpoint value is not an IP address. */
+export function encodeStun(method: number, cls: number, txid: Uint8Array, attrs: readonly StunAttr[],
+  key?: string | Uint8Array, fingerprint = false): Buffer | undefined {
+  let size = STUN_HEADER_BYTES + (key !== undefined ? 4 + INTEGRITY_BYTES : 0) + (fingerprint ? 8 : 0);
+  for (const a of attrs) {
+    const len = valueLength(a[1]);
+    if (len < 0) return undefined;
+    size += 4 + padded(len);
   }
-  if (sw) { off = writeAttrHeader(b, off, ATTR.SOFTWARE, sw.length); b.set(sw, off); off += (sw.length + 3) & ~3; }
-  return finish(b, off, password);
-}
-
-/** Binding error: ERROR-CODE, [UNKNOWN-ATTRIBUTES], [SOFTWARE], [MESSAGE-INTEGRITY], FINGERPRINT. */
-export function encodeBindingError(txid: Uint8Array, code: number, unknown?: number[], password?: string, software?: string): Buffer {
-  const reason = Buffer.from(REASONS[code] ?? 'Error', 'utf8');
-  const sw = textBytes(software, 127);
-  const u = unknown?.length ? [...new Set(unknown)].slice(0, MAX_UNKNOWN_LISTED) : [];
-  const b = Buffer.alloc(STUN_HEADER_BYTES + 8 + ((reason.length + 3) & ~3) + (u.length ? 4 + ((u.length * 2 + 3) & ~3) : 0)
-    + (sw ? 4 + ((sw.length + 3) & ~3) : 0) + 24 + 8);
-  writeHeader(b, STUN_METHOD_BINDING, STUN_CLASS_ERROR, txid);
-  let off = writeAttrHeader(b, STUN_HEADER_BYTES, ATTR.ERROR_CODE, 4 + reason.length);
-  b[off + 2] = Math.floor(code / 100) & 7;
-  b[off + 3] = code % 100;
-  b.set(reason, off + 4);
-  off += 4 + ((reason.length + 3) & ~3);
-  if (u.length) {
-    off = writeAttrHeader(b, off, ATTR.UNKNOWN_ATTRIBUTES, u.length * 2);
-    u.forEach((t, i) => b.writeUInt16BE(t & 0xffff, off + 2 * i));
-    off += (u.length * 2 + 3) & ~3;
-  }
-  if (sw) { off = writeAttrHeader(b, off, ATTR.SOFTWARE, sw.length); b.set(sw, off); off += (sw.length + 3) & ~3; }
-  return finish(b, off, password);
+  const b = Buffer.allocUnsafe(size);
+  writeStunHeader(b, method, cls, txid);
+  let off = STUN_HEADER_BYTES;
+  for (const a of attrs) if ((off = writeAttribute(b, off, a[0], a[1], txid)) < 0) return undefined;
+  finishStun(b, off, key, fingerprint);
+  return b;
 }

@@ -7,7 +7,8 @@ import { createRequire } from 'node:module';
 import { MemoryNetwork, type MemoryNetworkOptions, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { MemoryNat, type MemoryNatOptions } from '../../agent/conn/memory-nat.js';
 import { StunEndpoint, type StunTransactionOptions } from '../../agent/nat/stun-endpoint.js';
-import { ATTR, CHANGE_IP, CHANGE_PORT, parseStun } from '../../agent/nat/stun-wire.js';
+import { ATTR } from '../../agent/nat/stun-wire.js';
+import { CHANGE_IP, CHANGE_PORT, parseStun } from '../../agent/nat/stun-binding.js';
 import { netcheck, summarizeNetcheck } from '../../agent/nat/netcheck.js';
 import type { Endpoint } from '../../agent/conn/socket.js';
 

@@ -7,7 +7,8 @@ import { createRequire } from 'node:module';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { MemoryNat } from '../../agent/conn/memory-nat.js';
 import { StunEndpoint, type IncomingCheck, type StunEndpointOptions } from '../../agent/nat/stun-endpoint.js';
-import { ATTR, encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunType } from '../../agent/nat/stun-wire.js';
+import { ATTR, stunType } from '../../agent/nat/stun-wire.js';
+import { encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun } from '../../agent/nat/stun-binding.js';
 import { STUN_MAX_PENDING } from '../../agent/base/constants.js';
 import type { Endpoint } from '../../agent/conn/socket.js';
 

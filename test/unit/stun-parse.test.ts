@@ -1,5 +1,5 @@
-// parseStun / verifyIntegrity properties (fast-check): arbitrary bytes never throw; messages built with the
-// `stun` package parse back to what was put in (and the package's own decoder agrees); every truncation
+// parseStun / verifyIntegrity properties (fast-check): arbitrary bytes never throw; Binding messages we build
+// parse back to what was put in (and the `stun` package's own decoder agrees); every truncation
 // and every single-bit flip is refused or loses its FINGERPRINT.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,9 +8,9 @@ import { createHmac } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import {
-  ATTR, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, crc32, crc32Portable, encodeBindingError, encodeBindingRequest,
-  encodeBindingSuccess, parseStun, stunType, verifyIntegrity, type StunMessage,
+  ATTR, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, crc32, crc32Portable, stunType, verifyIntegrity,
 } from '../../agent/nat/stun-wire.js';
+import { encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, type StunMessage } from '../../agent/nat/stun-binding.js';
 import { formatIpv4, formatIpv6 } from '../../agent/idloc/addresses.js';
 
 interface StunLibMessage { type: number; transactionId: Buffer; getXorAddress(): { address: string; port: number } | undefined; getUsername(): string | undefined }
@@ -84,7 +84,7 @@ const requestArb = fc.record({
   changePort: fc.boolean(),
 }, { requiredKeys: ['tieBreaker', 'useCandidate', 'changeIp', 'changePort'] });
 
-test('round trip: requests built with the stun package parse back, MESSAGE-INTEGRITY verifies over the bytes', () => {
+test('round trip: requests (encodeBindingRequest) parse back, MESSAGE-INTEGRITY verifies over the bytes, the stun package agrees', () => {
   fc.assert(fc.property(txidArb, requestArb, fc.option(text(20), { nil: undefined }), (txid, a, software) => {
     const msg = encodeBindingRequest(txid, a, software);
     const m = parseStun(msg)!;
@@ -120,7 +120,7 @@ const addressArb = fc.oneof(
   fc.uint8Array({ minLength: 16, maxLength: 16 }).map(formatIpv6),
 );
 
-test('round trip: success and error responses (written without the stun package) pass its decoder and validators', () => {
+test('round trip: success and error responses pass the stun package\'s decoder and validators', () => {
   fc.assert(fc.property(txidArb, addressArb, fc.integer({ min: 1, max: 65535 }), fc.option(text(12).filter((s) => s.length > 0), { nil: undefined }),
     fc.option(text(20), { nil: undefined }),
     (txid, address, port, password, software) => {

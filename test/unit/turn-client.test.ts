@@ -11,11 +11,12 @@ import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
 import { TurnClient, TurnError, type TurnClientOptions } from '../../agent/nat/turn-client.js';
 import {
   ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_ERROR_CODE, ATTR_LIFETIME, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM,
-  ATTR_USERNAME, ATTR_XOR_MAPPED_ADDRESS, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS, STUN_CLASS_ERROR,
-  STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, TURN_METHOD_ALLOCATE, TURN_METHOD_CHANNEL_BIND,
-  TURN_METHOD_CREATE_PERMISSION, TURN_METHOD_DATA, TURN_METHOD_REFRESH, TURN_METHOD_SEND, encodeChannelData,
-  longTermKey, stunPackage, stunType, type StunDecoded,
+  ATTR_USERNAME, ATTR_XOR_MAPPED_ADDRESS, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS, TURN_METHOD_ALLOCATE,
+  TURN_METHOD_CHANNEL_BIND, TURN_METHOD_CREATE_PERMISSION, TURN_METHOD_DATA, TURN_METHOD_REFRESH, TURN_METHOD_SEND,
+  encodeChannelData, longTermKey,
 } from '../../agent/nat/turn-wire.js';
+import { STUN_CLASS_ERROR, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, stunType } from '../../agent/nat/stun-wire.js';
+import { stunPackage, type StunDecoded } from './stun-package.js';
 
 const SERVER: Endpoint = { address: '192.0.2.1', port: 3478 };
 const REALM = 'fake.realm';

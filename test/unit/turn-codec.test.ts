@@ -1,15 +1,18 @@
-// The TURN client's hand-written wire code (agent/nat/turn-wire.ts): STUN parsing against RFC 5769's test
+// The STUN codec as TURN uses it (agent/nat/stun-wire.ts, agent/nat/turn-wire.ts): STUN parsing against RFC 5769's test
 // vectors and against what the `stun` package writes, ChannelData, XOR addresses, Send indications.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  STUN_CLASS_ERROR, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, parseErrorCode, parseStunMessage,
+  parseXorAddress, stunAttribute, stunType, verifyIntegrity as verifyMessageIntegrity, writeXorAddress,
+} from '../../agent/nat/stun-wire.js';
+import {
   ATTR_DATA, ATTR_ERROR_CODE, ATTR_LIFETIME, ATTR_NONCE, ATTR_REALM, ATTR_XOR_PEER_ADDRESS, CHANNEL_MAX, CHANNEL_MIN,
-  STUN_CLASS_ERROR, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, TURN_METHOD_ALLOCATE,
-  TURN_METHOD_CHANNEL_BIND, TURN_METHOD_DATA, TURN_METHOD_SEND, encodeChannelData, encodeSendIndication, longTermKey,
-  parseChannelData, parseErrorCode, parseStunMessage, parseXorAddress, stunAttribute, stunPackage, stunType,
-  verifyMessageIntegrity, writeXorAddress,
+  TURN_METHOD_ALLOCATE, TURN_METHOD_CHANNEL_BIND, TURN_METHOD_DATA, TURN_METHOD_SEND, encodeChannelData,
+  encodeSendIndication, longTermKey, parseChannelData,
 } from '../../agent/nat/turn-wire.js';
+import { stunPackage } from './stun-package.js';
 import { classifyDatagram } from '../../agent/nat/demux.js';
 import { formatIpv4, formatIpv6 } from '../../agent/idloc/addresses.js';
 
