@@ -68,7 +68,7 @@ export interface AgentOptions {
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
   onIdentityChanged?: (identity: Identity) => void | Promise<void>;
-  /** Time for the tunnels and discovery (a twin in tests that move the clock). */
+  /** Time for every layer but the overlay (which keeps its own Scheduler): a twin in tests that move the clock. */
   clock?: Scheduler;
 }
 
@@ -116,7 +116,7 @@ export class Agent {
       send: (bytes, to) => underlay.routed.send(bytes, to), software: 'idloc',
       passwordFor: (u) => this.ice.passwordFor(u), onCheck: (r) => this.ice.onCheck(r),
     });
-    this.ice = new IceAgent(this.stun, (e) => turn?.relays(e) === true);
+    this.ice = new IceAgent(this.stun, (e) => turn?.relays(e) === true, clock);
 
     // The overlay shares the socket (the underlay hands it 0xD2 datagrams).
     if (o.overlay) {
@@ -149,7 +149,7 @@ export class Agent {
     if (overlay) {
       const ov = o.overlay!;
       this.traversal = new Traversal({
-        identity, node: overlay.node, ice: this.ice, logger: log('nat'),
+        identity, node: overlay.node, ice: this.ice, logger: log('nat'), clock,
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
         ...(turn ? { turn } : {}), peerRelay: underlay.peerRelay, peersTurnRelays: underlay,
         ...(underlay.probes ? { probes: underlay.probes } : {}),

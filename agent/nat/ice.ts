@@ -25,6 +25,7 @@
 //        onLateSuccess: the caller moves the tunnel to it.
 //   Incoming checks reach us through StunEndpoint's passwordFor/onCheck hooks: USERNAME "ours:theirs" picks
 //   the session; sessions linger ICE_SESSION_LINGER_MS after they finish to keep answering.
+import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import {
   ICE_CHECK_MAX_TRANSMITS, ICE_CHECK_PACING_MS, ICE_CHECK_RTO_MS, ICE_DIRECT_TIMEOUT_MS, ICE_MAX_SESSIONS, ICE_RELAY_GRACE_MS,
   ICE_SESSION_LINGER_MS, HARD_NAT_SPRAY_BURST, HARD_NAT_SPRAY_INTERVAL_MS,
@@ -88,12 +89,11 @@ export class IceSession {
     if (this.remote) throw new Error('ICE session already started');
     this.remote = remote;
     const p = new Promise<IceResult | undefined>((resolve) => { this.settle = resolve; });
-    const timer = setTimeout(() => this.finish(this.fallback), timeoutMs);
-    timer.unref?.();
+    const clock = this.agent.clock;
+    const timer = clock.setTimer(timeoutMs, () => this.finish(this.fallback));
     const sorted = remote.candidates.slice().sort((a, b) => b.priority - a.priority);
     sorted.forEach((c, i) => {
-      const t = setTimeout(() => this.check(c, c.type), i * ICE_CHECK_PACING_MS);
-      t.unref?.();
+      clock.setTimer(i * ICE_CHECK_PACING_MS, () => this.check(c, c.type));
     });
     for (const e of this.early) {
       const listed = remote.candidates.find((c) => c.address === e.address && c.port === e.port);
@@ -101,7 +101,7 @@ export class IceSession {
       this.check(e, listed ? listed.type : IceCandidateType.Prflx);
     }
     if (this.nominated) this.finish(this.nominated); // the controller's nomination beat our start
-    return p.finally(() => clearTimeout(timer));
+    return p.finally(() => timer.cancel());
   }
 
   /** Send one check to each endpoint, HARD_NAT_SPRAY_BURST every HARD_NAT_SPRAY_INTERVAL_MS, starting
@@ -111,7 +111,7 @@ export class IceSession {
     if (!remote || endpoints.length === 0) return;
     const check = this.checkRequest(remote);
     let i = 0;
-    const later = (ms: number) => setTimeout(burst, ms).unref?.();
+    const later = (ms: number) => this.agent.clock.setTimer(ms, burst);
     const burst = (): void => {
       if (this.result && !this.resultRelayed) return;
       const end = Math.min(endpoints.length, i + HARD_NAT_SPRAY_BURST);
@@ -166,8 +166,7 @@ export class IceSession {
       // (lower latency, no relay bandwidth) and their checks may simply be a round trip behind.
       if (!this.fallback) {
         this.fallback = r;
-        const t = setTimeout(() => this.finish(this.fallback), ICE_RELAY_GRACE_MS);
-        t.unref?.();
+        this.agent.clock.setTimer(ICE_RELAY_GRACE_MS, () => this.finish(this.fallback));
       }
     });
   }
@@ -204,7 +203,7 @@ export class IceAgent {
   private readonly sessions = new Map<string, IceSession>();
 
   /** `relayed(e)`: traffic to e goes through our TURN relay (such a pair is used only if no direct one answers). */
-  constructor(readonly stun: StunEndpoint, readonly relayed: (e: Endpoint) => boolean = () => false) {}
+  constructor(readonly stun: StunEndpoint, readonly relayed: (e: Endpoint) => boolean = () => false, readonly clock: Scheduler = realScheduler) {}
 
   newSession(controlling: boolean): IceSession {
     if (this.sessions.size >= ICE_MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
@@ -229,8 +228,7 @@ export class IceAgent {
 
   /** A finished session keeps answering the other side's checks for ICE_SESSION_LINGER_MS. */
   retire(s: IceSession): void {
-    const t = setTimeout(() => { if (this.sessions.get(s.ufrag) === s) this.sessions.delete(s.ufrag); }, ICE_SESSION_LINGER_MS);
-    t.unref?.();
+    this.clock.setTimer(ICE_SESSION_LINGER_MS, () => { if (this.sessions.get(s.ufrag) === s) this.sessions.delete(s.ufrag); });
   }
 
   close(): void {

@@ -21,6 +21,7 @@
 //        direct path", with the reason; a direct pair that answers later (onDirect) moves the tunnel.
 //   Being reached: an ATTACH for us is checked (signature, target = us, fresh), answered with our offer of
 //   candidates, and our checks toward the offerer start at once (they open our NAT for its checks).
+import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import type { Logger } from 'pino';
 import {
   ATTACH_MAX_CANDIDATES, HARD_NAT_SPRAY_COUNT, HARD_NAT_SPRAY_DELAY_MS, ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS,
@@ -65,6 +66,8 @@ export interface TraversalOptions {
   /** Sockets for birthday probing when we are the hard side (absent: port probing is off, in either role). */
   probes?: Pick<ProbeSockets, 'open' | 'route'>;
   logger: Logger;
+  /** Attach offers and answers are stamped and checked against this clock. */
+  clock?: Scheduler;
 }
 
 const TYPE_NAMES = ['host', 'srflx', 'relay', 'prflx'];
@@ -77,7 +80,11 @@ export class Traversal {
     probeSocketsOpened: 0, sprays: 0,
   };
 
-  constructor(private readonly o: TraversalOptions) {}
+  private readonly clock: Scheduler;
+
+  constructor(private readonly o: TraversalOptions) {
+    this.clock = o.clock ?? realScheduler;
+  }
 
   /** The last netcheck: sets our srflx candidate and whether we need rendezvous. */
   setNetcheck(r: NetcheckReport): void {
@@ -146,12 +153,12 @@ export class Traversal {
     const target = nodeIdFromPublicKey(locator.owner);
     const session = this.o.ice.newSession(true);
     const offer = marshalAttach({
-      role: 'offer', sender: this.o.identity.publicKey, target, created: Date.now(), tieBreaker: session.tieBreaker,
+      role: 'offer', sender: this.o.identity.publicKey, target, created: this.clock.now(), tieBreaker: session.tieBreaker,
       ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(), nat: this.natHint(),
     }, this.o.identity.privateKey);
     this.stats.attachSent++;
     const answerBlob = await this.o.node.attach(target, via, offer, { routes });
-    const answer = answerBlob ? parseAttach(answerBlob, this.o.identity.nodeId, Date.now()) : undefined;
+    const answer = answerBlob ? parseAttach(answerBlob, this.o.identity.nodeId, this.clock.now()) : undefined;
     if (!answer?.ok || toHex(answer.params.sender) !== toHex(locator.owner)) {
       this.stats.attachFailed++;
       return { how: 'attach-failed', reason: answer ? `the peer's Attach answer was refused (${answer.ok ? 'another key' : answer.reason})` : `no Attach answer through ${via.map(endpointKey).join(', ')}` };
@@ -177,7 +184,7 @@ export class Traversal {
 
   /** The overlay's onAttach: an offer for us. Answer with our candidates and start checking at once. */
   onAttach(blob: Uint8Array): Uint8Array | undefined {
-    const v = parseAttach(blob, this.o.identity.nodeId, Date.now());
+    const v = parseAttach(blob, this.o.identity.nodeId, this.clock.now());
     if (!v.ok || v.params.role !== 'offer') { this.stats.attachRefused++; return undefined; }
     const session = this.o.ice.newSession(false);
     this.notePeerRelays(v.params.candidates);
@@ -189,7 +196,7 @@ export class Traversal {
     this.punchHardNat(session, v.params);
     this.stats.attachAnswered++;
     return marshalAttach({
-      role: 'answer', sender: this.o.identity.publicKey, target: nodeIdFromPublicKey(v.params.sender), created: Date.now(),
+      role: 'answer', sender: this.o.identity.publicKey, target: nodeIdFromPublicKey(v.params.sender), created: this.clock.now(),
       tieBreaker: session.tieBreaker, ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(),
       nat: this.natHint(),
     }, this.o.identity.privateKey);

@@ -14,6 +14,7 @@
 // TURN_REFRESH_MARGIN_S before it expires; a failed refresh is retried every TURN_REFRESH_RETRY_MS until
 // it expires, then the allocation is lost (onLost). close() sends Refresh with LIFETIME 0.
 
+import { realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { randomBytes } from 'node:crypto';
 import {
   TURN_CLOSE_TIMEOUT_MS, TURN_PERMISSION_REFRESH_MS, TURN_REFRESH_MARGIN_S, TURN_REFRESH_RETRY_MS, TURN_RTO_INITIAL_MS,
@@ -47,8 +48,8 @@ export interface TurnClientOptions {
   password: string;
   /** Send a datagram from the agent's shared socket. */
   send: (bytes: Uint8Array, to: Endpoint) => void;
-  /** Clock for expiry bookkeeping (ms); Date.now by default. */
-  now?: () => number;
+  /** Time for expiry, refreshes and retransmissions (a twin in tests). */
+  clock?: Scheduler;
   /** Set when `send` copies the bytes before returning (NativeUdpSocket, MemorySocket do; node:dgram does
    *  not): ChannelData is then built in one preallocated buffer instead of one per packet. */
   sendCopies?: boolean;
@@ -76,7 +77,7 @@ export class TurnClient {
   private readonly server: Endpoint;
   private readonly serverName: string;
   private readonly sendRaw: (bytes: Uint8Array, to: Endpoint) => void;
-  private readonly now: () => number;
+  private readonly clock: Scheduler;
   private readonly requestedLifetimeS: number | undefined;
   private readonly scratch: Buffer | undefined;
   private readonly transactions: TurnTransactions;
@@ -86,7 +87,7 @@ export class TurnClient {
   private alloc: TurnAllocation | undefined;
   private allocating: Promise<TurnAllocation> | undefined;
   private allocExpiresAt = 0;
-  private allocTimer: NodeJS.Timeout | undefined;
+  private allocTimer: TimerHandle | undefined;
   /** Send indications: a random 8-byte prefix and a counter, as they are never matched to anything. */
   private readonly indicationId = randomBytes(12);
   private indicationSeq = 0;
@@ -95,15 +96,15 @@ export class TurnClient {
     this.server = { address: opts.server.address, port: opts.server.port };
     this.serverName = endpointKey(this.server);
     this.sendRaw = opts.send;
-    this.now = opts.now ?? Date.now;
+    this.clock = opts.clock ?? realScheduler;
     this.requestedLifetimeS = opts.lifetimeS;
     this.scratch = opts.sendCopies ? Buffer.allocUnsafeSlow(CHANNEL_HEADER_LEN + TURN_MAX_PAYLOAD) : undefined;
     this.transactions = new TurnTransactions({
       server: this.server, serverName: this.serverName, username: opts.username, password: opts.password,
-      send: opts.send, rtoMs: opts.rtoMs ?? TURN_RTO_INITIAL_MS, stats: this.stats,
+      send: opts.send, rtoMs: opts.rtoMs ?? TURN_RTO_INITIAL_MS, stats: this.stats, clock: this.clock,
     });
     this.peers = new TurnPermissions({
-      request: this.transactions.request, allocated: () => this.state === 'allocated', now: this.now,
+      request: this.transactions.request, allocated: () => this.state === 'allocated', clock: this.clock,
       permissionRefreshMs: opts.permissionRefreshMs ?? TURN_PERMISSION_REFRESH_MS, stats: this.stats,
     });
   }
@@ -274,10 +275,10 @@ export class TurnClient {
   }
 
   private scheduleAllocationRefresh(lifetimeS: number): void {
-    this.allocExpiresAt = this.now() + lifetimeS * 1000;
+    this.allocExpiresAt = this.clock.now() + lifetimeS * 1000;
     const inS = lifetimeS - Math.min(TURN_REFRESH_MARGIN_S, lifetimeS / 2);
-    clearTimeout(this.allocTimer);
-    this.allocTimer = setTimeout(() => this.refreshAllocation(), inS * 1000).unref();
+    this.allocTimer?.cancel();
+    this.allocTimer = this.clock.setTimer(inS * 1000, () => this.refreshAllocation());
   }
 
   /** Is the server still there and still holding our allocation? A Refresh (which also renews it): no
@@ -299,10 +300,10 @@ export class TurnClient {
     }, (e: TurnError) => {
       if (this.state !== 'allocated') return;
       this.stats.refreshFailures++;
-      const left = this.allocExpiresAt - this.now();
+      const left = this.allocExpiresAt - this.clock.now();
       if (probe || e.code === 437 || left <= 0) { this.lose(e); return; }
-      clearTimeout(this.allocTimer);
-      this.allocTimer = setTimeout(() => this.refreshAllocation(), Math.min(TURN_REFRESH_RETRY_MS, left)).unref();
+      this.allocTimer?.cancel();
+      this.allocTimer = this.clock.setTimer(Math.min(TURN_REFRESH_RETRY_MS, left), () => this.refreshAllocation());
     });
   }
 
@@ -313,7 +314,7 @@ export class TurnClient {
   }
 
   private clearState(): void {
-    clearTimeout(this.allocTimer);
+    this.allocTimer?.cancel();
     this.allocTimer = undefined;
     this.peers.clear();
   }
@@ -329,12 +330,12 @@ export class TurnClient {
     this.clearState();
     this.transactions.failAll(new TurnError('TURN client closed'));
     if (!had || !this.transactions.authenticated) return;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: TimerHandle | undefined;
     await Promise.race([
       this.refresh(0).catch(() => undefined),
-      new Promise<void>((r) => { timer = setTimeout(r, TURN_CLOSE_TIMEOUT_MS).unref(); }),
+      new Promise<void>((r) => { timer = this.clock.setTimer(TURN_CLOSE_TIMEOUT_MS, r); }),
     ]);
-    clearTimeout(timer);
+    timer?.cancel();
     this.transactions.failAll(new TurnError('TURN client closed'));
   }
 }

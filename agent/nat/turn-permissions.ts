@@ -6,6 +6,7 @@
 // Channels are kept by number - CHANNEL_MIN (an array: the receive hot path, turn-client.ts reading a
 // ChannelData header) and by address then port (the send path), numbers handed out round-robin.
 
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 import { TURN_CHANNEL_LIFETIME_MS, TURN_PERMISSION_LIFETIME_MS, TURN_REFRESH_RETRY_MS } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
 import type { ParsedStun } from './stun-wire.js';
@@ -19,7 +20,7 @@ interface Permission {
   address: string;
   port: number;
   expiresAt: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
   pending: Promise<void> | undefined;
 }
 
@@ -28,7 +29,7 @@ export interface TurnChannel {
   peer: Endpoint;
   active: boolean;
   expiresAt: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
   pending: Promise<number> | undefined;
 }
 
@@ -36,7 +37,7 @@ export interface TurnPermissionsOptions {
   request: TurnRequest;
   /** The allocation is still there (refreshes stop when it is not). */
   allocated: () => boolean;
-  now: () => number;
+  clock: Scheduler;
   permissionRefreshMs: number;
   stats: TurnClientStats;
 }
@@ -57,7 +58,7 @@ export class TurnPermissions {
   }
 
   hasPermission(address: string): boolean {
-    const now = this.o.now();
+    const now = this.o.clock.now();
     const p = this.permissions.get(address);
     if (p && p.expiresAt > now) return true;
     for (const c of this.byPeer.get(address)?.values() ?? []) if (c.active && c.expiresAt > now) return true;
@@ -66,9 +67,9 @@ export class TurnPermissions {
 
   /** Stop every refresh and forget everything (the allocation is gone). */
   clear(): void {
-    for (const p of this.permissions.values()) clearTimeout(p.timer);
+    for (const p of this.permissions.values()) p.timer?.cancel();
     this.permissions.clear();
-    for (const c of this.byNumber) if (c) clearTimeout(c.timer);
+    for (const c of this.byNumber) if (c) c.timer?.cancel();
     this.byNumber.length = 0;
     this.byPeer.clear();
   }
@@ -78,7 +79,7 @@ export class TurnPermissions {
   permit(peer: Endpoint): Promise<void> {
     let p = this.permissions.get(peer.address);
     if (p?.pending) return p.pending;
-    if (p && p.expiresAt > this.o.now()) return Promise.resolve();
+    if (p && p.expiresAt > this.o.clock.now()) return Promise.resolve();
     if (!p) {
       p = { address: peer.address, port: peer.port, expiresAt: 0, timer: undefined, pending: undefined };
       this.permissions.set(peer.address, p);
@@ -89,7 +90,7 @@ export class TurnPermissions {
       this.permissionGranted(perm);
     }, (e: unknown) => {
       perm.pending = undefined;
-      if (perm.expiresAt <= this.o.now() && this.permissions.get(perm.address) === perm) this.permissions.delete(perm.address);
+      if (perm.expiresAt <= this.o.clock.now() && this.permissions.get(perm.address) === perm) this.permissions.delete(perm.address);
       throw e;
     });
     return perm.pending;
@@ -102,9 +103,9 @@ export class TurnPermissions {
 
   private permissionGranted(p: Permission): void {
     if (this.permissions.get(p.address) !== p) return; // cleared meanwhile
-    p.expiresAt = this.o.now() + TURN_PERMISSION_LIFETIME_MS;
-    clearTimeout(p.timer);
-    p.timer = setTimeout(() => this.refreshPermission(p), this.o.permissionRefreshMs).unref();
+    p.expiresAt = this.o.clock.now() + TURN_PERMISSION_LIFETIME_MS;
+    p.timer?.cancel();
+    p.timer = this.o.clock.setTimer(this.o.permissionRefreshMs, () => this.refreshPermission(p));
   }
 
   private refreshPermission(p: Permission): void {
@@ -112,9 +113,9 @@ export class TurnPermissions {
     this.o.stats.refreshes++;
     this.createPermission(p).then(() => this.permissionGranted(p), () => {
       this.o.stats.refreshFailures++;
-      const left = p.expiresAt - this.o.now();
+      const left = p.expiresAt - this.o.clock.now();
       if (left <= 0) { this.permissions.delete(p.address); return; }
-      p.timer = setTimeout(() => this.refreshPermission(p), Math.min(TURN_REFRESH_RETRY_MS, left)).unref();
+      p.timer = this.o.clock.setTimer(Math.min(TURN_REFRESH_RETRY_MS, left), () => this.refreshPermission(p));
     });
   }
 
@@ -165,9 +166,9 @@ export class TurnPermissions {
     if (this.byNumber[c.number - CHANNEL_MIN] !== c) return; // cleared meanwhile
     c.active = true;
     // The binding lives 10 min, the permission it installs 5: the permission bounds it.
-    c.expiresAt = this.o.now() + Math.min(TURN_CHANNEL_LIFETIME_MS, TURN_PERMISSION_LIFETIME_MS);
-    clearTimeout(c.timer);
-    c.timer = setTimeout(() => this.refreshChannel(c), this.o.permissionRefreshMs).unref();
+    c.expiresAt = this.o.clock.now() + Math.min(TURN_CHANNEL_LIFETIME_MS, TURN_PERMISSION_LIFETIME_MS);
+    c.timer?.cancel();
+    c.timer = this.o.clock.setTimer(this.o.permissionRefreshMs, () => this.refreshChannel(c));
   }
 
   private refreshChannel(c: TurnChannel): void {
@@ -175,14 +176,14 @@ export class TurnPermissions {
     this.o.stats.refreshes++;
     this.channelBind(c).then(() => this.channelBound(c), () => {
       this.o.stats.refreshFailures++;
-      const left = c.expiresAt - this.o.now();
+      const left = c.expiresAt - this.o.clock.now();
       if (left <= 0) { this.dropChannel(c); return; }
-      c.timer = setTimeout(() => this.refreshChannel(c), Math.min(TURN_REFRESH_RETRY_MS, left)).unref();
+      c.timer = this.o.clock.setTimer(Math.min(TURN_REFRESH_RETRY_MS, left), () => this.refreshChannel(c));
     });
   }
 
   private dropChannel(c: TurnChannel): void {
-    clearTimeout(c.timer);
+    c.timer?.cancel();
     if (this.byNumber[c.number - CHANNEL_MIN] === c) this.byNumber[c.number - CHANNEL_MIN] = undefined;
     const byPort = this.byPeer.get(c.peer.address);
     if (byPort?.get(c.peer.port) === c) {

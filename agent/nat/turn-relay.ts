@@ -20,6 +20,7 @@
 //   as coturn's use-auth-secret expects (the TURN REST API: username "<expiry>:<our NodeID>", password
 //   base64(HMAC-SHA1(secret, username))), so no credential is ever published.
 
+import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import { TURN_CREDENTIAL_LIFETIME_S, TURN_DIRECT_PEERS_MAX, TURN_KEEPALIVE_MS, TURN_REALLOCATE_RETRY_MS } from '../base/constants.js';
@@ -56,17 +57,16 @@ export class TurnRelay {
   private readonly binding = new Set<string>();
   private allocation: TurnAllocation | undefined;
   private error: string | null = null;
-  private retry: NodeJS.Timeout | undefined;
-  private readonly keepalive: NodeJS.Timeout;
+  private retry: TimerHandle | undefined;
+  private readonly keepalive: TimerHandle;
   private closed = false;
   /** The allocation came (true) or was lost (false): peers' paths may move (path-keeper.ts). */
   onChange: (allocated: boolean) => void = () => {};
 
   constructor(private readonly source: TurnConfig | TurnSecret, private readonly socket: DatagramSocket, private readonly log: Logger,
-    private readonly deliver: (msg: Buffer, from: Endpoint) => void) {
+    private readonly deliver: (msg: Buffer, from: Endpoint) => void, private readonly clock: Scheduler = realScheduler) {
     if ('server' in source) this.server = { ...source.server };
-    this.keepalive = setInterval(() => this.client?.probe(), TURN_KEEPALIVE_MS);
-    this.keepalive.unref?.();
+    this.keepalive = every(clock, TURN_KEEPALIVE_MS, () => this.client?.probe());
   }
 
   /** Servers come from the overlay (--turn-secret) rather than the command line. */
@@ -108,8 +108,8 @@ export class TurnRelay {
   /** A client for `server` with the configured credentials, or fresh ones minted from the secret. */
   private newClient(server: Endpoint): TurnClient {
     if (this.client) void this.client.close().catch(() => undefined);
-    const creds = 'server' in this.source ? this.source : restCredentials(this.source.secret, this.source.user, Date.now());
-    const client = new TurnClient({ server, username: creds.username, password: creds.password, send: (b, to) => this.socket.send(b, to) });
+    const creds = 'server' in this.source ? this.source : restCredentials(this.source.secret, this.source.user, this.clock.now());
+    const client = new TurnClient({ server, username: creds.username, password: creds.password, send: (b, to) => this.socket.send(b, to), clock: this.clock });
     client.onData = (from, bytes) => {
       if (this.viaRelay.size >= TURN_DIRECT_PEERS_MAX) this.viaRelay.clear();
       this.viaRelay.add(endpointKey(from));
@@ -191,15 +191,14 @@ export class TurnRelay {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.retry);
-    clearInterval(this.keepalive);
+    this.retry?.cancel();
+    this.keepalive.cancel();
     await this.client?.close().catch(() => undefined);
   }
 
   private schedule(): void {
     if (this.closed) return;
-    clearTimeout(this.retry);
-    this.retry = setTimeout(() => void this.start(), TURN_REALLOCATE_RETRY_MS);
-    this.retry.unref?.();
+    this.retry?.cancel();
+    this.retry = this.clock.setTimer(TURN_REALLOCATE_RETRY_MS, () => void this.start());
   }
 }

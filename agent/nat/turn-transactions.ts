@@ -13,6 +13,7 @@
 // with the new nonce. 401 to a request that carried credentials: wrong username or password, unless
 // another request learnt a fresher nonce meanwhile.
 
+import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 import { TURN_MAX_TRANSMISSIONS, TURN_STALE_NONCE_RETRIES } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
 import {
@@ -63,11 +64,12 @@ export interface TurnTransactionsOptions {
   /** First retransmission timeout (ms); doubles on each retransmission. */
   rtoMs: number;
   stats: TurnClientStats;
+  clock: Scheduler;
 }
 
 interface Transaction {
   method: number;
-  timer: NodeJS.Timeout;
+  timer: TimerHandle;
   onAnswer: (m: ParsedStun, raw: Uint8Array) => void;
   fail: (e: Error) => void;
 }
@@ -111,7 +113,7 @@ export class TurnTransactions {
       const k = txKey(transactionId);
       let rto = o.rtoMs;
       let sent = 1;
-      const done = (): void => { clearTimeout(tx.timer); this.pending.delete(k); };
+      const done = (): void => { tx.timer.cancel(); this.pending.delete(k); };
       const onTimer = (): void => {
         if (sent >= TURN_MAX_TRANSMISSIONS) {
           done();
@@ -122,11 +124,11 @@ export class TurnTransactions {
         rto *= 2;
         o.stats.retransmits++;
         o.send(bytes, o.server);
-        tx.timer = setTimeout(onTimer, rto).unref();
+        tx.timer = o.clock.setTimer(rto, onTimer);
       };
       const tx: Transaction = {
         method,
-        timer: setTimeout(onTimer, rto).unref(),
+        timer: o.clock.setTimer(rto, onTimer),
         fail: (e) => { done(); reject(e); },
         onAnswer: (ans, raw) => {
           if (ans.cls === STUN_CLASS_SUCCESS) {

@@ -47,7 +47,7 @@ export interface UnderlayOptions {
   peerRelayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
   /** Fresh sockets for birthday probing (absent: this host never probes a hard NAT from many ports). */
   probeSockets?: Pick<ProbeSocketsOptions, 'open' | 'reopen'>;
-  /** Time for the probe sockets' sweep and the peer relay's handles (a twin in tests). */
+  /** Time for the TURN relay, the probe sockets' sweep and the peer relay's handles (a twin in tests). */
   clock?: Scheduler;
 }
 
@@ -68,7 +68,7 @@ export class Underlay {
   constructor(private readonly o: UnderlayOptions) {
     const socket = o.socket;
     const deliver = (msg: Buffer, from: Endpoint): void => this.dispatch(msg, from);
-    const turn = o.turn ? new TurnRelay(o.turn, socket, o.logger.child({ layer: 'turn' }), deliver) : undefined;
+    const turn = o.turn ? new TurnRelay(o.turn, socket, o.logger.child({ layer: 'turn' }), deliver, o.clock) : undefined;
     this.turn = turn;
     const peerRelay = new PeerRelayClient((b, to) => socket.send(b, to), deliver);
     this.peerRelay = peerRelay;
