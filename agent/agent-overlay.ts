@@ -14,10 +14,11 @@ import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './conn/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
 import {
-  RecordKind, createServiceRecord, marshalRecord, serviceResourceId, type Candidate, type LocatorRecord,
+  RecordKind, createServiceRecord, marshalRecord, type Candidate, type LocatorRecord,
 } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
 import { NETCHECK_MAX_SERVERS } from './base/constants.js';
+import { serviceResourceId } from './overlay/names.js';
 
 export interface AgentOverlayOptions {
   socket: DatagramSocket;

@@ -33,13 +33,15 @@ import type { KademliaNode } from './kademlia.js';
 import { storeBatches, type FetchValue, type Wire } from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
 import {
-  CandidateType, RecordKind, bytesEqual, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, createTombstone,
-  defaultLifetime, ipv4ResourceId, marshalRecord, nameResourceId, normalizeName, parseRecord, recordExpiresAt,
-  type Candidate, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordSigner,
+  CandidateType, RecordKind, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, createTombstone,
+  defaultLifetime, marshalRecord, parseRecord, recordExpiresAt, type Candidate, type LocatorRecord,
+  type NameRecord, type OverlayRecord, type RecordSigner,
 } from './records.js';
 import { compareDistance, idKey, idsEqual, type ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 import type { PutResult, RecordStore } from './store.js';
+import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface PublishResult {
   /** The record was accepted by at least one node (local copy included if no remote answered). */

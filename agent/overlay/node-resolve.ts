@@ -24,12 +24,13 @@ import type { KademliaNode } from './kademlia.js';
 import { lookup } from './lookup.js';
 import { copyBytes, type FetchValue, type Wire } from './node-wire.js';
 import {
-  RecordKind, bytesEqual, ipv4ResourceId, isTombstone, isUniqueKind, nameResourceId, newestPerOwner, normalizeName,
-  parseRecord, recordExpiresAt, verifyRecord,
+  RecordKind, isTombstone, isUniqueKind, newestPerOwner, parseRecord, recordExpiresAt, verifyRecord,
   type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordVerdict,
 } from './records.js';
 import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore } from './store.js';
+import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface LookupStats {
   count: number;

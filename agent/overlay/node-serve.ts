@@ -13,10 +13,11 @@ import { endpointKey, type Endpoint } from '../conn/socket.js';
 import { idMatchesKey, type Sender } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import { STORE_STATUS, putResultOfStatus, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';
-import { bytesEqual, isRecordKind, marshalRecord, parseRecord } from './records.js';
+import { isRecordKind, marshalRecord, parseRecord } from './records.js';
 import { idsEqual } from './routing-table.js';
 import type { Rpc } from './rpc.js';
 import type { PutResult, RecordStore } from './store.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface ServeDeps {
   kad: KademliaNode<FetchValue, Wire>;

@@ -22,8 +22,10 @@
 // so the store has no timers: the caller runs sweep() from its housekeeping tick.
 import { STORE_MAX_RECORDS, STORE_MAX_RECORDS_PER_OWNER } from '../base/constants.js';
 import {
-  bytesEqual, isTombstone, isUniqueKind, parseRecord, recordExpiresAt, verifyRecord, type OverlayRecord, type RecordKind, type VerifyOptions,
+  isTombstone, isUniqueKind, parseRecord, recordExpiresAt, verifyRecord, type OverlayRecord, type RecordKind,
+  type VerifyOptions,
 } from './records.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export type PutResult = 'stored' | 'stale' | 'forged' | 'taken' | 'expired' | 'invalid' | 'full';
 export type RejectReason = Exclude<PutResult, 'stored'>;

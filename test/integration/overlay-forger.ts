@@ -20,10 +20,11 @@ import { UdpSocket } from '../../agent/conn/udp-socket.js';
 import { OverlayNode, hostCandidates } from '../../agent/overlay/node.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {
-  createIpv4ClaimRecord, createLocatorRecord, createNameRecord, marshalRecord, nameResourceId, normalizeName, signRecord,
-  type LocatorRecord, type RecordSigner,
+  createIpv4ClaimRecord, createLocatorRecord, createNameRecord, marshalRecord, signRecord, type LocatorRecord,
+  type RecordSigner,
 } from '../../agent/overlay/records.js';
 import type { ContactInfo } from '../../agent/overlay/routing-table.js';
+import { nameResourceId, normalizeName } from '../../agent/overlay/names.js';
 
 type Statuses = Record<string, string>;
 

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { OverlayNode, type OverlayNodeOptions } from '../../agent/overlay/node.js';
-import { RecordKind, ipv4ResourceId } from '../../agent/overlay/records.js';
+import { RecordKind } from '../../agent/overlay/records.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
+import { ipv4ResourceId } from '../../agent/overlay/names.js';
 
 const DIFFICULTY = 4; // cheap puzzle for tests; every node and store uses the same value
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

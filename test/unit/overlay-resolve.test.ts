@@ -7,9 +7,10 @@ import { OverlayNode } from '../../agent/overlay/node.js';
 import { claimAttemptOrder } from '../../agent/overlay/node-publish.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {
-  RecordKind, ServiceFlag, createIpv4ClaimRecord, ipv4ResourceId, isTombstone, marshalRecord, type LocatorRecord,
+  RecordKind, ServiceFlag, createIpv4ClaimRecord, isTombstone, marshalRecord, type LocatorRecord,
 } from '../../agent/overlay/records.js';
 import { IPV4_MAX_CLAIM_ATTEMPT } from '../../agent/base/constants.js';
+import { ipv4ResourceId } from '../../agent/overlay/names.js';
 
 const N = 8;
 const K = 4; // records live on a few nodes only, so every answer depends on routing to them
