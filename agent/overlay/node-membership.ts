@@ -21,8 +21,8 @@ import { OVERLAY_FORMER_CONTACTS, OVERLAY_JOIN_RETRY_INITIAL_MS, OVERLAY_JOIN_RE
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { JoinResult, KademliaNode } from './kademlia.js';
 import type { FetchValue, Wire } from './node-wire.js';
-import type { ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
+import type { ContactInfo } from './bucket.js';
 
 export interface MembershipDeps {
   kad: KademliaNode<FetchValue, Wire>;

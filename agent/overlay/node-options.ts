@@ -5,10 +5,10 @@ import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import type { AttachHandler, AttachStats } from './node-attach.js';
 import type { LookupStats } from './node-resolve.js';
 import type { RouteStats } from './node-route.js';
-import type { ContactInfo } from './routing-table.js';
 import type { RpcStats } from './rpc.js';
 import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore, StoreStats } from './store.js';
+import type { ContactInfo } from './bucket.js';
 
 export interface OverlayNodeOptions {
   socket: DatagramSocket;

@@ -37,11 +37,12 @@ import {
   defaultLifetime, marshalRecord, parseRecord, recordExpiresAt, type Candidate, type LocatorRecord,
   type NameRecord, type OverlayRecord, type RecordSigner,
 } from './records.js';
-import { compareDistance, idKey, idsEqual, type ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 import type { PutResult, RecordStore } from './store.js';
 import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
 import { bytesEqual } from '../base/bytes.js';
+import { compareDistance, idKey } from './xor-metric.js';
+import type { ContactInfo } from './bucket.js';
 
 export interface PublishResult {
   /** The record was accepted by at least one node (local copy included if no remote answered). */
@@ -154,7 +155,7 @@ export class Publisher {
 
   async publishIdentity(identity: Identity, endpoints: Endpoint[] | Candidate[], flags = 0,
     opts: PublishIdentityOptions = {}): Promise<PublishIdentityResult> {
-    const signer: RecordSigner = idsEqual(identity.nodeId, this.d.self.nodeId) ? this.d.signer
+    const signer: RecordSigner = bytesEqual(identity.nodeId, this.d.self.nodeId) ? this.d.signer
       : { privateKey: identity.privateKey, publicKey: identity.publicKey, puzzleNonce: solvePuzzle(identity.publicKey, this.d.puzzleDifficulty) };
     const candidates = toCandidates(endpoints);
     // our rendezvous nodes keep our NAT open, not another identity's
@@ -298,12 +299,12 @@ export class Publisher {
     const fresh = [...this.newcomers.values()].filter((c) => kad.table.get(c.nodeId)); // still there
     this.newcomers.clear();
     if (fresh.length === 0) return;
-    const isNew = (id: Uint8Array) => fresh.some((n) => idsEqual(n.nodeId, id));
+    const isNew = (id: Uint8Array) => fresh.some((n) => bytesEqual(n.nodeId, id));
     for (const recs of this.heldByResource(true).values()) {
       const resource = recs[0]!.resourceId;
       const closest = kad.table.closest(resource, k);
       const targets = fresh.filter((n) => {
-        const at = closest.findIndex((c) => idsEqual(c.nodeId, n.nodeId));
+        const at = closest.findIndex((c) => bytesEqual(c.nodeId, n.nodeId));
         return at >= 0 && at + (compareDistance(selfId, n.nodeId, resource) < 0 ? 1 : 0) < k;
       });
       if (targets.length === 0) continue;

@@ -19,8 +19,10 @@ import type { KademliaNode } from './kademlia.js';
 import { locatorEndpoint } from './node-resolve.js';
 import type { FetchValue, Wire } from './node-wire.js';
 import type { LocatorRecord } from './records.js';
-import { idKey, idsEqual, type ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
+import { idKey } from './xor-metric.js';
+import type { ContactInfo } from './bucket.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface RendezvousDeps {
   kad: KademliaNode<FetchValue, Wire>;
@@ -213,7 +215,7 @@ export interface RendezvousLookupDeps {
 export async function rendezvousEndpoints(locator: LocatorRecord, d: RendezvousLookupDeps): Promise<Endpoint[]> {
   const ids = locator.value?.rendezvous ?? [];
   const found = await Promise.all(ids.map(async (id): Promise<Endpoint | undefined> => {
-    if (idsEqual(id, d.selfId)) return d.endpointOf(nodeIdFromPublicKey(locator.owner));
+    if (bytesEqual(id, d.selfId)) return d.endpointOf(nodeIdFromPublicKey(locator.owner));
     const known = d.endpointOf(id);
     if (known) return { ...known };
     const loc = await d.resolveNodeId(id).catch(() => undefined);

@@ -52,10 +52,11 @@ import { solvePuzzle } from './puzzle.js';
 import {
   type Candidate, type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordKind, type RecordSigner,
 } from './records.js';
-import { idsEqual, type ContactInfo } from './routing-table.js';
 import { Rpc } from './rpc.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { RecordStore, type PutResult } from './store.js';
+import type { ContactInfo } from './bucket.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export { STORE_STATUS, putResultOfStatus, type FetchValue } from './node-wire.js';
 export {
@@ -119,7 +120,7 @@ export class OverlayNode {
     this.kad = new KademliaNode<FetchValue, Wire>({
       nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, scheduler: this.scheduler, k: this.k, alpha,
       send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key),
-      acceptContact: (c) => idMatchesKey(c) && !idsEqual(c.nodeId, this.self.nodeId),
+      acceptContact: (c) => idMatchesKey(c) && !bytesEqual(c.nodeId, this.self.nodeId),
       table: {
         onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); this.rdv.contactAdded(c); },
         onRemoved: (c) => { this.membership.contactRemoved(c); this.rdv.contactRemoved(c); },
@@ -190,7 +191,7 @@ export class OverlayNode {
       const m = parseOverlayMessage(msg);
       if (!m) { this.malformed++; return; }
       if (!idMatchesKey(m.sender)) { this.reject('sender-id-mismatch'); return; }
-      if (idsEqual(m.sender.nodeId, this.self.nodeId)) { this.reject('sender-is-self'); return; }
+      if (bytesEqual(m.sender.nodeId, this.self.nodeId)) { this.reject('sender-is-self'); return; }
       this.router.heardMessage(m, from);
       // only ATTACH is routed to a node through others (a Kademlia RPC answers the hop it came from)
       if (m.via.length > 0 && m.kind !== 'attach') { this.reject('routed-unsupported'); return; }

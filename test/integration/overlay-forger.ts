@@ -23,8 +23,8 @@ import {
   createIpv4ClaimRecord, createLocatorRecord, createNameRecord, marshalRecord, signRecord, type LocatorRecord,
   type RecordSigner,
 } from '../../agent/overlay/records.js';
-import type { ContactInfo } from '../../agent/overlay/routing-table.js';
 import { nameResourceId, normalizeName } from '../../agent/overlay/names.js';
+import type { ContactInfo } from '../../agent/overlay/bucket.js';
 
 type Statuses = Record<string, string>;
 

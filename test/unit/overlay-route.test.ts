@@ -12,8 +12,8 @@ import { marshalOverlayMessage, type Destination } from '../../agent/overlay/cod
 import { RecordKind, createLocatorRecord, marshalRecord, type LocatorRecord } from '../../agent/overlay/records.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
-import type { ContactInfo } from '../../agent/overlay/routing-table.js';
 import { OVERLAY_DEFAULT_TTL } from '../../agent/base/constants.js';
+import type { ContactInfo } from '../../agent/overlay/bucket.js';
 
 const DIFFICULTY = 4; // cheap puzzle for tests; every node and store uses the same value
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
