@@ -145,7 +145,7 @@ export class Traversal {
     const via = await this.o.node.rendezvousEndpoints(locator);
     // Also through our own rendezvous nodes (source-routed on to the peer's): a host whose UDP reaches only
     // a few overlay members still gets its Attach to the peer's rendezvous that way.
-    const ours = this.o.node.rendezvous().filter((c) => !rdv.some((id) => toHex(id) === toHex(c.nodeId)));
+    const ours = this.o.node.rendezvous.current().filter((c) => !rdv.some((id) => toHex(id) === toHex(c.nodeId)));
     const routes = ours.map((c, i) => ({ to: c.endpoint, hops: [rdv[i % rdv.length]!] }));
     if (via.length + routes.length === 0) return { how: 'attach-failed', reason: 'none of the peer\'s rendezvous nodes could be found' };
     const target = nodeIdFromPublicKey(locator.owner);
@@ -155,7 +155,7 @@ export class Traversal {
       ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(), nat: this.natHint(),
     }, this.o.identity.privateKey);
     this.stats.attachSent++;
-    const answerBlob = await this.o.node.attach(target, via, offer, { routes });
+    const answerBlob = await this.o.node.attacher.attach(target, via, offer, { routes });
     const answer = answerBlob ? parseAttach(answerBlob, this.o.identity.nodeId, Date.now()) : undefined;
     if (!answer?.ok || toHex(answer.params.sender) !== toHex(locator.owner)) {
       this.stats.attachFailed++;

@@ -145,7 +145,8 @@ export class Publisher {
     this.handoffTimer = undefined;
   }
 
-  /** Store a signed record everywhere; kept for republishing unless `republish` is false. */
+  /** STORE a signed record at the k nodes closest to its resource id (found by a lookup) and keep a local
+   *  copy; kept for republishing unless `republish` is false. Throws RangeError on unparseable bytes. */
   async publish(bytes: Uint8Array, opts: { republish?: boolean } = {}): Promise<PublishResult> {
     const record = parseRecord(bytes);
     if (!record) throw new RangeError('publish: not a record');
@@ -153,6 +154,10 @@ export class Publisher {
     return this.storeEverywhere(record, bytes);
   }
 
+  /** Publish the locator record (these endpoints as host candidates) and claim the IPv4 overlay address:
+   *  opts.preferAttempt first (the attempt this host held before), then 0, 1, 2, ..., skipping any another
+   *  key holds. Both are republished (a new claim ends the republishing of this key's earlier one). For
+   *  this node's own identity the locator names our current rendezvous nodes, kept up to date. */
   async publishIdentity(identity: Identity, endpoints: Endpoint[] | Candidate[], flags = 0,
     opts: PublishIdentityOptions = {}): Promise<PublishIdentityResult> {
     const signer: RecordSigner = bytesEqual(identity.nodeId, this.d.self.nodeId) ? this.d.signer
@@ -211,8 +216,10 @@ export class Publisher {
     }));
   }
 
-  /** Replace this node's own locator with a freshly signed one (flags kept unless given; rendezvous: the
-   *  current set, read again whenever it is re-signed). */
+  /** Replace this node's own locator with a freshly signed one (higher sequence) for these endpoints or
+   *  candidates, and store it now: for when the host's addresses change. Flags stay those of the current
+   *  locator unless `flags` is given; the rendezvous list is the current set, read again whenever it is
+   *  re-signed. */
   async updateLocator(endpoints: Endpoint[] | Candidate[], flags?: number): Promise<PublishResult> {
     const prev = this.own.get(this.selfLocatorKey())?.record as LocatorRecord | undefined;
     const fixed = { flags: flags ?? prev?.value?.flags ?? 0, candidates: toCandidates(endpoints) };
@@ -230,6 +237,7 @@ export class Publisher {
     return this.storeEverywhere(own.record, own.bytes);
   }
 
+  /** Register `name` → this node (P2PNS): refused if another key holds it. Republished while we run. */
   async registerName(name: string): Promise<RegisterResult> {
     const n = normalizeName(name);
     if (n === undefined) return { ok: false, reason: 'invalid' };

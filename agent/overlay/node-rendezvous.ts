@@ -27,7 +27,7 @@ import { bytesEqual } from '../base/bytes.js';
 export interface RendezvousDeps {
   kad: KademliaNode<FetchValue, Wire>;
   scheduler: Scheduler;
-  /** The configured bootstraps, and other contacts known to be public (preferred, in that order). */
+  /** The configured bootstraps (preferred before those given to prefer()). */
   bootstraps: () => Endpoint[];
   count: number;
   keepaliveMs: number;
@@ -57,6 +57,7 @@ export class Rendezvous {
   private again = false;
   private notified = '';
   private closed = false;
+  private preferred: Endpoint[] = [];
 
   constructor(private readonly d: RendezvousDeps) {
     this.count = clampCount(d.count);
@@ -78,6 +79,13 @@ export class Rendezvous {
     return [...this.kept.values()].map((k) => k.nodeId);
   }
 
+  /** Contacts to choose before others (after the bootstraps): e.g. members that advertise relaying, so a
+   *  peer can also be relayed through the rendezvous it reaches us by. */
+  prefer(endpoints: Endpoint[]): void {
+    this.preferred = endpoints.map((e) => ({ address: e.address, port: e.port }));
+  }
+
+  /** Keep this many rendezvous nodes (0 stops the keepalives; at most LOCATOR_MAX_RENDEZVOUS). */
   setCount(n: number): void {
     if (this.closed) return;
     this.count = clampCount(n);
@@ -179,7 +187,7 @@ export class Rendezvous {
   }
 
   private candidates(tried: Set<string>): ContactInfo[] {
-    const boot = new Set(this.d.bootstraps().map(endpointKey));
+    const boot = new Set([...this.d.bootstraps(), ...this.preferred].map(endpointKey));
     const now = this.d.scheduler.now();
     const skip = this.d.kad.unresponsive;
     const score = (c: ContactInfo) => {

@@ -127,17 +127,20 @@ export class Resolver {
     return out;
   }
 
+  /** The locator record of a NodeID (its owner key hashes to that NodeID). */
   async resolveNodeId(nodeId: Uint8Array): Promise<LocatorRecord | undefined> {
     const recs = await this.fetch(nodeId, RecordKind.Locator);
     return recs.find((r): r is LocatorRecord =>
       r.kind === RecordKind.Locator && bytesEqual(nodeIdFromPublicKey(r.owner), nodeId));
   }
 
+  /** The claim of an IPv4 overlay address (u32). */
   async resolveIpv4Claim(ipv4: number): Promise<Ipv4ClaimRecord | undefined> {
     const recs = await this.fetch(ipv4ResourceId(ipv4 >>> 0), RecordKind.Ipv4Claim);
     return recs.find((r): r is Ipv4ClaimRecord => r.kind === RecordKind.Ipv4Claim && r.value?.ipv4 === ipv4 >>> 0);
   }
 
+  /** IPv4 overlay address → its claim → the owner's key → the owner's locator. */
   async resolveIpv4(ipv4: number): Promise<LocatorRecord | undefined> {
     const claim = await this.resolveIpv4Claim(ipv4);
     if (!claim) return undefined;
@@ -145,6 +148,8 @@ export class Resolver {
     return loc && bytesEqual(loc.owner, claim.owner) ? loc : undefined;
   }
 
+  /** Overlay IPv6 address (16 bytes) → the node whose key owns it (a FIND_NODE for its NodeID bits) → its
+   *  locator, whose owner key owns the address. undefined if not an overlay address or nobody owns it. */
   async resolveIpv6(addr: Uint8Array): Promise<LocatorRecord | undefined> {
     const prefix = OVERLAY_IPV6_PREFIX.length;
     if (addr.length !== 16 || !bytesEqual(addr.subarray(0, prefix), OVERLAY_IPV6_PREFIX)) return undefined;
@@ -170,6 +175,8 @@ export class Resolver {
     return loc && owns(loc.owner) ? loc : undefined;
   }
 
+  /** The IPv4 overlay address this key holds a claim for (attempts 0.. looked up IPV4_OF_BATCH at a time,
+   *  the lowest in the first batch that has one), or undefined. */
   async ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
     if (publicKey.length !== 32) return undefined;
     const nodeId = nodeIdFromPublicKey(publicKey);
@@ -188,6 +195,7 @@ export class Resolver {
     return undefined;
   }
 
+  /** The name record for `name` (its value holds the owner's NodeID), or undefined. */
   async resolveName(name: string): Promise<NameRecord | undefined> {
     const n = normalizeName(name);
     if (n === undefined) return undefined;

@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   const mine: Endpoint = { address: ownAddress, port };
   const now = () => Date.now();
 
-  const joined = await node.join([bootstrap]);
+  const joined = await node.membership.join([bootstrap]);
   const targetsOf = async (resource: Uint8Array): Promise<ContactInfo[]> => (await node.kad.findNode(resource)).contacts;
   const storeAll = async (targets: ContactInfo[], bytes: Uint8Array): Promise<Statuses> => {
     const out: Statuses = {};
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   const own = createLocatorRecord(node.signer, { flags: 0, candidates: hostCandidates([mine]), rendezvous: [] }, { now: now() });
   const wrongOwner = signRecord({ ...own, resourceId: victimId }, identity.privateKey);
   const forgedWrongOwner = await storeAll(victimTargets, marshalRecord(wrongOwner));
-  const real = await node.resolveNodeId(victimId);
+  const real = await node.resolver.resolveNodeId(victimId);
   let forgedBadSignature: Statuses | null = null;
   if (real?.value) {
     const forged = signRecord({ ...real, seq: real.seq + 1000n, value: { ...real.value, candidates: hostCandidates([mine]) } },
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   const staleSecond = await storeAll(ownTargets, marshalRecord(createLocatorRecord(node.signer, value, { now: now(), seq: seqN - 1n })));
 
   // (c) a name another key holds
-  const registered = await node.registerName(name);
+  const registered = await node.publisher.registerName(name);
   const nameTargets = await targetsOf(nameResourceId(name));
   const nameStore = await storeAll(nameTargets, marshalRecord(createNameRecord(node.signer, name, { now: now() })));
 
