@@ -7,7 +7,7 @@
 // tried first on the next start so the address survives restarts.
 import type { Logger } from 'pino';
 import {
-  formatIpv4, formatIpv6, fromHex, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6, toHex,
+  formatIpv4, formatIpv6, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6,
 } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
@@ -19,6 +19,7 @@ import {
 import type { FoundPeer } from './discovery.js';
 import { NETCHECK_MAX_SERVERS } from './base/constants.js';
 import { serviceResourceId } from './overlay/names.js';
+import { fromHex, hex } from './base/bytes.js';
 
 export interface AgentOverlayOptions {
   socket: DatagramSocket;
@@ -164,8 +165,8 @@ export class AgentOverlay {
 
   async register(name: string): Promise<RegisterOutcome> {
     const r = await this.node.publisher.registerName(name);
-    if (r.ok) return { ok: true, name: r.record.value!.name, nodeId: toHex(nodeIdFromPublicKey(r.record.owner)) };
-    return { ok: false, reason: r.reason, ...(r.holder ? { holder: toHex(r.holder) } : {}) };
+    if (r.ok) return { ok: true, name: r.record.value!.name, nodeId: hex(nodeIdFromPublicKey(r.record.owner)) };
+    return { ok: false, reason: r.reason, ...(r.holder ? { holder: hex(r.holder) } : {}) };
   }
 
   /** A name, a 40-hex NodeID, an overlay IPv4 or IPv6 address -> the owner and its locator. */
@@ -197,7 +198,7 @@ export class AgentOverlay {
     const nodeId = nodeIdFromPublicKey(loc.owner);
     return {
       query: q, ...(name !== undefined ? { name } : {}),
-      nodeId: toHex(nodeId), publicKey: toHex(loc.owner),
+      nodeId: hex(nodeId), publicKey: hex(loc.owner),
       ipv4: ipv4 === undefined ? null : formatIpv4(ipv4), ipv6: formatIpv6(ipv6FromNodeId(nodeId)),
       candidates: (loc.value?.candidates ?? []).map((c) => ({ address: c.address, port: c.port, type: c.type })),
     };

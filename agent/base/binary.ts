@@ -78,8 +78,14 @@ export class Reader {
   }
   /** n bytes as a view into the input (empty if they are not there): copy what outlives the input. */
   view(n: number): Uint8Array { const o = this.take(n); return o < 0 ? this.b.subarray(0, 0) : this.b.subarray(o, o + n); }
-  /** n bytes as a copy (zeros if they are not there), for values that must not alias the input. */
-  copy(n: number): Uint8Array { const o = this.take(n); return o < 0 ? new Uint8Array(Math.max(n, 0)) : this.b.slice(o, o + n); }
+  /** n bytes as a plain Uint8Array copy (zeros if they are not there), for values that must not alias the
+   *  input. Not slice(): on a Buffer that is a view. */
+  copy(n: number): Uint8Array {
+    const o = this.take(n);
+    const out = new Uint8Array(Math.max(n, 0));
+    if (o >= 0) out.set(this.b.subarray(o, o + n));
+    return out;
+  }
   skip(n: number): void { this.take(n); }
 }
 

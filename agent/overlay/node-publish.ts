@@ -40,7 +40,7 @@ import {
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 import type { PutResult, RecordStore } from './store.js';
 import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
-import { bytesEqual } from '../base/bytes.js';
+import { bytesEqual, hex } from '../base/bytes.js';
 import { compareDistance, idKey } from './xor-metric.js';
 import type { ContactInfo } from './bucket.js';
 
@@ -98,7 +98,6 @@ function emptyStatuses(): Record<PutResult, number> {
   return { stored: 0, stale: 0, forged: 0, taken: 0, expired: 0, invalid: 0, full: 0 };
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const ownKey = (r: OverlayRecord): string => `${r.kind}:${hex(r.resourceId)}:${hex(r.owner)}`;
 
 /** Re-create a record (re-signed) with this creation time and sequence. */

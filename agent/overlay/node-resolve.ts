@@ -30,7 +30,7 @@ import {
 import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore } from './store.js';
 import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
-import { bytesEqual } from '../base/bytes.js';
+import { bytesEqual, hex } from '../base/bytes.js';
 
 export interface LookupStats {
   count: number;
@@ -40,7 +40,6 @@ export interface LookupStats {
   p90LatencyMs: number;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;

@@ -25,7 +25,7 @@ import {
   isTombstone, isUniqueKind, parseRecord, recordExpiresAt, verifyRecord, type OverlayRecord, type RecordKind,
   type VerifyOptions,
 } from './records.js';
-import { bytesEqual } from '../base/bytes.js';
+import { bytesEqual, hex } from '../base/bytes.js';
 
 export type PutResult = 'stored' | 'stale' | 'forged' | 'taken' | 'expired' | 'invalid' | 'full';
 export type RejectReason = Exclude<PutResult, 'stored'>;
@@ -53,7 +53,6 @@ interface Entry {
   ownerHex: string;
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const slotKey = (kind: number, resourceId: Uint8Array) => `${kind}:${hex(resourceId)}`;
 
 export class RecordStore {

@@ -13,7 +13,7 @@
 // It prints one JSON line with every storer's answer (endpoint -> status, 'no-answer' when silent), sends
 // LEAVE so the agents drop it from their tables, and exits 0; on an exception it prints {"error"} and exits 1.
 import { PUZZLE_DEFAULT_DIFFICULTY } from '../../agent/base/constants.js';
-import { formatIpv4, fromHex } from '../../agent/idloc/addresses.js';
+import { formatIpv4 } from '../../agent/idloc/addresses.js';
 import { generateIdentity, identityFromPrivateKey } from '../../agent/idloc/identity.js';
 import { endpointKey, parseEndpoint, type Endpoint } from '../../agent/conn/socket.js';
 import { UdpSocket } from '../../agent/conn/udp-socket.js';
@@ -25,6 +25,7 @@ import {
 } from '../../agent/overlay/records.js';
 import { nameResourceId, normalizeName } from '../../agent/overlay/names.js';
 import type { ContactInfo } from '../../agent/overlay/bucket.js';
+import { fromHex } from '../../agent/base/bytes.js';
 
 type Statuses = Record<string, string>;
 

@@ -99,6 +99,10 @@ test('a Reader on a range stays inside it; view aliases the input, copy does not
   const c = r.copy(2);
   b[0] = 7;
   assert.deepEqual([...c], [1, 2], 'copy is its own');
+  const buf = Buffer.from([5, 6]);
+  const fromBuffer = new Reader(buf).copy(2);
+  buf[0] = 0;
+  assert.deepEqual(fromBuffer, Uint8Array.of(5, 6), 'a copy out of a Buffer is a plain Uint8Array of its own');
   assert.ok(r.done());
   r.reset(b);
   r.skip(7);
