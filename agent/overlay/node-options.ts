@@ -38,7 +38,7 @@ export interface OverlayNodeOptions {
   onJoined?: () => void;
   store?: RecordStore;
   /** Rendezvous nodes to keep keepalives to (node-rendezvous.ts), for a host behind a NAT; 0 (the default)
-   *  keeps none. At most LOCATOR_MAX_RENDEZVOUS. setRendezvousCount() changes it later. */
+   *  keeps none. At most LOCATOR_MAX_RENDEZVOUS. rendezvous.setCount() changes it later. */
   rendezvousCount?: number;
   /** Their keepalive PING interval (RENDEZVOUS_KEEPALIVE_MS by default). */
   rendezvousKeepaliveMs?: number;
