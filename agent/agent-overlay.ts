@@ -7,17 +7,19 @@
 // tried first on the next start so the address survives restarts.
 import type { Logger } from 'pino';
 import {
-  formatIpv4, formatIpv6, fromHex, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6, toHex,
+  formatIpv4, formatIpv6, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6,
 } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './conn/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
 import {
-  RecordKind, createServiceRecord, marshalRecord, serviceResourceId, type Candidate, type LocatorRecord,
+  RecordKind, createServiceRecord, marshalRecord, type Candidate, type LocatorRecord,
 } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
 import { NETCHECK_MAX_SERVERS } from './base/constants.js';
+import { serviceResourceId } from './overlay/names.js';
+import { fromHex, hex } from './base/bytes.js';
 
 export interface AgentOverlayOptions {
   socket: DatagramSocket;
@@ -82,7 +84,7 @@ export class AgentOverlay {
     await this.node.start(this.o.bootstraps);
     if (this.closed) return;
     const id = this.o.identity;
-    const r = await this.node.publishIdentity(id, this.o.candidates(), 0, { preferAttempt: id.ipv4Attempt });
+    const r = await this.node.publisher.publishIdentity(id, this.o.candidates(), 0, { preferAttempt: id.ipv4Attempt });
     if (this.closed) return;
     if (r.ipv4 === undefined) {
       log.error('no IPv4 overlay address could be claimed (all derivations taken); IPv6 still works');
@@ -98,7 +100,7 @@ export class AgentOverlay {
 
   /** The host's addresses changed: publish the new candidates. */
   addressesChanged(): void {
-    void this.node.updateLocator(this.o.candidates()).catch(() => undefined);
+    void this.node.publisher.updateLocator(this.o.candidates()).catch(() => undefined);
   }
 
   handleDatagram(msg: Uint8Array, from: Endpoint): void {
@@ -108,23 +110,23 @@ export class AgentOverlay {
   // ---- for Discovery --------------------------------------------------------------------------
 
   async lookupIpv4(ipv4: number): Promise<FoundPeer | undefined> {
-    const loc = await this.node.resolveIpv4(ipv4);
+    const loc = await this.node.resolver.resolveIpv4(ipv4);
     return loc ? { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4, locator: loc } : undefined;
   }
 
   async lookupIpv6(ipv6: Uint8Array): Promise<FoundPeer | undefined> {
-    const loc = await this.node.resolveIpv6(ipv6);
+    const loc = await this.node.resolver.resolveIpv6(ipv6);
     if (!loc || !publicKeyOwnsIpv6(loc.owner, ipv6)) return undefined;
     return { publicKey: loc.owner, endpoint: locatorEndpoint(loc), ipv4: 0, locator: loc };
   }
 
   /** The key's current locator (a peer that went silent at its old endpoint). */
   locate(publicKey: Uint8Array): Promise<LocatorRecord | undefined> {
-    return this.node.resolveNodeId(nodeIdFromPublicKey(publicKey));
+    return this.node.resolver.resolveNodeId(nodeIdFromPublicKey(publicKey));
   }
 
   ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
-    return this.node.ipv4Of(publicKey);
+    return this.node.resolver.ipv4Of(publicKey);
   }
 
   /** STUN servers for netcheck: overlay contacts on distinct IP addresses (every agent answers STUN),
@@ -144,13 +146,13 @@ export class AgentOverlay {
    *  at these candidates. Called again before SERVICE_LIFETIME_S runs out (netcheck's interval). */
   async advertise(service: string, candidates: Candidate[]): Promise<boolean> {
     const rec = createServiceRecord(this.node.signer, service, candidates, { now: Date.now() });
-    const r = await this.node.publish(marshalRecord(rec), { republish: false }).catch(() => undefined);
+    const r = await this.node.publisher.publish(marshalRecord(rec), { republish: false }).catch(() => undefined);
     return r?.ok === true;
   }
 
   /** Providers of `service` found in the overlay: their advertised endpoints, ours left out. */
   async providers(service: string): Promise<Endpoint[]> {
-    const recs = await this.node.fetch(serviceResourceId(service), RecordKind.Service);
+    const recs = await this.node.resolver.fetch(serviceResourceId(service), RecordKind.Service);
     const out: Endpoint[] = [];
     for (const r of recs) {
       if (r.kind !== RecordKind.Service || !r.value || idEquals(r.owner, this.o.identity.publicKey)) continue;
@@ -162,9 +164,9 @@ export class AgentOverlay {
   // ---- for the CLI ----------------------------------------------------------------------------
 
   async register(name: string): Promise<RegisterOutcome> {
-    const r = await this.node.registerName(name);
-    if (r.ok) return { ok: true, name: r.record.value!.name, nodeId: toHex(nodeIdFromPublicKey(r.record.owner)) };
-    return { ok: false, reason: r.reason, ...(r.holder ? { holder: toHex(r.holder) } : {}) };
+    const r = await this.node.publisher.registerName(name);
+    if (r.ok) return { ok: true, name: r.record.value!.name, nodeId: hex(nodeIdFromPublicKey(r.record.owner)) };
+    return { ok: false, reason: r.reason, ...(r.holder ? { holder: hex(r.holder) } : {}) };
   }
 
   /** A name, a 40-hex NodeID, an overlay IPv4 or IPv6 address -> the owner and its locator. */
@@ -178,25 +180,25 @@ export class AgentOverlay {
     const id = /^[0-9a-fA-F]{40}$/.test(q) ? fromHex(q, 20) : undefined;
     if (v4 !== undefined) {
       if (!isOverlayIpv4(v4)) return undefined;
-      loc = await this.node.resolveIpv4(v4);
+      loc = await this.node.resolver.resolveIpv4(v4);
       ipv4 = v4;
     } else if (v6) {
       if (!isOverlayIpv6(v6, 0)) return undefined;
-      loc = await this.node.resolveIpv6(v6);
+      loc = await this.node.resolver.resolveIpv6(v6);
     } else if (id) {
-      loc = await this.node.resolveNodeId(id);
+      loc = await this.node.resolver.resolveNodeId(id);
     } else {
-      const rec = await this.node.resolveName(q);
+      const rec = await this.node.resolver.resolveName(q);
       if (!rec?.value) return undefined;
       name = rec.value.name;
-      loc = await this.node.resolveNodeId(nodeIdFromPublicKey(rec.owner));
+      loc = await this.node.resolver.resolveNodeId(nodeIdFromPublicKey(rec.owner));
     }
     if (!loc) return undefined;
-    ipv4 ??= await this.node.ipv4Of(loc.owner);
+    ipv4 ??= await this.node.resolver.ipv4Of(loc.owner);
     const nodeId = nodeIdFromPublicKey(loc.owner);
     return {
       query: q, ...(name !== undefined ? { name } : {}),
-      nodeId: toHex(nodeId), publicKey: toHex(loc.owner),
+      nodeId: hex(nodeId), publicKey: hex(loc.owner),
       ipv4: ipv4 === undefined ? null : formatIpv4(ipv4), ipv6: formatIpv6(ipv6FromNodeId(nodeId)),
       candidates: (loc.value?.candidates ?? []).map((c) => ({ address: c.address, port: c.port, type: c.type })),
     };
@@ -207,7 +209,7 @@ export class AgentOverlay {
     return {
       joined: s.joined, ipv4Claimed: this.ipv4Claimed, bootstraps: this.o.bootstraps.map(endpointKey),
       routingTableSize: s.routingTableSize, storedRecords: s.storedRecords, ownRecords: s.ownRecords,
-      lookups: s.lookups, rendezvous: this.node.rendezvous().map((c) => endpointKey(c.endpoint)), datagrams: s.datagrams, malformed: s.malformed, rejected: s.rejected,
+      lookups: s.lookups, rendezvous: this.node.rendezvous.current().map((c) => endpointKey(c.endpoint)), datagrams: s.datagrams, malformed: s.malformed, rejected: s.rejected,
     };
   }
 

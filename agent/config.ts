@@ -15,10 +15,10 @@ import {
   DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME, PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY,
   TURN_DEFAULT_PORT,
 } from './base/constants.js';
-import { fromHex } from './idloc/addresses.js';
 import { parseEndpoint as parseHostPort, type Endpoint } from './conn/socket.js';
 import type { PeerSpec } from './daemon.js';
 import type { TurnConfig } from './nat/turn-relay.js';
+import { fromHex, hex } from './base/bytes.js';
 
 export class ConfigError extends Error {}
 
@@ -222,7 +222,7 @@ function checkPeers(list: string[], where: string): PeerSpec[] {
   const peers = list.map((p) => parsePeer(p, where));
   const seen = new Set<string>();
   for (const p of peers) {
-    const k = Buffer.from(p.publicKey).toString('hex');
+    const k = hex(p.publicKey);
     if (seen.has(k)) throw new ConfigError(`${where}: peer ${k} given twice`);
     seen.add(k);
   }

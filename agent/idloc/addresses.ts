@@ -102,11 +102,3 @@ export function parseIpv6(s: string): Uint8Array | undefined {
   return out;
 }
 
-export function toHex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
-}
-
-export function fromHex(s: string, bytes: number): Uint8Array | undefined {
-  if (s.length !== bytes * 2 || !/^[0-9a-fA-F]+$/.test(s)) return undefined;
-  return new Uint8Array(Buffer.from(s, 'hex'));
-}

@@ -14,6 +14,7 @@
 import {
   ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, MAC_LEN, etherType, isMulticastMac, isZeroMac, writeEthernetHeader,
 } from '../tap/ethernet.js';
+import { getU32 } from '../base/binary.js';
 
 export const ARP_LEN = 28;
 export const ARP_FRAME_LEN = ETH_HEADER_LEN + ARP_LEN;
@@ -26,10 +27,6 @@ const SPA = A + 14;
 const THA = A + 18;
 const TPA = A + 24;
 
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
-}
-
 /** Target IPv4 (uint32) of an ARP request frame for IPv4-over-Ethernet, or -1 if the frame is not one. */
 export function arpRequestTarget(frame: Uint8Array): number {
   if (etherType(frame) !== ETHERTYPE_ARP || frame.length < ARP_FRAME_LEN) return -1;
@@ -37,7 +34,7 @@ export function arpRequestTarget(frame: Uint8Array): number {
   if (((frame[A + 2] << 8) | frame[A + 3]) !== ETHERTYPE_IPV4) return -1;
   if (frame[A + 4] !== MAC_LEN || frame[A + 5] !== 4) return -1;
   if (frame[A + 6] !== 0 || frame[A + 7] !== ARP_OP_REQUEST) return -1;
-  return u32(frame, TPA);
+  return getU32(frame, TPA);
 }
 
 /**
@@ -55,7 +52,7 @@ export function answerArp(frame: Uint8Array, virtualMac: Uint8Array, shouldAnswe
   if (virtualMac.length !== MAC_LEN) return undefined;
   const target = arpRequestTarget(frame);
   if (target <= 0) return undefined; // -1: not a request; 0: nonsense target
-  const sender = u32(frame, SPA);
+  const sender = getU32(frame, SPA);
   if (sender === target) return undefined;
   if (isMulticastMac(frame, SHA) || isZeroMac(frame, SHA)) return undefined;
   if (!shouldAnswer(target)) return undefined;

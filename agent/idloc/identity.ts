@@ -9,7 +9,8 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IDENTITY_FILE_NAME, IPV4_MAX_CLAIM_ATTEMPT } from '../base/constants.js';
-import { formatIpv4, formatIpv6, fromHex, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, toHex } from './addresses.js';
+import { formatIpv4, formatIpv6, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey } from './addresses.js';
+import { fromHex, hex } from '../base/bytes.js';
 
 export interface Identity {
   readonly privateKey: Uint8Array; // Ed25519 secret key (32-byte seed)
@@ -31,8 +32,8 @@ export function identityFromPrivateKey(privateKey: Uint8Array, ipv4Attempt = 0):
   const publicKey = ed25519.getPublicKey(privateKey);
   const nodeId = nodeIdFromPublicKey(publicKey);
   return {
-    privateKey, publicKey, publicKeyHex: toHex(publicKey),
-    nodeId, nodeIdHex: toHex(nodeId), ipv4: ipv4FromNodeId(nodeId, ipv4Attempt), ipv4Attempt, ipv6: ipv6FromNodeId(nodeId),
+    privateKey, publicKey, publicKeyHex: hex(publicKey),
+    nodeId, nodeIdHex: hex(nodeId), ipv4: ipv4FromNodeId(nodeId, ipv4Attempt), ipv4Attempt, ipv6: ipv6FromNodeId(nodeId),
   };
 }
 
@@ -76,7 +77,7 @@ export function saveIpv4Attempt(stateDir: string, id: Identity): void {
 
 function writeIdentityFile(file: string, id: Identity): void {
   const body = JSON.stringify({
-    version: 1, privateKey: toHex(id.privateKey), publicKey: id.publicKeyHex,
+    version: 1, privateKey: hex(id.privateKey), publicKey: id.publicKeyHex,
     ...(id.ipv4Attempt ? { ipv4Attempt: id.ipv4Attempt } : {}),
   }) + '\n';
   // Write-then-rename so a crash never leaves a half-written key; mode 0600 from the start.

@@ -21,6 +21,8 @@
 // set); IPv6 addresses stay in the buffer and are named by their offset. Malformed or truncated input
 // never throws: accessors return 0 / -1 / false, and callers validate with ipPacketLength first.
 import { OVERLAY_IPV4_NET, OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX, OVERLAY_IPV6_PREFIX_LEN } from '../base/constants.js';
+import { getU32 } from '../base/binary.js';
+import { equalAt } from '../base/bytes.js';
 
 export const IPPROTO_HOPOPTS = 0;
 export const IPPROTO_ICMP = 1;
@@ -111,16 +113,12 @@ export function isIpv6ExtensionHeader(nh: number): boolean {
 
 // ---- IPv4 fields ----------------------------------------------------------------------
 
-export function readU32(buf: Uint8Array, off: number): number {
-  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
-}
-
 export function ipv4Src(buf: Uint8Array, off = 0): number {
-  return readU32(buf, off + IPV4_SRC_OFF);
+  return getU32(buf, off + IPV4_SRC_OFF);
 }
 
 export function ipv4Dst(buf: Uint8Array, off = 0): number {
-  return readU32(buf, off + IPV4_DST_OFF);
+  return getU32(buf, off + IPV4_DST_OFF);
 }
 
 /** DF bit: the sender forbids fragmentation (PMTUD in use), so an oversize packet earns an ICMP error. */
@@ -188,10 +186,9 @@ export function isIpv6Loopback(buf: Uint8Array, off: number): boolean {
   return acc === 0 && buf[off + 15] === 1;
 }
 
-/** Compares two 16-byte addresses in place. */
+/** Compares two 16-byte addresses in place; false if either runs past its array. */
 export function ipv6Equals(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
-  for (let i = 0; i < 16; i++) if (a[aOff + i] !== b[bOff + i]) return false;
-  return aOff + 16 <= a.length && bOff + 16 <= b.length;
+  return equalAt(a, aOff, b, bOff, 16);
 }
 
 // Text forms (not for the hot path) live in addresses.ts: formatIpv4, parseIpv4, formatIpv6, parseIpv6.

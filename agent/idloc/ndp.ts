@@ -19,6 +19,7 @@ import { IPPROTO_HOPOPTS, IPPROTO_ICMPV6, isIpv6Unspecified } from './ip.js';
 import {
   ETH_HEADER_LEN, ETH_SRC_OFF, ETHERTYPE_IPV6, MAC_IPV6_ALL_NODES, MAC_LEN, etherType, isMulticastMac, isZeroMac, writeEthernetHeader,
 } from '../tap/ethernet.js';
+import { equalAt } from '../base/bytes.js';
 
 export const ICMPV6_MLD_QUERY = 130;
 export const ICMPV6_MLD_REPORT = 131;
@@ -53,11 +54,6 @@ function isSolicitedNodeOf(a: Uint8Array, aOff: number, t: Uint8Array, tOff: num
   for (let i = 2; i < 11; i++) if (a[aOff + i] !== 0) return false;
   return a[aOff + 11] === 0x01 && a[aOff + 12] === 0xff &&
     a[aOff + 13] === t[tOff + 13] && a[aOff + 14] === t[tOff + 14] && a[aOff + 15] === t[tOff + 15];
-}
-
-function equal16(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
-  for (let i = 0; i < 16; i++) if (a[aOff + i] !== b[bOff + i]) return false;
-  return true;
 }
 
 /**
@@ -104,7 +100,7 @@ export function answerNeighborSolicitation(
     // The solicitor is either resolving (to the solicited-node group) or checking reachability (unicast
     // to the target itself, RFC 4861 7.2.2); anything else was not sent to us.
     if (frame[IP_SRC] === 0xff) return undefined;
-    if (!isSolicitedNodeOf(frame, IP_DST, frame, TARGET) && !equal16(frame, IP_DST, frame, TARGET)) return undefined;
+    if (!isSolicitedNodeOf(frame, IP_DST, frame, TARGET) && !equalAt(frame, IP_DST, frame, TARGET, 16)) return undefined;
   }
   // Where the answer goes on the link: SLLA beats the Ethernet source (they match for the kernel).
   const macOff = slla >= 0 ? slla : ETH_SRC_OFF;

@@ -1,7 +1,9 @@
 // The map from overlay address to peer, consulted for every packet in both directions.
 // Lookups take the address straight out of the packet buffer: IPv4 by its uint32, IPv6 by the
 // last 32 bits as a number (then a full compare), so the hot path builds no strings or keys.
-import { formatIpv4, formatIpv6, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, toHex } from './addresses.js';
+import { formatIpv4, formatIpv6, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey } from './addresses.js';
+import { getU32 } from '../base/binary.js';
+import { equalAt, hex } from '../base/bytes.js';
 
 export interface OverlayPeer<T = unknown> {
   readonly publicKey: Uint8Array;
@@ -18,7 +20,7 @@ export interface OverlayPeer<T = unknown> {
 export function describePeer<T>(publicKey: Uint8Array, link: T, ipv4?: number): OverlayPeer<T> {
   const nodeId = nodeIdFromPublicKey(publicKey);
   return {
-    publicKey, publicKeyHex: toHex(publicKey), nodeIdHex: toHex(nodeId),
+    publicKey, publicKeyHex: hex(publicKey), nodeIdHex: hex(nodeId),
     ipv4: ipv4 ?? ipv4FromNodeId(nodeId), ipv6: ipv6FromNodeId(nodeId), link,
   };
 }
@@ -82,10 +84,10 @@ export class PeerMap<T> {
 }
 
 function tailOf(b: Uint8Array, off: number): number {
-  return ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
+  return getU32(b, off + 12);
 }
 
+/** A 16-byte address `a` equals b[off .. off+16). */
 export function equal16(a: Uint8Array, b: Uint8Array, off: number): boolean {
-  for (let i = 0; i < 16; i++) if (a[i] !== b[off + i]) return false;
-  return true;
+  return equalAt(a, 0, b, off, 16);
 }

@@ -24,6 +24,8 @@
 //   signature tag "idloc attach v2".
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { randomBytes } from 'node:crypto';
+import { Reader, Writer } from '../base/binary.js';
+import { bytesEqual } from '../base/bytes.js';
 import { ATTACH_MAX_AGE_MS, ATTACH_MAX_CANDIDATES } from '../base/constants.js';
 import { formatIpv4, formatIpv6, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
 import type { Endpoint } from '../conn/socket.js';
@@ -80,23 +82,20 @@ export function marshalAttach(p: AttachParams, privateKey: Uint8Array): Uint8Arr
   if (p.sender.length !== 32 || p.target.length !== 20) throw new RangeError('attach: key 32 bytes, target 20');
   if (!validCred(p.ufrag, 4, 32) || !validCred(p.pwd, 22, 64)) throw new RangeError('attach: bad ufrag or pwd');
   if (p.candidates.length > ATTACH_MAX_CANDIDATES) throw new RangeError(`attach: over ${ATTACH_MAX_CANDIDATES} candidates`);
-  const cands = p.candidates.map(encodeCandidate);
-  const len = HEAD + 1 + p.ufrag.length + 1 + p.pwd.length + 1 + cands.reduce((n, c) => n + c.length, 0) + 1;
-  const b = Buffer.alloc(len + 64);
-  b[0] = ATTACH_VERSION;
-  b[1] = p.role === 'offer' ? 0 : 1;
-  b.set(p.sender, 2);
-  b.set(p.target, 34);
-  b.writeBigUInt64BE(BigInt(Math.floor(p.created)), 54);
-  b.writeBigUInt64BE(p.tieBreaker, 62);
-  let o = HEAD;
-  o = writeStr(b, o, p.ufrag);
-  o = writeStr(b, o, p.pwd);
-  b[o++] = cands.length;
-  for (const c of cands) { b.set(c, o); o += c.length; }
-  b[o] = NAT_HINTS.indexOf(p.nat ?? 'unknown');
-  b.set(ed25519.sign(signed(b.subarray(0, len)), privateKey), len);
-  return b;
+  const w = new Writer(512);
+  w.u8(ATTACH_VERSION);
+  w.u8(p.role === 'offer' ? 0 : 1);
+  w.bytes(p.sender);
+  w.bytes(p.target);
+  w.u64(BigInt(Math.floor(p.created)));
+  w.u64(p.tieBreaker);
+  writeStr(w, p.ufrag);
+  writeStr(w, p.pwd);
+  w.u8(p.candidates.length);
+  for (const c of p.candidates) writeCandidate(w, c);
+  w.u8(NAT_HINTS.indexOf(p.nat ?? 'unknown'));
+  w.bytes(ed25519.sign(signed(w.view()), privateKey));
+  return Buffer.from(w.view());
 }
 
 export type AttachVerdict =
@@ -111,7 +110,7 @@ export function parseAttach(b: Uint8Array, self: Uint8Array, now: number): Attac
   let good = false;
   try { good = ed25519.verify(b.subarray(b.length - 64), signed(body), p.sender); } catch { good = false; }
   if (!good) return { ok: false, reason: 'bad-signature' };
-  if (!equal(p.target, self)) return { ok: false, reason: 'wrong-target' };
+  if (!bytesEqual(p.target, self)) return { ok: false, reason: 'wrong-target' };
   if (Math.abs(now - p.created) > ATTACH_MAX_AGE_MS) return { ok: false, reason: 'stale' };
   return { ok: true, params: p };
 }
@@ -123,68 +122,57 @@ export function attachSenderId(p: AttachParams): Uint8Array {
 
 function decode(b: Uint8Array): AttachParams | undefined {
   if (b.length < HEAD + 4 + 64 || b[0] !== ATTACH_VERSION || (b[1] !== 0 && b[1] !== 1)) return undefined;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const end = b.length - 64;
-  let o = HEAD;
-  const ufrag = readStr(b, o, end);
-  if (!ufrag) return undefined;
-  o = ufrag.next;
-  const pwd = readStr(b, o, end);
-  if (!pwd) return undefined;
-  o = pwd.next;
-  if (!validCred(ufrag.s, 4, 32) || !validCred(pwd.s, 22, 64) || o >= end) return undefined;
-  const n = b[o++]!;
-  if (n > ATTACH_MAX_CANDIDATES) return undefined;
+  const r = new Reader(b, 2, b.length - 64);
+  const sender = r.copy(32);
+  const target = r.copy(20);
+  const created = r.u64();
+  const tieBreaker = r.u64();
+  const ufrag = readStr(r);
+  const pwd = readStr(r);
+  if (r.bad || !validCred(ufrag, 4, 32) || !validCred(pwd, 22, 64)) return undefined;
+  const n = r.u8();
+  if (r.bad || n > ATTACH_MAX_CANDIDATES) return undefined;
   const candidates: IceCandidate[] = [];
   for (let i = 0; i < n; i++) {
-    if (o + 8 >= end) return undefined;
-    const family = b[o]!, type = b[o + 1]!;
+    const family = r.u8(), type = r.u8(), port = r.u16(), priority = r.u32();
     const alen = family === 4 ? 4 : family === 6 ? 16 : 0;
-    if (!alen || type > 3 || o + 8 + alen >= end) return undefined;
-    const port = v.getUint16(o + 2), priority = v.getUint32(o + 4);
-    const a = b.subarray(o + 8, o + 8 + alen);
-    const address = alen === 4 ? formatIpv4(v.getUint32(o + 8)) : formatIpv6(a);
+    if (r.bad || !alen || type > 3 || r.remaining < alen) return undefined;
+    const address = alen === 4 ? formatIpv4(r.u32()) : formatIpv6(r.view(16));
     candidates.push({ address, port, type: type as IceCandidateType, priority });
-    o += 8 + alen;
   }
-  const nat = NAT_HINTS[b[o]!];
-  if (o + 1 !== end || !nat) return undefined;
-  const created = v.getBigUint64(54);
-  if (created > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  const nat = NAT_HINTS[r.u8()];
+  if (!r.done() || !nat || created > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   return {
-    role: b[1] === 0 ? 'offer' : 'answer', sender: Uint8Array.from(b.subarray(2, 34)), target: Uint8Array.from(b.subarray(34, 54)),
-    created: Number(created), tieBreaker: v.getBigUint64(62), ufrag: ufrag.s, pwd: pwd.s, candidates, nat,
+    role: b[1] === 0 ? 'offer' : 'answer', sender, target,
+    created: Number(created), tieBreaker, ufrag, pwd, candidates, nat,
   };
 }
 
-function encodeCandidate(c: IceCandidate): Uint8Array {
+function writeCandidate(w: Writer, c: IceCandidate): void {
   const v4 = parseIpv4(c.address);
-  const addr = v4 !== undefined ? Uint8Array.of(v4 >>> 24, (v4 >>> 16) & 255, (v4 >>> 8) & 255, v4 & 255) : parseIpv6(c.address);
-  if (!addr) throw new RangeError(`attach: bad candidate address ${c.address}`);
-  const out = Buffer.alloc(8 + addr.length);
-  out[0] = addr.length === 4 ? 4 : 6;
-  out[1] = c.type;
-  out.writeUInt16BE(c.port, 2);
-  out.writeUInt32BE(c.priority >>> 0, 4);
-  out.set(addr, 8);
-  return out;
+  const v6 = v4 === undefined ? parseIpv6(c.address) : undefined;
+  if (v4 === undefined && !v6) throw new RangeError(`attach: bad candidate address ${c.address}`);
+  w.u8(v4 !== undefined ? 4 : 6);
+  w.u8(c.type);
+  w.u16(c.port);
+  w.u32(c.priority >>> 0);
+  if (v4 !== undefined) w.u32(v4);
+  else w.bytes(v6!);
 }
 
 function validCred(s: string, min: number, max: number): boolean {
   return s.length >= min && s.length <= max && ICE_CHARS.test(s);
 }
 
-function writeStr(b: Buffer, o: number, s: string): number {
-  b[o++] = s.length;
-  b.write(s, o, 'latin1');
-  return o + s.length;
+function writeStr(w: Writer, s: string): void {
+  w.u8(s.length);
+  w.bytes(Buffer.from(s, 'latin1'));
 }
 
-function readStr(b: Uint8Array, o: number, end: number): { s: string; next: number } | undefined {
-  if (o >= end) return undefined;
-  const n = b[o]!;
-  if (o + 1 + n > end) return undefined;
-  return { s: Buffer.from(b.buffer, b.byteOffset + o + 1, n).toString('latin1'), next: o + 1 + n };
+/** A length-prefixed string; '' (and `r.bad`) if it runs past the end. */
+function readStr(r: Reader): string {
+  const b = r.view(r.u8());
+  return r.bad ? '' : Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
 }
 
 function signed(body: Uint8Array): Uint8Array {
@@ -192,10 +180,4 @@ function signed(body: Uint8Array): Uint8Array {
   out.set(TAG, 0);
   out.set(body, TAG.length);
   return out;
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

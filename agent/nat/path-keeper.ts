@@ -26,7 +26,10 @@ import { realScheduler, type Scheduler, type TimerHandle } from '../base/schedul
 
 /** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
 export interface PathKeeperOverlay {
-  readonly node: Pick<OverlayNode, 'preferRendezvous' | 'setRendezvousCount' | 'resolveNodeId'>;
+  readonly node: {
+    readonly rendezvous: Pick<OverlayNode['rendezvous'], 'prefer' | 'setCount'>;
+    readonly resolver: Pick<OverlayNode['resolver'], 'resolveNodeId'>;
+  };
   advertise(service: string, candidates: Candidate[]): Promise<boolean>;
   providers(service: string): Promise<Endpoint[]>;
   stunCandidates(): Endpoint[];
@@ -106,9 +109,9 @@ export class PathKeeper {
     traversal.setNetcheck(r);
     // Behind a NAT: rendezvous preferably with members that relay (they are public, and a peer that
     // reaches us through one can also be relayed through it when no pair works).
-    if (r.behindNat) overlay.node.preferRendezvous(await overlay.providers('relay').catch(() => []));
+    if (r.behindNat) overlay.node.rendezvous.prefer(await overlay.providers('relay').catch(() => []));
     if (this.closed) return;
-    overlay.node.setRendezvousCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
+    overlay.node.rendezvous.setCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
     overlay.addressesChanged();
     // Reachable as we are: offer STUN to the overlay (every agent answers it; this makes us findable), and
     // relaying for those who keep us as a rendezvous, unless switched off.
@@ -172,7 +175,7 @@ export class PathKeeper {
 
   /** Look the peer's locator up again and traverse (a relay came or went, or the peer went silent). */
   reconsider(peer: OverlayPeer<unknown>, replace: 'always' | 'better'): void {
-    void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
+    void this.o.overlay.node.resolver.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
       .then((loc) => { if (loc && !this.closed && this.o.peers.alive(peer)) this.traverse(peer, loc, replace); })
       .catch(() => undefined);
   }
@@ -192,7 +195,7 @@ export class PathKeeper {
     r.n++;
     r.timer = this.clock.setTimer(delay, () => {
       if (this.closed || !this.o.peers.alive(peer)) { this.forget(peer); return; }
-      void this.o.overlay.node.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
+      void this.o.overlay.node.resolver.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
         .then((loc) => { if (loc && !this.closed) this.traverse(peer, loc, 'better'); else this.retryDirect(peer); })
         .catch(() => this.retryDirect(peer));
     });

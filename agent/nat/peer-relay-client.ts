@@ -18,6 +18,7 @@ import {
   PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
 } from './peer-relay-wire.js';
 import { endpointKey, endpointKeyOf, type Endpoint } from '../conn/socket.js';
+import { hex } from '../base/bytes.js';
 
 const VIRTUAL_PREFIX = '100::';
 const VIRTUAL_PORT = 1;
@@ -62,7 +63,7 @@ export class PeerRelayClient {
 
   /** The virtual endpoint for "the client `nodeId`, through its rendezvous node `relay`". */
   towardsClient(relay: Endpoint, nodeId: Uint8Array): Endpoint {
-    const key = `${endpointKey(relay)}/${Buffer.from(nodeId).toString('hex')}`;
+    const key = `${endpointKey(relay)}/${hex(nodeId)}`;
     return this.route(key, relay, Uint8Array.from(nodeId), 0).virtual;
   }
 
@@ -91,7 +92,7 @@ export class PeerRelayClient {
     if (!parsePeerRelay(msg, f) || (f.kind !== PR_FROM_PEER && f.kind !== PR_FROM_CLIENT)) { this.stats.malformed++; return; }
     let r: Route | undefined;
     if (f.kind === PR_FROM_CLIENT) {
-      r = this.byKey.get(`${endpointKey(from)}/${Buffer.from(f.nodeId).toString('hex')}`);
+      r = this.byKey.get(`${endpointKey(from)}/${hex(f.nodeId)}`);
       if (!r) { this.stats.unsolicited++; return; }
     } else {
       r = this.route(`${endpointKey(from)}#${f.handle}`, from, undefined, f.handle);

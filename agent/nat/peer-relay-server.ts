@@ -20,6 +20,7 @@ import {
   PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
 } from './peer-relay-wire.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
+import { hex } from '../base/bytes.js';
 
 export interface PeerRelayServerOptions {
   send: (bytes: Uint8Array, to: Endpoint) => void;
@@ -103,7 +104,7 @@ export class PeerRelayServer {
   }
 
   private handleFor(peer: Endpoint, client: Uint8Array, now: number): Handle {
-    const key = `${endpointKey(peer)}|${Buffer.from(client).toString('hex')}`;
+    const key = `${endpointKey(peer)}|${hex(client)}`;
     const known = this.byPair.get(key);
     if (known && now - known.at <= PEER_RELAY_HANDLE_IDLE_MS) { this.touch(known, now); return known; }
     if (known) this.forget(known);

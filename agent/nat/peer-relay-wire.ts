@@ -18,6 +18,7 @@
 // from, and the tunnel inside authenticates the peer end to end. A client is named by NodeID because that
 // is what the sender knows of it (its locator lists the rendezvous nodes it keeps).
 import { NODE_ID_BYTES, PEER_RELAY_MAX_PAYLOAD } from '../base/constants.js';
+import { getU32, setU32 } from '../base/binary.js';
 
 export const MSG_PEER_RELAY = 0xd3;
 export const PR_TO_CLIENT = 1;
@@ -62,7 +63,7 @@ export function parsePeerRelay(b: Uint8Array, out: PeerRelayFrame): boolean {
     out.handle = 0;
   } else {
     out.nodeId = EMPTY;
-    out.handle = ((b[2]! << 24) | (b[3]! << 16) | (b[4]! << 8) | b[5]!) >>> 0;
+    out.handle = getU32(b, 2);
   }
   out.payload = b.subarray(2 + n);
   return true;
@@ -79,7 +80,7 @@ export function marshalPeerRelay(kind: number, id: Uint8Array | number, payload:
   if (typeof id === 'number') {
     if (n !== HANDLE_BYTES) throw new Error(`peer relay kind ${kind} takes a ${n}-byte id`);
     if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new Error('peer relay handle must be a u32');
-    out.writeUInt32BE(id, 2);
+    setU32(out, 2, id);
   } else {
     if (id.length !== n) throw new Error(`peer relay kind ${kind} takes a ${n}-byte id`);
     out.set(id, 2);

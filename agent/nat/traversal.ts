@@ -28,7 +28,7 @@ import {
   PORT_PREDICTION_COUNT, PROBE_SOCKETS_COUNT,
 } from '../base/constants.js';
 import { allocationOrder, predictPorts, sprayPorts } from './port-prediction.js';
-import { nodeIdFromPublicKey, toHex } from '../idloc/addresses.js';
+import { nodeIdFromPublicKey } from '../idloc/addresses.js';
 import type { Identity } from '../idloc/identity.js';
 import {
   candidatePriority, IceCandidateType, marshalAttach, parseAttach, type AttachParams, type IceCandidate, type NatHint,
@@ -41,6 +41,7 @@ import type { LocatorRecord } from '../overlay/records.js';
 import type { OverlayNode } from '../overlay/node.js';
 import type { TurnRelay } from './turn-relay.js';
 import type { PeerRelayClient } from './peer-relay-client.js';
+import { hex } from '../base/bytes.js';
 
 /** How the tunnel endpoint of a peer was chosen, for `status`. */
 export interface PathChoice {
@@ -147,7 +148,7 @@ export class Traversal {
     const via = await this.o.node.rendezvousEndpoints(locator);
     // Also through our own rendezvous nodes (source-routed on to the peer's): a host whose UDP reaches only
     // a few overlay members still gets its Attach to the peer's rendezvous that way.
-    const ours = this.o.node.rendezvous().filter((c) => !rdv.some((id) => toHex(id) === toHex(c.nodeId)));
+    const ours = this.o.node.rendezvous.current().filter((c) => !rdv.some((id) => hex(id) === hex(c.nodeId)));
     const routes = ours.map((c, i) => ({ to: c.endpoint, hops: [rdv[i % rdv.length]!] }));
     if (via.length + routes.length === 0) return { how: 'attach-failed', reason: 'none of the peer\'s rendezvous nodes could be found' };
     const target = nodeIdFromPublicKey(locator.owner);
@@ -157,9 +158,9 @@ export class Traversal {
       ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(), nat: this.natHint(),
     }, this.o.identity.privateKey);
     this.stats.attachSent++;
-    const answerBlob = await this.o.node.attach(target, via, offer, { routes });
+    const answerBlob = await this.o.node.attacher.attach(target, via, offer, { routes });
     const answer = answerBlob ? parseAttach(answerBlob, this.o.identity.nodeId, this.clock.now()) : undefined;
-    if (!answer?.ok || toHex(answer.params.sender) !== toHex(locator.owner)) {
+    if (!answer?.ok || hex(answer.params.sender) !== hex(locator.owner)) {
       this.stats.attachFailed++;
       return { how: 'attach-failed', reason: answer ? `the peer's Attach answer was refused (${answer.ok ? 'another key' : answer.reason})` : `no Attach answer through ${via.map(endpointKey).join(', ')}` };
     }
@@ -190,7 +191,7 @@ export class Traversal {
     this.notePeerRelays(v.params.candidates);
     void this.o.turn?.permit(v.params.candidates.map((c) => c.address));
     void session.start(v.params, this.hasRelay(v.params.candidates) ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS).then((r) => {
-      if (r) this.o.logger.debug({ peer: toHex(nodeIdFromPublicKey(v.params.sender)), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
+      if (r) this.o.logger.debug({ peer: hex(nodeIdFromPublicKey(v.params.sender)), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
     });
     // The offerer moves its tunnel to a pair found late; ours follows its handshake there (roaming).
     this.punchHardNat(session, v.params);

@@ -18,7 +18,7 @@
 //   +-------+------+-----------+------+-----------+-- --       type 1 = NodeID, 2 = resource id
 //   +-------------+--------------+---------------+-- --
 //   | type (u16)  | length (u16) | value         | TLV ...     to the end; <= OVERLAY_MAX_TLVS TLVs
-//   +-------------+--------------+---------------+-- --        (registry and bodies: messages.ts)
+//   +-------------+--------------+---------------+-- --        (registry: tlvs.ts; bodies: messages.ts)
 //
 // flags: 0x01 response, 0x02 error (only with response: the body is an ERROR answering `code`); the other
 // bits must be 0. code: PING 1, FIND_NODE 2, FETCH 3, STORE 4, ATTACH 5, LEAVE 6; a request and its
@@ -43,12 +43,16 @@ import {
 } from '../base/constants.js';
 import { formatIpv4, formatIpv6, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
 import type { Endpoint } from '../conn/socket.js';
+import { Writer, getU16, getU32, setU32 } from '../base/binary.js';
+import { bytesEqual } from '../base/bytes.js';
+import { SPECS, allowedMask, kindOf, type Body, type BodyKind, type Spec } from './messages.js';
 import {
-  PUBLIC_KEY_BYTES, SPECS, TLV_SENDER, Writer, allowedMask, emptyFields, kindOf, readTlv, writeSender,
-  type Body, type BodyKind, type OverlayContact, type OverlayEndpoint, type Sender, type Spec,
-} from './messages.js';
+  PUBLIC_KEY_BYTES, TLV_SENDER, emptyFields, readTlv, writeSender,
+  type OverlayContact, type OverlayEndpoint, type Sender,
+} from './tlvs.js';
 
 export * from './messages.js';
+export * from './tlvs.js';
 
 /** 0xD2 'I' 'D' 'L': the first byte is the demux class, the other three make a stray datagram unlikely to pass. */
 export const OVERLAY_TOKEN = Uint8Array.of(0xd2, 0x49, 0x44, 0x4c);
@@ -94,8 +98,6 @@ export interface Route {
 
 // ---- parse ---------------------------------------------------------------------------------------
 
-const u32 = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-
 /** Parse and check everything before the TLVs. Views into `b`. */
 export function parseRoute(b: Uint8Array): Route | undefined {
   const len = b.length;
@@ -104,7 +106,7 @@ export function parseRoute(b: Uint8Array): Route | undefined {
   if (b[4] !== OVERLAY_VERSION) return undefined;
   const flags = b[6]!;
   if ((flags & ~(FLAG_RESPONSE | FLAG_ERROR)) !== 0 || flags === FLAG_ERROR) return undefined;
-  if (u32(b, LENGTH_OFF) !== len) return undefined;
+  if (getU32(b, LENGTH_OFF) !== len) return undefined;
   let off = HEADER_LEN;
   const nvia = b[off++]!;
   if (nvia > OVERLAY_MAX_VIA || off + nvia * NODE_ID_BYTES + 1 > len) return undefined;
@@ -122,8 +124,8 @@ export function parseRoute(b: Uint8Array): Route | undefined {
   return {
     ttl: b[TTL_OFF]!,
     flags,
-    code: (b[7]! << 8) | b[8]!,
-    txid: (BigInt(u32(b, 9)) << 32n) | BigInt(u32(b, 13)),
+    code: getU16(b, 7),
+    txid: (BigInt(getU32(b, 9)) << 32n) | BigInt(getU32(b, 13)),
     via,
     dest,
     destOffset,
@@ -141,8 +143,8 @@ export function parseOverlayMessage(b: Uint8Array): OverlayMessage | undefined {
   let off = r.bodyOffset;
   for (let n = 0; off < b.length; n++) {
     if (n >= OVERLAY_MAX_TLVS || off + 4 > b.length) return undefined;
-    const type = (b[off]! << 8) | b[off + 1]!;
-    const end = off + 4 + ((b[off + 2]! << 8) | b[off + 3]!);
+    const type = getU16(b, off);
+    const end = off + 4 + getU16(b, off + 2);
     if (end > b.length || !readTlv(f, type, b, off + 4, end)) return undefined;
     off = end;
   }
@@ -154,11 +156,12 @@ export function parseOverlayMessage(b: Uint8Array): OverlayMessage | undefined {
 
 // ---- marshal -------------------------------------------------------------------------------------
 
-const writer = new Writer();
+/** One scratch buffer for every message; marshal copies the result out. Room for a little over the datagram
+ *  limit, so encodedLength can tell by how much a message is over. */
+const writer = new Writer(0x10000 + 64, true);
 
 function encode(m: OverlayMessage): Writer {
-  const w = writer;
-  w.off = 0;
+  const w = writer.reset();
   if (!Number.isInteger(m.ttl) || m.ttl < 0 || m.ttl > 0xff) throw new RangeError(`bad TTL ${m.ttl}`);
   if (m.txid < 0n || m.txid >= 1n << 64n) throw new RangeError('transaction id must be a u64');
   const spec = SPECS[m.kind] as unknown as Spec<BodyKind>;
@@ -167,8 +170,8 @@ function encode(m: OverlayMessage): Writer {
   w.u8(m.ttl);
   w.u8(m.kind === 'error' ? FLAG_RESPONSE | FLAG_ERROR : spec.response ? FLAG_RESPONSE : 0);
   w.u16(m.kind === 'error' ? m.method : spec.method);
-  for (const shift of [56n, 48n, 40n, 32n, 24n, 16n, 8n, 0n]) w.u8(Number((m.txid >> shift) & 0xffn));
-  w.off += 4; // length, filled in below
+  w.u64(m.txid);
+  w.reserve(4); // length, filled in below
   if (m.via.length > OVERLAY_MAX_VIA) throw new RangeError(`${m.via.length} Via entries, at most ${OVERLAY_MAX_VIA}`);
   w.u8(m.via.length);
   for (const id of m.via) w.bytes(id, NODE_ID_BYTES);
@@ -180,24 +183,20 @@ function encode(m: OverlayMessage): Writer {
   }
   writeSender(w, m.sender);
   spec.encode(w, m);
-  const n = w.off;
-  w.buf[LENGTH_OFF] = n >>> 24;
-  w.buf[LENGTH_OFF + 1] = (n >>> 16) & 0xff;
-  w.buf[LENGTH_OFF + 2] = (n >>> 8) & 0xff;
-  w.buf[LENGTH_OFF + 3] = n & 0xff;
+  w.setU32(LENGTH_OFF, w.length);
   return w;
 }
 
 /** Bytes `m` would take on the wire (may exceed OVERLAY_MAX_DATAGRAM; marshal would then throw). */
 export function encodedLength(m: OverlayMessage): number {
-  return encode(m).off;
+  return encode(m).length;
 }
 
 /** Serialize; throws RangeError if `m` breaks a limit or exceeds OVERLAY_MAX_DATAGRAM. */
 export function marshalOverlayMessage(m: OverlayMessage): Buffer {
   const w = encode(m);
-  if (w.off > OVERLAY_MAX_DATAGRAM) throw new RangeError(`overlay message of ${w.off} bytes, at most ${OVERLAY_MAX_DATAGRAM}`);
-  return Buffer.from(w.buf.subarray(0, w.off));
+  if (w.length > OVERLAY_MAX_DATAGRAM) throw new RangeError(`overlay message of ${w.length} bytes, at most ${OVERLAY_MAX_DATAGRAM}`);
+  return Buffer.from(w.view());
 }
 
 /** For answers carrying contacts (sorted closest first): drop the farthest until the message fits a
@@ -215,12 +214,6 @@ export function trimToFit<M extends OverlayMessage>(m: M): M | undefined {
 
 // ---- routing -------------------------------------------------------------------------------------
 
-function idEquals(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /** True for answers (PONG, ..._ANSWER, ERROR): what the header's response flag says. */
 export function isAnswer(m: OverlayMessage): boolean {
   return m.kind === 'error' || SPECS[m.kind].response;
@@ -235,14 +228,14 @@ export function forwardHop(b: Uint8Array, selfId: Uint8Array): Buffer | undefine
   if (!r || r.ttl === 0 || selfId.length !== NODE_ID_BYTES) return undefined;
   const addVia = (r.flags & FLAG_RESPONSE) === 0;
   const first = r.dest[0];
-  const pop = first !== undefined && first.type === 'node' && idEquals(first.id, selfId);
-  if (addVia && (r.via.length >= OVERLAY_MAX_VIA || r.via.some((v) => idEquals(v, selfId)))) return undefined;
+  const pop = first !== undefined && first.type === 'node' && bytesEqual(first.id, selfId);
+  if (addVia && (r.via.length >= OVERLAY_MAX_VIA || r.via.some((v) => bytesEqual(v, selfId)))) return undefined;
   const len = b.length + (addVia ? NODE_ID_BYTES : 0) - (pop ? DEST_ENTRY_LEN : 0);
   if (len > OVERLAY_MAX_DATAGRAM) return undefined;
   const out = Buffer.allocUnsafe(len);
   out.set(b.subarray(0, r.destOffset), 0);
   out[TTL_OFF] = r.ttl - 1;
-  out.writeUInt32BE(len, LENGTH_OFF);
+  setU32(out, LENGTH_OFF, len);
   let o = r.destOffset;
   if (addVia) {
     out[HEADER_LEN] = r.via.length + 1;
@@ -260,8 +253,8 @@ export function forwardHop(b: Uint8Array, selfId: Uint8Array): Buffer | undefine
 export function routeSender(b: Uint8Array, r: Route): Sender | undefined {
   let off = r.bodyOffset;
   for (let n = 0; n < OVERLAY_MAX_TLVS && off + 4 <= b.length; n++) {
-    const type = (b[off]! << 8) | b[off + 1]!;
-    const end = off + 4 + ((b[off + 2]! << 8) | b[off + 3]!);
+    const type = getU16(b, off);
+    const end = off + 4 + getU16(b, off + 2);
     if (end > b.length) return undefined;
     if (type === TLV_SENDER) {
       if (end - off - 4 !== NODE_ID_BYTES + PUBLIC_KEY_BYTES) return undefined;
@@ -276,9 +269,9 @@ export function routeSender(b: Uint8Array, r: Route): Sender | undefined {
 export function forwardMessage<M extends OverlayMessage>(m: M, selfId: Uint8Array): M | undefined {
   if (m.ttl === 0) return undefined;
   const addVia = !isAnswer(m);
-  if (addVia && (m.via.length >= OVERLAY_MAX_VIA || m.via.some((v) => idEquals(v, selfId)))) return undefined;
+  if (addVia && (m.via.length >= OVERLAY_MAX_VIA || m.via.some((v) => bytesEqual(v, selfId)))) return undefined;
   const first = m.dest[0];
-  const pop = first !== undefined && first.type === 'node' && idEquals(first.id, selfId);
+  const pop = first !== undefined && first.type === 'node' && bytesEqual(first.id, selfId);
   const next = { ...m, ttl: m.ttl - 1, via: addVia ? [...m.via, selfId] : m.via, dest: pop ? m.dest.slice(1) : m.dest };
   return encodedLength(next) <= OVERLAY_MAX_DATAGRAM ? next : undefined;
 }
@@ -298,13 +291,13 @@ export function answerDestinations(req: OverlayHeader): Destination[] {
 /** True if the claimed NodeID is the hash of the claimed key (agent/idloc/addresses.ts). This is what makes
  *  a sender or contact safe to put in the routing table; it does not prove the key holder sent it. */
 export function idMatchesKey(s: Sender | OverlayContact): boolean {
-  return s.publicKey.length === PUBLIC_KEY_BYTES && idEquals(nodeIdFromPublicKey(s.publicKey), s.nodeId);
+  return s.publicKey.length === PUBLIC_KEY_BYTES && bytesEqual(nodeIdFromPublicKey(s.publicKey), s.nodeId);
 }
 
 /** As the sockets take it ("1.2.3.4" / RFC 5952 IPv6 text). */
 export function toSocketEndpoint(e: OverlayEndpoint): Endpoint {
   const a = e.address;
-  return { address: a.length === 4 ? formatIpv4(u32(a, 0)) : formatIpv6(a), port: e.port };
+  return { address: a.length === 4 ? formatIpv4(getU32(a, 0)) : formatIpv6(a), port: e.port };
 }
 
 /** From a socket's view; IPv4-mapped IPv6 (dual-stack sockets) becomes IPv4. Undefined if unparseable. */
@@ -312,7 +305,11 @@ export function fromSocketEndpoint(e: Endpoint): OverlayEndpoint | undefined {
   if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff) return undefined;
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(e.address);
   const v4 = parseIpv4(mapped ? mapped[1]! : e.address);
-  if (v4 !== undefined) return { address: Uint8Array.of(v4 >>> 24, (v4 >>> 16) & 0xff, (v4 >>> 8) & 0xff, v4 & 0xff), port: e.port };
+  if (v4 !== undefined) {
+    const address = new Uint8Array(4);
+    setU32(address, 0, v4);
+    return { address, port: e.port };
+  }
   const v6 = parseIpv6(e.address);
   return v6 ? { address: v6, port: e.port } : undefined;
 }

@@ -16,10 +16,13 @@
 import { KADEMLIA_ALPHA, KADEMLIA_K } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
 import { lookup, type LookupResult, type QueryResult } from './lookup.js';
-import { ID_BITS, idsEqual, RoutingTable, type ContactInfo, type RoutingTableOptions } from './routing-table.js';
+import { RoutingTable, type RoutingTableOptions } from './routing-table.js';
 import { Rpc, type RpcCodec } from './rpc.js';
 import type { Scheduler } from '../base/scheduler.js';
 import { RecentlyUnresponsive } from './unresponsive.js';
+import { ID_BITS } from './xor-metric.js';
+import type { ContactInfo } from './bucket.js';
+import { bytesEqual } from '../base/bytes.js';
 
 /** Who sent a message (the address comes from the datagram). */
 export interface NodeRef {
@@ -119,7 +122,7 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
       return undefined;
     }
     const sender = r.value.sender;
-    if (!idsEqual(sender.nodeId, c.nodeId)) {
+    if (!bytesEqual(sender.nodeId, c.nodeId)) {
       // someone else lives at that address now: the contact we asked for is gone from there
       this.table.markFailed(c.nodeId);
       this.learn(sender, c.endpoint);

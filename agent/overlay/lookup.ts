@@ -23,8 +23,10 @@
 // the in-memory simulation, or a test's plain function alike; it caches nothing.
 
 import { KADEMLIA_ALPHA, KADEMLIA_K, LOOKUP_QUERY_TIMEOUT_MS, LOOKUP_STRAGGLER_MS } from '../base/constants.js';
-import { compareDistance, idsEqual, type ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
+import { compareDistance } from './xor-metric.js';
+import type { ContactInfo } from './bucket.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export type QueryResult<V> = { contacts: ContactInfo[] } | { value: V; contacts?: ContactInfo[] };
 
@@ -139,7 +141,7 @@ class Lookup<V> {
     const list = this.list;
     const id = info.nodeId;
     const key = distanceKey(id, target);
-    if (key === this.selfKey && this.o.selfId && idsEqual(id, this.o.selfId)) return;
+    if (key === this.selfKey && this.o.selfId && bytesEqual(id, this.o.selfId)) return;
     let lo = 0;
     let hi = list.length;
     while (lo < hi) {
@@ -149,7 +151,7 @@ class Lookup<V> {
       else hi = mid;
     }
     const known = list[lo];
-    if (known && idsEqual(known.info.nodeId, info.nodeId)) {
+    if (known && bytesEqual(known.info.nodeId, info.nodeId)) {
       if (known.state === NEW && hop < known.hop) known.hop = hop; // keep the shortest hop count
       return;
     }

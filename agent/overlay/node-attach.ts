@@ -31,9 +31,10 @@ import {
   type Destination, type MessageOf, type OverlayMessage, type Sender,
 } from './codec.js';
 import { copyBytes } from './node-wire.js';
-import { idKey, idsEqual } from './routing-table.js';
 import { cryptoTxids } from './rpc.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
+import { idKey } from './xor-metric.js';
+import { bytesEqual } from '../base/bytes.js';
 
 /** Called for an ATTACH addressed to us: the blob to answer with, or undefined to refuse. `from` is the
  *  originator (its NodeID is the hash of its key; that it sent the message is not proven). */
@@ -120,7 +121,7 @@ export class Attacher {
     const seen = new Set<string>();
     const to = via.filter((e) => !seen.has(endpointKey(e)) && seen.add(endpointKey(e))).map((e) => ({ address: e.address, port: e.port }));
     const routes = (o.routes ?? []).filter((r) => r.hops.length > 0 && r.hops.length < OVERLAY_MAX_DESTINATIONS && r.hops.every((h) => h.length === NODE_ID_BYTES));
-    if (this.closed || to.length + routes.length === 0 || idsEqual(target, this.d.self.nodeId)) return Promise.resolve(undefined);
+    if (this.closed || to.length + routes.length === 0 || bytesEqual(target, this.d.self.nodeId)) return Promise.resolve(undefined);
     let txid = this.newTxid();
     while (this.pending.has(txid)) txid = this.newTxid();
     const message = (hops: Uint8Array[]) => marshalOverlayMessage({
@@ -146,7 +147,7 @@ export class Attacher {
   /** An ATTACH answer, or an ERROR answering an ATTACH, addressed to us. */
   onAnswer(m: MessageOf<'attach-answer'> | MessageOf<'error'>): void {
     const p = this.pending.get(m.txid);
-    if (!p || !idsEqual(m.sender.nodeId, p.target)) {
+    if (!p || !bytesEqual(m.sender.nodeId, p.target)) {
       this.stats.unexpectedAnswers++;
       if (p) this.d.reject('attach-answer-not-from-target');
       return;

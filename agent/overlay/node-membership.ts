@@ -21,8 +21,8 @@ import { OVERLAY_FORMER_CONTACTS, OVERLAY_JOIN_RETRY_INITIAL_MS, OVERLAY_JOIN_RE
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { JoinResult, KademliaNode } from './kademlia.js';
 import type { FetchValue, Wire } from './node-wire.js';
-import type { ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
+import type { ContactInfo } from './bucket.js';
 
 export interface MembershipDeps {
   kad: KademliaNode<FetchValue, Wire>;
@@ -68,7 +68,7 @@ export class Membership {
   get configuredBootstraps(): Endpoint[] { return this.bootstraps.map((e) => ({ ...e })); }
   get joinAttempts(): number { return this.attempts; }
 
-  /** Resolves once the node is joined (at once if it is). */
+  /** Resolves once the node is joined (its own lookup done), at once if it is. */
   whenJoined(): Promise<void> {
     if (this.wasJoined) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
@@ -85,6 +85,8 @@ export class Membership {
     if (this.bootstraps.length > 0) void this.attempt();
   }
 
+  /** One join attempt through any of the bootstraps (no retries); none: this node starts a new overlay
+   *  (ok: false, nothing to join). */
   async join(bootstraps: Endpoint[]): Promise<JoinResult> {
     this.configure(bootstraps);
     if (this.bootstraps.length === 0) this.update();

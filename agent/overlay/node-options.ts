@@ -5,10 +5,10 @@ import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import type { AttachHandler, AttachStats } from './node-attach.js';
 import type { LookupStats } from './node-resolve.js';
 import type { RouteStats } from './node-route.js';
-import type { ContactInfo } from './routing-table.js';
 import type { RpcStats } from './rpc.js';
 import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore, StoreStats } from './store.js';
+import type { ContactInfo } from './bucket.js';
 
 export interface OverlayNodeOptions {
   socket: DatagramSocket;
@@ -38,7 +38,7 @@ export interface OverlayNodeOptions {
   onJoined?: () => void;
   store?: RecordStore;
   /** Rendezvous nodes to keep keepalives to (node-rendezvous.ts), for a host behind a NAT; 0 (the default)
-   *  keeps none. At most LOCATOR_MAX_RENDEZVOUS. setRendezvousCount() changes it later. */
+   *  keeps none. At most LOCATOR_MAX_RENDEZVOUS. rendezvous.setCount() changes it later. */
   rendezvousCount?: number;
   /** Their keepalive PING interval (RENDEZVOUS_KEEPALIVE_MS by default). */
   rendezvousKeepaliveMs?: number;

@@ -33,13 +33,16 @@ import type { KademliaNode } from './kademlia.js';
 import { storeBatches, type FetchValue, type Wire } from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
 import {
-  CandidateType, RecordKind, bytesEqual, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, createTombstone,
-  defaultLifetime, ipv4ResourceId, marshalRecord, nameResourceId, normalizeName, parseRecord, recordExpiresAt,
-  type Candidate, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordSigner,
+  CandidateType, RecordKind, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, createTombstone,
+  defaultLifetime, marshalRecord, parseRecord, recordExpiresAt, type Candidate, type LocatorRecord,
+  type NameRecord, type OverlayRecord, type RecordSigner,
 } from './records.js';
-import { compareDistance, idKey, idsEqual, type ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
 import type { PutResult, RecordStore } from './store.js';
+import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
+import { bytesEqual, hex } from '../base/bytes.js';
+import { compareDistance, idKey } from './xor-metric.js';
+import type { ContactInfo } from './bucket.js';
 
 export interface PublishResult {
   /** The record was accepted by at least one node (local copy included if no remote answered). */
@@ -95,7 +98,6 @@ function emptyStatuses(): Record<PutResult, number> {
   return { stored: 0, stale: 0, forged: 0, taken: 0, expired: 0, invalid: 0, full: 0 };
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const ownKey = (r: OverlayRecord): string => `${r.kind}:${hex(r.resourceId)}:${hex(r.owner)}`;
 
 /** Re-create a record (re-signed) with this creation time and sequence. */
@@ -142,7 +144,8 @@ export class Publisher {
     this.handoffTimer = undefined;
   }
 
-  /** Store a signed record everywhere; kept for republishing unless `republish` is false. */
+  /** STORE a signed record at the k nodes closest to its resource id (found by a lookup) and keep a local
+   *  copy; kept for republishing unless `republish` is false. Throws RangeError on unparseable bytes. */
   async publish(bytes: Uint8Array, opts: { republish?: boolean } = {}): Promise<PublishResult> {
     const record = parseRecord(bytes);
     if (!record) throw new RangeError('publish: not a record');
@@ -150,9 +153,13 @@ export class Publisher {
     return this.storeEverywhere(record, bytes);
   }
 
+  /** Publish the locator record (these endpoints as host candidates) and claim the IPv4 overlay address:
+   *  opts.preferAttempt first (the attempt this host held before), then 0, 1, 2, ..., skipping any another
+   *  key holds. Both are republished (a new claim ends the republishing of this key's earlier one). For
+   *  this node's own identity the locator names our current rendezvous nodes, kept up to date. */
   async publishIdentity(identity: Identity, endpoints: Endpoint[] | Candidate[], flags = 0,
     opts: PublishIdentityOptions = {}): Promise<PublishIdentityResult> {
-    const signer: RecordSigner = idsEqual(identity.nodeId, this.d.self.nodeId) ? this.d.signer
+    const signer: RecordSigner = bytesEqual(identity.nodeId, this.d.self.nodeId) ? this.d.signer
       : { privateKey: identity.privateKey, publicKey: identity.publicKey, puzzleNonce: solvePuzzle(identity.publicKey, this.d.puzzleDifficulty) };
     const candidates = toCandidates(endpoints);
     // our rendezvous nodes keep our NAT open, not another identity's
@@ -208,8 +215,10 @@ export class Publisher {
     }));
   }
 
-  /** Replace this node's own locator with a freshly signed one (flags kept unless given; rendezvous: the
-   *  current set, read again whenever it is re-signed). */
+  /** Replace this node's own locator with a freshly signed one (higher sequence) for these endpoints or
+   *  candidates, and store it now: for when the host's addresses change. Flags stay those of the current
+   *  locator unless `flags` is given; the rendezvous list is the current set, read again whenever it is
+   *  re-signed. */
   async updateLocator(endpoints: Endpoint[] | Candidate[], flags?: number): Promise<PublishResult> {
     const prev = this.own.get(this.selfLocatorKey())?.record as LocatorRecord | undefined;
     const fixed = { flags: flags ?? prev?.value?.flags ?? 0, candidates: toCandidates(endpoints) };
@@ -227,6 +236,7 @@ export class Publisher {
     return this.storeEverywhere(own.record, own.bytes);
   }
 
+  /** Register `name` → this node (P2PNS): refused if another key holds it. Republished while we run. */
   async registerName(name: string): Promise<RegisterResult> {
     const n = normalizeName(name);
     if (n === undefined) return { ok: false, reason: 'invalid' };
@@ -296,12 +306,12 @@ export class Publisher {
     const fresh = [...this.newcomers.values()].filter((c) => kad.table.get(c.nodeId)); // still there
     this.newcomers.clear();
     if (fresh.length === 0) return;
-    const isNew = (id: Uint8Array) => fresh.some((n) => idsEqual(n.nodeId, id));
+    const isNew = (id: Uint8Array) => fresh.some((n) => bytesEqual(n.nodeId, id));
     for (const recs of this.heldByResource(true).values()) {
       const resource = recs[0]!.resourceId;
       const closest = kad.table.closest(resource, k);
       const targets = fresh.filter((n) => {
-        const at = closest.findIndex((c) => idsEqual(c.nodeId, n.nodeId));
+        const at = closest.findIndex((c) => bytesEqual(c.nodeId, n.nodeId));
         return at >= 0 && at + (compareDistance(selfId, n.nodeId, resource) < 0 ? 1 : 0) < k;
       });
       if (targets.length === 0) continue;

@@ -19,13 +19,15 @@ import type { KademliaNode } from './kademlia.js';
 import { locatorEndpoint } from './node-resolve.js';
 import type { FetchValue, Wire } from './node-wire.js';
 import type { LocatorRecord } from './records.js';
-import { idKey, idsEqual, type ContactInfo } from './routing-table.js';
 import type { Scheduler, TimerHandle } from '../base/scheduler.js';
+import { idKey } from './xor-metric.js';
+import type { ContactInfo } from './bucket.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface RendezvousDeps {
   kad: KademliaNode<FetchValue, Wire>;
   scheduler: Scheduler;
-  /** The configured bootstraps, and other contacts known to be public (preferred, in that order). */
+  /** The configured bootstraps (preferred before those given to prefer()). */
   bootstraps: () => Endpoint[];
   count: number;
   keepaliveMs: number;
@@ -55,6 +57,7 @@ export class Rendezvous {
   private again = false;
   private notified = '';
   private closed = false;
+  private preferred: Endpoint[] = [];
 
   constructor(private readonly d: RendezvousDeps) {
     this.count = clampCount(d.count);
@@ -76,6 +79,13 @@ export class Rendezvous {
     return [...this.kept.values()].map((k) => k.nodeId);
   }
 
+  /** Contacts to choose before others (after the bootstraps): e.g. members that advertise relaying, so a
+   *  peer can also be relayed through the rendezvous it reaches us by. */
+  prefer(endpoints: Endpoint[]): void {
+    this.preferred = endpoints.map((e) => ({ address: e.address, port: e.port }));
+  }
+
+  /** Keep this many rendezvous nodes (0 stops the keepalives; at most LOCATOR_MAX_RENDEZVOUS). */
   setCount(n: number): void {
     if (this.closed) return;
     this.count = clampCount(n);
@@ -177,7 +187,7 @@ export class Rendezvous {
   }
 
   private candidates(tried: Set<string>): ContactInfo[] {
-    const boot = new Set(this.d.bootstraps().map(endpointKey));
+    const boot = new Set([...this.d.bootstraps(), ...this.preferred].map(endpointKey));
     const now = this.d.scheduler.now();
     const skip = this.d.kad.unresponsive;
     const score = (c: ContactInfo) => {
@@ -213,7 +223,7 @@ export interface RendezvousLookupDeps {
 export async function rendezvousEndpoints(locator: LocatorRecord, d: RendezvousLookupDeps): Promise<Endpoint[]> {
   const ids = locator.value?.rendezvous ?? [];
   const found = await Promise.all(ids.map(async (id): Promise<Endpoint | undefined> => {
-    if (idsEqual(id, d.selfId)) return d.endpointOf(nodeIdFromPublicKey(locator.owner));
+    if (bytesEqual(id, d.selfId)) return d.endpointOf(nodeIdFromPublicKey(locator.owner));
     const known = d.endpointOf(id);
     if (known) return { ...known };
     const loc = await d.resolveNodeId(id).catch(() => undefined);

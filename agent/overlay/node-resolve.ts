@@ -24,12 +24,13 @@ import type { KademliaNode } from './kademlia.js';
 import { lookup } from './lookup.js';
 import { copyBytes, type FetchValue, type Wire } from './node-wire.js';
 import {
-  RecordKind, bytesEqual, ipv4ResourceId, isTombstone, isUniqueKind, nameResourceId, newestPerOwner, normalizeName,
-  parseRecord, recordExpiresAt, verifyRecord,
+  RecordKind, isTombstone, isUniqueKind, newestPerOwner, parseRecord, recordExpiresAt, verifyRecord,
   type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordVerdict,
 } from './records.js';
 import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore } from './store.js';
+import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
+import { bytesEqual, hex } from '../base/bytes.js';
 
 export interface LookupStats {
   count: number;
@@ -39,7 +40,6 @@ export interface LookupStats {
   p90LatencyMs: number;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -126,17 +126,20 @@ export class Resolver {
     return out;
   }
 
+  /** The locator record of a NodeID (its owner key hashes to that NodeID). */
   async resolveNodeId(nodeId: Uint8Array): Promise<LocatorRecord | undefined> {
     const recs = await this.fetch(nodeId, RecordKind.Locator);
     return recs.find((r): r is LocatorRecord =>
       r.kind === RecordKind.Locator && bytesEqual(nodeIdFromPublicKey(r.owner), nodeId));
   }
 
+  /** The claim of an IPv4 overlay address (u32). */
   async resolveIpv4Claim(ipv4: number): Promise<Ipv4ClaimRecord | undefined> {
     const recs = await this.fetch(ipv4ResourceId(ipv4 >>> 0), RecordKind.Ipv4Claim);
     return recs.find((r): r is Ipv4ClaimRecord => r.kind === RecordKind.Ipv4Claim && r.value?.ipv4 === ipv4 >>> 0);
   }
 
+  /** IPv4 overlay address → its claim → the owner's key → the owner's locator. */
   async resolveIpv4(ipv4: number): Promise<LocatorRecord | undefined> {
     const claim = await this.resolveIpv4Claim(ipv4);
     if (!claim) return undefined;
@@ -144,6 +147,8 @@ export class Resolver {
     return loc && bytesEqual(loc.owner, claim.owner) ? loc : undefined;
   }
 
+  /** Overlay IPv6 address (16 bytes) → the node whose key owns it (a FIND_NODE for its NodeID bits) → its
+   *  locator, whose owner key owns the address. undefined if not an overlay address or nobody owns it. */
   async resolveIpv6(addr: Uint8Array): Promise<LocatorRecord | undefined> {
     const prefix = OVERLAY_IPV6_PREFIX.length;
     if (addr.length !== 16 || !bytesEqual(addr.subarray(0, prefix), OVERLAY_IPV6_PREFIX)) return undefined;
@@ -169,6 +174,8 @@ export class Resolver {
     return loc && owns(loc.owner) ? loc : undefined;
   }
 
+  /** The IPv4 overlay address this key holds a claim for (attempts 0.. looked up IPV4_OF_BATCH at a time,
+   *  the lowest in the first batch that has one), or undefined. */
   async ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
     if (publicKey.length !== 32) return undefined;
     const nodeId = nodeIdFromPublicKey(publicKey);
@@ -187,6 +194,7 @@ export class Resolver {
     return undefined;
   }
 
+  /** The name record for `name` (its value holds the owner's NodeID), or undefined. */
   async resolveName(name: string): Promise<NameRecord | undefined> {
     const n = normalizeName(name);
     if (n === undefined) return undefined;

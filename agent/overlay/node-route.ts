@@ -33,8 +33,9 @@ import { PerSourceRateLimit } from '../conn/rate-limit.js';
 import { FLAG_RESPONSE, forwardHop, idMatchesKey, isAnswer, routeSender, type OverlayMessage, type Route } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import type { FetchValue, Wire } from './node-wire.js';
-import { idKey, idsEqual } from './routing-table.js';
 import type { Scheduler } from '../base/scheduler.js';
+import { idKey } from './xor-metric.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface RouteStats {
   /** Datagrams relayed to the next hop. */
@@ -98,7 +99,7 @@ export class Router {
   /** Is a datagram with this route addressed to us: no destinations (direct), or only us? */
   isForUs(r: Route): boolean {
     const dest = r.dest;
-    return dest.length === 0 || (dest.length === 1 && dest[0]!.type === 'node' && idsEqual(dest[0]!.id, this.d.selfId));
+    return dest.length === 0 || (dest.length === 1 && dest[0]!.type === 'node' && bytesEqual(dest[0]!.id, this.d.selfId));
   }
 
   /** A message for us, its sender checked: remember who is behind `from`. A request came from its previous
@@ -110,7 +111,7 @@ export class Router {
   }
 
   heard(nodeId: Uint8Array, from: Endpoint): void {
-    if (nodeId.length !== NODE_ID_BYTES || idsEqual(nodeId, this.d.selfId)) return;
+    if (nodeId.length !== NODE_ID_BYTES || bytesEqual(nodeId, this.d.selfId)) return;
     const key = idKey(nodeId);
     const prev = this.recent.get(key);
     const now = this.d.scheduler.now();
@@ -141,13 +142,13 @@ export class Router {
     if (!sender) { this.d.malformed(); return; }
     if (!idMatchesKey(sender)) { this.d.reject('sender-id-mismatch'); return; }
     const self = this.d.selfId;
-    if (idsEqual(sender.nodeId, self)) { c.loops++; return; } // our own message came back to us
+    if (bytesEqual(sender.nodeId, self)) { c.loops++; return; } // our own message came back to us
     const request = (r.flags & FLAG_RESPONSE) === 0;
-    if (request && r.via.some((v) => idsEqual(v, self))) { c.loops++; return; }
+    if (request && r.via.some((v) => bytesEqual(v, self))) { c.loops++; return; }
     const first = r.dest[0]!;
-    const next = first.type === 'node' && idsEqual(first.id, self) ? r.dest[1]! : first;
+    const next = first.type === 'node' && bytesEqual(first.id, self) ? r.dest[1]! : first;
     if (next.type !== 'node') { c.unroutable++; return; }
-    if (idsEqual(next.id, self)) { c.loops++; return; }
+    if (bytesEqual(next.id, self)) { c.loops++; return; }
     if (r.ttl === 0 || (request && r.via.length >= OVERLAY_MAX_VIA)) { c.ttlExpired++; return; }
     if (request) this.heard(r.via.length > 0 ? r.via[r.via.length - 1]! : sender.nodeId, from);
     const to = this.endpointOf(next.id);

@@ -13,10 +13,10 @@ import { endpointKey, type Endpoint } from '../conn/socket.js';
 import { idMatchesKey, type Sender } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import { STORE_STATUS, putResultOfStatus, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';
-import { bytesEqual, isRecordKind, marshalRecord, parseRecord } from './records.js';
-import { idsEqual } from './routing-table.js';
+import { isRecordKind, marshalRecord, parseRecord } from './records.js';
 import type { Rpc } from './rpc.js';
 import type { PutResult, RecordStore } from './store.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface ServeDeps {
   kad: KademliaNode<FetchValue, Wire>;
@@ -47,7 +47,7 @@ export function serveExtra(d: ServeDeps, req: ExtraRequest, from: Endpoint): Ext
     else d.reject('leave-unknown-sender');
     return { type: 'leave-answer', sender: d.self };
   }
-  if (idMatchesKey(req.sender) && !idsEqual(req.sender.nodeId, d.self.nodeId)) {
+  if (idMatchesKey(req.sender) && !bytesEqual(req.sender.nodeId, d.self.nodeId)) {
     d.kad.heardFrom(req.sender.nodeId);
     d.kad.table.observe({ nodeId: req.sender.nodeId, publicKey: req.sender.publicKey, endpoint: from });
   }

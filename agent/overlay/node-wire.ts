@@ -20,9 +20,9 @@ import {
   type Body, type OverlayContact, type OverlayEndpoint, type OverlayMessage, type Sender,
 } from './codec.js';
 import type { DhtRequest, DhtResponse, NodeRef } from './kademlia.js';
-import type { ContactInfo } from './routing-table.js';
 import type { Decoded, RpcCodec } from './rpc.js';
 import type { PutResult } from './store.js';
+import type { ContactInfo } from './bucket.js';
 
 /** The u8 status a STORE answer carries per record (0 = stored; the others are store.ts's PutResult). */
 export const STORE_STATUS: Record<PutResult, number> = {

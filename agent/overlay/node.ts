@@ -16,6 +16,10 @@
 //   routing-table changes ─> membership (empty or not) and publisher (newcomers get their records)
 //   rendezvous (NAT)        node-rendezvous.ts: keepalives to a few contacts; changes re-store our locator
 //
+// Callers use those parts directly (node.resolver.resolveIpv4(...), node.publisher.registerName(...),
+// node.membership, node.rendezvous, node.attacher); the node itself wires them to the socket, its timers
+// and each other, and has what needs more than one of them.
+//
 // Why two Rpc instances: KademliaNode's RPC only knows PING/FIND_NODE/FIND_VALUE and its handler is its own.
 // Both share the socket; answers are routed to the right one by message code, never by guessing.
 //
@@ -34,13 +38,11 @@ import {
   idMatchesKey, parseOverlayMessage, parseRoute,
   METHOD_ATTACH, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE, type Sender,
 } from './codec.js';
-import { KademliaNode, type JoinResult } from './kademlia.js';
-import { Attacher, type AttachOptions } from './node-attach.js';
+import { KademliaNode } from './kademlia.js';
+import { Attacher } from './node-attach.js';
 import { Membership } from './node-membership.js';
 import type { OverlayNodeOptions, OverlayNodeStats } from './node-options.js';
-import {
-  Publisher, type PublishIdentityOptions, type PublishIdentityResult, type PublishResult, type RegisterResult,
-} from './node-publish.js';
+import { Publisher } from './node-publish.js';
 import { LookupRecorder, Resolver } from './node-resolve.js';
 import { Rendezvous, rendezvousEndpoints } from './node-rendezvous.js';
 import { Router } from './node-route.js';
@@ -49,13 +51,11 @@ import {
   extraCodec, kadCodec, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire, type WireContext,
 } from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
-import {
-  type Candidate, type Ipv4ClaimRecord, type LocatorRecord, type NameRecord, type OverlayRecord, type RecordKind, type RecordSigner,
-} from './records.js';
-import { idsEqual, type ContactInfo } from './routing-table.js';
+import type { LocatorRecord, RecordSigner } from './records.js';
 import { Rpc } from './rpc.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { RecordStore, type PutResult } from './store.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export { STORE_STATUS, putResultOfStatus, type FetchValue } from './node-wire.js';
 export {
@@ -77,14 +77,18 @@ export class OverlayNode {
   private readonly clock: () => number;
   private readonly k: number;
   private readonly self: Sender;
+  /** Joining and staying joined (node-membership.ts). */
+  readonly membership: Membership;
+  /** Our records: publish, identity (locator and IPv4 claim), names (node-publish.ts). */
+  readonly publisher: Publisher;
+  /** FETCH and the lookups built on it: NodeID, IPv4, IPv6, name -> records (node-resolve.ts). */
+  readonly resolver: Resolver;
+  /** Our rendezvous nodes, when behind a NAT (node-rendezvous.ts). */
+  readonly rendezvous: Rendezvous;
+  /** ATTACH, sent and answered (node-attach.ts). */
+  readonly attacher: Attacher;
   private readonly extra: Rpc<ExtraRequest, ExtraResponse, Wire>;
-  private readonly membership: Membership;
-  private readonly publisher: Publisher;
-  private readonly resolver: Resolver;
   private readonly router: Router;
-  private preferredRendezvous: Endpoint[] = [];
-  private readonly attacher: Attacher;
-  private readonly rdv: Rendezvous;
   private readonly lookups = new LookupRecorder();
   /** Record kind of a FETCH key (node-wire.ts says why). */
   private readonly fetchKinds = new WeakMap<Uint8Array, number>();
@@ -119,10 +123,10 @@ export class OverlayNode {
     this.kad = new KademliaNode<FetchValue, Wire>({
       nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, scheduler: this.scheduler, k: this.k, alpha,
       send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key),
-      acceptContact: (c) => idMatchesKey(c) && !idsEqual(c.nodeId, this.self.nodeId),
+      acceptContact: (c) => idMatchesKey(c) && !bytesEqual(c.nodeId, this.self.nodeId),
       table: {
-        onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); this.rdv.contactAdded(c); },
-        onRemoved: (c) => { this.membership.contactRemoved(c); this.rdv.contactRemoved(c); },
+        onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); this.rendezvous.contactAdded(c); },
+        onRemoved: (c) => { this.membership.contactRemoved(c); this.rendezvous.contactRemoved(c); },
       },
     });
     const serve: ServeDeps = {
@@ -142,7 +146,7 @@ export class OverlayNode {
       signer: this.signer, puzzleDifficulty: this.puzzleDifficulty,
       storeAt: (to, records) => this.storeAt(to, records), fetch: (id, kind) => this.resolver.fetch(id, kind),
       noteLookup: (ms, empty) => this.lookups.note(ms, empty), handoffDelayMs: o.handoffDelayMs,
-      rendezvous: () => this.rdv.ids(),
+      rendezvous: () => this.rendezvous.ids(),
     });
     this.router = new Router({
       kad: this.kad, scheduler: this.scheduler, selfId: this.self.nodeId, send: sendRaw,
@@ -151,8 +155,8 @@ export class OverlayNode {
     this.attacher = new Attacher({
       scheduler: this.scheduler, self: this.self, send: sendRaw, onAttach: o.onAttach, reject: (r) => this.reject(r),
     });
-    this.rdv = new Rendezvous({
-      kad: this.kad, scheduler: this.scheduler, bootstraps: () => [...this.membership.configuredBootstraps, ...this.preferredRendezvous],
+    this.rendezvous = new Rendezvous({
+      kad: this.kad, scheduler: this.scheduler, bootstraps: () => this.membership.configuredBootstraps,
       count: o.rendezvousCount ?? 0, keepaliveMs: o.rendezvousKeepaliveMs ?? RENDEZVOUS_KEEPALIVE_MS,
       onChanged: (current) => {
         if (this.closed) return;
@@ -190,7 +194,7 @@ export class OverlayNode {
       const m = parseOverlayMessage(msg);
       if (!m) { this.malformed++; return; }
       if (!idMatchesKey(m.sender)) { this.reject('sender-id-mismatch'); return; }
-      if (idsEqual(m.sender.nodeId, this.self.nodeId)) { this.reject('sender-is-self'); return; }
+      if (bytesEqual(m.sender.nodeId, this.self.nodeId)) { this.reject('sender-is-self'); return; }
       this.router.heardMessage(m, from);
       // only ATTACH is routed to a node through others (a Kademlia RPC answers the hop it came from)
       if (m.via.length > 0 && m.kind !== 'attach') { this.reject('routed-unsupported'); return; }
@@ -234,18 +238,6 @@ export class OverlayNode {
     return this.membership.whenJoined();
   }
 
-  /** One join attempt through any of the bootstraps (no retries); none: this node starts a new overlay
-   *  (ok: false, nothing to join). */
-  join(bootstraps: Endpoint[]): Promise<JoinResult> {
-    return this.membership.join(bootstraps);
-  }
-
-  /** In an overlay: started one, or has contacts. */
-  get joined(): boolean { return this.membership.joined; }
-
-  /** Resolves once the node is joined (its own lookup done), at once if it is. */
-  whenJoined(): Promise<void> { return this.membership.whenJoined(); }
-
   /** Tell the routing-table contacts we are going (LEAVE, one try each, answers awaited briefly). Call
    *  close() afterwards. Returns how many acknowledged. */
   async leave(): Promise<number> {
@@ -263,32 +255,13 @@ export class OverlayNode {
     this.timers.length = 0;
     this.membership.close();
     this.publisher.close();
-    this.rdv.close();
+    this.rendezvous.close();
     this.attacher.close();
     this.kad.close();
     this.extra.close();
   }
 
-  // ---- NAT traversal: rendezvous and ATTACH ---------------------------------------------------------
-
-  /** Our rendezvous nodes (node-rendezvous.ts), best first. */
-  rendezvous(): ContactInfo[] { return this.rdv.current(); }
-
-  /** Keep this many rendezvous nodes (0 stops the keepalives; at most LOCATOR_MAX_RENDEZVOUS). */
-  setRendezvousCount(n: number): void { this.rdv.setCount(n); }
-
-  /** Contacts to choose as rendezvous before others (after the bootstraps): e.g. members that advertise
-   *  relaying, so a peer can also be relayed through the rendezvous it reaches us by. */
-  preferRendezvous(endpoints: Endpoint[]): void {
-    this.preferredRendezvous = endpoints.map((e) => ({ address: e.address, port: e.port }));
-  }
-
-  /** ATTACH to `target` (a NodeID) through every endpoint of `via` at once (its rendezvous nodes, and/or its
-   *  own endpoint for a direct try): the target's answer blob, or undefined (refused, or no answer after the
-   *  RPC retransmissions). Rejects with RangeError for a blob over ATTACH_MAX_BLOB. See node-attach.ts. */
-  attach(target: Uint8Array, via: Endpoint[], blob: Uint8Array, opts?: AttachOptions): Promise<Uint8Array | undefined> {
-    return this.attacher.attach(target, via, blob, opts);
-  }
+  // ---- NAT traversal: where to reach a node ----------------------------------------------------------
 
   /** Where a node last sent us from (a rendezvous client's keepalives), else its routing-table endpoint:
    *  where a peer relay reaches its clients (agent/nat/peer-relay-server.ts). */
@@ -300,83 +273,15 @@ export class OverlayNode {
    *  recent senders, else their own locators, looked up in parallel); unknown ones skipped. */
   rendezvousEndpoints(locator: LocatorRecord): Promise<Endpoint[]> {
     return rendezvousEndpoints(locator, {
-      selfId: this.self.nodeId, endpointOf: (id) => this.router.endpointOf(id), resolveNodeId: (id) => this.resolveNodeId(id),
+      selfId: this.self.nodeId, endpointOf: (id) => this.router.endpointOf(id), resolveNodeId: (id) => this.resolver.resolveNodeId(id),
     });
   }
 
   // ---- publishing ---------------------------------------------------------------------------------
 
-  /** STORE a signed record at the k nodes closest to its resource id (found by a lookup) and keep a local
-   *  copy; kept for republishing unless `republish` is false. Throws RangeError on unparseable bytes. */
-  publish(bytes: Uint8Array, opts: { republish?: boolean } = {}): Promise<PublishResult> {
-    return this.publisher.publish(bytes, opts);
-  }
-
   /** STORE records directly at one node (no lookup): replication, tests. undefined if it did not answer. */
   storeAt(to: Endpoint, records: Uint8Array[]): Promise<PutResult[] | undefined> {
     return storeAt(this.extra, this.self, to, records);
-  }
-
-  /** Publish the locator record (these endpoints as host candidates) and claim the IPv4 overlay address:
-   *  opts.preferAttempt first (the attempt this host held before), then 0, 1, 2, ..., skipping any another
-   *  key holds. Both are republished (a new claim ends the republishing of this key's earlier one). For
-   *  this node's own identity the locator names our current rendezvous nodes, kept up to date. */
-  publishIdentity(identity: Identity, endpoints: Endpoint[] | Candidate[], flags = 0,
-    opts: PublishIdentityOptions = {}): Promise<PublishIdentityResult> {
-    return this.publisher.publishIdentity(identity, endpoints, flags, opts);
-  }
-
-  /** Replace this node's own locator with a freshly signed one (higher sequence) for these endpoints or
-   *  candidates, and store it now. Flags stay those of the current locator unless `flags` is given; the
-   *  rendezvous list is our current set (as in publishIdentity for our own identity, and whenever the set
-   *  changes the node re-stores its locator by itself). For when the host's addresses change. */
-  updateLocator(endpointsOrCandidates: Endpoint[] | Candidate[], flags?: number): Promise<PublishResult> {
-    return this.publisher.updateLocator(endpointsOrCandidates, flags);
-  }
-
-  /** Register `name` → this node (P2PNS): refused if another key holds it. Republished while we run. */
-  registerName(name: string): Promise<RegisterResult> {
-    return this.publisher.registerName(name);
-  }
-
-  // ---- fetching -----------------------------------------------------------------------------------
-
-  /** Iterative FETCH of (resource, kind): verified, live records, the highest sequence per owner, tombstones
-   *  dropped. For first-come kinds, the owner most holders agree on comes first (then the oldest). */
-  fetch(resourceId: Uint8Array, kind: RecordKind): Promise<OverlayRecord[]> {
-    return this.resolver.fetch(resourceId, kind);
-  }
-
-  /** The locator record of a NodeID (its owner key hashes to that NodeID). */
-  resolveNodeId(nodeId: Uint8Array): Promise<LocatorRecord | undefined> {
-    return this.resolver.resolveNodeId(nodeId);
-  }
-
-  /** The claim of an IPv4 overlay address (u32). */
-  resolveIpv4Claim(ipv4: number): Promise<Ipv4ClaimRecord | undefined> {
-    return this.resolver.resolveIpv4Claim(ipv4);
-  }
-
-  /** IPv4 overlay address → its claim → the owner's key → the owner's locator. */
-  resolveIpv4(ipv4: number): Promise<LocatorRecord | undefined> {
-    return this.resolver.resolveIpv4(ipv4);
-  }
-
-  /** Overlay IPv6 address (16 bytes) → the node whose key owns it (a FIND_NODE for its NodeID bits) → its
-   *  locator, whose owner key owns the address. undefined if not an overlay address or nobody owns it. */
-  resolveIpv6(addr: Uint8Array): Promise<LocatorRecord | undefined> {
-    return this.resolver.resolveIpv6(addr);
-  }
-
-  /** The IPv4 overlay address this key holds a claim for (attempts 0.. looked up IPV4_OF_BATCH at a time,
-   *  the lowest in the first batch that has one), or undefined. */
-  ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
-    return this.resolver.ipv4Of(publicKey);
-  }
-
-  /** The name record for `name` (its value holds the owner's NodeID), or undefined. */
-  resolveName(name: string): Promise<NameRecord | undefined> {
-    return this.resolver.resolveName(name);
   }
 
   // ---- status -------------------------------------------------------------------------------------
@@ -400,7 +305,7 @@ export class OverlayNode {
       observed: this.observed,
       route: this.router.stats,
       attach: { ...this.attacher.stats },
-      rendezvous: this.rdv.size,
+      rendezvous: this.rendezvous.size,
     };
   }
 

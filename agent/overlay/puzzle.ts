@@ -11,6 +11,7 @@
 // being replaced. D is PUZZLE_DEFAULT_DIFFICULTY unless configured; all nodes of an overlay use one D.
 import { sha256 } from '@noble/hashes/sha2.js';
 import { PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY } from '../base/constants.js';
+import { setU32 } from '../base/binary.js';
 
 const PUZZLE_TAG = new TextEncoder().encode('idloc puzzle v1');
 const KEY_OFF = PUZZLE_TAG.length;
@@ -26,7 +27,8 @@ function puzzleInput(publicKey: Uint8Array): Uint8Array {
 }
 
 function writeNonce(b: Uint8Array, nonce: bigint): void {
-  new DataView(b.buffer, b.byteOffset, b.byteLength).setBigUint64(NONCE_OFF, nonce, false);
+  setU32(b, NONCE_OFF, Number(nonce >> 32n));
+  setU32(b, NONCE_OFF + 4, Number(nonce & 0xffffffffn));
 }
 
 /** Leading zero bits of a hash (0..8·length). */

@@ -1,133 +1,23 @@
-// Kademlia routing table: k-buckets over the 160-bit NodeID space with the XOR metric.
+// Kademlia routing table: k-buckets (bucket.ts) over the 160-bit NodeID space with the XOR metric
+// (xor-metric.ts).
 //
 //   bucket i  = contacts whose id shares exactly i leading bits with ours (cpl = i),
 //               i.e. XOR distance in [2^(159-i), 2^(160-i)); i = 0 is the far half of the space.
 //   160 flat buckets are the same as the paper's tree with only our own side ever split.
-//
-//   each bucket:  contacts[0 .. k)   least-recently-seen first (LRU order)
-//                 replacements[]     newest last; fill holes left by dead contacts
-//                 pinging            at most one liveness check at a time
-//                 lastLookup         for refresh bookkeeping
 //
 // Insertion follows the paper's rule, which favours old, stable nodes: a new contact for a full bucket
 // triggers a ping of the least-recently-seen one (through the caller's callback); only if that fails is it
 // evicted and the newcomer (or the freshest replacement) takes its place. A contact that fails
 // ROUTING_MAX_FAILURES RPCs in a row (one if a replacement waits) is removed. onAdded/onRemoved tell the
 // owner of every contact that enters or leaves (the overlay node re-joins when alone, hands records over).
-//
-// Distances are compared byte by byte (a[i] ^ t[i] vs b[i] ^ t[i]); no BigInt on the hot path.
 
 import {
   BUCKET_REFRESH_INTERVAL_MS, BUCKET_REPLACEMENT_CACHE_SIZE, KADEMLIA_K, NODE_ID_BYTES,
   ROUTING_MAX_FAILURES, ROUTING_PING_IF_IDLE_MS,
 } from '../base/constants.js';
-import type { Endpoint } from '../conn/socket.js';
-
-export const ID_BITS = NODE_ID_BYTES * 8;
-
-/** What peers tell each other about a node. */
-export interface ContactInfo {
-  readonly nodeId: Uint8Array;
-  publicKey: Uint8Array;
-  endpoint: Endpoint;
-}
-
-export interface Contact extends ContactInfo {
-  /** Scheduler time of the last message from it. */
-  lastSeen: number;
-  /** Consecutive failed RPCs. */
-  failures: number;
-  /** NodeID bits 0-23 and 24-47 as numbers: closest() orders by them without touching the id bytes
-   *  (one cache line per contact instead of three, which is what dominates a 10,000-node simulation). */
-  readonly p0: number;
-  readonly p1: number;
-}
-
-/** Bits 0-23 and 24-47 of an id. */
-export function idPrefix24(id: Uint8Array): [number, number] {
-  return [(id[0]! << 16) | (id[1]! << 8) | id[2]!, (id[3]! << 16) | (id[4]! << 8) | id[5]!];
-}
-
-// ---- XOR metric ----------------------------------------------------------------------
-
-export function xorDistance(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i]! ^ b[i]!;
-  return out;
-}
-
-/** Sign of d(a, target) - d(b, target): negative when a is closer. */
-export function compareDistance(a: Uint8Array, b: Uint8Array, target: Uint8Array): number {
-  for (let i = 0; i < target.length; i++) {
-    const t = target[i]!;
-    const da = a[i]! ^ t;
-    const db = b[i]! ^ t;
-    if (da !== db) return da - db;
-  }
-  return 0;
-}
-
-/** Leading bits a and b have in common (ID_BITS when equal). */
-export function commonPrefixLength(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]! ^ b[i]!;
-    if (x !== 0) return i * 8 + Math.clz32(x) - 24;
-  }
-  return a.length * 8;
-}
-
-export function idsEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** A cheap Map key for an id (one char per byte). */
-export function idKey(id: Uint8Array): string {
-  return String.fromCharCode.apply(null, id as unknown as number[]);
-}
-
-
-const selKeys: number[] = [];
-const selPicks: Contact[] = [];
-
-/** Append to `out` the (n - out.length) contacts of buckets [from, to) closest to target, closest first:
- *  a bounded insertion selection (most candidates are rejected by one comparison with the current worst),
- *  no sort of the whole group. */
-function selectClosest(
-  buckets: (Bucket | undefined)[], from: number, to: number, target: Uint8Array, n: number,
-  filter: ((c: Contact) => boolean) | undefined, out: Contact[],
-): void {
-  const need = n - out.length;
-  const [t0, t1] = idPrefix24(target);
-  const keys = selKeys;
-  const picks = selPicks;
-  keys.length = 0;
-  picks.length = 0;
-  for (let i = from; i < to; i++) {
-    const bucket = buckets[i];
-    if (!bucket) continue;
-    for (const c of bucket.contacts) {
-      if (filter && !filter(c)) continue;
-      // first 48 bits of the XOR distance, exact in a double; ties fall back to the full compare
-      const key = (c.p0 ^ t0) * 0x1000000 + (c.p1 ^ t1);
-      let at = picks.length;
-      if (at === need) {
-        const worst = keys[at - 1]!;
-        if (key > worst || (key === worst && compareDistance(c.nodeId, picks[at - 1]!.nodeId, target) >= 0)) continue;
-      }
-      while (at > 0 && (keys[at - 1]! > key || (keys[at - 1] === key && compareDistance(picks[at - 1]!.nodeId, c.nodeId, target) > 0))) at--;
-      const len = picks.length < need ? picks.length + 1 : need;
-      for (let j = len - 1; j > at; j--) { keys[j] = keys[j - 1]!; picks[j] = picks[j - 1]!; }
-      keys[at] = key;
-      picks[at] = c;
-    }
-  }
-  for (const c of picks) out.push(c);
-  picks.length = 0;
-}
-
-// ---- The table -----------------------------------------------------------------------
+import { bytesEqual } from '../base/bytes.js';
+import { Bucket, newContact, selectClosest, type Contact, type ContactInfo } from './bucket.js';
+import { ID_BITS, commonPrefixLength, idPrefix24 } from './xor-metric.js';
 
 export interface RoutingTableOptions {
   selfId: Uint8Array;
@@ -144,13 +34,6 @@ export interface RoutingTableOptions {
    *  table change, after it: observers must not change the table from there (defer the work instead). */
   onAdded?: (c: Contact) => void;
   onRemoved?: (c: Contact) => void;
-}
-
-interface Bucket {
-  contacts: Contact[];
-  replacements: ContactInfo[];
-  pinging: boolean;
-  lastLookup: number;
 }
 
 export type ObserveResult = 'added' | 'updated' | 'pending' | 'ignored';
@@ -224,7 +107,7 @@ export class RoutingTable {
 
   get(id: Uint8Array): Contact | undefined {
     const b = this.buckets[this.bucketIndex(id)];
-    return b ? b.contacts.find((c) => idsEqual(c.nodeId, id)) : undefined;
+    return b?.find(id);
   }
 
   /** We heard from this node (a request from it, or its answer): add it, refresh it, or queue it. */
@@ -233,7 +116,7 @@ export class RoutingTable {
     if (i >= ID_BITS) return 'ignored'; // ourselves
     const b = this.bucketAt(i);
     const now = this.now();
-    const at = b.contacts.findIndex((c) => idsEqual(c.nodeId, info.nodeId));
+    const at = b.indexOf(info.nodeId);
     if (at >= 0) {
       const c = b.contacts[at]!;
       c.lastSeen = now;
@@ -245,10 +128,10 @@ export class RoutingTable {
     }
     if (b.contacts.length < this.k) {
       this.insert(b, info, now);
-      this.dropReplacement(b, info.nodeId);
+      b.dropReplacement(info.nodeId);
       return 'added';
     }
-    this.addReplacement(b, info);
+    b.addReplacement(info, this.replacementCacheSize);
     this.checkOldest(b);
     return 'pending';
   }
@@ -264,8 +147,8 @@ export class RoutingTable {
     const i = this.bucketIndex(id);
     const b = this.buckets[i];
     if (!b) return false;
-    const c = b.contacts.find((x) => idsEqual(x.nodeId, id));
-    if (!c) { this.dropReplacement(b, id); return false; }
+    const c = b.find(id);
+    if (!c) { b.dropReplacement(id); return false; }
     c.failures++;
     if (c.failures >= this.maxFailures || b.replacements.length > 0) {
       this.removeFrom(b, c);
@@ -277,8 +160,8 @@ export class RoutingTable {
   remove(id: Uint8Array): boolean {
     const b = this.buckets[this.bucketIndex(id)];
     if (!b) return false;
-    const c = b.contacts.find((x) => idsEqual(x.nodeId, id));
-    if (!c) return this.dropReplacement(b, id);
+    const c = b.find(id);
+    if (!c) return b.dropReplacement(id);
     this.removeFrom(b, c);
     return true;
   }
@@ -294,8 +177,8 @@ export class RoutingTable {
     if (exclude) {
       const [e0, e1] = idPrefix24(exclude); // compare the cached prefix first: no id bytes touched
       filter = skip
-        ? (c) => (c.p0 !== e0 || c.p1 !== e1 || !idsEqual(c.nodeId, exclude)) && !skip(c)
-        : (c) => c.p0 !== e0 || c.p1 !== e1 || !idsEqual(c.nodeId, exclude);
+        ? (c) => (c.p0 !== e0 || c.p1 !== e1 || !bytesEqual(c.nodeId, exclude)) && !skip(c)
+        : (c) => c.p0 !== e0 || c.p1 !== e1 || !bytesEqual(c.nodeId, exclude);
     } else if (skip) {
       filter = (c) => !skip(c);
     }
@@ -349,15 +232,14 @@ export class RoutingTable {
   private bucketAt(i: number): Bucket {
     let b = this.buckets[i];
     if (!b) {
-      b = { contacts: [], replacements: [], pinging: false, lastLookup: this.created };
+      b = new Bucket(this.created);
       this.buckets[i] = b;
     }
     return b;
   }
 
   private insert(b: Bucket, info: ContactInfo, now: number): void {
-    const [p0, p1] = idPrefix24(info.nodeId);
-    const c: Contact = { nodeId: info.nodeId, publicKey: info.publicKey, endpoint: info.endpoint, lastSeen: now, failures: 0, p0, p1 };
+    const c = newContact(info, now);
     b.contacts.push(c);
     this.count++;
     this.stats.added++;
@@ -373,19 +255,6 @@ export class RoutingTable {
     const r = b.replacements.pop(); // freshest replacement takes the place
     if (r) { this.insert(b, r, this.now()); this.stats.promoted++; }
     this.onRemoved?.(c); // after the promotion: an observer sees the table as it stays
-  }
-
-  private addReplacement(b: Bucket, info: ContactInfo): void {
-    this.dropReplacement(b, info.nodeId);
-    b.replacements.push(info);
-    if (b.replacements.length > this.replacementCacheSize) b.replacements.shift();
-  }
-
-  private dropReplacement(b: Bucket, id: Uint8Array): boolean {
-    const at = b.replacements.findIndex((r) => idsEqual(r.nodeId, id));
-    if (at < 0) return false;
-    b.replacements.splice(at, 1);
-    return true;
   }
 
   /** Kademlia's rule for a full bucket: ping the least-recently-seen contact; evict it only if it fails. */

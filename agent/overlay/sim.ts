@@ -17,9 +17,9 @@
 
 import type { Endpoint } from '../conn/socket.js';
 import { KademliaNode, type DhtRequest, type DhtResponse } from './kademlia.js';
-import { idsEqual } from './routing-table.js';
 import type { Decoded, RpcCodec } from './rpc.js';
 import { SimScheduler } from '../base/scheduler.js';
+import { bytesEqual } from '../base/bytes.js';
 
 export interface SimOptions {
   nodes: number;
@@ -236,7 +236,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResults> {
       let dst = src;
       while (dst === src && live.length > 1) dst = live[Math.floor(rand() * live.length)]!;
       const target = dst.id;
-      void src.node.findNode(target, { sought: (c) => idsEqual(c.nodeId, target) }).then((r) => {
+      void src.node.findNode(target, { sought: (c) => bytesEqual(c.nodeId, target) }).then((r) => {
         finished++;
         queryList.push(r.queries);
         if (r.foundAt) {

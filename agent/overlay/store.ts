@@ -22,8 +22,10 @@
 // so the store has no timers: the caller runs sweep() from its housekeeping tick.
 import { STORE_MAX_RECORDS, STORE_MAX_RECORDS_PER_OWNER } from '../base/constants.js';
 import {
-  bytesEqual, isTombstone, isUniqueKind, parseRecord, recordExpiresAt, verifyRecord, type OverlayRecord, type RecordKind, type VerifyOptions,
+  isTombstone, isUniqueKind, parseRecord, recordExpiresAt, verifyRecord, type OverlayRecord, type RecordKind,
+  type VerifyOptions,
 } from './records.js';
+import { bytesEqual, hex } from '../base/bytes.js';
 
 export type PutResult = 'stored' | 'stale' | 'forged' | 'taken' | 'expired' | 'invalid' | 'full';
 export type RejectReason = Exclude<PutResult, 'stored'>;
@@ -51,7 +53,6 @@ interface Entry {
   ownerHex: string;
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const slotKey = (kind: number, resourceId: Uint8Array) => `${kind}:${hex(resourceId)}`;
 
 export class RecordStore {

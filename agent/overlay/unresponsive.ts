@@ -10,7 +10,7 @@
 // case) costs no string key.
 
 import { OVERLAY_UNRESPONSIVE_MAX, OVERLAY_UNRESPONSIVE_MS } from '../base/constants.js';
-import { idKey } from './routing-table.js';
+import { idKey } from './xor-metric.js';
 
 export interface UnresponsiveOptions {
   now: () => number;

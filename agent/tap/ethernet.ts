@@ -9,6 +9,8 @@
 // Everything here reads straight out of the buffer at an offset, because it runs on every frame of a
 // batch that lives in one shared read buffer: slicing a view per frame would be an allocation per packet.
 
+import { equalAt } from '../base/bytes.js';
+
 export const ETH_DST_OFF = 0;
 export const ETH_SRC_OFF = 6;
 export const ETH_TYPE_OFF = 12;
@@ -56,10 +58,9 @@ export function isZeroMac(buf: Uint8Array, off: number): boolean {
   return (buf[off] | buf[off + 1] | buf[off + 2] | buf[off + 3] | buf[off + 4] | buf[off + 5]) === 0;
 }
 
-/** Compares 6 bytes at two offsets without making views. Out-of-range bytes read as undefined and compare unequal. */
+/** Compares 6 bytes at two offsets without making views; false if either runs past its array. */
 export function macEquals(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
-  for (let i = 0; i < MAC_LEN; i++) if (a[aOff + i] !== b[bOff + i]) return false;
-  return aOff + MAC_LEN <= a.length && bOff + MAC_LEN <= b.length;
+  return equalAt(a, aOff, b, bOff, MAC_LEN);
 }
 
 // ---- Not for the hot path (logs, config, tests) ---------------------------------------

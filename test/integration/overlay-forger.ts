@@ -13,17 +13,19 @@
 // It prints one JSON line with every storer's answer (endpoint -> status, 'no-answer' when silent), sends
 // LEAVE so the agents drop it from their tables, and exits 0; on an exception it prints {"error"} and exits 1.
 import { PUZZLE_DEFAULT_DIFFICULTY } from '../../agent/base/constants.js';
-import { formatIpv4, fromHex } from '../../agent/idloc/addresses.js';
+import { formatIpv4 } from '../../agent/idloc/addresses.js';
 import { generateIdentity, identityFromPrivateKey } from '../../agent/idloc/identity.js';
 import { endpointKey, parseEndpoint, type Endpoint } from '../../agent/conn/socket.js';
 import { UdpSocket } from '../../agent/conn/udp-socket.js';
 import { OverlayNode, hostCandidates } from '../../agent/overlay/node.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {
-  createIpv4ClaimRecord, createLocatorRecord, createNameRecord, marshalRecord, nameResourceId, normalizeName, signRecord,
-  type LocatorRecord, type RecordSigner,
+  createIpv4ClaimRecord, createLocatorRecord, createNameRecord, marshalRecord, signRecord, type LocatorRecord,
+  type RecordSigner,
 } from '../../agent/overlay/records.js';
-import type { ContactInfo } from '../../agent/overlay/routing-table.js';
+import { nameResourceId, normalizeName } from '../../agent/overlay/names.js';
+import type { ContactInfo } from '../../agent/overlay/bucket.js';
+import { fromHex } from '../../agent/base/bytes.js';
 
 type Statuses = Record<string, string>;
 
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
   const mine: Endpoint = { address: ownAddress, port };
   const now = () => Date.now();
 
-  const joined = await node.join([bootstrap]);
+  const joined = await node.membership.join([bootstrap]);
   const targetsOf = async (resource: Uint8Array): Promise<ContactInfo[]> => (await node.kad.findNode(resource)).contacts;
   const storeAll = async (targets: ContactInfo[], bytes: Uint8Array): Promise<Statuses> => {
     const out: Statuses = {};
@@ -88,7 +90,7 @@ async function main(): Promise<void> {
   const own = createLocatorRecord(node.signer, { flags: 0, candidates: hostCandidates([mine]), rendezvous: [] }, { now: now() });
   const wrongOwner = signRecord({ ...own, resourceId: victimId }, identity.privateKey);
   const forgedWrongOwner = await storeAll(victimTargets, marshalRecord(wrongOwner));
-  const real = await node.resolveNodeId(victimId);
+  const real = await node.resolver.resolveNodeId(victimId);
   let forgedBadSignature: Statuses | null = null;
   if (real?.value) {
     const forged = signRecord({ ...real, seq: real.seq + 1000n, value: { ...real.value, candidates: hostCandidates([mine]) } },
@@ -104,7 +106,7 @@ async function main(): Promise<void> {
   const staleSecond = await storeAll(ownTargets, marshalRecord(createLocatorRecord(node.signer, value, { now: now(), seq: seqN - 1n })));
 
   // (c) a name another key holds
-  const registered = await node.registerName(name);
+  const registered = await node.publisher.registerName(name);
   const nameTargets = await targetsOf(nameResourceId(name));
   const nameStore = await storeAll(nameTargets, marshalRecord(createNameRecord(node.signer, name, { now: now() })));
 

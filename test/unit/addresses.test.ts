@@ -3,9 +3,11 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
-  formatIpv4, formatIpv6, fromHex, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6, toHex,
+  formatIpv4, formatIpv6, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6,
+  publicKeyOwnsIpv6,
 } from '../../agent/idloc/addresses.js';
 import { isIPv6 } from 'node:net';
+import { fromHex, hex as toHex } from '../../agent/base/bytes.js';
 
 const key = (seed: number) => ed25519.getPublicKey(new Uint8Array(32).fill(seed));
 

@@ -1,9 +1,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { lookup, type QueryResult } from '../../agent/overlay/lookup.js';
-import { compareDistance, idsEqual, RoutingTable, type ContactInfo } from '../../agent/overlay/routing-table.js';
+import { RoutingTable } from '../../agent/overlay/routing-table.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
 import { runSimulation, seededRandom } from '../../agent/overlay/sim.js';
+import { compareDistance } from '../../agent/overlay/xor-metric.js';
+import type { ContactInfo } from '../../agent/overlay/bucket.js';
+import { bytesEqual as idsEqual } from '../../agent/base/bytes.js';
 
 function ids(n: number, seed: number): ContactInfo[] {
   const r = seededRandom(seed);

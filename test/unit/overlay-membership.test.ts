@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
 import { OverlayNode, type OverlayNodeOptions } from '../../agent/overlay/node.js';
-import { RecordKind, ipv4ResourceId } from '../../agent/overlay/records.js';
+import { RecordKind } from '../../agent/overlay/records.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
+import { ipv4ResourceId } from '../../agent/overlay/names.js';
 
 const DIFFICULTY = 4; // cheap puzzle for tests; every node and store uses the same value
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,7 +51,7 @@ describe('OverlayNode membership: joining with retries (simulated clock)', () =>
     let joined = false;
     void b.node.start([bootEp, b.socket.local]).then(() => { joined = true; }); // our own address is dropped
     assert.deepEqual(b.node.stats().bootstraps, [bootEp]);
-    assert.equal(b.node.joined, false);
+    assert.equal(b.node.membership.joined, false);
     // each attempt is 3 PINGs over 1.75 s (250 + 500 + 1000 ms), then a wait of 1, 2, 4, 8, 16, 30, 30 s
     const startsAt = [0, 2_750, 6_500, 12_250, 22_000, 39_750, 71_500, 103_250];
     for (let i = 1; i < startsAt.length; i++) {
@@ -65,7 +66,7 @@ describe('OverlayNode membership: joining with retries (simulated clock)', () =>
     await sim.run(103_600);
     const a = makeHost(net, bootEp.address, { scheduler: sim });
     void a.node.start([]);
-    assert.equal(a.node.joined, true, 'no bootstraps: the first node of a new overlay');
+    assert.equal(a.node.membership.joined, true, 'no bootstraps: the first node of a new overlay');
     assert.equal(a.joinedCalls, 1);
     await sim.run(104_100);
     assert.equal(joined, true);
@@ -85,7 +86,7 @@ describe('OverlayNode membership: joining with retries (simulated clock)', () =>
     void b.node.start([a.socket.local]);
     await sim.run(100);
     assert.equal(b.joinedCalls, 1);
-    const published = b.node.publishIdentity(b.identity, [b.socket.local]);
+    const published = b.node.publisher.publishIdentity(b.identity, [b.socket.local]);
     await sim.run(200);
     assert.ok((await published).locator.ok);
 
@@ -95,7 +96,7 @@ describe('OverlayNode membership: joining with retries (simulated clock)', () =>
     assert.equal(await leaving, 1);
     await stop(a);
     assert.equal(b.node.stats().routingTableSize, 0);
-    assert.equal(b.node.joined, false);
+    assert.equal(b.node.membership.joined, false);
     const attempts = b.node.stats().joinAttempts;
     await sim.run(300 + 1_000);
     assert.equal(b.node.stats().joinAttempts, attempts + 1, 'first re-join 1 s after the table emptied');
@@ -105,7 +106,7 @@ describe('OverlayNode membership: joining with retries (simulated clock)', () =>
     const a2 = makeHost(net, '10.2.0.1', { scheduler: sim });
     void a2.node.start([]);
     await sim.run(20_000);
-    assert.equal(b.node.joined, true);
+    assert.equal(b.node.membership.joined, true);
     assert.equal(b.joinedCalls, 2, 'onJoined again after the re-join');
     const held = a2.node.store.get(b.identity.nodeId, RecordKind.Locator, Date.now());
     assert.equal(held.length, 1, 'B\'s locator was stored at the new node');
@@ -117,11 +118,11 @@ describe('OverlayNode membership: joining with retries (simulated clock)', () =>
     const sim = new SimScheduler(0);
     const net = new MemoryNetwork({ latencyMs: 0 });
     const b = makeHost(net, '10.3.0.2', { scheduler: sim });
-    const r = b.node.join([{ address: '10.3.0.1', port: 4500 }]);
+    const r = b.node.membership.join([{ address: '10.3.0.1', port: 4500 }]);
     await sim.run(60_000);
     assert.equal((await r).ok, false);
     assert.equal(b.node.stats().joinAttempts, 1);
-    assert.equal(b.node.joined, false);
+    assert.equal(b.node.membership.joined, false);
     await stop(b);
   });
 });
@@ -136,7 +137,7 @@ describe('OverlayNode membership: the first node\'s records outlive it (real clo
     const d = makeHost(net, '10.4.0.4');
     try {
       await a.node.start([]);
-      const pa = await a.node.publishIdentity(a.identity, [a.socket.local]);
+      const pa = await a.node.publisher.publishIdentity(a.identity, [a.socket.local]);
       assert.ok(pa.locator.ok && pa.claim?.ok, 'stored locally: nobody else is there');
       assert.equal(pa.locator.contacted, 0);
       const ipv4 = pa.ipv4!;
@@ -151,8 +152,8 @@ describe('OverlayNode membership: the first node\'s records outlive it (real clo
 
       const t0 = Date.now();
       await c.node.start([b.socket.local]);
-      const byId = await c.node.resolveNodeId(a.identity.nodeId);
-      const byIp = await c.node.resolveIpv4(ipv4);
+      const byId = await c.node.resolver.resolveNodeId(a.identity.nodeId);
+      const byIp = await c.node.resolver.resolveIpv4(ipv4);
       assert.equal(byId && hex(byId.owner), a.identity.publicKeyHex);
       assert.equal(byIp && hex(byIp.owner), a.identity.publicKeyHex);
       assert.ok(Date.now() - t0 < 1000, `C joined and resolved A in ${Date.now() - t0} ms`);
@@ -161,7 +162,7 @@ describe('OverlayNode membership: the first node\'s records outlive it (real clo
       assert.ok(await a.node.leave() >= 2);
       await stop(a);
       await d.node.start([c.socket.local]);
-      const later = await d.node.resolveIpv4(ipv4);
+      const later = await d.node.resolver.resolveIpv4(ipv4);
       assert.equal(later && hex(later.owner), a.identity.publicKeyHex);
       assert.equal(later?.value?.candidates[0]?.address, '10.4.0.1');
     } finally {

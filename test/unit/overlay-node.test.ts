@@ -40,13 +40,13 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
   before(async () => {
     for (let i = 0; i < N; i++) hosts.push(makeHost(net, i, k));
     boot = hosts[0]!;
-    const first = await boot.node.join([]);
+    const first = await boot.node.membership.join([]);
     assert.equal(first.ok, false); // nothing to join: this node starts the overlay
     for (const h of hosts.slice(1)) {
-      const r = await h.node.join([boot.socket.local]);
+      const r = await h.node.membership.join([boot.socket.local]);
       assert.ok(r.ok, 'join through the bootstrap');
     }
-    const published = await Promise.all(hosts.map((h) => h.node.publishIdentity(h.identity, [h.socket.local])));
+    const published = await Promise.all(hosts.map((h) => h.node.publisher.publishIdentity(h.identity, [h.socket.local])));
     published.forEach((p, i) => {
       assert.ok(p.locator.ok, `locator of node ${i} stored`);
       assert.ok(p.ipv4 !== undefined && p.claim?.ok, `IPv4 of node ${i} claimed`);
@@ -77,11 +77,11 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
       for (const b of hosts) {
         if (a === b) continue;
         checks.push((async () => {
-          const byId = await a.node.resolveNodeId(b.identity.nodeId);
+          const byId = await a.node.resolver.resolveNodeId(b.identity.nodeId);
           assert.ok(byId, 'locator by NodeID');
           assert.equal(hex(byId.owner), b.identity.publicKeyHex);
           assert.deepEqual(byId.value?.candidates.map((c) => `${c.address}:${c.port}`), [`${b.socket.local.address}:4500`]);
-          const byIp = await a.node.resolveIpv4(b.ipv4);
+          const byIp = await a.node.resolver.resolveIpv4(b.ipv4);
           assert.ok(byIp, 'locator by IPv4');
           assert.equal(hex(byIp.owner), b.identity.publicKeyHex);
         })());
@@ -96,14 +96,14 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
 
   it('names register and resolve across nodes; a taken name is refused and the original still resolves', async () => {
     const alice = hosts[1]!;
-    const r = await alice.node.registerName('Alice.idloc');
+    const r = await alice.node.publisher.registerName('Alice.idloc');
     assert.ok(r.ok);
-    const seen = await hosts[9]!.node.resolveName('alice');
+    const seen = await hosts[9]!.node.resolver.resolveName('alice');
     assert.ok(seen?.value);
     assert.equal(hex(seen.value.nodeId), alice.identity.nodeIdHex);
 
     const other = hosts[2]!;
-    const second = await other.node.registerName('alice');
+    const second = await other.node.publisher.registerName('alice');
     assert.equal(second.ok, false);
     assert.equal(second.ok === false && second.reason, 'taken');
 
@@ -114,17 +114,17 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
     assert.deepEqual(statuses, ['taken']);
 
     for (const h of [hosts[4]!, hosts[12]!, other]) {
-      const rec = await h.node.resolveName('alice');
+      const rec = await h.node.resolver.resolveName('alice');
       assert.equal(rec && hex(rec.value!.nodeId), alice.identity.nodeIdHex);
     }
-    assert.equal(await hosts[5]!.node.resolveName('nobody-has-this'), undefined);
+    assert.equal(await hosts[5]!.node.resolver.resolveName('nobody-has-this'), undefined);
   });
 
   it('a forged record sent in a STORE is rejected and counted', async () => {
     const victim = hosts[3]!;
     const mallory = hosts[5]!;
     const storer = hosts[6]!;
-    const real = await storer.node.resolveNodeId(victim.identity.nodeId);
+    const real = await storer.node.resolver.resolveNodeId(victim.identity.nodeId);
     assert.ok(real?.value);
     // the victim's locator, pointed at mallory's address and signed with mallory's key
     const forged = signRecord({ ...real, seq: real.seq + 1000n, value: { ...real.value, candidates: hostCandidates([mallory.socket.local]) } },
@@ -140,7 +140,7 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
     const wrongOwner = signRecord({ ...own, resourceId: victim.identity.nodeId }, mallory.identity.privateKey);
     assert.deepEqual(await mallory.node.storeAt(storer.socket.local, [marshalRecord(wrongOwner)]), ['forged']);
 
-    const still = await storer.node.resolveNodeId(victim.identity.nodeId);
+    const still = await storer.node.resolver.resolveNodeId(victim.identity.nodeId);
     assert.equal(still?.value?.candidates[0]?.address, victim.socket.local.address);
   });
 
@@ -152,7 +152,7 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
     const before = storer.node.stats();
     assert.deepEqual(await owner.node.storeAt(storer.socket.local, [marshalRecord(old)]), ['stale']);
     assert.equal(storer.node.stats().store.rejected.stale - before.store.rejected.stale, 1);
-    const r = await hosts[11]!.node.resolveNodeId(owner.identity.nodeId);
+    const r = await hosts[11]!.node.resolver.resolveNodeId(owner.identity.nodeId);
     assert.equal(r?.value?.candidates[0]?.address, owner.socket.local.address);
   });
 
@@ -216,7 +216,7 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
       for (const b of rest) {
         if (a === b) continue;
         checks.push((async () => {
-          const r = await a.node.resolveNodeId(b.identity.nodeId);
+          const r = await a.node.resolver.resolveNodeId(b.identity.nodeId);
           assert.equal(r && hex(r.owner), b.identity.publicKeyHex);
         })());
       }
@@ -224,9 +224,9 @@ for (const k of [20, 4]) describe(`OverlayNode on a MemoryNetwork, ${N} nodes, k
     await Promise.all(checks);
     const a = rest[0]!;
     const b = rest[rest.length - 1]!;
-    const byIp = await a.node.resolveIpv4(b.ipv4);
+    const byIp = await a.node.resolver.resolveIpv4(b.ipv4);
     assert.equal(byIp && hex(byIp.owner), b.identity.publicKeyHex);
-    const name = await rest[5]!.node.resolveName('alice');
+    const name = await rest[5]!.node.resolver.resolveName('alice');
     assert.equal(name && hex(name.value!.nodeId), hosts[1]!.identity.nodeIdHex);
   });
 });

@@ -10,11 +10,14 @@ import {
 import { formatIpv4, formatIpv6, ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses.js';
 import { solvePuzzle, verifyPuzzle } from '../../agent/overlay/puzzle.js';
 import {
-  CandidateType, RECORD_HEADER_LEN, RECORD_MAX_LEN, RecordKind, ServiceFlag, createIpv4ClaimRecord, createLocatorRecord,
-  createNameRecord, createNameTombstone, createServiceRecord, ipv4ResourceId, isValidName, locatorResourceId,
-  marshalRecord, nameResourceId, newestPerOwner, normalizeName, parseRecord, serviceResourceId, signRecord, verifyRecord,
-  type Candidate, type OverlayRecord, type RecordSigner, type UnsignedRecord,
+  CandidateType, RECORD_HEADER_LEN, RECORD_MAX_LEN, RecordKind, ServiceFlag, createIpv4ClaimRecord,
+  createLocatorRecord, createNameRecord, createNameTombstone, createServiceRecord, marshalRecord, newestPerOwner,
+  parseRecord, signRecord, verifyRecord, type Candidate, type OverlayRecord, type RecordSigner,
+  type UnsignedRecord,
 } from '../../agent/overlay/records.js';
+import {
+  ipv4ResourceId, isValidName, locatorResourceId, nameResourceId, normalizeName, serviceResourceId,
+} from '../../agent/overlay/names.js';
 
 const D = 4; // low puzzle difficulty keeps the tests fast
 const OPTS = { puzzleDifficulty: D };

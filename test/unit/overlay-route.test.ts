@@ -12,8 +12,8 @@ import { marshalOverlayMessage, type Destination } from '../../agent/overlay/cod
 import { RecordKind, createLocatorRecord, marshalRecord, type LocatorRecord } from '../../agent/overlay/records.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
-import type { ContactInfo } from '../../agent/overlay/routing-table.js';
 import { OVERLAY_DEFAULT_TTL } from '../../agent/base/constants.js';
+import type { ContactInfo } from '../../agent/overlay/bucket.js';
 
 const DIFFICULTY = 4; // cheap puzzle for tests; every node and store uses the same value
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -74,8 +74,8 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     });
     void B.node.start([R.ep]);
     await sim.advance(100);
-    assert.equal(B.node.joined, true);
-    const published = B.node.publishIdentity(B.identity, [B.socket.local]);
+    assert.equal(B.node.membership.joined, true);
+    const published = B.node.publisher.publishIdentity(B.identity, [B.socket.local]);
     await sim.advance(100);
     assert.ok((await published).locator.ok);
     bPublic = nat.mappings()[0]!.outside;
@@ -85,14 +85,14 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     void A.node.start([R.ep]);
     void P.node.start([R.ep]);
     await sim.advance(5_000);
-    assert.ok(A.node.joined && P.node.joined);
+    assert.ok(A.node.membership.joined && P.node.membership.joined);
   });
 
   it('B keeps R as its rendezvous and its locator names R; rendezvousEndpoints finds R', async () => {
-    assert.deepEqual(ids(B.node.rendezvous()), [R.identity.nodeIdHex]);
+    assert.deepEqual(ids(B.node.rendezvous.current()), [R.identity.nodeIdHex]);
     assert.deepEqual(changes, [[R.identity.nodeIdHex]]);
     assert.equal(B.node.stats().rendezvous, 1);
-    const found = A.node.resolveNodeId(B.identity.nodeId);
+    const found = A.node.resolver.resolveNodeId(B.identity.nodeId);
     await sim.advance(100);
     const loc = await found;
     assert.ok(loc?.value);
@@ -105,7 +105,7 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
 
   it('a direct ATTACH from A is filtered by B\'s NAT; through R, B answers', async () => {
     const filtered = nat.stats.filtered;
-    const direct = A.node.attach(B.identity.nodeId, [bPublic], bytes('direct'));
+    const direct = A.node.attacher.attach(B.identity.nodeId, [bPublic], bytes('direct'));
     await sim.advance(3_000);
     assert.equal(await direct, undefined);
     assert.equal(A.node.stats().attach.timeouts, 1);
@@ -113,19 +113,19 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     assert.equal(attaches.length, 0);
 
     const forwarded = R.node.stats().route.forwarded;
-    const relayed = A.node.attach(B.identity.nodeId, [R.ep], bytes('hello'));
+    const relayed = A.node.attacher.attach(B.identity.nodeId, [R.ep], bytes('hello'));
     await sim.advance(50);
     assert.equal(text(await relayed), 'answer to hello');
     assert.deepEqual(attaches, [{ blob: 'hello', from: A.identity.nodeIdHex }]);
     assert.equal(R.node.stats().route.forwarded, forwarded + 2, 'the request and the answer');
 
     // both at once: the unreachable direct endpoint and R; the answer comes back through R
-    const both = A.node.attach(B.identity.nodeId, [bPublic, R.ep, R.ep], bytes('both'));
+    const both = A.node.attacher.attach(B.identity.nodeId, [bPublic, R.ep, R.ep], bytes('both'));
     await sim.advance(50);
     assert.equal(text(await both), 'answer to both');
 
     // R, which B's NAT lets in, reaches B directly: destinations [B], and B knows itself
-    const direct2 = R.node.attach(B.identity.nodeId, [bPublic], bytes('from R'));
+    const direct2 = R.node.attacher.attach(B.identity.nodeId, [bPublic], bytes('from R'));
     await sim.advance(50);
     assert.equal(text(await direct2), 'answer to from R');
     assert.deepEqual(attaches.at(-1), { blob: 'from R', from: R.identity.nodeIdHex });
@@ -133,26 +133,26 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
 
   it('a source route: A sends through P with hops [R]; P and R forward, the answer returns along Via', async () => {
     const [pFwd, rFwd] = [P.node.stats().route.forwarded, R.node.stats().route.forwarded];
-    const routed = A.node.attach(B.identity.nodeId, [], bytes('routed'), { routes: [{ to: P.ep, hops: [R.identity.nodeId] }] });
+    const routed = A.node.attacher.attach(B.identity.nodeId, [], bytes('routed'), { routes: [{ to: P.ep, hops: [R.identity.nodeId] }] });
     await sim.advance(50);
     assert.equal(text(await routed), 'answer to routed');
     assert.deepEqual(attaches.at(-1), { blob: 'routed', from: A.identity.nodeIdHex });
     assert.equal(P.node.stats().route.forwarded, pFwd + 2, 'P carried the request and the answer');
     assert.equal(R.node.stats().route.forwarded, rFwd + 2, 'so did R');
     // Routes with no hops, too many hops or a hop that is not a NodeID are not sent; nothing else: nothing to do.
-    const none = A.node.attach(B.identity.nodeId, [], bytes('x'), { routes: [{ to: P.ep, hops: [] }, { to: P.ep, hops: [Uint8Array.of(1)] }] });
+    const none = A.node.attacher.attach(B.identity.nodeId, [], bytes('x'), { routes: [{ to: P.ep, hops: [] }, { to: P.ep, hops: [Uint8Array.of(1)] }] });
     assert.equal(await none, undefined);
   });
 
   it('a refusal comes back as an error at once; retransmissions reach onAttach once', async () => {
-    const refused = A.node.attach(B.identity.nodeId, [R.ep], bytes('no'));
+    const refused = A.node.attacher.attach(B.identity.nodeId, [R.ep], bytes('no'));
     await sim.advance(50);
     assert.equal(await refused, undefined);
     assert.equal(A.node.stats().attach.refused, 1);
     assert.equal(B.node.stats().attach.refusedByUs, 1);
 
     const before = attaches.length;
-    const slow = A.node.attach(B.identity.nodeId, [R.ep], bytes('slow'));
+    const slow = A.node.attacher.attach(B.identity.nodeId, [R.ep], bytes('slow'));
     await sim.advance(1_000); // A retransmits at 250 ms; B answers at 400 ms
     assert.equal(text(await slow), 'answer to slow');
     assert.equal(attaches.length, before + 1);
@@ -161,23 +161,23 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
 
   it('keepalives hold B\'s NAT mapping open; without them it expires and ATTACH fails, until they resume', async () => {
     await sim.advance(120_000); // four mapping timeouts; B PINGs R every 10 s
-    const held = A.node.attach(B.identity.nodeId, [R.ep], bytes('later'));
+    const held = A.node.attacher.attach(B.identity.nodeId, [R.ep], bytes('later'));
     await sim.advance(50);
     assert.equal(text(await held), 'answer to later');
 
-    B.node.setRendezvousCount(0);
+    B.node.rendezvous.setCount(0);
     assert.deepEqual(changes.at(-1), []);
     await sim.advance(60_000);
     const expired = nat.stats.expired;
-    const lost = A.node.attach(B.identity.nodeId, [R.ep], bytes('lost'));
+    const lost = A.node.attacher.attach(B.identity.nodeId, [R.ep], bytes('lost'));
     await sim.advance(3_000);
     assert.equal(await lost, undefined);
     assert.ok(nat.stats.expired + nat.stats.noMapping > expired, 'R forwarded into a mapping that is gone');
 
-    B.node.setRendezvousCount(1);
+    B.node.rendezvous.setCount(1);
     await sim.advance(100);
-    assert.deepEqual(ids(B.node.rendezvous()), [R.identity.nodeIdHex], 'the bootstrap comes first');
-    const back = A.node.attach(B.identity.nodeId, [R.ep], bytes('back'));
+    assert.deepEqual(ids(B.node.rendezvous.current()), [R.identity.nodeIdHex], 'the bootstrap comes first');
+    const back = A.node.attacher.attach(B.identity.nodeId, [R.ep], bytes('back'));
     await sim.advance(50);
     assert.equal(text(await back), 'answer to back');
   });
@@ -187,7 +187,7 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     const e = generateIdentity();
     const eSigner = { privateKey: e.privateKey, publicKey: e.publicKey, puzzleNonce: solvePuzzle(e.publicKey, DIFFICULTY) };
     const eLoc = createLocatorRecord(eSigner, { flags: 0, candidates: hostCandidates([{ address: '203.0.113.77', port: 4500 }]), rendezvous: [] }, { now: Date.now() });
-    const stored = P.node.publish(marshalRecord(eLoc));
+    const stored = P.node.publisher.publish(marshalRecord(eLoc));
     await sim.advance(100);
     assert.ok((await stored).ok);
     const f = generateIdentity();
@@ -212,7 +212,7 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     // what R relays (method ATTACH, or the unknown 99 below), not its own PONGs
     R.socket.send = (m, to) => { if (m[8] === 5 || m[8] === 99) rSent++; rSend(m, to); };
 
-    const nobody = A.node.attach(generateIdentity().nodeId, [R.ep], bytes('anyone?'), { maxTries: 1 });
+    const nobody = A.node.attacher.attach(generateIdentity().nodeId, [R.ep], bytes('anyone?'), { maxTries: 1 });
     await sim.advance(500);
     assert.equal(await nobody, undefined);
     assert.equal(R.node.stats().route.unroutable, r0.route.unroutable + 1);
@@ -286,10 +286,10 @@ describe('rendezvous maintenance', () => {
     });
     void B.node.start([R.ep]);
     await sim.advance(3_000);
-    const published = B.node.publishIdentity(B.identity, [B.socket.local]);
+    const published = B.node.publisher.publishIdentity(B.identity, [B.socket.local]);
     await sim.advance(100);
     await published;
-    const first = ids(B.node.rendezvous());
+    const first = ids(B.node.rendezvous.current());
     assert.equal(first.length, 2);
     assert.equal(first[0], R.identity.nodeIdHex, 'the bootstrap first');
     const ownLocator = () => (B.node.store.get(B.identity.nodeId, RecordKind.Locator, Date.now())[0] as LocatorRecord).value!.rendezvous.map(hex);
@@ -299,21 +299,21 @@ describe('rendezvous maintenance', () => {
     gone.node.close();
     await gone.socket.close();
     await sim.advance(10_000); // the next keepalive fails (1.75 s of tries), the other takes its place
-    assert.deepEqual(ids(B.node.rendezvous()), [R.identity.nodeIdHex, other.identity.nodeIdHex]);
+    assert.deepEqual(ids(B.node.rendezvous.current()), [R.identity.nodeIdHex, other.identity.nodeIdHex]);
     assert.deepEqual(changes.at(-1), [R.identity.nodeIdHex, other.identity.nodeIdHex]);
     await sim.advance(100);
     assert.deepEqual(ownLocator(), [R.identity.nodeIdHex, other.identity.nodeIdHex], 're-stored with the new set');
     const atR = R.node.store.get(B.identity.nodeId, RecordKind.Locator, Date.now())[0] as LocatorRecord;
     assert.deepEqual(atR.value!.rendezvous.map(hex), [R.identity.nodeIdHex, other.identity.nodeIdHex], 'and at the DHT');
 
-    const updated = B.node.updateLocator([{ address: '192.168.1.2', port: 4501 }]);
+    const updated = B.node.publisher.updateLocator([{ address: '192.168.1.2', port: 4501 }]);
     await sim.advance(100);
     assert.ok((await updated).ok);
     assert.deepEqual(ownLocator(), [R.identity.nodeIdHex, other.identity.nodeIdHex], 'updateLocator names them too');
 
-    B.node.setRendezvousCount(1);
-    assert.deepEqual(ids(B.node.rendezvous()), [R.identity.nodeIdHex]);
-    B.node.setRendezvousCount(0);
+    B.node.rendezvous.setCount(1);
+    assert.deepEqual(ids(B.node.rendezvous.current()), [R.identity.nodeIdHex]);
+    B.node.rendezvous.setCount(0);
     await sim.advance(100);
     assert.deepEqual(ownLocator(), []);
     const pings = R.node.stats().rpc.requestsHandled;

@@ -1,10 +1,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import {
-  commonPrefixLength, compareDistance, idsEqual, RoutingTable, xorDistance, type Contact,
-} from '../../agent/overlay/routing-table.js';
+import { RoutingTable } from '../../agent/overlay/routing-table.js';
 import { KADEMLIA_K } from '../../agent/base/constants.js';
+import { commonPrefixLength, compareDistance, xorDistance } from '../../agent/overlay/xor-metric.js';
+import type { Contact } from '../../agent/overlay/bucket.js';
+import { bytesEqual as idsEqual } from '../../agent/base/bytes.js';
 
 const idArb = fc.uint8Array({ minLength: 20, maxLength: 20 });
 const big = (b: Uint8Array) => BigInt(`0x${Buffer.from(b).toString('hex')}`);

@@ -7,10 +7,10 @@ import { ipv4FromNodeId, nodeIdFromPublicKey } from '../../agent/idloc/addresses
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {
   CandidateType, RecordKind, createIpv4ClaimRecord, createLocatorRecord, createNameRecord, createNameTombstone,
-  createServiceRecord, createTombstone, ipv4ResourceId, marshalRecord, nameResourceId, serviceResourceId, signRecord,
-  type RecordSigner,
+  createServiceRecord, createTombstone, marshalRecord, signRecord, type RecordSigner,
 } from '../../agent/overlay/records.js';
 import { RecordStore } from '../../agent/overlay/store.js';
+import { ipv4ResourceId, nameResourceId, serviceResourceId } from '../../agent/overlay/names.js';
 
 const D = 4;
 const NOW = 1_700_000_000_000;

@@ -3,11 +3,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { KademliaNode, type DhtRequest, type DhtResponse } from '../../agent/overlay/kademlia.js';
-import { idsEqual, type ContactInfo } from '../../agent/overlay/routing-table.js';
 import type { Decoded, RpcCodec } from '../../agent/overlay/rpc.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
 import { seededRandom } from '../../agent/overlay/sim.js';
 import type { Endpoint } from '../../agent/conn/socket.js';
+import type { ContactInfo } from '../../agent/overlay/bucket.js';
+import { bytesEqual as idsEqual } from '../../agent/base/bytes.js';
 
 type Wire = Decoded<DhtRequest, DhtResponse<never>>;
 const codec: RpcCodec<DhtRequest, DhtResponse<never>, Wire> = {
