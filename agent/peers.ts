@@ -12,6 +12,7 @@
 //
 // One PeerMap (idloc/peer-map.ts) holds them for inside.ts and outside.ts; each entry's link is its
 // tunnel (tunnel/tunnels.ts).
+import { hex } from './base/bytes.js';
 import type { Logger } from 'pino';
 import { MAX_OVERLAY_PEERS } from './base/constants.js';
 import { endpointKey, type Endpoint } from './conn/socket.js';
@@ -69,8 +70,7 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
   isFromOverlay(peer: OverlayPeer<TunnelPeer>): boolean { return this.fromOverlay.has(peer); }
 
   add(spec: PeerSpec, ipv4?: number): OverlayPeer<TunnelPeer> {
-    const hex = Buffer.from(spec.publicKey).toString('hex');
-    if (hex === this.o.ownPublicKeyHex) throw new Error('a peer cannot have this host\'s own key');
+    if (hex(spec.publicKey) === this.o.ownPublicKeyHex) throw new Error('a peer cannot have this host\'s own key');
     const tp = this.o.tunnels.addPeer(spec.publicKey, spec.endpoint);
     const peer = describePeer(spec.publicKey, tp, ipv4);
     try {
@@ -105,7 +105,7 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
 
   /** A lookup found the key that owns an address: add it (or return it, if it is known by now). */
   addFound(found: FoundPeer): OverlayPeer<TunnelPeer> | undefined {
-    const known = this.o.map.getByKey(Buffer.from(found.publicKey).toString('hex'));
+    const known = this.o.map.getByKey(hex(found.publicKey));
     if (known) return known;
     if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) return undefined;
     let peer: OverlayPeer<TunnelPeer>;

@@ -21,8 +21,8 @@ import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../tap/ethernet.j
 import { VIRTUAL_MAC } from '../base/constants.js';
 import { clampMss, mssForMtu } from './mss.js';
 import { icmpv4Unreachable, icmpv6Unreachable, icmpv4FragNeeded, icmpv6PacketTooBig } from './icmp.js';
-import { isOverlayIpv4, isOverlayIpv6 } from './ip.js';
-import { equal16, type OverlayPeer, type PeerMap } from './peer-map.js';
+import { ipv6Equals, isOverlayIpv4, isOverlayIpv6 } from './ip.js';
+import type { OverlayPeer, PeerMap } from './peer-map.js';
 import type { TunnelPeer, Tunnels } from '../tunnel/tunnels.js';
 
 export interface InsideStats {
@@ -66,7 +66,7 @@ export class Inside {
   private selfIpv4: number;
   private unknown: UnknownPeerHandler | undefined;
   private readonly answerV4 = (ip: number): boolean => isOverlayIpv4(ip) && ip !== this.selfIpv4;
-  private readonly answerV6 = (t: Uint8Array): boolean => isOverlayIpv6(t, 0) && !equal16(this.o.selfIpv6, t, 0);
+  private readonly answerV6 = (t: Uint8Array): boolean => isOverlayIpv6(t, 0) && !ipv6Equals(this.o.selfIpv6, 0, t, 0);
 
   constructor(private readonly o: InsideOptions) {
     this.mssV4 = mssForMtu(o.mtu, 4);

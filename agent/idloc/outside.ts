@@ -14,7 +14,8 @@
 import type { FrameWriter } from '../tap/frame-writer.js';
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../tap/ethernet.js';
 import { clampMss, mssForMtu } from './mss.js';
-import { equal16, type OverlayPeer, type PeerMap } from './peer-map.js';
+import { ipv6Equals } from './ip.js';
+import type { OverlayPeer, PeerMap } from './peer-map.js';
 import type { PacketReceiver, TunnelPeer } from '../tunnel/tunnels.js';
 
 export interface OutsideStats {
@@ -94,8 +95,8 @@ export class Outside implements PacketReceiver {
       if (len < 40) { s.malformed++; return; }
       total = 40 + ((packet[4]! << 8) | packet[5]!);
       if (total > len) { s.malformed++; return; }
-      if (!equal16(peer.ipv6, packet, 8)) { s.spoofedSource++; return; }
-      if (!equal16(this.o.selfIpv6, packet, 24)) { s.wrongDestination++; return; }
+      if (!ipv6Equals(peer.ipv6, 0, packet, 8)) { s.spoofedSource++; return; }
+      if (!ipv6Equals(this.o.selfIpv6, 0, packet, 24)) { s.wrongDestination++; return; }
       ethertype = ETHERTYPE_IPV6;
     } else { s.malformed++; return; }
     const ip = total === len ? packet : packet.subarray(0, total);

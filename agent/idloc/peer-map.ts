@@ -3,7 +3,8 @@
 // last 32 bits as a number (then a full compare), so the hot path builds no strings or keys.
 import { formatIpv4, formatIpv6, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPublicKey } from './addresses.js';
 import { getU32 } from '../base/binary.js';
-import { equalAt, hex } from '../base/bytes.js';
+import { hex } from '../base/bytes.js';
+import { ipv6Equals } from './ip.js';
 
 export interface OverlayPeer<T = unknown> {
   readonly publicKey: Uint8Array;
@@ -78,7 +79,7 @@ export class PeerMap<T> {
   getIpv6(buf: Uint8Array, off: number): OverlayPeer<T> | undefined {
     const list = this.byV6Tail.get(tailOf(buf, off));
     if (!list) return undefined;
-    for (const p of list) if (equal16(p.ipv6, buf, off)) return p;
+    for (const p of list) if (ipv6Equals(p.ipv6, 0, buf, off)) return p;
     return undefined;
   }
 }
@@ -87,7 +88,3 @@ function tailOf(b: Uint8Array, off: number): number {
   return getU32(b, off + 12);
 }
 
-/** A 16-byte address `a` equals b[off .. off+16). */
-export function equal16(a: Uint8Array, b: Uint8Array, off: number): boolean {
-  return equalAt(a, 0, b, off, 16);
-}

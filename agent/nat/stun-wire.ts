@@ -41,6 +41,7 @@
 // MESSAGE-INTEGRITY by re-encoding what it understood; its builder takes ~60 us a message. Tests check
 // both directions against it.
 
+import { hex } from '../base/bytes.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { TURN_MAX_STUN_ATTRIBUTES } from '../base/constants.js';
@@ -93,7 +94,7 @@ export function u32(b: Uint8Array, o: number): number { return ((b[o]! << 24) | 
 export const padded = (n: number): number => (n + 3) & ~3;
 
 export function txidHex(txid: Uint8Array): string {
-  return Buffer.from(txid.buffer, txid.byteOffset, txid.length).toString('hex');
+  return hex(txid);
 }
 
 // ---- CRC-32 (FINGERPRINT) ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 //   other, moot handshake stop (wireguard-go's timersHandshakeComplete).
 // Wire layouts: agent/tunnel/messages.ts.
 
+import { hex } from '../base/bytes.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
@@ -112,7 +113,7 @@ export class Handshakes {
     if (!payload) { t.stats.rxDecryptFailed++; return; }
     if (payload.length !== INIT_PAYLOAD_LEN) { t.stats.rxInvalid++; return; }
     const ts = payload.subarray(0, TAI64N_LEN);
-    const staticHex = Buffer.from(hs.remoteStatic!).toString('hex');
+    const staticHex = hex(hs.remoteStatic!);
     const p = t.byStatic.get(staticHex) ?? this.admit(payload, staticHex, from);
     if (!p) {
       t.stats.rxUnknownPeer++;
@@ -223,7 +224,7 @@ export class Handshakes {
     const nonce = new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getBigUint64(TAI64N_LEN + 32);
     let x: Uint8Array;
     try { x = ed25519.utils.toMontgomery(publicKey); } catch { return undefined; }
-    if (Buffer.from(x).toString('hex') !== staticHex) { this.t.stats.rxInvalid++; return undefined; }
+    if (hex(x) !== staticHex) { this.t.stats.rxInvalid++; return undefined; }
     if (!admission.acceptUnknown(Uint8Array.from(publicKey), nonce, { ...from })) return undefined;
     return this.t.byStatic.get(staticHex);
   }

@@ -22,6 +22,7 @@
 // give-ups, keepalives and expiry; tests on a twin clock call tick() themselves. Bad input is counted,
 // never thrown.
 
+import { hex } from '../base/bytes.js';
 import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
@@ -79,7 +80,7 @@ export class Tunnels implements HandshakeTable {
   constructor(opts: TunnelsOptions) {
     if (opts.privateKey.length !== 32) throw new Error('privateKey must be a 32-byte Ed25519 secret');
     const keys = keyPairFromPrivate(ed25519.utils.toMontgomerySecret(opts.privateKey));
-    this.staticXHex = Buffer.from(keys.publicKey).toString('hex');
+    this.staticXHex = hex(keys.publicKey);
     this.handshakes = new Handshakes(this, keys, mac1Key(keys.publicKey), ed25519.getPublicKey(opts.privateKey), opts.puzzleNonce ?? 0n);
     this.admit = opts.admission;
     this.paths = opts.paths;
@@ -95,13 +96,13 @@ export class Tunnels implements HandshakeTable {
 
   addPeer(publicKey: Uint8Array, endpoint?: Endpoint): TunnelPeer {
     if (publicKey.length !== 32) throw new Error('peer public key must be 32 bytes (Ed25519)');
-    const hex = Buffer.from(publicKey).toString('hex');
-    if (this.byKey.has(hex)) throw new Error(`peer ${hex} already added`);
+    const keyHex = hex(publicKey);
+    if (this.byKey.has(keyHex)) throw new Error(`peer ${keyHex} already added`);
     const x = ed25519.utils.toMontgomery(publicKey); // throws on a non-point: a config error, not input
-    const xHex = Buffer.from(x).toString('hex');
+    const xHex = hex(x);
     if (xHex === this.staticXHex) throw new Error('peer key is our own');
-    const p = new PeerState(Uint8Array.from(publicKey), hex, x, xHex, mac1Key(x), endpoint && { ...endpoint });
-    this.byKey.set(hex, p);
+    const p = new PeerState(Uint8Array.from(publicKey), keyHex, x, xHex, mac1Key(x), endpoint && { ...endpoint });
+    this.byKey.set(keyHex, p);
     this.byStatic.set(xHex, p); // Ed25519 keys P and -P share one X25519 key; the later peer wins
     return p;
   }
