@@ -377,6 +377,9 @@ export const ICE_SESSION_LINGER_MS = 30_000;
  *  contacted since the netcheck takes one, so a window of several absorbs a few; the peer checks each
  *  (paced ICE_CHECK_PACING_MS), so more would slow its checks to the real candidates. */
 export const PORT_PREDICTION_COUNT = 8;
+/** Largest gap between two mappings netcheck saw that still reads as "in order": a sequential NAT hands
+ *  out the next ports to other hosts' flows too, so small gaps are normal; random ports are far apart. */
+export const PORT_PREDICTION_MAX_STEP = 16;
 /** Birthday probing against a NAT that maps every destination to a random port (nat/probe-sockets.ts):
  *  the hard side opens PROBE_SOCKETS_COUNT sockets towards the peer's public endpoint, the easy side sends
  *  HARD_NAT_SPRAY_COUNT checks to random ports of the hard side's address. With 256 mappings among ~64 Ki

@@ -15,9 +15,8 @@
 import { randomBytes } from 'node:crypto';
 import type { NetcheckReport } from './netcheck.js';
 import type { Endpoint } from '../conn/socket.js';
+import { PORT_PREDICTION_MAX_STEP } from '../base/constants.js';
 
-/** Largest gap between two seen mappings still read as "in order" (random ports are far apart). */
-export const PORT_PREDICTION_MAX_STEP = 16;
 
 export interface AllocationOrder {
   address: string;

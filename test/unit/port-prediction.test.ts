@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { allocationOrder, predictPorts, PORT_PREDICTION_MAX_STEP } from '../../agent/nat/port-prediction.js';
+import { allocationOrder, predictPorts } from '../../agent/nat/port-prediction.js';
+import { PORT_PREDICTION_MAX_STEP } from '../../agent/base/constants.js';
 import type { NetcheckReport } from '../../agent/nat/netcheck.js';
 
 const PUB = '198.51.100.21';
