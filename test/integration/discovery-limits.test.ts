@@ -66,12 +66,14 @@ describe('discovery queue limits on the real packet path', { skip, timeout: 90_0
   /** Capture ICMP on a's TAP; stop() returns the overlay addresses the unreachables quote, in arrival order. */
   async function captureUnreachables(name: string): Promise<{ stop(): Promise<string[]> }> {
     const cap = join(lab.dir, `${name}.pcap`);
-    const dump = lab.spawn('a', ['tcpdump', '-i', TAP_NAME, '-n', '-U', '--immediate-mode', '-s', '0', '-w', cap, 'icmp']);
+    // A short snap length: with -s 0, a burst of answers overflows the capture's ring and some go missing.
+    const dump = lab.spawn('a', ['tcpdump', '-i', TAP_NAME, '-n', '-U', '--immediate-mode', '-s', '128', '-B', '4096', '-w', cap, 'icmp']);
     await dump.waitForOutput(/listening on/);
     return {
       async stop() {
         await new Promise((r) => setTimeout(r, 300));
         await lab.stopProcess(dump, { signal: 'SIGINT' });
+        assert.match(dump.stderr, /^0 packets dropped by kernel$/m, `the capture lost packets: ${dump.stderr}`);
         const r = await lab.exec('a', ['tcpdump', '-r', cap, '-nn']);
         return [...r.stdout.matchAll(/ICMP host (\S+) unreachable/g)].map((m) => m[1]!);
       },
@@ -146,7 +148,7 @@ describe('discovery queue limits on the real packet path', { skip, timeout: 90_0
       assert.equal(counter(s1, 'inside', 'lookedUp') - counter(s0, 'inside', 'lookedUp'), LOOKUP_MAX_PENDING, JSON.stringify(s1.counters.inside));
       assert.equal(counter(s1, 'inside', 'noPeer') - counter(s0, 'inside', 'noPeer'), n, JSON.stringify(s1.counters.inside));
       // Every packet got exactly one answer: the refused (last 6 sent) at once, before any lookup ended.
-      assert.deepEqual([...quoted].sort(), [...dsts].sort(), `unreachables quoting ${quoted.join(' ')}`);
+      assert.deepEqual([...quoted].sort(), [...dsts].sort(), `unreachables quoting ${quoted.join(' ')}; tap ${JSON.stringify(s1.counters.tap)} then ${JSON.stringify((await agentStatus(lab, A('a'))).counters.tap)}`);
       assert.deepEqual(new Set(quoted.slice(0, 6)), new Set(dsts.slice(-6)), `the first answers were not the refused destinations: ${quoted.join(' ')}`);
     } finally {
       await deafen(false);
