@@ -13,13 +13,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Lab, waitFor, type LabProcess } from './lab.js';
 import {
-  TAP_NAME, agentStatus, cliBuilt, counter, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent,
-  waitOverlayReady, type AgentStatus, type TestAgent,
+  type AgentStatus, agentStatus, cliMissing, counter, createAgent, logTails, startOverlayAgent, stopAgent, TAP_NAME, type TestAgent, waitOverlayReady,
 } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 import { LOOKUP_MAX_PENDING, LOOKUP_QUEUE_PER_DEST, LOOKUP_TIMEOUT_MS, VIRTUAL_MAC } from '../../agent/base/constants.js';
 import type { DiscoveryStats } from '../../agent/discovery.js';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built');
+const skip = prerequisites('discovery queue limits', labUnavailable(), cliMissing());
 const MAC = [...VIRTUAL_MAC].map((b) => b.toString(16).padStart(2, '0')).join(':');
 /** Sends `count` datagrams "p<i>" to every address given (in order, as fast as the socket takes them). */
 const SENDER = `const [port, count, ...dsts] = process.argv.slice(1); const dgram = require('dgram');

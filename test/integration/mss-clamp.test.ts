@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Lab, type LabProcess } from './lab.js';
 import {
-  TAP_NAME, agentStatus, cliBuilt, counter, labUnavailable, logTails, startMesh, stopAgent, type TestAgent,
+  agentStatus, cliMissing, counter, logTails, startMesh, stopAgent, TAP_NAME, type TestAgent,
 } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built');
+const skip = prerequisites('MSS clamping', labUnavailable(), cliMissing());
 /** What each kernel advertises towards the peer's overlay address: far above any tunnel's MSS. */
 const ADV_MSS = 8_000;
 

@@ -10,12 +10,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
 import {
-  agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady, waitUntil,
-  type AgentStatus, type TestAgent,
+  type AgentStatus, agentStatus, cliMissing, createAgent, logTails, startOverlayAgent, stopAgent, type TestAgent, waitOverlayReady, waitUntil,
 } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 import type { AgentStatus as RealAgentStatus } from '../../agent/status.js';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built');
+const skip = prerequisites('--no-port-probing', labUnavailable(), cliMissing());
 const NATED = ['sym1', 'cone1', 'sym2', 'cone2'];
 /** The test helpers' status shape plus the netcheck verdict the agent reports. */
 type Status = AgentStatus & { nat?: RealAgentStatus['nat'] };
