@@ -69,7 +69,7 @@ export interface OverlayNodeStats {
   storeRpc: RpcStats;
   /** Our address as the last PONG said the other side saw it (NAT mapping), if any. */
   observed: Endpoint | undefined;
-  /** Routed messages relayed and dropped (node-route.ts). */
+  /** Routed messages forwarded and dropped (node-route.ts). */
   route: RouteStats;
   attach: AttachStats;
   /** Rendezvous nodes kept now (of rendezvousCount). */

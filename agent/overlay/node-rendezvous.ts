@@ -1,5 +1,5 @@
 // OverlayNode's rendezvous set: for a host behind a NAT, a few routing-table contacts it PINGs every
-// RENDEZVOUS_KEEPALIVE_MS, so their NAT mappings stay open and they can relay ATTACH to it (node-route.ts,
+// RENDEZVOUS_KEEPALIVE_MS, so their NAT mappings stay open and they can forward ATTACH to it (node-route.ts,
 // node-attach.ts). Their NodeIDs go in its locator, where others find them (rendezvousEndpoints).
 //
 //   count > 0 ─> fill: candidates from the routing table, best first, PINGed; those that answer are kept
@@ -8,7 +8,7 @@
 //   the set changes ─> onChanged (the node re-stores its own locator with the new list)
 //
 // Best first: bootstraps (configured, so public by design: a contact behind a NAT of its own answers us,
-// because we opened its NAT by talking to it, but not the others who would relay through it), then the
+// because we opened its NAT by talking to it, but not the others who would forward through it), then the
 // contacts in our table longest (Kademlia's observation: a node up for long is likely to stay up), then the
 // lowest round trip of an earlier PING. Recently unresponsive contacts are skipped.
 

@@ -1,7 +1,7 @@
-// OverlayNode's relay: routed messages (RELOAD section 6.3) for other nodes, on the bytes, one hop at a time.
+// OverlayNode's forwarding: routed messages (RELOAD section 6.3) for other nodes, on the bytes, one hop at a time.
 //
 //   datagram, route parsed (codec.ts parseRoute) ─> for us? destinations [] or [us] ─> node.ts handles it
-//        └─ no: relay(): rate limit per source IP ─> SENDER = H(key), not us ─> next = first destination
+//        └─ no: forward(): rate limit per source IP ─> SENDER = H(key), not us ─> next = first destination
 //             (after us, if we are first) ─> its endpoint ─> forwardHop (TTL - 1, us appended to Via for
 //             requests, us popped from the destinations) ─> one datagram out
 //
@@ -9,14 +9,14 @@
 //   of a request: the last Via entry, or the originator itself when Via is empty; a direct answer's
 //   sender), else the routing table. Why the first: a rendezvous client behind a NAT is often not in our
 //   table (its bucket is full, or it never answered one of our RPCs), and its NAT lets us in only at the
-//   exact endpoint it last sent from. That is also how an answer finds its way back: the relay saw the
-//   originator (or the previous relay) when the request went through.
+//   exact endpoint it last sent from. That is also how an answer finds its way back: the forwarder saw the
+//   originator (or the previous forwarder) when the request went through.
 //
 // Dropped and counted: no endpoint known for the next hop (unroutable, also for resource destinations:
 // idloc's lookups are iterative, only ATTACH is routed), TTL 0 or a full Via list (ttlExpired), our own
 // NodeID already on the Via list, our own message come back, a next hop that is ourselves or the endpoint the
 // datagram came from (loops), a message that would outgrow a datagram (tooLarge), over the source's rate
-// (rateLimited). No error answers: the requester's retransmissions time out, and a relay never sends more
+// (rateLimited). No error answers: the requester's retransmissions time out, and a forwarder never sends more
 // than one datagram per datagram it gets.
 //
 // Trust: messages are unsigned, so a node can claim another's NodeID (with its public key) and be
@@ -38,7 +38,7 @@ import { idKey } from './xor-metric.js';
 import { bytesEqual } from '../base/bytes.js';
 
 export interface RouteStats {
-  /** Datagrams relayed to the next hop. */
+  /** Datagrams forwarded to the next hop. */
   forwarded: number;
   /** No endpoint known for the next hop (or it is a resource id). */
   unroutable: number;
@@ -46,7 +46,7 @@ export interface RouteStats {
   ttlExpired: number;
   /** Our NodeID already on the Via list, our own message back, next hop = us or the datagram's source. */
   loops: number;
-  /** Over the source's relay rate (FORWARD_RATE_PER_SOURCE). */
+  /** Over the source's forwarding rate (FORWARD_RATE_PER_SOURCE). */
   rateLimited: number;
   /** Forwarding would make it larger than a datagram. */
   tooLarge: number;
@@ -77,7 +77,7 @@ export class Router {
   private readonly counts = { forwarded: 0, unroutable: 0, ttlExpired: 0, loops: 0, rateLimited: 0, tooLarge: 0 };
   /** NodeID (idKey) -> where it last sent us a request from; insertion order = recency. */
   private readonly recent = new Map<string, Seen>();
-  /** Each source IP's relay budget. */
+  /** Each source IP's forwarding budget. */
   private readonly limit: PerSourceRateLimit;
   private readonly recentMs: number;
   private readonly recentMax: number;
@@ -103,8 +103,8 @@ export class Router {
   }
 
   /** A message for us, its sender checked: remember who is behind `from`. A request came from its previous
-   *  hop; an answer with no destinations left was sent to us directly by its sender (a relayed one still
-   *  names us: relays pop only themselves). */
+   *  hop; an answer with no destinations left was sent to us directly by its sender (a forwarded one still
+   *  names us: forwarders pop only themselves). */
   heardMessage(m: OverlayMessage, from: Endpoint): void {
     if (!isAnswer(m)) this.heard(m.via.length > 0 ? m.via[m.via.length - 1]! : m.sender.nodeId, from);
     else if (m.dest.length === 0) this.heard(m.sender.nodeId, from);
@@ -135,7 +135,7 @@ export class Router {
 
   /** A datagram not addressed to us (isForUs false): forward it one hop, or drop and count it. Never throws
    *  on the datagram's content; does not parse its body beyond the SENDER. */
-  relay(b: Uint8Array, r: Route, from: Endpoint): void {
+  forward(b: Uint8Array, r: Route, from: Endpoint): void {
     const c = this.counts;
     if (!this.limit.allow(from.address)) { c.rateLimited++; return; }
     const sender = routeSender(b, r);

@@ -190,7 +190,7 @@ export class OverlayNode {
     try {
       const route = parseRoute(msg);
       if (!route) { this.malformed++; return; }
-      if (!this.router.isForUs(route)) { this.router.relay(msg, route, from); return; }
+      if (!this.router.isForUs(route)) { this.router.forward(msg, route, from); return; }
       const m = parseOverlayMessage(msg);
       if (!m) { this.malformed++; return; }
       if (!idMatchesKey(m.sender)) { this.reject('sender-id-mismatch'); return; }
