@@ -7,13 +7,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, type LabProcess } from './lab.js';
-import { startCoturn, turnserverPath, type Coturn } from './coturn.js';
+import { coturnMissing, startCoturn, type Coturn } from './coturn.js';
 import {
-  agentStatus, cliBuilt, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady, waitUntil,
+  agentStatus, cliMissing, createAgent, logTails, startOverlayAgent, stopAgent, waitOverlayReady, waitUntil,
   type AgentStatus, type TestAgent,
 } from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
 
-const skip = labUnavailable() || (!cliBuilt() && 'dist/agent/cli.js not built') || (!turnserverPath() && 'coturn (turnserver) not installed');
+const skip = prerequisites('relays see only ciphertext', labUnavailable(), cliMissing(), coturnMissing());
 const NATED = ['sym1', 'sym2', 'sym3', 'sym4'];
 const WITH_TURN = new Set(['sym1', 'sym2']);
 /** coturn's relay ports (coturn.ts): what it sends to and receives from the far side of an allocation. */
