@@ -40,8 +40,10 @@ export function every(s: Scheduler, ms: number, fn: () => void): TimerHandle {
   const arm = () => {
     timer = s.setTimer(ms, () => {
       if (stopped) return;
-      fn();
+      // Re-armed before fn runs, as setInterval is: a throwing fn does not end the series, and a fn that
+      // cancels the handle cancels the next run.
       arm();
+      fn();
     });
   };
   if (ms > 0) arm();
