@@ -333,6 +333,11 @@ export const NETCHECK_MAX_SERVERS = 8;
 export const NETCHECK_INTERVAL_MS = 5 * 60_000;
 /** netcheck had nobody to ask (the first node, alone) or no answer: try again after this long. */
 export const NETCHECK_RETRY_MS = 10_000;
+/** netcheck got an answer but from one server only, so the mapping is unknown (a host that joined while
+ *  the overlay was filling its table): asked again this soon, NETCHECK_MAPPING_RETRIES times, so the NAT
+ *  type that birthday probing and port prediction go by is known before the first hole punch. */
+export const NETCHECK_MAPPING_RETRY_MS = 2_000;
+export const NETCHECK_MAPPING_RETRIES = 3;
 
 // ---- nat/: ICE over the overlay's Attach, port prediction, birthday probing (agent/nat/attach.ts, ice.ts, traversal.ts) ----
 

@@ -13,7 +13,10 @@
 //   turnChanged (our TURN allocation came or went): peers it could help, or that it carried, are
 //     reconsidered at once rather than when their tunnel notices.
 import type { Logger } from 'pino';
-import { ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_RETRY_MS, RENDEZVOUS_COUNT } from '../base/constants.js';
+import {
+  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
+  RENDEZVOUS_COUNT,
+} from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
 import type { OverlayPeer } from '../idloc/peer-map.js';
 import type { NetcheckReport } from './netcheck.js';
@@ -72,6 +75,7 @@ export class PathKeeper {
   private readonly tries = new Map<OverlayPeer<unknown>, number>();
   private readonly retries = new Map<OverlayPeer<unknown>, { n: number; timer: TimerHandle | undefined }>();
   private timer: TimerHandle | undefined;
+  private mappingRetries = 0;
   private readonly clock: Scheduler;
   private closed = false;
 
@@ -104,6 +108,12 @@ export class PathKeeper {
     // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so a
     // first node learns it is public (and advertises it) once others join.
     if ((!r || !r.udp) && !this.closed) this.soon();
+    // Answered, but by one server only (the overlay was still filling our table): the mapping, which
+    // birthday probing and port prediction go by, is asked again shortly, a few times.
+    else if (r && r.mapping === 'unknown' && !this.closed && this.mappingRetries < NETCHECK_MAPPING_RETRIES) {
+      this.mappingRetries++;
+      this.soon(NETCHECK_MAPPING_RETRY_MS);
+    } else if (r && r.mapping !== 'unknown') this.mappingRetries = 0;
     if (!r || this.closed) return;
     const was = traversal.behindNat;
     traversal.setNetcheck(r);
@@ -123,10 +133,10 @@ export class PathKeeper {
     if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
   }
 
-  /** checkNat again after NETCHECK_RETRY_MS instead of NETCHECK_INTERVAL_MS. */
-  private soon(): void {
+  /** checkNat again after NETCHECK_RETRY_MS (or `ms`) instead of NETCHECK_INTERVAL_MS. */
+  private soon(ms = NETCHECK_RETRY_MS): void {
     this.timer?.cancel();
-    this.timer = this.clock.setTimer(NETCHECK_RETRY_MS, () => void this.checkNat());
+    this.timer = this.clock.setTimer(ms, () => void this.checkNat());
   }
 
   /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. `replace`:
