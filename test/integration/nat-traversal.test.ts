@@ -135,7 +135,11 @@ describe('NAT traversal: direct paths through cone and CGNAT routers', { skip, t
       if (sym === a) assert.match(String(s?.pathReason), /birthday probing/, JSON.stringify(s));
       const [ss, cs] = [await agentStatus(lab, A(sym)), await agentStatus(lab, A(cone))];
       assert.ok((ss.counters.probeSockets?.received ?? 0) > 0, `${sym}'s probe socket carries the tunnel: ${JSON.stringify(ss.counters.probeSockets)}`);
-      assert.ok((cs.counters.ice.probes ?? 0) > 0, `${cone} sprayed: ${JSON.stringify(cs.counters.ice)}`);
+      // The cone side sprays from 200 ms on; when the symmetric side's probe-socket checks reach it first
+      // (its own check to the symmetric NAT opened its router for that address), it selects that pair and
+      // the spray is not needed. Either way the pair went through a probe socket (asserted above).
+      assert.ok((cs.counters.ice.probes ?? 0) > 0 || (cs.counters.ice.selected ?? 0) > 0,
+        `${cone} sprayed, or selected the probe socket's pair before its spray began: ${JSON.stringify(cs.counters.ice)}`);
       process.stderr.write(`# ${sym} -> ${cone}: ${s?.pair}; ${cone} -> ${sym}: ${c?.pair} (${cs.counters.ice.probes} probes sprayed)\n`);
       if (sym !== a) return;
       // At the first sweep after the hit (~1 s) the probe socket in use is reopened on its port as the native socket:
