@@ -207,6 +207,41 @@ export const OVERLAY_MAX_TLVS = 32;
 /** Bytes of an ERROR's reason text: it is for logs, not for programs (they read the code). */
 export const OVERLAY_MAX_REASON_BYTES = 128;
 
+// ---- overlay/: authenticated messages, cookies, contact admission (agent/overlay/signature.ts, cookies.ts, node-guard.ts) ----
+
+/** Ed25519 public keys kept parsed (agent/base/ed25519.ts), most recently used first: the routing table's
+ *  160 x k contacts and the peers fit; a flood of fresh keys only evicts, never grows it. */
+export const ED25519_KEY_CACHE_MAX = 4_096;
+/** Bytes of an overlay cookie: a MAC of the requester's endpoint truncated to 128 bits, as DTLS and
+ *  WireGuard's cookies are: unguessable off-path, small enough to echo in every request. */
+export const OVERLAY_COOKIE_BYTES = 16;
+/** The cookie secret is replaced this often and the previous one still accepted, so a cookie is good for
+ *  2-4 minutes (WireGuard's 120 s): long enough to cover a lookup or a keepalive interval, short enough that
+ *  a captured cookie soon stops working. */
+export const OVERLAY_COOKIE_ROTATE_MS = 120_000;
+/** Cookies we hold for other nodes' endpoints (oldest forgotten first): one per node we talk to; a
+ *  forgotten one costs one extra round trip. */
+export const OVERLAY_COOKIE_JAR_MAX = 4_096;
+/** Times one request is re-sent with a fresh cookie when the answer asks for one: once is the normal case
+ *  (first contact, or a rotated secret); a node that keeps asking is broken or hostile. */
+export const OVERLAY_COOKIE_RETRIES = 2;
+/** Signature checks per source IP per second, with a burst: a node's lookups and keepalives need a few per
+ *  second; a forger spends at most this much of our CPU per address (110 us each). */
+export const OVERLAY_VERIFY_RATE_PER_SOURCE = 200;
+export const OVERLAY_VERIFY_BURST_PER_SOURCE = 400;
+/** Signature checks per second over all sources: about 20% of one core at 110 us each, so a spoofed-source
+ *  flood cannot take the thread that carries the tunnels. */
+export const OVERLAY_VERIFY_RATE_TOTAL = 2_000;
+/** Routing-table contacts that may share one IP address in a bucket, and one IPv4 /24 (IPv6 /64): hosts
+ *  behind one NAT share an address, so not one; an attacker with one address or one subnet cannot fill a
+ *  bucket and eclipse us (S/Kademlia; BitTorrent's DHT has the same rule). */
+export const ROUTING_MAX_PER_IP = 2;
+export const ROUTING_MAX_PER_SUBNET = 3;
+/** Return paths of forwarded requests kept (txid -> the hop it came from), and for how long: an ATTACH
+ *  answer comes back within seconds; entries are bounded so a flood of routed requests cannot grow it. */
+export const FORWARD_RETURN_PATHS_MAX = 4_096;
+export const FORWARD_RETURN_PATH_MS = 10_000;
+
 // ---- overlay/: forwarding and rendezvous (agent/overlay/node-route.ts, node-attach.ts, node-rendezvous.ts) ----
 
 /** A node behind a NAT PINGs each of its rendezvous nodes this often: under the ~30 s after which many UDP

@@ -3,7 +3,7 @@
 //
 //    0      1      2      3      4      5      6      7      8      9
 //   +------+------+------+------+------+------+------+------+------+
-//   | 0xD2 | 'I'  | 'D'  | 'L'  | ver  | TTL  | flags|  code (u16) |        ver = 1
+//   | 0xD2 | 'I'  | 'D'  | 'L'  | ver  | TTL  | flags|  code (u16) |        ver = 2
 //   +------+------+------+------+------+------+------+------+------+
 //    9                                           17                    21
 //   +--------------------------------------------+---------------------+
@@ -16,9 +16,13 @@
 //   +-------+------+-----------+------+-----------+-- --
 //   | ndest | type | id (20)   | type | id (20)   | ...        ndest <= OVERLAY_MAX_DESTINATIONS
 //   +-------+------+-----------+------+-----------+-- --       type 1 = NodeID, 2 = resource id
-//   +-------------+--------------+---------------+-- --
-//   | type (u16)  | length (u16) | value         | TLV ...     to the end; <= OVERLAY_MAX_TLVS TLVs
-//   +-------------+--------------+---------------+-- --        (registry: tlvs.ts; bodies: messages.ts)
+//   +-------------+--------------+---------------+-- --+-----------------------+--------------------+
+//   | type (u16)  | length (u16) | value         | ... | SIGNATURE TLV (4 + 64)| ORIGIN TLV (opt.)  |
+//   +-------------+--------------+---------------+-- --+-----------------------+--------------------+
+//   TLVs to the end, <= OVERLAY_MAX_TLVS (registry: tlvs.ts; bodies: messages.ts). SENDER first; then the
+//   body's TLVs; then, in requests, COOKIE and/or PADDING; then SIGNATURE, which every message carries once
+//   and which covers (signature.ts) the flags, code, transaction id and every TLV before it, but not TTL,
+//   Via or destinations, which forwarders change. Only ORIGIN, which a forwarder adds, may follow it.
 //
 // flags: 0x01 response, 0x02 error (only with response: the body is an ERROR answering `code`); the other
 // bits must be 0. code: PING 1, FIND_NODE 2, FETCH 3, STORE 4, ATTACH 5, LEAVE 6; a request and its
@@ -46,8 +50,10 @@ import type { Endpoint } from '../conn/socket.js';
 import { Writer, getU16, getU32, setU32 } from '../base/binary.js';
 import { bytesEqual } from '../base/bytes.js';
 import { SPECS, allowedMask, kindOf, type Body, type BodyKind, type Spec } from './messages.js';
+import { signingInput } from './signature.js';
 import {
-  PUBLIC_KEY_BYTES, TLV_SENDER, emptyFields, readTlv, writeSender,
+  PUBLIC_KEY_BYTES, SIGNATURE_BYTES, TLV_COOKIE, TLV_ORIGIN, TLV_PADDING, TLV_SENDER, TLV_SIGNATURE, bit, emptyFields,
+  readTlv, writeCookie, writeOrigin, writePadding, writeSender, writeTlv,
   type OverlayContact, type OverlayEndpoint, type Sender,
 } from './tlvs.js';
 
@@ -56,7 +62,7 @@ export * from './tlvs.js';
 
 /** 0xD2 'I' 'D' 'L': the first byte is the demux class, the other three make a stray datagram unlikely to pass. */
 export const OVERLAY_TOKEN = Uint8Array.of(0xd2, 0x49, 0x44, 0x4c);
-export const OVERLAY_VERSION = 1;
+export const OVERLAY_VERSION = 2;
 export const FLAG_RESPONSE = 0x01;
 export const FLAG_ERROR = 0x02;
 export const HEADER_LEN = 21;
@@ -78,6 +84,15 @@ export interface OverlayHeader {
   dest: Destination[];
   /** The originator (not the last hop, unless `via` is empty). */
   sender: Sender;
+  /** Requests: the cookie the receiver minted for our endpoint; the COOKIE_REQUIRED error: a new one. */
+  cookie?: Uint8Array;
+  /** Marshalling only: pad a request (PADDING TLV) to at least this many bytes. */
+  padTo?: number;
+  /** Parsed only: the SIGNATURE, and the offset of its TLV (what it covers ends there). */
+  signature?: Uint8Array;
+  signatureAt?: number;
+  /** Parsed only: where the first forwarder of a routed request received it from (its ORIGIN TLV). */
+  originObserved?: OverlayEndpoint;
 }
 
 export type OverlayMessage = OverlayHeader & Body;
@@ -149,10 +164,19 @@ export function parseOverlayMessage(b: Uint8Array): OverlayMessage | undefined {
     off = end;
   }
   const spec = SPECS[kind] as unknown as Spec<BodyKind>;
-  const required = spec.required | (1 << TLV_SENDER);
-  if ((f.seen & ~allowedMask(spec)) !== 0 || (f.seen & required) !== required) return undefined;
-  return { ttl: r.ttl, txid: r.txid, via: r.via, dest: r.dest, sender: f.sender!, ...spec.decode(f, r.code) };
+  const required = spec.required | bit(TLV_SENDER) | bit(TLV_SIGNATURE);
+  const extra = kind === 'error' ? bit(TLV_COOKIE) : spec.response ? 0 : REQUEST_EXTRAS;
+  if ((f.seen & ~(allowedMask(spec) | bit(TLV_SIGNATURE) | extra)) !== 0 || (f.seen & required) !== required) return undefined;
+  const m: OverlayMessage = {
+    ttl: r.ttl, txid: r.txid, via: r.via, dest: r.dest, sender: f.sender!, ...spec.decode(f, r.code),
+    signature: f.signature!, signatureAt: f.signatureAt,
+  };
+  if (f.cookie) m.cookie = f.cookie;
+  if (f.origin) m.originObserved = f.origin;
+  return m;
 }
+
+const REQUEST_EXTRAS = bit(TLV_COOKIE) | bit(TLV_PADDING) | bit(TLV_ORIGIN);
 
 // ---- marshal -------------------------------------------------------------------------------------
 
@@ -160,7 +184,10 @@ export function parseOverlayMessage(b: Uint8Array): OverlayMessage | undefined {
  *  limit, so encodedLength can tell by how much a message is over. */
 const writer = new Writer(0x10000 + 64, true);
 
-function encode(m: OverlayMessage): Writer {
+/** Signs what signature.ts says a signature covers; absent, the signature is zeros (it will not verify). */
+export type OverlaySign = (input: Uint8Array) => Uint8Array;
+
+function encode(m: OverlayMessage, sign?: OverlaySign): Writer {
   const w = writer.reset();
   if (!Number.isInteger(m.ttl) || m.ttl < 0 || m.ttl > 0xff) throw new RangeError(`bad TTL ${m.ttl}`);
   if (m.txid < 0n || m.txid >= 1n << 64n) throw new RangeError('transaction id must be a u64');
@@ -181,20 +208,31 @@ function encode(m: OverlayMessage): Writer {
     w.u8(d.type === 'node' ? DEST_NODE : DEST_RESOURCE);
     w.bytes(d.id, NODE_ID_BYTES);
   }
+  const bodyOffset = w.length;
   writeSender(w, m.sender);
   spec.encode(w, m);
+  if (m.cookie) writeCookie(w, m.cookie);
+  const short = (m.padTo ?? 0) - (w.length + SIGNATURE_TLV_LEN);
+  if (short > 0) writePadding(w, Math.max(4, short));
+  const sigAt = w.length;
+  const sig = sign ? sign(signingInput(w.view(), bodyOffset, sigAt)) : ZERO_SIGNATURE;
+  writeTlv(w, TLV_SIGNATURE, sig);
+  if (m.originObserved) writeOrigin(w, m.originObserved);
   w.setU32(LENGTH_OFF, w.length);
   return w;
 }
+
+export const SIGNATURE_TLV_LEN = 4 + SIGNATURE_BYTES;
+const ZERO_SIGNATURE = new Uint8Array(SIGNATURE_BYTES);
 
 /** Bytes `m` would take on the wire (may exceed OVERLAY_MAX_DATAGRAM; marshal would then throw). */
 export function encodedLength(m: OverlayMessage): number {
   return encode(m).length;
 }
 
-/** Serialize; throws RangeError if `m` breaks a limit or exceeds OVERLAY_MAX_DATAGRAM. */
-export function marshalOverlayMessage(m: OverlayMessage): Buffer {
-  const w = encode(m);
+/** Serialize and sign; throws RangeError if `m` breaks a limit or exceeds OVERLAY_MAX_DATAGRAM. */
+export function marshalOverlayMessage(m: OverlayMessage, sign?: OverlaySign): Buffer {
+  const w = encode(m, sign);
   if (w.length > OVERLAY_MAX_DATAGRAM) throw new RangeError(`overlay message of ${w.length} bytes, at most ${OVERLAY_MAX_DATAGRAM}`);
   return Buffer.from(w.view());
 }
@@ -257,8 +295,9 @@ export function routeSender(b: Uint8Array, r: Route): Sender | undefined {
     const end = off + 4 + getU16(b, off + 2);
     if (end > b.length) return undefined;
     if (type === TLV_SENDER) {
-      if (end - off - 4 !== NODE_ID_BYTES + PUBLIC_KEY_BYTES) return undefined;
-      return { nodeId: b.subarray(off + 4, off + 4 + NODE_ID_BYTES), publicKey: b.subarray(off + 4 + NODE_ID_BYTES, end) };
+      if (end - off - 4 !== NODE_ID_BYTES + PUBLIC_KEY_BYTES + 8) return undefined;
+      const k = off + 4 + NODE_ID_BYTES;
+      return { nodeId: b.subarray(off + 4, k), publicKey: b.subarray(k, k + PUBLIC_KEY_BYTES) };
     }
     off = end;
   }
@@ -284,6 +323,31 @@ export function answerDestinations(req: OverlayHeader): Destination[] {
   for (let i = req.via.length - 1; i >= 0; i--) dest.push({ type: 'node', id: req.via[i]! });
   dest.push({ type: 'node', id: req.sender.nodeId });
   return dest;
+}
+
+/** A routed request as the first forwarder passes it on: ORIGIN (where it came from) appended. Undefined if
+ *  it already has one, or would outgrow a datagram. */
+export function withOrigin(b: Uint8Array, from: OverlayEndpoint): Buffer | undefined {
+  const m = parseOverlayMessage(b);
+  if (!m || m.originObserved) return undefined;
+  const extra = 4 + 1 + from.address.length + 2;
+  if (b.length + extra > OVERLAY_MAX_DATAGRAM) return undefined;
+  const w = writer.reset();
+  w.bytes(b);
+  writeOrigin(w, from);
+  w.setU32(LENGTH_OFF, w.length);
+  return Buffer.from(w.view());
+}
+
+// ---- signatures ----------------------------------------------------------------------------------
+
+/** True if a parsed message's SIGNATURE is its sender's over what signature.ts says. `b` is the datagram
+ *  it was parsed from. Costs one Ed25519 verification: check everything cheaper first. */
+export function verifyOverlayMessage(b: Uint8Array, m: OverlayMessage,
+  verify: (publicKey: Uint8Array, input: Uint8Array, signature: Uint8Array) => boolean): boolean {
+  if (!m.signature || m.signatureAt === undefined) return false;
+  const bodyOffset = HEADER_LEN + 2 + m.via.length * NODE_ID_BYTES + m.dest.length * DEST_ENTRY_LEN;
+  return verify(m.sender.publicKey, signingInput(b, bodyOffset, m.signatureAt), m.signature);
 }
 
 // ---- identity and endpoints ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import { bytesEqual } from '../base/bytes.js';
 export interface NodeRef {
   nodeId: Uint8Array;
   publicKey: Uint8Array;
+  puzzleNonce?: bigint;
 }
 
 export type DhtRequest =
@@ -53,12 +54,16 @@ export interface KademliaNodeOptions<V, W> {
   getValue?: (key: Uint8Array) => V | undefined;
   /** Reject a sender before it enters the routing table (NodeID = H(key), puzzle, ...). */
   acceptContact?: (c: NodeRef) => boolean;
+  /** False: a request's sender is not learned here, only answers' (the owner learns a request's sender itself,
+   *  once it proved its key at that address: learnProven). The simulation keeps Kademlia's default, true. */
+  learnFromRequests?: boolean;
   random?: () => number;
   /** How long a contact that timed out stays skipped (OVERLAY_UNRESPONSIVE_MS), and how many are kept. */
   unresponsiveMs?: number;
   unresponsiveMax?: number;
   table?: Partial<Pick<RoutingTableOptions,
-    'pingIfIdleMs' | 'maxFailures' | 'replacementCacheSize' | 'refreshIntervalMs' | 'onAdded' | 'onRemoved'>>;
+    'pingIfIdleMs' | 'maxFailures' | 'replacementCacheSize' | 'refreshIntervalMs' | 'onAdded' | 'onRemoved' | 'maxPerIp'
+    | 'maxPerSubnet'>>;
 }
 
 export interface FindOptions {
@@ -222,8 +227,14 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     this.table.observe({ nodeId: sender.nodeId, publicKey: sender.publicKey, endpoint });
   }
 
+  /** A sender that proved its key at `endpoint` (node-guard.ts): into the table, as an answer's would. */
+  learnProven(sender: NodeRef, endpoint: Endpoint): void {
+    this.learn(sender, endpoint);
+  }
+
   private handle(req: DhtRequest, from: Endpoint): DhtResponse<V> | undefined {
-    this.learn(req.sender, from);
+    if (this.o.learnFromRequests !== false) this.learn(req.sender, from);
+    else this.unresponsive.delete(req.sender.nodeId);
     switch (req.type) {
       case 'ping':
         return { type: 'pong', sender: this.self };

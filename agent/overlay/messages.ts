@@ -33,6 +33,8 @@ export const ERR_MESSAGE_TOO_LARGE = 11;
 export const ERR_UNKNOWN_KIND = 12;
 export const ERR_UNKNOWN_EXTENSION = 13;
 export const ERR_INVALID_MESSAGE = 20;
+/** idloc's own: the request showed no valid cookie for its source; the answer carries one (cookies.ts). */
+export const ERR_COOKIE_REQUIRED = 0x8001;
 
 export type Body =
   | { kind: 'ping' }

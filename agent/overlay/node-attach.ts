@@ -27,7 +27,7 @@ import {
 } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import {
-  answerDestinations, encodedLength, marshalOverlayMessage, ERR_FORBIDDEN, ERR_MESSAGE_TOO_LARGE, METHOD_ATTACH,
+  answerDestinations, encodedLength, ERR_FORBIDDEN, ERR_MESSAGE_TOO_LARGE, METHOD_ATTACH,
   type Destination, type MessageOf, type OverlayMessage, type Sender,
 } from './codec.js';
 import { copyBytes } from './node-wire.js';
@@ -78,6 +78,8 @@ export interface AttacherDeps {
   scheduler: Scheduler;
   self: Sender;
   send: (bytes: Uint8Array, to: Endpoint) => void;
+  /** Signed bytes of a message; with `to`, a request carrying the cookie `to` gave us (or padded). */
+  marshal: (m: OverlayMessage, to?: Endpoint) => Uint8Array;
   onAttach?: AttachHandler;
   reject: (reason: string) => void;
   newTxid?: () => bigint;
@@ -86,7 +88,7 @@ export interface AttacherDeps {
 interface Pending {
   target: Uint8Array;
   /** One datagram per first hop: the same transaction, each with its own destination list. */
-  sends: { bytes: Uint8Array; to: Endpoint }[];
+  sends: { bytes: Uint8Array; to: Endpoint; build: () => Uint8Array; resends: number }[];
   tries: number;
   maxTries: number;
   timeoutMs: number;
@@ -124,14 +126,16 @@ export class Attacher {
     if (this.closed || to.length + routes.length === 0 || bytesEqual(target, this.d.self.nodeId)) return Promise.resolve(undefined);
     let txid = this.newTxid();
     while (this.pending.has(txid)) txid = this.newTxid();
-    const message = (hops: Uint8Array[]) => marshalOverlayMessage({
-      kind: 'attach', ttl: OVERLAY_DEFAULT_TTL, txid, via: [], sender: this.d.self, blob,
-      dest: [...hops.map((id) => ({ type: 'node' as const, id })), { type: 'node', id: target }],
-    });
-    const direct = to.length > 0 ? message([]) : undefined;
+    const send = (hops: Uint8Array[], e: Endpoint) => {
+      const build = () => this.d.marshal({
+        kind: 'attach', ttl: OVERLAY_DEFAULT_TTL, txid, via: [], sender: this.d.self, blob,
+        dest: [...hops.map((id) => ({ type: 'node' as const, id })), { type: 'node', id: target }],
+      }, e);
+      return { bytes: build(), to: e, build, resends: 0 };
+    };
     const sends = [
-      ...to.map((e) => ({ bytes: direct!, to: e })),
-      ...routes.map((r) => ({ bytes: message(r.hops), to: { address: r.to.address, port: r.to.port } })),
+      ...to.map((e) => send([], e)),
+      ...routes.map((r) => send(r.hops, { address: r.to.address, port: r.to.port })),
     ];
     this.stats.sent++;
     return new Promise((resolve) => {
@@ -161,6 +165,22 @@ export class Attacher {
       this.stats.refused++;
       p.resolve(undefined);
     }
+  }
+
+  /** The first hop `from` of attach `txid` asked for a cookie (now stored): send that hop's copy again. */
+  resend(txid: bigint, from: Endpoint, max: number): boolean {
+    const p = this.pending.get(txid);
+    const x = p?.sends.find((s) => endpointKey(s.to) === endpointKey(from));
+    if (!x || x.resends >= max || this.closed) return false;
+    x.resends++;
+    x.bytes = x.build();
+    this.d.send(x.bytes, x.to);
+    return true;
+  }
+
+  /** Is attach `txid` in flight with `from` as one of its first hops (where its answer comes back from)? */
+  awaits(txid: bigint, from: Endpoint): boolean {
+    return this.pending.get(txid)?.sends.some((s) => endpointKey(s.to) === endpointKey(from)) ?? false;
   }
 
   /** An ATTACH addressed to us (its sender already checked by the node). */
@@ -236,7 +256,7 @@ export class Attacher {
       this.d.reject('attach-answer-too-large');
       m = refuse(ERR_MESSAGE_TOO_LARGE, 'attach answer too large');
     }
-    this.d.send(marshalOverlayMessage(m), to);
+    this.d.send(this.d.marshal(m), to);
   }
 
   private expireServed(now: number): void {

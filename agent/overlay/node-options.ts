@@ -46,6 +46,10 @@ export interface OverlayNodeOptions {
   onRendezvousChanged?: (current: ContactInfo[]) => void;
   /** An ATTACH addressed to us (node-attach.ts): the blob to answer with, or undefined to refuse. */
   onAttach?: AttachHandler;
+  /** Routing-table contacts per bucket sharing one IP / one public /24 or /64 (ROUTING_MAX_PER_IP,
+   *  ROUTING_MAX_PER_SUBNET by default; 0 for no limit). */
+  maxContactsPerIp?: number;
+  maxContactsPerSubnet?: number;
 }
 
 export interface OverlayNodeStats {

@@ -2,15 +2,15 @@
 //
 //   FETCH  (via KademliaNode's getValue) ─> our records at (resource, kind), tombstones included, + contacts
 //   STORE  ─> every record parsed, checked against the message's resource/kind, put() in the store
-//             (signature, ownership, puzzle, sequence, first-come); one status per record; sender learned
+//             (signature, ownership, puzzle, sequence, first-come); one status per record
 //   LEAVE  ─> the sender leaves our routing table, if the LEAVE came from the address we know it at
 //
-// Why the LEAVE address check: messages are unsigned, so without it a third party could knock contacts out
-// of our table by naming them.
+// These run only for requests node-guard.ts verified: the sender signed them from `from`. Why the LEAVE
+// address check too: a node that moved must not evict itself from where it was proven last.
 
 import { OVERLAY_MAX_RECORDS } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
-import { idMatchesKey, type Sender } from './codec.js';
+import type { Sender } from './codec.js';
 import type { KademliaNode } from './kademlia.js';
 import { STORE_STATUS, putResultOfStatus, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';
 import { isRecordKind, marshalRecord, parseRecord } from './records.js';
@@ -46,10 +46,6 @@ export function serveExtra(d: ServeDeps, req: ExtraRequest, from: Endpoint): Ext
     if (c && endpointKey(c.endpoint) === endpointKey(from)) d.kad.table.remove(req.sender.nodeId);
     else d.reject('leave-unknown-sender');
     return { type: 'leave-answer', sender: d.self };
-  }
-  if (idMatchesKey(req.sender) && !bytesEqual(req.sender.nodeId, d.self.nodeId)) {
-    d.kad.heardFrom(req.sender.nodeId);
-    d.kad.table.observe({ nodeId: req.sender.nodeId, publicKey: req.sender.publicKey, endpoint: from });
   }
   const now = d.clock();
   const statuses = req.records.map((b) => {

@@ -11,13 +11,16 @@
 // Everything sent must fit one datagram (OVERLAY_MAX_DATAGRAM): answers drop their farthest contacts, then
 // records (fitted); a sender splits a long list of records into several STOREs (storeBatches).
 // Contacts taken from answers must have NodeID = H(key) and an endpoint; the others are counted, not used.
+//
+// Every message is signed (cx.sign). A request carries the cookie its destination gave us (cx.cookieFor), or
+// is padded to at least COOKIE_ANSWER_BYTES, the size of the answer that asks for one (node-guard.ts).
 
 import { OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_RECORDS } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
 import {
   encodedLength, fromSocketEndpoint, idMatchesKey, marshalOverlayMessage, parseOverlayMessage, toSocketEndpoint, trimToFit,
-  METHOD_FETCH, METHOD_STORE,
-  type Body, type OverlayContact, type OverlayEndpoint, type OverlayMessage, type Sender,
+  ERR_COOKIE_REQUIRED, METHOD_FETCH, METHOD_PING, METHOD_STORE,
+  type Body, type OverlayContact, type OverlayEndpoint, type OverlayMessage, type OverlaySign, type Sender,
 } from './codec.js';
 import type { DhtRequest, DhtResponse, NodeRef } from './kademlia.js';
 import type { Decoded, RpcCodec } from './rpc.js';
@@ -65,13 +68,40 @@ export interface WireContext {
   /** A PONG said the other side saw us at this address. */
   observed(e: Endpoint): void;
   reject(reason: string): void;
+  /** Our signature over what signature.ts says. */
+  sign: OverlaySign;
+  /** The cookie `to` gave us, if any. */
+  cookieFor(to: Endpoint): Uint8Array | undefined;
+}
+
+/** The size of a COOKIE_REQUIRED answer: what a request without a cookie is padded to (the largest sender
+ *  and no reason text, so any real one fits). */
+export const COOKIE_ANSWER_BYTES = encodedLength({
+  kind: 'error', method: METHOD_PING, code: ERR_COOKIE_REQUIRED, reason: '', ttl: 0, txid: 0n, via: [], dest: [],
+  sender: { nodeId: new Uint8Array(20), publicKey: new Uint8Array(32), puzzleNonce: 0n }, cookie: new Uint8Array(16),
+});
+
+/** The COOKIE_REQUIRED answer to a request (`method`, `txid`) from an endpoint that showed no valid cookie. */
+export function cookieAnswer(self: Sender, sign: OverlaySign, method: number, txid: bigint, cookie: Uint8Array): Buffer {
+  return marshalOverlayMessage({
+    kind: 'error', method, code: ERR_COOKIE_REQUIRED, reason: '', ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest: [], sender: self, cookie,
+  }, sign);
+}
+
+/** Header fields of a request to `to`: its cookie if we have one, and padding up to the answer that asks
+ *  for one (also with a cookie: it may have gone stale, or the node at `to` restarted). */
+export function requestExtras(cx: Pick<WireContext, 'cookieFor'>, to: Endpoint): { cookie?: Uint8Array; padTo: number } {
+  const cookie = cx.cookieFor(to);
+  return cookie ? { cookie, padTo: COOKIE_ANSWER_BYTES } : { padTo: COOKIE_ANSWER_BYTES };
 }
 
 export const copyBytes = (b: Uint8Array): Uint8Array => Uint8Array.from(b);
 
-function message(cx: WireContext, txid: bigint, body: Body): Wire {
-  const m: OverlayMessage = { ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest: [], sender: cx.self, ...body };
-  return { bytes: marshalOverlayMessage(m) };
+function message(cx: WireContext, txid: bigint, body: Body, to?: Endpoint): Wire {
+  const m: OverlayMessage = {
+    ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest: [], sender: cx.self, ...body, ...(to ? requestExtras(cx, to) : {}),
+  };
+  return { bytes: marshalOverlayMessage(m, cx.sign) };
 }
 
 /** An answer that may carry contacts and records: drop the farthest contacts, then records, to fit. */
@@ -83,7 +113,7 @@ function fitted(cx: WireContext, txid: bigint, body: Extract<Body, { kind: 'find
     while (f.records.length > 0 && encodedLength(f) > OVERLAY_MAX_DATAGRAM) f.records.pop();
     t = f;
   }
-  return { bytes: marshalOverlayMessage(t ?? { ...m, kind: 'find-node-answer', contacts: [] }) };
+  return { bytes: marshalOverlayMessage(t ?? { ...m, kind: 'find-node-answer', contacts: [] }, cx.sign) };
 }
 
 function toWireContacts(list: ContactInfo[]): OverlayContact[] {
@@ -107,7 +137,7 @@ function fromWireContacts(cx: WireContext, list: OverlayContact[]): ContactInfo[
 }
 
 function senderOf(m: OverlayMessage): NodeRef {
-  return { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey) };
+  return { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey), puzzleNonce: m.sender.puzzleNonce ?? 0n };
 }
 
 /** Split records for one (resource, kind) into lists that each fit one STORE datagram, in order. */
@@ -136,12 +166,12 @@ export function storeBatches(self: Sender, resource: Uint8Array, recordKind: num
 
 export function kadCodec(cx: WireContext): RpcCodec<DhtRequest, DhtResponse<FetchValue>, Wire> {
   return {
-    encodeRequest: (txid, req) => {
+    encodeRequest: (txid, req, to) => {
       switch (req.type) {
-        case 'ping': return message(cx, txid, { kind: 'ping' });
-        case 'find_node': return message(cx, txid, { kind: 'find-node', target: req.target });
+        case 'ping': return message(cx, txid, { kind: 'ping' }, to);
+        case 'find_node': return message(cx, txid, { kind: 'find-node', target: req.target }, to);
         case 'find_value':
-          return message(cx, txid, { kind: 'fetch', resource: req.key, recordKind: cx.fetchKinds.get(req.key) ?? 0 });
+          return message(cx, txid, { kind: 'fetch', resource: req.key, recordKind: cx.fetchKinds.get(req.key) ?? 0 }, to);
       }
     },
     encodeResponse: (txid, res) => {
@@ -192,9 +222,9 @@ export function kadCodec(cx: WireContext): RpcCodec<DhtRequest, DhtResponse<Fetc
 
 export function extraCodec(cx: WireContext): RpcCodec<ExtraRequest, ExtraResponse, Wire> {
   return {
-    encodeRequest: (txid, req) => req.type === 'leave'
-      ? message(cx, txid, { kind: 'leave' })
-      : message(cx, txid, { kind: 'store', resource: req.resource, recordKind: req.recordKind, records: req.records }),
+    encodeRequest: (txid, req, to) => req.type === 'leave'
+      ? message(cx, txid, { kind: 'leave' }, to)
+      : message(cx, txid, { kind: 'store', resource: req.resource, recordKind: req.recordKind, records: req.records }, to),
     encodeResponse: (txid, res) => {
       switch (res.type) {
         case 'store-answer': return message(cx, txid, { kind: 'store-answer', statuses: res.statuses });

@@ -3,6 +3,10 @@
 //
 //   socket ──(first byte 0xD2, daemon demux)──> handleDatagram(msg, from)
 //        parse once (malformed: counted) ─> sender NodeID = H(key)? (else counted, dropped)
+//        ─> node-guard.ts: a request needs our cookie for `from` (else the COOKIE_REQUIRED answer) and its
+//           sender's signature; an answer needs a request of ours in flight to `from` and a signature; a
+//           request routed to us must come from where its last forwarder proved its key
+//        ─> a verified request's sender (puzzle holding) enters the routing table at `from`
 //        ├─ PING / FIND_NODE / FETCH and their answers ──> KademliaNode's Rpc (codec adapters: node-wire.ts)
 //        ├─ STORE / LEAVE and their answers ──────────────> a second Rpc (same retransmission rules)
 //        │     FETCH, STORE, LEAVE answered from the RecordStore and routing table (node-serve.ts)
@@ -23,21 +27,24 @@
 // Why two Rpc instances: KademliaNode's RPC only knows PING/FIND_NODE/FIND_VALUE and its handler is its own.
 // Both share the socket; answers are routed to the right one by message code, never by guessing.
 //
-// Trust: messages are not signed; the sender's NodeID must be the hash of its key (idMatchesKey), contacts
-// in answers likewise, and only nodes that answered us enter the routing table (KademliaNode). The wire
-// format has no field for a sender's puzzle nonce, so the NodeID puzzle is enforced on records only
-// (verifyRecord), not on routing-table admission.
+// Trust: every message is signed by its sender; node-guard.ts says what a verified one proves. Only a node
+// that proved its key from an address (and whose NodeID puzzle holds) sits in the routing table at that
+// address; contacts in answers are hearsay until they answer us themselves.
 
 import {
   BUCKET_REFRESH_INTERVAL_MS, DHT_REPLICATE_INTERVAL_MS, DHT_REPUBLISH_INTERVAL_MS, KADEMLIA_ALPHA, KADEMLIA_K,
-  PUZZLE_DEFAULT_DIFFICULTY, RENDEZVOUS_KEEPALIVE_MS,
+  OVERLAY_COOKIE_RETRIES, PUZZLE_DEFAULT_DIFFICULTY, RENDEZVOUS_KEEPALIVE_MS, ROUTING_MAX_PER_IP, ROUTING_MAX_PER_SUBNET,
 } from '../base/constants.js';
 import type { Identity } from '../idloc/identity.js';
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import {
-  idMatchesKey, parseOverlayMessage, parseRoute,
-  METHOD_ATTACH, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE, type Sender,
+  ERR_COOKIE_REQUIRED, idMatchesKey, isAnswer, marshalOverlayMessage, parseOverlayMessage, parseRoute,
+  METHOD_ATTACH, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE,
+  type OverlayMessage, type OverlaySign, type Sender,
 } from './codec.js';
+import { ed25519Signer } from '../base/ed25519.js';
+import { NodeGuard } from './node-guard.js';
+import { verifyPuzzle } from './puzzle.js';
 import { KademliaNode } from './kademlia.js';
 import { Attacher } from './node-attach.js';
 import { Membership } from './node-membership.js';
@@ -48,7 +55,8 @@ import { Rendezvous, rendezvousEndpoints } from './node-rendezvous.js';
 import { Router } from './node-route.js';
 import { localValue, serveExtra, storeAt, type ServeDeps } from './node-serve.js';
 import {
-  extraCodec, kadCodec, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire, type WireContext,
+  cookieAnswer, extraCodec, kadCodec, requestExtras, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire,
+  type WireContext,
 } from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
 import type { LocatorRecord, RecordSigner } from './records.js';
@@ -95,6 +103,8 @@ export class OverlayNode {
   /** The request being handled right now (KademliaNode answers synchronously): its code and source. */
   private ctx: { txid: bigint; method: number; from: Endpoint } | undefined;
   private readonly rejected: Record<string, number> = {};
+  private readonly guard: NodeGuard;
+  private readonly sign: OverlaySign;
   private datagrams = 0;
   private malformed = 0;
   private observed: Endpoint | undefined;
@@ -111,7 +121,9 @@ export class OverlayNode {
     this.puzzleDifficulty = o.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY;
     this.puzzleNonce = o.puzzleNonce ?? solvePuzzle(o.identity.publicKey, this.puzzleDifficulty);
     this.store = o.store ?? new RecordStore({ puzzleDifficulty: this.puzzleDifficulty });
-    this.self = { nodeId: o.identity.nodeId, publicKey: o.identity.publicKey };
+    this.self = { nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, puzzleNonce: this.puzzleNonce };
+    this.sign = ed25519Signer(o.identity.privateKey);
+    this.guard = new NodeGuard({ now: () => this.scheduler.now(), puzzleDifficulty: this.puzzleDifficulty, reject: (r) => this.reject(r) });
     const sendRaw = (b: Uint8Array, to: Endpoint) => { if (!this.closed) this.socket.send(b, to); };
     const send = (w: Wire, to: Endpoint) => sendRaw(w.bytes, to);
     const cx: WireContext = {
@@ -119,12 +131,16 @@ export class OverlayNode {
       current: (txid) => (this.ctx && this.ctx.txid === txid ? this.ctx : undefined),
       observed: (e) => { this.observed = e; },
       reject: (r) => this.reject(r),
+      sign: this.sign,
+      cookieFor: (to) => this.guard.jar.get(to),
     };
     this.kad = new KademliaNode<FetchValue, Wire>({
       nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, scheduler: this.scheduler, k: this.k, alpha,
-      send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key),
-      acceptContact: (c) => idMatchesKey(c) && !bytesEqual(c.nodeId, this.self.nodeId),
+      send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key), learnFromRequests: false,
+      acceptContact: (c) => idMatchesKey(c) && !bytesEqual(c.nodeId, this.self.nodeId)
+        && verifyPuzzle(c.publicKey, c.puzzleNonce ?? 0n, this.puzzleDifficulty),
       table: {
+        maxPerIp: o.maxContactsPerIp ?? ROUTING_MAX_PER_IP, maxPerSubnet: o.maxContactsPerSubnet ?? ROUTING_MAX_PER_SUBNET,
         onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); this.rendezvous.contactAdded(c); },
         onRemoved: (c) => { this.membership.contactRemoved(c); this.rendezvous.contactRemoved(c); },
       },
@@ -151,9 +167,15 @@ export class OverlayNode {
     this.router = new Router({
       kad: this.kad, scheduler: this.scheduler, selfId: this.self.nodeId, send: sendRaw,
       malformed: () => { this.malformed++; }, reject: (r) => this.reject(r),
+      firstHop: (b, from) => {
+        const m = parseOverlayMessage(b);
+        if (!m) { this.malformed++; return undefined; }
+        return this.provenRequest(b, m, from, METHOD_ATTACH) ? m : undefined;
+      },
     });
     this.attacher = new Attacher({
       scheduler: this.scheduler, self: this.self, send: sendRaw, onAttach: o.onAttach, reject: (r) => this.reject(r),
+      marshal: (m, to) => marshalOverlayMessage(to ? { ...m, ...requestExtras(cx, to) } : m, this.sign),
     });
     this.rendezvous = new Rendezvous({
       kad: this.kad, scheduler: this.scheduler, bootstraps: () => this.membership.configuredBootstraps,
@@ -195,36 +217,81 @@ export class OverlayNode {
       if (!m) { this.malformed++; return; }
       if (!idMatchesKey(m.sender)) { this.reject('sender-id-mismatch'); return; }
       if (bytesEqual(m.sender.nodeId, this.self.nodeId)) { this.reject('sender-is-self'); return; }
-      this.router.heardMessage(m, from);
-      // only ATTACH is routed to a node through others (a Kademlia RPC answers the hop it came from)
-      if (m.via.length > 0 && m.kind !== 'attach') { this.reject('routed-unsupported'); return; }
+      if (isAnswer(m)) { this.onAnswer(msg, m, from); return; }
+      if (m.via.length > 0) {
+        // routed to us (only ATTACH is): from where its last forwarder proved its key, signed by its originator
+        if (m.kind !== 'attach') { this.reject('routed-unsupported'); return; }
+        if (!this.router.isAt(m.via[m.via.length - 1]!, from)) { this.reject('routed-from-unproven-hop'); return; }
+        if (!this.guard.answer(msg, m, from)) return;
+        if (!this.guard.puzzleHolds(m)) { this.reject('sender-no-puzzle'); return; }
+        this.attacher.onRequest(m, from);
+        return;
+      }
+      const method = parseRoute(msg)!.code;
+      if (!this.provenRequest(msg, m, from, method)) return;
       const wire: Wire = { bytes: msg, msg: m };
       switch (m.kind) {
         case 'ping': case 'find-node': case 'fetch':
-          this.ctx = { txid: m.txid, method: m.kind === 'ping' ? METHOD_PING : m.kind === 'fetch' ? METHOD_FETCH : METHOD_FIND_NODE, from };
+          this.ctx = { txid: m.txid, method, from };
           try { this.kad.onMessage(wire, from); } finally { this.ctx = undefined; }
           return;
-        case 'pong': case 'find-node-answer': case 'fetch-answer':
-          this.kad.onMessage(wire, from);
-          return;
-        case 'store': case 'store-answer': case 'leave': case 'leave-answer':
+        case 'store': case 'leave':
           this.extra.onMessage(wire, from);
           return;
         case 'attach':
           this.attacher.onRequest(m, from);
           return;
-        case 'attach-answer':
-          this.attacher.onAnswer(m);
-          return;
-        case 'error':
-          if (m.method === METHOD_STORE || m.method === METHOD_LEAVE) this.extra.onMessage(wire, from);
-          else if (m.method === METHOD_ATTACH) this.attacher.onAnswer(m);
-          else this.reject('error-answer'); // we never send these for PING/FIND_NODE/FETCH; the request times out
-          return;
       }
     } catch {
       this.reject('internal-error');
     }
+  }
+
+  /** A direct request (or one we are the first forwarder of): proven, its sender learned, or answered with
+   *  a cookie / dropped (node-guard.ts). */
+  private provenRequest(msg: Uint8Array, m: OverlayMessage, from: Endpoint, method: number): boolean {
+    const v = this.guard.request(msg, m, from);
+    if (!v.ok) {
+      if (v.cookie) {
+        const answer = cookieAnswer(this.self, this.sign, method, m.txid, v.cookie);
+        if (answer.length <= msg.length) this.socket.send(answer, from);
+        else this.reject('cookie-answer-too-large'); // an unpadded request: nothing larger goes back
+      }
+      return false;
+    }
+    this.router.heard(m.sender.nodeId, from);
+    if (v.admit && m.kind !== 'leave') {
+      const sender = { nodeId: Uint8Array.from(m.sender.nodeId), publicKey: Uint8Array.from(m.sender.publicKey), puzzleNonce: m.sender.puzzleNonce ?? 0n };
+      this.kad.learnProven(sender, from);
+    }
+    return true;
+  }
+
+  /** An answer: only for a request of ours in flight to `from`, and signed (node-guard.ts). */
+  private onAnswer(msg: Uint8Array, m: OverlayMessage, from: Endpoint): void {
+    const method = m.kind === 'error' ? m.method : parseRoute(msg)!.code;
+    const attach = method === METHOD_ATTACH;
+    const kad = method === METHOD_PING || method === METHOD_FIND_NODE || method === METHOD_FETCH;
+    const extra = method === METHOD_STORE || method === METHOD_LEAVE;
+    const awaited = attach ? this.attacher.awaits(m.txid, from) : kad ? this.kad.rpc.awaits(m.txid, from)
+      : extra ? this.extra.awaits(m.txid, from) : false;
+    if (!awaited) { this.reject('answer-unsolicited'); return; }
+    if (!this.guard.answer(msg, m, from)) return;
+    if (m.kind === 'error' && m.code === ERR_COOKIE_REQUIRED) {
+      if (!m.cookie) { this.reject('cookie-answer-empty'); return; }
+      this.guard.jar.set(from, m.cookie);
+      const again = attach ? this.attacher.resend(m.txid, from, OVERLAY_COOKIE_RETRIES)
+        : (kad ? this.kad.rpc : this.extra).resend(m.txid, OVERLAY_COOKIE_RETRIES);
+      if (!again) this.reject('cookie-retries-exhausted');
+      return;
+    }
+    if (attach) {
+      if (m.kind === 'attach-answer' || m.kind === 'error') this.attacher.onAnswer(m);
+      return;
+    }
+    if (m.kind === 'error' && kad) { this.reject('error-answer'); return; } // we never send these; the request times out
+    const wire: Wire = { bytes: msg, msg: m };
+    (kad ? this.kad : this.extra).onMessage(wire, from);
   }
 
   // ---- membership ---------------------------------------------------------------------------------
@@ -267,6 +334,17 @@ export class OverlayNode {
    *  where a peer relay reaches its clients (agent/nat/peer-relay-server.ts). */
   endpointOfNode(nodeId: Uint8Array): Endpoint | undefined {
     return this.router.endpointOf(nodeId);
+  }
+
+  /** Where a node recently proved its key from with requests of its own (a rendezvous client's keepalives):
+   *  the only place a peer relay may send to on its behalf. */
+  rendezvousClientEndpoint(nodeId: Uint8Array): Endpoint | undefined {
+    return this.router.recentEndpoint(nodeId);
+  }
+
+  /** Did some node prove its key at `e` (recently, or as a routing-table contact)? */
+  isVerifiedSource(e: Endpoint): boolean {
+    return this.router.isVerifiedEndpoint(e);
   }
 
   /** Where to send an ATTACH for a locator's owner: the endpoints of its rendezvous nodes (routing table,

@@ -18,6 +18,8 @@ import {
 import { bytesEqual } from '../base/bytes.js';
 import { Bucket, newContact, selectClosest, type Contact, type ContactInfo } from './bucket.js';
 import { ID_BITS, commonPrefixLength, idPrefix24 } from './xor-metric.js';
+import { endpointKey } from '../conn/socket.js';
+import { networkOf } from './network-of.js';
 
 export interface RoutingTableOptions {
   selfId: Uint8Array;
@@ -34,6 +36,9 @@ export interface RoutingTableOptions {
    *  table change, after it: observers must not change the table from there (defer the work instead). */
   onAdded?: (c: Contact) => void;
   onRemoved?: (c: Contact) => void;
+  /** Contacts of one bucket that may share an IP address / a public subnet (networkOf); 0 or absent: any. */
+  maxPerIp?: number;
+  maxPerSubnet?: number;
 }
 
 export type ObserveResult = 'added' | 'updated' | 'pending' | 'ignored';
@@ -44,12 +49,14 @@ export interface RoutingTableStats {
   evictedByPing: number;
   keptByPing: number;
   promoted: number;
+  /** Newcomers refused because their bucket holds enough contacts at their IP or subnet. */
+  networkLimited: number;
 }
 
 export class RoutingTable {
   readonly selfId: Uint8Array;
   readonly k: number;
-  readonly stats: RoutingTableStats = { added: 0, removed: 0, evictedByPing: 0, keptByPing: 0, promoted: 0 };
+  readonly stats: RoutingTableStats = { added: 0, removed: 0, evictedByPing: 0, keptByPing: 0, promoted: 0, networkLimited: 0 };
   private readonly buckets: (Bucket | undefined)[] = new Array(ID_BITS);
   private readonly now: () => number;
   private readonly ping: ((c: Contact) => Promise<boolean>) | undefined;
@@ -61,6 +68,8 @@ export class RoutingTable {
   private readonly onAdded: ((c: Contact) => void) | undefined;
   private readonly onRemoved: ((c: Contact) => void) | undefined;
   private count = 0;
+  private readonly maxPerIp: number;
+  private readonly maxPerSubnet: number;
 
   constructor(opts: RoutingTableOptions) {
     if (opts.selfId.length !== NODE_ID_BYTES) throw new Error(`NodeID must be ${NODE_ID_BYTES} bytes`);
@@ -75,6 +84,8 @@ export class RoutingTable {
     this.created = this.now();
     this.onAdded = opts.onAdded;
     this.onRemoved = opts.onRemoved;
+    this.maxPerIp = opts.maxPerIp ?? 0;
+    this.maxPerSubnet = opts.maxPerSubnet ?? 0;
   }
 
   /** Contacts in the table. */
@@ -117,6 +128,8 @@ export class RoutingTable {
     const b = this.bucketAt(i);
     const now = this.now();
     const at = b.indexOf(info.nodeId);
+    const moved = at >= 0 && endpointKey(b.contacts[at]!.endpoint) !== endpointKey(info.endpoint);
+    if ((at < 0 || moved) && this.crowded(b, info)) { this.stats.networkLimited++; return 'ignored'; }
     if (at >= 0) {
       const c = b.contacts[at]!;
       c.lastSeen = now;
@@ -228,6 +241,21 @@ export class RoutingTable {
   }
 
   // ---- internals -----------------------------------------------------------------------
+
+  /** Would `info` make its bucket hold more than allowed at one IP or one subnet (itself not counted)? */
+  private crowded(b: Bucket, info: ContactInfo): boolean {
+    if (this.maxPerIp <= 0 && this.maxPerSubnet <= 0) return false;
+    const ip = info.endpoint.address;
+    const net = networkOf(ip);
+    let sameIp = 0;
+    let sameNet = 0;
+    for (const c of b.contacts) {
+      if (bytesEqual(c.nodeId, info.nodeId)) continue;
+      if (c.endpoint.address === ip) sameIp++;
+      if (net !== undefined && networkOf(c.endpoint.address) === net) sameNet++;
+    }
+    return (this.maxPerIp > 0 && sameIp >= this.maxPerIp) || (this.maxPerSubnet > 0 && net !== undefined && sameNet >= this.maxPerSubnet);
+  }
 
   private bucketAt(i: number): Bucket {
     let b = this.buckets[i];

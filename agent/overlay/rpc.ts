@@ -4,6 +4,9 @@
 //        ▲                               │ 500 ms, then 1000 ms; after RPC_MAX_TRIES: { ok: false }
 //        └── response with the same 64-bit transaction id (BigInt) settles it; later copies are ignored
 //
+//        an answer counts only from the endpoint the request went to; one that asks for a cookie
+//        (resend) has the request encoded again, for that endpoint, and sent at once
+//
 //   incoming request --> handler(body, from) --> response, encoded once and cached by (sender, txid)
 //        a retransmitted request is answered from that cache (or dropped while the first is still being
 //        handled), so a repeated STORE is never applied twice.
@@ -24,7 +27,8 @@ export type Decoded<Req, Res> =
   | { kind: 'response'; txid: bigint; body: Res };
 
 export interface RpcCodec<Req, Res, W> {
-  encodeRequest(txid: bigint, body: Req): W;
+  /** `to`: where it goes (a request may carry a cookie that endpoint gave us). */
+  encodeRequest(txid: bigint, body: Req, to: Endpoint): W;
   encodeResponse(txid: bigint, body: Res): W;
   /** undefined for anything malformed (counted, never thrown). */
   decode(wire: W): Decoded<Req, Res> | undefined;
@@ -65,11 +69,17 @@ export interface RpcStats {
   requestsHandled: number;
   duplicateRequests: number;
   malformed: number;
+  /** Answers from another endpoint than the request went to: dropped. */
+  wrongSource: number;
+  /** Requests encoded again because the answer asked for a cookie. */
+  resent: number;
 }
 
-interface Pending<Res, W> {
+interface Pending<Req, Res, W> {
   to: Endpoint;
+  body: Req;
   wire: W;
+  resends: number;
   tries: number;
   maxTries: number;
   timeoutMs: number;
@@ -96,9 +106,9 @@ export function cryptoTxids(): () => bigint {
 export class Rpc<Req, Res, W = Uint8Array> {
   readonly stats: RpcStats = {
     requestsSent: 0, retransmits: 0, timeouts: 0, responsesMatched: 0, duplicateResponses: 0,
-    unmatchedResponses: 0, requestsHandled: 0, duplicateRequests: 0, malformed: 0,
+    unmatchedResponses: 0, requestsHandled: 0, duplicateRequests: 0, malformed: 0, wrongSource: 0, resent: 0,
   };
-  private readonly pending = new Map<bigint, Pending<Res, W>>();
+  private readonly pending = new Map<bigint, Pending<Req, Res, W>>();
   /** Ids of requests recently settled, so a late duplicate response is told apart from garbage. */
   private readonly settled = new Map<bigint, number>();
   private readonly responses = new Map<string, CachedResponse<W>>();
@@ -126,15 +136,33 @@ export class Rpc<Req, Res, W = Uint8Array> {
     if (this.closed) return Promise.resolve({ ok: false, reason: 'closed' });
     let txid = this.newTxid();
     while (this.pending.has(txid)) txid = this.newTxid();
-    const wire = this.opts.codec.encodeRequest(txid, body);
+    const wire = this.opts.codec.encodeRequest(txid, body, to);
     return new Promise((resolve) => {
-      const p: Pending<Res, W> = {
-        to, wire, tries: 0, maxTries: o.maxTries ?? this.maxTries, timeoutMs: o.initialTimeoutMs ?? this.initialTimeoutMs,
+      const p: Pending<Req, Res, W> = {
+        to, body, wire, resends: 0, tries: 0, maxTries: o.maxTries ?? this.maxTries, timeoutMs: o.initialTimeoutMs ?? this.initialTimeoutMs,
         sentFirst: this.opts.scheduler.now(), timer: undefined, resolve,
       };
       this.pending.set(txid, p);
       this.transmit(txid, p);
     });
+  }
+
+  /** True if `txid` is a request of ours in flight to `from`: worth checking an answer's signature for. */
+  awaits(txid: bigint, from: Endpoint): boolean {
+    const p = this.pending.get(txid);
+    return p !== undefined && endpointKey(p.to) === endpointKey(from);
+  }
+
+  /** The answer to `txid` asked us to try again (with the cookie the caller has now stored): encode the
+   *  request again and send it at once, at most `max` times per request. False if not sent. */
+  resend(txid: bigint, max: number): boolean {
+    const p = this.pending.get(txid);
+    if (!p || p.resends >= max || this.closed) return false;
+    p.resends++;
+    this.stats.resent++;
+    p.wire = this.opts.codec.encodeRequest(txid, p.body, p.to);
+    this.opts.send(p.wire, p.to);
+    return true;
   }
 
   /** Feed every datagram meant for the overlay here. */
@@ -147,7 +175,7 @@ export class Rpc<Req, Res, W = Uint8Array> {
       m = undefined;
     }
     if (!m) { this.stats.malformed++; return; }
-    if (m.kind === 'response') this.onResponse(m.txid, m.body);
+    if (m.kind === 'response') this.onResponse(m.txid, m.body, from);
     else this.onRequest(m.txid, m.body, from);
   }
 
@@ -163,7 +191,7 @@ export class Rpc<Req, Res, W = Uint8Array> {
     this.settled.clear();
   }
 
-  private transmit(txid: bigint, p: Pending<Res, W>): void {
+  private transmit(txid: bigint, p: Pending<Req, Res, W>): void {
     p.tries++;
     if (p.tries === 1) this.stats.requestsSent++;
     else this.stats.retransmits++;
@@ -181,13 +209,14 @@ export class Rpc<Req, Res, W = Uint8Array> {
     this.opts.send(p.wire, p.to);
   }
 
-  private onResponse(txid: bigint, body: Res): void {
+  private onResponse(txid: bigint, body: Res, from: Endpoint): void {
     const p = this.pending.get(txid);
     if (!p) {
       if (this.settled.has(txid)) this.stats.duplicateResponses++;
       else this.stats.unmatchedResponses++;
       return;
     }
+    if (endpointKey(p.to) !== endpointKey(from)) { this.stats.wrongSource++; return; }
     this.pending.delete(txid);
     p.timer?.cancel();
     this.stats.responsesMatched++;

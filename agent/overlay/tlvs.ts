@@ -6,7 +6,7 @@
 // know a non-critical type skips it. Every type below is known to every version-1 parser.
 //
 //   type    name      value                                                   carried by
-//   0x0001  SENDER    NodeID (20) | Ed25519 public key (32)                   every message, exactly once
+//   0x0001  SENDER    NodeID (20) | Ed25519 public key (32) | puzzle nonce u64  every message, exactly once
 //   0x0002  TARGET    NodeID (20)                                             FIND_NODE
 //   0x0003  CONTACTS  n (u8) | n x contact                                    FIND_NODE answer; FETCH answer (opt.)
 //                       contact  = NodeID (20) | public key (32) | m (u8) | m x endpoint
@@ -17,15 +17,23 @@
 //   0x0007  BLOB      signed ATTACH blob (ICE ufrag/pwd, candidates), opaque  ATTACH, ATTACH answer
 //   0x0008  ERROR     code (u16) | reason (UTF-8, <= OVERLAY_MAX_REASON_BYTES) error answers
 //   0x0009  OBSERVED  endpoint: where the PING came from, as the responder saw it  PONG (optional)
+//   0x000A  COOKIE    16 bytes the receiver minted for our endpoint (cookies.ts)  requests (optional);
+//                                                                            the COOKIE_REQUIRED error
+//   0x000B  PADDING   zeros: a request without a cookie is padded so the       requests (optional)
+//                     answer that asks for one is not larger than it
+//   0x000C  SIGNATURE Ed25519 signature (64) by SENDER's key (signature.ts)   every message, exactly once,
+//                                                                            after every TLV it covers
+//   0x000D  ORIGIN    endpoint: where the first forwarder received a routed    routed requests, after
+//                     request from, added by it (unsigned: routing history)   SIGNATURE (optional)
 //
 // A second copy of a single-valued TLV or a value of the wrong size makes the message invalid: there is
 // one reading of every valid message. Parsed ids, keys and blobs are views into the datagram: copy what
 // you keep. Writers throw RangeError on caller bugs (wrong sizes, too many entries): the sending side
 // builds these, the network never does.
 
-import { Reader, getU16, type Writer } from '../base/binary.js';
+import { Reader, getU16, getU32, type Writer } from '../base/binary.js';
 import {
-  NODE_ID_BYTES, OVERLAY_MAX_CONTACTS, OVERLAY_MAX_ENDPOINTS, OVERLAY_MAX_REASON_BYTES, OVERLAY_MAX_RECORDS,
+  NODE_ID_BYTES, OVERLAY_COOKIE_BYTES, OVERLAY_MAX_CONTACTS, OVERLAY_MAX_ENDPOINTS, OVERLAY_MAX_REASON_BYTES, OVERLAY_MAX_RECORDS,
 } from '../base/constants.js';
 
 export const TLV_SENDER = 0x0001;
@@ -37,10 +45,16 @@ export const TLV_STATUS = 0x0006;
 export const TLV_BLOB = 0x0007;
 export const TLV_ERROR = 0x0008;
 export const TLV_OBSERVED = 0x0009;
+export const TLV_COOKIE = 0x000a;
+export const TLV_PADDING = 0x000b;
+export const TLV_SIGNATURE = 0x000c;
+export const TLV_ORIGIN = 0x000d;
 /** Unknown types with this bit set invalidate the message; without it they are skipped. */
 export const TLV_CRITICAL = 0x8000;
 
 export const PUBLIC_KEY_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+const SENDER_BYTES = NODE_ID_BYTES + PUBLIC_KEY_BYTES + 8;
 
 /** An underlay address, as bytes: `address` is 4 (IPv4) or 16 (IPv6) bytes. */
 export interface OverlayEndpoint {
@@ -55,10 +69,13 @@ export interface OverlayContact {
   endpoints: OverlayEndpoint[];
 }
 
-/** Who sent a message (the originator, not the last hop). Check nodeId = hash(publicKey) before trusting it. */
+/** Who sent a message (the originator, not the last hop). Check nodeId = hash(publicKey) before trusting it,
+ *  and the message's signature before believing it sent anything. */
 export interface Sender {
   nodeId: Uint8Array;
   publicKey: Uint8Array;
+  /** Its NodeID puzzle solution (puzzle.ts); 0 when written if absent. */
+  puzzleNonce?: bigint;
 }
 
 // ---- writing ----------------------------------------------------------------------------------
@@ -122,6 +139,26 @@ export function writeSender(w: Writer, s: Sender): void {
   const at = tlvStart(w, TLV_SENDER);
   w.bytes(s.nodeId, NODE_ID_BYTES);
   w.bytes(s.publicKey, PUBLIC_KEY_BYTES);
+  w.u64(s.puzzleNonce ?? 0n);
+  tlvEnd(w, at);
+}
+
+export function writeCookie(w: Writer, cookie: Uint8Array): void {
+  if (cookie.length !== OVERLAY_COOKIE_BYTES) throw new RangeError(`a cookie is ${OVERLAY_COOKIE_BYTES} bytes`);
+  writeTlv(w, TLV_COOKIE, cookie);
+}
+
+/** A PADDING TLV of exactly `total` bytes (4 or more: the TLV header counts). */
+export function writePadding(w: Writer, total: number): void {
+  if (total < 4) throw new RangeError('a PADDING TLV is at least 4 bytes');
+  const at = tlvStart(w, TLV_PADDING);
+  for (let i = 4; i < total; i++) w.u8(0);
+  tlvEnd(w, at);
+}
+
+export function writeOrigin(w: Writer, e: OverlayEndpoint): void {
+  const at = tlvStart(w, TLV_ORIGIN);
+  writeEndpoint(w, e);
   tlvEnd(w, at);
 }
 
@@ -165,12 +202,18 @@ export interface Fields {
   errorCode: number;
   reason: string;
   observed: OverlayEndpoint | undefined;
+  cookie: Uint8Array | undefined;
+  signature: Uint8Array | undefined;
+  /** Offset of the SIGNATURE TLV's type field: what the signature covers ends there. */
+  signatureAt: number;
+  origin: OverlayEndpoint | undefined;
 }
 
 export function emptyFields(): Fields {
   return {
     seen: 0, sender: undefined, target: undefined, contacts: undefined, resource: undefined, recordKind: 0,
     records: undefined, statuses: undefined, blob: undefined, errorCode: 0, reason: '', observed: undefined,
+    cookie: undefined, signature: undefined, signatureAt: 0, origin: undefined,
   };
 }
 
@@ -211,7 +254,9 @@ function readContacts(r: Reader): OverlayContact[] | undefined {
 
 /** Take one TLV (value at b[off..end)) into `f`. False if it makes the message invalid. */
 export function readTlv(f: Fields, type: number, b: Uint8Array, off: number, end: number): boolean {
-  if (type < TLV_SENDER || type > TLV_OBSERVED) return (type & TLV_CRITICAL) === 0; // unknown: skip unless critical
+  // after SIGNATURE only the forwarders' ORIGIN may come (nothing unknown either); ORIGIN only after it
+  if ((f.signature !== undefined) !== (type === TLV_ORIGIN)) return false;
+  if (type < TLV_SENDER || type > TLV_ORIGIN) return (type & TLV_CRITICAL) === 0; // unknown: skip unless critical
   const len = end - off;
   if (type === TLV_RECORD) {
     if (f.records === undefined) f.records = [];
@@ -223,10 +268,14 @@ export function readTlv(f: Fields, type: number, b: Uint8Array, off: number, end
   if (f.seen & bit(type)) return false; // a second copy of a single-valued TLV
   f.seen |= bit(type);
   switch (type) {
-    case TLV_SENDER:
-      if (len !== NODE_ID_BYTES + PUBLIC_KEY_BYTES) return false;
-      f.sender = { nodeId: b.subarray(off, off + NODE_ID_BYTES), publicKey: b.subarray(off + NODE_ID_BYTES, end) };
+    case TLV_SENDER: {
+      if (len !== SENDER_BYTES) return false;
+      const k = off + NODE_ID_BYTES;
+      const n = k + PUBLIC_KEY_BYTES;
+      const puzzleNonce = (BigInt(getU32(b, n)) << 32n) | BigInt(getU32(b, n + 4));
+      f.sender = { nodeId: b.subarray(off, k), publicKey: b.subarray(k, n), puzzleNonce };
       return true;
+    }
     case TLV_TARGET:
       if (len !== NODE_ID_BYTES) return false;
       f.target = b.subarray(off, end);
@@ -254,6 +303,21 @@ export function readTlv(f: Fields, type: number, b: Uint8Array, off: number, end
     case TLV_OBSERVED:
       f.observed = readEndpoint(reader.reset(b, off, end));
       return f.observed !== undefined && reader.done();
+    case TLV_COOKIE:
+      if (len !== OVERLAY_COOKIE_BYTES) return false;
+      f.cookie = b.subarray(off, end);
+      return true;
+    case TLV_PADDING:
+      for (let i = off; i < end; i++) if (b[i] !== 0) return false;
+      return true;
+    case TLV_SIGNATURE:
+      if (len !== SIGNATURE_BYTES) return false;
+      f.signature = b.subarray(off, end);
+      f.signatureAt = off - 4;
+      return true;
+    case TLV_ORIGIN:
+      f.origin = readEndpoint(reader.reset(b, off, end));
+      return f.origin !== undefined && reader.done();
     default: // TLV_RECORD, handled above
       return false;
   }

@@ -23,7 +23,14 @@ const u16 = fc.integer({ min: 0, max: 0xffff });
 const hex = (s: string) => new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
 const rep = (byte: string, n: number) => byte.repeat(n);
 /** Parse a plain copy, so parsed views are Uint8Arrays (not Buffers) and compare deep-equal to the input. */
-const reparse = (b: Uint8Array) => parseOverlayMessage(new Uint8Array(b));
+const reparse = (b: Uint8Array) => unsigned(parseOverlayMessage(new Uint8Array(b)));
+/** A parsed message without what only parsing gives (the signature and where it sits), to compare with the
+ *  message it was marshalled from. */
+function unsigned(m: OverlayMessage | undefined): OverlayMessage | undefined {
+  if (!m) return m;
+  const { signature: _s, signatureAt: _a, ...rest } = m;
+  return rest as OverlayMessage;
+}
 
 // ---- arbitraries ---------------------------------------------------------------------------------
 
@@ -59,7 +66,7 @@ const header: fc.Arbitrary<OverlayHeader> = rec({
   txid: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
   via: fc.array(id, { maxLength: OVERLAY_MAX_VIA }),
   dest: fc.array(destination, { maxLength: OVERLAY_MAX_DESTINATIONS }),
-  sender: rec({ nodeId: id, publicKey: bytes(32) }),
+  sender: rec({ nodeId: id, publicKey: bytes(32), puzzleNonce: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }) }),
 });
 const messageOf = (b: fc.Arbitrary<Body>) =>
   fc.tuple(header, b).map(([h, body]) => ({ ...h, ...body }) as OverlayMessage).filter((m) => encodedLength(m) <= OVERLAY_MAX_DATAGRAM);
@@ -80,53 +87,46 @@ for (const [kind, body] of Object.entries(bodies)) {
 
 // ---- golden bytes ------------------------------------------------------------------------------------
 
-const S = { nodeId: hex(rep('11', 20)), publicKey: hex(rep('22', 32)) };
-const SENDER_TLV = `0001 0034 ${rep('11', 20)} ${rep('22', 32)}`; // 4 + 52 = 56 bytes
+const S = { nodeId: hex(rep('11', 20)), publicKey: hex(rep('22', 32)), puzzleNonce: 0x3333333333333333n };
+const SENDER_TLV = `0001 003c ${rep('11', 20)} ${rep('22', 32)} ${rep('33', 8)}`; // 4 + 60 = 64 bytes
+/** Marshalled without a signing function: a SIGNATURE of zeros, last (4 + 64 = 68 bytes). */
+const SIG_TLV = `000c 0040 ${rep('00', 64)}`;
+const SIG_LEN = 68;
+const PING_LEN = 21 + 2 + 64 + SIG_LEN;
 const TXID = 0x0102030405060708n;
-/** token, version 1, TTL 8, flags, code, txid, length (21 bytes). */
-const hdr = (flags: string, code: string, len: string) => `d249444c 01 08 ${flags} ${code} 0102030405060708 ${len}`;
+/** token, version 2, TTL 8, flags, code, txid, length (21 bytes). */
+const hdr = (flags: string, code: string, len: string) => `d249444c 02 08 ${flags} ${code} 0102030405060708 ${len}`;
 const base = { ttl: 8, txid: TXID, via: [] as Uint8Array[], dest: [] as Destination[], sender: S };
 
+// Lengths: header 21, Via and destination counts (+ entries), SENDER 64, the body's TLVs, SIGNATURE 68.
 const golden: Array<[OverlayMessage, string]> = [
-  // 21 + (1 + 20 via) + (1 + 21 dest) + 56 = 120 = 0x78
   [{ ...base, via: [hex(rep('aa', 20))], dest: [{ type: 'node', id: hex(rep('bb', 20)) }], kind: 'ping' },
-    `${hdr('00', '0001', '00000078')} 01 ${rep('aa', 20)} 01 01 ${rep('bb', 20)} ${SENDER_TLV}`],
-  // 21 + 2 + 56 + (4 + 7) = 90 = 0x5a; 192.0.2.1:4500
+    `${hdr('00', '0001', '000000c4')} 01 ${rep('aa', 20)} 01 01 ${rep('bb', 20)} ${SENDER_TLV} ${SIG_TLV}`],
   [{ ...base, kind: 'pong', observed: { address: hex('c0000201'), port: 4500 } },
-    `${hdr('01', '0001', '0000005a')} 00 00 ${SENDER_TLV} 0009 0007 04 c0000201 1194`],
-  // 21 + 2 + 56 + 24 = 103 = 0x67
+    `${hdr('01', '0001', '000000a6')} 00 00 ${SENDER_TLV} 0009 0007 04 c0000201 1194 ${SIG_TLV}`],
   [{ ...base, kind: 'find-node', target: hex(rep('cc', 20)) },
-    `${hdr('00', '0002', '00000067')} 00 00 ${SENDER_TLV} 0002 0014 ${rep('cc', 20)}`],
-  // contact = 20 + 32 + 1 + 7 + 19 = 79; value 1 + 79 = 80 = 0x50; 21 + 2 + 56 + 84 = 163 = 0xa3
+    `${hdr('00', '0002', '000000b3')} 00 00 ${SENDER_TLV} 0002 0014 ${rep('cc', 20)}${SIG_TLV}`],
   [{ ...base, kind: 'find-node-answer', contacts: [{ nodeId: hex(rep('dd', 20)), publicKey: hex(rep('ee', 32)), endpoints: [
     { address: hex('c6336407'), port: 4500 }, { address: hex('20010db8000000000000000000000001'), port: 4501 }] }] },
-  `${hdr('01', '0002', '000000a3')} 00 00 ${SENDER_TLV} 0003 0050 01 ${rep('dd', 20)} ${rep('ee', 32)} 02
-     04 c6336407 1194  06 20010db8000000000000000000000001 1195`],
-  // 21 + 2 + 56 + (4 + 22) = 105 = 0x69
+  `${hdr('01', '0002', '000000ef')} 00 00 ${SENDER_TLV} 0003 0050 01 ${rep('dd', 20)} ${rep('ee', 32)} 02
+     04 c6336407 1194  06 20010db8000000000000000000000001 1195 ${SIG_TLV}`],
   [{ ...base, kind: 'fetch', resource: hex(rep('ff', 20)), recordKind: 3 },
-    `${hdr('00', '0003', '00000069')} 00 00 ${SENDER_TLV} 0004 0016 ${rep('ff', 20)} 0003`],
-  // 21 + 2 + 56 + 6 + 7 = 92 = 0x5c
+    `${hdr('00', '0003', '000000b5')} 00 00 ${SENDER_TLV} 0004 0016 ${rep('ff', 20)} 0003 ${SIG_TLV}`],
   [{ ...base, kind: 'fetch-answer', records: [hex('0102'), hex('030405')], contacts: [] },
-    `${hdr('01', '0003', '0000005c')} 00 00 ${SENDER_TLV} 0005 0002 0102 0005 0003 030405`],
-  // 21 + 2 + 56 + 26 + 6 = 111 = 0x6f
+    `${hdr('01', '0003', '000000a8')} 00 00 ${SENDER_TLV} 0005 0002 0102 0005 0003 030405 ${SIG_TLV}`],
   [{ ...base, kind: 'store', resource: hex(rep('ff', 20)), recordKind: 1, records: [hex('abcd')] },
-    `${hdr('00', '0004', '0000006f')} 00 00 ${SENDER_TLV} 0004 0016 ${rep('ff', 20)} 0001 0005 0002 abcd`],
-  // 21 + 2 + 56 + 6 = 85 = 0x55
+    `${hdr('00', '0004', '000000bb')} 00 00 ${SENDER_TLV} 0004 0016 ${rep('ff', 20)} 0001 0005 0002 abcd ${SIG_TLV}`],
   [{ ...base, kind: 'store-answer', statuses: [0, 1] },
-    `${hdr('01', '0004', '00000055')} 00 00 ${SENDER_TLV} 0006 0002 00 01`],
-  // 21 + 2 + 56 + 8 = 87 = 0x57
+    `${hdr('01', '0004', '000000a1')} 00 00 ${SENDER_TLV} 0006 0002 00 01 ${SIG_TLV}`],
   [{ ...base, kind: 'attach', blob: hex('deadbeef') },
-    `${hdr('00', '0005', '00000057')} 00 00 ${SENDER_TLV} 0007 0004 deadbeef`],
+    `${hdr('00', '0005', '000000a3')} 00 00 ${SENDER_TLV} 0007 0004 deadbeef ${SIG_TLV}`],
   [{ ...base, kind: 'attach-answer', blob: hex('cafe') },
-    `${hdr('01', '0005', '00000055')} 00 00 ${SENDER_TLV} 0007 0002 cafe`],
-  // 21 + 1 + (1 + 21 resource dest) + 56 = 100 = 0x64
+    `${hdr('01', '0005', '000000a1')} 00 00 ${SENDER_TLV} 0007 0002 cafe ${SIG_TLV}`],
   [{ ...base, dest: [{ type: 'resource', id: hex(rep('99', 20)) }], kind: 'leave' },
-    `${hdr('00', '0006', '00000064')} 00 01 02 ${rep('99', 20)} ${SENDER_TLV}`],
-  // 21 + 2 + 56 = 79 = 0x4f
-  [{ ...base, kind: 'leave-answer' }, `${hdr('01', '0006', '0000004f')} 00 00 ${SENDER_TLV}`],
-  // error answering STORE (code 4): flags response|error, ERROR 2 (forbidden) "no"; 79 + 8 = 87 = 0x57
+    `${hdr('00', '0006', '000000b0')} 00 01 02 ${rep('99', 20)} ${SENDER_TLV} ${SIG_TLV}`],
+  [{ ...base, kind: 'leave-answer' }, `${hdr('01', '0006', '0000009b')} 00 00 ${SENDER_TLV} ${SIG_TLV}`],
   [{ ...base, kind: 'error', method: 4, code: 2, reason: 'no' },
-    `${hdr('03', '0004', '00000057')} 00 00 ${SENDER_TLV} 0008 0004 0002 6e6f`],
+    `${hdr('03', '0004', '000000a3')} 00 00 ${SENDER_TLV} 0008 0004 0002 6e6f ${SIG_TLV}`],
 ];
 
 test('golden bytes: one message of each kind, as drawn in codec.ts', () => {
@@ -168,9 +168,8 @@ test('every truncation and every extension of a valid message is refused', () =>
       assert.equal(parseOverlayMessage(longer), undefined, 'trailing garbage');
       longer.writeUInt32BE(longer.length, 17);
       // With the length field fixed up, one byte is still no TLV; four zero bytes are an empty TLV of the
-      // unknown, non-critical type 0, which is skipped.
-      if (extra.length === 1) assert.equal(parseOverlayMessage(longer), undefined);
-      else assert.deepStrictEqual(reparse(longer), m);
+      // unknown type 0, which is skipped elsewhere but not after SIGNATURE (only ORIGIN may follow it).
+      assert.equal(parseOverlayMessage(longer), undefined);
     }
   }), { numRuns: 40 });
 });
@@ -187,9 +186,11 @@ test('bit flips never throw; whatever still parses is canonical again', () => {
   }), { numRuns: 1500 });
 });
 
-/** A valid PING, then `extra` appended (as TLV bytes) with the length field fixed. */
+/** A valid PING with `extra` (as TLV bytes) before its SIGNATURE, the length field fixed. */
 function pingWith(extra: string, patch?: (b: Buffer) => void): Buffer {
-  const b = Buffer.concat([marshalOverlayMessage({ ...base, kind: 'ping' }), Buffer.from(hex(extra))]);
+  const ping = marshalOverlayMessage({ ...base, kind: 'ping' });
+  const at = ping.length - SIG_LEN;
+  const b = Buffer.concat([ping.subarray(0, at), Buffer.from(hex(extra)), ping.subarray(at)]);
   b.writeUInt32BE(b.length, 17);
   patch?.(b);
   return b;
@@ -197,7 +198,7 @@ function pingWith(extra: string, patch?: (b: Buffer) => void): Buffer {
 
 test('header and list checks', () => {
   assert.ok(parseOverlayMessage(pingWith('')));
-  assert.equal(parseOverlayMessage(pingWith('', (b) => { b[4] = 2; })), undefined, 'unknown version');
+  assert.equal(parseOverlayMessage(pingWith('', (b) => { b[4] = 3; })), undefined, 'unknown version');
   assert.equal(parseOverlayMessage(pingWith('', (b) => { b[1] = 0; })), undefined, 'token');
   assert.equal(parseOverlayMessage(pingWith('', (b) => { b[6] = 0x04; })), undefined, 'reserved flag');
   assert.equal(parseOverlayMessage(pingWith('', (b) => { b[6] = 0x02; })), undefined, 'error flag without response');
@@ -209,7 +210,7 @@ test('header and list checks', () => {
   d[23] = 3;
   assert.equal(parseOverlayMessage(d), undefined, 'destination type');
   // Oversize: a datagram over the limit is refused even if well formed.
-  const big = pingWith(`0100 ${(OVERLAY_MAX_DATAGRAM - 79 - 4 + 1).toString(16).padStart(4, '0')} ${rep('00', OVERLAY_MAX_DATAGRAM - 79 - 4 + 1)}`);
+  const big = pingWith(`0100 ${(OVERLAY_MAX_DATAGRAM - PING_LEN - 4 + 1).toString(16).padStart(4, '0')} ${rep('00', OVERLAY_MAX_DATAGRAM - PING_LEN - 4 + 1)}`);
   assert.equal(big.length, OVERLAY_MAX_DATAGRAM + 1);
   assert.equal(parseOverlayMessage(big), undefined, 'over OVERLAY_MAX_DATAGRAM');
   assert.ok(parseOverlayMessage(big.subarray(0, 0)) === undefined);
@@ -223,8 +224,19 @@ test('TLV rules: unknown skipped unless critical, no duplicates, no strays, boun
   assert.equal(parseOverlayMessage(pingWith(SENDER_TLV)), undefined, 'second SENDER');
   assert.equal(parseOverlayMessage(pingWith(`0002 0014 ${rep('cc', 20)}`)), undefined, 'TARGET in a PING');
   assert.equal(parseOverlayMessage(pingWith('0100 0005 0102')), undefined, 'TLV past the end');
-  assert.ok(parseOverlayMessage(pingWith('0100 0000'.repeat(OVERLAY_MAX_TLVS - 1))), 'at the TLV limit');
-  assert.equal(parseOverlayMessage(pingWith('0100 0000'.repeat(OVERLAY_MAX_TLVS))), undefined, 'over the TLV limit');
+  assert.ok(parseOverlayMessage(pingWith('0100 0000'.repeat(OVERLAY_MAX_TLVS - 2))), 'at the TLV limit');
+  assert.equal(parseOverlayMessage(pingWith('0100 0000'.repeat(OVERLAY_MAX_TLVS - 1))), undefined, 'over the TLV limit');
+  // SIGNATURE: exactly once, last but for a forwarder's ORIGIN; nothing else after it, ORIGIN not before it
+  const ping = marshalOverlayMessage({ ...base, kind: 'ping' });
+  assert.equal(parseOverlayMessage(ping.subarray(0, ping.length - SIG_LEN).map((x, i) => (i === 20 ? x - SIG_LEN : x))), undefined, 'no SIGNATURE');
+  assert.equal(parseOverlayMessage(pingWith(SIG_TLV)), undefined, 'two SIGNATUREs');
+  const after = (tlv: string) => { const b = Buffer.concat([ping, Buffer.from(hex(tlv))]); b.writeUInt32BE(b.length, 17); return b; };
+  assert.ok(parseOverlayMessage(after('000d 0007 04 c0000201 1194'))?.originObserved, 'ORIGIN after SIGNATURE');
+  assert.equal(parseOverlayMessage(after('0100 0000')), undefined, 'an unknown TLV after SIGNATURE');
+  assert.equal(parseOverlayMessage(pingWith('000d 0007 04 c0000201 1194')), undefined, 'ORIGIN before SIGNATURE');
+  assert.equal(parseOverlayMessage(pingWith('000b 0002 0001')), undefined, 'PADDING that is not zeros');
+  assert.ok(parseOverlayMessage(pingWith('000b 0002 0000')), 'PADDING of zeros');
+  assert.equal(parseOverlayMessage(pingWith('000a 0003 010203')), undefined, 'a COOKIE of the wrong size');
   // No SENDER at all.
   const noSender = Buffer.from(hex(`${hdr('00', '0001', '00000017')} 00 00`));
   assert.equal(parseOverlayMessage(noSender), undefined);
@@ -325,7 +337,7 @@ test('forwardHop refuses TTL 0 and a full Via list, and keeps unknown TLVs it ca
   assert.equal(forwardHop(forwardHop(marshalOverlayMessage({ ...base, kind: 'ping' }), self)!, self), undefined, 'loop');
   const withExt = pingWith('0100 0002 abcd');
   const fwd = forwardHop(withExt, self)!;
-  assert.equal(Buffer.from(fwd.subarray(fwd.length - 6)).toString('hex'), '01000002abcd');
+  assert.equal(Buffer.from(fwd.subarray(fwd.length - SIG_LEN - 6, fwd.length - SIG_LEN)).toString('hex'), '01000002abcd');
   // A relay does not need to know the method: code 99 is relayed as is, though we cannot parse it.
   const future = pingWith('', (b) => { b[8] = 99; });
   assert.equal(parseOverlayMessage(future), undefined);

@@ -209,8 +209,8 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     const r0 = R.node.stats();
     let rSent = 0;
     const rSend = R.socket.send.bind(R.socket);
-    // what R relays (method ATTACH, or the unknown 99 below), not its own PONGs
-    R.socket.send = (m, to) => { if (m[8] === 5 || m[8] === 99) rSent++; rSend(m, to); };
+    // requests R relays (method ATTACH, or the unknown 99 below), not its own answers (flags byte 6)
+    R.socket.send = (m, to) => { if (m[6] === 0 && (m[8] === 5 || m[8] === 99)) rSent++; rSend(m, to); };
 
     const nobody = A.node.attacher.attach(generateIdentity().nodeId, [R.ep], bytes('anyone?'), { maxTries: 1 });
     await sim.advance(500);
@@ -218,7 +218,8 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     assert.equal(R.node.stats().route.unroutable, r0.route.unroutable + 1);
 
     xs.send(attachBytes(x, [toNode(B.identity.nodeId)], { via: [R.identity.nodeId] }), R.ep); // R already on Via
-    xs.send(attachBytes(x, [toNode(x.nodeId)]), R.ep); // back to where it came from
+    const noCookie = attachBytes(x, [toNode(x.nodeId)]);
+    xs.send(noCookie, R.ep); // no cookie: the first hop's proof fails, and only the cookie answer goes back
     xs.send(attachBytes(x, [toNode(R.identity.nodeId), toNode(R.identity.nodeId)]), R.ep); // R, then R again
     xs.send(attachBytes(x, [toNode(B.identity.nodeId)], { ttl: 0 }), R.ep);
     xs.send(attachBytes(x, [{ type: 'resource', id: B.identity.nodeId }]), R.ep);
@@ -238,33 +239,39 @@ describe('ATTACH through a rendezvous node to a host behind a NAT', () => {
     for (const g of garbage) xs.send(g, R.ep);
     await sim.advance(10);
     const r1 = R.node.stats();
-    assert.equal(r1.route.loops, r0.route.loops + 3);
+    assert.equal(r1.route.loops, r0.route.loops + 2);
+    assert.equal(r1.rejected['cookie-missing'] ?? 0, (r0.rejected['cookie-missing'] ?? 0) + 1);
     assert.equal(r1.route.ttlExpired, r0.route.ttlExpired + 1);
     assert.equal(r1.route.unroutable, r0.route.unroutable + 2);
     assert.equal(r1.rejected['sender-id-mismatch'] ?? 0, (r0.rejected['sender-id-mismatch'] ?? 0) + 1);
     assert.equal(r1.malformed, r0.malformed + garbage.length);
     assert.equal(r1.route.forwarded, r0.route.forwarded);
     assert.equal(rSent, 0, 'R relayed nothing of all that');
-    assert.deepEqual(replies, []);
+    assert.equal(replies.length, 1);
+    assert.ok(replies[0]!.length <= noCookie.length, 'the cookie answer is no larger than the request');
 
-    // a message kind R does not know still passes (relays read only the header and SENDER); B drops it
+    // a message kind R does not know cannot prove its originator at the first hop: dropped there
     const future = Buffer.from(attachBytes(x, [toNode(B.identity.nodeId)]));
     future[8] = 99; // method code 99
-    const bMalformed = B.node.stats().malformed;
+    const rMalformed = R.node.stats().malformed;
     xs.send(future, R.ep);
     await sim.advance(10);
-    assert.equal(R.node.stats().route.forwarded, r1.route.forwarded + 1);
-    assert.equal(B.node.stats().malformed, bMalformed + 1);
-    assert.equal(rSent, 1, 'one datagram out for one in');
+    assert.equal(R.node.stats().route.forwarded, r1.route.forwarded);
+    assert.equal(R.node.stats().malformed, rMalformed + 1);
+    assert.equal(rSent, 0);
 
-    // a flood from one address: relayed up to the burst, then rate limited; still one out per one in at most
+    // a flood from one address: up to the burst asked for a cookie, then rate limited; nothing relayed, and
+    // never more bytes back than came in
     const flood = attachBytes(x, [toNode(generateIdentity().nodeId)]);
+    const before = { replies: replies.length, cookie: R.node.stats().rejected['cookie-missing'] ?? 0 };
     for (let i = 0; i < 150; i++) xs.send(flood, R.ep);
     await sim.advance(10);
-    const r2 = R.node.stats().route;
-    assert.ok(r2.rateLimited >= 50, `rate limited: ${r2.rateLimited}`);
-    assert.equal(r2.unroutable + r2.rateLimited - r1.route.unroutable - r1.route.rateLimited, 150);
-    assert.equal(rSent, 1);
+    const r2 = R.node.stats();
+    assert.ok(r2.route.rateLimited >= 50, `rate limited: ${r2.route.rateLimited}`);
+    assert.equal((r2.rejected['cookie-missing'] ?? 0) - before.cookie + r2.route.rateLimited - r1.route.rateLimited, 150);
+    const back = replies.slice(before.replies).reduce((n, b) => n + b.length, 0);
+    assert.ok(back <= 150 * flood.length, `${back} bytes back for ${150 * flood.length} in`);
+    assert.equal(rSent, 0);
   });
 });
 
