@@ -44,12 +44,15 @@ export async function serveControl(stateDir: string, handler: ControlHandler, op
   const server = createServer((conn) => {
     conn.on('error', () => conn.destroy());
     const uid = checkPeers ? peerUidOf(conn) : undefined;
+    // A refused user still gets its answer after its request line, so it reads the refusal rather than a
+    // connection reset; its request is never looked at.
+    let refusal: string | undefined;
     if (checkPeers && (uid === undefined || !permitted.has(uid))) {
       opts.onRefused?.(uid);
       const who = uid === undefined ? 'a user the kernel would not name' : `uid ${uid}`;
       const allowed = [...permitted].sort((a, b) => a - b).join(', ');
-      conn.end(JSON.stringify({ ok: false, error: `permission denied: ${who} may not use the agent's control socket ${path}; only root and the owner of ${stateDir} may (uid ${allowed})` }) + '\n');
-      return;
+      refusal = `permission denied: ${who} may not use the agent's control socket ${path}; only root and the owner of ${stateDir} may (uid ${allowed})`;
+      conn.setTimeout(CONTROL_TIMEOUT_MS, () => conn.destroy()); // nor may it hold the connection open
     }
     let buf = '';
     conn.setEncoding('utf8');
@@ -60,6 +63,7 @@ export async function serveControl(stateDir: string, handler: ControlHandler, op
       if (nl < 0) return;
       const line = buf.slice(0, nl);
       buf = '';
+      if (refusal !== undefined) { conn.end(JSON.stringify({ ok: false, error: refusal }) + '\n'); return; }
       void answer(line, handler).then((reply) => conn.end(JSON.stringify(reply) + '\n'));
     });
   });
