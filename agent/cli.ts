@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // idloc-agent: the command line. Bad flags and config files give one line on stderr and exit 2;
 // a missing privilege or agent, a corrupt or exposed state file, or a refused control request gives
-// one line and exit 1. Logs (pino JSON) go to stderr; the
-// answers of id/status go to stdout, so `--json` output can be piped.
+// one line and exit 1. Logs (pino JSON) go to stderr; the answers of id/status go to stdout, so
+// `--json` output can be piped.
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, LOG_LEVELS, type RawOptions } from './config.js';
