@@ -18,8 +18,9 @@ import {
 } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
 import { NETCHECK_MAX_SERVERS } from './base/constants.js';
-import { serviceResourceId } from './overlay/names.js';
+import { normalizeName, serviceResourceId } from './overlay/names.js';
 import { fromHex, hex } from './base/bytes.js';
+import type { KeptNames } from './names-state.js';
 
 export interface AgentOverlayOptions {
   socket: DatagramSocket;
@@ -34,6 +35,8 @@ export interface AgentOverlayOptions {
   puzzleDifficulty?: number;
   /** The IPv4 claim settled on another derivation than identity.ipv4Attempt. */
   onIpv4Changed: (attempt: number, ipv4: number) => void | Promise<void>;
+  /** Names registered before, kept in the state dir: registered again at start, and `register` adds to them. */
+  keptNames?: KeptNames;
 }
 
 export interface OverlayStatus {
@@ -63,7 +66,7 @@ export interface ResolveResult {
 
 export type RegisterOutcome =
   | { ok: true; name: string; nodeId: string }
-  | { ok: false; reason: 'invalid' | 'taken' | 'unreachable'; holder?: string };
+  | { ok: false; reason: 'invalid' | 'taken' | 'unreachable' | 'too-many'; holder?: string };
 
 export class AgentOverlay {
   readonly node: OverlayNode;
@@ -163,10 +166,25 @@ export class AgentOverlay {
 
   // ---- for the CLI ----------------------------------------------------------------------------
 
+  /** Register `name` and keep it in the state dir, so that every start registers it again. */
   async register(name: string): Promise<RegisterOutcome> {
+    const kept = this.o.keptNames;
+    if (kept && !kept.room(name)) return { ok: false, reason: normalizeName(name) === undefined ? 'invalid' : 'too-many' };
     const r = await this.node.publisher.registerName(name);
-    if (r.ok) return { ok: true, name: r.record.value!.name, nodeId: hex(nodeIdFromPublicKey(r.record.owner)) };
-    return { ok: false, reason: r.reason, ...(r.holder ? { holder: hex(r.holder) } : {}) };
+    if (!r.ok) return { ok: false, reason: r.reason, ...(r.holder ? { holder: hex(r.holder) } : {}) };
+    kept?.keep(r.record.value!.name);
+    return { ok: true, name: r.record.value!.name, nodeId: hex(nodeIdFromPublicKey(r.record.owner)) };
+  }
+
+  /** At start: register again every name kept in the state dir (the publisher republishes them from then
+   *  on). A name another key took while we were away is reported and left alone. */
+  async registerKeptNames(): Promise<void> {
+    for (const name of this.o.keptNames?.list() ?? []) {
+      if (this.closed) return;
+      const r = await this.node.publisher.registerName(name).catch((e: unknown) => ({ ok: false as const, reason: (e as Error).message }));
+      if (r.ok) this.o.logger.info({ name }, 'overlay: kept name registered again');
+      else this.o.logger.warn({ name, reason: r.reason, ...('holder' in r && r.holder ? { holder: hex(r.holder) } : {}) }, 'overlay: kept name not registered');
+    }
   }
 
   /** A name, a 40-hex NodeID, an overlay IPv4 or IPv6 address -> the owner and its locator. */

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // idloc-agent: the command line. Bad flags and config files give one line on stderr and exit 2;
-// a missing privilege or agent gives one line and exit 1. Logs (pino JSON) go to stderr; the
-// answers of id/status go to stdout, so `--json` output can be piped.
+// a missing privilege or agent, a corrupt or exposed state file, or a refused control request gives
+// one line and exit 1. Logs (pino JSON) go to stderr; the answers of id/status go to stdout, so
+// `--json` output can be piped.
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, LOG_LEVELS, type RawOptions } from './config.js';
-import { DEFAULT_STATE_DIR } from './base/constants.js';
+import { DEFAULT_STATE_DIR, NAMES_MAX_KEPT } from './base/constants.js';
+import { StateFileError } from './base/state-file.js';
 import { IdentityError, identityToJson, loadOrCreateIdentity } from './idloc/identity.js';
 import { ControlError, request } from './control.js';
 import { PrivilegeError } from './host.js';
@@ -91,6 +93,7 @@ program.command('register')
     if (!r.ok) {
       if (r.reason === 'invalid') fail(EXIT_USAGE, `"${name}" is not a valid name (1-63 of a-z 0-9 -)`);
       if (r.reason === 'taken') fail(EXIT_FAILURE, `name "${name}" is taken by ${r.holder ?? 'another host'}`);
+      if (r.reason === 'too-many') fail(EXIT_FAILURE, `this host keeps ${NAMES_MAX_KEPT} names already (the most it registers again at start)`);
       fail(EXIT_FAILURE, `name "${name}" could not be stored: no overlay node answered`);
     }
     process.stdout.write(opts.json ? JSON.stringify({ name: r.name, nodeId: r.nodeId }) + '\n' : `${r.name} -> ${r.nodeId}\n`);
@@ -137,7 +140,7 @@ async function main(): Promise<void> {
       fail(EXIT_USAGE, e.message.replace(/^error: /, ''));
     }
     if (e instanceof ConfigError) fail(EXIT_USAGE, e.message);
-    if (e instanceof PrivilegeError || e instanceof ControlError || e instanceof IdentityError) fail(EXIT_FAILURE, e.message);
+    if (e instanceof PrivilegeError || e instanceof ControlError || e instanceof IdentityError || e instanceof StateFileError) fail(EXIT_FAILURE, e.message);
     fail(EXIT_FAILURE, (e as Error).message ?? String(e));
   }
 }

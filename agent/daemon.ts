@@ -30,6 +30,7 @@ import { Underlay, type UnderlayOptions } from './nat/underlay.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
 import type { Candidate } from './overlay/records.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
+import type { KeptNames } from './names-state.js';
 import { Discovery } from './discovery.js';
 import { Peers, type PeerSpec } from './peers.js';
 import { statusOf, type AgentStatus } from './status.js';
@@ -68,6 +69,8 @@ export interface AgentOptions {
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
   onIdentityChanged?: (identity: Identity) => void | Promise<void>;
+  /** Names kept in the state dir (names-state.ts): registered again at start, and `register` keeps them. */
+  keptNames?: KeptNames;
   /** Time for every layer but the overlay (which keeps its own Scheduler): a twin in tests that move the clock. */
   clock?: Scheduler;
 }
@@ -127,6 +130,7 @@ export class Agent {
         onAttach: (blob) => this.traversal?.onAttach(blob),
         ...(ov.puzzleDifficulty !== undefined ? { puzzleDifficulty: ov.puzzleDifficulty } : {}),
         onIpv4Changed: (attempt) => this.ipv4Changed(attempt),
+        ...(o.keptNames ? { keptNames: o.keptNames } : {}),
       });
     }
     const overlay = this.overlay;
@@ -184,7 +188,10 @@ export class Agent {
     // Peers with a known endpoint get a tunnel at once: the first packet then waits for nothing.
     for (const p of this.map.values()) this.tunnels.connect(p.link);
     this.o.logger.info({ ...identityToJson(this.identity), tap: this.o.tap.name, listen: endpointKey(this.o.socket.local), peers: this.map.size }, 'agent up');
-    void this.overlay?.start().then(() => this.pathKeeper?.checkNat())
+    void this.overlay?.start().then(() => {
+      void this.overlay?.registerKeptNames();
+      return this.pathKeeper?.checkNat();
+    })
       .catch((e: unknown) => this.o.logger.error({ err: (e as Error).message }, 'overlay start failed'));
   }
 

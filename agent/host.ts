@@ -15,6 +15,7 @@ import { NativeTap } from './tap/native-tap.js';
 import { UdpSocket } from './conn/udp-socket.js';
 import { NativeUdpSocket } from './conn/native-udp-socket.js';
 import { serveControl } from './control.js';
+import { NamesState } from './names-state.js';
 import { parseEndpoint, type Endpoint } from './conn/socket.js';
 import { watchAddresses } from './conn/address-watch.js';
 
@@ -74,6 +75,7 @@ function explain<T>(step: () => T, byCode: Record<string, string>): T {
 export async function runAgent(config: Config, logger: Logger): Promise<number> {
   checkPrivileges();
   const identity = loadOrCreateIdentity(config.stateDir);
+  const keptNames = NamesState.load(config.stateDir);
   const cleanups: (() => void | Promise<void>)[] = [];
   const cleanup = async () => {
     for (const c of cleanups.reverse()) {
@@ -97,7 +99,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     cleanups.push(() => socket.close());
     let current = identity;
     const agent = new Agent({
-      identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun,
+      identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun, keptNames,
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
       ...(config.offerTurn ? { offerTurn: config.offerTurn } : {}),
       // Birthday probing opens 256 cheap sockets (node:dgram); the one a tunnel ends up using is reopened
@@ -128,7 +130,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       if (cmd === 'resolve') return agent.resolve(String(args.query ?? '')).then((r) => r ?? null);
       if (cmd === 'netcheck') return agent.netcheck(parseServers(args.servers));
       throw new Error(`unknown command "${cmd}"`);
-    });
+    }, { onRefused: (uid) => logger.warn({ uid }, 'control socket: refused a user who may not ask') });
     cleanups.push(() => new Promise<void>((r) => control.close(() => r())));
     agent.start();
     const watch = watchAddresses({ ignoreInterface: tap.name, onChange: () => agent.addressesChanged(), logger });

@@ -17,6 +17,15 @@
       "conditions": [
         ["OS!='linux'", { "type": "none", "sources!": ["udp.c", "aead.c"] }]
       ]
+    },
+    {
+      # SO_PEERCRED for the control socket: who is connecting, as the kernel tells it.
+      "target_name": "idloc_cred",
+      "sources": ["peercred.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none", "sources!": ["peercred.c"] }]
+      ]
     }
   ]
 }

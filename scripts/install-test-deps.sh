@@ -16,6 +16,7 @@ packages=(
   python3 make g++                                   # node-gyp builds native-helpers (the TAP addon); UDP probes in nat-lab
   coturn                                             # TURN relay (turnserver, static credentials, in a namespace)
   sip-tester baresip                                 # sipp and baresip: SIP calls over the overlay
+  faketime                                           # restart an agent days later (libfaketime): kept names republished
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -540,6 +540,15 @@ export const CONTROL_SOCKET_NAME = 'control.sock';
 /** How long the CLI waits for the agent's answer: `resolve` and `register` run overlay lookups, which on a
  *  lossy path may spend a few RPC timeouts (LOOKUP_TIMEOUT_MS); status answers at once. */
 export const CONTROL_TIMEOUT_MS = 10_000;
+/** A control request is one short JSON line; 64 KiB is far above any real one (a name, a query, a few
+ *  STUN servers) and bounds what a permitted but buggy client can make the agent buffer. */
+export const CONTROL_MAX_REQUEST_BYTES = 65_536;
+/** Names `register` kept in the state dir, re-registered at every start (agent/names-state.ts). */
+export const NAMES_FILE_NAME = 'names.json';
+/** Names one host keeps and republishes: a host needs a handful; 16 bounds the file and the start-up
+ *  registrations, and leaves room under STORE_MAX_RECORDS_PER_OWNER for the host's locator, IPv4 claim,
+ *  service records and tombstones. */
+export const NAMES_MAX_KEPT = 16;
 /** Default UDP port: RELOAD has no fixed one; 4500 is NAT-T's and easy to remember. */
 export const DEFAULT_LISTEN_PORT = 4500;
 export const DEFAULT_TAP_NAME = 'idloc0';

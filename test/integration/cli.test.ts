@@ -1,11 +1,12 @@
 // The CLI's promises to a user at a terminal: bad input gives exit code 2 and one line saying what is
 // wrong; no agent or no privilege gives a clear one-liner and exit code 1 (as README promises, after the
-// config file example); `id` is stable and private.
+// config file example); `id` is stable and private; a corrupt or exposed state dir is one line and exit 1,
+// and the control socket answers only root and the state dir's owner.
 // Every `up` runs inside a lab namespace: if validation ever let one through, its TAP lands there,
 // not on the machine.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, waitFor, type ExecResult } from './lab.js';
 import { CLI, cliMissing, runCli } from './agents.js';
@@ -125,6 +126,72 @@ describe(SUITE, { skip }, () => {
     assertOneLine(r, 1, /CAP_NET_ADMIN|root/);
     const link = await lab.exec('h', ['ip', 'link', 'show', 'idloc0'], { allowFail: true });
     assert.notEqual(link.code, 0, 'a TAP was left behind');
+  });
+
+  describe('a damaged or exposed state dir exits 1 with one line naming the fix, and nothing is replaced', () => {
+    const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--'];
+    /** A state dir with a real identity in it, 0700 and 0600 as the agent makes them. */
+    const made = async (name: string): Promise<string> => {
+      const state = join(dir, name);
+      const r = await cli(['id', '--state-dir', state, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      return state;
+    };
+    let tried = 0;
+    after(() => console.log(`cli: ${tried} damaged or exposed state dirs tried (id and up each), every one refused with exit 1`));
+
+    it('a truncated identity.json', async () => {
+      const state = await made('state-truncated');
+      const file = join(state, 'identity.json');
+      const whole = readFileSync(file, 'utf8');
+      writeFileSync(file, whole.slice(0, Math.floor(whole.length / 2)));
+      const re = new RegExp(`^idloc-agent: identity\\.json in ${state} is corrupt \\(truncated JSON\\); restore it from a backup, or move it away to start with a new identity$`);
+      assertOneLine(await cli(['id', '--state-dir', state]), 1, re);
+      assertOneLine(await cli(['up', '--state-dir', state, '--listen', '4510']), 1, re);
+      assert.equal(readFileSync(file, 'utf8'), whole.slice(0, Math.floor(whole.length / 2)), 'the damaged key is left for the user to restore, not replaced');
+      tried++;
+    });
+    it('a world-writable state dir', async () => {
+      const state = await made('state-777');
+      chmodSync(state, 0o777);
+      const re = new RegExp(`^idloc-agent: state dir ${state} is writable by other users \\(mode 777\\); run chmod 700 ${state}$`);
+      assertOneLine(await cli(['id', '--state-dir', state]), 1, re);
+      assertOneLine(await cli(['up', '--state-dir', state, '--listen', '4511']), 1, re);
+      tried++;
+    });
+    it('an identity.json others can read', async () => {
+      const state = await made('state-644');
+      chmodSync(join(state, 'identity.json'), 0o644);
+      const re = /^idloc-agent: identity\.json in .* is readable by other users \(mode 644\); run chmod 600 .*identity\.json$/;
+      assertOneLine(await cli(['id', '--state-dir', state]), 1, re);
+      assertOneLine(await cli(['up', '--state-dir', state, '--listen', '4512']), 1, re);
+      tried++;
+    });
+
+    it('a user other than root or the state dir\'s owner is refused by the control socket, with or without file access', async () => {
+      const state = join(dir, 'state-ctl');
+      const agent = lab.spawn('h', [process.execPath, CLI, 'up', '--state-dir', state, '--tap', 'ctl0', '--listen', '4513', '--log-level', 'warn']);
+      try {
+        await waitFor(async () => (await cli(['status', '--state-dir', state])).code === 0, 10_000, { what: 'agent up' });
+        assert.equal(statSync(join(state, 'control.sock')).mode & 0o777, 0o600);
+        for (const d of [lab.dir, dir]) chmodSync(d, 0o711);
+        // nobody, plainly: the 0700 state dir and the 0600 socket keep it out
+        const plain = await runCli(lab, 'h', ['status', '--state-dir', state], { wrap: NOBODY, allowFail: true });
+        assertOneLine(plain, 1, /permission denied: only root and the owner of .* may use the agent's control socket/);
+        // nobody with CAP_DAC_OVERRIDE gets past the file modes; the agent asks the kernel who it is
+        const past = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=+dac_override', '--ambient-caps=+dac_override', '--'];
+        for (const cmd of [['status'], ['register', 'mallory'], ['resolve', 'bob']]) {
+          const r = await runCli(lab, 'h', [...cmd, '--state-dir', state], { wrap: past, allowFail: true });
+          assertOneLine(r, 1, /permission denied: uid 65534 may not use the agent's control socket .*; only root and the owner of .* may \(uid 0\)/);
+          assert.equal(r.stdout, '');
+        }
+        console.log('cli: 4 control requests from uid 65534 (1 blocked by file modes, 3 past them by CAP_DAC_OVERRIDE), all refused');
+        assert.equal((await cli(['status', '--state-dir', state])).code, 0, 'root still may');
+        assert.ok(agent.running);
+      } finally {
+        await lab.stopProcess(agent);
+      }
+    });
   });
 
   it('a second agent on a busy TAP name, state dir or UDP port says which and what to do', async () => {
