@@ -15,7 +15,7 @@
 
 import { KADEMLIA_ALPHA, KADEMLIA_K } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
-import { lookup, type LookupResult, type QueryResult } from './lookup.js';
+import { lookup, type LookupResult, type NetworkLimit, type QueryResult } from './lookup.js';
 import { RoutingTable, type RoutingTableOptions } from './routing-table.js';
 import { Rpc, type RpcCodec } from './rpc.js';
 import type { Scheduler } from '../base/scheduler.js';
@@ -57,6 +57,8 @@ export interface KademliaNodeOptions<V, W> {
   /** False: a request's sender is not learned here, only answers' (the owner learns a request's sender itself,
    *  once it proved its key at that address: learnProven). The simulation keeps Kademlia's default, true. */
   learnFromRequests?: boolean;
+  /** Per-address and per-subnet caps on what one answer adds to a lookup and on its result (lookup.ts). */
+  networkLimit?: NetworkLimit;
   random?: () => number;
   /** How long a contact that timed out stays skipped (OVERLAY_UNRESPONSIVE_MS), and how many are kept. */
   unresponsiveMs?: number;
@@ -161,7 +163,7 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     return lookup<never>({
       target, seeds: this.seeds(target), scheduler: this.o.scheduler, k: this.k, alpha: this.alpha,
       selfId: this.o.nodeId, skip: this.skipContact, ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
-      ...(opts.sought ? { sought: opts.sought } : {}),
+      ...(opts.sought ? { sought: opts.sought } : {}), ...(this.o.networkLimit ? { networkLimit: this.o.networkLimit } : {}),
       query: async (c, t) => {
         const r = await this.call(c, { type: 'find_node', sender: this.self, target: t });
         return r && r.type === 'nodes' ? { contacts: r.contacts } : undefined;
@@ -174,7 +176,7 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     return lookup<V>({
       target: key, seeds: this.seeds(key), scheduler: this.o.scheduler, k: this.k, alpha: this.alpha,
       selfId: this.o.nodeId, skip: this.skipContact, ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
-      ...(opts.sought ? { sought: opts.sought } : {}),
+      ...(opts.sought ? { sought: opts.sought } : {}), ...(this.o.networkLimit ? { networkLimit: this.o.networkLimit } : {}),
       query: async (c, t): Promise<QueryResult<V> | undefined> => {
         const r = await this.call(c, { type: 'find_value', sender: this.self, key: t });
         if (!r) return undefined;

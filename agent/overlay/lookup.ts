@@ -15,6 +15,9 @@
 // the lookup waiting: nothing has answered yet (a slow path is not a dead one), and a `sought` contact
 // (the node being looked for, known by id or key before it answers) is never left behind.
 //
+// `networkLimit` caps how many contacts one answer may add at one IP address or in one subnet, and how many
+// the result holds: a liar's answer cannot fill the shortlist with nodes on its own address (S/Kademlia).
+//
 // `skip` drops contacts before they are queried (the node's recently unresponsive ones); if it would drop
 // every seed, the seeds are queried anyway (after an outage of our own, every contact may have timed out).
 //
@@ -54,6 +57,33 @@ export interface LookupOptions<V> {
   selfId?: Uint8Array;
   /** Stop as soon as a node for which this holds has answered. */
   stopWhen?: (c: ContactInfo) => boolean;
+  networkLimit?: NetworkLimit;
+}
+
+/** At most `perIp` contacts at one address and `perSubnet` in one `networkOf` (undefined: not limited). */
+export interface NetworkLimit {
+  perIp: number;
+  perSubnet: number;
+  networkOf: (address: string) => string | undefined;
+}
+
+/** The contacts of `list` in order, leaving out those over `limit`. */
+export function withinNetworkLimit<C extends ContactInfo>(list: C[], limit: NetworkLimit | undefined): C[] {
+  if (!limit) return list;
+  const ips = new Map<string, number>();
+  const nets = new Map<string, number>();
+  const out: C[] = [];
+  for (const c of list) {
+    const ip = c.endpoint.address;
+    const net = limit.networkOf(ip);
+    const a = ips.get(ip) ?? 0;
+    const b = net === undefined ? 0 : nets.get(net) ?? 0;
+    if (a >= limit.perIp || (net !== undefined && b >= limit.perSubnet)) continue;
+    ips.set(ip, a + 1);
+    if (net !== undefined) nets.set(net, b + 1);
+    out.push(c);
+  }
+  return out;
 }
 
 export interface LookupResult<V> {
@@ -229,7 +259,7 @@ class Lookup<V> {
     this.answered++;
     if ('value' in r) { this.finish(e, r.value); return; }
     if (this.o.stopWhen?.(e.info) || this.o.sought?.(e.info)) { this.finish(e, undefined); return; }
-    for (const c of r.contacts) if (!this.skipped(c)) this.add(c, e.hop + 1);
+    for (const c of withinNetworkLimit(r.contacts, this.o.networkLimit)) if (!this.skipped(c)) this.add(c, e.hop + 1);
     this.pump();
   }
 
@@ -241,14 +271,14 @@ class Lookup<V> {
       e.straggleTimer?.cancel();
       e.straggleTimer = undefined;
     }
-    const contacts: ContactInfo[] = [];
+    let contacts: ContactInfo[] = [];
     let closestHop = 0;
     for (const e of this.list) {
       if (e.state !== ANSWERED) continue;
       if (contacts.length === 0) closestHop = e.hop;
       contacts.push(e.info);
-      if (contacts.length >= this.k) break;
     }
+    contacts = withinNetworkLimit(contacts, this.o.networkLimit).slice(0, this.k);
     const res: LookupResult<V> = {
       contacts,
       hops: at ? at.hop : closestHop,

@@ -44,6 +44,7 @@ import {
 } from './codec.js';
 import { ed25519Signer } from '../base/ed25519.js';
 import { NodeGuard } from './node-guard.js';
+import { networkOf } from './network-of.js';
 import { verifyPuzzle } from './puzzle.js';
 import { KademliaNode } from './kademlia.js';
 import { Attacher } from './node-attach.js';
@@ -134,13 +135,17 @@ export class OverlayNode {
       sign: this.sign,
       cookieFor: (to) => this.guard.jar.get(to),
     };
+    o = { maxContactsPerIp: ROUTING_MAX_PER_IP, maxContactsPerSubnet: ROUTING_MAX_PER_SUBNET, ...o };
     this.kad = new KademliaNode<FetchValue, Wire>({
       nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, scheduler: this.scheduler, k: this.k, alpha,
       send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key), learnFromRequests: false,
+      networkLimit: {
+        perIp: o.maxContactsPerIp || Infinity, perSubnet: o.maxContactsPerSubnet || Infinity, networkOf,
+      },
       acceptContact: (c) => idMatchesKey(c) && !bytesEqual(c.nodeId, this.self.nodeId)
         && verifyPuzzle(c.publicKey, c.puzzleNonce ?? 0n, this.puzzleDifficulty),
       table: {
-        maxPerIp: o.maxContactsPerIp ?? ROUTING_MAX_PER_IP, maxPerSubnet: o.maxContactsPerSubnet ?? ROUTING_MAX_PER_SUBNET,
+        maxPerIp: o.maxContactsPerIp, maxPerSubnet: o.maxContactsPerSubnet,
         onAdded: (c) => { this.membership.contactAdded(); this.publisher.contactAdded(c); this.rendezvous.contactAdded(c); },
         onRemoved: (c) => { this.membership.contactRemoved(c); this.rendezvous.contactRemoved(c); },
       },

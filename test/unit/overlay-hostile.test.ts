@@ -15,7 +15,9 @@ import { COOKIE_ANSWER_BYTES } from '../../agent/overlay/node-wire.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import { ed25519Signer } from '../../agent/base/ed25519.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
-import { OVERLAY_DEFAULT_TTL, ROUTING_MAX_PER_IP } from '../../agent/base/constants.js';
+import { OVERLAY_DEFAULT_TTL, ROUTING_MAX_PER_IP, ROUTING_MAX_PER_SUBNET } from '../../agent/base/constants.js';
+import { lookup } from '../../agent/overlay/lookup.js';
+import { networkOf } from '../../agent/overlay/network-of.js';
 
 const DIFFICULTY = 4;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -209,5 +211,26 @@ describe('overlay: routing state follows only proven keys', () => {
       assert.ok(m?.kind === 'error' && m.code === ERR_COOKIE_REQUIRED, 'only cookie answers go to an unproven address');
     }
     console.log(`# amplification: ${X.tried} requests (${X.sent} bytes) from an unproven address, ${X.received} bytes back`);
+  });
+});
+
+describe('lookup: a liar cannot fill the shortlist with one address', () => {
+  it('one answer adds at most ROUTING_MAX_PER_IP contacts per IP and ROUTING_MAX_PER_SUBNET per public /24', async () => {
+    const sim = new SimScheduler(0);
+    const target = generateIdentity().nodeId;
+    const liar = { nodeId: generateIdentity().nodeId, publicKey: new Uint8Array(32), endpoint: { address: '203.0.113.1', port: 1 } };
+    const sybils = Array.from({ length: 20 }, (_, i) => ({
+      nodeId: generateIdentity().nodeId, publicKey: new Uint8Array(32), endpoint: { address: i < 10 ? '192.0.2.7' : `192.0.2.${100 + i}`, port: 1000 + i },
+    }));
+    const asked: string[] = [];
+    const r = await lookup({
+      target, seeds: [liar], scheduler: sim, k: 20,
+      networkLimit: { perIp: ROUTING_MAX_PER_IP, perSubnet: ROUTING_MAX_PER_SUBNET, networkOf },
+      query: async (c) => { asked.push(c.endpoint.address); return { contacts: c === liar ? sybils : [] }; },
+    });
+    const fromSybils = asked.filter((a) => a.startsWith('192.0.2.'));
+    assert.ok(fromSybils.length <= ROUTING_MAX_PER_SUBNET, `queried ${fromSybils.length} of the sybils' /24`);
+    assert.ok(r.contacts.filter((c) => c.endpoint.address.startsWith('192.0.2.')).length <= ROUTING_MAX_PER_SUBNET);
+    console.log(`# lookup: 20 contacts on one /24 offered, ${fromSybils.length} queried`);
   });
 });
