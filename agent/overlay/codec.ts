@@ -165,7 +165,7 @@ export function parseOverlayMessage(b: Uint8Array): OverlayMessage | undefined {
   }
   const spec = SPECS[kind] as unknown as Spec<BodyKind>;
   const required = spec.required | bit(TLV_SENDER) | bit(TLV_SIGNATURE);
-  const extra = kind === 'error' ? bit(TLV_COOKIE) : spec.response ? 0 : REQUEST_EXTRAS;
+  const extra = kind === 'error' ? bit(TLV_COOKIE) | bit(TLV_ORIGIN) : spec.response ? bit(TLV_ORIGIN) : REQUEST_EXTRAS;
   if ((f.seen & ~(allowedMask(spec) | bit(TLV_SIGNATURE) | extra)) !== 0 || (f.seen & required) !== required) return undefined;
   const m: OverlayMessage = {
     ttl: r.ttl, txid: r.txid, via: r.via, dest: r.dest, sender: f.sender!, ...spec.decode(f, r.code),
@@ -325,7 +325,7 @@ export function answerDestinations(req: OverlayHeader): Destination[] {
   return dest;
 }
 
-/** A routed request as the first forwarder passes it on: ORIGIN (where it came from) appended. Undefined if
+/** A routed message as the first forwarder passes it on: ORIGIN (where it came from) appended. Undefined if
  *  it already has one, or would outgrow a datagram. */
 export function withOrigin(b: Uint8Array, from: OverlayEndpoint): Buffer | undefined {
   const m = parseOverlayMessage(b);

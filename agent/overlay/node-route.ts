@@ -7,7 +7,8 @@
 //        return path kept: (txid, originator) -> the previous hop and where it was ─> forwardHop (TTL - 1,
 //        us appended to Via, us popped from the destinations) ─> one datagram out
 //   answer ─> a return path for (txid, originator) whose previous hop is the next destination, and the
-//        answer comes from the endpoint we forwarded the request to ─> to the previous hop's endpoint
+//        answer comes from the endpoint we forwarded the request to ─> ORIGIN(from) appended if it has none
+//        (we are next to the answerer) ─> to the previous hop's endpoint
 //
 // Where a node is: `recent`, the endpoint each NodeID last proved its key from (a verified request: a
 // rendezvous client's keepalives), else the routing table (whose endpoints are proven the same way). Why the
@@ -218,7 +219,9 @@ export class Router {
       this.counts.unproven++;
       return;
     }
-    const out = forwardHop(b, this.d.selfId);
+    // the first forwarder an answer meets got it from the answerer itself: it says where that was (ORIGIN)
+    const origin = fromSocketEndpoint(from);
+    const out = forwardHop((origin && withOrigin(b, origin)) ?? b, this.d.selfId);
     if (!out) { this.counts.tooLarge++; return; }
     this.counts.forwarded++;
     this.d.send(out, p.back);

@@ -33,17 +33,16 @@
 
 import {
   BUCKET_REFRESH_INTERVAL_MS, DHT_REPLICATE_INTERVAL_MS, DHT_REPUBLISH_INTERVAL_MS, KADEMLIA_ALPHA, KADEMLIA_K,
-  OVERLAY_COOKIE_RETRIES, PUZZLE_DEFAULT_DIFFICULTY, RENDEZVOUS_KEEPALIVE_MS, ROUTING_MAX_PER_IP, ROUTING_MAX_PER_SUBNET,
+  PUZZLE_DEFAULT_DIFFICULTY, RENDEZVOUS_KEEPALIVE_MS, ROUTING_MAX_PER_IP, ROUTING_MAX_PER_SUBNET,
 } from '../base/constants.js';
 import type { Identity } from '../idloc/identity.js';
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import {
-  ERR_COOKIE_REQUIRED, idMatchesKey, isAnswer, marshalOverlayMessage, parseOverlayMessage, parseRoute,
-  METHOD_ATTACH, METHOD_FETCH, METHOD_FIND_NODE, METHOD_LEAVE, METHOD_PING, METHOD_STORE,
-  type OverlayMessage, type OverlaySign, type Sender,
+  idMatchesKey, isAnswer, marshalOverlayMessage, parseOverlayMessage, parseRoute, METHOD_ATTACH, type OverlaySign, type Sender,
 } from './codec.js';
 import { ed25519Signer } from '../base/ed25519.js';
 import { NodeGuard } from './node-guard.js';
+import { dispatchAnswer, provenRequest, type InboundDeps } from './node-inbound.js';
 import { networkOf } from './network-of.js';
 import { verifyPuzzle } from './puzzle.js';
 import { KademliaNode } from './kademlia.js';
@@ -56,7 +55,7 @@ import { Rendezvous, rendezvousEndpoints } from './node-rendezvous.js';
 import { Router } from './node-route.js';
 import { localValue, serveExtra, storeAt, type ServeDeps } from './node-serve.js';
 import {
-  cookieAnswer, extraCodec, kadCodec, requestExtras, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire,
+  extraCodec, kadCodec, requestExtras, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire,
   type WireContext,
 } from './node-wire.js';
 import { solvePuzzle } from './puzzle.js';
@@ -105,6 +104,7 @@ export class OverlayNode {
   private ctx: { txid: bigint; method: number; from: Endpoint } | undefined;
   private readonly rejected: Record<string, number> = {};
   private readonly guard: NodeGuard;
+  private readonly inbound: InboundDeps;
   private readonly sign: OverlaySign;
   private datagrams = 0;
   private malformed = 0;
@@ -175,13 +175,17 @@ export class OverlayNode {
       firstHop: (b, from) => {
         const m = parseOverlayMessage(b);
         if (!m) { this.malformed++; return undefined; }
-        return this.provenRequest(b, m, from, METHOD_ATTACH) ? m : undefined;
+        return provenRequest(this.inbound, b, m, from, METHOD_ATTACH) ? m : undefined;
       },
     });
     this.attacher = new Attacher({
       scheduler: this.scheduler, self: this.self, send: sendRaw, onAttach: o.onAttach, reject: (r) => this.reject(r),
       marshal: (m, to) => marshalOverlayMessage(to ? { ...m, ...requestExtras(cx, to) } : m, this.sign),
     });
+    this.inbound = {
+      guard: this.guard, kad: this.kad, extra: this.extra, attacher: this.attacher, router: this.router, self: this.self,
+      sign: this.sign, send: sendRaw, reject: (r) => this.reject(r),
+    };
     this.rendezvous = new Rendezvous({
       kad: this.kad, scheduler: this.scheduler, bootstraps: () => this.membership.configuredBootstraps,
       count: o.rendezvousCount ?? 0, keepaliveMs: o.rendezvousKeepaliveMs ?? RENDEZVOUS_KEEPALIVE_MS,
@@ -222,7 +226,7 @@ export class OverlayNode {
       if (!m) { this.malformed++; return; }
       if (!idMatchesKey(m.sender)) { this.reject('sender-id-mismatch'); return; }
       if (bytesEqual(m.sender.nodeId, this.self.nodeId)) { this.reject('sender-is-self'); return; }
-      if (isAnswer(m)) { this.onAnswer(msg, m, from); return; }
+      if (isAnswer(m)) { dispatchAnswer(this.inbound, msg, m, from); return; }
       if (m.via.length > 0) {
         // routed to us (only ATTACH is): from where its last forwarder proved its key, signed by its originator
         if (m.kind !== 'attach') { this.reject('routed-unsupported'); return; }
@@ -233,7 +237,7 @@ export class OverlayNode {
         return;
       }
       const method = parseRoute(msg)!.code;
-      if (!this.provenRequest(msg, m, from, method)) return;
+      if (!provenRequest(this.inbound, msg, m, from, method)) return;
       const wire: Wire = { bytes: msg, msg: m };
       switch (m.kind) {
         case 'ping': case 'find-node': case 'fetch':
@@ -250,53 +254,6 @@ export class OverlayNode {
     } catch {
       this.reject('internal-error');
     }
-  }
-
-  /** A direct request (or one we are the first forwarder of): proven, its sender learned, or answered with
-   *  a cookie / dropped (node-guard.ts). */
-  private provenRequest(msg: Uint8Array, m: OverlayMessage, from: Endpoint, method: number): boolean {
-    const v = this.guard.request(msg, m, from);
-    if (!v.ok) {
-      if (v.cookie) {
-        const answer = cookieAnswer(this.self, this.sign, method, m.txid, v.cookie);
-        if (answer.length <= msg.length) this.socket.send(answer, from);
-        else this.reject('cookie-answer-too-large'); // an unpadded request: nothing larger goes back
-      }
-      return false;
-    }
-    this.router.heard(m.sender.nodeId, from);
-    if (v.admit && m.kind !== 'leave') {
-      const sender = { nodeId: Uint8Array.from(m.sender.nodeId), publicKey: Uint8Array.from(m.sender.publicKey), puzzleNonce: m.sender.puzzleNonce ?? 0n };
-      this.kad.learnProven(sender, from);
-    }
-    return true;
-  }
-
-  /** An answer: only for a request of ours in flight to `from`, and signed (node-guard.ts). */
-  private onAnswer(msg: Uint8Array, m: OverlayMessage, from: Endpoint): void {
-    const method = m.kind === 'error' ? m.method : parseRoute(msg)!.code;
-    const attach = method === METHOD_ATTACH;
-    const kad = method === METHOD_PING || method === METHOD_FIND_NODE || method === METHOD_FETCH;
-    const extra = method === METHOD_STORE || method === METHOD_LEAVE;
-    const awaited = attach ? this.attacher.awaits(m.txid, from) : kad ? this.kad.rpc.awaits(m.txid, from)
-      : extra ? this.extra.awaits(m.txid, from) : false;
-    if (!awaited) { this.reject('answer-unsolicited'); return; }
-    if (!this.guard.answer(msg, m, from)) return;
-    if (m.kind === 'error' && m.code === ERR_COOKIE_REQUIRED) {
-      if (!m.cookie) { this.reject('cookie-answer-empty'); return; }
-      this.guard.jar.set(from, m.cookie);
-      const again = attach ? this.attacher.resend(m.txid, from, OVERLAY_COOKIE_RETRIES)
-        : (kad ? this.kad.rpc : this.extra).resend(m.txid, OVERLAY_COOKIE_RETRIES);
-      if (!again) this.reject('cookie-retries-exhausted');
-      return;
-    }
-    if (attach) {
-      if (m.kind === 'attach-answer' || m.kind === 'error') this.attacher.onAnswer(m);
-      return;
-    }
-    if (m.kind === 'error' && kad) { this.reject('error-answer'); return; } // we never send these; the request times out
-    const wire: Wire = { bytes: msg, msg: m };
-    (kad ? this.kad : this.extra).onMessage(wire, from);
   }
 
   // ---- membership ---------------------------------------------------------------------------------

@@ -23,8 +23,8 @@
 //                     answer that asks for one is not larger than it
 //   0x000C  SIGNATURE Ed25519 signature (64) by SENDER's key (signature.ts)   every message, exactly once,
 //                                                                            after every TLV it covers
-//   0x000D  ORIGIN    endpoint: where the first forwarder received a routed    routed requests, after
-//                     request from, added by it (unsigned: routing history)   SIGNATURE (optional)
+//   0x000D  ORIGIN    endpoint: where the first forwarder received a routed    routed messages, after
+//                     message from, added by it (unsigned: routing history)   SIGNATURE (optional)
 //
 // A second copy of a single-valued TLV or a value of the wrong size makes the message invalid: there is
 // one reading of every valid message. Parsed ids, keys and blobs are views into the datagram: copy what
