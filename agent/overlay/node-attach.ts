@@ -20,6 +20,12 @@
 // route. Copies arriving while onAttach still runs are dropped (the originator retransmits). No onAttach, a
 // handler that returns undefined, throws or rejects: ERROR ERR_FORBIDDEN "attach refused", so the
 // originator stops waiting at once; a blob too large to answer with: ERROR ERR_MESSAGE_TOO_LARGE.
+//
+// `observed` (handed to onAttach, and with an answer to attachObserved's caller): where the Attach's path
+// saw its originator. A request straight from it (no Via): the datagram's source. Relayed: the message's
+// originObserved, the source the forwarder that received it straight from the originator saw (its
+// rendezvous node); absent if no forwarder reported one. NAT traversal aims its checks and birthday probing
+// by it (agent/nat/attach-guard.ts), never by the addresses the blob claims.
 
 import {
   NODE_ID_BYTES, OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_DESTINATIONS, OVERLAY_MAX_VIA,
@@ -27,8 +33,8 @@ import {
 } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import {
-  answerDestinations, encodedLength, marshalOverlayMessage, ERR_FORBIDDEN, ERR_MESSAGE_TOO_LARGE, METHOD_ATTACH,
-  type Destination, type MessageOf, type OverlayMessage, type Sender,
+  answerDestinations, encodedLength, marshalOverlayMessage, toSocketEndpoint, ERR_FORBIDDEN, ERR_MESSAGE_TOO_LARGE,
+  METHOD_ATTACH, type Destination, type MessageOf, type OverlayEndpoint, type OverlayMessage, type Sender,
 } from './codec.js';
 import { copyBytes } from './node-wire.js';
 import { cryptoTxids } from './rpc.js';
@@ -37,9 +43,28 @@ import { idKey } from './xor-metric.js';
 import { bytesEqual } from '../base/bytes.js';
 
 /** Called for an ATTACH addressed to us: the blob to answer with, or undefined to refuse. `from` is the
- *  originator (its NodeID is the hash of its key; that it sent the message is not proven). */
-export type AttachHandler = (blob: Uint8Array, from: { nodeId: Uint8Array; publicKey: Uint8Array }) =>
+ *  originator (its NodeID is the hash of its key; that it sent the message is not proven) and `observed`
+ *  where the Attach's path saw it (see the top of the file). */
+export type AttachHandler = (blob: Uint8Array, from: AttachContext) =>
   Promise<Uint8Array | undefined> | Uint8Array | undefined;
+
+export interface AttachContext {
+  nodeId: Uint8Array;
+  publicKey: Uint8Array;
+  /** Undefined: relayed, and no forwarder reported where it came from. */
+  observed?: Endpoint;
+}
+
+/** The target's answer, and where its path saw the target (originObserved, if a forwarder reported it). */
+export interface AttachAnswer { blob: Uint8Array; observed?: Endpoint }
+
+/** The originator's source as the first forwarder saw it, if the message carries one (the overlay codec
+ *  adds it to relayed messages); read defensively, since the field is optional on the parsed message. */
+function originObserved(m: OverlayMessage): Endpoint | undefined {
+  const e = (m as { originObserved?: OverlayEndpoint }).originObserved;
+  if (!e || !(e.address instanceof Uint8Array) || (e.address.length !== 4 && e.address.length !== 16)) return undefined;
+  return toSocketEndpoint(e);
+}
 
 export interface AttachOptions {
   initialTimeoutMs?: number;
@@ -91,7 +116,7 @@ interface Pending {
   maxTries: number;
   timeoutMs: number;
   timer: TimerHandle | undefined;
-  resolve: (blob: Uint8Array | undefined) => void;
+  resolve: (answer: AttachAnswer | undefined) => void;
 }
 
 interface Served {
@@ -116,6 +141,11 @@ export class Attacher {
   /** See the top of the file. Rejects only with a RangeError for a blob over ATTACH_MAX_BLOB or a target
    *  that is not a NodeID. */
   attach(target: Uint8Array, via: Endpoint[], blob: Uint8Array, o: AttachOptions = {}): Promise<Uint8Array | undefined> {
+    return this.attachObserved(target, via, blob, o).then((a) => a?.blob);
+  }
+
+  /** attach(), with where the answer's path saw the target. */
+  attachObserved(target: Uint8Array, via: Endpoint[], blob: Uint8Array, o: AttachOptions = {}): Promise<AttachAnswer | undefined> {
     if (target.length !== NODE_ID_BYTES) return Promise.reject(new RangeError('attach: target is not a NodeID'));
     if (blob.length > ATTACH_MAX_BLOB) return Promise.reject(new RangeError(`attach: blob of ${blob.length} bytes, at most ${ATTACH_MAX_BLOB}`));
     const seen = new Set<string>();
@@ -156,7 +186,8 @@ export class Attacher {
     p.timer?.cancel();
     if (m.kind === 'attach-answer') {
       this.stats.answered++;
-      p.resolve(copyBytes(m.blob));
+      const observed = originObserved(m);
+      p.resolve(observed ? { blob: copyBytes(m.blob), observed } : { blob: copyBytes(m.blob) });
     } else {
       this.stats.refused++;
       p.resolve(undefined);
@@ -169,6 +200,7 @@ export class Attacher {
     const dest = answerDestinations(m).map((x): Destination => ({ type: x.type, id: copyBytes(x.id) }));
     const back = { address: from.address, port: from.port };
     const txid = m.txid;
+    const observed = m.via.length === 0 ? back : originObserved(m);
     const key = `${idKey(m.sender.nodeId)}/${txid}`;
     const now = this.d.scheduler.now();
     const cached = this.served.get(key);
@@ -190,7 +222,9 @@ export class Attacher {
     };
     let out: ReturnType<AttachHandler>;
     try {
-      out = this.d.onAttach?.(copyBytes(m.blob), { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey) });
+      const from: AttachContext = { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey) };
+      if (observed) from.observed = { address: observed.address, port: observed.port };
+      out = this.d.onAttach?.(copyBytes(m.blob), from);
     } catch {
       this.d.reject('attach-handler-error');
       out = undefined;
