@@ -9,9 +9,12 @@
 //             anything, and remembered only once the signature held.
 //   rate      offers per sender key: a token bucket (ATTACH_OFFERS_PEER_*), after the signature held (a
 //             forger cannot spend a genuine peer's budget).
-//   aim       `observed` is where the Attach's path saw the sender: the datagram's source for a direct one,
-//             the first forwarder's report (the rendezvous node it came in through) for a relayed one, else
-//             where our own overlay last heard that node. Checked are only offered candidates
+//   aim       `observed` is where the Attach's path saw the sender: the first forwarder's report (the
+//             rendezvous node it came in through) for a relayed one; for a direct one the datagram's
+//             source, but only if our routing table has that node at that address (a source can be
+//             spoofed; a legitimate direct Attach comes from a contact, such as our rendezvous node),
+//             else counted 'direct-unverified'; with no report, the routing table's address for the node.
+//             Checked are only offered candidates
 //               - at the observed address (its host address if public, its srflx and predicted ports), or
 //               - private host addresses in one of our own subnets, when it is behind the same NAT as we
 //                 are (observed = our public address) or came to us across the LAN, or
@@ -35,7 +38,7 @@ import { parseIpv4, parseIpv6 } from '../idloc/addresses.js';
 import { IceCandidateType, type AttachParams, type IceCandidate } from './attach.js';
 
 export type AttachGuardRefusal =
-  | 'replay' | 'rate-limited' | 'unobserved' | 'candidate-unaimed' | 'spray-unaimed' | 'spray-limited';
+  | 'replay' | 'rate-limited' | 'direct-unverified' | 'unobserved' | 'candidate-unaimed' | 'spray-unaimed' | 'spray-limited';
 
 /** Where an Attach lets us send. */
 export interface Aim {
@@ -62,7 +65,7 @@ export function normalAddress(a: string): string {
 
 export class AttachGuard {
   readonly refused: Record<AttachGuardRefusal, number> = {
-    replay: 0, 'rate-limited': 0, unobserved: 0, 'candidate-unaimed': 0, 'spray-unaimed': 0, 'spray-limited': 0,
+    replay: 0, 'rate-limited': 0, 'direct-unverified': 0, unobserved: 0, 'candidate-unaimed': 0, 'spray-unaimed': 0, 'spray-limited': 0,
   };
   /** replayKey -> when it may be forgotten. Insertion order is expiry order (the window is fixed). */
   private readonly seen = new Map<string, number>();

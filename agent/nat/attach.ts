@@ -8,15 +8,18 @@
 //   | ver  | role | sender key (32)   | target NodeID (20)| created ms u64 | tie-breaker u64| puzzle u64   |
 //   +------+------+-------------------+-------------------+----------------+----------------+--------------+
 //    78                       79+u                 80+u+p
-//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------------+
-//   | u len | ufrag (u bytes) | p len | pwd (p)    | #cand  | candidate ... | nat u8 | signature (64)  |
-//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------------+
+//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------+-----------------+
+//   | u len | ufrag (u bytes) | p len | pwd (p)    | #cand  | candidate ... | nat u8 | zeros ... | signature (64)  |
+//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------+-----------------+
 //   candidate: | family u8 (4|6) | type u8 (0 host, 1 srflx, 2 relay, 3 prflx) | port u16 | priority u32 | address (4|16) |
 //   puzzle: the sender key's NodeID puzzle nonce (overlay/puzzle.ts): an offer costs a minted identity, so
 //   a flood of offers from fresh keys costs 2^difficulty hashes per key.
 //   nat: the sender's NAT as its netcheck saw it: 0 unknown, 1 none, 2 easy (endpoint-independent
 //   mapping), 3 hard (endpoint-dependent mapping with ports nobody can predict) and the sender opens
 //   probe sockets for it (conn/probe-sockets.ts): the peer, if easy, then sprays checks across its ports.
+//   zeros: an offer is padded to ATTACH_OFFER_BYTES, the size of the largest answer, so the answer to an
+//   Attach (sent to wherever it came from, which may be spoofed) is never larger than the request; answers
+//   carry none. Any non-zero byte there is malformed.
 //
 //   ver = 3; role 0 = offer (the sender controls ICE: it nominates), 1 = answer (controlled).
 //   ufrag 4..32 and pwd 22..64 characters of ICE's ice-char set (RFC 8445 section 5.3), at most
@@ -65,6 +68,10 @@ export interface AttachParams {
 const TAG = new TextEncoder().encode('idloc attach v3');
 const ICE_CHARS = /^[A-Za-z0-9+/]+$/;
 const HEAD = 78;
+const CANDIDATE_MAX_BYTES = 8 + 16;
+/** Every offer's size: the largest blob (32-character ufrag, 64-character pwd, ATTACH_MAX_CANDIDATES IPv6
+ *  candidates), so no answer outgrows it. */
+export const ATTACH_OFFER_BYTES = HEAD + 1 + 32 + 1 + 64 + 1 + ATTACH_MAX_CANDIDATES * CANDIDATE_MAX_BYTES + 1 + 64;
 
 /** RFC 8445 section 5.1.2.1 priority: type preference (host 126, prflx 110, srflx 100, relay 0), then the
  *  order of our local addresses, component 1. */
@@ -100,6 +107,7 @@ export function marshalAttach(p: AttachParams, privateKey: Uint8Array): Uint8Arr
   w.u8(p.candidates.length);
   for (const c of p.candidates) writeCandidate(w, c);
   w.u8(NAT_HINTS.indexOf(p.nat ?? 'unknown'));
+  if (p.role === 'offer') w.bytes(new Uint8Array(Math.max(0, ATTACH_OFFER_BYTES - 64 - w.view().length)));
   w.bytes(ed25519.sign(signed(w.view()), privateKey));
   return Buffer.from(w.view());
 }
@@ -151,6 +159,7 @@ function decode(b: Uint8Array): AttachParams | undefined {
     candidates.push({ address, port, type: type as IceCandidateType, priority });
   }
   const nat = NAT_HINTS[r.u8()];
+  while (!r.bad && r.remaining > 0 && b[1] === 0) if (r.u8() !== 0) return undefined;
   if (!r.done() || !nat || created > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   return {
     role: b[1] === 0 ? 'offer' : 'answer', sender, target,

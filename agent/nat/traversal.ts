@@ -84,6 +84,9 @@ export interface TraversalOptions {
 
 const TYPE_NAMES = ['host', 'srflx', 'relay', 'prflx'];
 
+/** What onAttach needs of node-attach.ts's AttachContext. */
+export interface AttachObservation { observed?: Endpoint | undefined; relayed?: boolean }
+
 export class Traversal {
   private netcheck: NetcheckReport | undefined;
   private readonly guard = new AttachGuard(() => this.clock.now());
@@ -180,7 +183,7 @@ export class Traversal {
       this.stats.attachFailed++;
       return { how: 'attach-failed', reason: answer ? `the peer's Attach answer was refused (${answer.ok ? 'another key, or not an answer' : answer.reason})` : `no Attach answer through ${via.map(endpointKey).join(', ')}` };
     }
-    const aim = this.aim(answer.params, res?.observed ?? this.o.node.endpointOfNode(target));
+    const aim = this.aim(answer.params, this.observedFor(target, { relayed: true, ...(res?.observed ? { observed: res.observed } : {}) }));
     session.allow = this.allowFor(aim);
     // The peer's checks to our relayed candidate get through only once the relay permits its addresses.
     const relayOnEitherSide = this.hasRelay(aim.candidates);
@@ -202,9 +205,9 @@ export class Traversal {
   }
 
   /** The overlay's onAttach: an offer for us. Answer with our candidates and start checking at once.
-   *  `ctx.observed`: where the Attach's path saw the offerer (node-attach.ts); absent, where our overlay
-   *  last heard that node, if it did. */
-  onAttach(blob: Uint8Array, ctx: { observed?: Endpoint | undefined } = {}): Uint8Array | undefined {
+   *  `ctx` is node-attach.ts's AttachContext: where the Attach's path saw the offerer, and whether it was
+   *  relayed (see observedFor). */
+  onAttach(blob: Uint8Array, ctx: AttachObservation = {}): Uint8Array | undefined {
     const key = replayKey(blob);
     if (!this.guard.fresh(key)) { this.stats.attachRefused++; return undefined; }
     const v = parseAttach(blob, this.o.identity.nodeId, this.clock.now(), this.o.node.puzzleDifficulty);
@@ -212,7 +215,7 @@ export class Traversal {
     if (refusal || !v.ok) { this.stats.attachRefused++; this.stats.attachRefusedBy[refusal ?? 'malformed']++; return undefined; }
     if (!this.guard.admit(key!, v.params)) { this.stats.attachRefused++; return undefined; }
     const peer = nodeIdFromPublicKey(v.params.sender);
-    const aim = this.aim(v.params, ctx.observed ?? this.o.node.endpointOfNode(peer));
+    const aim = this.aim(v.params, this.observedFor(peer, ctx));
     const session = this.o.ice.newSession(false, hex(peer));
     session.allow = this.allowFor(aim);
     this.notePeerRelays(aim.candidates);
@@ -228,6 +231,17 @@ export class Traversal {
       tieBreaker: session.tieBreaker, puzzleNonce: this.o.node.puzzleNonce, ufrag: session.ufrag, pwd: session.pwd,
       candidates: this.offerCandidates(), nat: this.natHint(),
     }, this.o.identity.privateKey);
+  }
+
+  /** Where the Attach's path saw `peer`: a forwarder's report; the source of one straight from it only if
+   *  our routing table has it there (a source address can be spoofed); else the routing table's. */
+  private observedFor(peer: Uint8Array, ctx: AttachObservation): Endpoint | undefined {
+    const known = this.o.node.kad.table.get(peer)?.endpoint;
+    if (!ctx.observed) return known;
+    if (ctx.relayed === true) return ctx.observed;
+    if (known && normalAddress(known.address) === normalAddress(ctx.observed.address)) return ctx.observed;
+    this.guard.refused['direct-unverified']++;
+    return undefined;
   }
 
   /** Which of the peer's candidates we may check, and where probing may aim (attach-guard.ts). */

@@ -26,6 +26,10 @@
 // originObserved, the source the forwarder that received it straight from the originator saw (its
 // rendezvous node); absent if no forwarder reported one. NAT traversal aims its checks and birthday probing
 // by it (agent/nat/attach-guard.ts), never by the addresses the blob claims.
+//
+// A request straight from its originator (no Via) may have a spoofed source: the reply to it (answer or
+// ERROR) is sent only if it is no larger than the request (nat/attach.ts pads offers so that answers fit),
+// else nothing is sent and 'attach-reply-over-request' is counted.
 
 import {
   NODE_ID_BYTES, OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_DESTINATIONS, OVERLAY_MAX_VIA,
@@ -51,6 +55,8 @@ export type AttachHandler = (blob: Uint8Array, from: AttachContext) =>
 export interface AttachContext {
   nodeId: Uint8Array;
   publicKey: Uint8Array;
+  /** It came through forwarders (a Via list), not straight from the originator. */
+  relayed: boolean;
   /** Undefined: relayed, and no forwarder reported where it came from. */
   observed?: Endpoint;
 }
@@ -201,12 +207,13 @@ export class Attacher {
     const back = { address: from.address, port: from.port };
     const txid = m.txid;
     const observed = m.via.length === 0 ? back : originObserved(m);
+    const limit = m.via.length === 0 ? encodedLength(m) : Infinity;
     const key = `${idKey(m.sender.nodeId)}/${txid}`;
     const now = this.d.scheduler.now();
     const cached = this.served.get(key);
     if (cached && cached.expires > now) {
       this.stats.duplicates++;
-      if (cached.result !== undefined) this.answer(txid, dest, cached.result, back);
+      if (cached.result !== undefined) this.answer(txid, dest, cached.result, back, limit);
       return;
     }
     const entry: Served = { result: undefined, expires: now + RPC_RESPONSE_CACHE_MS };
@@ -218,11 +225,11 @@ export class Attacher {
       entry.result = blob ?? null;
       if (entry.result === null) this.stats.refusedByUs++;
       entry.expires = Math.max(entry.expires, this.d.scheduler.now() + RPC_RESPONSE_CACHE_MS);
-      if (!this.closed) this.answer(txid, dest, entry.result, back);
+      if (!this.closed) this.answer(txid, dest, entry.result, back, limit);
     };
     let out: ReturnType<AttachHandler>;
     try {
-      const from: AttachContext = { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey) };
+      const from: AttachContext = { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey), relayed: m.via.length > 0 };
       if (observed) from.observed = { address: observed.address, port: observed.port };
       out = this.d.onAttach?.(copyBytes(m.blob), from);
     } catch {
@@ -262,7 +269,8 @@ export class Attacher {
     for (const x of p.sends) this.d.send(x.bytes, x.to);
   }
 
-  private answer(txid: bigint, dest: Destination[], result: Uint8Array | null, to: Endpoint): void {
+  /** `limit`: the largest reply `to` may get (the request's size when it came straight from its source). */
+  private answer(txid: bigint, dest: Destination[], result: Uint8Array | null, to: Endpoint, limit: number): void {
     const head = { ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest, sender: this.d.self };
     const refuse = (code: number, reason: string): OverlayMessage => ({ ...head, kind: 'error', method: METHOD_ATTACH, code, reason });
     let m: OverlayMessage = result === null ? refuse(ERR_FORBIDDEN, 'attach refused') : { ...head, kind: 'attach-answer', blob: result };
@@ -270,6 +278,7 @@ export class Attacher {
       this.d.reject('attach-answer-too-large');
       m = refuse(ERR_MESSAGE_TOO_LARGE, 'attach answer too large');
     }
+    if (encodedLength(m) > limit) { this.d.reject('attach-reply-over-request'); return; }
     this.d.send(marshalOverlayMessage(m), to);
   }
 
