@@ -75,10 +75,11 @@ export interface TraversalOptions {
   logger: Logger;
   /** Attach offers and answers are stamped and checked against this clock. */
   clock?: Scheduler;
-  /** An Attach whose path reported no observation of its sender (a relayed one through forwarders that do
-   *  not set originObserved, or a handler not given `observed`): true (the default) aims at the offer's
-   *  own public address, within the probing budgets; false checks nothing and does not probe. Set false
-   *  once the overlay's forwarders report originObserved and onAttach is given `observed`. */
+  /** An Attach with no observation of its sender at all (relayed through forwarders that do not report
+   *  originObserved, or onAttach called without its context) from a node our routing table does not
+   *  have: true (the default) aims at the offer's own public address, within the probing budgets; false
+   *  checks nothing and does not probe. A direct Attach whose source the table contradicts never falls
+   *  back to the claim. Set false once forwarders report originObserved and onAttach gets its context. */
   aimUnobserved?: boolean;
 }
 
@@ -234,20 +235,21 @@ export class Traversal {
   }
 
   /** Where the Attach's path saw `peer`: a forwarder's report; the source of one straight from it only if
-   *  our routing table has it there (a source address can be spoofed); else the routing table's. */
-  private observedFor(peer: Uint8Array, ctx: AttachObservation): Endpoint | undefined {
+   *  our routing table has it there (a source address can be spoofed), else null (no stand-in either);
+   *  with no report, the routing table's address. */
+  private observedFor(peer: Uint8Array, ctx: AttachObservation): Endpoint | undefined | null {
     const known = this.o.node.kad.table.get(peer)?.endpoint;
     if (!ctx.observed) return known;
     if (ctx.relayed === true) return ctx.observed;
     if (known && normalAddress(known.address) === normalAddress(ctx.observed.address)) return ctx.observed;
     this.guard.refused['direct-unverified']++;
-    return undefined;
+    return null;
   }
 
   /** Which of the peer's candidates we may check, and where probing may aim (attach-guard.ts). */
-  private aim(peer: AttachParams, observed: Endpoint | undefined): Aim {
+  private aim(peer: AttachParams, observed: Endpoint | undefined | null): Aim {
     const ours = { publicAddress: this.netcheck?.publicEndpoint?.address, hosts: this.o.hostEndpoints() };
-    return this.guard.aim(peer, observed, ours, this.o.aimUnobserved !== false);
+    return this.guard.aim(peer, observed ?? undefined, ours, observed === undefined && this.o.aimUnobserved !== false);
   }
 
   /** The session's `allow`: an aimed address, or a probe socket of ours opened towards one. */

@@ -54,10 +54,11 @@ function agent(net: MemoryNetwork, address: string, nat?: Partial<NetcheckReport
     onAttach: handler,
   });
   sock.onMessage((m, f) => { if (m[0] === 0xd2) node.handleDatagram(m, f); else stun.handleDatagram(m, f); });
+  // aimUnobserved left at its default: every Attach here has an observation (the datagram's source, a
+  // forwarder's report, or the routing table's address for its sender), so none is aimed by its claims.
   const options = {
     identity, node, ice, hostEndpoints: () => [sock.local], logger: silent,
     probes: { open: () => Promise.resolve([]), route: () => undefined },
-    aimUnobserved: false, // the overlay reports observations: nothing is aimed by an offer's own claims
   };
   traversal = new Traversal(options as ConstructorParameters<typeof Traversal>[0]);
   if (nat) {
