@@ -6,6 +6,7 @@
 // the next attempt; the attempt we hold is kept in identity.json (by the caller's onIpv4Changed), and
 // tried first on the next start so the address survives restarts.
 import type { Logger } from 'pino';
+import type { AttachHandler } from './overlay/node.js';
 import {
   formatIpv4, formatIpv6, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6,
 } from './idloc/addresses.js';
@@ -30,7 +31,7 @@ export interface AgentOverlayOptions {
    *  (asked again when addresses change). */
   candidates: () => Endpoint[] | Candidate[];
   /** An ATTACH for us (NAT traversal): the answer blob, or undefined to refuse. */
-  onAttach?: (blob: Uint8Array) => Promise<Uint8Array | undefined> | Uint8Array | undefined;
+  onAttach?: AttachHandler;
   logger: Logger;
   puzzleDifficulty?: number;
   /** The IPv4 claim settled on another derivation than identity.ipv4Attempt. */
@@ -76,7 +77,7 @@ export class AgentOverlay {
   constructor(private readonly o: AgentOverlayOptions) {
     this.node = new OverlayNode({
       socket: o.socket, identity: o.identity,
-      ...(o.onAttach ? { onAttach: (blob: Uint8Array) => o.onAttach!(blob) } : {}),
+      ...(o.onAttach ? { onAttach: o.onAttach } : {}),
       ...(o.puzzleDifficulty !== undefined ? { puzzleDifficulty: o.puzzleDifficulty } : {}),
     });
   }

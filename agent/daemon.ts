@@ -127,7 +127,7 @@ export class Agent {
       this.overlay = new AgentOverlay({
         socket: o.socket, identity, bootstraps: ov.bootstraps, logger: log('overlay'),
         candidates: () => this.traversal?.candidates() as Candidate[] ?? [],
-        onAttach: (blob) => this.traversal?.onAttach(blob),
+        onAttach: (blob, ctx) => this.traversal?.onAttach(blob, ctx),
         ...(ov.puzzleDifficulty !== undefined ? { puzzleDifficulty: ov.puzzleDifficulty } : {}),
         onIpv4Changed: (attempt) => this.ipv4Changed(attempt),
         ...(o.keptNames ? { keptNames: o.keptNames } : {}),
@@ -156,7 +156,7 @@ export class Agent {
         identity, node: overlay.node, ice: this.ice, logger: log('nat'), clock,
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
         ...(turn ? { turn } : {}), peerRelay: underlay.peerRelay, peersTurnRelays: underlay,
-        ...(underlay.probes ? { probes: underlay.probes } : {}),
+        ...(underlay.probes ? { probes: underlay.probes } : {}), aimUnobserved: false,
       });
       this.pathKeeper = new PathKeeper({
         overlay, traversal: this.traversal, logger: log('nat'), stunServers: o.stunServers ?? [], offerPeerRelay: ov.offerPeerRelay !== false,

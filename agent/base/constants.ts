@@ -376,11 +376,26 @@ export const NETCHECK_MAPPING_RETRIES = 3;
 
 // ---- nat/: ICE over the overlay's Attach, port prediction, birthday probing (agent/nat/attach.ts, ice.ts, traversal.ts) ----
 
-/** An Attach offer or answer older (or newer) than this by our clock is refused: long enough for a relayed
- *  round trip with retransmissions and loose clocks, short enough that a replayed offer starts no checks. */
-export const ATTACH_MAX_AGE_MS = 60_000;
+/** An Attach offer or answer older (or newer) than this by our clock is refused: a relayed round trip with
+ *  retransmissions takes under 2 s, the rest is for clocks a few seconds apart (NTP keeps them far closer);
+ *  within it, the replay cache (attach-guard.ts) refuses a blob acted on once. */
+export const ATTACH_MAX_AGE_MS = 30_000;
 /** Candidates in one Attach: host addresses of a few interfaces, a server-reflexive and a relayed one. */
 export const ATTACH_MAX_CANDIDATES = 12;
+/** Attach blobs remembered (sender key, tie-breaker) for ATTACH_MAX_AGE_MS after their `created`, so a
+ *  replay under a new overlay transaction is refused. Offers per key are limited (below), so filling it
+ *  within the window takes about ATTACH_REPLAY_CACHE_MAX / ATTACH_OFFERS_PEER_PER_S / window ≈ 136 minted
+ *  keys; the oldest entry gives way then, and its replay could still aim checks at its own sender only. */
+export const ATTACH_REPLAY_CACHE_MAX = 4_096;
+/** Offers acted on per sender key: a burst of ATTACH_OFFERS_PEER_BURST, then ATTACH_OFFERS_PEER_PER_S. A
+ *  genuine peer offers once per reach (retries ICE_DIRECT_RETRY_MS apart), two or three when both sides
+ *  start at once. Keys tracked: ATTACH_GUARD_MAX_PEERS, least recently active forgotten first. */
+export const ATTACH_OFFERS_PEER_BURST = 4;
+export const ATTACH_OFFERS_PEER_PER_S = 1;
+export const ATTACH_GUARD_MAX_PEERS = 1_024;
+/** Relayed candidates checked per Attach: a peer has one TURN relay. It is the one candidate whose address
+ *  is not the peer's own (the TURN server's), so it is capped to one check schedule. */
+export const ATTACH_MAX_RELAY_CANDIDATES = 1;
 /** Between the first checks to successive remote candidates (RFC 8445's Ta is 50 ms for the Internet at
  *  large; we pace far fewer pairs, and a faster start is what makes the first packet quick). */
 export const ICE_CHECK_PACING_MS = 10;
@@ -434,6 +449,23 @@ export const HARD_NAT_SPRAY_COUNT = 2048;
 export const HARD_NAT_SPRAY_BURST = 64;
 export const HARD_NAT_SPRAY_INTERVAL_MS = 10;
 export const HARD_NAT_SPRAY_DELAY_MS = 200;
+/** Birthday probing (a spray, or opening probe sockets towards a peer) at most once per peer and per
+ *  address every HARD_NAT_SPRAY_PEER_INTERVAL_MS, and HARD_NAT_SPRAYS_BURST at once overall, refilled at
+ *  HARD_NAT_SPRAYS_PER_MIN: one reach needs one spray (a miss has probability e^-8), a background retry
+ *  comes ICE_DIRECT_RETRY_MS later; a flood of offers gets no more than ~140 probes/s out of us. */
+export const HARD_NAT_SPRAY_PEER_INTERVAL_MS = 10_000;
+export const HARD_NAT_SPRAYS_BURST = 4;
+export const HARD_NAT_SPRAYS_PER_MIN = 4;
+/** Connectivity checks (each up to ICE_CHECK_MAX_TRANSMITS datagrams) per peer: a burst of
+ *  ICE_PEER_CHECK_BURST (one Attach's ATTACH_MAX_CANDIDATES and its triggered checks), refilled at
+ *  ICE_PEER_CHECKS_PER_S; and overall ICE_CHECK_BURST, ICE_CHECKS_PER_S (a few dozen peers punching at once). */
+export const ICE_PEER_CHECK_BURST = 32;
+export const ICE_PEER_CHECKS_PER_S = 4;
+export const ICE_CHECK_BURST = 512;
+export const ICE_CHECKS_PER_S = 64;
+/** Triggered checks one session sends (to sources of verified checks not yet checked): a probe that lands
+ *  makes one or two; more means someone who knows the password is pointing us elsewhere. */
+export const ICE_MAX_TRIGGERED = 16;
 
 // ---- nat/: the TURN client and relay (agent/nat/turn-*.ts, RFC 8656) -----------------------------
 

@@ -3,34 +3,40 @@
 // key, so the rendezvous nodes that relay it can neither forge an offer nor change its candidates, and
 // bound to the target's NodeID, so a relay cannot replay it to someone else. All integers big-endian.
 //
-//    0      1      2                   34                  54               62               70
-//   +------+------+-------------------+-------------------+----------------+----------------+
-//   | ver  | role | sender key (32)   | target NodeID (20)| created ms u64 | tie-breaker u64|
-//   +------+------+-------------------+-------------------+----------------+----------------+
-//    70                       71+u                 72+u+p
-//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------------+
-//   | u len | ufrag (u bytes) | p len | pwd (p)    | #cand  | candidate ... | nat u8 | signature (64)  |
-//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------------+
+//    0      1      2                   34                  54               62               70             78
+//   +------+------+-------------------+-------------------+----------------+----------------+--------------+
+//   | ver  | role | sender key (32)   | target NodeID (20)| created ms u64 | tie-breaker u64| puzzle u64   |
+//   +------+------+-------------------+-------------------+----------------+----------------+--------------+
+//    78                       79+u                 80+u+p
+//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------+-----------------+
+//   | u len | ufrag (u bytes) | p len | pwd (p)    | #cand  | candidate ... | nat u8 | zeros ... | signature (64)  |
+//   +-------+-----------------+-------+------------+--------+---------------+--------+-----------+-----------------+
 //   candidate: | family u8 (4|6) | type u8 (0 host, 1 srflx, 2 relay, 3 prflx) | port u16 | priority u32 | address (4|16) |
+//   puzzle: the sender key's NodeID puzzle nonce (overlay/puzzle.ts): an offer costs a minted identity, so
+//   a flood of offers from fresh keys costs 2^difficulty hashes per key.
 //   nat: the sender's NAT as its netcheck saw it: 0 unknown, 1 none, 2 easy (endpoint-independent
 //   mapping), 3 hard (endpoint-dependent mapping with ports nobody can predict) and the sender opens
-//   probe sockets for it (nat/probe-sockets.ts): the peer, if easy, then sprays checks across its ports.
+//   probe sockets for it (conn/probe-sockets.ts): the peer, if easy, then sprays checks across its ports.
+//   zeros: an offer is padded to ATTACH_OFFER_BYTES, the size of the largest answer, so the answer to an
+//   Attach (sent to wherever it came from, which may be spoofed) is never larger than the request; answers
+//   carry none. Any non-zero byte there is malformed.
 //
-//   ver = 2 (1 had no nat byte); role 0 = offer (the sender controls ICE: it nominates), 1 = answer (controlled).
+//   ver = 3; role 0 = offer (the sender controls ICE: it nominates), 1 = answer (controlled).
 //   ufrag 4..32 and pwd 22..64 characters of ICE's ice-char set (RFC 8445 section 5.3), at most
-//   ATTACH_MAX_CANDIDATES candidates. signature = Ed25519(sender key, "idloc attach v1" || bytes before it).
-//   A receiver checks the signature, that the target is itself, and that `created` is within
-//   ATTACH_MAX_AGE_MS of its clock (a replayed offer starts nothing after that).
-//   signature tag "idloc attach v2".
+//   ATTACH_MAX_CANDIDATES candidates. signature = Ed25519(sender key, "idloc attach v3" || bytes before it).
+//   A receiver checks, cheapest first, that the puzzle holds, that the target is itself, that `created` is
+//   within ATTACH_MAX_AGE_MS of its clock, and the signature; attach-guard.ts then refuses a blob it has
+//   already acted on (the same key and tie-breaker, whatever overlay transaction carries it).
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { randomBytes } from 'node:crypto';
 import { Reader, Writer } from '../base/binary.js';
 import { bytesEqual } from '../base/bytes.js';
-import { ATTACH_MAX_AGE_MS, ATTACH_MAX_CANDIDATES } from '../base/constants.js';
+import { ATTACH_MAX_AGE_MS, ATTACH_MAX_CANDIDATES, PUZZLE_DEFAULT_DIFFICULTY } from '../base/constants.js';
+import { verifyPuzzle } from '../overlay/puzzle.js';
 import { formatIpv4, formatIpv6, nodeIdFromPublicKey, parseIpv4, parseIpv6 } from '../idloc/addresses.js';
 import type { Endpoint } from '../conn/socket.js';
 
-export const ATTACH_VERSION = 2;
+export const ATTACH_VERSION = 3;
 export const IceCandidateType = { Host: 0, Srflx: 1, Relay: 2, Prflx: 3 } as const;
 export type IceCandidateType = (typeof IceCandidateType)[keyof typeof IceCandidateType];
 
@@ -50,6 +56,8 @@ export interface AttachParams {
   target: Uint8Array;
   created: number;
   tieBreaker: bigint;
+  /** The sender key's NodeID puzzle nonce. */
+  puzzleNonce: bigint;
   ufrag: string;
   pwd: string;
   candidates: IceCandidate[];
@@ -57,9 +65,13 @@ export interface AttachParams {
   nat?: NatHint;
 }
 
-const TAG = new TextEncoder().encode('idloc attach v2');
+const TAG = new TextEncoder().encode('idloc attach v3');
 const ICE_CHARS = /^[A-Za-z0-9+/]+$/;
-const HEAD = 70;
+const HEAD = 78;
+const CANDIDATE_MAX_BYTES = 8 + 16;
+/** Every offer's size: the largest blob (32-character ufrag, 64-character pwd, ATTACH_MAX_CANDIDATES IPv6
+ *  candidates), so no answer outgrows it. */
+export const ATTACH_OFFER_BYTES = HEAD + 1 + 32 + 1 + 64 + 1 + ATTACH_MAX_CANDIDATES * CANDIDATE_MAX_BYTES + 1 + 64;
 
 /** RFC 8445 section 5.1.2.1 priority: type preference (host 126, prflx 110, srflx 100, relay 0), then the
  *  order of our local addresses, component 1. */
@@ -89,29 +101,34 @@ export function marshalAttach(p: AttachParams, privateKey: Uint8Array): Uint8Arr
   w.bytes(p.target);
   w.u64(BigInt(Math.floor(p.created)));
   w.u64(p.tieBreaker);
+  w.u64(p.puzzleNonce);
   writeStr(w, p.ufrag);
   writeStr(w, p.pwd);
   w.u8(p.candidates.length);
   for (const c of p.candidates) writeCandidate(w, c);
   w.u8(NAT_HINTS.indexOf(p.nat ?? 'unknown'));
+  if (p.role === 'offer') w.bytes(new Uint8Array(Math.max(0, ATTACH_OFFER_BYTES - 64 - w.view().length)));
   w.bytes(ed25519.sign(signed(w.view()), privateKey));
   return Buffer.from(w.view());
 }
 
 export type AttachVerdict =
   | { ok: true; params: AttachParams }
-  | { ok: false; reason: 'malformed' | 'bad-signature' | 'wrong-target' | 'stale' };
+  | { ok: false; reason: AttachRefusal };
+export type AttachRefusal = 'malformed' | 'no-puzzle' | 'wrong-target' | 'stale' | 'bad-signature';
 
-/** Parse and check a blob meant for `self` (our NodeID) at time `now`. Never throws. */
-export function parseAttach(b: Uint8Array, self: Uint8Array, now: number): AttachVerdict {
+/** Parse and check a blob meant for `self` (our NodeID) at time `now`, the sender's puzzle at `difficulty`
+ *  bits (the overlay's). The signature, the one costly check, comes last. Never throws. */
+export function parseAttach(b: Uint8Array, self: Uint8Array, now: number, difficulty = PUZZLE_DEFAULT_DIFFICULTY): AttachVerdict {
   const p = decode(b);
   if (!p) return { ok: false, reason: 'malformed' };
+  if (!verifyPuzzle(p.sender, p.puzzleNonce, difficulty)) return { ok: false, reason: 'no-puzzle' };
+  if (!bytesEqual(p.target, self)) return { ok: false, reason: 'wrong-target' };
+  if (!(Math.abs(now - p.created) <= ATTACH_MAX_AGE_MS)) return { ok: false, reason: 'stale' };
   const body = b.subarray(0, b.length - 64);
   let good = false;
   try { good = ed25519.verify(b.subarray(b.length - 64), signed(body), p.sender); } catch { good = false; }
   if (!good) return { ok: false, reason: 'bad-signature' };
-  if (!bytesEqual(p.target, self)) return { ok: false, reason: 'wrong-target' };
-  if (Math.abs(now - p.created) > ATTACH_MAX_AGE_MS) return { ok: false, reason: 'stale' };
   return { ok: true, params: p };
 }
 
@@ -127,6 +144,7 @@ function decode(b: Uint8Array): AttachParams | undefined {
   const target = r.copy(20);
   const created = r.u64();
   const tieBreaker = r.u64();
+  const puzzleNonce = r.u64();
   const ufrag = readStr(r);
   const pwd = readStr(r);
   if (r.bad || !validCred(ufrag, 4, 32) || !validCred(pwd, 22, 64)) return undefined;
@@ -141,10 +159,11 @@ function decode(b: Uint8Array): AttachParams | undefined {
     candidates.push({ address, port, type: type as IceCandidateType, priority });
   }
   const nat = NAT_HINTS[r.u8()];
+  while (!r.bad && r.remaining > 0 && b[1] === 0) if (r.u8() !== 0) return undefined;
   if (!r.done() || !nat || created > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   return {
     role: b[1] === 0 ? 'offer' : 'answer', sender, target,
-    created: Number(created), tieBreaker, ufrag, pwd, candidates, nat,
+    created: Number(created), tieBreaker, puzzleNonce, ufrag, pwd, candidates, nat,
   };
 }
 

@@ -25,11 +25,20 @@
 //        onLateSuccess: the caller moves the tunnel to it.
 //   Incoming checks reach us through StunEndpoint's passwordFor/onCheck hooks: USERNAME "ours:theirs" picks
 //   the session; sessions linger ICE_SESSION_LINGER_MS after they finish to keep answering.
+//
+//   Bounds (an Attach is the other side's word, and it names the addresses): checks go only to the remote
+//   candidates and to sources of verified checks, and only where `allow` says (traversal.ts: the peer's own
+//   address as the Attach's path observed it); at most ICE_MAX_TRIGGERED triggered checks per session; each
+//   check draws on a per-peer and an overall token bucket (ICE_PEER_CHECK_BURST, ICE_CHECK_BURST), and one
+//   that finds it empty is not sent. Refused checks and probes are counted (checksUnaimed, checksLimited,
+//   triggeredCapped, probesUnaimed).
 import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import {
   ICE_CHECK_MAX_TRANSMITS, ICE_CHECK_PACING_MS, ICE_CHECK_RTO_MS, ICE_DIRECT_TIMEOUT_MS, ICE_MAX_SESSIONS, ICE_RELAY_GRACE_MS,
-  ICE_SESSION_LINGER_MS, HARD_NAT_SPRAY_BURST, HARD_NAT_SPRAY_INTERVAL_MS,
+  ICE_SESSION_LINGER_MS, HARD_NAT_SPRAY_BURST, HARD_NAT_SPRAY_INTERVAL_MS, ICE_CHECK_BURST, ICE_CHECKS_PER_S,
+  ICE_MAX_TRIGGERED, ICE_PEER_CHECK_BURST, ICE_PEER_CHECKS_PER_S, ATTACH_GUARD_MAX_PEERS,
 } from '../base/constants.js';
+import { PerSourceRateLimit } from '../conn/rate-limit.js';
 import { candidatePriority, IceCandidateType, newCredentials, type IceCandidate } from './attach.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { CheckReply, IceCheckRequest, IncomingCheck, StunEndpoint } from './stun-endpoint.js';
@@ -57,6 +66,11 @@ export interface IceStats {
   /** Direct pairs found after the session had settled for a relay or nothing. */
   lateSuccesses: number;
   unknownUsername: number;
+  /** Checks and probes not sent: to an address `allow` refused, over a token bucket, over ICE_MAX_TRIGGERED. */
+  checksUnaimed: number;
+  checksLimited: number;
+  triggeredCapped: number;
+  probesUnaimed: number;
 }
 
 export class IceSession {
@@ -74,11 +88,18 @@ export class IceSession {
   private readonly early: Endpoint[] = [];
   private settle: ((r: IceResult | undefined) => void) | undefined;
   private done = false;
+  private triggered = 0;
+  /** Where this session may send checks and probes (set before start; traversal.ts aims it). */
+  allow: (e: Endpoint) => boolean = () => true;
   /** A direct pair that answered after start() resolved without one (nothing, or a relayed pair). */
   onLateSuccess?: (r: IceResult) => void;
 
-  constructor(private readonly agent: IceAgent, readonly controlling: boolean) {
+  /** Whose budget its checks draw on: the peer's NodeID (hex), else its own. */
+  readonly peer: string;
+
+  constructor(private readonly agent: IceAgent, readonly controlling: boolean, peer?: string) {
     const c = newCredentials();
+    this.peer = peer ?? `session:${c.ufrag}`;
     this.ufrag = c.ufrag;
     this.pwd = c.pwd;
     this.tieBreaker = c.tieBreaker;
@@ -95,11 +116,7 @@ export class IceSession {
     sorted.forEach((c, i) => {
       clock.setTimer(i * ICE_CHECK_PACING_MS, () => this.check(c, c.type));
     });
-    for (const e of this.early) {
-      const listed = remote.candidates.find((c) => c.address === e.address && c.port === e.port);
-      this.agent.stats.triggered++;
-      this.check(e, listed ? listed.type : IceCandidateType.Prflx);
-    }
+    for (const e of this.early) this.trigger(e);
     if (this.nominated) this.finish(this.nominated); // the controller's nomination beat our start
     return p.finally(() => timer.cancel());
   }
@@ -108,7 +125,11 @@ export class IceSession {
    *  after `delayMs`; stops early once a direct pair was selected. Needs start() first. */
   probe(endpoints: readonly Endpoint[], delayMs = 0): void {
     const remote = this.remote;
-    if (!remote || endpoints.length === 0) return;
+    if (!remote) return;
+    const aimed = endpoints.filter((e) => this.allow(e));
+    this.agent.stats.probesUnaimed += endpoints.length - aimed.length;
+    endpoints = aimed;
+    if (endpoints.length === 0) return;
     const check = this.checkRequest(remote);
     let i = 0;
     const later = (ms: number) => this.agent.clock.setTimer(ms, burst);
@@ -132,9 +153,7 @@ export class IceSession {
     } else if (!this.checking.has(endpointKey(req.from))) {
       // A triggered check back to where the other side's check came from: its NAT mapped it there (one of
       // its listed candidates, typically the srflx one, or else a new, peer-reflexive address).
-      this.agent.stats.triggered++;
-      const listed = this.remote.candidates.find((c) => c.address === req.from.address && c.port === req.from.port);
-      this.check({ address: req.from.address, port: req.from.port }, listed ? listed.type : IceCandidateType.Prflx);
+      this.trigger({ address: req.from.address, port: req.from.port });
     }
     if (!this.controlling && req.useCandidate && !this.nominated) {
       this.nominated = { remote: { ...req.from }, rttMs: 0, type: IceCandidateType.Prflx };
@@ -143,9 +162,20 @@ export class IceSession {
     return 'success';
   }
 
+  private trigger(e: Endpoint): void {
+    if (!this.remote || this.checking.has(endpointKey(e))) return;
+    if (this.triggered >= ICE_MAX_TRIGGERED) { this.agent.stats.triggeredCapped++; return; }
+    this.triggered++;
+    this.agent.stats.triggered++;
+    const listed = this.remote.candidates.find((c) => c.address === e.address && c.port === e.port);
+    this.check(e, listed ? listed.type : IceCandidateType.Prflx);
+  }
+
   private check(c: Endpoint, type: IceCandidateType): void {
     const remote = this.remote;
     if (!remote || this.checking.has(endpointKey(c))) return;
+    if (!this.allow(c)) { this.agent.stats.checksUnaimed++; return; }
+    if (!this.agent.spend(this.peer)) { this.agent.stats.checksLimited++; return; }
     this.checking.add(endpointKey(c));
     this.agent.stats.checksSent++;
     void this.agent.stun.check({ address: c.address, port: c.port }, this.checkRequest(remote), { rtoMs: ICE_CHECK_RTO_MS, maxTransmits: ICE_CHECK_MAX_TRANSMITS }).then((o) => {
@@ -198,19 +228,32 @@ export class IceSession {
 export class IceAgent {
   readonly stats: IceStats = {
     sessions: 0, checksSent: 0, checksSucceeded: 0, checksAnswered: 0, triggered: 0, selected: 0, noDirectPath: 0, unknownUsername: 0,
-    probes: 0, lateSuccesses: 0,
+    probes: 0, lateSuccesses: 0, checksUnaimed: 0, checksLimited: 0, triggeredCapped: 0, probesUnaimed: 0,
   };
   private readonly sessions = new Map<string, IceSession>();
+  private readonly perPeer: PerSourceRateLimit;
+  private readonly overall: PerSourceRateLimit;
 
   /** `relayed(e)`: traffic to e goes through our TURN relay (such a pair is used only if no direct one answers). */
-  constructor(readonly stun: StunEndpoint, readonly relayed: (e: Endpoint) => boolean = () => false, readonly clock: Scheduler = realScheduler) {}
+  constructor(readonly stun: StunEndpoint, readonly relayed: (e: Endpoint) => boolean = () => false, readonly clock: Scheduler = realScheduler) {
+    const now = () => clock.now();
+    this.perPeer = new PerSourceRateLimit({ ratePerSecond: ICE_PEER_CHECKS_PER_S, burst: ICE_PEER_CHECK_BURST, maxSources: ATTACH_GUARD_MAX_PEERS, now });
+    this.overall = new PerSourceRateLimit({ ratePerSecond: ICE_CHECKS_PER_S, burst: ICE_CHECK_BURST, maxSources: 1, now });
+  }
 
-  newSession(controlling: boolean): IceSession {
+  /** `peer` (the peer's NodeID, hex) names the per-peer check budget; absent, the session has its own. */
+  newSession(controlling: boolean, peer?: string): IceSession {
     if (this.sessions.size >= ICE_MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
-    const s = new IceSession(this, controlling);
+    const s = new IceSession(this, controlling, peer);
     this.sessions.set(s.ufrag, s);
     this.stats.sessions++;
     return s;
+  }
+
+  /** One check's worth of the peer's and the overall budget; false (nothing taken) if either is empty. */
+  spend(peer: string): boolean {
+    if (!this.perPeer.allow(peer)) return false;
+    return this.overall.allow('');
   }
 
   /** StunEndpoint's passwordFor: USERNAME is "<our ufrag>:<their ufrag>". */

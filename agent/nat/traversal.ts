@@ -19,8 +19,12 @@
 //        hard side's address. One landing makes a direct pair (nat/probe-sockets.ts).
 //     4. no direct pair within ICE_DIRECT_TIMEOUT_MS: a TURN relay's pair, else a peer relay, else "no
 //        direct path", with the reason; a direct pair that answers later (onDirect) moves the tunnel.
-//   Being reached: an ATTACH for us is checked (signature, target = us, fresh), answered with our offer of
-//   candidates, and our checks toward the offerer start at once (they open our NAT for its checks).
+//   Being reached: an ATTACH for us is checked (puzzle, target = us, fresh, signature, not a replay, within
+//   its sender's rate: attach-guard.ts), answered with our offer of candidates, and our checks toward the
+//   offerer start at once (they open our NAT for its checks).
+//   Aiming, both ways: checks go only to offered candidates at the address the Attach's path observed for
+//   the peer (or on our own LAN, or its one TURN relay), and birthday probing only at its srflx there
+//   (attach-guard.ts), so an Attach cannot point our packets at a third party.
 import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import type { Logger } from 'pino';
 import {
@@ -31,8 +35,10 @@ import { allocationOrder, predictPorts, sprayPorts } from './port-prediction.js'
 import { nodeIdFromPublicKey } from '../idloc/addresses.js';
 import type { Identity } from '../idloc/identity.js';
 import {
-  candidatePriority, IceCandidateType, marshalAttach, parseAttach, type AttachParams, type IceCandidate, type NatHint,
+  candidatePriority, IceCandidateType, marshalAttach, parseAttach, type AttachParams, type AttachRefusal, type IceCandidate,
+  type NatHint,
 } from './attach.js';
+import { AttachGuard, normalAddress, replayKey, type Aim } from './attach-guard.js';
 import type { IceAgent, IceResult, IceSession } from './ice.js';
 import type { ProbeSockets } from '../conn/probe-sockets.js';
 import { summarizeNetcheck, type NetcheckReport } from './netcheck.js';
@@ -69,16 +75,30 @@ export interface TraversalOptions {
   logger: Logger;
   /** Attach offers and answers are stamped and checked against this clock. */
   clock?: Scheduler;
+  /** An Attach with no observation of its sender at all (relayed through forwarders that do not report
+   *  originObserved, or onAttach called without its context) from a node our routing table does not
+   *  have: true (the default) aims at the offer's own public address, within the probing budgets; false
+   *  checks nothing and does not probe. A direct Attach whose source the table contradicts never falls
+   *  back to the claim. Set false once forwarders report originObserved and onAttach gets its context. */
+  aimUnobserved?: boolean;
 }
 
 const TYPE_NAMES = ['host', 'srflx', 'relay', 'prflx'];
 
+/** What onAttach needs of node-attach.ts's AttachContext. */
+export interface AttachObservation { observed?: Endpoint | undefined; relayed?: boolean }
+
 export class Traversal {
   private netcheck: NetcheckReport | undefined;
+  private readonly guard = new AttachGuard(() => this.clock.now());
   readonly stats = {
     attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0, portsPredicted: 0,
     /** Birthday probing: as the hard side (sockets opened), as the easy side (sprays sent). */
     probeSocketsOpened: 0, sprays: 0,
+    /** Attach offers refused by the codec's checks, and answers that were no answer. */
+    attachRefusedBy: { malformed: 0, 'no-puzzle': 0, 'wrong-target': 0, stale: 0, 'bad-signature': 0, 'not-offer': 0 } as Record<AttachRefusal | 'not-offer', number>,
+    /** What attach-guard.ts refused: replays, over-rate senders, unaimed candidates and probing. */
+    attachGuard: this.guard.refused,
   };
 
   private readonly clock: Scheduler;
@@ -152,28 +172,30 @@ export class Traversal {
     const routes = ours.map((c, i) => ({ to: c.endpoint, hops: [rdv[i % rdv.length]!] }));
     if (via.length + routes.length === 0) return { how: 'attach-failed', reason: 'none of the peer\'s rendezvous nodes could be found' };
     const target = nodeIdFromPublicKey(locator.owner);
-    const session = this.o.ice.newSession(true);
+    const session = this.o.ice.newSession(true, hex(target));
     const offer = marshalAttach({
       role: 'offer', sender: this.o.identity.publicKey, target, created: this.clock.now(), tieBreaker: session.tieBreaker,
-      ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(), nat: this.natHint(),
+      puzzleNonce: this.o.node.puzzleNonce, ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(), nat: this.natHint(),
     }, this.o.identity.privateKey);
     this.stats.attachSent++;
-    const answerBlob = await this.o.node.attacher.attach(target, via, offer, { routes });
-    const answer = answerBlob ? parseAttach(answerBlob, this.o.identity.nodeId, this.clock.now()) : undefined;
-    if (!answer?.ok || hex(answer.params.sender) !== hex(locator.owner)) {
+    const res = await this.o.node.attacher.attachObserved(target, via, offer, { routes });
+    const answer = res ? parseAttach(res.blob, this.o.identity.nodeId, this.clock.now(), this.o.node.puzzleDifficulty) : undefined;
+    if (!answer?.ok || hex(answer.params.sender) !== hex(locator.owner) || answer.params.role !== 'answer') {
       this.stats.attachFailed++;
-      return { how: 'attach-failed', reason: answer ? `the peer's Attach answer was refused (${answer.ok ? 'another key' : answer.reason})` : `no Attach answer through ${via.map(endpointKey).join(', ')}` };
+      return { how: 'attach-failed', reason: answer ? `the peer's Attach answer was refused (${answer.ok ? 'another key, or not an answer' : answer.reason})` : `no Attach answer through ${via.map(endpointKey).join(', ')}` };
     }
+    const aim = this.aim(answer.params, this.observedFor(target, { relayed: true, ...(res?.observed ? { observed: res.observed } : {}) }));
+    session.allow = this.allowFor(aim);
     // The peer's checks to our relayed candidate get through only once the relay permits its addresses.
-    const relayOnEitherSide = this.hasRelay(answer.params.candidates);
-    this.notePeerRelays(answer.params.candidates);
-    void this.o.turn?.permit(answer.params.candidates.map((c) => c.address));
-    const started = session.start(answer.params, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
+    const relayOnEitherSide = this.hasRelay(aim.candidates);
+    this.notePeerRelays(aim.candidates);
+    void this.o.turn?.permit(aim.candidates.map((c) => c.address));
+    const started = session.start({ ...answer.params, candidates: aim.candidates }, relayOnEitherSide ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS);
     if (onDirect) session.onLateSuccess = (late) => onDirect(this.chosen(late));
-    const probing = this.punchHardNat(session, answer.params);
+    const probing = this.punchHardNat(session, answer.params, aim, hex(target));
     const r = await started;
     if (r) return this.chosen(r);
-    const why = this.noDirectReason(answer.params.candidates, probing) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
+    const why = this.noDirectReason(aim.candidates, probing) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
     const relay = via[attempt % Math.max(1, via.length)];
     if (!this.o.peerRelay || !relay) return { how: 'no-direct-path', reason: why };
     this.stats.peerRelayed++;
@@ -183,45 +205,83 @@ export class Traversal {
     };
   }
 
-  /** The overlay's onAttach: an offer for us. Answer with our candidates and start checking at once. */
-  onAttach(blob: Uint8Array): Uint8Array | undefined {
-    const v = parseAttach(blob, this.o.identity.nodeId, this.clock.now());
-    if (!v.ok || v.params.role !== 'offer') { this.stats.attachRefused++; return undefined; }
-    const session = this.o.ice.newSession(false);
-    this.notePeerRelays(v.params.candidates);
-    void this.o.turn?.permit(v.params.candidates.map((c) => c.address));
-    void session.start(v.params, this.hasRelay(v.params.candidates) ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS).then((r) => {
-      if (r) this.o.logger.debug({ peer: hex(nodeIdFromPublicKey(v.params.sender)), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
+  /** The overlay's onAttach: an offer for us. Answer with our candidates and start checking at once.
+   *  `ctx` is node-attach.ts's AttachContext: where the Attach's path saw the offerer, and whether it was
+   *  relayed (see observedFor). */
+  onAttach(blob: Uint8Array, ctx: AttachObservation = {}): Uint8Array | undefined {
+    const key = replayKey(blob);
+    if (!this.guard.fresh(key)) { this.stats.attachRefused++; return undefined; }
+    const v = parseAttach(blob, this.o.identity.nodeId, this.clock.now(), this.o.node.puzzleDifficulty);
+    const refusal = !v.ok ? v.reason : v.params.role !== 'offer' ? 'not-offer' : undefined;
+    if (refusal || !v.ok) { this.stats.attachRefused++; this.stats.attachRefusedBy[refusal ?? 'malformed']++; return undefined; }
+    if (!this.guard.admit(key!, v.params)) { this.stats.attachRefused++; return undefined; }
+    const peer = nodeIdFromPublicKey(v.params.sender);
+    const aim = this.aim(v.params, this.observedFor(peer, ctx));
+    const session = this.o.ice.newSession(false, hex(peer));
+    session.allow = this.allowFor(aim);
+    this.notePeerRelays(aim.candidates);
+    void this.o.turn?.permit(aim.candidates.map((c) => c.address));
+    void session.start({ ...v.params, candidates: aim.candidates }, this.hasRelay(aim.candidates) ? ICE_RELAY_TIMEOUT_MS : ICE_DIRECT_TIMEOUT_MS).then((r) => {
+      if (r) this.o.logger.debug({ peer: hex(peer), remote: endpointKey(r.remote) }, 'ICE pair selected (controlled)');
     });
     // The offerer moves its tunnel to a pair found late; ours follows its handshake there (roaming).
-    this.punchHardNat(session, v.params);
+    this.punchHardNat(session, v.params, aim, hex(peer));
     this.stats.attachAnswered++;
     return marshalAttach({
-      role: 'answer', sender: this.o.identity.publicKey, target: nodeIdFromPublicKey(v.params.sender), created: this.clock.now(),
-      tieBreaker: session.tieBreaker, ufrag: session.ufrag, pwd: session.pwd, candidates: this.offerCandidates(),
-      nat: this.natHint(),
+      role: 'answer', sender: this.o.identity.publicKey, target: peer, created: this.clock.now(),
+      tieBreaker: session.tieBreaker, puzzleNonce: this.o.node.puzzleNonce, ufrag: session.ufrag, pwd: session.pwd,
+      candidates: this.offerCandidates(), nat: this.natHint(),
     }, this.o.identity.privateKey);
   }
 
-  /** Birthday probing when one side is hard and the other easy (step 3 at the top); what was tried, for
-   *  the reason status gives if nothing landed. */
-  private punchHardNat(session: IceSession, peer: AttachParams): string | undefined {
+  /** Where the Attach's path saw `peer`: a forwarder's report; the source of one straight from it only if
+   *  our routing table has it there (a source address can be spoofed), else null (no stand-in either);
+   *  with no report, the routing table's address. */
+  private observedFor(peer: Uint8Array, ctx: AttachObservation): Endpoint | undefined | null {
+    const known = this.o.node.kad.table.get(peer)?.endpoint;
+    if (!ctx.observed) return known;
+    if (ctx.relayed === true) return ctx.observed;
+    if (known && normalAddress(known.address) === normalAddress(ctx.observed.address)) return ctx.observed;
+    this.guard.refused['direct-unverified']++;
+    return null;
+  }
+
+  /** Which of the peer's candidates we may check, and where probing may aim (attach-guard.ts). */
+  private aim(peer: AttachParams, observed: Endpoint | undefined | null): Aim {
+    const ours = { publicAddress: this.netcheck?.publicEndpoint?.address, hosts: this.o.hostEndpoints() };
+    return this.guard.aim(peer, observed ?? undefined, ours, observed === undefined && this.o.aimUnobserved !== false);
+  }
+
+  /** The session's `allow`: an aimed address, or a probe socket of ours opened towards one. */
+  private allowFor(aim: Aim): (e: Endpoint) => boolean {
+    return (e) => {
+      if (aim.addresses.has(normalAddress(e.address))) return true;
+      const probe = this.o.probes?.route(e);
+      return probe !== undefined && aim.addresses.has(normalAddress(probe.remote.address));
+    };
+  }
+
+  /** Birthday probing when one side is hard and the other easy (step 3 at the top), aimed only at the
+   *  peer's srflx where its path observed it, and within attach-guard.ts's probing budget; what was tried,
+   *  for the reason status gives if nothing landed. */
+  private punchHardNat(session: IceSession, peer: AttachParams, aim: Aim, peerKey: string): string | undefined {
     const ours = this.natHint();
-    const srflx = peer.candidates.find((c) => c.type === IceCandidateType.Srflx);
-    if (!srflx) return undefined;
-    if (ours === 'hard' && peer.nat === 'easy' && this.o.probes) {
+    const wanted = (ours === 'hard' && peer.nat === 'easy') || (ours === 'easy' && peer.nat === 'hard');
+    if (!wanted || !this.o.probes || !peer.candidates.some((c) => c.type === IceCandidateType.Srflx)) return undefined;
+    const srflx = aim.srflx;
+    if (!this.guard.mayProbe(peerKey, srflx?.address) || !srflx) {
+      return srflx ? `birthday probing towards ${srflx.address} was skipped: it was probed moments ago` : 'no birthday probing: the peer\'s public candidate is not the address its Attach came from';
+    }
+    if (ours === 'hard') {
       void this.o.probes.open(srflx, PROBE_SOCKETS_COUNT).then((virtuals) => {
         this.stats.probeSocketsOpened += virtuals.length;
         session.probe(virtuals);
       });
       return `${PROBE_SOCKETS_COUNT} probe sockets towards the peer's ${endpointKey(srflx)} were not reached by its probes`;
     }
-    if (ours === 'easy' && peer.nat === 'hard' && this.o.probes) {
-      this.stats.sprays++;
-      session.probe(sprayPorts(srflx.address, HARD_NAT_SPRAY_COUNT, [srflx.port]), HARD_NAT_SPRAY_DELAY_MS);
-      return `${HARD_NAT_SPRAY_COUNT} probes to random ports of ${srflx.address} found none of its probe sockets`;
-    }
-    return undefined;
+    this.stats.sprays++;
+    session.probe(sprayPorts(srflx.address, HARD_NAT_SPRAY_COUNT, [srflx.port]), HARD_NAT_SPRAY_DELAY_MS);
+    return `${HARD_NAT_SPRAY_COUNT} probes to random ports of ${srflx.address} found none of its probe sockets`;
   }
 
   private notePeerRelays(remote: IceCandidate[]): void {

@@ -20,6 +20,16 @@
 // route. Copies arriving while onAttach still runs are dropped (the originator retransmits). No onAttach, a
 // handler that returns undefined, throws or rejects: ERROR ERR_FORBIDDEN "attach refused", so the
 // originator stops waiting at once; a blob too large to answer with: ERROR ERR_MESSAGE_TOO_LARGE.
+//
+// `observed` (handed to onAttach, and with an answer to attachObserved's caller): where the Attach's path
+// saw its originator. A request straight from it (no Via): the datagram's source. Relayed: the message's
+// originObserved, the source the forwarder that received it straight from the originator saw (its
+// rendezvous node); absent if no forwarder reported one. NAT traversal aims its checks and birthday probing
+// by it (agent/nat/attach-guard.ts), never by the addresses the blob claims.
+//
+// A request straight from its originator (no Via) may have a spoofed source: the reply to it (answer or
+// ERROR) is sent only if it is no larger than the request (nat/attach.ts pads offers so that answers fit),
+// else nothing is sent and 'attach-reply-over-request' is counted.
 
 import {
   NODE_ID_BYTES, OVERLAY_DEFAULT_TTL, OVERLAY_MAX_DATAGRAM, OVERLAY_MAX_DESTINATIONS, OVERLAY_MAX_VIA,
@@ -27,8 +37,8 @@ import {
 } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import {
-  answerDestinations, encodedLength, ERR_FORBIDDEN, ERR_MESSAGE_TOO_LARGE, METHOD_ATTACH,
-  type Destination, type MessageOf, type OverlayMessage, type Sender,
+  answerDestinations, encodedLength, toSocketEndpoint, ERR_FORBIDDEN, ERR_MESSAGE_TOO_LARGE,
+  METHOD_ATTACH, type Destination, type MessageOf, type OverlayMessage, type Sender,
 } from './codec.js';
 import { copyBytes } from './node-wire.js';
 import { cryptoTxids } from './rpc.js';
@@ -37,9 +47,30 @@ import { idKey } from './xor-metric.js';
 import { bytesEqual } from '../base/bytes.js';
 
 /** Called for an ATTACH addressed to us: the blob to answer with, or undefined to refuse. `from` is the
- *  originator (its NodeID is the hash of its key; that it sent the message is not proven). */
-export type AttachHandler = (blob: Uint8Array, from: { nodeId: Uint8Array; publicKey: Uint8Array }) =>
+ *  originator (its NodeID is the hash of its key; that it sent the message is not proven) and `observed`
+ *  where the Attach's path saw it (see the top of the file). */
+export type AttachHandler = (blob: Uint8Array, from: AttachContext) =>
   Promise<Uint8Array | undefined> | Uint8Array | undefined;
+
+export interface AttachContext {
+  nodeId: Uint8Array;
+  publicKey: Uint8Array;
+  /** It came through forwarders (a Via list), not straight from the originator. */
+  relayed: boolean;
+  /** Undefined: relayed, and no forwarder reported where it came from. */
+  observed?: Endpoint;
+}
+
+/** The target's answer, and where its path saw the target (originObserved, if a forwarder reported it). */
+export interface AttachAnswer { blob: Uint8Array; observed?: Endpoint }
+
+/** The originator's source as the first forwarder saw it, if the message carries one (the overlay codec
+ *  adds it to relayed messages); read defensively, since the field is optional on the parsed message. */
+function originObserved(m: OverlayMessage): Endpoint | undefined {
+  const e = m.originObserved;
+  if (!e || !(e.address instanceof Uint8Array) || (e.address.length !== 4 && e.address.length !== 16)) return undefined;
+  return toSocketEndpoint(e);
+}
 
 export interface AttachOptions {
   initialTimeoutMs?: number;
@@ -93,7 +124,7 @@ interface Pending {
   maxTries: number;
   timeoutMs: number;
   timer: TimerHandle | undefined;
-  resolve: (blob: Uint8Array | undefined) => void;
+  resolve: (answer: AttachAnswer | undefined) => void;
 }
 
 interface Served {
@@ -118,6 +149,11 @@ export class Attacher {
   /** See the top of the file. Rejects only with a RangeError for a blob over ATTACH_MAX_BLOB or a target
    *  that is not a NodeID. */
   attach(target: Uint8Array, via: Endpoint[], blob: Uint8Array, o: AttachOptions = {}): Promise<Uint8Array | undefined> {
+    return this.attachObserved(target, via, blob, o).then((a) => a?.blob);
+  }
+
+  /** attach(), with where the answer's path saw the target. */
+  attachObserved(target: Uint8Array, via: Endpoint[], blob: Uint8Array, o: AttachOptions = {}): Promise<AttachAnswer | undefined> {
     if (target.length !== NODE_ID_BYTES) return Promise.reject(new RangeError('attach: target is not a NodeID'));
     if (blob.length > ATTACH_MAX_BLOB) return Promise.reject(new RangeError(`attach: blob of ${blob.length} bytes, at most ${ATTACH_MAX_BLOB}`));
     const seen = new Set<string>();
@@ -160,7 +196,8 @@ export class Attacher {
     p.timer?.cancel();
     if (m.kind === 'attach-answer') {
       this.stats.answered++;
-      p.resolve(copyBytes(m.blob));
+      const observed = originObserved(m);
+      p.resolve(observed ? { blob: copyBytes(m.blob), observed } : { blob: copyBytes(m.blob) });
     } else {
       this.stats.refused++;
       p.resolve(undefined);
@@ -189,12 +226,14 @@ export class Attacher {
     const dest = answerDestinations(m).map((x): Destination => ({ type: x.type, id: copyBytes(x.id) }));
     const back = { address: from.address, port: from.port };
     const txid = m.txid;
+    const observed = m.via.length === 0 ? back : originObserved(m);
+    const limit = m.via.length === 0 ? encodedLength(m) : Infinity;
     const key = `${idKey(m.sender.nodeId)}/${txid}`;
     const now = this.d.scheduler.now();
     const cached = this.served.get(key);
     if (cached && cached.expires > now) {
       this.stats.duplicates++;
-      if (cached.result !== undefined) this.answer(txid, dest, cached.result, back);
+      if (cached.result !== undefined) this.answer(txid, dest, cached.result, back, limit);
       return;
     }
     const entry: Served = { result: undefined, expires: now + RPC_RESPONSE_CACHE_MS };
@@ -206,11 +245,13 @@ export class Attacher {
       entry.result = blob ?? null;
       if (entry.result === null) this.stats.refusedByUs++;
       entry.expires = Math.max(entry.expires, this.d.scheduler.now() + RPC_RESPONSE_CACHE_MS);
-      if (!this.closed) this.answer(txid, dest, entry.result, back);
+      if (!this.closed) this.answer(txid, dest, entry.result, back, limit);
     };
     let out: ReturnType<AttachHandler>;
     try {
-      out = this.d.onAttach?.(copyBytes(m.blob), { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey) });
+      const from: AttachContext = { nodeId: copyBytes(m.sender.nodeId), publicKey: copyBytes(m.sender.publicKey), relayed: m.via.length > 0 };
+      if (observed) from.observed = { address: observed.address, port: observed.port };
+      out = this.d.onAttach?.(copyBytes(m.blob), from);
     } catch {
       this.d.reject('attach-handler-error');
       out = undefined;
@@ -248,7 +289,8 @@ export class Attacher {
     for (const x of p.sends) this.d.send(x.bytes, x.to);
   }
 
-  private answer(txid: bigint, dest: Destination[], result: Uint8Array | null, to: Endpoint): void {
+  /** `limit`: the largest reply `to` may get (the request's size when it came straight from its source). */
+  private answer(txid: bigint, dest: Destination[], result: Uint8Array | null, to: Endpoint, limit: number): void {
     const head = { ttl: OVERLAY_DEFAULT_TTL, txid, via: [], dest, sender: this.d.self };
     const refuse = (code: number, reason: string): OverlayMessage => ({ ...head, kind: 'error', method: METHOD_ATTACH, code, reason });
     let m: OverlayMessage = result === null ? refuse(ERR_FORBIDDEN, 'attach refused') : { ...head, kind: 'attach-answer', blob: result };
@@ -256,6 +298,7 @@ export class Attacher {
       this.d.reject('attach-answer-too-large');
       m = refuse(ERR_MESSAGE_TOO_LARGE, 'attach answer too large');
     }
+    if (encodedLength(m) > limit) { this.d.reject('attach-reply-over-request'); return; }
     this.d.send(this.d.marshal(m), to);
   }
 

@@ -38,7 +38,8 @@ import {
 import type { Identity } from '../idloc/identity.js';
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import {
-  idMatchesKey, isAnswer, marshalOverlayMessage, parseOverlayMessage, parseRoute, METHOD_ATTACH, type OverlaySign, type Sender,
+  idMatchesKey, isAnswer, marshalOverlayMessage, parseOverlayMessage, parseRoute, METHOD_ATTACH,
+  type OverlayMessage, type OverlaySign, type Sender,
 } from './codec.js';
 import { ed25519Signer } from '../base/ed25519.js';
 import { NodeGuard } from './node-guard.js';
@@ -315,6 +316,12 @@ export class OverlayNode {
     return rendezvousEndpoints(locator, {
       selfId: this.self.nodeId, endpointOf: (id) => this.router.endpointOf(id), resolveNodeId: (id) => this.resolver.resolveNodeId(id),
     });
+  }
+
+  /** The bytes of request `m` as this node sends it to `to`: signed, carrying the cookie `to` gave us (and
+   *  padded). For callers that build messages by hand; the node's own parts do this themselves. */
+  marshalRequest(m: OverlayMessage, to: Endpoint): Uint8Array {
+    return marshalOverlayMessage({ ...m, sender: this.self, ...requestExtras({ cookieFor: (e) => this.guard.jar.get(e) }, to) }, this.sign);
   }
 
   // ---- publishing ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket
 import { MemoryNat, type NatMapping } from '../../agent/conn/memory-nat.js';
 import { StunEndpoint } from '../../agent/nat/stun-endpoint.js';
 import { IceAgent } from '../../agent/nat/ice.js';
+import { solvePuzzle, verifyPuzzle } from '../../agent/overlay/puzzle.js';
 import {
   IceCandidateType, candidatePriority, marshalAttach, newCredentials, parseAttach, type AttachParams, type IceCandidate,
 } from '../../agent/nat/attach.js';
@@ -111,12 +112,14 @@ test('a check signed with the wrong password is not answered; the session is not
 // ---- the Attach codec ------------------------------------------------------------------------------
 
 const alice = generateIdentity(), bob = generateIdentity();
+const alicePuzzle = solvePuzzle(alice.publicKey);
 const NOW = 1_790_000_000_000;
 
 function offer(over: Partial<AttachParams> = {}): AttachParams {
   const c = newCredentials();
   return {
-    role: 'offer', sender: alice.publicKey, target: bob.nodeId, created: NOW, tieBreaker: c.tieBreaker, ufrag: c.ufrag, pwd: c.pwd,
+    role: 'offer', sender: alice.publicKey, target: bob.nodeId, created: NOW, tieBreaker: c.tieBreaker, puzzleNonce: alicePuzzle,
+    ufrag: c.ufrag, pwd: c.pwd,
     candidates: [
       { address: '10.1.0.2', port: 4500, type: IceCandidateType.Host, priority: candidatePriority(IceCandidateType.Host) },
       { address: '203.0.113.9', port: 61000, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) },
@@ -136,6 +139,12 @@ test('attach: round trip; forged, misdirected, stale and altered blobs are refus
   assert.deepEqual(parseAttach(marshalAttach(p, bob.privateKey), bob.nodeId, NOW), { ok: false, reason: 'bad-signature' });
   assert.deepEqual(parseAttach(b, alice.nodeId, NOW), { ok: false, reason: 'wrong-target' });
   assert.deepEqual(parseAttach(b, bob.nodeId, NOW + 120_000), { ok: false, reason: 'stale' });
+  // A key whose puzzle does not hold (a fresh key, or a nonce that is not its proof) is refused before its
+  // signature is checked; a lower overlay difficulty is honoured.
+  let puzzleless = 0n;
+  while (verifyPuzzle(alice.publicKey, puzzleless)) puzzleless++;
+  assert.deepEqual(parseAttach(marshalAttach(offer({ puzzleNonce: puzzleless }), alice.privateKey), bob.nodeId, NOW), { ok: false, reason: 'no-puzzle' });
+  assert.ok(parseAttach(marshalAttach(offer({ puzzleNonce: solvePuzzle(alice.publicKey, 4) }), alice.privateKey), bob.nodeId, NOW, 4).ok);
   const altered = Uint8Array.from(b);
   altered[80] ^= 1; // inside the candidates: the signature no longer holds (or it no longer parses)
   assert.equal(parseAttach(altered, bob.nodeId, NOW).ok, false);
@@ -153,7 +162,7 @@ test('attach: the NAT hint round-trips (absent reads as unknown); an undefined h
   const b = Buffer.from(marshalAttach(offer(), alice.privateKey));
   const body = b.subarray(0, b.length - 64);
   body[body.length - 1] = 4;
-  const resigned = Buffer.concat([body, ed25519.sign(Buffer.concat([Buffer.from('idloc attach v2'), body]), alice.privateKey)]);
+  const resigned = Buffer.concat([body, ed25519.sign(Buffer.concat([Buffer.from('idloc attach v3'), body]), alice.privateKey)]);
   assert.deepEqual(parseAttach(resigned, bob.nodeId, NOW), { ok: false, reason: 'malformed' });
 });
 
