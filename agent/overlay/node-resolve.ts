@@ -9,7 +9,8 @@
 //                    RESOLVE_DISJOINT_PATHS lookups in parallel, seeded with disjoint shares of our k
 //                    closest, no node asked by two paths (S/Kademlia), each FETCHing until it converged;
 //                    the storers are the k closest of every node that answered (ourselves too, when we
-//                    are that close: our own store counts only then). quorum: each storer votes for the
+//                    are that close: our own store counts only then), after waiting for any of the k
+//                    closest whose answer is still coming (a straggler to a lookup is a storer here). quorum: each storer votes for the
 //                    owner of its live record (one at most; a storer offering two votes for nobody; an
 //                    owner whose newest record anywhere is its tombstone has withdrawn), and the holder
 //                    is the owner more than half of the voting storers name (P2PNS), else nobody.
@@ -218,6 +219,8 @@ export class Resolver {
     const paths = Math.max(1, Math.min(this.d.paths ?? RESOLVE_DISJOINT_PATHS, seeds.length));
     const claimedBy = new Map<string, number>();
     const answers = new Map<string, StorerAnswer>();
+    /** Queries still out (a lookup leaves stragglers behind; a quorum read waits for the closest). */
+    const inflight = new Map<string, { nodeId: Uint8Array; done: Promise<unknown> }>();
     const runs = [];
     for (let p = 0; p < paths; p++) {
       runs.push(lookup<never>({
@@ -228,7 +231,9 @@ export class Resolver {
           const owner = claimedBy.get(id);
           if (owner !== undefined && owner !== p) return undefined; // another path's: this one goes round it
           claimedBy.set(id, p);
-          const r = await kad.call(c, { type: 'find_value', sender: self, key: t });
+          const call = kad.call(c, { type: 'find_value', sender: self, key: t });
+          inflight.set(id, { nodeId: c.nodeId, done: call.catch(() => undefined) });
+          const r = await call.finally(() => inflight.delete(id));
           if (!r) return undefined;
           if (r.type === 'nodes') { answers.set(id, { nodeId: c.nodeId, records: [] }); return { contacts: r.contacts }; }
           if (r.type !== 'value') return undefined;
@@ -238,8 +243,13 @@ export class Resolver {
       }));
     }
     const results = await Promise.all(runs);
+    const byDistance = (a: { nodeId: Uint8Array }, b: { nodeId: Uint8Array }) => compareDistance(a.nodeId, b.nodeId, key);
+    // the closest are the storers that matter: wait for those still answering (their RPC retries end it)
+    const slow = [...answers.values(), ...inflight.values()].sort(byDistance).slice(0, k)
+      .flatMap((c) => ('done' in c ? [c.done] : []));
+    if (slow.length > 0) await Promise.all(slow);
     const all = [...answers.values(), { nodeId: self.nodeId, records: this.d.store.getAll(key, kind, this.d.clock()) }];
-    all.sort((a, b) => compareDistance(a.nodeId, b.nodeId, key));
+    all.sort(byDistance);
     const storers = all.slice(0, k);
     this.d.lookups.note(Math.max(0, ...results.map((r) => r.latencyMs)), !storers.some((s) => s.records.length > 0));
     return storers;
