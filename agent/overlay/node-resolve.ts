@@ -215,6 +215,7 @@ export class Resolver {
     this.d.fetchKinds.set(key, kind);
     kad.table.touch(key);
     const self = kad.self;
+    const started = this.d.scheduler.now();
     const seeds = kad.seeds(key);
     const paths = Math.max(1, Math.min(this.d.paths ?? RESOLVE_DISJOINT_PATHS, seeds.length));
     const claimedBy = new Map<string, number>();
@@ -242,7 +243,7 @@ export class Resolver {
         },
       }));
     }
-    const results = await Promise.all(runs);
+    await Promise.all(runs);
     const byDistance = (a: { nodeId: Uint8Array }, b: { nodeId: Uint8Array }) => compareDistance(a.nodeId, b.nodeId, key);
     // the closest are the storers that matter: wait for those still answering (their RPC retries end it)
     const slow = [...answers.values(), ...inflight.values()].sort(byDistance).slice(0, k)
@@ -251,7 +252,7 @@ export class Resolver {
     const all = [...answers.values(), { nodeId: self.nodeId, records: this.d.store.getAll(key, kind, this.d.clock()) }];
     all.sort(byDistance);
     const storers = all.slice(0, k);
-    this.d.lookups.note(Math.max(0, ...results.map((r) => r.latencyMs)), !storers.some((s) => s.records.length > 0));
+    this.d.lookups.note(this.d.scheduler.now() - started, !storers.some((s) => s.records.length > 0));
     return storers;
   }
 
