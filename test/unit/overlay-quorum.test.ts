@@ -1,6 +1,6 @@
 // Unique addresses by quorum: a forged IPv4 claim (a key that derives the victim's address) stored at a
 // node that is not among the claim's storers is neither stored nor believed, lying storers below a
-// majority do not change the answer, and service providers are read from the k closest, not from
+// majority do not change the answer (for names too), and service providers are read from the k closest, not from
 // whatever sits in the local store. 30 OverlayNodes on a MemoryNetwork, k = 5.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,10 +12,10 @@ import { IPV4_MAX_CLAIM_ATTEMPT } from '../../agent/base/constants.js';
 import { OverlayNode } from '../../agent/overlay/node.js';
 import { solvePuzzle } from '../../agent/overlay/puzzle.js';
 import {
-  CandidateType, RecordKind, createIpv4ClaimRecord, createServiceRecord, marshalRecord, type OverlayRecord,
+  CandidateType, RecordKind, createIpv4ClaimRecord, createNameRecord, createServiceRecord, marshalRecord, type OverlayRecord,
 } from '../../agent/overlay/records.js';
 import { RecordStore } from '../../agent/overlay/store.js';
-import { ipv4ResourceId, serviceResourceId } from '../../agent/overlay/names.js';
+import { ipv4ResourceId, nameResourceId, serviceResourceId } from '../../agent/overlay/names.js';
 import { responsibility } from '../../agent/overlay/responsibility.js';
 import { compareDistance } from '../../agent/overlay/xor-metric.js';
 import { bytesEqual } from '../../agent/base/bytes.js';
@@ -156,6 +156,27 @@ describe(`IPv4 claims and names by quorum, ${N} nodes, k = ${K}`, () => {
     for (const l of [...liars, third]) l.store.lie = undefined;
     assert.equal(owner(await readers[0]!.node.resolver.resolveIpv4Claim(ip)), victimId.publicKeyHex);
     t.diagnostic(`lying storers: ${liars.length} of ${K}; readers: ${readers.length}; believed the forged claim: ${believed}`);
+  });
+
+  it('a name is decided the same way: a lying minority of its storers offering another key does not take it', async (t) => {
+    const reg = await victim.node.publisher.registerName('victim-name');
+    assert.ok(reg.ok);
+    const nres = nameResourceId('victim-name');
+    const near = hosts.slice().sort((a, b) => compareDistance(a.identity.nodeId, b.identity.nodeId, nres)).slice(0, K);
+    const liars = near.filter((h) => h !== victim).slice(0, 2);
+    const rival = createNameRecord(attackerSigner, 'victim-name', { now: Date.now() });
+    for (const l of liars) l.store.lie = rival;
+    const readers = hosts.filter((h) => !near.includes(h)).slice(0, 4);
+    let believed = 0;
+    for (const h of readers) {
+      const rec = await h.node.resolver.resolveName('victim-name');
+      if (owner(rec) !== victimId.publicKeyHex) believed++;
+      assert.equal(owner(rec), victimId.publicKeyHex);
+    }
+    // nor does it make the holder give up its name when it registers again
+    assert.ok((await victim.node.publisher.registerName('victim-name')).ok);
+    for (const l of liars) l.store.lie = undefined;
+    t.diagnostic(`lying name storers: ${liars.length} of ${K}; readers: ${readers.length}; believed the rival: ${believed}`);
   });
 
   it('service providers from the k closest: a rogue "turn" record in the local store is not returned', async (t) => {
