@@ -310,15 +310,32 @@ export const SERVICE_NAME_MAX_LEN = 32;
 export const IPV4_MAX_CLAIM_ATTEMPT = 31;
 /** Records one node stores. A node keeps copies for the resources nearest its NodeID: with k = 20 copies
  *  and a few records per host that is ~100 per node on average, so 20,000 leaves 200x headroom for
- *  skewed id spaces while capping memory at ~25 MB even if every record is full size. When full, new
- *  (resource, owner) entries are refused after an expiry sweep; updates of stored entries are still
- *  accepted. Refusing rather than evicting keeps a flood from pushing out records already held (the
- *  reason Kademlia's k-buckets prefer old contacts), and owners republish elsewhere. */
+ *  skewed id spaces while capping memory at ~25 MB even if every record is full size. When full, a new
+ *  entry makes room rather than being refused (store.ts): first records of resources this node is no
+ *  longer responsible for, then an entry of the owner holding the most (the most recent such owner), so a
+ *  flood of keys churns its own entries while the few records each long-lived owner holds stay. */
 export const STORE_MAX_RECORDS = 20_000;
 /** Entries one owner key may hold on one node. A host writes 1 locator, 1 IPv4 claim, a few names and
  *  service offers, and their resource ids scatter over the id space, so any one node sees few of them;
- *  32 is generous for that yet stops one key from filling a node's store. */
+ *  32 is generous for that yet stops one key from filling a node's store. A locator never meets it: the
+ *  owner's newest other entry makes room. */
 export const STORE_MAX_RECORDS_PER_OWNER = 32;
+/** Entries one resource may hold (one per owner): only SERVICE resources have more than one live owner,
+ *  and a FETCH answer carries at most OVERLAY_MAX_RECORDS of them; twice that keeps a choice of providers
+ *  while a key flood on "turn" cannot grow one resource without bound. When full, a new owner's entry
+ *  replaces the newest entry of the owner holding the most overall, so providers that were there first
+ *  stay. */
+export const STORE_MAX_RECORDS_PER_RESOURCE = 2 * OVERLAY_MAX_RECORDS;
+/** Resources a full store inspects per new entry (a clock hand over the resources) looking for one it is
+ *  no longer responsible for, before it evicts by owner: bounded work per put (each look is one
+ *  routing-table closest()), and the hand moves on, so every resource is looked at in turn. */
+export const STORE_EVICT_SCAN = 8;
+/** Responsibility slack: a node stores a resource only if fewer than this many times k of the contacts it
+ *  knows are closer to the resource than itself (responsibility.ts). The k closest are who holds a record;
+ *  views differ by a few contacts between nodes (churn, a contact not yet learned), so twice k never
+ *  refuses a real replica while a node far from the resource, which knows a full bucket (k) or more of
+ *  contacts nearer to it, plus its nearer neighbours, refuses. */
+export const RESPONSIBILITY_SLACK = 2;
 
 // ---- overlay/: membership and record hand-off (agent/overlay/node-membership.ts, node-publish.ts) ----
 
@@ -343,6 +360,12 @@ export const DHT_HANDOFF_DELAY_MS = 100;
  *  even at 10^5 nodes), so the first batch almost always has it, and 4 fetches in parallel cost one
  *  lookup's latency; a key with no claim costs 8 rounds instead of 32. */
 export const IPV4_OF_BATCH = 4;
+/** Disjoint lookup paths a quorum read (IPv4 claims, names, service providers) takes to the k closest
+ *  storers of a resource (S/Kademlia's d): no node is asked by two paths, so a node that lies about
+ *  contacts can mislead only the path it is on, and the storers reached are counted once. Three paths
+ *  run in parallel (latency of one lookup, three times the queries); S/Kademlia found most of the gain in
+ *  the first few paths. */
+export const RESOLVE_DISJOINT_PATHS = 3;
 
 // ---- nat/: STUN on the agent's socket and netcheck (agent/nat/stun-*.ts, netcheck.ts) ------------
 

@@ -27,7 +27,7 @@
 //   A receiver checks, cheapest first, that the puzzle holds, that the target is itself, that `created` is
 //   within ATTACH_MAX_AGE_MS of its clock, and the signature; attach-guard.ts then refuses a blob it has
 //   already acted on (the same key and tie-breaker, whatever overlay transaction carries it).
-import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519Signer, ed25519Verify } from '../base/ed25519.js';
 import { randomBytes } from 'node:crypto';
 import { Reader, Writer } from '../base/binary.js';
 import { bytesEqual } from '../base/bytes.js';
@@ -108,7 +108,7 @@ export function marshalAttach(p: AttachParams, privateKey: Uint8Array): Uint8Arr
   for (const c of p.candidates) writeCandidate(w, c);
   w.u8(NAT_HINTS.indexOf(p.nat ?? 'unknown'));
   if (p.role === 'offer') w.bytes(new Uint8Array(Math.max(0, ATTACH_OFFER_BYTES - 64 - w.view().length)));
-  w.bytes(ed25519.sign(signed(w.view()), privateKey));
+  w.bytes(ed25519Signer(privateKey)(signed(w.view())));
   return Buffer.from(w.view());
 }
 
@@ -126,9 +126,7 @@ export function parseAttach(b: Uint8Array, self: Uint8Array, now: number, diffic
   if (!bytesEqual(p.target, self)) return { ok: false, reason: 'wrong-target' };
   if (!(Math.abs(now - p.created) <= ATTACH_MAX_AGE_MS)) return { ok: false, reason: 'stale' };
   const body = b.subarray(0, b.length - 64);
-  let good = false;
-  try { good = ed25519.verify(b.subarray(b.length - 64), signed(body), p.sender); } catch { good = false; }
-  if (!good) return { ok: false, reason: 'bad-signature' };
+  if (!ed25519Verify(p.sender, signed(body), b.subarray(b.length - 64))) return { ok: false, reason: 'bad-signature' };
   return { ok: true, params: p };
 }
 

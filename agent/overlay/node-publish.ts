@@ -2,8 +2,10 @@
 //
 //   publish / publishIdentity / updateLocator / registerName
 //        └─ storeEverywhere: local copy, FIND_NODE for the resource id, STORE at the k closest
-//   publishIdentity: claims IPv4 attempts in order; a claim of this key left behind (an earlier attempt it
-//                 held, or one that turned out taken) is withdrawn with a tombstone stored everywhere
+//   publishIdentity: claims IPv4 attempts in order, skipping those the quorum read (node-resolve.ts) gives
+//                 to another key, or that most storers refuse as taken (takenByMajority); a claim of this
+//                 key left behind (an earlier attempt it held, or one that turned out taken) is withdrawn
+//                 with a tombstone stored everywhere
 //   republish():  own records, re-signed with a higher sequence when we made them, stored everywhere again
 //                 (every DHT_REPUBLISH_INTERVAL_MS, and when the routing table grows from empty)
 //   refreshLocator(): our own locator re-signed and stored now (the rendezvous set changed); a locator of
@@ -98,6 +100,14 @@ function emptyStatuses(): Record<PutResult, number> {
   return { stored: 0, stale: 0, forged: 0, taken: 0, expired: 0, invalid: 0, full: 0 };
 }
 
+/** A first-come record the storers (our own store one of them) mostly refused as held by another key.
+ *  A majority, as a quorum read decides (node-resolve.ts): a few storers holding a rival claim (planted,
+ *  or lying) must not make us give up an address or name the rest hold for us. */
+export function takenByMajority(r: PublishResult): boolean {
+  const taken = r.statuses.taken + (r.local === 'taken' ? 1 : 0);
+  return 2 * taken > r.answered + 1;
+}
+
 const ownKey = (r: OverlayRecord): string => `${r.kind}:${hex(r.resourceId)}:${hex(r.owner)}`;
 
 /** Re-create a record (re-signed) with this creation time and sequence. */
@@ -177,7 +187,7 @@ export class Publisher {
         continue;
       }
       const { result: claim, record } = await this.publishOwn((now, seq) => createIpv4ClaimRecord(signer, attempt, { now, seq }));
-      if (claim.local === 'taken' || claim.statuses.taken > 0) {
+      if (takenByMajority(claim)) {
         this.own.delete(ownKey(record));
         if (claim.local === 'stored' || claim.statuses.stored > 0) leftBehind.push(record); // stored at some
         continue;
@@ -243,7 +253,7 @@ export class Publisher {
     const holder = (await this.d.fetch(nameResourceId(n), RecordKind.Name)).find((r) => !bytesEqual(r.owner, this.d.self.publicKey));
     if (holder) return { ok: false, reason: 'taken', holder: nodeIdFromPublicKey(holder.owner) };
     const { result: publish, record } = await this.publishOwn((now, seq) => createNameRecord(this.d.signer, n, { now, seq }));
-    if (publish.local === 'taken' || publish.statuses.taken > 0) {
+    if (takenByMajority(publish)) {
       this.own.delete(ownKey(record));
       return { ok: false, reason: 'taken' };
     }
@@ -355,7 +365,8 @@ export class Publisher {
   private async storeEverywhere(record: OverlayRecord, bytes: Uint8Array): Promise<PublishResult> {
     const local = this.d.store.put(record, this.d.clock());
     const statuses = emptyStatuses();
-    if (local === 'forged' || local === 'invalid' || local === 'expired' || local === 'taken') {
+    // 'taken' here is one storer's view: the k closest decide (takenByMajority)
+    if (local === 'forged' || local === 'invalid' || local === 'expired') {
       return { ok: false, local, contacted: 0, answered: 0, statuses };
     }
     const res = await this.d.kad.findNode(record.resourceId);

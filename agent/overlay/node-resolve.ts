@@ -2,13 +2,34 @@
 //
 //   fetch(id, kind): α-parallel iterative FETCH (Kademlia's FIND_VALUE) that goes on until `fetchQuorum`
 //                    holders answered (or it converged); every record verified (verifyRecord) before use,
-//                    the highest sequence per owner kept, tombstones dropped
+//                    the highest sequence per owner kept, tombstones dropped. For first-come kinds it is
+//                    the quorum read below instead: [the holder] when a majority names one, else every
+//                    live claim the storers gave (contested: a publisher must not claim it)
+//   quorum(id, kind) / fetchAtClosest(id, kind):
+//                    RESOLVE_DISJOINT_PATHS lookups in parallel, seeded with disjoint shares of our k
+//                    closest, no node asked by two paths (S/Kademlia), each FETCHing until it converged;
+//                    the storers are the k closest of every node that answered (ourselves too, when we
+//                    are that close: our own store counts only then), after waiting for any of the k
+//                    closest whose answer is still coming (a straggler to a lookup is a storer here). quorum: each storer votes for the
+//                    owner of its live record (one at most; a storer offering two votes for nobody; an
+//                    owner whose newest record anywhere is its tombstone has withdrawn), and the holder
+//                    is the owner more than half of the voting storers name (P2PNS), else nobody.
+//                    Storers holding nothing do not vote: a slow replica replaced by a farther node that
+//                    never got the record (a lookup leaves stragglers behind) must not void a claim.
+//                    fetchAtClosest: what those storers hold, newest per owner, most widely held first
 //   NodeID  ─> LOCATOR at that NodeID, owned by the key hashing to it
-//   IPv4    ─> IPV4_CLAIM at H(ipv4) ─> its owner's key ─> that key's LOCATOR
+//   IPv4    ─> quorum IPV4_CLAIM at H(ipv4) ─> its holder's key ─> that key's LOCATOR
 //   IPv6    ─> 96 NodeID bits ─> FIND_NODE for them (rest zero) converges on the owner ─> its key must own
 //              the address (publicKeyOwnsIpv6) ─> its LOCATOR, whose owner must own the address too
-//   key     ─> its IPv4 (ipv4Of): the claims for attempts 0, 1, ... in small batches, first one it owns
-//   name    ─> NAME record (its value names the owner's NodeID)
+//   key     ─> its IPv4 (ipv4Of): the quorum claims for attempts 0, 1, ... in small batches, the first one
+//              whose holder is this key; so ipv4Of(key) = ip only if resolveIpv4Claim(ip) is that key's
+//   name    ─> quorum NAME record (its value names the owner's NodeID)
+//
+// Why quorum reads for IPv4 claims and names: they are first-come, so who holds one is a fact about the
+// k closest storers, not about whichever node answers first. Any key can derive a given IPv4 address in
+// about 2^17 tries; its claim, stored at a node that never held the real one, or offered by a few lying
+// nodes, must not map the address to that key. Storers refuse resources they are not responsible for
+// (responsibility.ts), and a minority of liars among the k closest cannot reach a majority.
 //
 // Why the IPv6 path needs a node lookup: the address holds only 96 of the NodeID's 160 bits, so the
 // locator's resource id cannot be computed from it; but nodes are placed by NodeID, and no other node
@@ -17,7 +38,10 @@
 //
 // Verified record bytes are cached (with their expiry) so a record fetched again costs no Ed25519 check.
 
-import { IPV4_MAX_CLAIM_ATTEMPT, IPV4_OF_BATCH, NODE_ID_BYTES, OVERLAY_IPV6_PREFIX, RESOLVE_LATENCY_SAMPLES, RESOLVE_VERIFIED_CACHE_MAX } from '../base/constants.js';
+import {
+  IPV4_MAX_CLAIM_ATTEMPT, IPV4_OF_BATCH, NODE_ID_BYTES, OVERLAY_IPV6_PREFIX, RESOLVE_DISJOINT_PATHS, RESOLVE_LATENCY_SAMPLES,
+  RESOLVE_VERIFIED_CACHE_MAX,
+} from '../base/constants.js';
 import { ipv4FromNodeId, nodeIdFromPublicKey, publicKeyOwnsIpv6 } from '../idloc/addresses.js';
 import type { Endpoint } from '../conn/socket.js';
 import type { KademliaNode } from './kademlia.js';
@@ -31,6 +55,7 @@ import type { Scheduler } from '../base/scheduler.js';
 import type { RecordStore } from './store.js';
 import { ipv4ResourceId, nameResourceId, normalizeName } from './names.js';
 import { bytesEqual, hex } from '../base/bytes.js';
+import { compareDistance, idKey } from './xor-metric.js';
 
 export interface LookupStats {
   count: number;
@@ -78,6 +103,28 @@ export interface ResolverDeps {
   fetchKinds: WeakMap<Uint8Array, number>;
   lookups: LookupRecorder;
   reject: (reason: string) => void;
+  /** Disjoint paths of a quorum read (default RESOLVE_DISJOINT_PATHS). */
+  paths?: number;
+}
+
+/** What the k closest storers of a resource say (Resolver.quorum). */
+export interface QuorumResult {
+  /** For first-come kinds: the live record of the owner more than half of the voting storers hold. */
+  holder: OverlayRecord | undefined;
+  /** Storers among the k closest that answered (ourselves included when we are among them). */
+  storers: number;
+  /** Storers that named an owner (the majority is of these). */
+  voters: number;
+  /** Storers that hold the holder's record (0 without a holder). */
+  votes: number;
+  /** Every live record the storers gave, newest per owner, most widely held first (then the oldest). */
+  records: OverlayRecord[];
+}
+
+/** One storer's answer: its verified records for the resource ([] when it had none). */
+interface StorerAnswer {
+  nodeId: Uint8Array;
+  records: OverlayRecord[];
 }
 
 export class Resolver {
@@ -87,22 +134,20 @@ export class Resolver {
   constructor(private readonly d: ResolverDeps) {}
 
   /** Iterative FETCH of (resource, kind): verified, live records, the highest sequence per owner, tombstones
-   *  dropped. For first-come kinds, the owner most holders agree on comes first (then the oldest). */
+   *  dropped. For first-come kinds, the quorum's holder alone, or with no majority every claim seen. */
   async fetch(resourceId: Uint8Array, kind: RecordKind): Promise<OverlayRecord[]> {
+    if (isUniqueKind(kind)) {
+      const q = await this.quorum(resourceId, kind);
+      return q.holder ? [q.holder] : q.records;
+    }
     const { kad, k } = this.d;
     const key = copyBytes(resourceId);
     this.d.fetchKinds.set(key, kind);
     const now = this.d.clock();
     const found: OverlayRecord[] = [];
-    const votes = new Map<string, number>();
-    const take = (recs: Iterable<OverlayRecord>) => {
-      const owners = new Set<string>();
-      for (const r of recs) { found.push(r); owners.add(hex(r.owner)); }
-      for (const o of owners) votes.set(o, (votes.get(o) ?? 0) + 1);
-    };
     const local = this.d.store.getAll(key, kind, now);
     let holders = 0;
-    if (local.length > 0) { take(local); holders++; }
+    if (local.length > 0) { found.push(...local); holders++; }
     kad.table.touch(key);
     const self = kad.self;
     const res = await lookup<never>({
@@ -114,16 +159,101 @@ export class Resolver {
         if (r.type === 'nodes') return { contacts: r.contacts };
         if (r.type !== 'value') return undefined;
         const good = this.verifyFetched(r.value.records, key, kind);
-        if (good.length > 0) { holders++; take(good); }
+        if (good.length > 0) { holders++; found.push(...good); }
         return { contacts: r.value.contacts };
       },
     });
     const out = newestPerOwner(found).filter((r) => !isTombstone(r));
-    if (isUniqueKind(kind)) {
-      out.sort((a, b) => (votes.get(hex(b.owner)) ?? 0) - (votes.get(hex(a.owner)) ?? 0) || a.created - b.created);
-    }
     this.d.lookups.note(res.latencyMs, out.length === 0);
     return out;
+  }
+
+  /** What the k closest storers of (resource, kind) hold, read over disjoint paths: records held only
+   *  elsewhere (our own store included, unless we are among the k closest) do not count. For service
+   *  providers, which anyone can STORE at any one node. */
+  async fetchAtClosest(resourceId: Uint8Array, kind: RecordKind): Promise<OverlayRecord[]> {
+    return (await this.quorum(resourceId, kind)).records;
+  }
+
+  /** The k closest storers' view of (resource, kind), with the majority holder for first-come kinds. */
+  async quorum(resourceId: Uint8Array, kind: RecordKind): Promise<QuorumResult> {
+    const storers = await this.readClosest(resourceId, kind);
+    const newest = new Map<string, OverlayRecord>();
+    for (const s of storers) {
+      for (const r of s.records) {
+        const o = hex(r.owner);
+        const cur = newest.get(o);
+        if (!cur || r.seq > cur.seq) newest.set(o, r);
+      }
+    }
+    const votes = new Map<string, number>();
+    let voters = 0;
+    for (const s of storers) {
+      const live = new Set<string>();
+      for (const r of s.records) {
+        const o = hex(r.owner);
+        if (!isTombstone(r) && !isTombstone(newest.get(o)!)) live.add(o); // a withdrawn owner gets no vote
+      }
+      if (live.size > 0) voters++;
+      if (live.size > 1 && isUniqueKind(kind)) { this.d.reject('fetched-conflicting'); continue; } // no honest store does that
+      for (const o of live) votes.set(o, (votes.get(o) ?? 0) + 1);
+    }
+    const count = (r: OverlayRecord) => votes.get(hex(r.owner)) ?? 0;
+    const records = [...newest.values()].filter((r) => !isTombstone(r) && count(r) > 0)
+      .sort((a, b) => count(b) - count(a) || a.created - b.created);
+    const top = records[0];
+    const topVotes = top ? count(top) : 0;
+    const holder = top && isUniqueKind(kind) && 2 * topVotes > voters ? top : undefined;
+    return { holder, storers: storers.length, voters, votes: holder ? topVotes : 0, records };
+  }
+
+  /** The k closest nodes to a resource that answered a FETCH (and we, if that close), each with the
+   *  verified records it gave. RESOLVE_DISJOINT_PATHS lookups run at once; each node is asked by one. */
+  private async readClosest(resourceId: Uint8Array, kind: RecordKind): Promise<StorerAnswer[]> {
+    const { kad, k } = this.d;
+    const key = copyBytes(resourceId);
+    this.d.fetchKinds.set(key, kind);
+    kad.table.touch(key);
+    const self = kad.self;
+    const started = this.d.scheduler.now();
+    const seeds = kad.seeds(key);
+    const paths = Math.max(1, Math.min(this.d.paths ?? RESOLVE_DISJOINT_PATHS, seeds.length));
+    const claimedBy = new Map<string, number>();
+    const answers = new Map<string, StorerAnswer>();
+    /** Queries still out (a lookup leaves stragglers behind; a quorum read waits for the closest). */
+    const inflight = new Map<string, { nodeId: Uint8Array; done: Promise<unknown> }>();
+    const runs = [];
+    for (let p = 0; p < paths; p++) {
+      runs.push(lookup<never>({
+        target: key, seeds: seeds.filter((_, i) => i % paths === p), scheduler: this.d.scheduler, k, alpha: this.d.alpha,
+        selfId: self.nodeId, skip: kad.skipContact,
+        query: async (c, t) => {
+          const id = idKey(c.nodeId);
+          const owner = claimedBy.get(id);
+          if (owner !== undefined && owner !== p) return undefined; // another path's: this one goes round it
+          claimedBy.set(id, p);
+          const call = kad.call(c, { type: 'find_value', sender: self, key: t });
+          inflight.set(id, { nodeId: c.nodeId, done: call.catch(() => undefined) });
+          const r = await call.finally(() => inflight.delete(id));
+          if (!r) return undefined;
+          if (r.type === 'nodes') { answers.set(id, { nodeId: c.nodeId, records: [] }); return { contacts: r.contacts }; }
+          if (r.type !== 'value') return undefined;
+          answers.set(id, { nodeId: c.nodeId, records: this.verifyFetched(r.value.records, key, kind) });
+          return { contacts: r.value.contacts };
+        },
+      }));
+    }
+    await Promise.all(runs);
+    const byDistance = (a: { nodeId: Uint8Array }, b: { nodeId: Uint8Array }) => compareDistance(a.nodeId, b.nodeId, key);
+    // the closest are the storers that matter: wait for those still answering (their RPC retries end it)
+    const slow = [...answers.values(), ...inflight.values()].sort(byDistance).slice(0, k)
+      .flatMap((c) => ('done' in c ? [c.done] : []));
+    if (slow.length > 0) await Promise.all(slow);
+    const all = [...answers.values(), { nodeId: self.nodeId, records: this.d.store.getAll(key, kind, this.d.clock()) }];
+    all.sort(byDistance);
+    const storers = all.slice(0, k);
+    this.d.lookups.note(this.d.scheduler.now() - started, !storers.some((s) => s.records.length > 0));
+    return storers;
   }
 
   /** The locator record of a NodeID (its owner key hashes to that NodeID). */
@@ -133,10 +263,10 @@ export class Resolver {
       r.kind === RecordKind.Locator && bytesEqual(nodeIdFromPublicKey(r.owner), nodeId));
   }
 
-  /** The claim of an IPv4 overlay address (u32). */
+  /** The claim of an IPv4 overlay address (u32): the one its k closest storers' majority holds. */
   async resolveIpv4Claim(ipv4: number): Promise<Ipv4ClaimRecord | undefined> {
-    const recs = await this.fetch(ipv4ResourceId(ipv4 >>> 0), RecordKind.Ipv4Claim);
-    return recs.find((r): r is Ipv4ClaimRecord => r.kind === RecordKind.Ipv4Claim && r.value?.ipv4 === ipv4 >>> 0);
+    const { holder } = await this.quorum(ipv4ResourceId(ipv4 >>> 0), RecordKind.Ipv4Claim);
+    return holder?.kind === RecordKind.Ipv4Claim && holder.value?.ipv4 === ipv4 >>> 0 ? holder : undefined;
   }
 
   /** IPv4 overlay address → its claim → the owner's key → the owner's locator. */
@@ -174,8 +304,9 @@ export class Resolver {
     return loc && owns(loc.owner) ? loc : undefined;
   }
 
-  /** The IPv4 overlay address this key holds a claim for (attempts 0.. looked up IPV4_OF_BATCH at a time,
-   *  the lowest in the first batch that has one), or undefined. */
+  /** The IPv4 overlay address this key holds by quorum (resolveIpv4Claim of it is this key's claim):
+   *  attempts 0.. looked up IPV4_OF_BATCH at a time, the lowest in the first batch that has one, or
+   *  undefined. */
   async ipv4Of(publicKey: Uint8Array): Promise<number | undefined> {
     if (publicKey.length !== 32) return undefined;
     const nodeId = nodeIdFromPublicKey(publicKey);
@@ -184,9 +315,8 @@ export class Resolver {
       for (let a = first; a < first + IPV4_OF_BATCH && a <= IPV4_MAX_CLAIM_ATTEMPT; a++) attempts.push(a);
       const held = await Promise.all(attempts.map(async (a) => {
         const ipv4 = ipv4FromNodeId(nodeId, a);
-        const recs = await this.fetch(ipv4ResourceId(ipv4), RecordKind.Ipv4Claim);
-        return recs.some((r) => r.kind === RecordKind.Ipv4Claim && r.value?.ipv4 === ipv4 && bytesEqual(r.owner, publicKey))
-          ? ipv4 : undefined;
+        const claim = await this.resolveIpv4Claim(ipv4);
+        return claim && bytesEqual(claim.owner, publicKey) ? ipv4 : undefined;
       }));
       const hit = held.find((x) => x !== undefined);
       if (hit !== undefined) return hit;
@@ -194,12 +324,12 @@ export class Resolver {
     return undefined;
   }
 
-  /** The name record for `name` (its value holds the owner's NodeID), or undefined. */
+  /** The name record for `name` (its value holds the owner's NodeID) its storers' majority holds. */
   async resolveName(name: string): Promise<NameRecord | undefined> {
     const n = normalizeName(name);
     if (n === undefined) return undefined;
-    const recs = await this.fetch(nameResourceId(n), RecordKind.Name);
-    return recs.find((r): r is NameRecord => r.kind === RecordKind.Name && r.value?.name === n);
+    const { holder } = await this.quorum(nameResourceId(n), RecordKind.Name);
+    return holder?.kind === RecordKind.Name && holder.value?.name === n ? holder : undefined;
   }
 
   /** Drop expired entries of the verification cache (housekeeping). */

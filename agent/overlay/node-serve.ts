@@ -2,7 +2,9 @@
 //
 //   FETCH  (via KademliaNode's getValue) ─> our records at (resource, kind), tombstones included, + contacts
 //   STORE  ─> every record parsed, checked against the message's resource/kind, put() in the store
-//             (signature, ownership, puzzle, sequence, first-come); one status per record
+//             (signature, ownership, puzzle, sequence, first-come, and a new entry only for a resource we
+//             are responsible for: 'invalid' otherwise, counted as store.refused.notResponsible); one
+//             status per record
 //   LEAVE  ─> the sender leaves our routing table, if the LEAVE came from the address we know it at
 //
 // These run only for requests node-guard.ts verified: the sender signed them from `from`. Why the LEAVE
@@ -15,6 +17,7 @@ import type { KademliaNode } from './kademlia.js';
 import { STORE_STATUS, putResultOfStatus, type ExtraRequest, type ExtraResponse, type FetchValue, type Wire } from './node-wire.js';
 import { isRecordKind, marshalRecord, parseRecord } from './records.js';
 import type { Rpc } from './rpc.js';
+import { responsibility } from './responsibility.js';
 import type { PutResult, RecordStore } from './store.js';
 import { bytesEqual } from '../base/bytes.js';
 
@@ -48,6 +51,8 @@ export function serveExtra(d: ServeDeps, req: ExtraRequest, from: Endpoint): Ext
     return { type: 'leave-answer', sender: d.self };
   }
   const now = d.clock();
+  // only resources we are among the closest to (with slack) may enter our store (responsibility.ts)
+  const responsible = responsibility(d.kad.table, d.self.nodeId, d.k);
   const statuses = req.records.map((b) => {
     const r = parseRecord(b);
     let result: PutResult;
@@ -55,7 +60,7 @@ export function serveExtra(d: ServeDeps, req: ExtraRequest, from: Endpoint): Ext
       d.store.putBytes(new Uint8Array(0), now); // counted by the store as 'invalid'
       result = 'invalid';
     } else {
-      result = d.store.put(r, now);
+      result = d.store.put(r, now, { responsible });
     }
     if (result !== 'stored') d.reject(`store-${result}`);
     return STORE_STATUS[result];

@@ -18,17 +18,20 @@
 //
 // Access rules (only the key that owns a resource may write it):
 //
-//   1 LOCATOR    resource = NodeID of the owner key; only that key may write it.
+//   1 LOCATOR    resource = NodeID of the owner key; only that key may write it (its tombstone too).
 //   2 IPV4_CLAIM valid only if ipv4FromNodeId(NodeID(owner), attempt) = ipv4 and attempt ≤ IPV4_MAX_CLAIM_ATTEMPT;
 //                first-come: while one key's live claim is stored, other keys' claims are refused (store.ts).
 //                withdrawn with a tombstone (n = 0, same resource, higher sequence, lifetime covering the
 //                claim's) when the key moves to another attempt (node-publish.ts), so fetches and ipv4Of stop
 //                returning the old address before it expires; the address is then free for other keys.
+//                A tombstone obeys the claim's rule: some attempt of the owner's NodeID derives the address.
 //   3 NAME       the value's NodeID must be the owner's; unique, first-come; only the owner updates it or
-//                removes it (tombstone).
+//                removes it (tombstone: a store takes it only from a key holding an entry there, store.ts).
 //   4 SERVICE    many providers per resource, one entry per owner key, each writable only by its owner;
-//                the provider NodeID must be the owner's.
+//                the provider NodeID must be the owner's; tombstones as for NAME.
+//   Which of these a node takes at all (the resources it is responsible for, bounds) is store.ts.
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519Signer, ed25519Verify } from '../base/ed25519.js';
 import { Reader, Writer } from '../base/binary.js';
 import { bytesEqual, hex } from '../base/bytes.js';
 import {
@@ -143,7 +146,7 @@ function signingInput(body: Uint8Array): Uint8Array {
 }
 
 export function signRecord<R extends UnsignedRecord>(rec: R, privateKey: Uint8Array): R & { signature: Uint8Array } {
-  const signature = ed25519.sign(signingInput(marshalUnsignedRecord(rec)), privateKey);
+  const signature = ed25519Signer(privateKey)(signingInput(marshalUnsignedRecord(rec)));
   return { ...rec, signature };
 }
 
@@ -162,14 +165,23 @@ export function isTombstone(rec: OverlayRecord): boolean {
   return rec.value === null;
 }
 
+/** Whether some claim attempt of this NodeID derives the IPv4 address whose resource id this is: the
+ *  ownership rule for an IPv4 tombstone, which has no value to name the address (at most 32 derivations
+ *  and hashes, far cheaper than the signature check after it). */
+export function ownsIpv4Resource(ownerId: Uint8Array, resourceId: Uint8Array): boolean {
+  for (let a = 0; a <= IPV4_MAX_CLAIM_ATTEMPT; a++) if (bytesEqual(ipv4ResourceId(ipv4FromNodeId(ownerId, a)), resourceId)) return true;
+  return false;
+}
+
 /** Check a record at time `now` (Unix ms). Never throws.
  *  - 'invalid': a field out of range or inconsistent with itself (resource id not the hash of the
  *    value's name or IPv4, lifetime over RECORD_MAX_LIFETIME_S, attempt over IPV4_MAX_CLAIM_ATTEMPT,
  *    created more than RECORD_MAX_CLOCK_SKEW_MS in the future, malformed signature);
  *  - 'expired': created + lifetime is not after now;
  *  - 'forged': the record claims what the owner key cannot prove: bad signature, the key does not own
- *    the resource (LOCATOR NodeID, IPv4 not derived from its NodeID with that attempt, name or service
- *    NodeID not its own), or no valid puzzle proof;
+ *    the resource (LOCATOR NodeID, IPv4 not derived from its NodeID with that attempt, an IPv4 tombstone
+ *    for an address no attempt of its NodeID derives, name or service NodeID not its own), or no valid
+ *    puzzle proof;
  *  - 'valid'. Cheap checks run first; the Ed25519 verification (the costly one) last. */
 export function verifyRecord(rec: OverlayRecord, now: number, opts: VerifyOptions = {}): RecordVerdict {
   let body: Uint8Array;
@@ -191,6 +203,8 @@ export function verifyRecord(rec: OverlayRecord, now: number, opts: VerifyOption
         if (!bytesEqual(rec.resourceId, ipv4ResourceId(rec.value.ipv4))) return 'invalid';
         if (rec.value.attempt > IPV4_MAX_CLAIM_ATTEMPT) return 'invalid';
         if (ipv4FromNodeId(ownerId, rec.value.attempt) !== rec.value.ipv4) return 'forged';
+      } else if (!ownsIpv4Resource(ownerId, rec.resourceId)) {
+        return 'forged'; // a tombstone only for an address the key could claim
       }
       break;
     case RecordKind.Name:
@@ -208,7 +222,7 @@ export function verifyRecord(rec: OverlayRecord, now: number, opts: VerifyOption
   }
   if (!verifyPuzzle(rec.owner, rec.puzzleNonce, opts.puzzleDifficulty ?? PUZZLE_DEFAULT_DIFFICULTY)) return 'forged';
   try {
-    return ed25519.verify(rec.signature, signingInput(body), rec.owner) ? 'valid' : 'forged';
+    return ed25519Verify(rec.owner, signingInput(body), rec.signature) ? 'valid' : 'forged';
   } catch {
     return 'forged';
   }

@@ -69,8 +69,8 @@ test('names are first-come: a second key is refused while the owner updates, and
   assert.equal(s.put(createNameRecord(B, 'alice', at(NOW + 2, 50n)), NOW + 2), 'taken', 'a higher sequence does not help another key');
   assert.equal(s.put(createNameRecord(A, 'alice', at(NOW + 3, 2n)), NOW + 3), 'stored', "the owner's update");
   const res = nameResourceId('alice');
-  // B's tombstone only concerns B's own (absent) entry: A's name stays.
-  assert.equal(s.put(createNameTombstone(B, 'alice', at(NOW + 4, 60n)), NOW + 4), 'stored');
+  // B holds no entry at the name: its tombstone is refused (it does not own the resource), A's name stays.
+  assert.equal(s.put(createNameTombstone(B, 'alice', at(NOW + 4, 60n)), NOW + 4), 'forged');
   let live = s.get(res, RecordKind.Name, NOW + 4);
   assert.equal(live.length, 1);
   assert.deepEqual(live[0]!.owner, A.publicKey, 'a non-owner cannot remove the name');
@@ -78,8 +78,8 @@ test('names are first-come: a second key is refused while the owner updates, and
   assert.equal(s.put(createNameTombstone(A, 'alice', at(NOW + 5, 2n)), NOW + 5), 'stale');
   assert.equal(s.put(createNameTombstone(A, 'alice', at(NOW + 5, 3n)), NOW + 5), 'stored');
   assert.deepEqual(s.get(res, RecordKind.Name, NOW + 5), [], 'removed by its owner');
-  assert.equal(s.getAll(res, RecordKind.Name, NOW + 5).length, 2, 'tombstones are kept for replication');
-  assert.equal(s.stats().tombstones, 2);
+  assert.equal(s.getAll(res, RecordKind.Name, NOW + 5).length, 1, 'the tombstone is kept for replication');
+  assert.equal(s.stats().tombstones, 1);
   // The removed record cannot be replayed, and the name is free for the next claimant.
   assert.equal(s.put(createNameRecord(A, 'alice', at(NOW + 3, 2n)), NOW + 6), 'stale', 'replay of the removed record');
   assert.equal(s.put(createNameRecord(C, 'alice', at(NOW + 7, 1n)), NOW + 7), 'stored', 'freed name goes to the next key');
@@ -169,15 +169,32 @@ test('a record created too far in the future is refused (clock-skew limit)', () 
   assert.equal(s.stats().rejected.invalid, 1);
 });
 
-test('bounded: per-owner and total limits refuse new entries, updates still pass, expiry frees room', () => {
+test('bounded: the per-owner limit refuses new entries (a locator makes room), a full store evicts, expiry frees room', () => {
   const s = newStore({ maxRecords: 3, maxPerOwner: 2 });
   assert.equal(s.put(createNameRecord(A, 'a1', at(NOW, 1n, 60)), NOW), 'stored');
   assert.equal(s.put(createNameRecord(A, 'a2', at(NOW, 1n)), NOW), 'stored');
   assert.equal(s.put(createNameRecord(A, 'a3', at(NOW, 1n)), NOW), 'full', 'per-owner limit');
   assert.equal(s.put(createNameRecord(A, 'a2', at(NOW + 1, 2n)), NOW + 1), 'stored', 'update of a held entry');
   assert.equal(s.put(createNameRecord(B, 'b1', at(NOW, 1n)), NOW), 'stored');
-  assert.equal(s.put(createNameRecord(C, 'c1', at(NOW, 1n)), NOW), 'full', 'total limit');
-  assert.equal(s.stats().rejected.full, 2);
-  assert.equal(s.put(createNameRecord(C, 'c1', at(NOW + 60_000, 2n)), NOW + 60_000), 'stored', 'a1 expired: room again');
+  assert.equal(s.stats().refused.ownerFull, 1);
+  // full: C's first entry evicts one of A's (the owner holding the most), never B's only one
+  assert.equal(s.put(createNameRecord(C, 'c1', at(NOW, 1n)), NOW), 'stored', 'a full store makes room');
   assert.equal(s.size, 3);
+  assert.equal(s.ownerCount(A.publicKey), 1);
+  assert.equal(s.get(nameResourceId('b1'), RecordKind.Name, NOW).length, 1);
+  assert.equal(s.stats().evicted.largestOwner, 1);
+  // an owner at its limit still gets its locator in: its own newest other entry makes room
+  const s2 = newStore({ maxPerOwner: 2 });
+  assert.equal(s2.put(createNameRecord(A, 'a1', at(NOW, 1n)), NOW), 'stored');
+  assert.equal(s2.put(createNameRecord(A, 'a2', at(NOW, 1n)), NOW), 'stored');
+  assert.equal(s2.put(createLocatorRecord(A, { flags: 0, candidates: [cand], rendezvous: [] }, at(NOW, 1n)), NOW), 'stored');
+  assert.equal(s2.ownerCount(A.publicKey), 2);
+  assert.equal(s2.stats().evicted.ownerForLocator, 1);
+  // expiry frees room before anything is evicted
+  const s3 = newStore({ maxRecords: 2 });
+  assert.equal(s3.put(createNameRecord(A, 'x1', at(NOW, 1n, 60)), NOW), 'stored');
+  assert.equal(s3.put(createNameRecord(B, 'x2', at(NOW, 1n)), NOW), 'stored');
+  assert.equal(s3.put(createNameRecord(C, 'x3', at(NOW + 60_000, 1n)), NOW + 60_000), 'stored');
+  assert.equal(s3.stats().expired, 1);
+  assert.equal(s3.stats().evicted.largestOwner, 0);
 });
