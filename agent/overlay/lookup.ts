@@ -15,8 +15,10 @@
 // the lookup waiting: nothing has answered yet (a slow path is not a dead one), and a `sought` contact
 // (the node being looked for, known by id or key before it answers) is never left behind.
 //
-// `networkLimit` caps how many contacts one answer may add at one IP address or in one subnet, and how many
-// the result holds: a liar's answer cannot fill the shortlist with nodes on its own address (S/Kademlia).
+// `networkLimit` caps how many contacts one answer may add at one IP address or in one subnet: a liar's
+// answer cannot fill the shortlist with nodes on its own address (S/Kademlia). The result is not capped
+// again: everything in it answered us itself, and capping it would cut replication where many honest
+// nodes share a subnet.
 //
 // `skip` drops contacts before they are queried (the node's recently unresponsive ones); if it would drop
 // every seed, the seeds are queried anyway (after an outage of our own, every contact may have timed out).
@@ -271,14 +273,14 @@ class Lookup<V> {
       e.straggleTimer?.cancel();
       e.straggleTimer = undefined;
     }
-    let contacts: ContactInfo[] = [];
+    const contacts: ContactInfo[] = [];
     let closestHop = 0;
     for (const e of this.list) {
       if (e.state !== ANSWERED) continue;
       if (contacts.length === 0) closestHop = e.hop;
       contacts.push(e.info);
+      if (contacts.length >= this.k) break;
     }
-    contacts = withinNetworkLimit(contacts, this.o.networkLimit).slice(0, this.k);
     const res: LookupResult<V> = {
       contacts,
       hops: at ? at.hop : closestHop,
