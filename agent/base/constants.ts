@@ -474,6 +474,13 @@ export const PEER_RELAY_HANDLES_MAX = 4_096;
 export const PEER_RELAY_HANDLE_IDLE_MS = 180_000;
 /** Routes through peer relays a client agent keeps (virtual endpoints; oldest forgotten first). */
 export const PEER_RELAY_ROUTES_MAX = 4_096;
+/** A sender proves its source to a relay again this often while it sends through it: the relay forwards
+ *  only from sources the overlay verified recently, and a rendezvous client's keepalives
+ *  (RENDEZVOUS_KEEPALIVE_MS) are what keep a client verified, so a window that holds for them holds for us. */
+export const PEER_RELAY_REVERIFY_MS = RENDEZVOUS_KEEPALIVE_MS;
+/** Frames held towards a relay while our first proof to it runs (one overlay round trip): a handshake
+ *  initiation and its retry, or a few packets; the rest are dropped and counted, as a queue would. */
+export const PEER_RELAY_PENDING_MAX = 8;
 
 // ---- agent: finding and admitting peers (agent/discovery.ts, peers.ts) ---------------------------
 
