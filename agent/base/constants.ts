@@ -333,6 +333,23 @@ export const NETCHECK_MAX_SERVERS = 8;
 export const NETCHECK_INTERVAL_MS = 5 * 60_000;
 /** netcheck had nobody to ask (the first node, alone) or no answer: try again after this long. */
 export const NETCHECK_RETRY_MS = 10_000;
+/** Our netcheck requests are padded (RFC 5780 PADDING) to this many bytes: an agent answers an unverified
+ *  source with no more than it sent, and its longest answer to a netcheck request is a 420 to
+ *  CHANGE-REQUEST (64 bytes without SOFTWARE); a success carries at most an IPv6 XOR-MAPPED-ADDRESS (52). */
+export const STUN_PADDED_REQUEST_BYTES = 64;
+/** Bytes per second, and burst, that the STUN endpoint answers one unverified address with: netcheck sends
+ *  a few requests per server, ICE a few dozen checks per pair (~100 bytes each), birthday probing up to
+ *  256 checks from one host at once (~25 KB); a flood of forged requests aimed at one victim gets no more. */
+export const STUN_UNVERIFIED_RATE_BYTES = 4 * 1024;
+export const STUN_UNVERIFIED_BURST_BYTES = 32 * 1024;
+/** Addresses whose STUN byte budgets are kept (least recently active forgotten first, which only refills
+ *  that budget: each refill was paid for by requests at least as large as the answers). */
+export const STUN_UNVERIFIED_SOURCES_MAX = 4_096;
+/** A source that answered one of our STUN transactions from where we sent it counts as verified this
+ *  long (it proved return routability: our random transaction id reached it), a netcheck interval. */
+export const STUN_VERIFIED_MS = NETCHECK_INTERVAL_MS;
+/** Sources remembered as verified that way (oldest forgotten first): ICE peers and netcheck servers. */
+export const STUN_VERIFIED_MAX = 1_024;
 /** netcheck got an answer but from one server only, so the mapping is unknown (a host that joined while
  *  the overlay was filling its table): asked again this soon, NETCHECK_MAPPING_RETRIES times, so the NAT
  *  type that birthday probing and port prediction go by is known before the first hole punch. */
