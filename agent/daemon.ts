@@ -22,6 +22,7 @@ import { Inside } from './idloc/inside.js';
 import { Outside } from './idloc/outside.js';
 import { Tunnels, type TunnelPeer } from './tunnel/tunnels.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
+import { TurnVouch } from './nat/service-proof.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal } from './nat/traversal.js';
 import { PathKeeper } from './nat/path-keeper.js';
@@ -161,6 +162,7 @@ export class Agent {
       this.pathKeeper = new PathKeeper({
         overlay, traversal: this.traversal, logger: log('nat'), stunServers: o.stunServers ?? [], offerPeerRelay: ov.offerPeerRelay !== false,
         ...(turn ? { turn } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
+        ...(o.turn && 'secret' in o.turn ? { turnVouch: { vouch: new TurnVouch(o.turn.secret), publicKey: identity.publicKey } } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         netcheck: (servers) => this.netcheck(servers), peers: this.peers, routes: underlay, clock,
       });

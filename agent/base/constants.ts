@@ -459,6 +459,17 @@ export const TURN_REALLOCATE_RETRY_MS = 10_000;
  *  not idle out (the same ~30 s as RENDEZVOUS_KEEPALIVE_MS), and a server that stopped answering is noticed
  *  within about this plus TURN's retransmissions (~7.5 s), so peers carried by it move to another path. */
 export const TURN_KEEPALIVE_MS = 10_000;
+/** Bytes of a TURN provider's vouch for its server (HMAC-SHA256 cut short, agent/nat/service-proof.ts):
+ *  160 bits, so forging one without the secret is out of reach; it fits one pseudo-candidate. */
+export const TURN_VOUCH_BYTES = 20;
+/** scrypt cost of the vouch key derived from the TURN secret (r = 8: 32 MiB, ~0.1 s, once per agent). The
+ *  vouch is public, so each guess at the secret from it costs this, where guessing from a captured
+ *  Allocate costs one HMAC-SHA1. */
+export const TURN_VOUCH_SCRYPT_N = 2 ** 15;
+/** Service providers whose endpoint is checked by a PING per lookup ("stun", "relay": the record owner must
+ *  answer there): netcheck asks at most NETCHECK_MAX_SERVERS, rendezvous wants RENDEZVOUS_COUNT; a flood of
+ *  planted records costs a bounded number of PINGs. */
+export const SERVICE_PROVIDERS_CHECKED_MAX = 8;
 /** Credentials minted from --turn-secret are valid this long (the expiry is in the username, RFC-draft TURN
  *  REST API): coturn checks it on every request, refreshes included, so an allocation lives at most this
  *  long before a new one (with new credentials) takes over; a day is what such services commonly hand out. */
