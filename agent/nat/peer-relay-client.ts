@@ -11,7 +11,8 @@
 //
 // FROM_CLIENT is accepted only for a route we opened (we asked R to reach that client); FROM_PEER from any
 // relay (the peer's handshake proves who it is, as on a direct path). Routes are bounded
-// (PEER_RELAY_ROUTES_MAX, the oldest forgotten first). One frame is allocated per datagram sent: peer
+// (PEER_RELAY_ROUTES_MAX, the oldest forgotten first; the routes we opened and those FROM_PEER made apart,
+// so forged FROM_PEER frames cannot push out a path we chose). One frame is allocated per datagram sent: peer
 // relaying is the last resort, and the socket may hold a buffer after send() returns.
 //
 // A relay forwards TO_CLIENT frames only from sources verified in the overlay (peer-relay-server.ts): with
@@ -74,6 +75,10 @@ export class PeerRelayClient {
   /** endpointKey(virtual) -> route; insertion order = recency. */
   private readonly byVirtual = new Map<string, Route>();
   private readonly byKey = new Map<string, Route>();
+  /** Routes we opened (towards clients) and routes FROM_PEER frames made, each bounded on its own (oldest
+   *  first): frames anyone can forge with a relay's source never evict a route we chose. */
+  private readonly opened = new Map<string, Route>();
+  private readonly learned = new Map<string, Route>();
   private readonly frame = newPeerRelayFrame();
   private nextIndex = 1;
 
@@ -164,8 +169,10 @@ export class PeerRelayClient {
   private route(key: string, relay: Endpoint, nodeId: Uint8Array | undefined, handle: number): Route {
     const known = this.byKey.get(key);
     if (known) return known;
-    while (this.byVirtual.size >= PEER_RELAY_ROUTES_MAX) {
-      const oldest = this.byVirtual.values().next().value!;
+    const order = nodeId ? this.opened : this.learned;
+    while (order.size >= PEER_RELAY_ROUTES_MAX) {
+      const oldest = order.values().next().value!;
+      order.delete(oldest.key);
       this.byVirtual.delete(endpointKey(oldest.virtual));
       this.byKey.delete(oldest.key);
     }
@@ -185,6 +192,7 @@ export class PeerRelayClient {
     const r: Route = { virtual, relay: { address: relay.address, port: relay.port }, proof, nodeId, handle, key };
     this.byVirtual.set(endpointKey(virtual), r);
     this.byKey.set(key, r);
+    order.set(key, r);
     return r;
   }
 }

@@ -216,3 +216,16 @@ test('a client proves its source to a relay before its first frame, holding fram
   assert.equal(asked.length, 2);
   assert.equal(out.length, 11);
 });
+
+test('forged FROM_PEER frames cannot push out a route the client opened', (t) => {
+  const out: Endpoint[] = [];
+  const c = new PeerRelayClient((_b, to) => out.push(to), () => undefined);
+  const v = c.towardsClient(R, id(0xbb));
+  const forged = 4096 + 500;
+  for (let h = 0; h < forged; h++) c.handleDatagram(marshalPeerRelay(PR_FROM_PEER, h, Uint8Array.of(1)), R);
+  assert.equal(c.send(Uint8Array.of(1), v), true);
+  assert.equal(c.stats.staleRoute, 0, 'the opened route survived');
+  assert.deepEqual(out, [R]);
+  assert.equal(c.routes, 4096 + 1, 'the learned routes are bounded on their own');
+  t.diagnostic(`forged FROM_PEER frames: ${forged}; opened routes lost: 0`);
+});
