@@ -66,6 +66,7 @@ test('the peer relay sends nothing to a non-client address: spoofed Via, unknown
     const rId = R.currentIdentity.nodeId;
     const cId = C.currentIdentity.nodeId;
     let spoofedVia = 0, unknownId = 0, unverified = 0, spoofedSrc = 0, foreignHandle = 0;
+    const bytesIn = () => (spoofedVia + unknownId + unverified + spoofedSrc + foreignHandle) * (2 + 20 + 1200);
     for (let round = 0; round < 20; round++) {
       // 1. A request "from" the victim whose Via names a made-up NodeID, to the relay itself and onwards.
       const fake = randomBytes(20);
@@ -96,7 +97,8 @@ test('the peer relay sends nothing to a non-client address: spoofed Via, unknown
     const tried = spoofedVia + unknownId + unverified + spoofedSrc + foreignHandle;
     t.diagnostic(`forged relay frames: ${tried} (${spoofedVia} after a spoofed Via, ${unknownId} unknown NodeIDs, `
       + `${unverified} from an unverified peer, ${spoofedSrc} with a spoofed source, ${foreignHandle} guessed handles); `
-      + `frames that reached the victim: ${victim.frames()}, the client: ${client.frames()}; relay counters ${JSON.stringify(served)}`);
+      + `, about ${bytesIn()} bytes; frames that reached the victim: ${victim.frames()} (${victim.bytes()} bytes), the client: `
+      + `${client.frames()} (${client.bytes()} bytes); relay counters ${JSON.stringify(served)}`);
     assert.equal(victim.frames(), 0, `the relay sent ${victim.bytes()} bytes of attacker payload to ${endpointKey(V)}`);
     assert.equal(client.frames(), 0, 'frames from peers the relay cannot authenticate never reach its client');
     assert.equal(served.toClient + served.toPeer, 0);
