@@ -6,6 +6,8 @@
 // the next attempt; the attempt we hold is kept in identity.json (by the caller's onIpv4Changed), and
 // tried first on the next start so the address survives restarts.
 import type { Logger } from 'pino';
+import { SERVICE_PROVIDERS_CHECKED_MAX } from './base/constants.js';
+import { ownerLivesAt, type ProviderCheck } from './nat/service-proof.js';
 import {
   formatIpv4, formatIpv6, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6,
 } from './idloc/addresses.js';
@@ -17,8 +19,7 @@ import {
   RecordKind, createServiceRecord, marshalRecord, type Candidate, type LocatorRecord,
 } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
-import { NETCHECK_MAX_SERVERS, SERVICE_PROVIDERS_CHECKED_MAX } from './base/constants.js';
-import { ownerLivesAt, type ProviderCheck } from './nat/service-proof.js';
+import { NETCHECK_MAX_SERVERS } from './base/constants.js';
 import { serviceResourceId } from './overlay/names.js';
 import { fromHex, hex } from './base/bytes.js';
 
