@@ -143,7 +143,8 @@ export interface StunEndpointStats {
   unpadded: number;
   /** Answers to unverified sources withheld: the address's byte budget was spent. */
   overBudget: number;
-  /** Bytes of requests from unverified sources, and of our answers to them (out <= in, always). */
+  /** Bytes of the requests from unverified sources that earned an answer (before the size and budget
+   *  checks), and of the answers sent to them: out <= in, always. */
   unverifiedBytesIn: number;
   unverifiedBytesOut: number;
 }
