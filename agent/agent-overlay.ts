@@ -6,12 +6,12 @@
 // the next attempt; the attempt we hold is kept in identity.json (by the caller's onIpv4Changed), and
 // tried first on the next start so the address survives restarts.
 import type { Logger } from 'pino';
-import { SERVICE_PROVIDERS_CHECKED_MAX } from './base/constants.js';
-import { ownerLivesAt, type ProviderCheck } from './nat/service-proof.js';
 import {
   formatIpv4, formatIpv6, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6,
 } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
+import { SERVICE_PROVIDERS_CHECKED_MAX } from './base/constants.js';
+import { ownerLivesAt, type ProviderCheck } from './nat/service-proof.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './conn/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
