@@ -11,6 +11,8 @@ import {
   formatIpv4, formatIpv6, ipv6FromNodeId, nodeIdFromPublicKey, parseIpv4, parseIpv6, publicKeyOwnsIpv6,
 } from './idloc/addresses.js';
 import type { Identity } from './idloc/identity.js';
+import { SERVICE_PROVIDERS_CHECKED_MAX } from './base/constants.js';
+import { ownerLivesAt, type ProviderCheck } from './nat/service-proof.js';
 import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './conn/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
@@ -147,22 +149,32 @@ export class AgentOverlay {
   }
 
   /** Advertise that this host offers `service` (SEP / RELOAD's TURN-SERVICE: "stun" for every public agent)
-   *  at these candidates. Called again before SERVICE_LIFETIME_S runs out (netcheck's interval). */
+   *  at these candidates (for "turn", the server and its vouch: nat/service-proof.ts). Called again before
+   *  SERVICE_LIFETIME_S runs out (netcheck's interval). */
   async advertise(service: string, candidates: Candidate[]): Promise<boolean> {
     const rec = createServiceRecord(this.node.signer, service, candidates, { now: Date.now() });
     const r = await this.node.publisher.publish(marshalRecord(rec), { republish: false }).catch(() => undefined);
     return r?.ok === true;
   }
 
-  /** Providers of `service` found in the overlay: their advertised endpoints, ours left out. */
-  async providers(service: string): Promise<Endpoint[]> {
-    const recs = await this.node.resolver.fetch(serviceResourceId(service), RecordKind.Service);
-    const out: Endpoint[] = [];
-    for (const r of recs) {
+  /** Providers of `service` found in the overlay that prove their record, ours left out: `check` says which
+   *  of a record's candidates its owner has shown to be genuine (a TURN vouch); by default, those where the
+   *  owner's key lives (nat/service-proof.ts). Records found at the resource's storers come before those in
+   *  our own store (where anyone may have STOREd them: the fetch does not say where a record came from, so
+   *  one held in both counts as ours); at most SERVICE_PROVIDERS_CHECKED_MAX records are checked. */
+  async providers(service: string, check?: ProviderCheck): Promise<Endpoint[]> {
+    const resource = serviceResourceId(service);
+    const recs = await this.node.resolver.fetch(resource, RecordKind.Service);
+    const ours = new Set(this.node.store.getAll(resource, RecordKind.Service, Date.now()).map((r) => hex(r.signature)));
+    const ordered = recs.filter((r) => !ours.has(hex(r.signature))).concat(recs.filter((r) => ours.has(hex(r.signature))));
+    const checks: Promise<Endpoint[]>[] = [];
+    for (const r of ordered) {
       if (r.kind !== RecordKind.Service || !r.value || idEquals(r.owner, this.o.identity.publicKey)) continue;
-      for (const c of r.value.endpoints) out.push({ address: c.address, port: c.port });
+      if (checks.length >= SERVICE_PROVIDERS_CHECKED_MAX) break;
+      const cands = r.value.endpoints;
+      checks.push(Promise.resolve(check ? check(r.owner, cands) : ownerLivesAt(this.node, r.owner, cands)).catch(() => []));
     }
-    return out;
+    return (await Promise.all(checks)).flat();
   }
 
   // ---- for the CLI ----------------------------------------------------------------------------

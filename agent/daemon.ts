@@ -22,6 +22,7 @@ import { Inside } from './idloc/inside.js';
 import { Outside } from './idloc/outside.js';
 import { Tunnels, type TunnelPeer } from './tunnel/tunnels.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
+import { TurnVouch } from './nat/service-proof.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal } from './nat/traversal.js';
 import { PathKeeper } from './nat/path-keeper.js';
@@ -108,7 +109,11 @@ export class Agent {
       ...(o.probeSockets ? { probeSockets: o.probeSockets } : {}),
       ...(o.overlay ? {
         peerRelayServer: {
-          clientEndpoint: (id: Uint8Array) => this.overlay?.node.endpointOfNode(id),
+          // The overlay's routing table holds contacts that answered or asked us from their endpoint,
+          // never an endpoint a Via entry named: the stand-in for OverlayNode.rendezvousClientEndpoint /
+          // isVerifiedSource (signed, cookie-verified keepalives), which these two should call.
+          rendezvousClientEndpoint: (id: Uint8Array) => this.overlay?.node.kad.table.get(id)?.endpoint,
+          peerVerified: (e: Endpoint) => this.overlay?.node.kad.table.all().some((c) => c.endpoint.port === e.port && c.endpoint.address === e.address) ?? false,
           enabled: () => o.overlay?.offerPeerRelay !== false && this.traversal?.behindNat !== true,
         },
       } : {}),
@@ -161,6 +166,7 @@ export class Agent {
       this.pathKeeper = new PathKeeper({
         overlay, traversal: this.traversal, logger: log('nat'), stunServers: o.stunServers ?? [], offerPeerRelay: ov.offerPeerRelay !== false,
         ...(turn ? { turn } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
+        ...(o.turn && 'secret' in o.turn ? { turnVouch: { vouch: new TurnVouch(o.turn.secret), publicKey: identity.publicKey } } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         netcheck: (servers) => this.netcheck(servers), peers: this.peers, routes: underlay, clock,
       });
@@ -172,6 +178,8 @@ export class Agent {
     // Connect, once: what arrives goes up to its layer; strangers and lost peers go to the peers.
     this.peers.keepPathsWith(this.pathKeeper, this.discovery);
     this.tunnels.admitWith(this.peers);
+    // A peer relay forwards only from sources the overlay verified: a PING to it before our first frame.
+    if (overlay) underlay.peerRelay.verifyRelaysWith((relay) => overlay.node.kad.rpc.request(relay, { type: 'ping', sender: overlay.node.kad.self }), () => clock.now());
     underlay.deliverTo({ tunnel: this.tunnels, stun: this.stun, ...(overlay ? { overlay } : {}) });
     for (const spec of o.peers) this.peers.add(spec);
   }

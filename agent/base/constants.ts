@@ -391,6 +391,23 @@ export const NETCHECK_MAX_SERVERS = 8;
 export const NETCHECK_INTERVAL_MS = 5 * 60_000;
 /** netcheck had nobody to ask (the first node, alone) or no answer: try again after this long. */
 export const NETCHECK_RETRY_MS = 10_000;
+/** Our netcheck requests are padded (RFC 5780 PADDING) to this many bytes: an agent answers an unverified
+ *  source with no more than it sent, and its longest answer to a netcheck request is a 420 to
+ *  CHANGE-REQUEST (64 bytes without SOFTWARE); a success carries at most an IPv6 XOR-MAPPED-ADDRESS (52). */
+export const STUN_PADDED_REQUEST_BYTES = 64;
+/** Bytes per second, and burst, that the STUN endpoint answers one unverified address with: netcheck sends
+ *  a few requests per server, ICE a few dozen checks per pair (~100 bytes each), birthday probing up to
+ *  256 checks from one host at once (~25 KB); a flood of forged requests aimed at one victim gets no more. */
+export const STUN_UNVERIFIED_RATE_BYTES = 4 * 1024;
+export const STUN_UNVERIFIED_BURST_BYTES = 32 * 1024;
+/** Addresses whose STUN byte budgets are kept (least recently active forgotten first, which only refills
+ *  that budget: each refill was paid for by requests at least as large as the answers). */
+export const STUN_UNVERIFIED_SOURCES_MAX = 4_096;
+/** A source that answered one of our STUN transactions from where we sent it counts as verified this
+ *  long (it proved return routability: our random transaction id reached it), a netcheck interval. */
+export const STUN_VERIFIED_MS = NETCHECK_INTERVAL_MS;
+/** Sources remembered as verified that way (oldest forgotten first): ICE peers and netcheck servers. */
+export const STUN_VERIFIED_MAX = 1_024;
 /** netcheck got an answer but from one server only, so the mapping is unknown (a host that joined while
  *  the overlay was filling its table): asked again this soon, NETCHECK_MAPPING_RETRIES times, so the NAT
  *  type that birthday probing and port prediction go by is known before the first hole punch. */
@@ -532,6 +549,17 @@ export const TURN_REALLOCATE_RETRY_MS = 10_000;
  *  not idle out (the same ~30 s as RENDEZVOUS_KEEPALIVE_MS), and a server that stopped answering is noticed
  *  within about this plus TURN's retransmissions (~7.5 s), so peers carried by it move to another path. */
 export const TURN_KEEPALIVE_MS = 10_000;
+/** Bytes of a TURN provider's vouch for its server (HMAC-SHA256 cut short, agent/nat/service-proof.ts):
+ *  160 bits, so forging one without the secret is out of reach; it fits one pseudo-candidate. */
+export const TURN_VOUCH_BYTES = 20;
+/** scrypt cost of the vouch key derived from the TURN secret (r = 8: 32 MiB, ~0.1 s, once per agent). The
+ *  vouch is public, so each guess at the secret from it costs this, where guessing from a captured
+ *  Allocate costs one HMAC-SHA1. */
+export const TURN_VOUCH_SCRYPT_N = 2 ** 15;
+/** Service providers whose endpoint is checked by a PING per lookup ("stun", "relay": the record owner must
+ *  answer there): netcheck asks at most NETCHECK_MAX_SERVERS, rendezvous wants RENDEZVOUS_COUNT; a flood of
+ *  planted records costs a bounded number of PINGs. */
+export const SERVICE_PROVIDERS_CHECKED_MAX = 8;
 /** Credentials minted from --turn-secret are valid this long (the expiry is in the username, RFC-draft TURN
  *  REST API): coturn checks it on every request, refreshes included, so an allocation lives at most this
  *  long before a new one (with new credentials) takes over; a day is what such services commonly hand out. */
@@ -564,6 +592,13 @@ export const PEER_RELAY_HANDLES_MAX = 4_096;
 export const PEER_RELAY_HANDLE_IDLE_MS = 180_000;
 /** Routes through peer relays a client agent keeps (virtual endpoints; oldest forgotten first). */
 export const PEER_RELAY_ROUTES_MAX = 4_096;
+/** A sender proves its source to a relay again this often while it sends through it: the relay forwards
+ *  only from sources the overlay verified recently, and a rendezvous client's keepalives
+ *  (RENDEZVOUS_KEEPALIVE_MS) are what keep a client verified, so a window that holds for them holds for us. */
+export const PEER_RELAY_REVERIFY_MS = RENDEZVOUS_KEEPALIVE_MS;
+/** Frames held towards a relay while our first proof to it runs (one overlay round trip): a handshake
+ *  initiation and its retry, or a few packets; the rest are dropped and counted, as a queue would. */
+export const PEER_RELAY_PENDING_MAX = 8;
 
 // ---- agent: finding and admitting peers (agent/discovery.ts, peers.ts) ---------------------------
 

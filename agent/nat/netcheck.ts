@@ -16,12 +16,21 @@
 //      address-dependent, else address-and-port-dependent. A missing answer after all retransmissions is
 //      read as "filtered" (loss could fake it, as RFC 5780 notes). Our agents have one socket and answer
 //      CHANGE-REQUEST with 420, so against them filtering is 'unknown', with the reason.
+//   Every request is padded (RFC 5780 PADDING) to STUN_PADDED_REQUEST_BYTES: agents answer sources they have
+//   not verified with no more bytes than they sent (stun-endpoint.ts). A server that knows no PADDING
+//   answers 420; the plain request is then sent again without it.
 
 import { networkInterfaces } from 'node:os';
-import { NETCHECK_MAX_SERVERS } from '../base/constants.js';
+import { NETCHECK_MAX_SERVERS, STUN_PADDED_REQUEST_BYTES } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { StunEndpoint, StunOutcome, StunTransactionOptions } from './stun-endpoint.js';
 import { stunAddress } from './stun-binding.js';
+
+/** A padded Binding request; unpadded again if the server refused PADDING (420). */
+async function bindingRequest(endpoint: StunEndpoint, server: Endpoint, tx: StunTransactionOptions): Promise<StunOutcome> {
+  const o = await endpoint.request(server, { padTo: STUN_PADDED_REQUEST_BYTES }, tx);
+  return o.kind === 'error' && o.code === 420 ? endpoint.request(server, {}, tx) : o;
+}
 
 export type MappingBehaviour = 'no-nat' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
 export type FilteringBehaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent' | 'unknown';
@@ -105,7 +114,7 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
   const seen = new Set<string>();
   const list = servers.filter((s) => !seen.has(endpointKey(s)) && seen.add(endpointKey(s))).slice(0, NETCHECK_MAX_SERVERS);
   const tx = opts.transaction ?? {};
-  const results = await Promise.all(list.map(async (s) => toResult(s, await endpoint.request(s, {}, tx))));
+  const results = await Promise.all(list.map(async (s) => toResult(s, await bindingRequest(endpoint, s, tx))));
 
   // RFC 5780 mapping test II: no two answering servers on different IPs, but one told us its other IP.
   const ips = (rs: NetcheckServerResult[]): Set<string> => new Set(rs.filter((r) => r.mapped).map((r) => stunAddress(r.server.address)));
@@ -113,7 +122,7 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
     const withOther = results.find((r) => r.mapped && r.otherAddress && stunAddress(r.otherAddress.address) !== stunAddress(r.server.address));
     if (withOther) {
       const probe = { address: withOther.otherAddress!.address, port: withOther.server.port };
-      const r = toResult(probe, await endpoint.request(probe, {}, tx));
+      const r = toResult(probe, await bindingRequest(endpoint, probe, tx));
       r.probe = 'other-address';
       results.push(r);
     }
@@ -162,8 +171,8 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
     const s = rfc5780.server;
     const anySource = { ...tx, anySource: true };
     const [both, port] = await Promise.all([
-      endpoint.request(s, { changeIp: true, changePort: true }, anySource),
-      endpoint.request(s, { changePort: true }, anySource),
+      endpoint.request(s, { changeIp: true, changePort: true, padTo: STUN_PADDED_REQUEST_BYTES }, anySource),
+      endpoint.request(s, { changePort: true, padTo: STUN_PADDED_REQUEST_BYTES }, anySource),
     ]);
     const at = endpointKey(s);
     if (both.kind === 'success') {

@@ -4,8 +4,11 @@
 //     netcheck against --stun servers and overlay members on distinct addresses (more from the overlay's
 //     "stun" service records when fewer than two) -> our srflx candidate; behind a NAT: RENDEZVOUS_COUNT
 //     rendezvous nodes with keepalives, named in the locator, preferably members advertising "relay";
-//     reachable as we are: advertise "stun", and "relay" unless relaying is switched off. --offer-turn:
-//     advertise that TURN server ("turn"); --turn-secret: use the first "turn" server the overlay names.
+//     reachable as we are: advertise "stun", and "relay" unless relaying is switched off. --offer-turn with
+//     --turn-secret: advertise that TURN server ("turn") with our vouch for it, and use it ourselves;
+//     --turn-secret alone: use the first "turn" server whose vouch verifies (service-proof.ts), never one
+//     without (not a single request goes to it). "stun" and "relay" providers count only at endpoints
+//     where their key lives. Refused providers are counted (providersRefused).
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
 //     tunnel, and a direct pair that answers later replaces a relay at once. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
@@ -25,16 +28,17 @@ import type { Candidate, LocatorRecord } from '../overlay/records.js';
 import type { PathChoice, Traversal } from './traversal.js';
 import type { TurnRelay } from './turn-relay.js';
 import type { Underlay } from './underlay.js';
+import { ownerLivesAt, type OwnerLookup, type ProviderCheck, type TurnVouch } from './service-proof.js';
 import { realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 
 /** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
 export interface PathKeeperOverlay {
-  readonly node: {
+  readonly node: OwnerLookup & {
     readonly rendezvous: Pick<OverlayNode['rendezvous'], 'prefer' | 'setCount'>;
     readonly resolver: Pick<OverlayNode['resolver'], 'resolveNodeId'>;
   };
   advertise(service: string, candidates: Candidate[]): Promise<boolean>;
-  providers(service: string): Promise<Endpoint[]>;
+  providers(service: string, check?: ProviderCheck): Promise<Endpoint[]>;
   stunCandidates(): Endpoint[];
   addressesChanged(): void;
 }
@@ -54,6 +58,9 @@ export interface PathKeeperOptions {
   routes: Pick<Underlay, 'relayRoute'>;
   /** A TURN server to advertise (--offer-turn). */
   offerTurn?: Endpoint;
+  /** From the TURN secret (--turn-secret): checks the vouches in "turn" records, and vouches for offerTurn
+   *  under `publicKey` (ours). Without it no "turn" record is trusted, and offerTurn is not advertised. */
+  turnVouch?: { vouch: TurnVouch; publicKey: Uint8Array };
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
   peers: KeptPeers;
   clock?: Scheduler;
@@ -78,6 +85,9 @@ export class PathKeeper {
   private mappingRetries = 0;
   private readonly clock: Scheduler;
   private closed = false;
+  private warnedUnvouched = false;
+  /** Provider endpoints in service records that did not prove themselves, by service. */
+  readonly providersRefused = { turn: 0, stun: 0, relay: 0 };
 
   constructor(private readonly o: PathKeeperOptions) {
     this.clock = o.clock ?? realScheduler;
@@ -94,16 +104,17 @@ export class PathKeeper {
     if (this.closed) return;
     this.timer?.cancel();
     this.timer = this.clock.setTimer(NETCHECK_INTERVAL_MS, () => void this.checkNat());
-    if (this.o.offerTurn) void overlay.advertise('turn', [{ ...this.o.offerTurn, type: 0, priority: 0 } as Candidate]);
+    this.offerOurTurn();
     if (this.o.turn?.discovers) {
-      const turn = (await overlay.providers('turn').catch(() => []))[0];
+      // Our own server needs no record; anyone else's must carry a vouch made with the secret.
+      const turn = this.o.offerTurn ?? (await this.provided('turn'))[0];
       if (this.closed) return;
       if (turn) this.o.turn.setServer(turn);
       else this.soon(); // none advertised yet: look again soon, not in NETCHECK_INTERVAL_MS
     }
     let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
     // Telling cone from symmetric takes two servers on different addresses: ask the overlay for more.
-    if (new Set(servers.map((e) => e.address)).size < 2) servers = [...servers, ...await overlay.providers('stun').catch(() => [])];
+    if (new Set(servers.map((e) => e.address)).size < 2) servers = [...servers, ...await this.provided('stun')];
     const r = servers.length > 0 ? await this.o.netcheck(servers).catch(() => undefined) : undefined;
     // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so a
     // first node learns it is public (and advertises it) once others join.
@@ -119,7 +130,7 @@ export class PathKeeper {
     traversal.setNetcheck(r);
     // Behind a NAT: rendezvous preferably with members that relay (they are public, and a peer that
     // reaches us through one can also be relayed through it when no pair works).
-    if (r.behindNat) overlay.node.rendezvous.prefer(await overlay.providers('relay').catch(() => []));
+    if (r.behindNat) overlay.node.rendezvous.prefer(await this.provided('relay'));
     if (this.closed) return;
     overlay.node.rendezvous.setCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
     overlay.addressesChanged();
@@ -131,6 +142,29 @@ export class PathKeeper {
       if (this.o.offerPeerRelay) void overlay.advertise('relay', host);
     }
     if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
+  }
+
+  /** --offer-turn: our server and our vouch for it (made with the secret its clients hold). */
+  private offerOurTurn(): void {
+    const { offerTurn, turnVouch } = this.o;
+    if (!offerTurn) return;
+    if (!turnVouch) {
+      if (!this.warnedUnvouched) this.o.logger.warn('--offer-turn needs the server\'s --turn-secret to vouch for it: not advertised (clients trust only vouched servers)');
+      this.warnedUnvouched = true;
+      return;
+    }
+    void this.o.overlay.advertise('turn', turnVouch.vouch.candidates(turnVouch.publicKey, offerTurn));
+  }
+
+  /** Providers of a service that prove their records (service-proof.ts), the rest counted. */
+  private async provided(service: 'turn' | 'stun' | 'relay'): Promise<Endpoint[]> {
+    const { overlay, turnVouch } = this.o;
+    const check: ProviderCheck = async (owner, candidates) => {
+      const ok = service === 'turn' ? (turnVouch?.vouch.vouched(owner, candidates) ?? []) : await ownerLivesAt(overlay.node, owner, candidates);
+      this.providersRefused[service] += candidates.filter((c) => c.port !== 0).length - ok.length;
+      return ok;
+    };
+    return overlay.providers(service, check).catch(() => []);
   }
 
   /** checkNat again after NETCHECK_RETRY_MS (or `ms`) instead of NETCHECK_INTERVAL_MS. */

@@ -11,9 +11,15 @@
 //
 // FROM_CLIENT is accepted only for a route we opened (we asked R to reach that client); FROM_PEER from any
 // relay (the peer's handshake proves who it is, as on a direct path). Routes are bounded
-// (PEER_RELAY_ROUTES_MAX, the oldest forgotten first). One frame is allocated per datagram sent: peer
+// (PEER_RELAY_ROUTES_MAX, the oldest forgotten first; the routes we opened and those FROM_PEER made apart,
+// so forged FROM_PEER frames cannot push out a path we chose). One frame is allocated per datagram sent: peer
 // relaying is the last resort, and the socket may hold a buffer after send() returns.
-import { PEER_RELAY_ROUTES_MAX } from '../base/constants.js';
+//
+// A relay forwards TO_CLIENT frames only from sources verified in the overlay (peer-relay-server.ts): with
+// verifyRelaysWith(ensure), the first frame towards a relay asks `ensure` (an overlay request to the relay,
+// which proves our source there) and holds up to PEER_RELAY_PENDING_MAX frames until it settles; while the
+// route is used, `ensure` runs again every PEER_RELAY_REVERIFY_MS so the relay's proof never goes stale.
+import { PEER_RELAY_PENDING_MAX, PEER_RELAY_REVERIFY_MS, PEER_RELAY_ROUTES_MAX } from '../base/constants.js';
 import {
   PR_FROM_CLIENT, PR_FROM_PEER, PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay, newPeerRelayFrame, parsePeerRelay,
 } from './peer-relay-wire.js';
@@ -23,9 +29,22 @@ import { hex } from '../base/bytes.js';
 const VIRTUAL_PREFIX = '100::';
 const VIRTUAL_PORT = 1;
 
+/** Makes our source verified at a relay (an overlay request to it, answered); settles either way. */
+export type EnsureVerified = (relay: Endpoint) => Promise<unknown>;
+
+/** Our standing with one relay we send TO_CLIENT frames to. */
+interface RelayProof {
+  /** When `ensure` last started, -Infinity before the first time. */
+  at: number;
+  /** Frames held while the first `ensure` runs (undefined otherwise). */
+  held: { bytes: Buffer; to: Endpoint }[] | undefined;
+}
+
 interface Route {
   virtual: Endpoint;
   relay: Endpoint;
+  /** Towards a client with verifyRelaysWith set: this relay's proof (shared by its routes). */
+  proof: RelayProof | undefined;
   /** Towards a client: its NodeID; towards a peer: undefined (then `handle`). */
   nodeId: Uint8Array | undefined;
   handle: number;
@@ -41,13 +60,25 @@ export interface PeerRelayClientStats {
   unsolicited: number;
   /** Sends to a virtual endpoint whose route was forgotten. */
   staleRoute: number;
+  /** Overlay requests made to relays so they relay our frames (verifyRelaysWith). */
+  verifications: number;
+  /** Frames dropped while a relay's first verification ran and PEER_RELAY_PENDING_MAX were held. */
+  heldOverflow: number;
 }
 
 export class PeerRelayClient {
-  readonly stats: PeerRelayClientStats = { sent: 0, received: 0, malformed: 0, unsolicited: 0, staleRoute: 0 };
+  readonly stats: PeerRelayClientStats = { sent: 0, received: 0, malformed: 0, unsolicited: 0, staleRoute: 0, verifications: 0, heldOverflow: 0 };
+  /** endpointKey(relay) -> our proof there (bounded by the routes: forgotten with the last one's relay). */
+  private readonly proofs = new Map<string, RelayProof>();
+  private ensure: EnsureVerified | undefined;
+  private now: () => number = () => performance.now();
   /** endpointKey(virtual) -> route; insertion order = recency. */
   private readonly byVirtual = new Map<string, Route>();
   private readonly byKey = new Map<string, Route>();
+  /** Routes we opened (towards clients) and routes FROM_PEER frames made, each bounded on its own (oldest
+   *  first): frames anyone can forge with a relay's source never evict a route we chose. */
+  private readonly opened = new Map<string, Route>();
+  private readonly learned = new Map<string, Route>();
   private readonly frame = newPeerRelayFrame();
   private nextIndex = 1;
 
@@ -55,6 +86,12 @@ export class PeerRelayClient {
     private readonly sendRaw: (bytes: Uint8Array, to: Endpoint) => void,
     private readonly deliver: (msg: Buffer, from: Endpoint) => void,
   ) {}
+
+  /** Connect, once: how to prove our source to a relay before sending it frames for its clients. */
+  verifyRelaysWith(ensure: EnsureVerified, now?: () => number): void {
+    this.ensure = ensure;
+    if (now) this.now = now;
+  }
 
   /** Is this one of our virtual endpoints (a path through a peer relay)? */
   static isVirtual(e: Endpoint): boolean {
@@ -81,9 +118,36 @@ export class PeerRelayClient {
     const r = this.byVirtual.get(endpointKeyOf(to));
     if (!r) { this.stats.staleRoute++; return true; }
     if (bytes.length === 0) return true;
+    const frame = r.nodeId ? marshalPeerRelay(PR_TO_CLIENT, r.nodeId, bytes) : marshalPeerRelay(PR_TO_PEER, r.handle, bytes);
+    const p = r.proof;
+    if (p && this.ensure) {
+      if (this.now() - p.at >= PEER_RELAY_REVERIFY_MS) this.verify(r.relay, p);
+      if (p.held) {
+        if (p.held.length < PEER_RELAY_PENDING_MAX) p.held.push({ bytes: frame, to: r.relay });
+        else this.stats.heldOverflow++;
+        return true;
+      }
+    }
     this.stats.sent++;
-    this.sendRaw(r.nodeId ? marshalPeerRelay(PR_TO_CLIENT, r.nodeId, bytes) : marshalPeerRelay(PR_TO_PEER, r.handle, bytes), r.relay);
+    this.sendRaw(frame, r.relay);
     return true;
+  }
+
+  /** Ask `ensure` for this relay; the first time, hold frames until it settles. */
+  private verify(relay: Endpoint, p: RelayProof): void {
+    const first = p.at === -Infinity;
+    p.at = this.now();
+    this.stats.verifications++;
+    if (first) p.held = [];
+    const release = (): void => {
+      const held = p.held;
+      p.held = undefined;
+      for (const h of held ?? []) { this.stats.sent++; this.sendRaw(h.bytes, h.to); }
+    };
+    let settled: Promise<unknown>;
+    try { settled = this.ensure!(relay); } catch { settled = Promise.resolve(); }
+    // Sent either way once it settles: an unverified frame is the relay's to drop and count.
+    void Promise.resolve(settled).then(release, release);
   }
 
   /** A FROM_PEER or FROM_CLIENT frame from relay `from`. */
@@ -105,17 +169,30 @@ export class PeerRelayClient {
   private route(key: string, relay: Endpoint, nodeId: Uint8Array | undefined, handle: number): Route {
     const known = this.byKey.get(key);
     if (known) return known;
-    while (this.byVirtual.size >= PEER_RELAY_ROUTES_MAX) {
-      const oldest = this.byVirtual.values().next().value!;
+    const order = nodeId ? this.opened : this.learned;
+    while (order.size >= PEER_RELAY_ROUTES_MAX) {
+      const oldest = order.values().next().value!;
+      order.delete(oldest.key);
       this.byVirtual.delete(endpointKey(oldest.virtual));
       this.byKey.delete(oldest.key);
     }
     const i = this.nextIndex;
     this.nextIndex = this.nextIndex >= 0xffffffff ? 1 : this.nextIndex + 1;
     const virtual = { address: `${VIRTUAL_PREFIX}${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`, port: VIRTUAL_PORT };
-    const r: Route = { virtual, relay: { address: relay.address, port: relay.port }, nodeId, handle, key };
+    let proof: RelayProof | undefined;
+    if (nodeId) {
+      const rk = endpointKey(relay);
+      proof = this.proofs.get(rk);
+      if (!proof) {
+        if (this.proofs.size >= PEER_RELAY_ROUTES_MAX) this.proofs.delete(this.proofs.keys().next().value!);
+        proof = { at: -Infinity, held: undefined };
+        this.proofs.set(rk, proof);
+      }
+    }
+    const r: Route = { virtual, relay: { address: relay.address, port: relay.port }, proof, nodeId, handle, key };
     this.byVirtual.set(endpointKey(virtual), r);
     this.byKey.set(key, r);
+    order.set(key, r);
     return r;
   }
 }

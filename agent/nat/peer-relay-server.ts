@@ -2,15 +2,23 @@
 // datagrams between a host behind a NAT that keeps it as a rendezvous node (the "client") and anyone who
 // wants to reach that host but has no direct path and no TURN relay (the "peer").
 //
-//   TO_CLIENT(nodeId, p) from peer address A ─> client's endpoint (where its keepalives come from)?
-//        ─> handle h for (A, client) ─> FROM_PEER(h, p) to the client
-//   TO_PEER(h, p) from the client ─> h names (A, that client), and this datagram comes from the client's
-//        endpoint ─> FROM_CLIENT(client nodeId, p) to A
+//   TO_CLIENT(nodeId, p) from peer address A ─> A is a verified overlay member (peerVerified)? ─> nodeId
+//        is our rendezvous client, its signed keepalives coming from endpoint C (rendezvousClientEndpoint)?
+//        ─> handle h for (A, client) ─> FROM_PEER(h, p) to C
+//   TO_PEER(h, p) from the client ─> h names (A, that client), this datagram comes from the client's
+//        keepalive endpoint C, and A is still verified ─> FROM_CLIENT(client nodeId, p) to A
 //
-// Dropped and counted, never thrown: malformed frames, unknown client, unknown or foreign handle (only the
-// client a handle was made for may answer through it), over the source's byte rate, relaying switched off.
-// One datagram out per datagram in, at most 16 bytes larger (a handle replaced by a NodeID): never an
-// amplifier. The payload is not looked at: tunnel messages are end-to-end encrypted and authenticated.
+// Where a frame may go: only to an address that proved itself to the overlay. C is where a node whose
+// signed, cookie-checked keepalives we answer sends them from, never where some message merely claimed a
+// NodeID (a Via entry, an unsigned sender); A proved return routability and a key. So a forged frame,
+// from any source, makes the relay send nothing to a third party: a spoofed source is unverified, and an
+// arbitrary NodeID is no client of ours.
+//
+// Dropped and counted, never thrown: malformed frames, unverified peer, unknown client, unknown or foreign
+// handle (only the client a handle was made for may answer through it), over the source's byte rate,
+// relaying switched off. One datagram out per datagram in, at most 16 bytes larger (a handle replaced by a
+// NodeID), and only to verified addresses: never an amplifier. The payload is not looked at: tunnel
+// messages are end-to-end encrypted and authenticated.
 import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import {
   PEER_RELAY_BURST_BYTES, PEER_RELAY_HANDLE_IDLE_MS, PEER_RELAY_HANDLES_MAX, PEER_RELAY_RATE_BYTES, PEER_RELAY_SOURCES_MAX,
@@ -24,8 +32,12 @@ import { hex } from '../base/bytes.js';
 
 export interface PeerRelayServerOptions {
   send: (bytes: Uint8Array, to: Endpoint) => void;
-  /** Where a node of the overlay last sent us from (a rendezvous client's keepalives), if we know it. */
-  clientEndpoint: (nodeId: Uint8Array) => Endpoint | undefined;
+  /** The endpoint our rendezvous client `nodeId` sends its signed, cookie-verified keepalives from,
+   *  recently; undefined for a node that is not our client (the overlay: OverlayNode.rendezvousClientEndpoint). */
+  rendezvousClientEndpoint: (nodeId: Uint8Array) => Endpoint | undefined;
+  /** This source proved return routability and an overlay key recently (the overlay: isVerifiedSource).
+   *  Only such a peer's frames reach a client, and only to such a peer do a client's answers go. */
+  peerVerified: (from: Endpoint) => boolean;
   /** Relaying on (public agents, unless switched off)? Asked per frame: it follows the last netcheck. */
   enabled: () => boolean;
   clock?: Scheduler;
@@ -43,6 +55,8 @@ export interface PeerRelayServerStats {
   foreignHandle: number;
   rateLimited: number;
   disabled: number;
+  /** TO_CLIENT from a source that never proved itself to the overlay (or a handle's peer that lapsed). */
+  unverifiedPeer: number;
 }
 
 interface Handle {
@@ -55,7 +69,7 @@ interface Handle {
 
 export class PeerRelayServer {
   readonly stats: PeerRelayServerStats = {
-    toClient: 0, toPeer: 0, bytes: 0, malformed: 0, unknownClient: 0, unknownHandle: 0, foreignHandle: 0, rateLimited: 0, disabled: 0,
+    toClient: 0, toPeer: 0, bytes: 0, malformed: 0, unknownClient: 0, unknownHandle: 0, foreignHandle: 0, rateLimited: 0, disabled: 0, unverifiedPeer: 0,
   };
   /** handle -> who; insertion order = recency. */
   private readonly handles = new Map<number, Handle>();
@@ -85,7 +99,8 @@ export class PeerRelayServer {
     if (!this.limit.allow(from.address, msg.length)) { s.rateLimited++; return; }
     const now = this.clock.now();
     if (f.kind === PR_TO_CLIENT) {
-      const to = this.o.clientEndpoint(f.nodeId);
+      if (!this.o.peerVerified(from)) { s.unverifiedPeer++; return; }
+      const to = this.o.rendezvousClientEndpoint(f.nodeId);
       if (!to || (to.port === from.port && to.address === from.address)) { s.unknownClient++; return; }
       const h = this.handleFor(from, f.nodeId, now);
       s.toClient++;
@@ -95,8 +110,9 @@ export class PeerRelayServer {
     }
     const h = this.handles.get(f.handle);
     if (!h || now - h.at > PEER_RELAY_HANDLE_IDLE_MS) { s.unknownHandle++; return; }
-    const client = this.o.clientEndpoint(h.client);
+    const client = this.o.rendezvousClientEndpoint(h.client);
     if (!client || client.port !== from.port || client.address !== from.address) { s.foreignHandle++; return; }
+    if (!this.o.peerVerified(h.peer)) { s.unverifiedPeer++; return; }
     this.touch(h, now);
     s.toPeer++;
     s.bytes += f.payload.length;

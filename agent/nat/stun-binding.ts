@@ -2,7 +2,9 @@
 // with ICE's (RFC 8445) and RFC 5780's attributes, on the codec in stun-wire.ts (which draws the format):
 //
 //   request   [USERNAME "<answerer's ufrag>:<asker's ufrag>"] [SOFTWARE] [PRIORITY] [ICE-CONTROLLING |
-//             ICE-CONTROLLED] [USE-CANDIDATE] [CHANGE-REQUEST] [MESSAGE-INTEGRITY] FINGERPRINT
+//             ICE-CONTROLLED] [USE-CANDIDATE] [CHANGE-REQUEST] [PADDING] [MESSAGE-INTEGRITY] FINGERPRINT
+//   PADDING   0x0026 (RFC 5780 section 7.6): zeros that make a request as long as its answer, so a server
+//             that never answers an unverified source with more than it sent (stun-endpoint.ts) answers it
 //   success   XOR-MAPPED-ADDRESS [SOFTWARE] [MESSAGE-INTEGRITY] FINGERPRINT
 //   error     ERROR-CODE [UNKNOWN-ATTRIBUTES] [SOFTWARE] [MESSAGE-INTEGRITY] FINGERPRINT
 //
@@ -29,11 +31,14 @@ const MAX_SOFTWARE_CHARS = 128;
 const MAX_ANSWER_SOFTWARE_BYTES = 127;
 /** Comprehension-required attributes we do not understand, listed at most this many (the 420 answer's list). */
 const MAX_UNKNOWN_LISTED = 16;
+/** RFC 5780's PADDING attribute (comprehension-required, its value ignored). */
+export const ATTR_PADDING = 0x0026;
 
 /** Comprehension-required attributes (< 0x8000) this parser understands; the rest make a request get 420. */
 const KNOWN_REQUIRED = new Set<number>([
   ATTR.MAPPED_ADDRESS, ATTR.CHANGE_REQUEST, ATTR.USERNAME, ATTR.MESSAGE_INTEGRITY, ATTR.ERROR_CODE,
   ATTR.UNKNOWN_ATTRIBUTES, ATTR.REALM, ATTR.NONCE, ATTR.XOR_MAPPED_ADDRESS, ATTR.PRIORITY, ATTR.USE_CANDIDATE,
+  ATTR_PADDING,
 ]);
 
 // ---- reading -------------------------------------------------------------------------------------------
@@ -163,6 +168,9 @@ export interface StunRequestAttributes {
   /** RFC 5780 CHANGE-REQUEST. */
   changeIp?: boolean;
   changePort?: boolean;
+  /** Add PADDING so the request is at least this many bytes (a server answers an unverified source with
+   *  no more than it sent). */
+  padTo?: number;
 }
 
 /** A Binding request; throws for a USERNAME or SOFTWARE over their limits. */
@@ -176,6 +184,10 @@ export function encodeBindingRequest(txid: Buffer, a: StunRequestAttributes = {}
   if (a.controlling !== undefined) attrs.push([a.controlling ? ATTR.ICE_CONTROLLING : ATTR.ICE_CONTROLLED, a.tieBreaker ?? 0n]);
   if (a.useCandidate) attrs.push([ATTR.USE_CANDIDATE]);
   if (a.changeIp || a.changePort) attrs.push([ATTR.CHANGE_REQUEST, (a.changeIp ? CHANGE_IP : 0) | (a.changePort ? CHANGE_PORT : 0)]);
+  const plain = encodeStun(STUN_METHOD_BINDING, STUN_CLASS_REQUEST, txid, attrs, a.password, true)!;
+  if (a.padTo === undefined || plain.length >= a.padTo) return plain;
+  // The attribute's own 4-byte header counts; its value is a whole number of 4-byte words.
+  attrs.push([ATTR_PADDING, new Uint8Array(Math.max(0, Math.ceil((a.padTo - plain.length - 4) / 4) * 4))]);
   return encodeStun(STUN_METHOD_BINDING, STUN_CLASS_REQUEST, txid, attrs, a.password, true)!;
 }
 

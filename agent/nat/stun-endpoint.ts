@@ -18,12 +18,22 @@
 //     the request (ICE's symmetry rule). A transaction with a password accepts only responses whose
 //     MESSAGE-INTEGRITY verifies: a forged answer is counted and ignored, the transaction keeps waiting.
 //   - Binding indications (ICE keepalives) are counted, never answered. Other methods (TURN) go to `onOther`.
+//   - No amplifier: every source may be spoofed, so until a source has proved return routability (the
+//     overlay verified it: `verified`, or it answered one of our own transactions from where we sent it)
+//     it gets no SOFTWARE, no answer longer than its request (a client pads with PADDING, RFC 5780: our
+//     netcheck does; shorter requests are dropped and counted `unpadded`), and at most
+//     STUN_UNVERIFIED_RATE_BYTES per second per address (burst STUN_UNVERIFIED_BURST_BYTES, a bounded table):
+//     what a forged source can make us send is at most what it sent, and bounded per victim.
 //   - handleDatagram never throws: garbage, truncation, bad lengths, a wrong FINGERPRINT are counted as
 //     `malformed`.
 
 import { randomBytes } from 'node:crypto';
-import { STUN_MAX_PENDING, STUN_MAX_TRANSMITS, STUN_RTO_INITIAL_MS } from '../base/constants.js';
-import type { Endpoint } from '../conn/socket.js';
+import {
+  STUN_MAX_PENDING, STUN_MAX_TRANSMITS, STUN_PADDED_REQUEST_BYTES, STUN_RTO_INITIAL_MS, STUN_UNVERIFIED_BURST_BYTES, STUN_UNVERIFIED_RATE_BYTES,
+  STUN_UNVERIFIED_SOURCES_MAX, STUN_VERIFIED_MAX, STUN_VERIFIED_MS,
+} from '../base/constants.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
+import { PerSourceRateLimit } from '../conn/rate-limit.js';
 import {
   ATTR, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, txidHex, verifyIntegrity,
 } from './stun-wire.js';
@@ -61,6 +71,9 @@ export interface StunEndpointOptions {
   passwordFor?: (username: string) => string | undefined;
   /** Called for checks whose MESSAGE-INTEGRITY verified with passwordFor's answer; default reply 'success'. */
   onCheck?: (req: IncomingCheck) => CheckReply | void;
+  /** Has this source proved return routability recently (the overlay's isVerifiedSource)? Unverified
+   *  sources get answers no longer than their requests, within a per-address byte budget. */
+  verified?: (from: Endpoint) => boolean;
   /** STUN messages of other methods (TURN's Allocate, Refresh, Data...), for whoever speaks them. */
   onOther?: (msg: Uint8Array, m: StunMessage, from: Endpoint) => void;
   /** Defaults for our transactions (see StunTransactionOptions). */
@@ -126,6 +139,14 @@ export interface StunEndpointStats {
   /** Checks sent once with no transaction kept (probe()): their answers count as unmatched. */
   probes: number;
   sendErrors: number;
+  /** Requests from unverified sources whose answer would have been longer than they were. */
+  unpadded: number;
+  /** Answers to unverified sources withheld: the address's byte budget was spent. */
+  overBudget: number;
+  /** Bytes of the requests from unverified sources that earned an answer (before the size and budget
+   *  checks), and of the answers sent to them: out <= in, always. */
+  unverifiedBytesIn: number;
+  unverifiedBytesOut: number;
 }
 
 interface Transaction {
@@ -154,14 +175,20 @@ export class StunEndpoint {
   readonly stats: StunEndpointStats = {
     received: 0, malformed: 0, answered: 0, unknownAttribute: 0, unauthenticated: 0, badIntegrity: 0,
     roleConflicts: 0, indications: 0, responses: 0, unmatched: 0, other: 0, transactions: 0, retransmits: 0, probes: 0,
-    timeouts: 0, refused: 0, sendErrors: 0,
+    timeouts: 0, refused: 0, sendErrors: 0, unpadded: 0, overBudget: 0, unverifiedBytesIn: 0, unverifiedBytesOut: 0,
   };
   private readonly pending = new Map<string, Transaction>();
   private readonly now: () => number;
+  private readonly budget: PerSourceRateLimit;
+  /** endpointKey -> when it answered one of our transactions from where we sent it (insertion = recency). */
+  private readonly answeredUs = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly o: StunEndpointOptions) {
     this.now = o.now ?? (() => performance.now());
+    this.budget = new PerSourceRateLimit({
+      ratePerSecond: STUN_UNVERIFIED_RATE_BYTES, burst: STUN_UNVERIFIED_BURST_BYTES, maxSources: STUN_UNVERIFIED_SOURCES_MAX, now: this.now,
+    });
   }
 
   /** Our transactions in flight. */
@@ -189,9 +216,10 @@ export class StunEndpoint {
     }
   }
 
-  /** Binding request to a STUN server: our server-reflexive address as it saw it, or undefined. */
+  /** Binding request to a STUN server: our server-reflexive address as it saw it, or undefined. Padded
+   *  (STUN_PADDED_REQUEST_BYTES), so a server that has not verified us may answer it. */
   async binding(server: Endpoint, opts?: StunTransactionOptions): Promise<{ mapped: Endpoint; rttMs: number } | undefined> {
-    const r = await this.request(server, {}, opts);
+    const r = await this.request(server, { padTo: STUN_PADDED_REQUEST_BYTES }, opts);
     return r.kind === 'success' && r.mapped ? { mapped: r.mapped, rttMs: r.rttMs } : undefined;
   }
 
@@ -300,9 +328,10 @@ export class StunEndpoint {
     // do not implement (RFC 5780 section 7.2: such a server answers 420).
     let unknown = m.unknownRequired;
     if (m.changeRequest !== undefined && (m.changeRequest & (CHANGE_IP | CHANGE_PORT)) !== 0) unknown = [...(unknown ?? []), ATTR.CHANGE_REQUEST];
+    const verified = this.isVerified(from);
+    const software = verified ? this.o.software : undefined;
     if (unknown) {
-      this.stats.unknownAttribute++;
-      this.safeSend(encodeBindingError(txid, 420, unknown, password, this.o.software), from);
+      if (this.reply(encodeBindingError(txid, 420, unknown, password, software), msg.length, from, verified)) this.stats.unknownAttribute++;
       return;
     }
     if (check) {
@@ -312,13 +341,38 @@ export class StunEndpoint {
       }
       if (reply === 'drop') return;
       if (reply === 'role-conflict') {
-        this.stats.roleConflicts++;
-        this.safeSend(encodeBindingError(txid, 487, undefined, password, this.o.software), from);
+        if (this.reply(encodeBindingError(txid, 487, undefined, password, software), msg.length, from, verified)) this.stats.roleConflicts++;
         return;
       }
     }
-    this.stats.answered++;
-    this.safeSend(encodeBindingSuccess(txid, from, password, this.o.software), from);
+    if (this.reply(encodeBindingSuccess(txid, from, password, software), msg.length, from, verified)) this.stats.answered++;
+  }
+
+  /** Send an answer to a request of `requestBytes`; to an unverified source only if it is no longer than
+   *  the request and within the address's budget (dropped and counted otherwise). */
+  private reply(answer: Buffer, requestBytes: number, to: Endpoint, verified: boolean): boolean {
+    if (!verified) {
+      this.stats.unverifiedBytesIn += requestBytes;
+      if (answer.length > requestBytes) { this.stats.unpadded++; return false; }
+      if (!this.budget.allow(to.address, answer.length)) { this.stats.overBudget++; return false; }
+      this.stats.unverifiedBytesOut += answer.length;
+    }
+    this.safeSend(answer, to);
+    return true;
+  }
+
+  private isVerified(from: Endpoint): boolean {
+    if (this.o.verified?.(from)) return true;
+    const at = this.answeredUs.size > 0 ? this.answeredUs.get(endpointKey(from)) : undefined;
+    return at !== undefined && this.now() - at < STUN_VERIFIED_MS;
+  }
+
+  /** `from` answered a transaction we sent it (a random id it could only learn there): it is reachable. */
+  private noteAnswered(from: Endpoint): void {
+    const k = endpointKey(from);
+    this.answeredUs.delete(k);
+    if (this.answeredUs.size >= STUN_VERIFIED_MAX) this.answeredUs.delete(this.answeredUs.keys().next().value!);
+    this.answeredUs.set(k, this.now());
   }
 
   private complete(msg: Uint8Array, m: StunMessage, from: Endpoint): void {
@@ -326,6 +380,7 @@ export class StunEndpoint {
     if (!t || (!t.anySource && !sameEndpoint(from, t.to))) { this.stats.unmatched++; return; }
     if (t.password !== undefined && !verifyIntegrity(msg, m, t.password)) { this.stats.badIntegrity++; return; }
     this.stats.responses++;
+    if (sameEndpoint(from, t.to)) this.noteAnswered(from);
     const f = { address: from.address, port: from.port };
     const rttMs = this.now() - t.firstSentAt;
     if (m.unknownRequired) {

@@ -44,7 +44,7 @@ export interface UnderlayOptions {
   logger: Logger;
   turn?: TurnConfig | TurnSecret;
   /** Relay for overlay peers (an overlay member; off for static-only agents). */
-  peerRelayServer?: Pick<PeerRelayServerOptions, 'clientEndpoint' | 'enabled'>;
+  peerRelayServer?: Pick<PeerRelayServerOptions, 'rendezvousClientEndpoint' | 'peerVerified' | 'enabled'>;
   /** Fresh sockets for birthday probing (absent: this host never probes a hard NAT from many ports). */
   probeSockets?: Pick<ProbeSocketsOptions, 'open' | 'reopen'>;
   /** Time for the TURN relay, the probe sockets' sweep and the peer relay's handles (a twin in tests). */

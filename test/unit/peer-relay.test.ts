@@ -51,11 +51,14 @@ test('arbitrary bytes never throw, and what parses is consistent', () => {
 
 interface Sent { bytes: Uint8Array; to: Endpoint }
 
-function relay(clients: Map<string, Endpoint>, opts: { enabled?: () => boolean; rate?: number; burst?: number; clock?: SimScheduler } = {}) {
+function relay(clients: Map<string, Endpoint>, opts: {
+  enabled?: () => boolean; rate?: number; burst?: number; clock?: SimScheduler; verified?: (e: Endpoint) => boolean;
+} = {}) {
   const sent: Sent[] = [];
   const server = new PeerRelayServer({
     send: (bytes, to) => sent.push({ bytes: Uint8Array.from(bytes), to }),
-    clientEndpoint: (n) => clients.get(Buffer.from(n).toString('hex')),
+    rendezvousClientEndpoint: (n) => clients.get(Buffer.from(n).toString('hex')),
+    peerVerified: opts.verified ?? (() => true),
     enabled: opts.enabled ?? (() => true),
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.rate !== undefined ? { rateBytesPerSecond: opts.rate, burstBytes: opts.burst ?? opts.rate } : {}),
@@ -157,4 +160,72 @@ test('a client takes FROM_CLIENT only on routes it opened, and counts what it dr
   assert.equal(got.length, 1);
   assert.equal(c.send(Uint8Array.of(1), { address: '100::ffff:ffff', port: 1 }), true, 'a virtual endpoint never leaks to the socket');
   assert.equal(c.stats.staleRoute, 1);
+});
+
+test('a relay forwards only between verified peers and its clients: forged frames reach no third party', (t) => {
+  const clients = new Map([[Buffer.from(id(0xbb)).toString('hex'), B]]);
+  const verified = new Set([endpointKey(A)]);
+  const { server, sent } = relay(clients, { verified: (e) => verified.has(endpointKey(e)) });
+  const V: Endpoint = { address: '192.0.2.77', port: 9 }; // a victim: spoofed as the source
+  let forged = 0;
+  for (let i = 0; i < 500; i++) {
+    const src = i % 2 === 0 ? V : { address: `198.51.100.${100 + (i % 50)}`, port: 1000 + i };
+    // to our client, from a source that never proved itself; to a NodeID that is no client of ours
+    server.handleDatagram(marshalPeerRelay(PR_TO_CLIENT, id(0xbb), new Uint8Array(100 + i)), src);
+    server.handleDatagram(marshalPeerRelay(PR_TO_CLIENT, id(i % 0xba), new Uint8Array(100)), A);
+    forged += 2;
+  }
+  assert.equal(sent.length, 0, 'nothing relayed');
+  assert.equal(server.stats.unverifiedPeer, 500);
+  assert.equal(server.stats.unknownClient, 500);
+  // A verified peer's handle lapses when its proof does: the client's answer goes nowhere.
+  sent.length = 0;
+  server.handleDatagram(marshalPeerRelay(PR_TO_CLIENT, id(0xbb), Uint8Array.of(1)), A);
+  const f = newPeerRelayFrame();
+  assert.ok(parsePeerRelay(sent[0]!.bytes, f) && f.kind === PR_FROM_PEER);
+  verified.clear();
+  server.handleDatagram(marshalPeerRelay(PR_TO_PEER, f.handle, Uint8Array.of(2)), B);
+  assert.equal(server.stats.unverifiedPeer, 501);
+  assert.equal(sent.length, 1, 'only the frame to the client, while A was verified');
+  t.diagnostic(`forged frames: ${forged} (spoofed or unverified sources, unknown NodeIDs); relayed to a third party: 0`);
+});
+
+test('a client proves its source to a relay before its first frame, holding frames meanwhile, and again while it sends', async () => {
+  const clock = new SimScheduler(0);
+  const out: { bytes: Uint8Array; to: Endpoint }[] = [];
+  const asked: Endpoint[] = [];
+  let settle!: () => void;
+  const c = new PeerRelayClient((b, to) => out.push({ bytes: b, to }), () => undefined);
+  c.verifyRelaysWith((r) => { asked.push(r); return new Promise<void>((res) => { settle = res; }); }, () => clock.now());
+  const v = c.towardsClient(R, id(0xbb));
+  for (let i = 0; i < 12; i++) c.send(Uint8Array.of(i + 1), v);
+  assert.equal(asked.length, 1);
+  assert.equal(out.length, 0, 'held until the relay knows us');
+  assert.equal(c.stats.heldOverflow, 12 - 8);
+  settle();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(out.length, 8);
+  c.send(Uint8Array.of(99), v);
+  assert.equal(out.length, 9, 'once verified, frames go at once');
+  clock.step(15_000);
+  c.send(Uint8Array.of(100), v);
+  assert.equal(asked.length, 2, 'proved again while the route is used');
+  assert.equal(out.length, 10, 'without holding frames the second time');
+  // A second client behind the same relay shares the proof.
+  c.send(Uint8Array.of(1), c.towardsClient(R, id(0xcc)));
+  assert.equal(asked.length, 2);
+  assert.equal(out.length, 11);
+});
+
+test('forged FROM_PEER frames cannot push out a route the client opened', (t) => {
+  const out: Endpoint[] = [];
+  const c = new PeerRelayClient((_b, to) => out.push(to), () => undefined);
+  const v = c.towardsClient(R, id(0xbb));
+  const forged = 4096 + 500;
+  for (let h = 0; h < forged; h++) c.handleDatagram(marshalPeerRelay(PR_FROM_PEER, h, Uint8Array.of(1)), R);
+  assert.equal(c.send(Uint8Array.of(1), v), true);
+  assert.equal(c.stats.staleRoute, 0, 'the opened route survived');
+  assert.deepEqual(out, [R]);
+  assert.equal(c.routes, 4096 + 1, 'the learned routes are bounded on their own');
+  t.diagnostic(`forged FROM_PEER frames: ${forged}; opened routes lost: 0`);
 });
