@@ -159,14 +159,14 @@ export class AgentOverlay {
 
   /** Providers of `service` found in the overlay that prove their record, ours left out: `check` says which
    *  of a record's candidates its owner has shown to be genuine (a TURN vouch); by default, those where the
-   *  owner's key lives (nat/service-proof.ts). Records found at the resource's storers come before those in
-   *  our own store (where anyone may have STOREd them: the fetch does not say where a record came from, so
-   *  one held in both counts as ours); at most SERVICE_PROVIDERS_CHECKED_MAX records are checked. */
+   *  owner's key lives (nat/service-proof.ts). Records the resource's k closest storers hold come first, most
+   *  widely held first (resolver.fetchAtClosest); only then any from our own store, where anyone may have
+   *  STOREd one. At most SERVICE_PROVIDERS_CHECKED_MAX records are checked. */
   async providers(service: string, check?: ProviderCheck): Promise<Endpoint[]> {
     const resource = serviceResourceId(service);
-    const recs = await this.node.resolver.fetch(resource, RecordKind.Service);
-    const ours = new Set(this.node.store.getAll(resource, RecordKind.Service, Date.now()).map((r) => hex(r.signature)));
-    const ordered = recs.filter((r) => !ours.has(hex(r.signature))).concat(recs.filter((r) => ours.has(hex(r.signature))));
+    const atClosest = await this.node.resolver.fetchAtClosest(resource, RecordKind.Service);
+    const seen = new Set(atClosest.map((r) => hex(r.signature)));
+    const ordered = atClosest.concat(this.node.store.getAll(resource, RecordKind.Service, Date.now()).filter((r) => !seen.has(hex(r.signature))));
     const checks: Promise<Endpoint[]>[] = [];
     for (const r of ordered) {
       if (r.kind !== RecordKind.Service || !r.value || idEquals(r.owner, this.o.identity.publicKey)) continue;

@@ -109,11 +109,9 @@ export class Agent {
       ...(o.probeSockets ? { probeSockets: o.probeSockets } : {}),
       ...(o.overlay ? {
         peerRelayServer: {
-          // The overlay's routing table holds contacts that answered or asked us from their endpoint,
-          // never an endpoint a Via entry named: the stand-in for OverlayNode.rendezvousClientEndpoint /
-          // isVerifiedSource (signed, cookie-verified keepalives), which these two should call.
-          rendezvousClientEndpoint: (id: Uint8Array) => this.overlay?.node.kad.table.get(id)?.endpoint,
-          peerVerified: (e: Endpoint) => this.overlay?.node.kad.table.all().some((c) => c.endpoint.port === e.port && c.endpoint.address === e.address) ?? false,
+          // only where a node proved its key with its own requests (signed, cookie-verified keepalives)
+          rendezvousClientEndpoint: (id: Uint8Array) => this.overlay?.node.rendezvousClientEndpoint(id),
+          peerVerified: (e: Endpoint) => this.overlay?.node.isVerifiedSource(e) ?? false,
           enabled: () => o.overlay?.offerPeerRelay !== false && this.traversal?.behindNat !== true,
         },
       } : {}),
@@ -123,6 +121,7 @@ export class Agent {
     this.stun = new StunEndpoint({
       send: (bytes, to) => underlay.routed.send(bytes, to), software: 'idloc',
       passwordFor: (u) => this.ice.passwordFor(u), onCheck: (r) => this.ice.onCheck(r),
+      verified: (e) => this.overlay?.node.isVerifiedSource(e) ?? false,
     });
     this.ice = new IceAgent(this.stun, (e) => turn?.relays(e) === true, clock);
 
