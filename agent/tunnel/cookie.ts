@@ -18,15 +18,32 @@ import { isIPv4 } from 'node:net';
 import { COOKIE_REFRESH_MS, HANDSHAKE_SOURCE_BURST, HANDSHAKE_SOURCE_PER_SECOND, HANDSHAKE_SOURCES_MAX } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
 import {
-  COOKIE_LEN, COOKIE_NONCE_LEN, INIT_MAC1_OFF, INIT_MAC2_OFF, computeMac1, cookieKey, marshalCookieReply, verifyMacAt,
+  COOKIE_LEN, COOKIE_NONCE_LEN, INIT_MAC1_OFF, INIT_MAC2_OFF, cookieKey, marshalCookieReply, verifyMacAt,
   type CookieReply,
 } from './messages.js';
-import { xchachaOpen, xchachaSeal } from './xchacha.js';
+import { xchachaOpen, xchachaSealInto } from './xchacha.js';
+import { Blake2sMac } from './blake2s-mac.js';
 
-const utf8 = new TextEncoder();
+/** A source as bytes for its cookie: "address|port" (at most 45 + 1 + 5 bytes), written without allocating. */
+const SOURCE = new Uint8Array(64);
+const COOKIE = new Uint8Array(COOKIE_LEN);
+const EMPTY = new Uint8Array(0);
+const NONCE_POOL = 256;
+
+function sourceBytes(from: Endpoint): number {
+  const a = from.address;
+  let n = 0;
+  for (let i = 0; i < a.length && n < 56; i++) SOURCE[n++] = a.charCodeAt(i) & 0xff;
+  SOURCE[n++] = 0x7c; // '|'
+  SOURCE[n++] = from.port >>> 8;
+  SOURCE[n++] = from.port & 0xff;
+  return n;
+}
 
 export class CookieChecker {
-  private secret = randomBytes(32);
+  private secret = new Blake2sMac(randomBytes(32));
+  private pool = new Uint8Array(0);
+  private poolAt = 0;
   private secretAt: number;
   private readonly sealKey: Uint8Array;
 
@@ -43,19 +60,34 @@ export class CookieChecker {
     return verifyMacAt(this.cookieFor(from, now), msg, INIT_MAC2_OFF);
   }
 
-  /** The 0xC3 answer to an initiation (its sender index and bytes) from `from`. */
-  reply(msg: Uint8Array, senderIndex: number, from: Endpoint, now: number): Buffer {
-    const nonce = randomBytes(COOKIE_NONCE_LEN);
-    const encryptedCookie = xchachaSeal(this.sealKey, nonce, this.cookieFor(from, now), msg.subarray(INIT_MAC1_OFF, INIT_MAC2_OFF));
-    return marshalCookieReply({ receiverIndex: senderIndex, nonce, encryptedCookie });
+  /** Whether an initiation's mac1 holds (the gate's first check, on every datagram). */
+  static mac1(key: Blake2sMac, msg: Uint8Array): boolean {
+    return key.verifyAt(msg, INIT_MAC1_OFF);
   }
 
+  /** The 0xC3 answer to an initiation (its sender index and bytes) from `from`. */
+  reply(msg: Uint8Array, senderIndex: number, from: Endpoint, now: number): Buffer {
+    const b = marshalCookieReply({ receiverIndex: senderIndex, nonce: this.nonce(), encryptedCookie: EMPTY });
+    xchachaSealInto(this.sealKey, b.subarray(8, 32), this.cookieFor(from, now), msg.subarray(INIT_MAC1_OFF, INIT_MAC2_OFF), b, 32);
+    return b;
+  }
+
+  /** 24 random bytes, cut from a pool: one getrandom() per NONCE_POOL replies instead of one each. */
+  private nonce(): Uint8Array {
+    if (this.poolAt + COOKIE_NONCE_LEN > this.pool.length) { this.pool = randomBytes(NONCE_POOL * COOKIE_NONCE_LEN); this.poolAt = 0; }
+    const n = this.pool.subarray(this.poolAt, this.poolAt + COOKIE_NONCE_LEN);
+    this.poolAt += COOKIE_NONCE_LEN;
+    return n;
+  }
+
+  /** MAC(secret, source): valid only until the next call (a shared scratch buffer). */
   private cookieFor(from: Endpoint, now: number): Uint8Array {
     if (now - this.secretAt >= COOKIE_REFRESH_MS) {
-      this.secret = randomBytes(32);
+      this.secret = new Blake2sMac(randomBytes(32));
       this.secretAt = now;
     }
-    return computeMac1(this.secret, utf8.encode(`${from.address}|${from.port}`));
+    this.secret.macInto(SOURCE, sourceBytes(from), COOKIE);
+    return COOKIE;
   }
 }
 

@@ -24,7 +24,8 @@ import {
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import { CookieChecker, SourceLimiter } from './cookie.js';
 import type { Handshakes } from './handshake.js';
-import { INIT_MAC1_OFF, MSG_HANDSHAKE_INIT, parseHandshakeInit, parseHandshakeResp, verifyMac1, verifyMacAt } from './messages.js';
+import { HANDSHAKE_INIT_LEN, MSG_HANDSHAKE_INIT, parseHandshakeResp, verifyMac1 } from './messages.js';
+import { Blake2sMac } from './blake2s-mac.js';
 import type { PeerState, TunnelStats } from './tunnel-peer.js';
 
 /** The tunnel table's parts the gate reads. */
@@ -39,6 +40,7 @@ interface Queued { msg: Buffer; from: Endpoint }
 
 export class HandshakeGate {
   private readonly cookies: CookieChecker;
+  private readonly mac1Own: Blake2sMac;
   private readonly sources = new SourceLimiter();
   private queue: Queued[] = [];
   private head = 0;
@@ -53,10 +55,11 @@ export class HandshakeGate {
   constructor(
     private readonly t: GateTable,
     private readonly handshakes: Handshakes,
-    private readonly mac1Own: Uint8Array,
+    mac1Own: Uint8Array,
     ownStaticPublic: Uint8Array,
   ) {
     const now = t.now();
+    this.mac1Own = new Blake2sMac(mac1Own);
     this.cookies = new CookieChecker(ownStaticPublic, now);
     this.tokensAt = now;
   }
@@ -69,12 +72,11 @@ export class HandshakeGate {
     const now = t.now();
     if (msg[0] === MSG_HANDSHAKE_INIT) {
       t.stats.handshakeInitRecv++;
-      const m = parseHandshakeInit(msg);
-      if (!m) { t.stats.rxInvalid++; return; }
-      if (!verifyMacAt(this.mac1Own, msg, INIT_MAC1_OFF)) { t.stats.rxBadMac++; return; }
+      if (msg.length !== HANDSHAKE_INIT_LEN || msg[1] !== 0 || msg[2] !== 0 || msg[3] !== 0) { t.stats.rxInvalid++; return; }
+      if (!CookieChecker.mac1(this.mac1Own, msg)) { t.stats.rxBadMac++; return; }
       if (this.underLoad(now)) {
         if (!this.cookies.mac2Valid(msg, from, now)) {
-          t.socket.send(this.cookies.reply(msg, m.senderIndex, from, now), from);
+          t.socket.send(this.cookies.reply(msg, msg.readUInt32LE(4), from, now), from);
           t.stats.cookieReplySent++;
           return;
         }

@@ -54,6 +54,7 @@
 // proves that the sender receives at the address it sends from: spoofed sources cannot show one.
 
 import { blake2s } from '@noble/hashes/blake2.js';
+import { Blake2sMac } from './blake2s-mac.js';
 
 export const MSG_HANDSHAKE_INIT = 0xc1;
 export const MSG_HANDSHAKE_RESP = 0xc2;
@@ -258,23 +259,21 @@ export function cookieKey(staticPublic: Uint8Array): Uint8Array {
   return blake2s.create().update(COOKIE_LABEL).update(staticPublic).digest();
 }
 
-/** Keyed BLAKE2s-128: mac1, mac2 and the cookie itself. */
+/** Keyed BLAKE2s-128: mac1, mac2 and the cookie itself (hot callers keep a Blake2sMac per key). */
 export function computeMac1(key: Uint8Array, bytes: Uint8Array): Uint8Array {
-  return blake2s(bytes, { key, dkLen: MAC1_LEN });
+  const out = new Uint8Array(MAC1_LEN);
+  new Blake2sMac(key).macInto(bytes, bytes.length, out);
+  return out;
 }
 
 /** Whether msg[off..off+16] is the MAC of msg[0..off] under `key`. Constant-time enough for a public,
  *  non-secret check (mac1 is not a secret; a mac2 guess is worth one cookie reply, nothing more). */
-export function verifyMacAt(key: Uint8Array, msg: Uint8Array, off: number): boolean {
-  if (off < 1 || off + MAC1_LEN > msg.length) return false;
-  const want = computeMac1(key, msg.subarray(0, off));
-  let diff = 0;
-  for (let i = 0; i < MAC1_LEN; i++) diff |= want[i]! ^ msg[off + i]!;
-  return diff === 0;
+export function verifyMacAt(key: Uint8Array | Blake2sMac, msg: Uint8Array, off: number): boolean {
+  return (key instanceof Blake2sMac ? key : new Blake2sMac(key)).verifyAt(msg, off);
 }
 
 /** mac1 of a handshake message: at INIT_MAC1_OFF of an initiation, in the last 16 bytes otherwise. */
-export function verifyMac1(key: Uint8Array, msg: Uint8Array): boolean {
+export function verifyMac1(key: Uint8Array | Blake2sMac, msg: Uint8Array): boolean {
   return verifyMacAt(key, msg, msg[0] === MSG_HANDSHAKE_INIT && msg.length === HANDSHAKE_INIT_LEN ? INIT_MAC1_OFF : msg.length - MAC1_LEN);
 }
 
