@@ -12,13 +12,14 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { Lab } from './lab.js';
 import { AGENT_PORT, agentStatus, cliMissing, counter, logTails, pidAlive, startMesh, stopAgent, type TestAgent } from './agents.js';
 import { labUnavailable, prerequisites } from './prerequisites.js';
-import { HANDSHAKE_INIT_LEN, mac1Key } from '../../agent/tunnel/messages.js';
+import { HANDSHAKE_INIT_LEN, INIT_MAC1_OFF, mac1Key } from '../../agent/tunnel/messages.js';
 
-// argv: target-ip port mac1-key-hex init-len rate seconds. Spoofed sources from 198.18.0.0/15 (RFC 2544's
+// argv: target-ip port mac1-key-hex init-len mac1-offset rate seconds. Spoofed sources from 198.18.0.0/15 (RFC 2544's
 // benchmarking range); a pool of distinct forgeries is built first so the send loop only paces and sends.
 const ATTACKER = String.raw`
 import hashlib, json, os, random, socket, struct, sys, time
-dst, port, key, n, rate, secs = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+dst, port, key, n, off = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rate, secs = int(sys.argv[6]), float(sys.argv[7])
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -26,7 +27,7 @@ daddr = socket.inet_aton(dst)
 pool = []
 for i in range(4096):
     b = bytearray(os.urandom(n)); b[0] = 0xc1; b[1:4] = b'\0\0\0'
-    b[156:172] = hashlib.blake2s(bytes(b[:156]), key=key, digest_size=16).digest()  # mac1 over the bytes before it
+    b[off:off + 16] = hashlib.blake2s(bytes(b[:off]), key=key, digest_size=16).digest()  # mac1 over the bytes before it
     src = bytes([198, 18 + random.getrandbits(1), random.getrandbits(8), 1 + random.getrandbits(7)])
     udp = struct.pack('!HHHH', 1024 + random.getrandbits(15), port, 8 + n, 0) + bytes(b)  # UDP checksum 0: none (IPv4)
     ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, src, daddr)  # kernel fills id + checksum
@@ -75,7 +76,7 @@ describe(SUITE, { skip }, () => {
     const script = join(lab.dir, 'flood.py');
     writeFileSync(script, ATTACKER);
     const before = await agentStatus(lab, b);
-    const flood = lab.exec('m', ['python3', script, lab.address('b'), String(AGENT_PORT), key, String(HANDSHAKE_INIT_LEN), String(RATE), String(FLOOD_S)],
+    const flood = lab.exec('m', ['python3', script, lab.address('b'), String(AGENT_PORT), key, String(HANDSHAKE_INIT_LEN), String(INIT_MAC1_OFF), String(RATE), String(FLOOD_S)],
       { timeoutMs: (FLOOD_S + 30) * 1000 });
     await new Promise((r) => setTimeout(r, 500)); // the flood is under way
     const ping = await lab.exec('a', ['ping', '-i', '0.1', '-c', String(PINGS), '-W', '1', '-q', b.id.ipv4], { allowFail: true, timeoutMs: 30_000 });

@@ -4,7 +4,7 @@
 // tunnel must not lose a packet, the forgeries must not buy X25519 work beyond a bound, the answers to
 // spoofed sources must be smaller than what they sent, and a real initiator that arrives during the
 // flood gets a cookie reply and connects with mac2.
-// Written against the tunnels' public surface (stats read by name), so it also runs on code without cookies.
+// Counters are read by name (stat()), so a missing one reads 0 and fails its assertion rather than the build.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -29,8 +29,7 @@ export const mac1KeyOf = (targetEd25519: Uint8Array): Uint8Array => messages.mac
 export function forgedInitiation(key: Uint8Array): Buffer {
   const b = randomBytes(INIT_LEN);
   b[0] = messages.MSG_HANDSHAKE_INIT; b[1] = 0; b[2] = 0; b[3] = 0;
-  const mac1Off = INIT_LEN - ((INIT_LEN as number) === 172 ? 16 : 32); // 172 bytes: mac1 last; 188: mac1 then mac2
-  b.set(messages.computeMac1(key, b.subarray(0, mac1Off)), mac1Off);
+  b.set(messages.computeMac1(key, b.subarray(0, messages.INIT_MAC1_OFF)), messages.INIT_MAC1_OFF);
   return b;
 }
 
@@ -143,4 +142,83 @@ test('forged cookie replies (1,000 random ones at a retrying initiator) are neve
   assert.ok(c.t.stats.rxInvalid + c.t.stats.rxUnknownIndex + c.t.stats.rxDecryptFailed >= 1000);
   t.diagnostic('forged cookie replies: 1000, taken: 0');
   c.t.close(); b.t.close();
+});
+
+test('forged responses that know a pending initiation\'s index buy at most HANDSHAKE_RESP_TRIES_MAX decryptions', async (t) => {
+  const w = world();
+  const a = w.node('198.51.100.1');
+  const ghost = w.net.socket('198.51.100.50', 4500); // an on-path observer where a's peer should be
+  let index: number | undefined;
+  ghost.onMessage((m) => { if (m[0] === messages.MSG_HANDSHAKE_INIT) index = m.readUInt32LE(4); });
+  const pa = a.t.addPeer(ed25519.getPublicKey(ed25519.utils.randomSecretKey()), ghost.local);
+  a.t.send(pa, Buffer.from('x'));
+  await turns();
+  assert.ok(index !== undefined, 'the observer saw the initiation');
+  const key = mac1KeyOf(a.pub);
+  for (let i = 0; i < 100; i++) {
+    const r = randomBytes(messages.HANDSHAKE_RESP_LEN);
+    r[0] = messages.MSG_HANDSHAKE_RESP; r[1] = r[2] = r[3] = 0;
+    r.writeUInt32LE(index, 8);
+    r.set(messages.computeMac1(key, r.subarray(0, messages.HANDSHAKE_RESP_LEN - 16)), messages.HANDSHAKE_RESP_LEN - 16);
+    a.t.handleDatagram(r, ghost.local);
+    await turns(1);
+  }
+  await turns();
+  t.diagnostic(`forged responses with the right index: 100; decrypted (X25519 x2 each): ${a.t.stats.rxDecryptFailed}; turned away first: ${a.t.stats.rxUnknownIndex}`);
+  assert.ok(a.t.stats.rxDecryptFailed <= 4, `${a.t.stats.rxDecryptFailed} forged responses reached Noise`);
+  assert.equal(a.t.stats.handshakeCompleted, 0);
+  a.t.close();
+});
+
+test('a botnet of 1,000 real /64s that collected cookies and floods valid-mac2 forgeries: X25519 work stays within HANDSHAKE_MAX_PER_SECOND', async (t) => {
+  const w = world();
+  const { openCookieReply } = await import('../../agent/tunnel/cookie.js');
+  const C = await import('../../agent/base/constants.js');
+  const b = w.node('198.51.100.2', (self, peer, pkt) => { if (pkt.toString().startsWith('ping')) self.t.send(peer, Buffer.from(`pong${pkt.toString().slice(4)}`)); });
+  const a = w.node('198.51.100.1');
+  const ab = a.t.addPeer(b.pub, b.sock.local);
+  b.t.addPeer(a.pub, a.sock.local);
+  a.t.send(ab, Buffer.from('hello'));
+  await w.clock.advance(100);
+  const key = mac1KeyOf(b.pub), sealKey = messages.cookieKey(ed25519.utils.toMontgomery(b.pub));
+  for (let i = 0; i < 100; i++) w.attacker.send(forgedInitiation(key), b.sock.local); // b is under load now
+  await turns();
+  // Each bot sends one initiation from its own /64 and keeps the cookie it is answered with.
+  const bots = Array.from({ length: 1000 }, (_, i) => {
+    const sock = w.net.socket(`2001:db8:b07:${(i + 1).toString(16)}::1`, 4500);
+    const bot = { sock, cookie: undefined as Uint8Array | undefined, sent: forgedInitiation(key) };
+    sock.onMessage((m) => {
+      const r = messages.parseCookieReply(m);
+      if (r) bot.cookie = openCookieReply(r, sealKey, bot.sent.subarray(messages.INIT_MAC1_OFF, messages.INIT_MAC2_OFF));
+    });
+    sock.send(bot.sent, b.sock.local);
+    return bot;
+  });
+  await turns(4);
+  const armed = bots.filter((x) => x.cookie).length;
+  const failedBefore = b.t.stats.rxDecryptFailed, t0 = w.clock.now();
+  let sent = 0, pings = 0;
+  const SECONDS = 2;
+  for (let s = 0; s < SECONDS * 100; s++) {
+    for (let k = 0; k < 100; k++) { // 10,000 per second in all, 10 per second per bot: under the per-source limit
+      const bot = bots[(s * 100 + k) % bots.length]!;
+      if (!bot.cookie) continue;
+      const f = forgedInitiation(key);
+      f.set(messages.computeMac1(bot.cookie, f.subarray(0, messages.INIT_MAC2_OFF)), messages.INIT_MAC2_OFF);
+      bot.sock.send(f, b.sock.local); sent++;
+    }
+    a.t.send(ab, Buffer.from(`ping${s}`)); pings++;
+    await w.clock.advance(10);
+    await turns(2);
+  }
+  await w.clock.advance(100); await turns(8);
+  const reached = b.t.stats.rxDecryptFailed - failedBefore;
+  const pongs = a.got.filter((g) => g.startsWith('pong')).length;
+  const bound = Math.floor(C.HANDSHAKE_MAX_PER_SECOND * ((w.clock.now() - t0) / 1000 + 1)); // the rate, plus one full bucket
+  t.diagnostic(`bots with a cookie: ${armed} of ${bots.length}; valid-mac2 forgeries sent: ${sent}; reached X25519: ${reached} in ${w.clock.now() - t0} ms (bound ${bound}); queue full: ${stat(b.t, 'handshakeQueueDropped')}, rate-limited: ${stat(b.t, 'handshakeRateLimited')}; pings ${pings}, pongs ${pongs}`);
+  assert.ok(armed >= 900, `${armed} bots got a cookie`);
+  assert.ok(reached <= bound, `${reached} valid-mac2 forgeries reached X25519`);
+  assert.ok(stat(b.t, 'handshakeQueueDropped') > 0, 'the rest was dropped at the full queue, counted');
+  assert.equal(pongs, pings, 'the established tunnel lost nothing');
+  for (const n of [a, b]) n.t.close();
 });

@@ -4,7 +4,7 @@
 // their bound and a peer that goes quiet after its own; and the IPv4 claim lookups the admissions start
 // must stay capped in flight. Built from Tunnels + Peers + Discovery on a SimScheduler (no overlay: its
 // lookups are stubs that never answer, the worst case for a lookup cap).
-// Written against the public surface (stats read by name), so it also runs on code without eviction.
+// Counters and constants are read by name (num(), constant()), so a missing one fails an assertion, not the build.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
