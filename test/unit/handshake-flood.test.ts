@@ -69,9 +69,9 @@ function world() {
 
 const turns = async (n = 4) => { for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r)); };
 
-test('10,000 forged initiations per simulated second from spoofed sources: the tunnel loses nothing, X25519 work is bounded, a newcomer connects with a cookie', async (t) => {
-  const w = world();
-  // b answers every ping from a with a pong: the round trip crosses the flooded agent twice.
+/** a and b with an established tunnel; b answers every ping from a with a pong, so each round trip
+ *  crosses the flooded agent twice. */
+async function established(w: ReturnType<typeof world>): Promise<{ a: Node; b: Node; ab: TunnelPeer }> {
   const b = w.node('198.51.100.2', (self, peer, pkt) => { if (pkt.toString().startsWith('ping')) self.t.send(peer, Buffer.from(`pong${pkt.toString().slice(4)}`)); });
   const a = w.node('198.51.100.1');
   const ab = a.t.addPeer(b.pub, b.sock.local);
@@ -80,6 +80,12 @@ test('10,000 forged initiations per simulated second from spoofed sources: the t
   await w.clock.advance(100);
   await turns();
   assert.deepEqual(b.got, ['hello'], 'tunnel established before the flood');
+  return { a, b, ab };
+}
+
+test('10,000 forged initiations per simulated second from spoofed sources: the tunnel loses nothing, X25519 work is bounded, a newcomer connects with a cookie', async (t) => {
+  const w = world();
+  const { a, b, ab } = await established(w);
 
   const c = w.node('198.51.100.3');
   const cb = c.t.addPeer(b.pub, b.sock.local);
@@ -174,12 +180,7 @@ test('a botnet of 1,000 real /64s that collected cookies and floods valid-mac2 f
   const w = world();
   const { openCookieReply } = await import('../../agent/tunnel/cookie.js');
   const C = await import('../../agent/base/constants.js');
-  const b = w.node('198.51.100.2', (self, peer, pkt) => { if (pkt.toString().startsWith('ping')) self.t.send(peer, Buffer.from(`pong${pkt.toString().slice(4)}`)); });
-  const a = w.node('198.51.100.1');
-  const ab = a.t.addPeer(b.pub, b.sock.local);
-  b.t.addPeer(a.pub, a.sock.local);
-  a.t.send(ab, Buffer.from('hello'));
-  await w.clock.advance(100);
+  const { a, b, ab } = await established(w);
   const key = mac1KeyOf(b.pub), sealKey = messages.cookieKey(ed25519.utils.toMontgomery(b.pub));
   for (let i = 0; i < 100; i++) w.attacker.send(forgedInitiation(key), b.sock.local); // b is under load now
   await turns();
