@@ -144,6 +144,10 @@ export const HANDSHAKE_SOURCES_MAX = 4_096;
 /** The responder's cookie secret changes this often, and an initiator uses a cookie at most this long
  *  (WireGuard's COOKIE_REFRESH_TIME): a leaked cookie is worth two minutes from one address. */
 export const COOKIE_REFRESH_MS = 120_000;
+/** Cookie replies sent per second at most (token bucket, a tenth of a second of burst): a reply costs a
+ *  BLAKE2s, an AEAD and a send, so past ~10,000 forgeries a second the replies, not the checks, would take
+ *  the thread. A real initiator past that rate still gets one within a few of its retries. */
+export const COOKIE_REPLIES_PER_SECOND = 10_000;
 /** Responses that fail to decrypt which one pending initiation still looks at: the real one comes once;
  *  an on-path forger replaying its index gets this many X25519 pairs out of us, not one per datagram. */
 export const HANDSHAKE_RESP_TRIES_MAX = 4;

@@ -6,8 +6,8 @@
 //     1. shape and mac1 (one BLAKE2s): random or misdirected datagrams end here, counted
 //     2. 0xC2: it must answer one of our pending initiations, which has not seen HANDSHAKE_RESP_TRIES_MAX
 //        forgeries yet (a lookup: off-path forgers never get further)
-//     3. 0xC1 under load: no valid mac2 -> a cookie reply (cookie.ts), nothing more; a valid mac2 -> the
-//        source's token bucket (per IPv4 address or IPv6 /64)
+//     3. 0xC1 under load: no valid mac2 -> a cookie reply (cookie.ts; at most COOKIE_REPLIES_PER_SECOND),
+//        nothing more; a valid mac2 -> the source's token bucket (per IPv4 address or IPv6 /64)
 //     4. a copy joins the queue (HANDSHAKE_QUEUE_MAX; full: dropped, counted)
 //   drain(), on the next event-loop turn: HANDSHAKE_DRAIN_PER_TURN messages get their Noise work
 //     (handshake.ts), within HANDSHAKE_MAX_PER_SECOND, then the loop polls the socket again.
@@ -18,7 +18,7 @@
 // taken in this second; it lasts HANDSHAKE_UNDER_LOAD_HOLD_MS after the last time that was so.
 
 import {
-  HANDSHAKE_DRAIN_PER_TURN, HANDSHAKE_MAX_PER_SECOND, HANDSHAKE_QUEUE_MAX, HANDSHAKE_QUEUE_UNDER_LOAD, HANDSHAKE_RESP_TRIES_MAX,
+  COOKIE_REPLIES_PER_SECOND, HANDSHAKE_DRAIN_PER_TURN, HANDSHAKE_MAX_PER_SECOND, HANDSHAKE_QUEUE_MAX, HANDSHAKE_QUEUE_UNDER_LOAD, HANDSHAKE_RESP_TRIES_MAX,
   HANDSHAKE_UNDER_LOAD_HOLD_MS, HANDSHAKE_UNDER_LOAD_PER_SECOND,
 } from '../base/constants.js';
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
@@ -51,6 +51,8 @@ export class HandshakeGate {
   private windowCount = 0;
   private tokens = HANDSHAKE_MAX_PER_SECOND;
   private tokensAt: number;
+  private replyTokens = COOKIE_REPLIES_PER_SECOND / 10;
+  private replyTokensAt: number;
 
   constructor(
     private readonly t: GateTable,
@@ -62,6 +64,7 @@ export class HandshakeGate {
     this.mac1Own = new Blake2sMac(mac1Own);
     this.cookies = new CookieChecker(ownStaticPublic, now);
     this.tokensAt = now;
+    this.replyTokensAt = now;
   }
 
   get queued(): number { return this.queue.length - this.head; }
@@ -76,6 +79,7 @@ export class HandshakeGate {
       if (!CookieChecker.mac1(this.mac1Own, msg)) { t.stats.rxBadMac++; return; }
       if (this.underLoad(now)) {
         if (!this.cookies.mac2Valid(msg, from, now)) {
+          if (!this.replyAllowed(now)) { t.stats.cookieReplySkipped++; return; }
           t.socket.send(this.cookies.reply(msg, msg.readUInt32LE(4), from, now), from);
           t.stats.cookieReplySent++;
           return;
@@ -103,6 +107,16 @@ export class HandshakeGate {
       this.underLoadUntil = now + HANDSHAKE_UNDER_LOAD_HOLD_MS;
     }
     return now < this.underLoadUntil;
+  }
+
+  /** COOKIE_REPLIES_PER_SECOND, a tenth of a second of it as burst. */
+  private replyAllowed(now: number): boolean {
+    const burst = COOKIE_REPLIES_PER_SECOND / 10;
+    this.replyTokens = Math.min(burst, this.replyTokens + ((now - this.replyTokensAt) / 1000) * COOKIE_REPLIES_PER_SECOND);
+    this.replyTokensAt = now;
+    if (this.replyTokens < 1) return false;
+    this.replyTokens--;
+    return true;
   }
 
   /** Called from the tunnels' tick: a queue paused for HANDSHAKE_MAX_PER_SECOND goes on. */

@@ -57,9 +57,11 @@ export interface TunnelStats {
   handshakeInitSent: number; handshakeInitRecv: number; handshakeRespSent: number; handshakeRespRecv: number;
   handshakeRejected: number; // replayed/old timestamp or over HANDSHAKE_INIT_RATE_MS
   handshakeCompleted: number; handshakeGaveUp: number;
-  /** Under load (handshake-gate.ts): initiations answered with a cookie reply, turned away by their
-   *  source's limit, or dropped with the queue full; cookie replies to our initiations taken. */
-  cookieReplySent: number; handshakeRateLimited: number; handshakeQueueDropped: number; cookieReplyRecv: number;
+  /** Under load (handshake-gate.ts): initiations answered with a cookie reply, or left unanswered past
+   *  COOKIE_REPLIES_PER_SECOND, turned away by their source's limit, or dropped with the queue full;
+   *  cookie replies to our initiations taken. */
+  cookieReplySent: number; cookieReplySkipped: number; handshakeRateLimited: number; handshakeQueueDropped: number;
+  cookieReplyRecv: number;
   queueDropped: number; txNoEndpoint: number; roamed: number; callbackErrors: number;
   /** Relayed packets that did not move a tunnel off a fresh direct endpoint (Tunnels.roam). */
   roamHeld: number;
@@ -125,7 +127,7 @@ export function newTunnelStats(): TunnelStats {
     rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
-    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, cookieReplySent: 0, handshakeRateLimited: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
     handshakeQueueDropped: 0, cookieReplyRecv: 0,
   };
 }

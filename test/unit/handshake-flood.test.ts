@@ -223,3 +223,23 @@ test('a botnet of 1,000 real /64s that collected cookies and floods valid-mac2 f
   assert.equal(pongs, pings, 'the established tunnel lost nothing');
   for (const n of [a, b]) n.t.close();
 });
+
+test('past COOKIE_REPLIES_PER_SECOND, forgeries are left unanswered: 30,000 in a simulated second get at most the budget', async (t) => {
+  const w = world();
+  const C = await import('../../agent/base/constants.js');
+  const { a, b } = await established(w);
+  const key = mac1KeyOf(b.pub);
+  const t0 = w.clock.now();
+  for (let s = 0; s < 100; s++) {
+    for (let i = 0; i < 300; i++) w.attacker.send(forgedInitiation(key), b.sock.local);
+    await w.clock.advance(10);
+    await turns(1);
+  }
+  await turns();
+  const secs = (w.clock.now() - t0) / 1000;
+  const budget = C.COOKIE_REPLIES_PER_SECOND * (secs + 0.1);
+  t.diagnostic(`forged: 30000 in ${secs} s; cookie replies ${stat(b.t, 'cookieReplySent')} (budget ${budget}), unanswered ${stat(b.t, 'cookieReplySkipped')}; bytes to spoofed sources ${b.toSpoofed.bytes}`);
+  assert.ok(stat(b.t, 'cookieReplySent') <= budget);
+  assert.ok(stat(b.t, 'cookieReplySkipped') >= 30_000 - budget - 256);
+  a.t.close(); b.t.close();
+});
