@@ -151,7 +151,7 @@ export class Agent {
 
     this.peers = new Peers({
       ownPublicKeyHex: identity.publicKeyHex, map: this.map, tunnels: this.tunnels, logger: o.logger,
-      allow: o.allow ?? 'overlay',
+      allow: o.allow ?? 'overlay', clock,
       ...(overlay ? { overlay: { locate: (k: Uint8Array) => overlay.locate(k), puzzleDifficulty: overlay.node.puzzleDifficulty } } : {}),
     });
     if (overlay) {

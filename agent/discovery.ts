@@ -16,7 +16,13 @@
 // Inbound (a handshake from a key we never added, i.e. the peer found us):
 //   The key's IPv6 address is known from the key; its IPv4 address is whatever it claimed in the overlay,
 //   so the claim is looked up (ipv4Of) and the peer's IPv4 packets are held meanwhile (IPV4_PENDING_PER_PEER).
-import { DISCOVERY_LATENCY_SAMPLES, IPV4_PENDING_PER_PEER, LOOKUP_MAX_PENDING, LOOKUP_NEGATIVE_CACHE_MS, LOOKUP_QUEUE_PER_DEST, LOOKUP_TIMEOUT_MS } from './base/constants.js';
+//   These lookups run on others' behalf, so they go through a LookupLimiter: PEER_LOOKUPS_IN_FLIGHT at
+//   once, PEER_LOOKUPS_QUEUED waiting, the rest dropped and counted; a slot frees at LOOKUP_TIMEOUT_MS even
+//   if the overlay never answers.
+import {
+  DISCOVERY_LATENCY_SAMPLES, IPV4_PENDING_PER_PEER, LOOKUP_MAX_PENDING, LOOKUP_NEGATIVE_CACHE_MS, LOOKUP_QUEUE_PER_DEST, LOOKUP_TIMEOUT_MS,
+  PEER_LOOKUPS_IN_FLIGHT, PEER_LOOKUPS_QUEUED,
+} from './base/constants.js';
 import { ipv6FromNodeId, nodeIdFromPublicKey } from './idloc/addresses.js';
 import { IPV4_UNMAPPED, type Outside, type UnmappedIpv4Handler } from './idloc/outside.js';
 import type { Inside, UnknownPeerHandler } from './idloc/inside.js';
@@ -76,6 +82,48 @@ export interface DiscoveryStats {
   ipv4Mapped: number;
   ipv4Unresolved: number;
   ipv4HeldDropped: number;
+  /** IPv4 claim lookups not started: PEER_LOOKUPS_IN_FLIGHT running and PEER_LOOKUPS_QUEUED waiting. */
+  ipv4LookupsDropped: number;
+}
+
+/** Runs lookups at most `inFlight` at once, queues up to `queued` more, and drops (counts) the rest. A
+ *  slot frees when its lookup settles or after LOOKUP_TIMEOUT_MS, whichever comes first. */
+export class LookupLimiter {
+  dropped = 0;
+  private running = 0;
+  private waiting: (() => Promise<unknown>)[] = [];
+
+  constructor(private readonly clock: Scheduler, private readonly inFlight = PEER_LOOKUPS_IN_FLIGHT, private readonly queued = PEER_LOOKUPS_QUEUED) {}
+
+  /** Start `fn` now or when a slot frees; false if it was dropped. */
+  run(fn: () => Promise<unknown>): boolean {
+    if (this.running < this.inFlight) { this.start(fn); return true; }
+    if (this.waiting.length >= this.queued) { this.dropped++; return false; }
+    this.waiting.push(fn);
+    return true;
+  }
+
+  get active(): number { return this.running; }
+  get backlog(): number { return this.waiting.length; }
+
+  clear(): void { this.waiting = []; }
+
+  private start(fn: () => Promise<unknown>): void {
+    this.running++;
+    let done = false;
+    const free = () => {
+      if (done) return;
+      done = true;
+      timer.cancel();
+      this.running--;
+      const next = this.waiting.shift();
+      if (next) this.start(next);
+    };
+    const timer = this.clock.setTimer(LOOKUP_TIMEOUT_MS, free);
+    let p: Promise<unknown>;
+    try { p = fn(); } catch { p = Promise.resolve(); }
+    void p.catch(() => undefined).finally(free);
+  }
 }
 
 interface Pending { packets: Buffer[] }
@@ -83,17 +131,19 @@ interface Pending { packets: Buffer[] }
 export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
   readonly stats: DiscoveryStats = {
     lookups: 0, found: 0, notFound: 0, timedOut: 0, wrongOwner: 0, queued: 0, queueDropped: 0, busy: 0,
-    negativeCached: 0, ipv4Mapped: 0, ipv4Unresolved: 0, ipv4HeldDropped: 0,
+    negativeCached: 0, ipv4Mapped: 0, ipv4Unresolved: 0, ipv4HeldDropped: 0, ipv4LookupsDropped: 0,
   };
   private readonly pending = new Map<string, Pending>();
   private readonly failedUntil = new Map<string, number>();
   private readonly heldIpv4 = new Map<OverlayPeer<unknown>, Buffer[]>();
   private readonly latencies: number[] = [];
   private readonly clock: Scheduler;
+  private readonly claimLookups: LookupLimiter;
   private closed = false;
 
   constructor(private readonly d: DiscoveryDeps) {
     this.clock = d.clock ?? realScheduler;
+    this.claimLookups = new LookupLimiter(this.clock);
   }
 
   private now(): number { return this.clock.now(); }
@@ -142,6 +192,18 @@ export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
     this.mapIpv4Later(peer);
   }
 
+  /** The peer is gone (peers.ts evicted it): its held packets and any claim lookup waiting for it go. */
+  forget(peer: OverlayPeer<unknown>): void {
+    const held = this.heldIpv4.get(peer);
+    if (held) this.stats.ipv4HeldDropped += held.length;
+    this.heldIpv4.delete(peer);
+  }
+
+  /** IPv4 claim lookups running and waiting. */
+  claimLookupLoad(): { active: number; backlog: number } {
+    return { active: this.claimLookups.active, backlog: this.claimLookups.backlog };
+  }
+
   /** Median and 90th percentile of successful lookups, ms. */
   latency(): { p50Ms: number; p90Ms: number } {
     const s = this.latencies.slice().sort((a, b) => a - b);
@@ -153,6 +215,7 @@ export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
     this.closed = true;
     this.pending.clear();
     this.heldIpv4.clear();
+    this.claimLookups.clear();
   }
 
   private async lookup(key: string, dst: number | Uint8Array, p: Pending): Promise<void> {
@@ -188,17 +251,27 @@ export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
   }
 
   private mapIpv4Later(peer: OverlayPeer<unknown>): void {
-    void this.d.overlay.ipv4Of(peer.publicKey).catch(() => undefined).then((ipv4) => {
-      const held = this.heldIpv4.get(peer) ?? [];
-      this.heldIpv4.delete(peer);
-      if (this.closed) return;
-      if (peer.ipv4 === IPV4_UNMAPPED && (ipv4 === undefined || !this.map(peer, ipv4))) {
-        this.stats.ipv4Unresolved++;
-        this.stats.ipv4HeldDropped += held.length;
-        return;
-      }
-      for (const pkt of held) this.d.outside.deliver(peer, pkt);
+    const started = this.claimLookups.run(() => {
+      // Waited in the queue: the peer may be gone (forget) or mapped by now.
+      if (this.closed || !this.heldIpv4.has(peer)) return Promise.resolve();
+      return this.d.overlay.ipv4Of(peer.publicKey).catch(() => undefined).then((ipv4) => this.claimFound(peer, ipv4));
     });
+    if (!started) {
+      this.stats.ipv4LookupsDropped++;
+      this.claimFound(peer, undefined);
+    }
+  }
+
+  private claimFound(peer: OverlayPeer<unknown>, ipv4: number | undefined): void {
+    const held = this.heldIpv4.get(peer);
+    if (!held || this.closed) return; // forgotten meanwhile
+    this.heldIpv4.delete(peer);
+    if (peer.ipv4 === IPV4_UNMAPPED && (ipv4 === undefined || !this.map(peer, ipv4))) {
+      this.stats.ipv4Unresolved++;
+      this.stats.ipv4HeldDropped += held.length;
+      return;
+    }
+    for (const pkt of held) this.d.outside.deliver(peer, pkt);
   }
 
   private map(peer: OverlayPeer<unknown>, ipv4: number): boolean {

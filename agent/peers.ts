@@ -9,12 +9,19 @@
 //              (nat/path-keeper.ts) before its tunnel has an endpoint.
 //   relocated  a peer silent to HANDSHAKE_RELOCATE_AFTER_TRIES initiations is looked up again
 //              (handshakeUnanswered): behind a NAT -> Attach again; public -> its locator's endpoint.
+//              These lookups go through a LookupLimiter (discovery.ts), as strangers can cause them.
+//   evicted    admitted and found peers only, never static ones: every OVERLAY_PEER_SWEEP_MS, one that
+//              exchanged no inner packet within OVERLAY_PEER_NO_DATA_MS of joining, or was heard from not
+//              at all for OVERLAY_PEER_QUIET_MS; and when MAX_OVERLAY_PEERS are held, the least recently
+//              active one makes room for a newcomer (those that never carried data first, oldest first;
+//              then by their last inner packet), so the table can never lock a newcomer out.
 //
 // One PeerMap (idloc/peer-map.ts) holds them for inside.ts and outside.ts; each entry's link is its
 // tunnel (tunnel/tunnels.ts).
 import { hex } from './base/bytes.js';
 import type { Logger } from 'pino';
-import { MAX_OVERLAY_PEERS } from './base/constants.js';
+import { MAX_OVERLAY_PEERS, OVERLAY_PEER_NO_DATA_MS, OVERLAY_PEER_QUIET_MS, OVERLAY_PEER_SWEEP_MS } from './base/constants.js';
+import { every, realScheduler, type Scheduler, type TimerHandle } from './base/scheduler.js';
 import { endpointKey, type Endpoint } from './conn/socket.js';
 import { formatIpv6 } from './idloc/addresses.js';
 import { IPV4_UNMAPPED } from './idloc/outside.js';
@@ -24,14 +31,22 @@ import type { KeptPeers, PathKeeper } from './nat/path-keeper.js';
 import { verifyPuzzle } from './overlay/puzzle.js';
 import { locatorEndpoint } from './overlay/node.js';
 import type { LocatorRecord } from './overlay/records.js';
-import type { Discovery, DiscoveryPeers, FoundPeer } from './discovery.js';
+import { LookupLimiter, type Discovery, type DiscoveryPeers, type FoundPeer } from './discovery.js';
 
 export interface PeerSpec {
   publicKey: Uint8Array;
   endpoint?: Endpoint;
 }
 
-export interface OverlayPeerStats { admitted: number; badPuzzle: number; full: number; relocated: number }
+export interface OverlayPeerStats {
+  admitted: number; badPuzzle: number; relocated: number;
+  /** Refused for lack of room: only if the table holds no overlay peer to evict (MAX_OVERLAY_PEERS of 0). */
+  full: number;
+  /** Removed: no inner packet since joining, heard from not at all, or made room for a newcomer. */
+  evictedNoData: number; evictedQuiet: number; evictedForRoom: number;
+  /** Relocation lookups not started (PEER_LOOKUPS_IN_FLIGHT running and PEER_LOOKUPS_QUEUED waiting). */
+  relocateDropped: number;
+}
 
 /** What the peers ask of the overlay: where a key is now, and the puzzle every key must show. */
 export interface PeersOverlay {
@@ -47,17 +62,29 @@ export interface PeersOptions {
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle, or only static peers. */
   allow: 'overlay' | 'static';
   overlay?: PeersOverlay;
+  /** Drives the eviction sweep; a twin in tests. */
+  clock?: Scheduler;
 }
 
 export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
-  readonly stats: OverlayPeerStats = { admitted: 0, badPuzzle: 0, full: 0, relocated: 0 };
-  private readonly fromOverlay = new Set<OverlayPeer<TunnelPeer>>();
+  readonly stats: OverlayPeerStats = {
+    admitted: 0, badPuzzle: 0, full: 0, relocated: 0, evictedNoData: 0, evictedQuiet: 0, evictedForRoom: 0, relocateDropped: 0,
+  };
+  /** Overlay peers (admitted and found), with when each joined. */
+  private readonly fromOverlay = new Map<OverlayPeer<TunnelPeer>, number>();
   private readonly relocating = new Set<OverlayPeer<TunnelPeer>>();
+  private readonly relocations: LookupLimiter;
+  private readonly clock: Scheduler;
+  private readonly sweeper: TimerHandle;
   private keeper: PathKeeper | undefined;
   private discovery: Discovery | undefined;
   private closed = false;
 
-  constructor(private readonly o: PeersOptions) {}
+  constructor(private readonly o: PeersOptions) {
+    this.clock = o.clock ?? realScheduler;
+    this.relocations = new LookupLimiter(this.clock);
+    this.sweeper = every(this.clock, OVERLAY_PEER_SWEEP_MS, () => this.sweep());
+  }
 
   /** Connect the path keeper and discovery (both are built with these peers). */
   keepPathsWith(keeper: PathKeeper | undefined, discovery: Discovery | undefined): void {
@@ -88,15 +115,15 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
   acceptUnknown(publicKey: Uint8Array, puzzleNonce: bigint, from: Endpoint): boolean {
     const overlay = this.o.overlay;
     if (!this.discovery || !overlay || this.o.allow !== 'overlay') return false;
-    if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) { this.stats.full++; return false; }
     if (!verifyPuzzle(publicKey, puzzleNonce, overlay.puzzleDifficulty)) { this.stats.badPuzzle++; return false; }
+    if (!this.makeRoom()) { this.stats.full++; return false; }
     let peer: OverlayPeer<TunnelPeer>;
     try {
       peer = this.add({ publicKey, endpoint: from }, IPV4_UNMAPPED);
     } catch {
       return false;
     }
-    this.fromOverlay.add(peer);
+    this.fromOverlay.set(peer, this.clock.now());
     this.stats.admitted++;
     this.discovery.admitted(peer);
     this.o.logger.info({ peer: peer.nodeIdHex, ipv6: formatIpv6(peer.ipv6), from: endpointKey(from) }, 'peer reached us through the overlay');
@@ -107,7 +134,7 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
   addFound(found: FoundPeer): OverlayPeer<TunnelPeer> | undefined {
     const known = this.o.map.getByKey(hex(found.publicKey));
     if (known) return known;
-    if (this.fromOverlay.size >= MAX_OVERLAY_PEERS) return undefined;
+    if (!this.makeRoom()) { this.stats.full++; return undefined; }
     let peer: OverlayPeer<TunnelPeer>;
     try {
       // Behind a NAT (its locator names rendezvous): no endpoint until Attach + ICE picked one.
@@ -119,7 +146,7 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
       this.o.logger.warn({ err: (e as Error).message }, 'peer found in the overlay refused');
       return undefined;
     }
-    this.fromOverlay.add(peer);
+    this.fromOverlay.set(peer, this.clock.now());
     this.o.tunnels.connect(peer.link);
     this.o.logger.info({ peer: peer.nodeIdHex, endpoint: found.endpoint ? endpointKey(found.endpoint) : null }, 'peer found through the overlay');
     return peer;
@@ -142,8 +169,8 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
     const overlay = this.o.overlay;
     if (!peer || !overlay || this.relocating.has(peer)) return;
     this.relocating.add(peer);
-    void overlay.locate(peer.publicKey).then((loc) => {
-      if (this.closed || !loc) return;
+    const started = this.relocations.run(() => (this.alive(peer) ? overlay.locate(peer.publicKey) : Promise.resolve(undefined)).then((loc) => {
+      if (this.closed || !loc || !this.alive(peer)) return;
       this.stats.relocated++;
       // Behind a NAT (rendezvous in its locator): its host candidates are private addresses; only Attach +
       // ICE finds the way in again. Otherwise its best candidate is where it listens.
@@ -156,7 +183,8 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
       if (!endpoint) return;
       this.o.logger.info({ peer: peer.nodeIdHex, endpoint: endpointKey(endpoint) }, 'peer silent at its endpoint; trying where the overlay says it is');
       this.o.tunnels.setEndpoint(tp, endpoint);
-    }).catch(() => undefined).finally(() => this.relocating.delete(peer));
+    }).catch(() => undefined).finally(() => this.relocating.delete(peer)));
+    if (!started) { this.stats.relocateDropped++; this.relocating.delete(peer); }
   }
 
   pointTo(peer: OverlayPeer<unknown>, e: Endpoint): void {
@@ -171,10 +199,59 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
 
   *overlayPaths(): Iterable<{ peer: OverlayPeer<unknown>; established: boolean; endpoint: Endpoint | undefined }> {
     const state = new Map(this.o.tunnels.status().map((t) => [t.publicKey, t.state]));
-    for (const peer of this.fromOverlay) {
+    for (const peer of this.fromOverlay.keys()) {
       yield { peer, established: state.get(peer.publicKeyHex) === 'established', endpoint: peer.link.endpoint };
     }
   }
 
-  close(): void { this.closed = true; }
+  /** Overlay peers held now. */
+  get overlayCount(): number { return this.fromOverlay.size; }
+
+  close(): void {
+    this.closed = true;
+    this.sweeper.cancel();
+    this.relocations.clear();
+  }
+
+  /** Evict overlay peers past OVERLAY_PEER_NO_DATA_MS without an inner packet, or OVERLAY_PEER_QUIET_MS unheard. */
+  sweep(): void {
+    if (this.closed) return;
+    const now = this.clock.now();
+    for (const [peer, joined] of [...this.fromOverlay]) {
+      const tp = peer.link;
+      if (tp.lastDataAt === -Infinity && now - joined >= OVERLAY_PEER_NO_DATA_MS) {
+        this.stats.evictedNoData++;
+        this.evict(peer, 'no inner packet since it joined');
+      } else if (now - Math.max(joined, tp.lastReceivedAt) >= OVERLAY_PEER_QUIET_MS) {
+        this.stats.evictedQuiet++;
+        this.evict(peer, 'not heard from');
+      }
+    }
+  }
+
+  /** A slot for one more overlay peer: free already, or the least recently active one's. */
+  private makeRoom(): boolean {
+    if (this.fromOverlay.size < MAX_OVERLAY_PEERS) return true;
+    let victim: OverlayPeer<TunnelPeer> | undefined;
+    let best = Infinity;
+    for (const [peer, joined] of this.fromOverlay) {
+      // Never carried data: ranked before any that did (by joining time, offset far into the past).
+      const d = peer.link.lastDataAt;
+      const rank = d === -Infinity ? joined - Number.MAX_SAFE_INTEGER / 2 : d;
+      if (rank < best) { best = rank; victim = peer; }
+    }
+    if (!victim) return false;
+    this.stats.evictedForRoom++;
+    this.evict(victim, 'least recently active, to make room');
+    return true;
+  }
+
+  private evict(peer: OverlayPeer<TunnelPeer>, why: string): void {
+    this.fromOverlay.delete(peer);
+    this.relocating.delete(peer);
+    this.o.map.remove(peer);
+    this.o.tunnels.removePeer(peer.link);
+    this.discovery?.forget(peer);
+    this.o.logger.debug({ peer: peer.nodeIdHex, why }, 'overlay peer evicted');
+  }
 }

@@ -112,6 +112,46 @@ export const TUNNEL_TICK_MS = 250;
  *  left the direct path (it moved) reaches us by the relay only after this. */
 export const ROAM_DIRECT_HOLD_MS = 2_000;
 
+// ---- tunnel/: handshakes under load: the queue, cookies, per-source limits (agent/tunnel/handshake-gate.ts, cookie.ts) ----
+
+/** Handshake messages waiting for their Noise work (one X25519 each for a forgery, five for a real
+ *  initiation): at most about a quarter second of it, after which new ones are dropped, counted. */
+export const HANDSHAKE_QUEUE_MAX = 256;
+/** Queue length at which the responder is "under load" (WireGuard's 1/8 of its queue): from then on an
+ *  initiation must carry a valid mac2 (prove it receives at its source address) or gets a cookie reply. */
+export const HANDSHAKE_QUEUE_UNDER_LOAD = HANDSHAKE_QUEUE_MAX / 8;
+/** Handshake messages taken into the queue within one second that also mean "under load": a steady trickle
+ *  the queue keeps up with still costs X25519 each, and the one JS thread is shared with every tunnel.
+ *  A busy agent rekeys ~1,000 peers every 2 minutes (~8/s); a restart of all of them fits in a few seconds,
+ *  and being under load only costs a legitimate initiator one round trip for its cookie. */
+export const HANDSHAKE_UNDER_LOAD_PER_SECOND = 128;
+/** Once under load, stay so this long after the last sign of it (WireGuard's UnderLoadAfterTime). */
+export const HANDSHAKE_UNDER_LOAD_HOLD_MS = 1_000;
+/** Handshake messages given their Noise work per event-loop turn: the loop then polls the socket again, so
+ *  transport packets never wait behind more than a few milliseconds of handshakes. */
+export const HANDSHAKE_DRAIN_PER_TURN = 8;
+/** Handshake messages given their Noise work per second at most (token bucket, this burst): caps the
+ *  X25519 time a flood of valid-mac2 initiations from many real addresses can take from the data path
+ *  (~5 X25519 of ~0.12 ms each, so under a quarter of the thread). */
+export const HANDSHAKE_MAX_PER_SECOND = 400;
+/** Per-source limit under load, after a valid mac2 and before any X25519 (WireGuard's ratelimiter):
+ *  initiations per second and burst from one IPv4 address or one IPv6 /64 (a host's whole subnet). */
+export const HANDSHAKE_SOURCE_PER_SECOND = 20;
+export const HANDSHAKE_SOURCE_BURST = 5;
+/** Sources whose limit is tracked (least recently seen forgotten first, which only refills their burst):
+ *  only sources that proved their address (mac2) get an entry, so spoofing cannot churn it. */
+export const HANDSHAKE_SOURCES_MAX = 4_096;
+/** The responder's cookie secret changes this often, and an initiator uses a cookie at most this long
+ *  (WireGuard's COOKIE_REFRESH_TIME): a leaked cookie is worth two minutes from one address. */
+export const COOKIE_REFRESH_MS = 120_000;
+/** Cookie replies sent per second at most (token bucket, a tenth of a second of burst): a reply costs a
+ *  BLAKE2s, an AEAD and a send, so past ~10,000 forgeries a second the replies, not the checks, would take
+ *  the thread. A real initiator past that rate still gets one within a few of its retries. */
+export const COOKIE_REPLIES_PER_SECOND = 10_000;
+/** Responses that fail to decrypt which one pending initiation still looks at: the real one comes once;
+ *  an on-path forger replaying its index gets this many X25519 pairs out of us, not one per datagram. */
+export const HANDSHAKE_RESP_TRIES_MAX = 4;
+
 // ---- overlay/: Kademlia routing, lookups and RPC (agent/overlay) ---------------------------------
 
 /** k, the bucket size and replication factor: the Kademlia paper's 20, chosen so that k nodes all leaving
@@ -618,6 +658,21 @@ export const LOOKUP_NEGATIVE_CACHE_MS = 1_000;
 /** Peers met through the overlay (found by lookup or accepted from a handshake) one agent keeps: bounds
  *  memory and the work a flood of fresh keys can cause; the puzzle prices each key. */
 export const MAX_OVERLAY_PEERS = 1_024;
+/** An overlay peer that completed a handshake but has exchanged no inner packet this long after it was
+ *  admitted is removed: a real peer handshakes because it has a packet to send (its first arrives with the
+ *  handshake, or after ICE's few seconds), while a key that only handshakes would hold a slot for nothing. */
+export const OVERLAY_PEER_NO_DATA_MS = 30_000;
+/** An overlay peer heard from not at all (not even its KEEPALIVE_INTERVAL_MS keepalives) this long is removed:
+ *  by then every session with it has expired (REJECT_AFTER_TIME_MS), so its tunnel holds nothing but a slot;
+ *  either side's next packet finds the other again (a lookup here, a handshake there). */
+export const OVERLAY_PEER_QUIET_MS = REJECT_AFTER_TIME_MS;
+/** How often overlay peers are checked against the two bounds above: a few seconds late costs nothing. */
+export const OVERLAY_PEER_SWEEP_MS = 5_000;
+/** Lookups started on behalf of other peers (a newcomer's IPv4 claim, a silent peer's locator) at once, and
+ *  waiting beyond that: admissions cost one each, so a burst of strangers cannot start a lookup storm;
+ *  past the queue they are dropped, counted (the peer's next IPv4 packet asks again). */
+export const PEER_LOOKUPS_IN_FLIGHT = 16;
+export const PEER_LOOKUPS_QUEUED = 256;
 /** IPv4 packets held per newly met peer while its IPv4 claim is looked up (its first pings or SYN). */
 export const IPV4_PENDING_PER_PEER = 16;
 /** First-packet lookups whose latency `status` summarises. */

@@ -4,9 +4,12 @@
 //     puzzle nonce; retried from HANDSHAKE_RETRY_INITIAL_MS doubling to REKEY_TIMEOUT_MS) -> onResp (0xC2
 //     for our pending index) -> session `current`, queued packets flushed (or a keepalive: our first
 //     packet on the session is what lets the responder use it)
-//   responder: onInit -> mac1, Noise read, a known static (or a stranger the admission lets in), a TAI64N
+//   responder: (handshake-gate.ts: mac1, and under load mac2 or a cookie reply, the source's limit, the
+//     queue) onInit -> Noise read, a known static (or a stranger the admission lets in), a TAI64N
 //     newer than the last, not faster than HANDSHAKE_INIT_RATE_MS -> response 0xC2, session `next`,
 //     confirmed by the initiator's first data (confirmNext)
+//   cookie reply (0xC3) to our pending initiation: its cookie makes the next initiation's mac2 (cookie.ts);
+//     we do not resend at once (nor let anyone make us): the next retry carries it.
 //   Both sides initiating at once each answer the other; the first data on a new session makes the
 //   other, moot handshake stop (wireguard-go's timersHandshakeComplete).
 // Wire layouts: agent/tunnel/messages.ts.
@@ -16,14 +19,16 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
-  HANDSHAKE_INIT_RATE_MS, HANDSHAKE_RELOCATE_AFTER_TRIES, HANDSHAKE_RETRY_INITIAL_MS, REKEY_TIMEOUT_JITTER_MS, REKEY_TIMEOUT_MS,
+  COOKIE_REFRESH_MS, HANDSHAKE_INIT_RATE_MS, HANDSHAKE_RELOCATE_AFTER_TRIES, HANDSHAKE_RETRY_INITIAL_MS, REKEY_TIMEOUT_JITTER_MS,
+  REKEY_TIMEOUT_MS,
 } from '../base/constants.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from '../conn/socket.js';
 import { HandshakeState, type KeyPair } from './noise.js';
 import {
-  INIT_NOISE_END, INIT_NOISE_OFF, INIT_PAYLOAD_LEN, RESP_NOISE_END, RESP_NOISE_OFF, TAI64N_LEN, compareTai64n,
-  marshalHandshakeInit, marshalHandshakeResp, parseHandshakeInit, parseHandshakeResp, tai64n, verifyMac1,
+  INIT_MAC1_OFF, INIT_MAC2_OFF, INIT_NOISE_END, INIT_NOISE_OFF, INIT_PAYLOAD_LEN, RESP_NOISE_END, RESP_NOISE_OFF, TAI64N_LEN,
+  compareTai64n, marshalHandshakeInit, marshalHandshakeResp, parseCookieReply, parseHandshakeInit, parseHandshakeResp, tai64n,
 } from './messages.js';
+import { openCookieReply } from './cookie.js';
 import { Session } from './session.js';
 import type { PeerState, TunnelAdmission, TunnelStats } from './tunnel-peer.js';
 
@@ -49,20 +54,16 @@ export interface HandshakeTable {
 }
 
 export class Handshakes {
-  private readonly mac1Own: Uint8Array;
   private lastTsNs = 0n;
 
   constructor(
     private readonly t: HandshakeTable,
     private readonly keys: KeyPair,
-    mac1Own: Uint8Array,
     /** Our Ed25519 public key, sent inside every initiation (messages.ts says why). */
     private readonly ownPublicKey: Uint8Array,
     /** The NodeID puzzle nonce of our key, so strangers can admit us. */
     private readonly puzzleNonce: bigint,
-  ) {
-    this.mac1Own = mac1Own;
-  }
+  ) {}
 
   start(p: PeerState, now: number): void {
     if (p.handshaking) return;
@@ -92,9 +93,10 @@ export class Handshakes {
     const localIndex = this.newIndex();
     const pkt = marshalHandshakeInit(
       { senderIndex: localIndex, ephemeral: noise.subarray(0, 32), encryptedStatic: noise.subarray(32, 80), encryptedPayload: noise.subarray(80, 148), mac1: EMPTY },
-      p.mac1To,
+      p.mac1To, p.cookie && now - p.cookieAt < COOKIE_REFRESH_MS ? p.cookie : undefined,
     );
-    p.pending = { hs, localIndex, sentAt: now };
+    const mac1 = Uint8Array.from(pkt.subarray(INIT_MAC1_OFF, INIT_MAC2_OFF));
+    p.pending = { hs, localIndex, sentAt: now, mac1, cookieTaken: false, badResponses: 0 };
     t.pendings.set(localIndex, p);
     t.socket.send(pkt, p.endpoint);
     p.txBytes += pkt.length;
@@ -102,12 +104,11 @@ export class Handshakes {
     t.log.debug({ peer: p.publicKeyHex, to: endpointKey(p.endpoint) }, 'handshake initiation sent');
   }
 
+  /** An initiation that passed the gate (handshake-gate.ts: shape, mac1, load). */
   onInit(msg: Buffer, from: Endpoint): void {
     const t = this.t;
-    t.stats.handshakeInitRecv++;
     const m = parseHandshakeInit(msg);
     if (!m) { t.stats.rxInvalid++; return; }
-    if (!verifyMac1(this.mac1Own, msg)) { t.stats.rxBadMac++; return; }
     const hs = new HandshakeState({ initiator: false, prologue: PROLOGUE, s: this.keys });
     const payload = hs.readMessage(msg.subarray(INIT_NOISE_OFF, INIT_NOISE_END));
     if (!payload) { t.stats.rxDecryptFailed++; return; }
@@ -150,17 +151,16 @@ export class Handshakes {
     t.log.debug({ peer: p.publicKeyHex, from: endpointKey(from) }, 'handshake initiation answered');
   }
 
+  /** A response that passed the gate (shape, mac1, a pending index): it may have been answered meanwhile. */
   onResp(msg: Buffer, from: Endpoint): void {
     const t = this.t;
-    t.stats.handshakeRespRecv++;
     const m = parseHandshakeResp(msg);
     if (!m) { t.stats.rxInvalid++; return; }
-    if (!verifyMac1(this.mac1Own, msg)) { t.stats.rxBadMac++; return; }
     const p = t.pendings.get(m.receiverIndex);
     if (!p || !p.pending) { t.stats.rxUnknownIndex++; return; }
     const hs = p.pending.hs.clone(); // a forged response must not spoil the real one still to come
     const payload = hs.readMessage(msg.subarray(RESP_NOISE_OFF, RESP_NOISE_END));
-    if (!payload) { t.stats.rxDecryptFailed++; return; }
+    if (!payload) { p.pending.badResponses++; t.stats.rxDecryptFailed++; return; }
     if (payload.length !== 0) { t.stats.rxInvalid++; return; }
     const now = t.now();
     const { localIndex, sentAt } = p.pending;
@@ -181,6 +181,23 @@ export class Handshakes {
     t.log.debug({ peer: p.publicKeyHex, from: endpointKey(from) }, 'handshake complete (initiator)');
     // Our first packet on the new session is what lets the responder start using it.
     if (!t.flush(p, session, now)) t.transmit(p, session, EMPTY, now);
+  }
+
+  /** 0xC3: the peer is under load and sent a cookie for our pending initiation; the next one uses it. */
+  onCookieReply(msg: Buffer): void {
+    const t = this.t;
+    const r = parseCookieReply(msg);
+    if (!r) { t.stats.rxInvalid++; return; }
+    const p = t.pendings.get(r.receiverIndex);
+    const pending = p?.pending;
+    if (!p || !pending || pending.cookieTaken) { t.stats.rxUnknownIndex++; return; }
+    const cookie = openCookieReply(r, p.cookieKeyTo, pending.mac1);
+    if (!cookie) { t.stats.rxDecryptFailed++; return; }
+    pending.cookieTaken = true;
+    p.cookie = cookie;
+    p.cookieAt = t.now();
+    t.stats.cookieReplyRecv++;
+    t.log.debug({ peer: p.publicKeyHex }, 'cookie reply: the peer is under load; the next initiation carries mac2');
   }
 
   /** The initiator's first data arrived on the session we answered with: it becomes `current`. */

@@ -49,9 +49,16 @@ export interface KeyPair {
   readonly keyObject: KeyObject;
 }
 
+let x25519Count = 0;
+
+/** X25519 scalar multiplications done so far in this process (DH and public-key derivation): the cost a
+ *  handshake flood aims at, counted so tests can show it is bounded. */
+export function x25519Operations(): number { return x25519Count; }
+
 /** Key pair from a raw 32-byte X25519 private key (clamping is X25519's, done inside). */
 export function keyPairFromPrivate(privateKey: Uint8Array): KeyPair {
   if (privateKey.length !== DHLEN) throw new Error('X25519 private key must be 32 bytes');
+  x25519Count++;
   const keyObject = createPrivateKey({
     key: Buffer.concat([PKCS8_X25519_PREFIX, privateKey]),
     format: 'der',
@@ -69,6 +76,7 @@ export function generateKeyPair(): KeyPair {
  *  Noise allows to abort on and we do, since such a key can only come from an attacker. */
 export function dh(kp: KeyPair, publicKey: Uint8Array): Uint8Array | undefined {
   if (publicKey.length !== DHLEN) return undefined;
+  x25519Count++;
   try {
     const pub = createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
     return diffieHellman({ privateKey: kp.keyObject, publicKey: pub });

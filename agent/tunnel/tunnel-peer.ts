@@ -9,6 +9,10 @@ export interface TunnelPeer {
   readonly publicKey: Uint8Array;
   readonly publicKeyHex: string;
   endpoint: Endpoint | undefined;
+  /** Last inner packet (not a keepalive) received from or sent to the peer; -Infinity if none yet. */
+  readonly lastDataAt: number;
+  /** Last authenticated datagram from the peer (handshake, data or keepalive); -Infinity if none yet. */
+  readonly lastReceivedAt: number;
 }
 
 /** Where decrypted packets go (idloc/outside.ts). `packet` lives in a scratch buffer: copy it to keep it. */
@@ -53,12 +57,27 @@ export interface TunnelStats {
   handshakeInitSent: number; handshakeInitRecv: number; handshakeRespSent: number; handshakeRespRecv: number;
   handshakeRejected: number; // replayed/old timestamp or over HANDSHAKE_INIT_RATE_MS
   handshakeCompleted: number; handshakeGaveUp: number;
+  /** Under load (handshake-gate.ts): initiations answered with a cookie reply, or left unanswered past
+   *  COOKIE_REPLIES_PER_SECOND, turned away by their source's limit, or dropped with the queue full;
+   *  cookie replies to our initiations taken. */
+  cookieReplySent: number; cookieReplySkipped: number; handshakeRateLimited: number; handshakeQueueDropped: number;
+  cookieReplyRecv: number;
   queueDropped: number; txNoEndpoint: number; roamed: number; callbackErrors: number;
   /** Relayed packets that did not move a tunnel off a fresh direct endpoint (Tunnels.roam). */
   roamHeld: number;
 }
 
-export interface Pending { hs: HandshakeState; localIndex: number; sentAt: number }
+export interface Pending {
+  hs: HandshakeState;
+  localIndex: number;
+  sentAt: number;
+  /** The initiation's mac1: a cookie reply to it is sealed with it as associated data. */
+  mac1: Uint8Array;
+  /** A cookie reply was taken for it (one is all an initiation can be answered with). */
+  cookieTaken: boolean;
+  /** Responses to it that did not decrypt (handshake-gate.ts stops looking at HANDSHAKE_RESP_TRIES_MAX). */
+  badResponses: number;
+}
 
 export class PeerState implements TunnelPeer {
   endpoint: Endpoint | undefined;
@@ -77,6 +96,10 @@ export class PeerState implements TunnelPeer {
   lastSentAt = -Infinity;
   /** Last authenticated packet (transport or handshake) from the peer. */
   lastReceivedAt = -Infinity;
+  lastDataAt = -Infinity;
+  /** The last cookie the peer answered one of our initiations with (cookie.ts), and when. */
+  cookie: Uint8Array | undefined;
+  cookieAt = -Infinity;
   /** When `endpoint` was last set, or heard from: roaming away from a direct one waits (Tunnels.roam). */
   endpointFreshAt = -Infinity;
   lastHandshake: number | null = null;
@@ -91,6 +114,8 @@ export class PeerState implements TunnelPeer {
     readonly staticX: Uint8Array,
     readonly staticXHex: string,
     readonly mac1To: Uint8Array,
+    /** Seals the peer's cookie replies to us (messages.ts cookieKey of its static). */
+    readonly cookieKeyTo: Uint8Array,
     endpoint: Endpoint | undefined,
   ) {
     this.endpoint = endpoint;
@@ -102,6 +127,7 @@ export function newTunnelStats(): TunnelStats {
     rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
-    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
+    handshakeQueueDropped: 0, cookieReplyRecv: 0,
   };
 }

@@ -8,8 +8,10 @@
 //      and a handshake starts (tunnel/handshake.ts); the queue goes out on the new session.
 //   3. A session due for rekeying (time or messages) starts the next handshake while it keeps sending.
 //
-// Inbound (the underlay hands every tunnel datagram, first byte 0xC1/0xC2/0xC4, to handleDatagram()):
-//   1. Handshake messages go to the handshakes (tunnel/handshake.ts).
+// Inbound (the underlay hands every tunnel datagram, first byte 0xC1-0xC4, to handleDatagram()):
+//   1. Handshake messages go through the gate (tunnel/handshake-gate.ts: mac1, cookies under load, a
+//      bounded queue drained a few per event-loop turn) to the handshakes (tunnel/handshake.ts); cookie
+//      replies go to the handshakes at once (they cost no X25519).
 //   2. Data: the receiver index picks the session; it must still receive; decrypt, then the replay window.
 //      Anything that fails is counted and dropped.
 //   3. Roaming: the authenticated packet's source becomes the peer's endpoint (roam()).
@@ -32,9 +34,12 @@ import {
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from '../conn/socket.js';
 import { keyPairFromPrivate } from './noise.js';
-import { MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, mac1Key, parseTransport, type Transport } from './messages.js';
+import {
+  MSG_COOKIE_REPLY, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, cookieKey, mac1Key, parseTransport, type Transport,
+} from './messages.js';
 import type { Session } from './session.js';
 import { Handshakes, type HandshakeTable } from './handshake.js';
+import { HandshakeGate } from './handshake-gate.js';
 import {
   PeerState, newTunnelStats, type PacketReceiver, type RelayedPaths, type TunnelAdmission, type TunnelPeer, type TunnelPeerStatus,
   type TunnelStats,
@@ -68,6 +73,7 @@ export class Tunnels implements HandshakeTable {
   readonly pendings = new Map<number, PeerState>();
   private readonly staticXHex: string;
   private readonly handshakes: Handshakes;
+  private readonly gate: HandshakeGate;
   private readonly receiver: PacketReceiver;
   private admit: TunnelAdmission | undefined;
   private readonly paths: RelayedPaths | undefined;
@@ -81,13 +87,14 @@ export class Tunnels implements HandshakeTable {
     if (opts.privateKey.length !== 32) throw new Error('privateKey must be a 32-byte Ed25519 secret');
     const keys = keyPairFromPrivate(ed25519.utils.toMontgomerySecret(opts.privateKey));
     this.staticXHex = hex(keys.publicKey);
-    this.handshakes = new Handshakes(this, keys, mac1Key(keys.publicKey), ed25519.getPublicKey(opts.privateKey), opts.puzzleNonce ?? 0n);
+    this.handshakes = new Handshakes(this, keys, ed25519.getPublicKey(opts.privateKey), opts.puzzleNonce ?? 0n);
     this.admit = opts.admission;
     this.paths = opts.paths;
     this.socket = opts.socket;
     this.log = opts.logger;
     this.receiver = opts.receiver;
     this.clock = opts.clock ?? realScheduler;
+    this.gate = new HandshakeGate(this, this.handshakes, mac1Key(keys.publicKey), keys.publicKey);
     this.timer = every(this.clock, TUNNEL_TICK_MS, () => this.tick());
   }
 
@@ -101,7 +108,7 @@ export class Tunnels implements HandshakeTable {
     const x = ed25519.utils.toMontgomery(publicKey); // throws on a non-point: a config error, not input
     const xHex = hex(x);
     if (xHex === this.staticXHex) throw new Error('peer key is our own');
-    const p = new PeerState(Uint8Array.from(publicKey), keyHex, x, xHex, mac1Key(x), endpoint && { ...endpoint });
+    const p = new PeerState(Uint8Array.from(publicKey), keyHex, x, xHex, mac1Key(x), cookieKey(x), endpoint && { ...endpoint });
     this.byKey.set(keyHex, p);
     this.byStatic.set(xHex, p); // Ed25519 keys P and -P share one X25519 key; the later peer wins
     return p;
@@ -185,8 +192,9 @@ export class Tunnels implements HandshakeTable {
     try {
       switch (msg[0]) {
         case MSG_TRANSPORT: return this.onTransport(msg, from);
-        case MSG_HANDSHAKE_INIT: return this.handshakes.onInit(msg, from);
-        case MSG_HANDSHAKE_RESP: return this.handshakes.onResp(msg, from);
+        case MSG_HANDSHAKE_INIT:
+        case MSG_HANDSHAKE_RESP: return this.gate.take(msg, from);
+        case MSG_COOKIE_REPLY: return this.handshakes.onCookieReply(msg);
         default: this.stats.rxInvalid++;
       }
     } catch (e) {
@@ -212,6 +220,7 @@ export class Tunnels implements HandshakeTable {
   /** Housekeeping; runs every TUNNEL_TICK_MS, and tests on a twin clock call it directly. */
   tick(): void {
     if (this.closed) return;
+    this.gate.resume();
     const now = this.now();
     for (const p of this.byKey.values()) {
       if (p.handshaking) {
@@ -235,6 +244,7 @@ export class Tunnels implements HandshakeTable {
   close(): void {
     this.closed = true;
     this.timer.cancel();
+    this.gate.close();
     for (const p of this.byKey.values()) p.queue = [];
   }
 
@@ -251,7 +261,7 @@ export class Tunnels implements HandshakeTable {
     p.txBytes += pkt.length;
     p.lastSentAt = now;
     if (payload.length === 0) this.stats.txKeepalive++;
-    else this.stats.txPackets++;
+    else { this.stats.txPackets++; p.lastDataAt = now; }
     if (s.wantsRekey(now)) this.handshakes.start(p, now);
   }
 
@@ -308,6 +318,7 @@ export class Tunnels implements HandshakeTable {
     if (pt.length === 0) this.stats.rxKeepalive++;
     else {
       this.stats.rxPackets++;
+      p.lastDataAt = now;
       try {
         this.receiver.handlePacket(p, pt);
       } catch (e) {

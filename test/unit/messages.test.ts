@@ -107,3 +107,21 @@ test('classifyDatagram follows RFC 7983 and our type bytes', () => {
   assert.equal(classifyDatagram(undefined), 'unknown');
   assert.equal(classifyDatagram(0xc3), 'unknown');
 });
+
+test('mac2 and the cookie reply: round trips, and mac2 covers mac1', async () => {
+  const m = await import('../../agent/tunnel/messages.js');
+  fc.assert(fc.property(u32, bytes(32), bytes(16), bytes(24), bytes(32), (senderIndex, pub, cookie, nonce, encryptedCookie) => {
+    const key = m.mac1Key(pub);
+    const b = m.marshalHandshakeInit({ senderIndex, ephemeral: new Uint8Array(32), encryptedStatic: new Uint8Array(48), encryptedPayload: new Uint8Array(68), mac1: new Uint8Array(16) }, key, cookie);
+    assert.ok(m.verifyMac1(key, b) && m.verifyMacAt(cookie, b, m.INIT_MAC2_OFF));
+    const flipped = Buffer.from(b); flipped[m.INIT_MAC1_OFF]! ^= 1;
+    assert.equal(m.verifyMacAt(cookie, flipped, m.INIT_MAC2_OFF), false);
+    const r = m.marshalCookieReply({ receiverIndex: senderIndex, nonce, encryptedCookie });
+    const p = m.parseCookieReply(r)!;
+    return r.length === m.COOKIE_REPLY_LEN && p.receiverIndex === senderIndex && eq(p.nonce, nonce) && eq(p.encryptedCookie, encryptedCookie);
+  }));
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 100 }), (raw) => {
+    const p = m.parseCookieReply(raw);
+    return !p || (raw.length === m.COOKIE_REPLY_LEN && raw[0] === m.MSG_COOKIE_REPLY);
+  }));
+});

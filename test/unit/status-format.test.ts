@@ -10,7 +10,7 @@ const NOW = Date.parse('2026-11-29T12:00:00Z');
 function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): AgentStatus {
   const discovery = {
     lookups: 3, found: 2, notFound: 1, timedOut: 0, wrongOwner: 0, queued: 4, queueDropped: 0, busy: 0,
-    negativeCached: 0, ipv4Mapped: 1, ipv4Unresolved: 0, ipv4HeldDropped: 0, p50LatencyMs: 4, p90LatencyMs: 9,
+    negativeCached: 0, ipv4Mapped: 1, ipv4Unresolved: 0, ipv4HeldDropped: 0, ipv4LookupsDropped: 0, p50LatencyMs: 4, p90LatencyMs: 9,
   };
   return {
     identity: { nodeId: 'ab'.repeat(20), publicKey: 'cd'.repeat(32), ipv4: '100.64.1.2', ipv6: 'fd1d:10c0::1' },

@@ -301,6 +301,7 @@ test('a replayed data packet and a replayed initiation are rejected', async () =
   assert.deepEqual(b.got.map(String), ['once']);
   w.clock.t += 10_000; // past the init rate limit: only the timestamp refuses it
   b.t.handleDatagram(Buffer.from(init), evil);
+  await settle(); // initiations wait in the handshake queue for the next event-loop turn
   assert.equal(b.t.stats.rxReplayed, 2);
   assert.equal(b.t.stats.handshakeRejected, 1);
   assert.equal(b.t.stats.handshakeRespSent, 1, 'no response to the replay');
