@@ -19,15 +19,15 @@ const [addr, port, count, seed] = process.argv.slice(1);
 let s = Number(seed) >>> 0 || 1;
 const rnd = (n) => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s % n; };
 const bytes = (n) => { const b = Buffer.alloc(n); for (let i = 0; i < n; i++) b[i] = rnd(256); return b; };
-const TYPES = [0xc1, 0xc2, 0xc4];
-const FULL = { 0xc1: 172, 0xc2: 76, 0xc4: 32 + 64 };
+const TYPES = [0xc1, 0xc2, 0xc3, 0xc4];
+const FULL = { 0xc1: 188, 0xc2: 76, 0xc3: 64, 0xc4: 32 + 64 };
 function packet(i) {
   if (i < 256) { const b = bytes(1 + rnd(64)); b[0] = i; return b; }      // every first byte once
   switch (rnd(6)) {
     case 0: return bytes(rnd(4));                                          // 0-3 bytes, incl. empty
-    case 1: { const t = TYPES[rnd(3)]; const b = bytes(rnd(FULL[t])); if (b.length) b[0] = t; return b; } // truncated
-    case 2: { const t = TYPES[rnd(3)]; const b = bytes(FULL[t]); b[0] = t; b[1] = b[2] = b[3] = 0; return b; } // right size, garbage
-    case 3: { const t = TYPES[rnd(3)]; const b = bytes(FULL[t] + 1 + rnd(1300)); b[0] = t; b[1] = b[2] = b[3] = 0; return b; } // oversize
+    case 1: { const t = TYPES[rnd(TYPES.length)]; const b = bytes(rnd(FULL[t])); if (b.length) b[0] = t; return b; } // truncated
+    case 2: { const t = TYPES[rnd(TYPES.length)]; const b = bytes(FULL[t]); b[0] = t; b[1] = b[2] = b[3] = 0; return b; } // right size, garbage
+    case 3: { const t = TYPES[rnd(TYPES.length)]; const b = bytes(FULL[t] + 1 + rnd(1300)); b[0] = t; b[1] = b[2] = b[3] = 0; return b; } // oversize
     case 4: { const b = bytes(32 + rnd(1400)); b[0] = 0xc4; b[1] = b[2] = b[3] = 0; b.writeUInt32LE(rnd(8), 4); b.writeUInt32LE(0, 12); return b; } // low receiver index, plausible counter
     default: return bytes(rnd(1500));                                      // anything
   }
