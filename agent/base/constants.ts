@@ -272,11 +272,12 @@ export const OVERLAY_VERIFY_BURST_PER_SOURCE = 400;
 /** Signature checks per second over all sources: about 20% of one core at 110 us each, so a spoofed-source
  *  flood cannot take the thread that carries the tunnels. */
 export const OVERLAY_VERIFY_RATE_TOTAL = 2_000;
-/** Routing-table contacts that may share one IP address in a bucket, and one IPv4 /24 (IPv6 /64): hosts
- *  behind one NAT share an address, so not one; an attacker with one address or one subnet cannot fill a
- *  bucket and eclipse us (S/Kademlia; BitTorrent's DHT has the same rule). */
+/** Routing-table contacts that may share one IP address in a bucket, and one public IPv4 /24 (IPv6 /64):
+ *  hosts behind one NAT share an address, so not one; servers of one site share a subnet, so 8 of a
+ *  bucket's 20; an attacker with one address or one subnet still cannot fill a bucket and eclipse us
+ *  (S/Kademlia; BitTorrent's DHT limits per address the same way). Also what one lookup answer may add. */
 export const ROUTING_MAX_PER_IP = 2;
-export const ROUTING_MAX_PER_SUBNET = 3;
+export const ROUTING_MAX_PER_SUBNET = 8;
 /** Return paths of forwarded requests kept (txid -> the hop it came from), and for how long: an ATTACH
  *  answer comes back within seconds; entries are bounded so a flood of routed requests cannot grow it. */
 export const FORWARD_RETURN_PATHS_MAX = 4_096;
