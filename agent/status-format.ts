@@ -1,5 +1,6 @@
 // The human form of `idloc-agent status`: identity first, then one row per peer saying where it is
 // and whether and why the path is direct, because that is what users ask first.
+import { formatRefused } from './status-refused.js';
 import type { AgentStatus } from './daemon.js';
 
 function bytes(n: number): string {
@@ -28,7 +29,8 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `address  ${s.identity.ipv4}  ${s.identity.ipv6}\n` +
     `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` + overlayLines(s) +
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
-    (s.relay ? `relay    TURN ${s.relay.server ?? '(no "turn" service record found in the overlay yet)'}${s.relay.server ? `: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}` : ''}\n` : '') + '\n';
+    (s.relay ? `relay    TURN ${s.relay.server ?? '(no "turn" service record found in the overlay yet)'}${s.relay.server ? `: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}` : ''}\n` : '') +
+    formatRefused(s.refused) + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
   const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'PAIR (ours -> peer)', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
   for (const p of s.peers) {

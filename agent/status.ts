@@ -21,6 +21,7 @@ import type { RelayRoute, Underlay } from './nat/underlay.js';
 import type { AgentOverlay, OverlayStatus } from './agent-overlay.js';
 import type { Discovery, DiscoveryStats } from './discovery.js';
 import type { OverlayPeerStats, Peers } from './peers.js';
+import { refusedOf, type Refused } from './status-refused.js';
 
 export interface PeerStatus {
   nodeId: string;
@@ -80,6 +81,8 @@ export interface AgentStatus {
     /** Sockets for birthday probing of a hard NAT (null: this agent cannot open them). */
     probeSockets: ProbeSocketsStats | null;
   };
+  /** What was dropped or turned away as possibly hostile, by layer and kind (status-refused.ts). */
+  refused: Refused;
 }
 
 export function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: number; p90LatencyMs: number } {
@@ -163,7 +166,7 @@ export function statusOf(s: StatusSources): AgentStatus {
     });
   }
   const u = s.underlay;
-  return {
+  const report: Omit<AgentStatus, 'refused'> = {
     identity: identityToJson(s.identity),
     tap: { name: s.tap.name, mtu: s.tap.mtu },
     listen: endpointKey(s.socket.local),
@@ -183,5 +186,18 @@ export function statusOf(s: StatusSources): AgentStatus {
       },
       probeSockets: u.probes ? { ...u.probes.stats } : null,
     },
+  };
+  const ov = s.overlay?.node.stats();
+  return {
+    ...report,
+    refused: refusedOf(report, {
+      ...(ov ? {
+        overlay: {
+          rejected: ov.rejected, route: ov.route, store: { ...ov.store.rejected, ...ov.store.refused },
+          wrongSource: ov.rpc.wrongSource + ov.storeRpc.wrongSource,
+        },
+      } : {}),
+      ...(s.pathKeeper ? { providers: { ...s.pathKeeper.providersRefused } } : {}),
+    }),
   };
 }

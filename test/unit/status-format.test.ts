@@ -33,6 +33,7 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
     },
     nat: null, relay: null,
     counters: {} as AgentStatus['counters'],
+    refused: {},
   };
 }
 
@@ -51,4 +52,26 @@ test('status says when the overlay was started here, is still joining, or is off
   assert.match(formatStatus(status({ bootstraps: [] }), NOW), /overlay {2}started a new overlay/);
   assert.match(formatStatus(status({ joined: false, ipv4Claimed: false }), NOW), /joining via 198\.51\.100\.10:4500 \(no answer yet\).*IPv4 not claimed yet/);
   assert.match(formatStatus(status(null), NOW), /overlay {2}off/);
+});
+
+test('status lists what was refused, by layer and kind, and nothing when nothing was', async () => {
+  const { refusedOf } = await import('../../agent/status-refused.js');
+  const quiet = formatStatus(status({}), NOW);
+  assert.doesNotMatch(quiet, /refused/);
+  const counters = {
+    tunnels: { rxBadMac: 4, cookieReplySent: 9, rxPackets: 100 }, overlayPeers: { evictedNoData: 2, admitted: 5 },
+    stun: { unpadded: 3, answered: 7 }, ice: { checksUnaimed: 1 }, traversal: { attachGuard: { replay: 2, 'spray-unaimed': 0 } },
+    peerRelay: { client: {}, server: { unknownClient: 6, toClient: 8 } },
+  } as unknown as AgentStatus['counters'];
+  const refused = refusedOf({ ...status({}), counters }, {
+    overlay: { rejected: { 'cookie-missing': 5, 'bad-signature': 1 }, route: { unproven: 2, forwarded: 9 }, store: { forged: 1 }, wrongSource: 0 },
+  });
+  assert.deepEqual(refused, {
+    overlay: { 'cookie-missing': 5, 'bad-signature': 1 }, forwarding: { unproven: 2 }, store: { forged: 1 },
+    tunnel: { rxBadMac: 4, cookieReplySent: 9 }, peers: { evictedNoData: 2 }, stun: { unpadded: 3 }, ice: { checksUnaimed: 1 },
+    attach: { replay: 2 }, 'peer-relay': { unknownClient: 6 },
+  });
+  const text = formatStatus({ ...status({}), refused }, NOW);
+  assert.match(text, /refused {2}overlay: cookie-missing 5, bad-signature 1\n {9}forwarding: unproven 2\n/);
+  assert.match(text, /tunnel: rxBadMac 4, cookieReplySent 9/);
 });
