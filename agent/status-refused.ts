@@ -1,7 +1,14 @@
 // `status`'s "refused" section: everything the agent dropped or turned away as possibly hostile, by layer
 // and kind, gathered from the counters each layer keeps (docs/security.md says what each defence is). Only
 // kinds that happened are listed, so a quiet agent shows nothing.
-import type { AgentStatus } from './status.js';
+/** What this reads of a status report (status.ts's AgentStatus has these). */
+export interface RefusalSources {
+  counters: {
+    tunnels: object; overlayPeers: object; stun: object; ice: object; traversal: object;
+    peerRelay: { server: object | null };
+  };
+  overlay: { discovery?: object } | null;
+}
 
 export type Refused = Record<string, Record<string, number>>;
 
@@ -24,7 +31,7 @@ function pick(into: Refused, layer: string, from: object | null | undefined, key
 }
 
 /** The refusals of one status report. `extra`: layers whose counters are not in AgentStatus.counters. */
-export function refusedOf(s: Omit<AgentStatus, 'refused'>, extra: {
+export function refusedOf(s: RefusalSources, extra: {
   overlay?: { rejected: Record<string, number>; route: object; store: Record<string, number>; wrongSource: number };
   providers?: Record<string, number>;
 } = {}): Refused {
