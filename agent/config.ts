@@ -82,7 +82,7 @@ export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
   const where = (key: string, flagName: string) =>
     (flags as Record<string, unknown>)[key] !== undefined ? `--${flagName}` : `${flags.config}: "${key}"`;
-  return {
+  const config: Config = {
     stateDir: checkStateDir(flags.stateDir ?? str(file.stateDir, 'stateDir', flags.config) ?? DEFAULT_STATE_DIR),
     tap: checkTapName(flags.tap ?? str(file.tap, 'tap', flags.config) ?? DEFAULT_TAP_NAME, where('tap', 'tap')),
     listen: checkInt(flags.listen ?? file.listen ?? DEFAULT_LISTEN_PORT, 0, 65535, where('listen', 'listen'), 'a UDP port (0-65535)'),
@@ -103,6 +103,11 @@ export function loadConfig(flags: RawOptions): Config {
     portProbing: flags.portProbing === false ? false : bool(file.portProbing, 'portProbing', flags.config) ?? true,
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
   };
+  // the record vouches for the server with a proof made from the secret: without it, clients refuse it
+  if (config.offerTurn && !config.turnSecret) {
+    throw new ConfigError(`${where('offerTurn', 'offer-turn')} needs --turn-secret (the TURN server's static-auth-secret): clients use only a server whose record is vouched for with it`);
+  }
+  return config;
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

@@ -109,4 +109,5 @@ test('--turn-secret and --offer-turn: parsed; a secret with --turn, an empty sec
   assert.throws(() => loadConfig({ turnSecret: 's', turn: 'turn:u:p@198.51.100.1' }), (e: unknown) => e instanceof ConfigError && /not both/.test(e.message));
   assert.throws(() => loadConfig({ turnSecret: '' }), (e: unknown) => e instanceof ConfigError && /--turn-secret: the TURN secret is empty/.test(e.message));
   assert.throws(() => loadConfig({ offerTurn: 'nowhere' }), (e: unknown) => e instanceof ConfigError && /--offer-turn: "nowhere" is not HOST:PORT/.test(e.message));
+  assert.throws(() => loadConfig({ offerTurn: '198.51.100.11:3478' }), (e: unknown) => e instanceof ConfigError && /--offer-turn needs --turn-secret/.test(e.message));
 });
