@@ -165,8 +165,9 @@ export class AgentOverlay {
   async providers(service: string, check?: ProviderCheck): Promise<Endpoint[]> {
     const resource = serviceResourceId(service);
     const atClosest = await this.node.resolver.fetchAtClosest(resource, RecordKind.Service);
-    const seen = new Set(atClosest.map((r) => hex(r.signature)));
-    const ordered = atClosest.concat(this.node.store.getAll(resource, RecordKind.Service, Date.now()).filter((r) => !seen.has(hex(r.signature))));
+    // one record per provider: what the storers hold for it, else what our own store does
+    const seen = new Set(atClosest.map((r) => hex(r.owner)));
+    const ordered = atClosest.concat(this.node.store.getAll(resource, RecordKind.Service, Date.now()).filter((r) => !seen.has(hex(r.owner))));
     const checks: Promise<Endpoint[]>[] = [];
     for (const r of ordered) {
       if (r.kind !== RecordKind.Service || !r.value || idEquals(r.owner, this.o.identity.publicKey)) continue;
