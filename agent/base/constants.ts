@@ -272,6 +272,11 @@ export const OVERLAY_VERIFY_BURST_PER_SOURCE = 400;
 /** Signature checks per second over all sources: about 20% of one core at 110 us each, so a spoofed-source
  *  flood cannot take the thread that carries the tunnels. */
 export const OVERLAY_VERIFY_RATE_TOTAL = 2_000;
+/** Bytes of COOKIE_REQUIRED answers per second (and burst) one address may get: each is no larger than its
+ *  request, so this only bounds reflection (a spoofed flood aimed at a victim through us): a real node needs
+ *  one answer per responder it first meets, about 200 bytes. */
+export const OVERLAY_UNVERIFIED_RATE_BYTES = 4 * 1024;
+export const OVERLAY_UNVERIFIED_BURST_BYTES = 16 * 1024;
 /** Routing-table contacts that may share one IP address in a bucket, and one public IPv4 /24 (IPv6 /64):
  *  hosts behind one NAT share an address, so not one; servers of one site share a subnet, so 8 of a
  *  bucket's 20; an attacker with one address or one subnet still cannot fill a bucket and eclipse us

@@ -2,7 +2,8 @@
 // data, forwarding state), in the order that makes a forged one cheapest to drop:
 //
 //   request from `from`   COOKIE minted for `from`? ─ no ─> answer COOKIE_REQUIRED (never larger than the
-//                         │                                  request: requests without a cookie are padded)
+//                         │                                  request: requests without a cookie are padded;
+//                         │                                  within the address's byte budget)
 //                         ├─ per-source and total verification budget ─ over ─> dropped
 //                         ├─ SIGNATURE by SENDER's key ─ bad ─> dropped
 //                         └─ NodeID puzzle of SENDER ─ fails ─> answered, but never admitted as a contact
@@ -16,8 +17,8 @@
 // which only a receiver of our request to `from` can know. Nothing weaker (a claimed SENDER, a Via entry,
 // a contact in someone's answer) ever puts a node in the table or moves its endpoint.
 import {
-  OVERLAY_VERIFY_BURST_PER_SOURCE, OVERLAY_VERIFY_RATE_PER_SOURCE, OVERLAY_VERIFY_RATE_TOTAL,
-  FORWARD_RATE_SOURCES_MAX, PUZZLE_DEFAULT_DIFFICULTY,
+  OVERLAY_UNVERIFIED_BURST_BYTES, OVERLAY_UNVERIFIED_RATE_BYTES, OVERLAY_VERIFY_BURST_PER_SOURCE,
+  OVERLAY_VERIFY_RATE_PER_SOURCE, OVERLAY_VERIFY_RATE_TOTAL, FORWARD_RATE_SOURCES_MAX, PUZZLE_DEFAULT_DIFFICULTY,
 } from '../base/constants.js';
 import { ed25519Verify } from '../base/ed25519.js';
 import { PerSourceRateLimit } from '../conn/rate-limit.js';
@@ -47,6 +48,7 @@ export class NodeGuard {
   readonly jar = new CookieJar();
   private readonly perSource: PerSourceRateLimit;
   private readonly total: PerSourceRateLimit;
+  private readonly unverifiedBytes: PerSourceRateLimit;
   private readonly difficulty: number;
 
   constructor(private readonly o: GuardOptions) {
@@ -59,6 +61,14 @@ export class NodeGuard {
     this.total = new PerSourceRateLimit({
       ratePerSecond: OVERLAY_VERIFY_RATE_TOTAL, burst: OVERLAY_VERIFY_RATE_TOTAL, maxSources: 1, now: o.now,
     });
+    this.unverifiedBytes = new PerSourceRateLimit({
+      ratePerSecond: OVERLAY_UNVERIFIED_RATE_BYTES, burst: OVERLAY_UNVERIFIED_BURST_BYTES, maxSources: FORWARD_RATE_SOURCES_MAX, now: o.now,
+    });
+  }
+
+  /** May `bytes` more go to `to`, an address that has not shown our cookie (its byte budget)? */
+  mayAnswerUnverified(to: Endpoint, bytes: number): boolean {
+    return this.unverifiedBytes.allow(to.address, bytes);
   }
 
   /** A request that arrived straight from its sender (or, routed, at its first forwarder). */

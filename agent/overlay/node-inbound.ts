@@ -33,8 +33,10 @@ export function provenRequest(d: InboundDeps, msg: Uint8Array, m: OverlayMessage
   if (!v.ok) {
     if (v.cookie) {
       const answer = cookieAnswer(d.self, d.sign, method, m.txid, v.cookie);
-      if (answer.length <= msg.length) d.send(answer, from);
-      else d.reject('cookie-answer-too-large'); // an unpadded request: nothing larger goes back
+      // nothing larger than the request goes back (an unpadded one gets nothing), and no more than the budget
+      if (answer.length > msg.length) d.reject('cookie-answer-too-large');
+      else if (!d.guard.mayAnswerUnverified(from, answer.length)) d.reject('cookie-answer-over-budget');
+      else d.send(answer, from);
     }
     return false;
   }

@@ -280,24 +280,27 @@ export class RecordStore {
         return;
       }
     }
+    // the largest owners first, the last to reach that count first; one whose only entries are at `forKey`
+    // cannot make room for it, so the walk goes on (bounded: it stops at the first entry removed)
     for (let c = Math.min(this.maxPerOwner, this.tails.length - 1); c > 0; c--) {
-      const owner = this.tails[c];
-      if (!owner) continue;
-      this.evictFromOwner(owner, forKey);
-      this.evicted.largestOwner++;
-      return;
+      for (let owner = this.tails[c]; owner; owner = owner.prev) {
+        if (!this.evictFromOwner(owner, forKey)) continue;
+        this.evicted.largestOwner++;
+        return;
+      }
     }
   }
 
   /** Evict the owner's entry that is cheapest to lose (tombstones, then services, names, claims, a locator
    *  last), the newest among equals; never the one at `notKey`. */
-  private evictFromOwner(owner: Owner, notKey: string | undefined): void {
+  private evictFromOwner(owner: Owner, notKey: string | undefined): boolean {
     let victim: Entry | undefined;
     for (const e of owner.entries) {
       if (e.slot.key === notKey) continue;
       if (!victim || keepRank(e.record) <= keepRank(victim.record)) victim = e;
     }
     if (victim) this.remove(victim);
+    return victim !== undefined;
   }
 
   /** Make room in a resource at its bound: the newest entry of the owner holding the most entries here. */
