@@ -257,7 +257,9 @@ export class StunEndpoint {
     const verified = this.isVerified(from);
     const software = verified ? this.o.software : undefined;
     if (unknown) {
-      if (this.reply(encodeBindingError(txid, 420, unknown, password, software), msg.length, from, verified)) this.stats.unknownAttribute++;
+      // from the socket the request came to
+      const here = onOtherPort ? this.changed?.send : undefined;
+      if (this.reply(encodeBindingError(txid, 420, unknown, password, software), msg.length, from, verified, here)) this.stats.unknownAttribute++;
       return;
     }
     if (check) {
@@ -277,11 +279,11 @@ export class StunEndpoint {
       return;
     }
     // With a second port: answer from the socket it came to, or from the other one if asked to change port.
-    const fromOther = onOtherPort !== changePort;
-    const origin = { responseOrigin: fromOther ? c.other : c.main, otherAddress: onOtherPort ? c.main : c.other };
+    const viaSecond = onOtherPort !== changePort;
+    const origin = { responseOrigin: viaSecond ? c.other : c.main, otherAddress: onOtherPort ? c.main : c.other };
     let answer = encodeBindingSuccess(txid, from, undefined, software, origin);
     if (!verified && answer.length > msg.length) answer = encodeBindingSuccess(txid, from, undefined, software);
-    if (this.reply(answer, msg.length, from, verified, fromOther ? c.send : undefined)) {
+    if (this.reply(answer, msg.length, from, verified, viaSecond ? c.send : undefined)) {
       this.stats.answered++;
       if (changePort) this.stats.changedPort++;
     }

@@ -119,7 +119,7 @@ test('the second port follows the netcheck verdict: open while public, closed be
 });
 
 test('the second port answers plain Binding requests only; ICE checks, responses, indications, other methods and non-STUN are dropped and counted', async (t) => {
-  const { net, server, cp } = await world(undefined);
+  const { net, server, cp, client } = await world(undefined);
   const other = { address: S.address, port: S.port + 1 };
   const attacker = net.socket('198.51.100.66', 999);
   const got: Buffer[] = [];
@@ -138,6 +138,15 @@ test('the second port answers plain Binding requests only; ICE checks, responses
   assert.equal(cp.stats.notStun, 2);
   assert.equal(got.length, 0, 'nothing answered');
   t.diagnostic(`${forged.length + 2} forged datagrams at the second port: ${got.length} answered`);
+  // A real client there: answered from the port it asked, or from the main one when it asks to change port.
+  const any =  { ...fast, anySource: true };
+  const plain = await client.request(other, { padTo: 100 }, any);
+  const back = await client.request(other, { changePort: true, padTo: 100 }, any);
+  const ip = await client.request(other, { changeIp: true, padTo: 100 }, any);
+  assert.ok(plain.kind === 'success' && back.kind === 'success' && ip.kind === 'error');
+  assert.deepEqual([plain.from, plain.responseOrigin, plain.otherAddress], [other, other, S]);
+  assert.deepEqual([back.from, back.responseOrigin, back.otherAddress], [S, S, S]);
+  assert.deepEqual([ip.from, ip.code], [other, 420], 'change IP: 420, from the port it was asked at');
   await cp.close();
 });
 
