@@ -55,11 +55,27 @@
 // well within 30 s. A test that takes the last IPv4 address off a public host's eth0 loses that host's
 // on-link route to 203.0.113.0/24 with it (the kernel flushes a device's routes then): call
 // lab.addInternetRoutes(host) after giving it a new address.
+//
+// A WAN instead of a LAN (option `wan`, or IDLOC_LAB_WAN='{"delayMs":20,"jitterMs":2,"lossPct":1}' for a
+// whole test run): the internet segment gets no bridge; its veth ports are left bare in the switch
+// namespace and fixtures/wan-switch.py (a userspace switch, one AF_PACKET socket per port) forwards
+// between them after a per-link delay with jitter, dropping IP frames at the link's loss rate. Settings
+// are one-way, for every pair of nodes on the internet (delayMs 20 = 40 ms RTT), with per-node overrides:
+//
+//   Lab.create({ hosts: ['pub'], natHosts: [...], wan: { delayMs: 20, jitterMs: 2, lossPct: 1, hosts: { pub: { delayMs: 5 } } } })
+//   lab.wan({ delayMs: 40 })           // change them while the lab runs (replaces every setting)
+//   lab.wanStats()                     // the switch's counters: received, forwarded, lost, ...
+//
+// An override names a host (for a NAT host, it applies to its outermost router's WAN port) or a router;
+// a link between two overridden nodes takes the larger of each field. Per-link FIFO order (jitter never
+// reorders between two nodes), ARP and IPv6 ND cross at once and are never dropped: the top of
+// wan-switch.py says why. Without `wan` (the default) the internet is the Linux bridge, as above.
 
 import { spawn as spawnChild, execFileSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, chmodSync, readFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface ExecOptions {
   /** Resolve with the result instead of throwing when the command exits non-zero. */
@@ -168,7 +184,43 @@ export async function waitFor<T>(
 
 type NodeKind = 'switch' | 'host' | 'router';
 interface LabNode { name: string; kind: NodeKind; ns: string; ports: number }
-interface Segment { name: string; bridge: string; prefixLen: number }
+/** A bridge, or (wan) bare ports served by the userspace WAN switch. */
+interface Segment { name: string; bridge: string; prefixLen: number; wan: boolean }
+
+/** One-way settings of a link on the simulated internet. */
+export interface WanLink {
+  /** Mean one-way delay (default 0). */
+  delayMs?: number;
+  /** Uniform jitter around delayMs, +- this much (default 0); never reorders between two nodes. */
+  jitterMs?: number;
+  /** Probability, in percent, that an IP frame is dropped on each one-way crossing (default 0). */
+  lossPct?: number;
+}
+
+/** Every link's settings, with overrides per host or router (by lab node name). */
+export interface WanSettings extends WanLink {
+  hosts?: Record<string, WanLink>;
+}
+
+/** The WAN switch's counters (fixtures/wan-switch.py). */
+export interface WanStats {
+  received: number; forwarded: number; immediate: number; delayed: number; lost: number;
+  queueFull: number; sendErrors: number; flooded: number; portErrors: number; maxQueued: number;
+}
+
+/** The switch runs from the source tree: dist/test/integration/lab.js -> test/integration/fixtures/. */
+const WAN_SWITCH = fileURLToPath(new URL('../../../test/integration/fixtures/wan-switch.py', import.meta.url));
+
+/** WAN settings for every lab of this run, from IDLOC_LAB_WAN (JSON WanSettings), or undefined. */
+function wanFromEnv(): WanSettings | undefined {
+  const raw = process.env['IDLOC_LAB_WAN'];
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return JSON.parse(raw) as WanSettings;
+  } catch (e) {
+    throw new Error(`IDLOC_LAB_WAN is not JSON WanSettings (e.g. {"delayMs":20,"jitterMs":2,"lossPct":1}): ${(e as Error).message}`);
+  }
+}
 
 export type NatType = 'none' | 'cone' | 'symmetric' | 'cgnat';
 
@@ -256,6 +308,9 @@ export class Lab {
   private routerCount = 0;
   private natHostCount = 0;
   private destroyed = false;
+  /** The WAN switch's control socket and the settings last given, while the internet is a WAN. */
+  private wanCtlPath: string | undefined;
+  private wanSettings: WanSettings = {};
 
   private constructor() {
     this.prefix = `idl${process.pid}x${labSeq++}`;
@@ -264,7 +319,7 @@ export class Lab {
 
   /** Build the switch, the internet segment and one namespace per host (host i at 198.51.100.(10+i)),
    *  then the NAT hosts in order, each with its router(s) (see the top of this file). */
-  static async create(opts: { hosts: string[]; natHosts?: NatHostSpec[] }): Promise<Lab> {
+  static async create(opts: { hosts: string[]; natHosts?: NatHostSpec[]; wan?: WanSettings }): Promise<Lab> {
     if (process.getuid?.() !== 0) throw new Error('the netns lab needs root (ip netns, veth, bridges)');
     installExitHandlers();
     sweepStale();
@@ -272,7 +327,9 @@ export class Lab {
     liveLabs.add(lab);
     try {
       lab.addNode('sw', 'switch');
-      lab.addSegment('internet', 24);
+      const wan = opts.wan ?? wanFromEnv();
+      lab.addSegment('internet', 24, wan !== undefined);
+      if (wan) await lab.startWanSwitch(wan);
       for (const h of opts.hosts) lab.addPublicHost(h);
       for (const spec of opts.natHosts ?? []) lab.addNatHost(spec);
     } catch (e) {
@@ -354,6 +411,54 @@ export class Lab {
     this.attach(name, `lan-${name}`, `${net}.0.2`);
     run(['ip', '-n', this.ns(name), 'route', 'add', 'default', 'via', `${net}.0.1`]);
     this.natInfo.set(name, { nat, routers, privateAddress: `${net}.0.2`, publicAddress, dropUnsolicited: drop, udpBlockedExcept: allow });
+    // An override may have named this host before it existed: it now has a router to apply to.
+    if (this.wanCtlPath && this.wanSettings.hosts?.[name]) this.wan(this.wanSettings);
+  }
+
+  /** Whether the simulated internet is the WAN switch (option `wan` or IDLOC_LAB_WAN), not a bridge. */
+  get isWan(): boolean {
+    return this.wanCtlPath !== undefined;
+  }
+
+  /** Replace every WAN link setting (see the top of this file); applied to frames arriving from now on.
+   *  Throws when the lab was made without `wan`. */
+  wan(settings: WanSettings): void {
+    const { hosts, ...def } = settings;
+    const nodes: Record<string, WanLink> = {};
+    for (const [h, link] of Object.entries(hosts ?? {})) {
+      // A NAT host's traffic meets the internet at its outermost router; a host not made yet is kept
+      // in wanSettings and applied when addNatHost creates it.
+      const routers = this.natInfo.get(h)?.routers ?? [];
+      nodes[routers.length > 0 ? routers[routers.length - 1]! : h] = link;
+    }
+    this.wanCtl({ op: 'set', default: def, nodes });
+    this.wanSettings = settings;
+  }
+
+  /** The WAN switch's counters so far. */
+  wanStats(): WanStats {
+    return (this.wanCtl({ op: 'stats' }) as { stats: WanStats }).stats;
+  }
+
+  private async startWanSwitch(settings: WanSettings): Promise<void> {
+    const ctl = join(this.dir, 'wan.sock');
+    const proc = this.spawn('sw', ['python3', WAN_SWITCH, '--ctl-socket', ctl], { logFile: join(this.dir, 'wan-switch.log') });
+    await proc.waitForOutput(/wan-switch: listening on/, 10_000);
+    this.wanCtlPath = ctl;
+    this.wan(settings);
+  }
+
+  /** One request to the WAN switch, synchronously (ports must forward before attach() returns). */
+  private wanCtl(request: object): unknown {
+    if (!this.wanCtlPath) throw new Error('this lab has no WAN switch (create it with the `wan` option)');
+    let out: string;
+    try {
+      out = execFileSync('python3', [WAN_SWITCH, '--ctl', this.wanCtlPath, JSON.stringify(request)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+    } catch (e) {
+      const err = e as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`WAN switch refused ${JSON.stringify(request)}: ${(err.stdout || err.stderr || err.message).trim()}`);
+    }
+    return JSON.parse(out) as unknown;
   }
 
   /** (Re-)add a public host's on-link route to the routers' subnet (the kernel drops it with the
@@ -424,14 +529,16 @@ export class Lab {
     run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
   }
 
-  private addSegment(name: string, prefixLen: number): void {
+  private addSegment(name: string, prefixLen: number, wan = false): void {
     const bridge = `br-${name}`;
     if (bridge.length > 15) throw new Error(`segment name ${name} too long for a bridge name (IFNAMSIZ)`);
     if (this.segments.has(name)) throw new Error(`duplicate segment ${name}`);
     const sw = this.ns('sw');
-    run(['ip', '-n', sw, 'link', 'add', bridge, 'type', 'bridge']);
-    run(['ip', '-n', sw, 'link', 'set', bridge, 'up']);
-    this.segments.set(name, { name, bridge, prefixLen });
+    if (!wan) {
+      run(['ip', '-n', sw, 'link', 'add', bridge, 'type', 'bridge']);
+      run(['ip', '-n', sw, 'link', 'set', bridge, 'up']);
+    }
+    this.segments.set(name, { name, bridge, prefixLen, wan });
   }
 
   /** Plug `node` into `segment` with a veth (`ifname`, default eth0, on the node's side) and give it
@@ -449,7 +556,12 @@ export class Lab {
     n.ports++;
     // Both ends are created directly in their namespaces, so names never clash with the root namespace.
     run(['ip', 'link', 'add', ifname, 'netns', ns, 'type', 'veth', 'peer', 'name', port, 'netns', sw]);
-    run(['ip', '-n', sw, 'link', 'set', port, 'master', seg.bridge, 'up']);
+    if (seg.wan) {
+      run(['ip', '-n', sw, 'link', 'set', port, 'up']);
+      this.wanCtl({ op: 'port', port, node });
+    } else {
+      run(['ip', '-n', sw, 'link', 'set', port, 'master', seg.bridge, 'up']);
+    }
     run(['ip', '-n', ns, 'addr', 'add', `${address}/${seg.prefixLen}`, 'dev', ifname]);
     run(['ip', '-n', ns, 'link', 'set', ifname, 'up']);
     if (!this.addresses.has(node)) this.addresses.set(node, address);
