@@ -13,11 +13,20 @@
 //     tunnel, and a direct pair that answers later replaces a relay at once. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
 //     for nothing).
+//   localChange (our addresses or default route changed, address-watch.ts; or, for one peer, its path went
+//     silent while we sent data, tunnels.ts pathSilent): at once and in parallel, our new public mapping
+//     from the first of ICE_RESTART_STUN_SERVERS to answer (rendezvous nodes first), then an ICE restart
+//     (a new Attach with fresh candidates through the peer's rendezvous) with every peer whose path
+//     needed traversal (any not taken from a public locator; peers that reached us are looked up); beside
+//     it the rendezvous keepalives from the new address, a full netcheck and the locator re-published.
+//     The tunnel's roaming keepalive goes out before (daemon.ts, Tunnels.refreshPaths). A restart's
+//     pair is taken only if it has an endpoint (nothing never replaces something); each peer is
+//     restarted at most once per ICE_RESTART_MIN_INTERVAL_MS, a change within it runs when it ends.
 //   turnChanged (our TURN allocation came or went): peers it could help, or that it carried, are
 //     reconsidered at once rather than when their tunnel notices.
 import type { Logger } from 'pino';
 import {
-  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
+  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, ICE_RESTART_MIN_INTERVAL_MS, ICE_RESTART_STUN_SERVERS, ICE_RESTART_STUN_WAIT_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
   RENDEZVOUS_COUNT,
 } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
@@ -34,7 +43,7 @@ import { realScheduler, type Scheduler, type TimerHandle } from '../base/schedul
 /** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
 export interface PathKeeperOverlay {
   readonly node: OwnerLookup & {
-    readonly rendezvous: Pick<OverlayNode['rendezvous'], 'prefer' | 'setCount'>;
+    readonly rendezvous: Pick<OverlayNode['rendezvous'], 'prefer' | 'setCount' | 'current' | 'refresh'>;
     readonly resolver: Pick<OverlayNode['resolver'], 'resolveNodeId'>;
   };
   advertise(service: string, candidates: Candidate[]): Promise<boolean>;
@@ -81,6 +90,11 @@ export class PathKeeper {
   /** Traversals started per peer: the next one relays through another of its rendezvous nodes. */
   private readonly tries = new Map<OverlayPeer<unknown>, number>();
   private readonly retries = new Map<OverlayPeer<unknown>, { n: number; timer: TimerHandle | undefined }>();
+  /** The locator each traversal went by: an ICE restart needs no lookup when the peer did not move. */
+  private readonly locators = new Map<OverlayPeer<unknown>, LocatorRecord>();
+  /** The last ICE restart per peer, and the one deferred to the end of ICE_RESTART_MIN_INTERVAL_MS. */
+  private readonly restarts = new Map<OverlayPeer<unknown>, { at: number; timer: TimerHandle | undefined }>();
+  private rendezvousRefreshedAt = -Infinity;
   private timer: TimerHandle | undefined;
   private mappingRetries = 0;
   private readonly clock: Scheduler;
@@ -88,6 +102,8 @@ export class PathKeeper {
   private warnedUnvouched = false;
   /** Provider endpoints in service records that did not prove themselves, by service. */
   readonly providersRefused = { turn: 0, stun: 0, relay: 0 };
+  /** ICE restarts run, and those deferred by ICE_RESTART_MIN_INTERVAL_MS. */
+  readonly restartStats = { run: 0, deferred: 0 };
 
   constructor(private readonly o: PathKeeperOptions) {
     this.clock = o.clock ?? realScheduler;
@@ -175,7 +191,8 @@ export class PathKeeper {
 
   /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. `replace`:
    *  'always' (a new peer, or its path went silent) or 'better' (a retry: only a better path is taken). */
-  traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, replace: 'always' | 'better' = 'always'): void {
+  traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, replace: 'always' | 'better' | 'restart' = 'always'): void {
+    this.locators.set(peer, locator);
     const attempt = this.tries.get(peer) ?? 0;
     this.tries.set(peer, attempt + 1);
     // A direct pair that answers after ICE settled for a relay or nothing (checks go on, birthday probing
@@ -188,6 +205,12 @@ export class PathKeeper {
     void this.o.traversal.reach(locator, attempt, onDirect).then((choice) => {
       if (this.closed || !this.o.peers.alive(peer)) { this.forget(peer); return; }
       const had = this.paths.get(peer);
+      // A restart that found nothing keeps what there was (the old pair may still be the one that works).
+      if (replace === 'restart' && !choice.endpoint) {
+        this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason }, 'ICE restart found no path; keeping the one there was');
+        if (!had || rank(had) < DIRECT) this.retryDirect(peer);
+        return;
+      }
       if (replace === 'better' && had && rank(choice) <= rank(had)) {
         if (rank(had) < DIRECT) this.retryDirect(peer);
         return;
@@ -217,10 +240,79 @@ export class PathKeeper {
     }
   }
 
+  /** Our addresses or route changed (no argument), or `only` this peer's path went silent: see the top. */
+  localChange(only?: OverlayPeer<unknown>): void {
+    if (this.closed) return;
+    for (const p of this.restarts.keys()) if (!this.o.peers.alive(p)) this.forget(p);
+    const candidates = only ? [only] : [...this.o.peers.overlayPaths()].map((t) => t.peer);
+    const due = candidates.filter((p) => this.o.peers.alive(p) && this.paths.get(p)?.how !== 'locator' && this.mayRestart(p));
+    if (!only || due.length > 0) this.refreshRendezvous();
+    if (!only) void this.checkNat();
+    if (due.length === 0) return;
+    void this.freshMapping().then(() => {
+      for (const p of due) {
+        if (this.closed || !this.o.peers.alive(p)) continue;
+        this.restartStats.run++;
+        const loc = this.locators.get(p);
+        if (loc) this.traverse(p, loc, 'restart');
+        else this.reconsider(p, 'restart');
+      }
+    });
+  }
+
+  /** PING our rendezvous nodes now (from our current address, re-creating our NAT's mappings towards
+   *  them), at most once per ICE_RESTART_MIN_INTERVAL_MS. */
+  refreshRendezvous(): void {
+    const now = this.clock.now();
+    if (this.closed || now - this.rendezvousRefreshedAt < ICE_RESTART_MIN_INTERVAL_MS) return;
+    this.rendezvousRefreshedAt = now;
+    this.o.overlay.node.rendezvous.refresh();
+  }
+
+  /** At most one ICE restart per peer per ICE_RESTART_MIN_INTERVAL_MS; one asked for sooner runs once
+   *  when the interval ends (one timer per peer). */
+  private mayRestart(peer: OverlayPeer<unknown>): boolean {
+    const now = this.clock.now();
+    const r = this.restarts.get(peer);
+    if (!r || now - r.at >= ICE_RESTART_MIN_INTERVAL_MS) {
+      this.restarts.set(peer, { at: now, timer: undefined });
+      return true;
+    }
+    this.restartStats.deferred++;
+    r.timer ??= this.clock.setTimer(r.at + ICE_RESTART_MIN_INTERVAL_MS - now, () => {
+      r.timer = undefined;
+      if (!this.closed && this.o.peers.alive(peer)) this.localChange(peer);
+    });
+    return false;
+  }
+
+  /** Our public mapping as the first of a few STUN servers sees it (rendezvous nodes first: they are
+   *  public and answered us before), within ICE_RESTART_STUN_WAIT_MS; it becomes the srflx we offer. */
+  private async freshMapping(): Promise<void> {
+    const seen = new Set<string>();
+    const servers = [...this.o.overlay.node.rendezvous.current().map((c) => c.endpoint), ...this.o.stunServers, ...this.o.overlay.stunCandidates()]
+      .filter((e) => !seen.has(endpointKey(e)) && seen.add(endpointKey(e)) !== undefined).slice(0, ICE_RESTART_STUN_SERVERS);
+    if (servers.length === 0) return;
+    let timer: TimerHandle | undefined;
+    const mapped = await new Promise<Endpoint | undefined>((resolve) => {
+      timer = this.clock.setTimer(ICE_RESTART_STUN_WAIT_MS, () => resolve(undefined));
+      let left = servers.length;
+      for (const s of servers) {
+        void this.o.netcheck([s]).then((r) => r.publicEndpoint, () => undefined)
+          .then((e) => { if (e) resolve(e); else if (--left === 0) resolve(undefined); });
+      }
+    });
+    timer?.cancel();
+    if (mapped && !this.closed) this.o.traversal.setPublicEndpoint(mapped);
+  }
+
   /** Look the peer's locator up again and traverse (a relay came or went, or the peer went silent). */
-  reconsider(peer: OverlayPeer<unknown>, replace: 'always' | 'better'): void {
+  reconsider(peer: OverlayPeer<unknown>, replace: 'always' | 'better' | 'restart'): void {
     void this.o.overlay.node.resolver.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
-      .then((loc) => { if (loc && !this.closed && this.o.peers.alive(peer)) this.traverse(peer, loc, replace); })
+      .then((loc) => {
+        if (!loc) this.o.logger.info({ peer: peer.nodeIdHex }, 'the peer\'s locator was not found');
+        else if (!this.closed && this.o.peers.alive(peer)) this.traverse(peer, loc, replace);
+      })
       .catch(() => undefined);
   }
 
@@ -228,6 +320,7 @@ export class PathKeeper {
     this.closed = true;
     this.timer?.cancel();
     for (const r of this.retries.values()) r.timer?.cancel();
+    for (const r of this.restarts.values()) r.timer?.cancel();
   }
 
   /** Try for a better path later: after directRetryMs, doubling per retry up to ICE_DIRECT_RETRY_MAX_MS. One
@@ -251,6 +344,9 @@ export class PathKeeper {
     this.retries.delete(peer);
     this.tries.delete(peer);
     this.paths.delete(peer);
+    this.locators.delete(peer);
+    this.restarts.get(peer)?.timer?.cancel();
+    this.restarts.delete(peer);
   }
 }
 

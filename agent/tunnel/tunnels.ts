@@ -18,6 +18,12 @@
 //   4. A responder session is confirmed by its first data; keepalives end here, packets go to the
 //      receiver (idloc/outside.ts), valid only during the call.
 //
+// Silent paths: data sent for PATH_SILENT_MS with nothing at all received (a NAT on the way forgot or
+// changed our mapping) is told to the admission once per silence (pathSilent), so the path keeper
+// restarts ICE in about a second rather than after PEER_SILENT_MS. A flow of data towards us that stops
+// for RECEIVE_SILENT_MS gets one keepalive back, once per silence: if our NAT forgot its mapping, that
+// packet makes it again, before the sender's TCP has backed off far.
+//
 // Per peer: sessions current (send + receive), previous (receive only, so packets in flight across a
 // rekey still decrypt) and next (responder side: usable once the initiator proves it has the keys by
 // sending on it). Timers: one tick every TUNNEL_TICK_MS on the clock (base/scheduler.ts) drives retries,
@@ -28,7 +34,7 @@ import { hex } from '../base/bytes.js';
 import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
-  KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, PEER_SILENT_MS, REJECT_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
+  KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, PATH_SILENT_MS, PEER_SILENT_MS, RECEIVE_SILENT_MS, REJECT_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
   REKEY_TIMEOUT_MS, ROAM_DIRECT_HOLD_MS, TUNNEL_TICK_MS,
 } from '../base/constants.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
@@ -81,6 +87,8 @@ export class Tunnels implements HandshakeTable {
   private readonly byKey = new Map<string, PeerState>(); // Ed25519 hex
   private readonly scratch = {} as Transport; // reused by parseTransport on the hot path
   private readonly timer: TimerHandle;
+  /** Peers whose current silence was reported (at most one entry per peer; cleared when they speak). */
+  private readonly silent = new Set<PeerState>();
   private closed = false;
 
   constructor(opts: TunnelsOptions) {
@@ -122,6 +130,7 @@ export class Tunnels implements HandshakeTable {
     p.previous = p.current = p.next = p.pending = undefined;
     p.handshaking = false;
     p.queue = [];
+    this.silent.delete(p);
     this.byKey.delete(p.publicKeyHex);
     if (this.byStatic.get(p.staticXHex) === p) this.byStatic.delete(p.staticXHex);
   }
@@ -146,12 +155,18 @@ export class Tunnels implements HandshakeTable {
   }
 
   /** The peer is elsewhere now (the overlay says so): use the new endpoint, and retry a handshake in
-   *  progress at once rather than after its backoff. */
-  setEndpoint(peer: TunnelPeer, endpoint: Endpoint): void {
+   *  progress at once rather than after its backoff. `nudge`: also when the endpoint is the same one
+   *  (an ICE restart found the old pair again, now through our new NAT mapping): the keepalive is what
+   *  makes the peer roam to that mapping. */
+  setEndpoint(peer: TunnelPeer, endpoint: Endpoint, nudge = false): void {
     const p = this.own(peer);
     if (!p || this.closed) return;
     const e = p.endpoint;
-    if (e && e.address === endpoint.address && e.port === endpoint.port) return;
+    if (e && e.address === endpoint.address && e.port === endpoint.port) {
+      const now = this.now();
+      if (nudge && p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);
+      return;
+    }
     const now = this.now();
     p.endpoint = { address: endpoint.address, port: endpoint.port };
     p.endpointFreshAt = now;
@@ -238,6 +253,22 @@ export class Tunnels implements HandshakeTable {
       // is dead at the far end (peer restarted, or moved while idle): handshake, which may relocate it.
       if (s && !p.handshaking && now - p.lastReceivedAt > PEER_SILENT_MS && p.lastSentAt > p.lastReceivedAt
         && now - s.createdAt > PEER_SILENT_MS) this.handshakes.start(p, now);
+      // Data went out for PATH_SILENT_MS after the last thing we heard (lastDataAt counts both ways, so
+      // this reads "we kept sending data"): the path broke under us. Once per silence.
+      if (s && p.endpoint && Number.isFinite(p.lastReceivedAt) && !this.silent.has(p)) {
+        if (p.lastDataAt - p.lastReceivedAt >= PATH_SILENT_MS) {
+          this.silent.add(p);
+          this.stats.pathSilent++;
+          this.admit?.pathSilent?.(p, 'sending');
+        } else if (p.lastRxDataAt === p.lastReceivedAt && now - p.lastReceivedAt >= RECEIVE_SILENT_MS && s.canSend(now)) {
+          // A flow towards us stopped: one keepalive, which re-creates a mapping our NAT forgot (a
+          // port-preserving NAT gives the same one back, and the peer's packets get in again).
+          this.silent.add(p);
+          this.stats.rxSilentKeepalive++;
+          this.transmit(p, s, EMPTY, now);
+          this.admit?.pathSilent?.(p, 'receiving');
+        }
+      }
     }
   }
 
@@ -313,12 +344,14 @@ export class Tunnels implements HandshakeTable {
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
     this.roam(p, from, now);
     p.lastReceivedAt = now;
+    if (this.silent.size !== 0) this.silent.delete(p);
     p.rxBytes += msg.length;
     if (s === p.next) this.handshakes.confirmNext(p, now);
     if (pt.length === 0) this.stats.rxKeepalive++;
     else {
       this.stats.rxPackets++;
       p.lastDataAt = now;
+      p.lastRxDataAt = now;
       try {
         this.receiver.handlePacket(p, pt);
       } catch (e) {
