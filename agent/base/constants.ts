@@ -95,10 +95,15 @@ export const PEER_SILENT_MS = KEEPALIVE_INTERVAL_MS + REKEY_TIMEOUT_MS;
 /** Data sent for this long with nothing at all heard back (not a packet, not a keepalive) means the path
  *  broke silently, most often a NAT that forgot or changed our mapping: the peer is told to the path keeper
  *  as if our own address had changed (an ICE restart), instead of after PEER_SILENT_MS. A TCP flow hears
- *  ACKs within an RTT, so 1 s is many RTTs; a one-way flow whose peer only keepalives trips it at most once
- *  per silence (reported once until something arrives), and the restart it costs is rate-limited
+ *  ACKs within an RTT, so 1 s is many RTTs; a one-way flow is answered by keepalives (FLOW_ACK_MS); a silence is
+ *  reported once until something arrives, and the restart it costs is rate-limited
  *  (ICE_RESTART_MIN_INTERVAL_MS). */
 export const PATH_SILENT_MS = 1_000;
+/** A peer that receives data and sends nothing back (a one-way flow) answers with a keepalive at least
+ *  this often, so its sender hears from it well within PATH_SILENT_MS (tick granularity included: at
+ *  most ~0.6 s apart) and a silence means a broken path, not a quiet receiver. 32 bytes per third of a
+ *  second, only while data flows in and nothing flows out. */
+export const FLOW_ACK_MS = Math.floor(PATH_SILENT_MS / 3);
 /** A flow of data towards us (not keepalives) that stops for this long gets one keepalive back, once per
  *  silence: if it stopped because our NAT forgot our mapping (a rebinding), that packet re-creates it
  *  before the sender's TCP backs off far (its retransmissions come ~0.2, 0.6, 1.4 s after the loss), so

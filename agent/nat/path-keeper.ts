@@ -244,8 +244,11 @@ export class PathKeeper {
   localChange(only?: OverlayPeer<unknown>): void {
     if (this.closed) return;
     for (const p of this.restarts.keys()) if (!this.o.peers.alive(p)) this.forget(p);
+    // Our own move: every peer not reached at a public locator, those that reached us too (looked up). A
+    // silent path: only a peer we traversed to; the tunnel's relocation covers the others.
+    const needs = (p: OverlayPeer<unknown>) => (only ? this.paths.has(p) : true) && this.paths.get(p)?.how !== 'locator';
     const candidates = only ? [only] : [...this.o.peers.overlayPaths()].map((t) => t.peer);
-    const due = candidates.filter((p) => this.o.peers.alive(p) && this.paths.get(p)?.how !== 'locator' && this.mayRestart(p));
+    const due = candidates.filter((p) => this.o.peers.alive(p) && needs(p) && this.mayRestart(p));
     if (!only || due.length > 0) this.refreshRendezvous();
     if (!only) void this.checkNat();
     if (due.length === 0) return;

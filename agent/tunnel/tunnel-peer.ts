@@ -73,6 +73,8 @@ export interface TunnelStats {
   pathSilent: number;
   /** Keepalives sent because a flow of data towards us stopped for RECEIVE_SILENT_MS. */
   rxSilentKeepalive: number;
+  /** Keepalives answering a one-way flow towards us (FLOW_ACK_MS). */
+  flowAcks: number;
 }
 
 export interface Pending {
@@ -137,7 +139,7 @@ export function newTunnelStats(): TunnelStats {
     rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
-    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
     handshakeQueueDropped: 0, cookieReplyRecv: 0,
   };
 }
