@@ -84,6 +84,8 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
     await Promise.all(['m', 'p'].map((h) => waitOverlayReady(lab, A(h))));
     for (const h of ['m', 'p']) {
       await waitUntil(async () => (((await agentStatus(lab, A(h))).overlay as { rendezvous?: string[] } | undefined)?.rendezvous?.length ?? 0) > 0, 15_000, `${h} keeps a rendezvous`);
+      // Its netcheck's srflx candidate in hand (and so in its Attach): else the first path may be a relay.
+      await waitUntil(async () => ((await agentStatus(lab, A(h))) as { nat?: { public: string | null } | null }).nat?.public, 15_000, `${h} knows its public mapping`);
     }
     sshd = await lab.startSshd('p');
   });
