@@ -508,9 +508,13 @@ export const ICE_CHECK_MAX_TRANSMITS = 6;
 export const ICE_DIRECT_TIMEOUT_MS = 1_500;
 /** An ICE restart (fresh candidates, a new Attach through the peer's rendezvous nodes) with one peer at
  *  most this often: a link that flaps, or a silent path reported again, cannot storm the overlay; a change
- *  inside the interval is not lost but runs once when it ends. Above the far side's Attach rate
+ *  inside the interval is not lost but runs once when it ends; one restart per peer runs at a time. Above the far side's Attach rate
  *  (ATTACH_OFFERS_PEER_PER_S), so a restart is never refused there for coming too soon. */
 export const ICE_RESTART_MIN_INTERVAL_MS = 2_000;
+/** After a restart that found no path (it ran mid-move, before the new uplink was up), the next may come
+ *  this soon: one restart per peer runs at a time and a failed one took its Attach timeout, so this
+ *  still bounds a flapping link to a few restarts per second per peer, none in parallel. */
+export const ICE_RESTART_AFTER_FAILURE_MS = 250;
 /** Before an ICE restart our new public mapping is asked of this many STUN servers at once (rendezvous
  *  nodes first); the first answer is the srflx candidate offered. A full netcheck (every server, every
  *  retransmission) follows in the background: a restart must not wait for its slowest server. */
