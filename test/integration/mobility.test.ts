@@ -13,7 +13,10 @@
 //
 // Cases: (a) m's eth0 goes (address deleted, link down), eth1 comes up with a new address and the
 // default route; (b) conntrack -F on m's current router (its mappings are forgotten); (c) as (a), but
-// the peer p is the one that moves.
+// the peer p is the one that moves. How each recovers: (a), (c) the mover's address watch -> roaming
+// keepalive + ICE restart with its new srflx through the peer's rendezvous (path-keeper.ts localChange);
+// (b) the flow towards the mover stops -> one keepalive after RECEIVE_SILENT_MS re-creates the mapping
+// (tunnels.ts), and the sender's silence (PATH_SILENT_MS) restarts ICE if the mapping changed.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
