@@ -224,7 +224,8 @@ export class Agent {
     this.o.logger.info('local addresses changed; refreshing paths to peers');
     this.tunnels.refreshPaths();
     this.overlay?.addressesChanged();
-    void this.pathKeeper?.checkNat();
+    // ICE restarts with peers behind NATs, rendezvous keepalives, netcheck (path-keeper.ts localChange).
+    this.pathKeeper?.localChange();
   }
 
   /** `idloc-agent register NAME`. */

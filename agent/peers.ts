@@ -10,6 +10,8 @@
 //   relocated  a peer silent to HANDSHAKE_RELOCATE_AFTER_TRIES initiations is looked up again
 //              (handshakeUnanswered): behind a NAT -> Attach again; public -> its locator's endpoint.
 //              These lookups go through a LookupLimiter (discovery.ts), as strangers can cause them.
+//   silent     data went out for PATH_SILENT_MS with nothing heard (tunnels.ts pathSilent): a NAT on the
+//              way changed or forgot our mapping; the path keeper restarts ICE with that peer.
 //   evicted    admitted and found peers only, never static ones: every OVERLAY_PEER_SWEEP_MS, one that
 //              exchanged no inner packet within OVERLAY_PEER_NO_DATA_MS of joining, or was heard from not
 //              at all for OVERLAY_PEER_QUIET_MS; and when MAX_OVERLAY_PEERS are held, the least recently
@@ -187,9 +189,23 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
     if (!started) { this.stats.relocateDropped++; this.relocating.delete(peer); }
   }
 
+  /** Sending: the tunnel heard nothing for PATH_SILENT_MS of sending data; restart ICE with the peer
+   *  (rate-limited there), as for a change of our own address. Receiving: a flow towards us stopped (the
+   *  tunnel sent a keepalive); our NAT may have forgotten every mapping, so the rendezvous nodes are
+   *  PINGed again (rate-limited there) for the Attach that the peer may send. */
+  pathSilent(tp: TunnelPeer, side: 'sending' | 'receiving'): void {
+    const peer = this.o.map.getByLink(tp);
+    if (!peer || !this.keeper || this.closed) return;
+    if (side === 'receiving') { this.keeper.refreshRendezvous(); return; }
+    this.o.logger.info({ peer: peer.nodeIdHex }, 'path to peer went silent while sending; restarting ICE');
+    this.keeper.localChange(peer);
+  }
+
   pointTo(peer: OverlayPeer<unknown>, e: Endpoint): void {
     const tp = (peer as OverlayPeer<TunnelPeer>).link;
-    this.o.tunnels.setEndpoint(tp, e);
+    // The same endpoint again (an ICE restart re-found it through our new mapping) still gets a keepalive:
+    // the peer roams to our new mapping on that authenticated packet.
+    this.o.tunnels.setEndpoint(tp, e, true);
     this.o.tunnels.connect(tp);
   }
 

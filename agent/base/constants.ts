@@ -92,6 +92,24 @@ export const KEEPALIVE_INTERVAL_MS = 15_000;
  *  presumed gone from its endpoint (restarted, moved while idle): start a new handshake. WireGuard's
  *  KEEPALIVE + REKEY_TIMEOUT rule. */
 export const PEER_SILENT_MS = KEEPALIVE_INTERVAL_MS + REKEY_TIMEOUT_MS;
+/** Data sent for this long with nothing at all heard back (not a packet, not a keepalive) means the path
+ *  broke silently, most often a NAT that forgot or changed our mapping: the peer is told to the path keeper
+ *  as if our own address had changed (an ICE restart), instead of after PEER_SILENT_MS. A TCP flow hears
+ *  ACKs within an RTT, so 1 s is many RTTs; a one-way flow is answered by keepalives (FLOW_ACK_MS); a silence is
+ *  reported once until something arrives, and the restart it costs is rate-limited
+ *  (ICE_RESTART_MIN_INTERVAL_MS). */
+export const PATH_SILENT_MS = 1_000;
+/** A peer that receives data and sends nothing back (a one-way flow) answers with a keepalive at least
+ *  this often, so its sender hears from it well within PATH_SILENT_MS (tick granularity included: at
+ *  most ~0.6 s apart) and a silence means a broken path, not a quiet receiver. 32 bytes per third of a
+ *  second, only while data flows in and nothing flows out. */
+export const FLOW_ACK_MS = Math.floor(PATH_SILENT_MS / 3);
+/** A flow of data towards us (not keepalives) that stops for this long gets one keepalive back, once per
+ *  silence: if it stopped because our NAT forgot our mapping (a rebinding), that packet re-creates it
+ *  before the sender's TCP backs off far (its retransmissions come ~0.2, 0.6, 1.4 s after the loss), so
+ *  the session stalls well under a second. A flow that just ended costs one 32-byte packet. Checked on
+ *  the TUNNEL_TICK_MS tick, so it fires 0.3-0.55 s into the silence. */
+export const RECEIVE_SILENT_MS = 300;
 /** Unanswered initiations after which the owner is asked where the peer is now (the overlay's locator):
  *  200 + 400 + 800 ms of silence, so a peer that moved is found again in under 2 s, yet one lost packet
  *  or a peer still starting never costs a lookup. */
@@ -506,6 +524,22 @@ export const ICE_CHECK_MAX_TRANSMITS = 6;
 /** No direct pair by then: fall back to a relay (the issue's "a relayed path within 2 s"), while checks go
  *  on in the background. */
 export const ICE_DIRECT_TIMEOUT_MS = 1_500;
+/** An ICE restart (fresh candidates, a new Attach through the peer's rendezvous nodes) with one peer at
+ *  most this often: a link that flaps, or a silent path reported again, cannot storm the overlay; a change
+ *  inside the interval is not lost but runs once when it ends; one restart per peer runs at a time. Above the far side's Attach rate
+ *  (ATTACH_OFFERS_PEER_PER_S), so a restart is never refused there for coming too soon. */
+export const ICE_RESTART_MIN_INTERVAL_MS = 2_000;
+/** After a restart that found no path (it ran mid-move, before the new uplink was up), the next may come
+ *  this soon: one restart per peer runs at a time and a failed one took its Attach timeout, so this
+ *  still bounds a flapping link to a few restarts per second per peer, none in parallel. */
+export const ICE_RESTART_AFTER_FAILURE_MS = 250;
+/** Before an ICE restart our new public mapping is asked of this many STUN servers at once (rendezvous
+ *  nodes first); the first answer is the srflx candidate offered. A full netcheck (every server, every
+ *  retransmission) follows in the background: a restart must not wait for its slowest server. */
+export const ICE_RESTART_STUN_SERVERS = 3;
+/** The restart waits at most this long for that answer, then offers what it has (host candidates and
+ *  checks from the new address still open our NAT towards the peer). */
+export const ICE_RESTART_STUN_WAIT_MS = 300;
 /** Rendezvous nodes a host behind a NAT keeps keepalives to and names in its locator: Attach for it is
  *  sent through all of them at once, so one dead rendezvous costs nothing; three is RELOAD's "a few". */
 export const RENDEZVOUS_COUNT = 3;

@@ -1,5 +1,5 @@
-// Notices when this host's own addresses change — a laptop joining another network, a DHCP renewal,
-// a VM moved — from the kernel's netlink notifications, read through `ip -o monitor address` (iproute2
+// Notices when this host's own addresses or its default route change — a laptop joining another network, a DHCP renewal,
+// a VM moved — from the kernel's netlink notifications, read through `ip -o monitor address route` (iproute2
 // is on every host that runs the agent; this keeps netlink parsing out of the agent).
 //
 // Why it matters: a peer moves its endpoint for us only when an authenticated packet arrives from our
@@ -18,6 +18,9 @@ export interface AddressWatch { close(): void }
  *  link-local to every interface a second or so after it comes up (DAD), and re-handshaking every peer
  *  for that would be churn that moves nothing. */
 export function isLocatorChange(line: string, ignoreInterface: string): boolean {
+  // The default route moved ("default via 10.1.0.1 dev eth1 ...", "Deleted default ..."): our packets
+  // leave by another uplink, through another NAT, with no address of ours changing.
+  if (/^(?:Deleted )?default\b/.test(line)) return / dev (\S+)/.exec(line)?.[1] !== ignoreInterface;
   const m = /^(?:Deleted )?\d+: (\S+)\s+(.*)$/.exec(line);
   if (!m) return false;
   if (m[1] === ignoreInterface) return false;
@@ -35,7 +38,7 @@ export function watchAddresses(opts: { ignoreInterface: string; onChange: () => 
     if (!closed) opts.onChange();
   };
   try {
-    child = spawn('ip', ['-o', 'monitor', 'address'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    child = spawn('ip', ['-o', 'monitor', 'address', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
   } catch (e) {
     opts.logger.warn({ err: (e as Error).message }, 'cannot watch address changes; roaming waits for keepalives');
     return { close() {} };

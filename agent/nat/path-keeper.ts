@@ -13,11 +13,20 @@
 //     tunnel, and a direct pair that answers later replaces a relay at once. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
 //     for nothing).
+//   localChange (our addresses or default route changed, address-watch.ts; or, for one peer, its path went
+//     silent while we sent data, tunnels.ts pathSilent): at once and in parallel, our new public mapping
+//     from the first of ICE_RESTART_STUN_SERVERS to answer (rendezvous nodes first), then an ICE restart
+//     (a new Attach with fresh candidates through the peer's rendezvous) with every peer whose path
+//     needed traversal (any not taken from a public locator; peers that reached us are looked up); beside
+//     it the rendezvous keepalives from the new address, a full netcheck and the locator re-published.
+//     The tunnel's roaming keepalive goes out before (daemon.ts, Tunnels.refreshPaths). A restart's
+//     pair is taken only if it has an endpoint (nothing never replaces something); each peer is
+//     restarted at most once per ICE_RESTART_MIN_INTERVAL_MS, a change within it runs when it ends.
 //   turnChanged (our TURN allocation came or went): peers it could help, or that it carried, are
 //     reconsidered at once rather than when their tunnel notices.
 import type { Logger } from 'pino';
 import {
-  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
+  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, ICE_RESTART_AFTER_FAILURE_MS, ICE_RESTART_MIN_INTERVAL_MS, ICE_RESTART_STUN_SERVERS, ICE_RESTART_STUN_WAIT_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
   RENDEZVOUS_COUNT,
 } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
@@ -34,7 +43,7 @@ import { realScheduler, type Scheduler, type TimerHandle } from '../base/schedul
 /** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
 export interface PathKeeperOverlay {
   readonly node: OwnerLookup & {
-    readonly rendezvous: Pick<OverlayNode['rendezvous'], 'prefer' | 'setCount'>;
+    readonly rendezvous: Pick<OverlayNode['rendezvous'], 'prefer' | 'setCount' | 'current' | 'refresh'>;
     readonly resolver: Pick<OverlayNode['resolver'], 'resolveNodeId'>;
   };
   advertise(service: string, candidates: Candidate[]): Promise<boolean>;
@@ -76,11 +85,19 @@ export interface KeptPeers {
   overlayPaths(): Iterable<{ peer: OverlayPeer<unknown>; established: boolean; endpoint: Endpoint | undefined }>;
 }
 
+/** One peer's ICE restarts: the last one's start, whether it is still running, and what waits for it. */
+interface Restart { at: number; timer: TimerHandle | undefined; busy: boolean; again: boolean; own: boolean }
+
 export class PathKeeper {
   private readonly paths = new Map<OverlayPeer<unknown>, PathChoice>();
   /** Traversals started per peer: the next one relays through another of its rendezvous nodes. */
   private readonly tries = new Map<OverlayPeer<unknown>, number>();
   private readonly retries = new Map<OverlayPeer<unknown>, { n: number; timer: TimerHandle | undefined }>();
+  /** The locator each traversal went by: an ICE restart needs no lookup when the peer did not move. */
+  private readonly locators = new Map<OverlayPeer<unknown>, LocatorRecord>();
+  /** The last ICE restart per peer, and the one deferred to the end of ICE_RESTART_MIN_INTERVAL_MS. */
+  private readonly restarts = new Map<OverlayPeer<unknown>, Restart>();
+  private rendezvousRefreshedAt = -Infinity;
   private timer: TimerHandle | undefined;
   private mappingRetries = 0;
   private readonly clock: Scheduler;
@@ -88,6 +105,9 @@ export class PathKeeper {
   private warnedUnvouched = false;
   /** Provider endpoints in service records that did not prove themselves, by service. */
   readonly providersRefused = { turn: 0, stun: 0, relay: 0 };
+  /** ICE restarts run, those deferred by ICE_RESTART_MIN_INTERVAL_MS, and those dropped because no STUN
+   *  server answered from our new address (offline, mid-move). */
+  readonly restartStats = { run: 0, deferred: 0, offline: 0 };
 
   constructor(private readonly o: PathKeeperOptions) {
     this.clock = o.clock ?? realScheduler;
@@ -175,7 +195,8 @@ export class PathKeeper {
 
   /** Attach + ICE towards a peer behind a NAT; its tunnel handshakes once a pair is selected. `replace`:
    *  'always' (a new peer, or its path went silent) or 'better' (a retry: only a better path is taken). */
-  traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, replace: 'always' | 'better' = 'always'): void {
+  traverse(peer: OverlayPeer<unknown>, locator: LocatorRecord, replace: 'always' | 'better' | 'restart' = 'always', done?: (ok: boolean) => void): void {
+    this.locators.set(peer, locator);
     const attempt = this.tries.get(peer) ?? 0;
     this.tries.set(peer, attempt + 1);
     // A direct pair that answers after ICE settled for a relay or nothing (checks go on, birthday probing
@@ -186,14 +207,21 @@ export class PathKeeper {
       if (!had || rank(late) > rank(had)) this.take(peer, late, had);
     };
     void this.o.traversal.reach(locator, attempt, onDirect).then((choice) => {
+      done?.(choice.endpoint !== undefined);
       if (this.closed || !this.o.peers.alive(peer)) { this.forget(peer); return; }
       const had = this.paths.get(peer);
+      // A restart that found nothing keeps what there was (the old pair may still be the one that works).
+      if (replace === 'restart' && !choice.endpoint) {
+        this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason }, 'ICE restart found no path; keeping the one there was');
+        if (!had || rank(had) < DIRECT) this.retryDirect(peer);
+        return;
+      }
       if (replace === 'better' && had && rank(choice) <= rank(had)) {
         if (rank(had) < DIRECT) this.retryDirect(peer);
         return;
       }
       this.take(peer, choice, had);
-    }).catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'));
+    }).catch((e: unknown) => { done?.(false); this.o.logger.warn({ err: (e as Error).message }, 'NAT traversal failed'); });
   }
 
   private take(peer: OverlayPeer<unknown>, choice: PathChoice, had: PathChoice | undefined): void {
@@ -217,17 +245,117 @@ export class PathKeeper {
     }
   }
 
+  /** Our addresses or route changed (no argument), or `only` this peer's path went silent: see the top. */
+  localChange(only?: OverlayPeer<unknown>, own = only === undefined): void {
+    if (this.closed) return;
+    for (const p of this.restarts.keys()) if (!this.o.peers.alive(p)) this.forget(p);
+    // Our own move: every peer not reached at a public locator, those that reached us too (looked up). A
+    // silent path: only a peer we traversed to; the tunnel's relocation covers the others.
+    const needs = (p: OverlayPeer<unknown>) => (own || this.paths.has(p)) && this.paths.get(p)?.how !== 'locator';
+    const candidates = only ? [only] : [...this.o.peers.overlayPaths()].map((t) => t.peer);
+    const due = candidates.filter((p) => this.o.peers.alive(p) && needs(p) && this.mayRestart(p, own));
+    if (!only || due.length > 0) this.refreshRendezvous();
+    if (!only) void this.checkNat();
+    if (due.length === 0) return;
+    // No address to send from (mid-move: the old uplink gone, the new one not up yet), or no STUN server
+    // answered from it: a restart now would find nothing, and the change that brings the new uplink
+    // runs it (finished() counts this one as failed).
+    const hasAddress = this.o.traversal.candidates().some((c) => c.type === 0);
+    void (hasAddress ? this.freshMapping() : Promise.resolve(false)).then((online) => {
+      if (!online) this.restartStats.offline++;
+      for (const p of due) {
+        if (this.closed || !this.o.peers.alive(p) || !online) { this.finished(p, false); continue; }
+        this.restartStats.run++;
+        const loc = this.locators.get(p);
+        const done = (ok: boolean) => this.finished(p, ok);
+        if (loc) this.traverse(p, loc, 'restart', done);
+        else this.reconsider(p, 'restart', done);
+      }
+    });
+  }
+
+  /** PING our rendezvous nodes now (from our current address, re-creating our NAT's mappings towards
+   *  them), at most once per ICE_RESTART_MIN_INTERVAL_MS. */
+  refreshRendezvous(): void {
+    const now = this.clock.now();
+    if (this.closed || now - this.rendezvousRefreshedAt < ICE_RESTART_MIN_INTERVAL_MS) return;
+    this.rendezvousRefreshedAt = now;
+    this.o.overlay.node.rendezvous.refresh();
+  }
+
+  /** One ICE restart per peer at a time, and one per ICE_RESTART_MIN_INTERVAL_MS after one that found a
+   *  path (ICE_RESTART_AFTER_FAILURE_MS after one that did not); one asked for sooner runs once when
+   *  the running one ends or the interval does (one timer per peer). `own`: asked for by our own move. */
+  private mayRestart(peer: OverlayPeer<unknown>, own: boolean): boolean {
+    const now = this.clock.now();
+    const r = this.restarts.get(peer);
+    if (r?.busy) { r.again = true; r.own ||= own; this.restartStats.deferred++; return false; }
+    if (!r || now - r.at >= ICE_RESTART_MIN_INTERVAL_MS) {
+      this.restarts.set(peer, { at: now, timer: undefined, busy: true, again: false, own: false });
+      return true;
+    }
+    this.restartStats.deferred++;
+    r.own ||= own;
+    r.timer ??= this.clock.setTimer(r.at + ICE_RESTART_MIN_INTERVAL_MS - now, () => {
+      r.timer = undefined;
+      if (!this.closed && this.o.peers.alive(peer)) this.localChange(peer, r.own);
+    });
+    return false;
+  }
+
+  /** A restart ended: one that found nothing lets the next come ICE_RESTART_AFTER_FAILURE_MS on (the
+   *  uplink it ran on may not have been up yet); one that waited for it runs now, or when allowed. */
+  private finished(peer: OverlayPeer<unknown>, ok: boolean): void {
+    const r = this.restarts.get(peer);
+    if (!r || this.closed) return;
+    r.busy = false;
+    if (!ok) r.at = Math.min(r.at, this.clock.now() - ICE_RESTART_MIN_INTERVAL_MS + ICE_RESTART_AFTER_FAILURE_MS);
+    if (!r.again) return;
+    r.again = false;
+    const own = r.own;
+    r.own = false;
+    this.localChange(peer, own);
+  }
+
+  /** Our public mapping as the first of a few STUN servers sees it (rendezvous nodes first: they are
+   *  public and answered us before), within ICE_RESTART_STUN_WAIT_MS; it becomes the srflx we offer.
+   *  False: there were servers to ask and every one failed (no answer after all its tries, no route). */
+  private async freshMapping(): Promise<boolean> {
+    const seen = new Set<string>();
+    const servers = [...this.o.overlay.node.rendezvous.current().map((c) => c.endpoint), ...this.o.stunServers, ...this.o.overlay.stunCandidates()]
+      .filter((e) => !seen.has(endpointKey(e)) && seen.add(endpointKey(e)) !== undefined).slice(0, ICE_RESTART_STUN_SERVERS);
+    if (servers.length === 0) return true;
+    let timer: TimerHandle | undefined;
+    // 'slow': nobody answered in time (a far server, a lost request): go on with what we have.
+    const mapped = await new Promise<Endpoint | 'slow' | undefined>((resolve) => {
+      timer = this.clock.setTimer(ICE_RESTART_STUN_WAIT_MS, () => resolve('slow'));
+      let left = servers.length;
+      for (const s of servers) {
+        void this.o.netcheck([s]).then((r) => r.publicEndpoint, () => undefined)
+          .then((e) => { if (e) resolve(e); else if (--left === 0) resolve(undefined); });
+      }
+    });
+    timer?.cancel();
+    if (mapped && mapped !== 'slow' && !this.closed) this.o.traversal.setPublicEndpoint(mapped);
+    return mapped !== undefined;
+  }
+
   /** Look the peer's locator up again and traverse (a relay came or went, or the peer went silent). */
-  reconsider(peer: OverlayPeer<unknown>, replace: 'always' | 'better'): void {
+  reconsider(peer: OverlayPeer<unknown>, replace: 'always' | 'better' | 'restart', done?: (ok: boolean) => void): void {
     void this.o.overlay.node.resolver.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex'))
-      .then((loc) => { if (loc && !this.closed && this.o.peers.alive(peer)) this.traverse(peer, loc, replace); })
-      .catch(() => undefined);
+      .then((loc) => {
+        if (loc && !this.closed && this.o.peers.alive(peer)) { this.traverse(peer, loc, replace, done); return; }
+        if (!loc) this.o.logger.info({ peer: peer.nodeIdHex }, 'the peer\'s locator was not found');
+        done?.(false);
+      })
+      .catch(() => done?.(false));
   }
 
   close(): void {
     this.closed = true;
     this.timer?.cancel();
     for (const r of this.retries.values()) r.timer?.cancel();
+    for (const r of this.restarts.values()) r.timer?.cancel();
   }
 
   /** Try for a better path later: after directRetryMs, doubling per retry up to ICE_DIRECT_RETRY_MAX_MS. One
@@ -251,6 +379,9 @@ export class PathKeeper {
     this.retries.delete(peer);
     this.tries.delete(peer);
     this.paths.delete(peer);
+    this.locators.delete(peer);
+    this.restarts.get(peer)?.timer?.cancel();
+    this.restarts.delete(peer);
   }
 }
 

@@ -112,6 +112,13 @@ export class Traversal {
     this.netcheck = r;
   }
 
+  /** A new public mapping learned from one STUN answer (an ICE restart after a move): the srflx candidate
+   *  offered from now on. The rest of the last netcheck stands until the next full one replaces it
+   *  (before any netcheck there is nothing to restart). */
+  setPublicEndpoint(e: Endpoint): void {
+    if (this.netcheck) this.netcheck = { ...this.netcheck, publicEndpoint: e };
+  }
+
   get behindNat(): boolean { return this.netcheck?.behindNat === true; }
 
   /** For status: what the last netcheck said. */

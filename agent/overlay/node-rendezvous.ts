@@ -116,6 +116,14 @@ export class Rendezvous {
     this.scheduleFill();
   }
 
+  /** Our address changed: PING the kept ones now, from the new address, so our NAT's mappings towards them
+   *  (through which they forward Attach to us) exist again at once rather than at the next keepalive. The
+   *  caller bounds how often (path-keeper.ts, ICE_RESTART_MIN_INTERVAL_MS). */
+  refresh(): void {
+    if (this.closed || this.count === 0) return;
+    void this.keepalive().catch(() => undefined);
+  }
+
   close(): void {
     this.closed = true;
     this.timer?.cancel();

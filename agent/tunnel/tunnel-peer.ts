@@ -28,6 +28,10 @@ export interface TunnelAdmission {
   /** HANDSHAKE_RELOCATE_AFTER_TRIES initiations went unanswered: the peer may have moved; look it up and
    *  setEndpoint(). */
   handshakeUnanswered(peer: TunnelPeer): void;
+  /** 'sending': data went out for PATH_SILENT_MS with nothing heard back, the path broke silently (a NAT
+   *  forgot or changed our mapping). 'receiving': a flow of data towards us stopped for RECEIVE_SILENT_MS
+   *  (it may have ended; our NAT may have forgotten us). Told once per silence. */
+  pathSilent?(peer: TunnelPeer, side: 'sending' | 'receiving'): void;
 }
 
 /** Which endpoints are a relay's (TURN, peer relay): the underlay knows. */
@@ -65,6 +69,12 @@ export interface TunnelStats {
   queueDropped: number; txNoEndpoint: number; roamed: number; callbackErrors: number;
   /** Relayed packets that did not move a tunnel off a fresh direct endpoint (Tunnels.roam). */
   roamHeld: number;
+  /** Silences reported to the admission (pathSilent): data sent for PATH_SILENT_MS, nothing heard. */
+  pathSilent: number;
+  /** Keepalives sent because a flow of data towards us stopped for RECEIVE_SILENT_MS. */
+  rxSilentKeepalive: number;
+  /** Keepalives answering a one-way flow towards us (FLOW_ACK_MS). */
+  flowAcks: number;
 }
 
 export interface Pending {
@@ -97,6 +107,8 @@ export class PeerState implements TunnelPeer {
   /** Last authenticated packet (transport or handshake) from the peer. */
   lastReceivedAt = -Infinity;
   lastDataAt = -Infinity;
+  /** Last inner packet received (not a keepalive): a flow towards us that stops is noticed (Tunnels.tick). */
+  lastRxDataAt = -Infinity;
   /** The last cookie the peer answered one of our initiations with (cookie.ts), and when. */
   cookie: Uint8Array | undefined;
   cookieAt = -Infinity;
@@ -127,7 +139,7 @@ export function newTunnelStats(): TunnelStats {
     rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
-    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
     handshakeQueueDropped: 0, cookieReplyRecv: 0,
   };
 }

@@ -18,6 +18,12 @@
 //   4. A responder session is confirmed by its first data; keepalives end here, packets go to the
 //      receiver (idloc/outside.ts), valid only during the call.
 //
+// Silent paths: a peer receiving a one-way flow answers it with a keepalive every FLOW_ACK_MS. Data sent for PATH_SILENT_MS with nothing at all received (a NAT on the way forgot or
+// changed our mapping) is told to the admission once per silence (pathSilent), so the path keeper
+// restarts ICE in about a second rather than after PEER_SILENT_MS. A flow of data towards us that stops
+// for RECEIVE_SILENT_MS gets one keepalive back, once per silence: if our NAT forgot its mapping, that
+// packet makes it again, before the sender's TCP has backed off far.
+//
 // Per peer: sessions current (send + receive), previous (receive only, so packets in flight across a
 // rekey still decrypt) and next (responder side: usable once the initiator proves it has the keys by
 // sending on it). Timers: one tick every TUNNEL_TICK_MS on the clock (base/scheduler.ts) drives retries,
@@ -28,7 +34,7 @@ import { hex } from '../base/bytes.js';
 import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
-  KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, PEER_SILENT_MS, REJECT_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
+  FLOW_ACK_MS, KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, PATH_SILENT_MS, PEER_SILENT_MS, RECEIVE_SILENT_MS, REJECT_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
   REKEY_TIMEOUT_MS, ROAM_DIRECT_HOLD_MS, TUNNEL_TICK_MS,
 } from '../base/constants.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
@@ -81,6 +87,10 @@ export class Tunnels implements HandshakeTable {
   private readonly byKey = new Map<string, PeerState>(); // Ed25519 hex
   private readonly scratch = {} as Transport; // reused by parseTransport on the hot path
   private readonly timer: TimerHandle;
+  /** Peers whose current silence was reported, as a sender and as a receiver (at most one entry per peer
+   *  in each; cleared when they speak). */
+  private readonly silentTx = new Set<PeerState>();
+  private readonly silentRx = new Set<PeerState>();
   private closed = false;
 
   constructor(opts: TunnelsOptions) {
@@ -122,6 +132,8 @@ export class Tunnels implements HandshakeTable {
     p.previous = p.current = p.next = p.pending = undefined;
     p.handshaking = false;
     p.queue = [];
+    this.silentTx.delete(p);
+    this.silentRx.delete(p);
     this.byKey.delete(p.publicKeyHex);
     if (this.byStatic.get(p.staticXHex) === p) this.byStatic.delete(p.staticXHex);
   }
@@ -146,12 +158,18 @@ export class Tunnels implements HandshakeTable {
   }
 
   /** The peer is elsewhere now (the overlay says so): use the new endpoint, and retry a handshake in
-   *  progress at once rather than after its backoff. */
-  setEndpoint(peer: TunnelPeer, endpoint: Endpoint): void {
+   *  progress at once rather than after its backoff. `nudge`: also when the endpoint is the same one
+   *  (an ICE restart found the old pair again, now through our new NAT mapping): the keepalive is what
+   *  makes the peer roam to that mapping. */
+  setEndpoint(peer: TunnelPeer, endpoint: Endpoint, nudge = false): void {
     const p = this.own(peer);
     if (!p || this.closed) return;
     const e = p.endpoint;
-    if (e && e.address === endpoint.address && e.port === endpoint.port) return;
+    if (e && e.address === endpoint.address && e.port === endpoint.port) {
+      const now = this.now();
+      if (nudge && p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);
+      return;
+    }
     const now = this.now();
     p.endpoint = { address: endpoint.address, port: endpoint.port };
     p.endpointFreshAt = now;
@@ -234,10 +252,33 @@ export class Tunnels implements HandshakeTable {
       if (p.current && !p.current.canReceive(now)) p.current = this.drop(p.current);
       const s = p.current;
       if (s && p.endpoint && s.canSend(now) && now - p.lastSentAt >= KEEPALIVE_INTERVAL_MS) this.transmit(p, s, EMPTY, now);
+      // A one-way flow towards us: answer it now and then, so its sender can tell our silence from a
+      // broken path (PATH_SILENT_MS).
+      else if (s && p.endpoint && s.canSend(now) && p.lastRxDataAt > p.lastSentAt && now - p.lastSentAt >= FLOW_ACK_MS) {
+        this.stats.flowAcks++;
+        this.transmit(p, s, EMPTY, now);
+      }
       // Both sides send keepalives, so a session that has heard nothing for PEER_SILENT_MS while we sent
       // is dead at the far end (peer restarted, or moved while idle): handshake, which may relocate it.
       if (s && !p.handshaking && now - p.lastReceivedAt > PEER_SILENT_MS && p.lastSentAt > p.lastReceivedAt
         && now - s.createdAt > PEER_SILENT_MS) this.handshakes.start(p, now);
+      // Data went out for PATH_SILENT_MS after the last thing we heard (lastDataAt counts both ways, so
+      // this reads "we kept sending data"): the path broke under us. Once per silence.
+      if (s && p.endpoint && Number.isFinite(p.lastReceivedAt)) {
+        if (p.lastDataAt - p.lastReceivedAt >= PATH_SILENT_MS && !this.silentTx.has(p)) {
+          this.silentTx.add(p);
+          this.stats.pathSilent++;
+          this.admit?.pathSilent?.(p, 'sending');
+        } else if (p.lastRxDataAt === p.lastReceivedAt && now - p.lastReceivedAt >= RECEIVE_SILENT_MS && s.canSend(now)
+          && !this.silentRx.has(p)) {
+          // A flow towards us stopped: one keepalive, which re-creates a mapping our NAT forgot (a
+          // port-preserving NAT gives the same one back, and the peer's packets get in again).
+          this.silentRx.add(p);
+          this.stats.rxSilentKeepalive++;
+          this.transmit(p, s, EMPTY, now);
+          this.admit?.pathSilent?.(p, 'receiving');
+        }
+      }
     }
   }
 
@@ -313,12 +354,15 @@ export class Tunnels implements HandshakeTable {
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
     this.roam(p, from, now);
     p.lastReceivedAt = now;
+    if (this.silentTx.size !== 0) this.silentTx.delete(p);
+    if (this.silentRx.size !== 0) this.silentRx.delete(p);
     p.rxBytes += msg.length;
     if (s === p.next) this.handshakes.confirmNext(p, now);
     if (pt.length === 0) this.stats.rxKeepalive++;
     else {
       this.stats.rxPackets++;
       p.lastDataAt = now;
+      p.lastRxDataAt = now;
       try {
         this.receiver.handlePacket(p, pt);
       } catch (e) {

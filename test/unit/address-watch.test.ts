@@ -22,3 +22,12 @@ describe('address watch: isLocatorChange', () => {
     assert.equal(isLocatorChange('garbage without an index', tap), false);
   });
 });
+
+describe('address watch: default route changes', () => {
+  it('a default route that comes or goes counts; one on our own TAP and other routes do not', () => {
+    assert.equal(isLocatorChange('default via 10.11.0.1 dev eth1 ', 'idloc0'), true);
+    assert.equal(isLocatorChange('Deleted default via 10.10.0.1 dev eth0 ', 'idloc0'), true);
+    assert.equal(isLocatorChange('default dev idloc0 scope link ', 'idloc0'), false);
+    assert.equal(isLocatorChange('10.11.0.0/24 dev eth1 proto kernel scope link src 10.11.0.2 ', 'idloc0'), false);
+  });
+});
