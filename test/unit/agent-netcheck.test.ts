@@ -1,7 +1,7 @@
 // Whole agents on the in-memory twins, one of them behind an in-process NAT router: every agent answers
 // STUN on its one socket, so `netcheck` needs no STUN server of its own — it asks overlay members on
 // distinct addresses and tells no NAT, a cone (endpoint-independent) and a symmetric mapping apart.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Agent } from '../../agent/daemon.js';
@@ -9,21 +9,13 @@ import { MemoryTap } from '../../agent/tap/memory-tap.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { MemoryNat } from '../../agent/conn/memory-nat.js';
 import { generateIdentity } from '../../agent/idloc/identity.js';
+import { keepEventLoopAlive, memoryAgent, sleep } from './memory-agent.js';
 
 const silent = pino({ level: 'silent' });
-// The overlay's and the memory network's timers are unref'd: keep the event loop alive while tests wait.
-const keepAlive = setInterval(() => undefined, 1000);
-after(() => clearInterval(keepAlive));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+keepEventLoopAlive();
 
 function agentOn(socket: MemorySocket, i: number, bootstrap?: string): Agent {
-  const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 1, i) });
-  const agent = new Agent({
-    identity: generateIdentity(), tap, socket, peers: [], logger: silent,
-    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4 },
-  });
-  agent.start();
-  return agent;
+  return memoryAgent(socket, i, { bootstrap, macByte: 1 });
 }
 
 async function joined(a: Agent): Promise<void> {

@@ -4,32 +4,22 @@
 // names a made-up NodeID, then relay frames for that NodeID; frames for a real client from an address that
 // never spoke to the overlay, and from a spoofed one. Counted: the relay frames that reach the victim and
 // the client. Whole agents over the in-memory network, as daemon.ts wires them.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { pino } from 'pino';
 import { Agent } from '../../agent/daemon.js';
-import { MemoryTap } from '../../agent/tap/memory-tap.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
 import { generateIdentity } from '../../agent/idloc/identity.js';
 import { marshalOverlayMessage } from '../../agent/overlay/codec.js';
 import { OVERLAY_DEFAULT_TTL } from '../../agent/base/constants.js';
 import { PR_TO_CLIENT, PR_TO_PEER, marshalPeerRelay } from '../../agent/nat/peer-relay-wire.js';
 import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
+import { keepEventLoopAlive, memoryAgent, sleep } from './memory-agent.js';
 
-const silent = pino({ level: 'silent' });
-const keepAlive = setInterval(() => undefined, 1000);
-after(() => clearInterval(keepAlive));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+keepEventLoopAlive();
 
 function agent(sock: MemorySocket, i: number, bootstrap?: string): Agent {
-  const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 9, i) });
-  const a = new Agent({
-    identity: generateIdentity(), tap, socket: sock, peers: [], logger: silent,
-    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4 },
-  });
-  a.start();
-  return a;
+  return memoryAgent(sock, i, { bootstrap, macByte: 9 });
 }
 
 /** Count the peer relay frames (0xD3) a socket receives, and hand everything on. */

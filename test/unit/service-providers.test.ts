@@ -3,30 +3,19 @@
 // the overlay) and another member's address (a node lives there, but not the stranger's key), beside its
 // own; providers() gives only its own, whether the record came from the storers or straight into the
 // asker's local store.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
 import { Agent } from '../../agent/daemon.js';
-import { MemoryTap } from '../../agent/tap/memory-tap.js';
 import { MemoryNetwork, type MemorySocket } from '../../agent/conn/memory-socket.js';
-import { generateIdentity } from '../../agent/idloc/identity.js';
 import type { AgentOverlay } from '../../agent/agent-overlay.js';
 import { createServiceRecord, marshalRecord, type Candidate } from '../../agent/overlay/records.js';
 import { endpointKey } from '../../agent/conn/socket.js';
+import { keepEventLoopAlive, memoryAgent, sleep } from './memory-agent.js';
 
-const silent = pino({ level: 'silent' });
-const keepAlive = setInterval(() => undefined, 1000);
-after(() => clearInterval(keepAlive));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+keepEventLoopAlive();
 
 function agent(sock: MemorySocket, i: number, bootstrap?: string): Agent {
-  const tap = new MemoryTap({ name: `mem${i}`, mac: Uint8Array.of(2, 0, 0, 0, 8, i) });
-  const a = new Agent({
-    identity: generateIdentity(), tap, socket: sock, peers: [], logger: silent,
-    overlay: { bootstraps: bootstrap ? [{ address: bootstrap, port: 4500 }] : [], puzzleDifficulty: 4, offerPeerRelay: false },
-  });
-  a.start();
-  return a;
+  return memoryAgent(sock, i, { bootstrap, macByte: 8, overlay: { offerPeerRelay: false } });
 }
 const overlayOf = (a: Agent) => (a as unknown as { overlay: AgentOverlay }).overlay;
 
