@@ -100,8 +100,6 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     let current = identity;
     const agent = new Agent({
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun, keptNames,
-      // node:dgram: a few STUN answers a second, no batching needed.
-      changePortSocket: (port) => UdpSocket.bind(port),
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
       ...(config.offerTurn ? { offerTurn: config.offerTurn } : {}),
       // Birthday probing opens 256 cheap sockets (node:dgram); the one a tunnel ends up using is reopened
