@@ -146,6 +146,9 @@ export class PathKeeper {
       this.soon(NETCHECK_MAPPING_RETRY_MS);
     } else if (r && r.mapping !== 'unknown') this.mappingRetries = 0;
     if (!r || this.closed) return;
+    // A check nobody answered says nothing about our mapping: keep the last one that was answered (else
+    // one lost STUN exchange takes our srflx candidate out of every Attach until the next netcheck).
+    if (!r.udp && traversal.netcheckAnswered) return;
     const was = traversal.behindNat;
     traversal.setNetcheck(r);
     // Behind a NAT: rendezvous preferably with members that relay (they are public, and a peer that

@@ -121,6 +121,9 @@ export class Traversal {
 
   get behindNat(): boolean { return this.netcheck?.behindNat === true; }
 
+  /** Did the last netcheck we kept get an answer (a public endpoint)? */
+  get netcheckAnswered(): boolean { return this.netcheck?.udp === true; }
+
   /** For status: what the last netcheck said. */
   natStatus(): { behindNat: boolean | undefined; mapping: string; public: string | null; summary: string } | null {
     const r = this.netcheck;
