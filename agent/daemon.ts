@@ -26,6 +26,8 @@ import { TurnVouch } from './nat/service-proof.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal } from './nat/traversal.js';
 import { PathKeeper } from './nat/path-keeper.js';
+import { StandbyPaths } from './nat/standby.js';
+import type { Uplink } from './conn/uplinks.js';
 import type { TurnConfig, TurnSecret } from './nat/turn-relay.js';
 import { Underlay, type UnderlayOptions } from './nat/underlay.js';
 import { netcheck, type NetcheckReport } from './nat/netcheck.js';
@@ -72,6 +74,9 @@ export interface AgentOptions {
   onIdentityChanged?: (identity: Identity) => void | Promise<void>;
   /** Names kept in the state dir (names-state.ts): registered again at start, and `register` keeps them. */
   keptNames?: KeptNames;
+  /** This host's uplinks (conn/uplinks.ts readUplinks): with two or more, standby paths on the others
+   *  (nat/standby.ts). Absent: none. */
+  uplinks?: () => Uplink[];
   /** Time for every layer but the overlay (which keeps its own Scheduler): a twin in tests that move the clock. */
   clock?: Scheduler;
 }
@@ -94,6 +99,8 @@ export class Agent {
   /** Keeps this host's NAT view and each overlay peer's path current. */
   private readonly pathKeeper: PathKeeper | undefined;
   private readonly discovery: Discovery | undefined;
+  /** Tested paths out of our other uplinks, for a failover without a handshake. */
+  private readonly standby: StandbyPaths | undefined;
   private identity: Identity;
   private closed = false;
 
@@ -154,6 +161,15 @@ export class Agent {
       allow: o.allow ?? 'overlay', clock,
       ...(overlay ? { overlay: { locate: (k: Uint8Array) => overlay.locate(k), puzzleDifficulty: overlay.node.puzzleDifficulty } } : {}),
     });
+    if (o.uplinks) {
+      const uplinks = o.uplinks;
+      this.standby = new StandbyPaths({
+        tunnels: this.tunnels, uplinks, logger: log('standby'), clock, stun: this.stun,
+        peers: () => this.directPeers(),
+        stunServers: () => [...(overlay?.node.rendezvous.current().map((c) => c.endpoint) ?? []), ...(o.stunServers ?? []), ...(overlay?.stunCandidates() ?? [])],
+      });
+    }
+    const standby = this.standby;
     if (overlay) {
       const ov = o.overlay!;
       this.traversal = new Traversal({
@@ -168,6 +184,7 @@ export class Agent {
         ...(o.turn && 'secret' in o.turn ? { turnVouch: { vouch: new TurnVouch(o.turn.secret), publicKey: identity.publicKey } } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         netcheck: (servers) => this.netcheck(servers), peers: this.peers, routes: underlay, clock,
+        ...(standby ? { standby: { covers: (p) => standby.covers((p as { link: TunnelPeer }).link) } } : {}),
       });
       this.discovery = new Discovery({ overlay, peers: this.peers, inside: this.inside, outside: this.outside, clock });
       this.inside.lookUpUnknownWith(this.discovery);
@@ -175,7 +192,7 @@ export class Agent {
     }
 
     // Connect, once: what arrives goes up to its layer; strangers and lost peers go to the peers.
-    this.peers.keepPathsWith(this.pathKeeper, this.discovery);
+    this.peers.keepPathsWith(this.pathKeeper, this.discovery, standby);
     this.tunnels.admitWith(this.peers);
     // A peer relay forwards only from sources the overlay verified: a PING to it before our first frame.
     if (overlay) underlay.peerRelay.verifyRelaysWith((relay) => overlay.node.kad.rpc.request(relay, { type: 'ping', sender: overlay.node.kad.self }), () => clock.now());
@@ -211,6 +228,7 @@ export class Agent {
     this.o.logger.info('local addresses changed; refreshing paths to peers');
     this.tunnels.refreshPaths();
     this.overlay?.addressesChanged();
+    this.standby?.uplinksChanged();
     // ICE restarts with peers behind NATs, rendezvous keepalives, netcheck (path-keeper.ts localChange).
     this.pathKeeper?.localChange();
   }
@@ -248,7 +266,16 @@ export class Agent {
       identity: this.identity, tap: this.o.tap, socket: this.o.socket, peers: this.peers, tunnels: this.tunnels,
       inside: this.inside, outside: this.outside, underlay: this.underlay, stun: this.stun, ice: this.ice,
       traversal: this.traversal, pathKeeper: this.pathKeeper, overlay: this.overlay, discovery: this.discovery,
+      standby: this.standby,
     });
+  }
+
+  /** Peers with a session on a direct path (not a relay's virtual endpoint), for the standby paths. */
+  private *directPeers(): Iterable<TunnelPeer> {
+    for (const p of this.map.values()) {
+      const e = p.link.endpoint;
+      if (e && !this.underlay.relayRoute(e) && !this.underlay.probeRoute(e) && this.tunnels.established(p.link)) yield p.link;
+    }
   }
 
   private async ipv4Changed(attempt: number): Promise<void> {
@@ -264,6 +291,7 @@ export class Agent {
     this.peers.close();
     this.discovery?.close();
     this.pathKeeper?.close();
+    this.standby?.close();
     this.ice.close();
     await this.underlay.close();
     this.stun.close();

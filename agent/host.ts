@@ -8,6 +8,7 @@ import type { Server } from 'node:net';
 import { Agent } from './daemon.js';
 import type { Config } from './config.js';
 import { networkInterfaces } from 'node:os';
+import { readUplinks } from './conn/uplinks.js';
 import { loadOrCreateIdentity, saveIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
 import { OVERLAY_IPV4_PREFIX_LEN, OVERLAY_IPV6_PREFIX_LEN } from './base/constants.js';
@@ -102,6 +103,8 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun, keptNames,
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
       ...(config.offerTurn ? { offerTurn: config.offerTurn } : {}),
+      // Standby paths need sends pinned to an interface, which only the native socket does.
+      ...(socket instanceof NativeUdpSocket ? { uplinks: readUplinks } : {}),
       // Birthday probing opens 256 cheap sockets (node:dgram); the one a tunnel ends up using is reopened
       // on its port as the batched native one when the addon is built.
       ...(config.portProbing ? {

@@ -68,6 +68,9 @@ export interface PeersOptions {
   clock?: Scheduler;
 }
 
+/** Takes a silent path over before the path keeper does (nat/standby.ts): true when it did. */
+export interface SilentPathTaker { pathSilent(tp: TunnelPeer, side: 'sending' | 'receiving'): boolean }
+
 export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
   readonly stats: OverlayPeerStats = {
     admitted: 0, badPuzzle: 0, full: 0, relocated: 0, evictedNoData: 0, evictedQuiet: 0, evictedForRoom: 0, relocateDropped: 0,
@@ -79,6 +82,7 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
   private readonly clock: Scheduler;
   private readonly sweeper: TimerHandle;
   private keeper: PathKeeper | undefined;
+  private standby: SilentPathTaker | undefined;
   private discovery: Discovery | undefined;
   private closed = false;
 
@@ -89,9 +93,10 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
   }
 
   /** Connect the path keeper and discovery (both are built with these peers). */
-  keepPathsWith(keeper: PathKeeper | undefined, discovery: Discovery | undefined): void {
+  keepPathsWith(keeper: PathKeeper | undefined, discovery: Discovery | undefined, standby?: SilentPathTaker): void {
     this.keeper = keeper;
     this.discovery = discovery;
+    this.standby = standby;
   }
 
   get map(): PeerMap<TunnelPeer> { return this.o.map; }
@@ -195,7 +200,10 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
    *  PINGed again (rate-limited there) for the Attach that the peer may send. */
   pathSilent(tp: TunnelPeer, side: 'sending' | 'receiving'): void {
     const peer = this.o.map.getByLink(tp);
-    if (!peer || !this.keeper || this.closed) return;
+    if (!peer || this.closed) return;
+    // A standby path on another uplink of ours takes the traffic at once (nat/standby.ts).
+    if (this.standby?.pathSilent(tp, side)) return;
+    if (!this.keeper) return;
     if (side === 'receiving') { this.keeper.refreshRendezvous(); return; }
     this.o.logger.info({ peer: peer.nodeIdHex }, 'path to peer went silent while sending; restarting ICE');
     this.keeper.localChange(peer);

@@ -37,7 +37,21 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     rows.push([p.nodeId.slice(0, 12), p.ipv4 === '0.0.0.0' ? '(looking up)' : p.ipv4, p.ipv6, p.source, p.pair ?? p.endpoint ?? '-', pathWords(p),
       p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`, ago(p.lastHandshake, now), bytes(p.rxBytes), bytes(p.txBytes), p.pathReason]);
   }
-  return head + table(rows);
+  return head + table(rows) + standbyLines(s);
+}
+
+/** "standby  PEER: via eth1 (mapped 203.0.113.7:4500) answered 3 s ago; traffic moved to eth1". */
+function standbyLines(s: AgentStatus): string {
+  let out = '';
+  for (const p of s.peers) {
+    const sb = p.standby;
+    if (!sb) continue;
+    const parts = sb.ours.map((o) => `via ${o.uplink}${o.mapped ? ` (mapped ${o.mapped})` : ' (no mapping yet)'} ${o.answeredAgoMs === null ? 'not answered yet' : `answered ${Math.round(o.answeredAgoMs / 1000)} s ago`}`);
+    if (sb.theirs) parts.push(`the peer's other uplink ${sb.theirs.endpoint}, heard ${Math.round(sb.theirs.heardAgoMs / 1000)} s ago`);
+    if (sb.pinned) parts.push(`traffic moved to ${sb.pinned} (the preferred uplink failed)`);
+    out += `standby  ${p.nodeId.slice(0, 12)}: ${parts.join('; ')}\n`;
+  }
+  return out;
 }
 
 /** "direct", "TURN 203.0.113.9:3478", "peer relay 203.0.113.1:4500", "none". */

@@ -12,6 +12,7 @@ import type { Outside, OutsideStats } from './idloc/outside.js';
 import type { DemuxStats } from './nat/demux.js';
 import type { IceAgent } from './nat/ice.js';
 import type { PathKeeper } from './nat/path-keeper.js';
+import type { StandbyPaths, StandbyStatus } from './nat/standby.js';
 import type { PeerRelayClientStats } from './nat/peer-relay-client.js';
 import type { PeerRelayServerStats } from './nat/peer-relay-server.js';
 import type { StunEndpoint } from './nat/stun-endpoint.js';
@@ -44,6 +45,9 @@ export interface PeerStatus {
   pair: string | null;
   /** Why the path is what it is, in words a user can act on. */
   pathReason: string;
+  /** Standby paths on our other uplinks (and the peer's towards us), and the uplink the traffic was moved
+   *  to by a failover; null without any. */
+  standby: StandbyStatus | null;
   state: string;
   lastHandshake: string | null;
   rxBytes: number;
@@ -80,6 +84,7 @@ export interface AgentStatus {
     };
     /** Sockets for birthday probing of a hard NAT (null: this agent cannot open them). */
     probeSockets: ProbeSocketsStats | null;
+    standby: StandbyPaths['stats'] | null;
   };
   /** What was dropped or turned away as possibly hostile, by layer and kind (status-refused.ts). */
   refused: Refused;
@@ -133,6 +138,7 @@ export interface StatusSources {
   pathKeeper: PathKeeper | undefined;
   overlay: AgentOverlay | undefined;
   discovery: Discovery | undefined;
+  standby?: StandbyPaths | undefined;
 }
 
 /** `idloc-agent status`: every peer with its path and why, the overlay, the NAT, every counter. */
@@ -160,6 +166,7 @@ export function statusOf(s: StatusSources): AgentStatus {
       rttMs: t?.rttMs ?? null,
       pair: candidatePair(endpoint, route, choice, { host, relayed: s.underlay.turn?.candidate() }),
       pathReason: pathReason(t?.state, endpoint, choice, route?.text),
+      standby: s.standby?.status(p.link) ?? null,
       state: t?.state ?? 'none',
       lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
       rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,
@@ -185,6 +192,7 @@ export function statusOf(s: StatusSources): AgentStatus {
         server: u.peerRelayServer ? { ...u.peerRelayServer.stats, handles: u.peerRelayServer.handleCount } : null,
       },
       probeSockets: u.probes ? { ...u.probes.stats } : null,
+      standby: s.standby ? { ...s.standby.stats } : null,
     },
   };
   const ov = s.overlay?.node.stats();

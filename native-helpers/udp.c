@@ -7,7 +7,11 @@
 //   recv arena   slot i at i * slot_size; meta per delivered datagram (RECV_STRIDE words), dense:
 //                [len, family (4|6), port, slot, addr0, addr1, addr2, addr3]
 //   send arena   packed by JS; meta per queued datagram (SEND_STRIDE):
-//                [offset, len, family, port, addr0..addr3]
+//                [offset, len, family, port, addr0..addr3, ifindex]
+//                ifindex != 0: the datagram leaves through that interface whatever the routing table
+//                prefers (IP_PKTINFO), with that interface's address as its source. A multihomed host
+//                keeps a standby path on its second uplink this way, through the same socket and port,
+//                so the NAT mapping it keeps open is the one its traffic takes when the first uplink goes.
 //   stats        Float64Array, cumulative, exact to 2^53:
 //                [received, sent, sendErrors, dropped (EAGAIN on send), truncated, recvErrors]
 // IPv4 addresses are one host-order u32 in addr0; IPv6 (not bound yet, but the layout and sockaddr
@@ -22,11 +26,12 @@ napi_status aead_register(napi_env env, napi_value exports);
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define RECV_STRIDE 8
-#define SEND_STRIDE 8
+#define SEND_STRIDE 9
 #define MAX_SLOTS 1024
 #define BUFFER_BYTES (4 * 1024 * 1024)
 
@@ -52,7 +57,11 @@ typedef struct usock {
   struct mmsghdr *rmsgs, *smsgs;
   struct iovec *riov, *siov;
   struct sockaddr_storage *raddr, *saddr;
+  uint8_t *sctrl;  // one IP_PKTINFO control message per send slot
 } usock_t;
+
+// Room for either family's packet-info control message.
+#define CTRL_BYTES CMSG_SPACE(sizeof(struct in6_pktinfo))
 
 struct net_state {
   usock_t *socks;
@@ -84,6 +93,7 @@ static void free_sock(usock_t *s) {
   free(s->siov);
   free(s->raddr);
   free(s->saddr);
+  free(s->sctrl);
   free(s);
 }
 
@@ -166,6 +176,32 @@ static socklen_t get_addr(const uint32_t *m, struct sockaddr_storage *ss) {
   a->sin6_port = htons((uint16_t)m[1]);
   for (int w = 0; w < 4; w++) a->sin6_addr.s6_addr32[w] = htonl(m[2 + w]);
   return sizeof *a;
+}
+
+// The interface a datagram must leave through (0: wherever the routing table sends it). The kernel then
+// routes by the routes through that interface only and takes its address as the source.
+static void set_out_interface(struct msghdr *mh, uint8_t *ctrl, uint32_t family, uint32_t ifindex) {
+  if (ifindex == 0) {
+    mh->msg_control = NULL;
+    mh->msg_controllen = 0;
+    return;
+  }
+  memset(ctrl, 0, CTRL_BYTES);
+  mh->msg_control = ctrl;
+  struct cmsghdr *c = (struct cmsghdr *)ctrl;
+  if (family == 4) {
+    mh->msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+    ((struct in_pktinfo *)CMSG_DATA(c))->ipi_ifindex = (int)ifindex;
+  } else {
+    mh->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+    ((struct in6_pktinfo *)CMSG_DATA(c))->ipi6_ifindex = ifindex;
+  }
 }
 
 // One recvmmsg per wake-up: the poll is level-triggered, so anything left fires again next loop
@@ -268,7 +304,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   uint32_t nr = (uint32_t)rslots, ns = (uint32_t)sslots;
   if (!s || !(s->rmsgs = calloc(nr, sizeof *s->rmsgs)) || !(s->riov = calloc(nr, sizeof *s->riov)) ||
       !(s->raddr = calloc(nr, sizeof *s->raddr)) || !(s->smsgs = calloc(ns, sizeof *s->smsgs)) ||
-      !(s->siov = calloc(ns, sizeof *s->siov)) || !(s->saddr = calloc(ns, sizeof *s->saddr))) {
+      !(s->siov = calloc(ns, sizeof *s->siov)) || !(s->saddr = calloc(ns, sizeof *s->saddr)) ||
+      !(s->sctrl = calloc(ns, CTRL_BYTES))) {
     if (s) free_sock(s);
     close(fd);
     return throw_errno(env, "udpOpen", ENOMEM);
@@ -347,6 +384,7 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
     if ((size_t)m[0] + m[1] > s->slen) return range_error(env, "send meta points outside sendBuf");
     s->siov[i] = (struct iovec){.iov_base = s->sbase + m[0], .iov_len = m[1]};
     s->smsgs[i].msg_hdr.msg_namelen = get_addr(m + 2, &s->saddr[i]);
+    set_out_interface(&s->smsgs[i].msg_hdr, s->sctrl + (size_t)i * CTRL_BYTES, m[2], m[8]);
   }
   uint32_t i = 0;
   while (i < n) {

@@ -680,6 +680,36 @@ export const PEER_RELAY_REVERIFY_MS = RENDEZVOUS_KEEPALIVE_MS;
  *  initiation and its retry, or a few packets; the rest are dropped and counted, as a queue would. */
 export const PEER_RELAY_PENDING_MAX = 8;
 
+// ---- nat/: standby paths on a host with several uplinks (agent/nat/standby.ts, conn/uplinks.ts) ----
+
+/** Uplinks a host keeps standby paths on, besides the one in use: Wi-Fi + LTE + a wire is three; a table
+ *  bounded by what a host can have plugged in. */
+export const STANDBY_UPLINKS_MAX = 4;
+/** A standby path not (or no longer) answered is probed this often: opening it takes a packet from each
+ *  side through its own NAT, and one lost probe should cost a second, not a keepalive interval. */
+export const STANDBY_PROBE_MS = 1_000;
+/** An answered standby path is probed this often: like the tunnels' KEEPALIVE_INTERVAL_MS, well inside the
+ *  ~30 s after which home routers forget an idle UDP mapping. */
+export const STANDBY_KEEPALIVE_MS = 15_000;
+/** A standby path answered within this long is trusted to take the traffic at once (two keepalive rounds
+ *  and a probe: one lost round does not make it stale). */
+export const STANDBY_FRESH_MS = 2 * STANDBY_KEEPALIVE_MS + STANDBY_PROBE_MS;
+/** Our public mapping on each uplink is asked of a STUN server this often (and on every change of
+ *  uplinks): the offer we send peers names it. */
+export const STANDBY_REMAP_MS = 60_000;
+/** How often the standby paths are looked after; also the granularity of STANDBY_PROBE_MS. */
+export const STANDBY_TICK_MS = 250;
+/** A flow towards us stopped (tunnels' RECEIVE_SILENT_MS): the active path is probed, and if this passes
+ *  with no answer the traffic moves to a fresh standby. A few round trips of a continental path: long
+ *  enough that a live path answers, short enough that the move comes before TCP has backed off far. */
+export const STANDBY_CHECK_MS = 250;
+/** Traffic moved off an uplink goes back to it once its own standby probes have been answered for this
+ *  long: the preferred (cheaper, first) uplink wins again, and a path that flaps does not flip every probe. */
+export const STANDBY_FAILBACK_MS = 5_000;
+/** Answers to a peer's offers (packets to an address the peer names) are sent at most this often per
+ *  peer: an authenticated peer still cannot make us send a stream to somebody else. */
+export const STANDBY_OFFER_ANSWER_MIN_MS = 500;
+
 // ---- agent: finding and admitting peers (agent/discovery.ts, peers.ts) ---------------------------
 
 /** Packets held per unknown destination while its lookup runs: a TCP SYN and its retries, or a few pings,

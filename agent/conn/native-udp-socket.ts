@@ -19,7 +19,8 @@ import type { DatagramSocket, Endpoint } from './socket.js';
 import { loadNetAddon, type NetAddon } from './native-net.js';
 import { UDP_BATCH, UDP_ENDPOINT_CACHE_MAX, UDP_RECV_SLOT_BYTES, UDP_SEND_ARENA_BYTES } from '../base/constants.js';
 
-const STRIDE = 8; // u32 words of meta per datagram (see udp.c)
+const STRIDE = 8; // u32 words of meta per received datagram (see udp.c)
+const SEND_STRIDE = 9; // and per datagram to send: the last is the interface it must leave through
 
 const enum St { Received, Sent, SendErrors, Dropped, Truncated, RecvErrors, Count }
 
@@ -40,7 +41,7 @@ export class NativeUdpSocket implements DatagramSocket {
   private readonly rbuf = Buffer.allocUnsafeSlow(UDP_BATCH * UDP_RECV_SLOT_BYTES);
   private readonly rmeta = new Uint32Array(UDP_BATCH * STRIDE);
   private readonly sbuf = Buffer.allocUnsafeSlow(UDP_SEND_ARENA_BYTES);
-  private readonly smeta = new Uint32Array(UDP_BATCH * STRIDE);
+  private readonly smeta = new Uint32Array(UDP_BATCH * SEND_STRIDE);
   private readonly id: number;
   private handler: ((msg: Buffer, from: Endpoint) => void) | undefined;
   private queued = 0;
@@ -100,12 +101,13 @@ export class NativeUdpSocket implements DatagramSocket {
     const off = this.used;
     this.sbuf.set(msg, off);
     this.used = off + len;
-    const m = i * STRIDE, meta = this.smeta;
+    const m = i * SEND_STRIDE, meta = this.smeta;
     meta[m] = off;
     meta[m + 1] = len;
     meta[m + 2] = 4;
     meta[m + 3] = to.port;
     meta[m + 4] = addr;
+    meta[m + 8] = to.via ?? 0;
     if (this.queued === UDP_BATCH) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;

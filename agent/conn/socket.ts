@@ -6,6 +6,10 @@
 export interface Endpoint {
   address: string;
   port: number;
+  /** Send out of this interface (its index), whatever the routing table prefers: a multihomed host's
+   *  standby path on its second uplink (nat/standby.ts). Only the native socket honours it; received
+   *  endpoints never carry it, and it is not part of the endpoint's key. */
+  via?: number;
 }
 
 export interface DatagramSocket {

@@ -72,6 +72,8 @@ export interface PathKeeperOptions {
   turnVouch?: { vouch: TurnVouch; publicKey: Uint8Array };
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
   peers: KeptPeers;
+  /** Standby paths on our other uplinks (standby.ts): a peer one covers needs no ICE restart on our move. */
+  standby?: { covers(peer: OverlayPeer<unknown>): boolean };
   clock?: Scheduler;
 }
 
@@ -107,7 +109,7 @@ export class PathKeeper {
   readonly providersRefused = { turn: 0, stun: 0, relay: 0 };
   /** ICE restarts run, those deferred by ICE_RESTART_MIN_INTERVAL_MS, and those dropped because no STUN
    *  server answered from our new address (offline, mid-move). */
-  readonly restartStats = { run: 0, deferred: 0, offline: 0 };
+  readonly restartStats = { run: 0, deferred: 0, offline: 0, standby: 0 };
 
   constructor(private readonly o: PathKeeperOptions) {
     this.clock = o.clock ?? realScheduler;
@@ -256,7 +258,8 @@ export class PathKeeper {
     // silent path: only a peer we traversed to; the tunnel's relocation covers the others.
     const needs = (p: OverlayPeer<unknown>) => (own || this.paths.has(p)) && this.paths.get(p)?.how !== 'locator';
     const candidates = only ? [only] : [...this.o.peers.overlayPaths()].map((t) => t.peer);
-    const due = candidates.filter((p) => this.o.peers.alive(p) && needs(p) && this.mayRestart(p, own));
+    const covered = (p: OverlayPeer<unknown>) => own && this.o.standby?.covers(p) === true && ++this.restartStats.standby > 0;
+    const due = candidates.filter((p) => this.o.peers.alive(p) && needs(p) && !covered(p) && this.mayRestart(p, own));
     if (!only || due.length > 0) this.refreshRendezvous();
     if (!only) void this.checkNat();
     if (due.length === 0) return;

@@ -259,7 +259,7 @@ export class StunEndpoint {
     this.stats.transactions++;
     return new Promise<StunOutcome>((resolve) => {
       const t: Transaction = {
-        key: txid.toString('latin1'), to: { address: to.address, port: to.port }, bytes,
+        key: txid.toString('latin1'), to: { ...to }, bytes, // with `via`: a standby uplink's mapping (standby.ts)
         password: attrs.password, anySource: opts.anySource ?? false,
         rto: opts.rtoMs ?? this.o.rtoMs ?? STUN_RTO_INITIAL_MS,
         maxTransmits: Math.max(1, opts.maxTransmits ?? this.o.maxTransmits ?? STUN_MAX_TRANSMITS),

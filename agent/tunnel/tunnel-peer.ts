@@ -16,6 +16,16 @@ export interface TunnelPeer {
 }
 
 /** Where decrypted packets go (idloc/outside.ts). `packet` lives in a scratch buffer: copy it to keep it. */
+/** Plaintexts whose first byte is below this are control messages (an IP packet starts with 0x4_ or 0x6_). */
+export const CONTROL_BELOW = 0x10;
+
+/** A control message from the peer (valid only during the call), and where it came from. */
+export type ControlReceiver = (peer: TunnelPeer, message: Buffer, from: Endpoint) => void;
+
+export function endpointOf(address: string, port: number, via: number | undefined): Endpoint {
+  return via === undefined ? { address, port } : { address, port, via };
+}
+
 export interface PacketReceiver {
   handlePacket(peer: TunnelPeer, packet: Buffer): void;
 }
@@ -54,6 +64,8 @@ export interface TunnelPeerStatus {
 export interface TunnelStats {
   rxPackets: number; txPackets: number; // inner packets delivered / sent (keepalives excluded)
   rxKeepalive: number; txKeepalive: number;
+  /** Control messages (nat/standby-wire.ts) received and sent. */
+  rxControl: number; txControl: number;
   rxInvalid: number; // malformed: wrong length, reserved bits, bad payload size, unknown type
   rxBadMac: number; // mac1 did not verify: random or misdirected handshake datagrams
   rxDecryptFailed: number; rxReplayed: number; rxUnknownPeer: number; rxUnknownIndex: number;
@@ -136,7 +148,7 @@ export class PeerState implements TunnelPeer {
 
 export function newTunnelStats(): TunnelStats {
   return {
-    rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
+    rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxControl: 0, txControl: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
     queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,

@@ -16,7 +16,9 @@
 //      Anything that fails is counted and dropped.
 //   3. Roaming: the authenticated packet's source becomes the peer's endpoint (roam()).
 //   4. A responder session is confirmed by its first data; keepalives end here, packets go to the
-//      receiver (idloc/outside.ts), valid only during the call.
+//      receiver (idloc/outside.ts), valid only during the call. A plaintext whose first byte is below
+//      0x10 is no IP packet but a control message (nat/standby-wire.ts): it goes to onControl() instead,
+//      without roaming and without counting as hearing from the peer (it may come along another path).
 //
 // Silent paths: a peer receiving a one-way flow answers it with a keepalive every FLOW_ACK_MS. Data sent for PATH_SILENT_MS with nothing at all received (a NAT on the way forgot or
 // changed our mapping) is told to the admission once per silence (pathSilent), so the path keeper
@@ -47,7 +49,7 @@ import type { Session } from './session.js';
 import { Handshakes, type HandshakeTable } from './handshake.js';
 import { HandshakeGate } from './handshake-gate.js';
 import {
-  PeerState, newTunnelStats, type PacketReceiver, type RelayedPaths, type TunnelAdmission, type TunnelPeer, type TunnelPeerStatus,
+  CONTROL_BELOW, PeerState, endpointOf, newTunnelStats, type ControlReceiver, type PacketReceiver, type RelayedPaths, type TunnelAdmission, type TunnelPeer, type TunnelPeerStatus,
   type TunnelStats,
 } from './tunnel-peer.js';
 
@@ -68,7 +70,7 @@ export interface TunnelsOptions {
   clock?: Scheduler;
 }
 
-export type { PacketReceiver, RelayedPaths, TunnelAdmission, TunnelPeer, TunnelPeerStatus, TunnelStats } from './tunnel-peer.js';
+export type { ControlReceiver, PacketReceiver, RelayedPaths, TunnelAdmission, TunnelPeer, TunnelPeerStatus, TunnelStats } from './tunnel-peer.js';
 
 export class Tunnels implements HandshakeTable {
   readonly stats: TunnelStats = newTunnelStats();
@@ -91,6 +93,7 @@ export class Tunnels implements HandshakeTable {
    *  in each; cleared when they speak). */
   private readonly silentTx = new Set<PeerState>();
   private readonly silentRx = new Set<PeerState>();
+  private control: ControlReceiver | undefined;
   private closed = false;
 
   constructor(opts: TunnelsOptions) {
@@ -165,13 +168,13 @@ export class Tunnels implements HandshakeTable {
     const p = this.own(peer);
     if (!p || this.closed) return;
     const e = p.endpoint;
-    if (e && e.address === endpoint.address && e.port === endpoint.port) {
+    if (e && e.address === endpoint.address && e.port === endpoint.port && e.via === endpoint.via) {
       const now = this.now();
       if (nudge && p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);
       return;
     }
     const now = this.now();
-    p.endpoint = { address: endpoint.address, port: endpoint.port };
+    p.endpoint = endpointOf(endpoint.address, endpoint.port, endpoint.via);
     p.endpointFreshAt = now;
     // A new path gets its own HANDSHAKE_RELOCATE_AFTER_TRIES: the tries the old one used up say nothing
     // about it (and must not send us looking for the peer again the moment we found it a better path).
@@ -180,6 +183,8 @@ export class Tunnels implements HandshakeTable {
     // to it, instead of answering along the old one until our next packet.
     else if (p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);
   }
+
+  established(peer: TunnelPeer): boolean { return this.own(peer)?.current?.canSend(this.now()) === true; }
 
   peerByKey(publicKeyHex: string): TunnelPeer | undefined {
     return this.byKey.get(publicKeyHex.toLowerCase());
@@ -329,7 +334,8 @@ export class Tunnels implements HandshakeTable {
       return;
     }
     if (e) this.stats.roamed++;
-    p.endpoint = { address: from.address, port: from.port };
+    // The interface we send out of is our side's choice (a standby uplink after a failover), not the peer's.
+    p.endpoint = endpointOf(from.address, from.port, e?.via);
     p.endpointFreshAt = now;
   }
 
@@ -352,6 +358,7 @@ export class Tunnels implements HandshakeTable {
     const pt = s.decrypt(msg, t.counter);
     if (pt === undefined) { this.stats.rxDecryptFailed++; return; }
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
+    if (pt.length > 0 && pt[0]! < CONTROL_BELOW) { this.onControlMessage(p, pt, from); return; }
     this.roam(p, from, now);
     p.lastReceivedAt = now;
     if (this.silentTx.size !== 0) this.silentTx.delete(p);
@@ -372,6 +379,33 @@ export class Tunnels implements HandshakeTable {
     // WireGuard's receive-side rule: if only the responder talks, the initiator still rekeys in time.
     if (s === p.current && s.isInitiator && now - s.createdAt >= REJECT_AFTER_TIME_MS - KEEPALIVE_INTERVAL_MS - REKEY_TIMEOUT_MS) {
       this.handshakes.start(p, now);
+    }
+  }
+
+  onControl(handler: ControlReceiver): void { this.control = handler; }
+
+  /** Send a control message (first byte below 0x10) on the current session to `to` (default: the endpoint);
+   *  not traffic on the active path (keepalives and silence checks ignore it). False: no session or endpoint. */
+  sendControl(peer: TunnelPeer, message: Uint8Array, to?: Endpoint): boolean {
+    const p = this.own(peer);
+    const now = this.now();
+    const s = p?.current;
+    const dest = to ?? p?.endpoint;
+    if (!p || this.closed || !s || !dest || !s.canSend(now) || message.length === 0 || message[0]! >= CONTROL_BELOW) return false;
+    const pkt = s.encrypt(message);
+    this.socket.send(pkt, dest);
+    p.txBytes += pkt.length;
+    this.stats.txControl++;
+    if (s.wantsRekey(now)) this.handshakes.start(p, now);
+    return true;
+  }
+
+  private onControlMessage(p: PeerState, pt: Buffer, from: Endpoint): void {
+    this.stats.rxControl++;
+    try {
+      this.control?.(p, pt, from);
+    } catch (e) {
+      if (this.stats.callbackErrors++ === 0) this.log.error({ err: e }, 'control receiver threw (logged once)');
     }
   }
 

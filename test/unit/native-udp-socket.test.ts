@@ -165,3 +165,23 @@ test('parseIpv4', () => {
   assert.equal(parseIpv4('::ffff:10.0.0.1'), 0x0a000001);
   for (const bad of ['1.2.3', '1.2.3.256', '01.2.3.4', '::1', '', '1.2.3.4 ']) assert.equal(parseIpv4(bad), -1, bad);
 });
+
+test('a send pinned to an interface (Endpoint.via) leaves through it: loopback delivers, an interface that does not exist is a counted error', { skip }, async () => {
+  const a = NativeUdpSocket.bind(0, '127.0.0.1');
+  const b = NativeUdpSocket.bind(0, '127.0.0.1');
+  try {
+    const got: Buffer[] = [];
+    b.onMessage((m) => got.push(Buffer.from(m)));
+    a.send(Buffer.from('pinned'), { address: '127.0.0.1', port: b.local.port, via: 1 }); // lo is index 1
+    a.send(Buffer.from('nowhere'), { address: '127.0.0.1', port: b.local.port, via: 0x7ffffff0 });
+    a.send(Buffer.from('plain'), { address: '127.0.0.1', port: b.local.port });
+    a.flush();
+    for (let i = 0; i < 50 && got.length < 2; i++) await sleep(10);
+    assert.deepEqual(got.map((g) => g.toString()).sort(), ['pinned', 'plain']);
+    assert.equal(a.stats.sendErrors, 1);
+    assert.equal(a.stats.sent, 2);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});

@@ -18,13 +18,15 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
     peers: [
       { nodeId: '12'.repeat(20), publicKey: '34'.repeat(32), ipv4: '100.70.0.9', ipv6: 'fd1d:10c0::9', endpoint: '198.51.100.11:4500',
         source: 'overlay', path: 'direct', via: null, relay: null, rttMs: 1.4, pair: 'host 10.1.0.2:4500 -> srflx 198.51.100.11:4500', pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
-        lastHandshake: new Date(NOW - 5000).toISOString(), rxBytes: 2048, txBytes: 100 },
+        lastHandshake: new Date(NOW - 5000).toISOString(), rxBytes: 2048, txBytes: 100,
+        standby: { ours: [{ uplink: 'eth1', mapped: '203.0.113.7:4500', answeredAgoMs: 3_200 }], theirs: null, pinned: null } },
       { nodeId: '9a'.repeat(20), publicKey: 'bc'.repeat(32), ipv4: '100.70.0.3', ipv6: 'fd1d:10c0::3', endpoint: '[100::0:1]:1',
         source: 'overlay', path: 'relayed', via: 'peer-relay', relay: '203.0.113.1:4500', rttMs: 3, pair: 'host 10.1.0.2:4500 -> peer relay 203.0.113.1:4500',
         pathReason: 'via peer relay 203.0.113.1:4500 (the peer\'s rendezvous node): no direct path', state: 'established',
-        lastHandshake: new Date(NOW - 1000).toISOString(), rxBytes: 10, txBytes: 10 },
+        lastHandshake: new Date(NOW - 1000).toISOString(), rxBytes: 10, txBytes: 10, standby: null },
       { nodeId: '56'.repeat(20), publicKey: '78'.repeat(32), ipv4: '0.0.0.0', ipv6: 'fd1d:10c0::7', endpoint: '198.51.100.12:4500',
-        source: 'overlay', path: 'none', via: null, relay: null, rttMs: null, pair: null, pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0 },
+        source: 'overlay', path: 'none', via: null, relay: null, rttMs: null, pair: null, pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0,
+        standby: { ours: [], theirs: { endpoint: '198.51.100.20:61000', heardAgoMs: 900 }, pinned: 'eth1' } },
     ],
     overlay: overlay === null ? null : {
       joined: true, ipv4Claimed: true, bootstraps: ['198.51.100.10:4500'], routingTableSize: 7, storedRecords: 12, ownRecords: 2,
@@ -46,6 +48,10 @@ test('status shows how the overlay was joined, its size and lookups, and each pe
   assert.match(rows[0]!, /100\.70\.0\.9 .* overlay {2}host 10\.1\.0\.2:4500 -> srflx 198\.51\.100\.11:4500 .* direct .* 1\.4 ms .* 5s ago/);
   assert.match(rows[1]!, /peer relay 203\.0\.113\.1:4500 .* 3\.0 ms .* 1s ago .*\(the peer's rendezvous node\)/);
   assert.match(rows[2]!, /\(looking up\) .* overlay {2}198\.51\.100\.12:4500 .* none .* - .* never .* handshake in progress/);
+  // Standby paths: ours on a second uplink, and one a peer keeps towards us, and a failover.
+  assert.match(text, /standby {2}121212121212: via eth1 \(mapped 203\.0\.113\.7:4500\) answered 3 s ago\n/);
+  assert.match(text, /standby {2}565656565656: the peer's other uplink 198\.51\.100\.20:61000, heard 1 s ago; traffic moved to eth1/);
+  assert.doesNotMatch(text, /standby {2}9a9a/);
 });
 
 test('status says when the overlay was started here, is still joining, or is off', () => {
