@@ -1,5 +1,6 @@
 // Notices when this host's own addresses or its default route change — a laptop joining another network, a DHCP renewal,
-// a VM moved — from the kernel's netlink notifications, read through `ip -o monitor address route` (iproute2
+// a VM moved, an uplink's link going down or up — from the kernel's netlink notifications, read through
+// `ip -o monitor address route link` (iproute2
 // is on every host that runs the agent; this keeps netlink parsing out of the agent).
 //
 // Why it matters: a peer moves its endpoint for us only when an authenticated packet arrives from our
@@ -21,6 +22,11 @@ export function isLocatorChange(line: string, ignoreInterface: string): boolean 
   // The default route moved ("default via 10.1.0.1 dev eth1 ...", "Deleted default ..."): our packets
   // leave by another uplink, through another NAT, with no address of ours changing.
   if (/^(?:Deleted )?default\b/.test(line)) return / dev (\S+)/.exec(line)?.[1] !== ignoreInterface;
+  // A link went down or came up ("3: eth0@if7: <BROADCAST,MULTICAST> mtu 1500 ... state DOWN"). The kernel
+  // drops the IPv4 routes through a link that goes down without a word about them, so this line is the
+  // only sign that our packets now leave by another uplink.
+  const link = /^(?:Deleted )?\d+: ([^:@\s]+)(?:@\S+)?: </.exec(line);
+  if (link) return link[1] !== ignoreInterface;
   const m = /^(?:Deleted )?\d+: (\S+)\s+(.*)$/.exec(line);
   if (!m) return false;
   if (m[1] === ignoreInterface) return false;
@@ -38,7 +44,7 @@ export function watchAddresses(opts: { ignoreInterface: string; onChange: () => 
     if (!closed) opts.onChange();
   };
   try {
-    child = spawn('ip', ['-o', 'monitor', 'address', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    child = spawn('ip', ['-o', 'monitor', 'address', 'route', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
   } catch (e) {
     opts.logger.warn({ err: (e as Error).message }, 'cannot watch address changes; roaming waits for keepalives');
     return { close() {} };

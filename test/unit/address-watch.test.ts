@@ -30,4 +30,9 @@ describe('address watch: default route changes', () => {
     assert.equal(isLocatorChange('default dev idloc0 scope link ', 'idloc0'), false);
     assert.equal(isLocatorChange('10.11.0.0/24 dev eth1 proto kernel scope link src 10.11.0.2 ', 'idloc0'), false);
   });
+  it('takes an uplink\'s link going down or up (the kernel drops its IPv4 routes without a route notification), not the TAP\'s', () => {
+    assert.equal(isLocatorChange('3: eth0@if12: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN group default \\    link/ether c2:6b:80:55:56:11 brd ff:ff:ff:ff:ff:ff', 'idloc0'), true);
+    assert.equal(isLocatorChange('2: wlan0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default', 'idloc0'), true);
+    assert.equal(isLocatorChange('7: idloc0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1420 qdisc fq_codel state UNKNOWN group default', 'idloc0'), false);
+  });
 });
