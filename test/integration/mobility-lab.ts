@@ -19,6 +19,8 @@ import {
 } from './agents.js';
 
 export const PUBLIC_HOSTS = ['pub', 'pub2'] as const;
+/** Lines are watched this long after each move: a recovery slower than this shows as a gap anyway. */
+export const MOVE_WATCH_MS = 3_500;
 /** Each moving host and the NAT host whose LAN link becomes its second uplink. */
 const DONORS: Record<string, string> = { m: 'm2', p: 'p2' };
 /** TCP's retransmission backoff ceiling in m and p (net.ipv4.tcp_rto_max_ms, Linux 6.15+; the default is

@@ -27,11 +27,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { agentStatus, cliMissing } from './agents.js';
 import type { WanSettings } from './lab.js';
-import { MOVE_CASES, MobilityLab, TCP_RTO_MAX_MS, measureMove } from './mobility-lab.js';
+import { MOVE_CASES, MOVE_WATCH_MS, MobilityLab, TCP_RTO_MAX_MS, measureMove } from './mobility-lab.js';
 import { labUnavailable, prerequisites } from './prerequisites.js';
 
-/** Lines are watched this long after each event: a recovery slower than this shows as a gap anyway. */
-const WATCH_MS = 3_500;
 /** (g): how long the agent sleeps, and the target from SIGCONT to the first ping reply. */
 const SLEEP_MS = 60_000;
 const WAKE_TARGET_MS = 1_000;
@@ -61,7 +59,7 @@ function suite(label: string, wan: WanSettings | undefined): void {
     for (const c of MOVE_CASES) {
       it(`${c.name}: largest arrival gap <= ${c.targetMs} ms, ssh alive`, async () => {
         assert.ok(ml.sshAlive, `the ssh session is not running (${ml.sshExit})`);
-        const { gapMs, sshAlive } = await measureMove(ml, c, WATCH_MS);
+        const { gapMs, sshAlive } = await measureMove(ml, c, MOVE_WATCH_MS);
         say(`${c.name}: largest arrival gap ${gapMs} ms (target ${c.targetMs} ms)`);
         assert.ok(sshAlive, `the ssh session ended (${ml.sshExit})${ml.evidence()}`);
         assert.ok(gapMs <= c.targetMs, `stalled ${gapMs} ms after the event (target ${c.targetMs} ms)${ml.evidence()}`);
