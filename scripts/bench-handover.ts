@@ -1,43 +1,86 @@
-// The bench's handover: host a's underlay address changes while b pings a's overlay address every 10 ms;
-// the time from the change to the first reply to a ping sent after it.
+// The bench's handover part: the mobility test's moves (test/integration/mobility-lab.ts), each timed as
+// the test times it and repeated: the largest gap between arrivals of a 10 Hz clock over ssh (stamped as
+// each line ARRIVES at the mover) from 0.5 s before the event to MOVE_WATCH_MS after it. The figure per
+// case is the median of `reps`; printed next to the issue's target (1 s; 2 s when both sides move or a
+// rendezvous node dies). Run on the LAN (the lab's bridge) and on the WAN switch (40 ms RTT, 1% loss).
 //
-// The clock starts in a's namespace right after `ip addr` has moved the address (a shell runs del, add,
-// then `date`), not before the commands are launched: a reply arriving while they start up would
-// otherwise count. ping -D stamps each reply line with its arrival (wall clock, like `date`); arrival
-// minus the line's round trip is when that echo request left, and only a request that left after the
-// change counts (one sent before it and answered late says nothing about the new path).
-import type { Lab } from '../test/integration/lab.js';
-import type { TestAgent } from '../test/integration/agents.js';
-import { sleep } from './bench-util.js';
+// The lab: a mover and a peer, each behind a filtering cone NAT with a second uplink behind another, two
+// public agents. Cases (a) uplink switch, (b) NAT rebinding, (c)/(d) the same on the peer's side, (e)
+// both switch at once, (f) the mover switches while one of its rendezvous agents is killed (restarted
+// between repetitions). Sleep and wake (SIGSTOP 60 s) is the test's alone: a minute per repetition.
+import type { WanSettings } from '../test/integration/lab.js';
+import { MOVE_CASES, MOVE_WATCH_MS, MobilityLab, measureMove } from '../test/integration/mobility-lab.js';
+import { median } from './bench-util.js';
 
-export const HANDOVER_ADDRESS = '198.51.100.77';
+export const HANDOVER_WAN: WanSettings = { delayMs: 20, jitterMs: 2, lossPct: 1 };
 
-interface Reply { seq: number; arrivedMs: number; sentMs: number }
-
-/** ping -D lines: "[1733350000.123456] 64 bytes from ...: icmp_seq=5 ttl=64 time=0.345 ms". */
-function replies(stdout: string): Reply[] {
-  return [...stdout.matchAll(/^\[(\d+\.\d+)\].*icmp_seq=(\d+).*time=([\d.]+) ms/gm)].map((m) => {
-    const arrivedMs = Number(m[1]) * 1000;
-    return { seq: Number(m[2]), arrivedMs, sentMs: arrivedMs - Number(m[3]) };
-  });
+export interface HandoverCase {
+  id: string;
+  name: string;
+  targetMs: number;
+  /** Largest arrival gap of each repetition, ms. */
+  gapsMs: number[];
+  medianMs: number;
+  /** Repetitions after which the ssh session was no longer running (it is restarted for the next). */
+  sshDied: number;
+  /** Repetitions that could not be run or measured, with why. */
+  errors: string[];
 }
 
-/** b pings a every 10 ms (b is then the side that must learn a's new endpoint, a the side that must
- *  speak first); a moves to a new address; ms from the move to the first reply to a ping sent after it. */
-export async function handover(lab: Lab, A: TestAgent): Promise<number> {
-  await lab.exec('b', ['ping', '-c', '3', '-i', '0.2', A.id.ipv4]);
-  const pinger = lab.exec('b', ['ping', '-D', '-c', '400', '-i', '0.01', '-W', '1', A.id.ipv4], { allowFail: true, timeoutMs: 30_000 });
-  await sleep(1000);
-  const dev = lab.uplink;
-  const move = await lab.exec('a', ['sh', '-c',
-    `ip addr del ${lab.address('a')}/24 dev ${dev} && ip addr add ${HANDOVER_ADDRESS}/24 dev ${dev} && date +%s.%N`]);
-  const movedMs = Number(move.stdout.trim()) * 1000;
-  if (!Number.isFinite(movedMs)) throw new Error(`moving a's address printed no time: ${move.stdout}${move.stderr}`);
-  const r = await pinger;
-  const all = replies(r.stdout);
-  const first = all.find((x) => x.sentMs > movedMs);
-  if (!first) {
-    throw new Error(`no reply to a ping sent after the move (${all.length} replies, last seq ${all[all.length - 1]?.seq ?? '-'}): ${r.stdout.slice(-500)}`);
+export interface HandoverResult {
+  network: string;
+  wan: WanSettings | null;
+  reps: number;
+  watchMs: number;
+  cases: HandoverCase[];
+  durationS: number;
+}
+
+const log = (s: string) => process.stderr.write(`bench: handover ${s}\n`);
+
+/** Every case `reps` times in one mobility lab (created and destroyed here, also on failure). */
+export async function handoverBench(opts: { network: string; wan?: WanSettings; reps: number }): Promise<HandoverResult> {
+  const started = Date.now();
+  log(`${opts.network}: setting up the mobility lab...`);
+  const ml = await MobilityLab.create(opts.wan ? { wan: opts.wan } : {});
+  const cases: HandoverCase[] = [];
+  try {
+    await ml.startClock();
+    for (const [ci, c] of MOVE_CASES.entries()) {
+      const r: HandoverCase = { id: c.id, name: c.name, targetMs: c.targetMs, gapsMs: [], medianMs: NaN, sshDied: 0, errors: [] };
+      cases.push(r);
+      for (let i = 0; i < opts.reps; i++) {
+        try {
+          if (!ml.sshAlive) await ml.startClock();
+          const { gapMs, sshAlive } = await measureMove(ml, c, MOVE_WATCH_MS);
+          r.gapsMs.push(gapMs);
+          if (!sshAlive) r.sshDied++;
+          log(`${opts.network} ${c.id} #${i + 1}: largest arrival gap ${gapMs} ms${sshAlive ? '' : ', ssh ended'}`);
+          // The last case's last repetition needs no repair: nothing follows it.
+          if (c.repair && !(ci === MOVE_CASES.length - 1 && i === opts.reps - 1)) await c.repair(ml);
+        } catch (e) {
+          r.errors.push((e as Error).message.split('\n')[0]!);
+          log(`${opts.network} ${c.id} #${i + 1}: ${r.errors.at(-1)}`);
+        }
+      }
+      r.medianMs = median(r.gapsMs);
+    }
+  } finally {
+    await ml.destroy();
   }
-  return first.arrivedMs - movedMs;
+  return { network: opts.network, wan: opts.wan ?? null, reps: opts.reps, watchMs: MOVE_WATCH_MS, cases, durationS: (Date.now() - started) / 1000 };
+}
+
+export function handoverTable(results: HandoverResult[]): string {
+  const rows: string[][] = [['handover: largest arrival gap of a 10 Hz clock over ssh', ...results.map((r) => `${r.network}, median of ${r.reps} (all) ms`), 'target ms']];
+  for (const [i, c] of MOVE_CASES.entries()) {
+    rows.push([c.name, ...results.map((r) => {
+      const x = r.cases[i];
+      if (!x || x.gapsMs.length === 0) return '-';
+      const flags = [x.sshDied ? `ssh ended ${x.sshDied}x` : '', x.errors.length ? `${x.errors.length} failed` : ''].filter(Boolean).join(', ');
+      return `${x.medianMs.toFixed(0)} (${x.gapsMs.join(', ')})${x.medianMs > x.targetMs ? ' OVER' : ''}${flags ? ` [${flags}]` : ''}`;
+    }), String(c.targetMs)]);
+  }
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(w[i]!) : cell.padStart(w[i]!))).join('   ')).join('\n');
 }

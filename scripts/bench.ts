@@ -2,13 +2,19 @@
 // netns lab (the design brief, section 7: compare ratios from the same run, never absolute numbers
 // across runs). Prints a table and writes bench-results.json (--out PATH to change it).
 //
-// Measures: iperf3 TCP throughput (--runs x --seconds each direction) at the default 1420 TAP MTU and
-// at a 65000-byte inner MTU, ping RTT (50 x 10 ms), time from agent start to the first ping reply, the
-// first ping's RTT through a fresh tunnel (handshake included), handover time after an address change,
-// and the agents' RSS idle and under load; then overlay-only agents (--bootstrap, no --peer) for the
-// first packet to a never-contacted peer, lookup included (bench-overlay.ts); agents behind NAT routers in
-// a second lab (bench-nat.ts: first packet through two NATs, plain vs direct vs TURN-relayed path); and the
-// lookup simulation. Total about five minutes.
+// Measures (parts, each can be run alone with --only PART[,PART]):
+//   tunnel:   iperf3 TCP throughput (--runs x --seconds each direction) at the default 1420 TAP MTU and
+//             at a 65000-byte inner MTU, ping RTT (50 x 10 ms), time from agent start to the first ping
+//             reply, the first ping's RTT through a fresh tunnel (handshake included), and the agents'
+//             RSS idle and under load;
+//   overlay:  overlay-only agents (--bootstrap, no --peer): the first packet to a never-contacted peer,
+//             lookup included (bench-overlay.ts);
+//   nat:      agents behind NAT routers in a lab of their own (bench-nat.ts: first packet through two
+//             NATs, plain vs direct vs TURN-relayed path);
+//   handover: the mobility test's moves behind filtering NATs, the largest arrival gap of an ssh clock,
+//             median of --handover-reps, on the LAN and at 40 ms RTT / 1% loss (bench-handover.ts);
+//   sim:      the overlay lookup simulation.
+// Total about ten minutes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { resolve } from 'node:path';
@@ -21,12 +27,15 @@ import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
 } from '../test/integration/agents.js';
 import { iperf, mean, ping, sleep, type PingStats } from './bench-util.js';
-import { handover } from './bench-handover.js';
+import { HANDOVER_WAN, handoverBench, handoverTable, type HandoverResult } from './bench-handover.js';
 
-interface Args { out: string; seconds: number; runs: number; simNodes: number[] }
+const PARTS = ['tunnel', 'overlay', 'nat', 'handover', 'sim'] as const;
+type Part = typeof PARTS[number];
+
+interface Args { out: string; seconds: number; runs: number; simNodes: number[]; only: Set<Part>; handoverReps: number }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { out: 'bench-results.json', seconds: 5, runs: 2, simNodes: [1000] };
+  const a: Args = { out: 'bench-results.json', seconds: 5, runs: 2, simNodes: [1000], only: new Set(PARTS), handoverReps: 5 };
   for (let i = 0; i < argv.length; i++) {
     const [k, v] = [argv[i], argv[i + 1]];
     const num = () => {
@@ -39,13 +48,21 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--runs') a.runs = Math.round(num());
     // Overlay simulation sizes: 1,000 by default (~30 s); `--sim 1000,10000` adds the 10k runs (~15 min, ~3 GB).
     else if (k === '--sim' && v) { a.simNodes = v.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 1); i++; }
+    else if (k === '--handover-reps') a.handoverReps = Math.round(num());
+    else if (k === '--only' && v) {
+      const parts = v.split(',');
+      const bad = parts.filter((x) => !(PARTS as readonly string[]).includes(x));
+      if (bad.length) usage(`--only takes ${PARTS.join(', ')}; not ${bad.join(', ')}`);
+      a.only = new Set(parts as Part[]);
+      i++;
+    }
     else usage(`unknown argument ${k}`);
   }
   return a;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N] [--sim N,N]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N] [--sim N,N] [--handover-reps N] [--only ${PARTS.join('|')}[,...]]\n`);
   process.exit(2);
 }
 
@@ -89,9 +106,6 @@ interface TunnelResult extends PathResult {
   /** TCP with a 65000-byte inner MTU (`up --mtu 65000`): the outer datagrams are then IP-fragmented on
    *  the underlay, which a LAN or this lab carries and many internet paths do not; hence not the default. */
   tcpMbitLargeMtu: { mtu: number; forward: number[]; reverse: number[] };
-  /** Host a's underlay address changes while b pings it every 10 ms: from the change to the first reply
-   *  to a ping sent after it (bench-handover.ts). */
-  handoverMs: number;
   startToFirstReplyMs: number;
   coldHandshakeInits: number;
   firstPingRttMs: number;
@@ -140,9 +154,7 @@ async function tunnelBench(lab: Lab, a: Args, agents: TestAgent[]): Promise<Tunn
   startAgent(lab, B, [A], ['--mtu', String(LARGE_MTU)]);
   await Promise.all([waitReady(lab, A), waitReady(lab, B)]);
   const tcpMbitLargeMtu = { mtu: LARGE_MTU, ...(await tcpBothWays(lab, B.id.ipv4, a)) };
-  // 4. Handover, last because it moves host a for good.
-  const handoverMs = await handover(lab, A);
-  return { tcpMbit, tcpMbitLargeMtu, handoverMs, ping: ping4, startToFirstReplyMs, coldHandshakeInits, firstPingRttMs, rssIdleKb, rssLoadKb };
+  return { tcpMbit, tcpMbitLargeMtu, ping: ping4, startToFirstReplyMs, coldHandshakeInits, firstPingRttMs, rssIdleKb, rssLoadKb };
 }
 
 const LARGE_MTU = 65000;
@@ -171,7 +183,6 @@ function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
   if (tunnel) {
     rows.push(['agent start -> first reply s', '', fmt(tunnel.startToFirstReplyMs / 1000, 3), `${tunnel.coldHandshakeInits} handshake init(s)`]);
     rows.push(['first ping RTT, new tunnel ms', '', fmt(tunnel.firstPingRttMs, 3), '']);
-    rows.push(['handover: address change -> reply ms', '', fmt(tunnel.handoverMs, 0), 'moving side silent']);
     const mb = (r: Record<string, number | undefined>) => Object.values(r).map((v) => fmt(v === undefined ? undefined : v / 1024, 1)).join(', ');
     rows.push(['agent RSS idle MiB (a, b)', '', mb(tunnel.rssIdleKb), '']);
     rows.push(['agent RSS peak under load MiB', '', mb(tunnel.rssLoadKb), '']);
@@ -201,78 +212,97 @@ function simTable(sim: SimResults[]): string {
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ')).join('\n');
 }
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  const started = Date.now();
+/** The tunnel and overlay parts, in one five-host lab. */
+async function lanParts(a: Args): Promise<{ plain?: PathResult; tunnel?: TunnelResult; overlay?: OverlayBenchResult; skipped?: string }> {
   const lab = await Lab.create({ hosts: ['a', 'b', 'c', 'd', 'e'] });
   const agents: TestAgent[] = [];
   let server: LabProcess | undefined;
+  const out: { plain?: PathResult; tunnel?: TunnelResult; overlay?: OverlayBenchResult; skipped?: string } = {};
   try {
-    // One iperf3 server on b, on all addresses: it serves the plain and (later) the overlay runs.
-    server = lab.spawn('b', ['iperf3', '-s']);
-    await lab.waitForPort('b', 5201);
-    process.stderr.write('bench: plain path...\n');
-    const plain: PathResult = { ping: await ping(lab, 'a', lab.address('b')), tcpMbit: await tcpBothWays(lab, lab.address('b'), args) };
-    let tunnel: TunnelResult | undefined;
-    let skipped: string | undefined;
-    if (cliBuilt()) {
-      process.stderr.write('bench: idloc tunnel...\n');
-      agents.push(await createAgent(lab, 'a'), await createAgent(lab, 'b'));
-      try {
-        tunnel = await tunnelBench(lab, args, agents);
-      } catch (e) {
-        throw new Error(`${(e as Error).message}\n${agents.map((a) => logTail(a)).join('\n')}`);
+    if (a.only.has('tunnel')) {
+      // One iperf3 server on b, on all addresses: it serves the plain and (later) the overlay runs.
+      server = lab.spawn('b', ['iperf3', '-s']);
+      await lab.waitForPort('b', 5201);
+      process.stderr.write('bench: plain path...\n');
+      out.plain = { ping: await ping(lab, 'a', lab.address('b')), tcpMbit: await tcpBothWays(lab, lab.address('b'), a) };
+      if (cliBuilt()) {
+        process.stderr.write('bench: idloc tunnel...\n');
+        agents.push(await createAgent(lab, 'a'), await createAgent(lab, 'b'));
+        try {
+          out.tunnel = await tunnelBench(lab, a, agents);
+        } catch (e) {
+          throw new Error(`${(e as Error).message}\n${agents.map((x) => logTail(x)).join('\n')}`);
+        }
+      } else {
+        out.skipped = `${CLI} not built: tunnel not measured`;
+        process.stderr.write(`bench: ${out.skipped}\n`);
       }
-    } else {
-      skipped = `${CLI} not built: tunnel not measured`;
-      process.stderr.write(`bench: ${skipped}\n`);
     }
-    let overlay: OverlayBenchResult | undefined;
-    if (cliBuilt()) {
+    if (cliBuilt() && a.only.has('overlay')) {
       process.stderr.write('bench: overlay agents, first packet to a never-contacted peer...\n');
-      overlay = await overlayBench(lab, ['c', 'd', 'e']);
+      out.overlay = await overlayBench(lab, ['c', 'd', 'e']);
     }
-    // Agents behind NAT routers, in a lab of their own (bench-nat.ts creates and destroys it).
-    let nat: NatBenchResult | undefined;
-    if (cliBuilt() && turnserverPath()) nat = await natBench({ seconds: args.seconds });
-    else process.stderr.write('bench: NAT part skipped (CLI not built or coturn not installed)\n');
-    // Lookups at scale: a discrete-event simulation of the same
-    // routing-table, RPC and lookup code, 10-50 ms links; without churn and with 30% churn + 5% loss.
-    const sim: SimResults[] = [];
-    for (const nodes of args.simNodes) {
-      for (const [churn, loss] of [[0, 0], [0.3, 0.05]] as const) {
-        process.stderr.write(`bench: overlay simulation, ${nodes} nodes, churn ${churn}, loss ${loss}...\n`);
-        sim.push(await runSimulation({ nodes, churn, loss, lookups: Math.min(nodes, 1000), seed: 1 }));
-      }
-    }
-    const results = {
-      overlay: overlay ?? null,
-      nat: nat ?? null,
-      overlaySimulation: sim,
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
-      config: { seconds: args.seconds, runs: args.runs, pingCount: 50, pingIntervalMs: 10 },
-      plain, tunnel: tunnel ?? null, skipped: skipped ?? null,
-      ratios: tunnel ? {
-        tcpForward: mean(tunnel.tcpMbit.forward) / mean(plain.tcpMbit.forward),
-        tcpReverse: mean(tunnel.tcpMbit.reverse) / mean(plain.tcpMbit.reverse),
-        pingAvgExtraMs: tunnel.ping.avgMs - plain.ping.avgMs,
-        pingMedianExtraMs: tunnel.ping.medianMs - plain.ping.medianMs,
-      } : null,
-      durationS: (Date.now() - started) / 1000,
-    };
-    process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
-    if (overlay) process.stdout.write(`${overlayTable(overlay)}\n\n`);
-    if (nat) process.stdout.write(`${natTable(nat)}\n\n`);
-    if (sim.length) process.stdout.write(`${simTable(sim)}\n\n`);
-    const out = resolve(args.out);
-    writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
-    process.stdout.write(`wrote ${out} (${results.durationS.toFixed(0)} s)\n`);
+    return out;
   } finally {
-    await Promise.all(agents.map((a) => stopAgent(lab, a)));
+    await Promise.all(agents.map((x) => stopAgent(lab, x)));
     if (server) await lab.stopProcess(server);
     await lab.destroy();
   }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const { plain, tunnel, overlay, skipped } = args.only.has('tunnel') || args.only.has('overlay') ? await lanParts(args) : {};
+  // Agents behind NAT routers, in a lab of their own (bench-nat.ts creates and destroys it).
+  let nat: NatBenchResult | undefined;
+  if (args.only.has('nat')) {
+    if (cliBuilt() && turnserverPath()) nat = await natBench({ seconds: args.seconds });
+    else process.stderr.write('bench: NAT part skipped (CLI not built or coturn not installed)\n');
+  }
+  // Moves behind filtering NATs, on the LAN and on the WAN (bench-handover.ts, a lab per network).
+  const handover: HandoverResult[] = [];
+  if (args.only.has('handover')) {
+    if (cliBuilt()) {
+      handover.push(await handoverBench({ network: 'LAN', reps: args.handoverReps }));
+      handover.push(await handoverBench({ network: 'WAN 40 ms RTT, 1% loss', wan: HANDOVER_WAN, reps: args.handoverReps }));
+    } else process.stderr.write('bench: handover part skipped (CLI not built)\n');
+  }
+  // Lookups at scale: a discrete-event simulation of the same
+  // routing-table, RPC and lookup code, 10-50 ms links; without churn and with 30% churn + 5% loss.
+  const sim: SimResults[] = [];
+  for (const nodes of args.only.has('sim') ? args.simNodes : []) {
+    for (const [churn, loss] of [[0, 0], [0.3, 0.05]] as const) {
+      process.stderr.write(`bench: overlay simulation, ${nodes} nodes, churn ${churn}, loss ${loss}...\n`);
+      sim.push(await runSimulation({ nodes, churn, loss, lookups: Math.min(nodes, 1000), seed: 1 }));
+    }
+  }
+  const results = {
+    parts: [...args.only],
+    overlay: overlay ?? null,
+    nat: nat ?? null,
+    handover,
+    overlaySimulation: sim,
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
+    config: { seconds: args.seconds, runs: args.runs, pingCount: 50, pingIntervalMs: 10, handoverReps: args.handoverReps },
+    plain: plain ?? null, tunnel: tunnel ?? null, skipped: skipped ?? null,
+    ratios: tunnel && plain ? {
+      tcpForward: mean(tunnel.tcpMbit.forward) / mean(plain.tcpMbit.forward),
+      tcpReverse: mean(tunnel.tcpMbit.reverse) / mean(plain.tcpMbit.reverse),
+      pingAvgExtraMs: tunnel.ping.avgMs - plain.ping.avgMs,
+      pingMedianExtraMs: tunnel.ping.medianMs - plain.ping.medianMs,
+    } : null,
+    durationS: (Date.now() - started) / 1000,
+  };
+  if (plain) process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
+  if (overlay) process.stdout.write(`${overlayTable(overlay)}\n\n`);
+  if (nat) process.stdout.write(`${natTable(nat)}\n\n`);
+  if (handover.length) process.stdout.write(`${handoverTable(handover)}\n\n`);
+  if (sim.length) process.stdout.write(`${simTable(sim)}\n\n`);
+  const out = resolve(args.out);
+  writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+  process.stdout.write(`wrote ${out} (${results.durationS.toFixed(0)} s)\n`);
 }
 
 main().catch((e: unknown) => {
