@@ -22,6 +22,7 @@ import { Inside } from './idloc/inside.js';
 import { Outside } from './idloc/outside.js';
 import { Tunnels, type TunnelPeer } from './tunnel/tunnels.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
+import { ChangePortServer } from './nat/change-port.js';
 import { TurnVouch } from './nat/service-proof.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal } from './nat/traversal.js';
@@ -68,6 +69,9 @@ export interface AgentOptions {
    *  is behind a NAT that maps every destination to a random port (absent: port probing is off: no probe
    *  sockets, no spraying for peers). */
   probeSockets?: UnderlayOptions['probeSockets'];
+  /** Bind a UDP socket on this port: while public, the agent answers STUN from its port + 1 too (RFC 5780
+   *  change-port tests, nat/change-port.ts), so one public member is enough to tell NATs apart. */
+  changePortSocket?: (port: number) => Promise<DatagramSocket>;
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
@@ -94,6 +98,7 @@ export class Agent {
   private readonly underlay: Underlay;
   private readonly overlay: AgentOverlay | undefined;
   private readonly stun: StunEndpoint;
+  private readonly changePort: ChangePortServer | undefined;
   private readonly ice: IceAgent;
   private readonly traversal: Traversal | undefined;
   /** Keeps this host's NAT view and each overlay peer's path current. */
@@ -131,6 +136,12 @@ export class Agent {
       verified: (e) => this.overlay?.node.isVerifiedSource(e) ?? false,
     });
     this.ice = new IceAgent(this.stun, (e) => turn?.relays(e) === true, clock);
+    this.changePort = o.changePortSocket
+      ? new ChangePortServer({
+        stun: this.stun, mainPort: () => o.socket.local.port, open: o.changePortSocket, logger: log('nat'),
+        hostAddress: () => (o.overlay?.candidates?.() ?? [o.socket.local])[0]?.address,
+      })
+      : undefined;
 
     // The overlay shares the socket (the underlay hands it 0xD2 datagrams).
     if (o.overlay) {
@@ -183,7 +194,8 @@ export class Agent {
         ...(turn ? { turn } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
         ...(o.turn && 'secret' in o.turn ? { turnVouch: { vouch: new TurnVouch(o.turn.secret), publicKey: identity.publicKey } } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
-        netcheck: (servers) => this.netcheck(servers), peers: this.peers, routes: underlay, clock,
+        // Our own verdict also opens (public) or closes (behind a NAT) the second STUN port.
+        netcheck: (servers) => this.netcheck(servers).then((r) => { this.changePort?.follow(r); return r; }), peers: this.peers, routes: underlay, clock,
         ...(standby ? { standby: { covers: (p) => standby.covers((p as { link: TunnelPeer }).link) } } : {}),
       });
       this.discovery = new Discovery({ overlay, peers: this.peers, inside: this.inside, outside: this.outside, clock });
@@ -205,6 +217,7 @@ export class Agent {
 
   start(): void {
     this.underlay.start();
+    this.changePort?.start();
     this.o.tap.start((batch) => {
       this.inside.handleBatch(batch);
       this.o.socket.flush?.(); // a batched socket sends this batch's datagrams now, not next turn
@@ -294,6 +307,7 @@ export class Agent {
     this.standby?.close();
     this.ice.close();
     await this.underlay.close();
+    await this.changePort?.close();
     this.stun.close();
     await this.overlay?.close();
     this.tunnels.close();
