@@ -31,7 +31,7 @@ import { StandbyPaths } from './nat/standby.js';
 import type { Uplink } from './conn/uplinks.js';
 import type { TurnConfig, TurnSecret } from './nat/turn-relay.js';
 import { Underlay, type UnderlayOptions } from './nat/underlay.js';
-import { netcheck, type NetcheckReport } from './nat/netcheck.js';
+import { netcheck, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
 import type { Candidate } from './overlay/records.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import type { KeptNames } from './names-state.js';
@@ -194,8 +194,12 @@ export class Agent {
         ...(turn ? { turn } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
         ...(o.turn && 'secret' in o.turn ? { turnVouch: { vouch: new TurnVouch(o.turn.secret), publicKey: identity.publicKey } } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
-        // Our own verdict also opens (public) or closes (behind a NAT) the second STUN port.
-        netcheck: (servers) => this.netcheck(servers).then((r) => { this.changePort?.follow(r); return r; }), peers: this.peers, routes: underlay, clock,
+        // Our own verdict also opens (public) or closes (behind a NAT) the second STUN port. No change-port
+        // filtering test: an ICE restart waits for a one-server netcheck's mapping (at most
+        // ICE_RESTART_STUN_WAIT_MS), and behind a NAT that filters by port that test alone outlasts it;
+        // nothing but the report reads filtering (`idloc-agent netcheck` measures it).
+        netcheck: (servers) => this.netcheck(servers, { portFiltering: false }).then((r) => { this.changePort?.follow(r); return r; }),
+        peers: this.peers, routes: underlay, clock,
         ...(standby ? { standby: { covers: (p) => standby.covers((p as { link: TunnelPeer }).link) } } : {}),
       });
       this.discovery = new Discovery({ overlay, peers: this.peers, inside: this.inside, outside: this.outside, clock });
@@ -265,13 +269,13 @@ export class Agent {
 
   /** `idloc-agent netcheck`: what NAT (if any) is between this agent's socket and the internet, asked of
    *  `servers`, or else of the configured --stun servers and overlay contacts (every agent answers STUN). */
-  async netcheck(servers?: Endpoint[]): Promise<NetcheckReport & { servers: NetcheckReport['servers'] }> {
+  async netcheck(servers?: Endpoint[], tests: Pick<NetcheckOptions, 'portFiltering'> = {}): Promise<NetcheckReport & { servers: NetcheckReport['servers'] }> {
     let list = servers ?? [];
     if (list.length === 0) list = [...(this.o.stunServers ?? []), ...(this.overlay?.stunCandidates() ?? [])];
     if (list.length === 0) throw new Error('no STUN servers: give --stun HOST:PORT, or join an overlay (every member answers STUN)');
     const local = this.o.socket.local;
     // A socket bound to a wildcard address: compare with every interface address (netcheck's default).
-    return netcheck(this.stun, list, { localPort: local.port, ...(local.address !== '0.0.0.0' && local.address !== '::' ? { localAddresses: [local.address] } : {}) });
+    return netcheck(this.stun, list, { ...tests, localPort: local.port, ...(local.address !== '0.0.0.0' && local.address !== '::' ? { localAddresses: [local.address] } : {}) });
   }
 
   status(): AgentStatus {

@@ -20,7 +20,9 @@
 //      address-dependent, else address-and-port-dependent. With only a second port (an agent), "the
 //      answer from the other port arrives" -> not-port-dependent (endpoint-independent or address-
 //      dependent), else address-and-port-dependent. This test runs before anything is sent to that other
-//      port (which would open the filter for it), with NETCHECK_PORT_FILTER_TRANSMITS. A missing answer
+//      port (which would open the filter for it), with NETCHECK_PORT_FILTER_TRANSMITS, so behind a NAT
+//      that filters by port (most) it holds the whole report back by its timeout: `portFiltering: false`
+//      leaves it out where the report is wanted soon (the agent's own netchecks). A missing answer
 //      after all retransmissions is read as "filtered" (loss could fake it, as RFC 5780 notes). Servers
 //      with one socket answer CHANGE-REQUEST with 420: against them filtering is 'unknown', with the reason.
 //   Every request is padded (RFC 5780 PADDING) to STUN_PADDED_REQUEST_BYTES: agents answer sources they have
@@ -92,6 +94,10 @@ export interface NetcheckOptions {
   transaction?: StunTransactionOptions;
   /** Run the RFC 5780 filtering tests when a server offers them (default true). */
   filtering?: boolean;
+  /** Run the change-port filtering test against a server with a second port (default: as `filtering`).
+   *  It must end before the mapping test to that port starts, so it delays the report (our mapping
+   *  included) by NETCHECK_PORT_FILTER_TRANSMITS' timeout behind every NAT that filters by port. */
+  portFiltering?: boolean;
 }
 
 function hostAddresses(): string[] {
@@ -146,7 +152,7 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
   const portServer = results.find((r) => r.mapped && !r.probe && r.otherAddress && sameIp(r.otherAddress, r.server) && r.otherAddress.port !== r.server.port);
   const rfc5780 = results.find((r) => r.mapped && !r.probe && r.otherAddress && !sameIp(r.otherAddress, r.server));
   let portFilter: StunOutcome | undefined;
-  if (portServer && !rfc5780 && opts.filtering !== false) {
+  if (portServer && !rfc5780 && opts.filtering !== false && opts.portFiltering !== false) {
     portFilter = await endpoint.request(portServer.server, { changePort: true, padTo: STUN_PADDED_REQUEST_BYTES },
       { ...tx, anySource: true, maxTransmits: Math.min(tx.maxTransmits ?? NETCHECK_PORT_FILTER_TRANSMITS, NETCHECK_PORT_FILTER_TRANSMITS) });
   }
@@ -201,6 +207,8 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
   let filtering: FilteringBehaviour = 'unknown', filteringReason: string;
   if (opts.filtering === false) {
     filteringReason = 'not tested';
+  } else if (!rfc5780 && portServer && !portFilter) {
+    filteringReason = `not tested: the change-port test against ${endpointKey(portServer.server)} was left out (it would hold this report back)`;
   } else if (!rfc5780 && portFilter && portServer) {
     [filtering, filteringReason] = portFiltering(portFilter, portServer.server, portServer.otherAddress!);
   } else if (!rfc5780) {
@@ -256,8 +264,9 @@ function portFiltering(o: StunOutcome, s: Endpoint, other: Endpoint): [Filtering
   const at = endpointKey(s);
   if (o.kind === 'success') {
     if (stunAddress(o.from.address) === stunAddress(s.address) && o.from.port === other.port) {
-      return ['not-port-dependent', `an answer from ${at}'s other port ${other.port} came through: the NAT does not filter by port `
-        + '(whether it filters by address needs a server with a second IP address)'];
+      return ['not-port-dependent', `an answer from ${at}'s other port ${other.port} came through: the NAT does not filter by port, `
+        + 'unless this socket sent to that port lately (the agent\'s own netchecks ask it), which opened the filter for it; '
+        + 'whether it filters by address needs a server with a second IP address'];
     }
     return ['unknown', `${at} answered a change-port request from ${endpointKey(o.from)}, not from its other port ${other.port}`];
   }

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
 import {
-  type AgentStatus, agentStatus, cliMissing, createAgent, logTails, startOverlayAgent, stopAgent, type TestAgent, waitOverlayReady, waitUntil,
+  type AgentStatus, agentStatus, cliMissing, createAgent, logTails, runCli, startOverlayAgent, stopAgent, type TestAgent, waitOverlayReady, waitUntil,
 } from './agents.js';
 import { labUnavailable, prerequisites } from './prerequisites.js';
 import type { AgentStatus as RealAgentStatus } from '../../agent/status.js';
@@ -45,8 +45,17 @@ describe('one public overlay member: netcheck tells a symmetric NAT from a cone 
       assert.equal(s!.nat!.mapping, want, JSON.stringify(s!.nat));
       process.stderr.write(`# ${h}: ${s!.nat!.summary}\n`);
     }
-    const p = (await agentStatus(lab, A('pub'))).counters.stun as unknown as Record<string, number>;
-    assert.ok(p['changedPort']! > 0, `pub answered change-port requests from its second port: ${JSON.stringify(p)}`);
+    const stun = async () => (await agentStatus(lab, A('pub'))).counters.stun as unknown as Record<string, number>;
+    // The agents' own netchecks leave the change-port filtering test out (an ICE restart waits for their
+    // mapping); `idloc-agent netcheck` runs it. Behind the symmetric NAT nothing went from the mapping
+    // towards pub's main port to its second one, so the answer from there is filtered.
+    assert.equal((await stun())['changedPort'], 0, 'no change-port request from the agents\' own netchecks');
+    const cli = await runCli(lab, 'sym', ['netcheck', '--state-dir', A('sym').stateDir, '--json'], { allowFail: true });
+    assert.equal(cli.code, 0, cli.stderr);
+    const r = JSON.parse(cli.stdout) as { mapping: string; filtering: string; filteringReason: string };
+    assert.deepEqual([r.mapping, r.filtering], ['endpoint-dependent', 'address-and-port-dependent'], r.filteringReason);
+    const p = await stun();
+    assert.ok(p['changedPort']! > 0, `pub answered the change-port request from its second port: ${JSON.stringify(p)}`);
     assert.equal(p['unverifiedBytesOut']! <= p['unverifiedBytesIn']!, true, JSON.stringify(p));
   });
 

@@ -14,7 +14,8 @@ import { ChangePortServer } from '../../agent/nat/change-port.js';
 import { netcheck, summarizeNetcheck, type NetcheckReport } from '../../agent/nat/netcheck.js';
 import { encodeBindingRequest, parseStun } from '../../agent/nat/stun-binding.js';
 import { ATTR, STUN_CLASS_INDICATION, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, encodeStun } from '../../agent/nat/stun-wire.js';
-import { STUN_CHANGE_PORT_OFFSET, STUN_UNVERIFIED_BURST_BYTES } from '../../agent/base/constants.js';
+import { STUN_CHANGE_PORT_OFFSET, STUN_UNVERIFIED_BURST_BYTES, VIRTUAL_MAC } from '../../agent/base/constants.js';
+import { ipv4, refChecksum } from './packet-helpers.js';
 import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
 import { formatNetcheck } from '../../agent/netcheck-format.js';
 import { Agent } from '../../agent/daemon.js';
@@ -93,6 +94,16 @@ test('filtering from one agent: an answer from the changed port arrives only thr
     // The filtering test ran before the mapping test opened the filter for the other port.
     assert.equal(r.mapping, 'endpoint-independent');
   }
+  // Left out (the agent's own netchecks): no change-port request, the mapping all the same, and no wait
+  // for an answer a NAT that filters by port never lets through.
+  const { client, server, local } = await world({ mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
+  const full = await netcheck(client, [S], local);
+  const sent = server.stats.changedPort;
+  const quick = await netcheck(client, [S], { ...local, portFiltering: false });
+  assert.equal(server.stats.changedPort, sent, 'no change-port request');
+  assert.deepEqual([quick.mapping, quick.filtering, quick.publicEndpoint], ['endpoint-independent', 'unknown', full.publicEndpoint]);
+  assert.match(quick.filteringReason, /^not tested: the change-port test/);
+  assert.ok(full.durationMs >= 30 && quick.durationMs < full.durationMs, `${quick.durationMs} ms without the test, ${full.durationMs} ms with it`);
   const open = await world(undefined);
   const r = await netcheck(open.client, [S], open.local);
   assert.deepEqual([r.mapping, r.filtering, r.mappingTested], ['no-nat', 'not-port-dependent', undefined]);
@@ -205,35 +216,93 @@ const keepAlive = setInterval(() => undefined, 1000);
 after(() => clearInterval(keepAlive));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+type Host = Agent & { tap: MemoryTap };
+
+function wholeAgent(socket: MemorySocket, i: number, bootstrap: Endpoint[], changePortSocket?: (p: number) => Promise<MemorySocket>): Host {
+  const tap = new MemoryTap({ name: `cp${i}`, mac: Uint8Array.of(2, 0, 0, 0, 7, i) });
+  const a = new Agent({
+    identity: generateIdentity(), tap, socket, peers: [], logger: silent,
+    overlay: { bootstraps: bootstrap, puzzleDifficulty: 4 }, ...(changePortSocket ? { changePortSocket } : {}),
+  });
+  a.start();
+  return Object.assign(a, { tap });
+}
+
+/** An ICMP echo request from x's overlay address to y's, as x's TAP would read it. */
+function ping(x: Host, y: Host): Buffer {
+  const icmp = Buffer.alloc(16);
+  icmp[0] = 8; icmp.writeUInt16BE(refChecksum(icmp), 2);
+  const u32 = (v: number) => Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  const p = ipv4(icmp, { src: u32(x.currentIdentity.ipv4), dst: u32(y.currentIdentity.ipv4), proto: 1 });
+  const f = Buffer.alloc(14 + p.length);
+  f.set(VIRTUAL_MAC, 0); f.set(x.tap.mac, 6); f.writeUInt16BE(0x0800, 12); f.set(p, 14);
+  return f;
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
 for (const kind of ['cone', 'symmetric'] as const) {
   test(`whole agents, one public overlay member: a host behind a ${kind} NAT knows its mapping`, async (t) => {
     const net = new MemoryNetwork({ latencyMs: 1 });
-    const open = (address: string) => (port: number) => Promise.resolve(net.socket(address, port));
-    const agent = (socket: MemorySocket, i: number, bootstrap: Endpoint[], changePortSocket?: (p: number) => Promise<MemorySocket>) => {
-      const a = new Agent({
-        identity: generateIdentity(), tap: new MemoryTap({ name: `cp${i}`, mac: Uint8Array.of(2, 0, 0, 0, 7, i) }), socket, peers: [], logger: silent,
-        overlay: { bootstraps: bootstrap, puzzleDifficulty: 4 }, ...(changePortSocket ? { changePortSocket } : {}),
-      });
-      a.start();
-      return a;
-    };
-    const pub = agent(net.socket(S.address, S.port), 1, [], open(S.address));
+    const pub = wholeAgent(net.socket(S.address, S.port), 1, [], (port) => Promise.resolve(net.socket(S.address, port)));
     const nat = new MemoryNat(net, { publicAddress: '198.51.100.20', mapping: kind === 'cone' ? 'endpoint-independent' : 'endpoint-dependent', portAllocation: 'random', seed: 3 });
-    const x = agent(nat.socket('10.1.0.2', 4500), 2, [S]);
+    const x = wholeAgent(nat.socket('10.1.0.2', 4500), 2, [S]);
     try {
-      // The first node is alone until x joins; it learns it is public from x (NETCHECK_RETRY_MS), then opens P+1.
-      let m: string | undefined;
-      for (let i = 0; i < 600; i++) {
-        m = x.status().nat?.mapping;
-        if (m && m !== 'unknown' && pub.status().counters.stun.changedPort > 0) break;
-        await sleep(25);
-      }
-      assert.equal(m, kind === 'cone' ? 'endpoint-independent' : 'endpoint-dependent', JSON.stringify(x.status().nat));
-      t.diagnostic(`${kind}: ${x.status().nat?.summary}`);
+      await until(() => (x.status().nat?.mapping ?? 'unknown') !== 'unknown', 15_000, 'x to know its mapping');
+      assert.equal(x.status().nat?.mapping, kind === 'cone' ? 'endpoint-independent' : 'endpoint-dependent', JSON.stringify(x.status().nat));
+      // The agent's own netchecks leave the change-port filtering test out (it would hold an ICE
+      // restart's mapping back); `idloc-agent netcheck` runs it.
+      assert.equal(pub.status().counters.stun.changedPort, 0, 'no change-port request from the agent\'s own netchecks');
+      assert.match(x.status().nat?.summary ?? '', /filtering unknown/);
+      const r = await x.netcheck();
+      assert.ok(pub.status().counters.stun.changedPort > 0, 'on request, the change-port test runs');
+      // Behind the symmetric NAT the mapping towards P never sent to P+1: its filter stays shut. Behind the
+      // cone one the agent's own mapping test to P+1 opened it (the reason says that it may have).
+      if (kind === 'symmetric') assert.equal(r.filtering, 'address-and-port-dependent', r.filteringReason);
+      else assert.match(r.filteringReason, /unless this socket sent to that port lately/);
+      t.diagnostic(`${kind}: ${x.status().nat?.summary}; on request: filtering ${r.filtering}`);
     } finally {
       await Promise.all([pub.close(), x.close()]);
     }
   });
 }
+
+test('whole agents, one public member with a second port: a host that moves behind another filtering NAT is direct again at once, at its new mapping', async (t) => {
+  const net = new MemoryNetwork({ latencyMs: 1 });
+  const pub = wholeAgent(net.socket(S.address, S.port), 1, [], (port) => Promise.resolve(net.socket(S.address, port)));
+  const cone = (publicAddress: string) => new MemoryNat(net, { publicAddress, mapping: 'endpoint-independent', filtering: 'address-and-port-dependent' });
+  const [natA, natA2, natB] = [cone('198.51.100.20'), cone('198.51.100.23'), cone('198.51.100.21')];
+  const sockA = natA.socket('10.1.0.2', 4500);
+  const a = wholeAgent(sockA, 2, [S]);
+  const b = wholeAgent(natB.socket('10.2.0.2', 4500), 3, [S]);
+  const view = (x: Host, y: Host) => x.status().peers.find((p) => p.publicKey === y.currentIdentity.publicKeyHex);
+  try {
+    const ready = (x: Host) => (x.status().overlay?.rendezvous.length ?? 0) > 0 && x.status().nat?.mapping === 'endpoint-independent';
+    await until(() => ready(a) && ready(b), 15_000, 'both behind their NATs, knowing the mapping, with rendezvous');
+    a.tap.inject([ping(a, b)]);
+    await until(() => view(a, b)?.path === 'direct' && view(b, a)?.path === 'direct', 10_000, 'a direct path first');
+    sockA.rebind('10.3.0.2', 4500, natA2);
+    const t0 = Date.now();
+    a.addressesChanged();
+    // The restart's srflx must be the new mapping: the old one leads nowhere, and b's NAT lets a's checks
+    // in only after b has sent towards the new one.
+    await until(() => view(b, a)?.endpoint?.startsWith('198.51.100.23:') === true && view(a, b)?.path === 'direct', 3_000,
+      `b to reach a at its new mapping directly (b sees ${JSON.stringify(view(b, a))})`).catch((e: Error) => {
+      throw new Error(`${e.message}; a: ${JSON.stringify(view(a, b))}`);
+    });
+    const ms = Date.now() - t0;
+    t.diagnostic(`direct again ${ms} ms after the move: ${view(a, b)?.pathReason}`);
+    assert.match(String(view(a, b)?.pathReason), /^ICE: /);
+    assert.ok(ms < 1_000, `${ms} ms after the move`);
+  } finally {
+    await Promise.all([pub.close(), a.close(), b.close()]);
+  }
+});
 
 void endpointKey;
