@@ -31,7 +31,7 @@ import { StandbyPaths } from './nat/standby.js';
 import type { Uplink } from './conn/uplinks.js';
 import type { TurnConfig, TurnSecret } from './nat/turn-relay.js';
 import { Underlay, type UnderlayOptions } from './nat/underlay.js';
-import { netcheck, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
+import { mappedBy, netcheck, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
 import type { Candidate } from './overlay/records.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import type { KeptNames } from './names-state.js';
@@ -195,11 +195,12 @@ export class Agent {
         ...(o.turn && 'secret' in o.turn ? { turnVouch: { vouch: new TurnVouch(o.turn.secret), publicKey: identity.publicKey } } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
         // Our own verdict also opens (public) or closes (behind a NAT) the second STUN port. No change-port
-        // filtering test: an ICE restart waits for a one-server netcheck's mapping (at most
-        // ICE_RESTART_STUN_WAIT_MS), and behind a NAT that filters by port that test alone outlasts it;
-        // nothing but the report reads filtering (`idloc-agent netcheck` measures it).
+        // filtering test: behind a NAT that filters by port (most) it holds every report back by its
+        // timeout, and nothing but the report reads filtering (`idloc-agent netcheck` measures it).
         netcheck: (servers) => this.netcheck(servers, { portFiltering: false }).then((r) => { this.changePort?.follow(r); return r; }),
-        peers: this.peers, routes: underlay, clock,
+        // An ICE restart's srflx: one Binding answer, not a netcheck whose tests of a server's second port
+        // or address can outlast ICE_RESTART_STUN_WAIT_MS (the restart would offer the old mapping).
+        mappedBy: (server) => mappedBy(this.stun, server), peers: this.peers, routes: underlay, clock,
         ...(standby ? { standby: { covers: (p) => standby.covers((p as { link: TunnelPeer }).link) } } : {}),
       });
       this.discovery = new Discovery({ overlay, peers: this.peers, inside: this.inside, outside: this.outside, clock });

@@ -41,6 +41,13 @@ async function bindingRequest(endpoint: StunEndpoint, server: Endpoint, tx: Stun
   return o.kind === 'error' && o.code === 420 ? endpoint.request(server, {}, tx) : o;
 }
 
+/** Our mapping as one server sees it, from one Binding transaction and nothing more (no test of its
+ *  other address or port): what an ICE restart offers as its srflx, as soon as the server answers. */
+export async function mappedBy(endpoint: StunEndpoint, server: Endpoint, tx: StunTransactionOptions = {}): Promise<Endpoint | undefined> {
+  const o = await bindingRequest(endpoint, server, tx);
+  return o.kind === 'success' && o.mapped ? { address: stunAddress(o.mapped.address), port: o.mapped.port } : undefined;
+}
+
 export type MappingBehaviour = 'no-nat' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
 /** not-port-dependent: an answer from the server's other port came through, from its other IP was not
  *  tested (the server has one): endpoint-independent or address-dependent. */
