@@ -22,6 +22,7 @@ import { Inside } from './idloc/inside.js';
 import { Outside } from './idloc/outside.js';
 import { Tunnels, type TunnelPeer } from './tunnel/tunnels.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
+import { ChangePortServer } from './nat/change-port.js';
 import { TurnVouch } from './nat/service-proof.js';
 import { IceAgent } from './nat/ice.js';
 import { Traversal } from './nat/traversal.js';
@@ -30,7 +31,7 @@ import { StandbyPaths } from './nat/standby.js';
 import type { Uplink } from './conn/uplinks.js';
 import type { TurnConfig, TurnSecret } from './nat/turn-relay.js';
 import { Underlay, type UnderlayOptions } from './nat/underlay.js';
-import { netcheck, type NetcheckReport } from './nat/netcheck.js';
+import { mappedBy, netcheck, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
 import type { Candidate } from './overlay/records.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import type { KeptNames } from './names-state.js';
@@ -68,6 +69,9 @@ export interface AgentOptions {
    *  is behind a NAT that maps every destination to a random port (absent: port probing is off: no probe
    *  sockets, no spraying for peers). */
   probeSockets?: UnderlayOptions['probeSockets'];
+  /** Bind a UDP socket on this port: while public, the agent answers STUN from its port + 1 too (RFC 5780
+   *  change-port tests, nat/change-port.ts), so one public member is enough to tell NATs apart. */
+  changePortSocket?: (port: number) => Promise<DatagramSocket>;
   /** Who may open a tunnel to us: any overlay member with a valid NodeID puzzle (default), or only `peers`. */
   allow?: 'overlay' | 'static';
   /** The overlay's IPv4 claim gave this host another address: persist it, re-address the TAP. */
@@ -94,6 +98,7 @@ export class Agent {
   private readonly underlay: Underlay;
   private readonly overlay: AgentOverlay | undefined;
   private readonly stun: StunEndpoint;
+  private readonly changePort: ChangePortServer | undefined;
   private readonly ice: IceAgent;
   private readonly traversal: Traversal | undefined;
   /** Keeps this host's NAT view and each overlay peer's path current. */
@@ -131,6 +136,12 @@ export class Agent {
       verified: (e) => this.overlay?.node.isVerifiedSource(e) ?? false,
     });
     this.ice = new IceAgent(this.stun, (e) => turn?.relays(e) === true, clock);
+    this.changePort = o.changePortSocket
+      ? new ChangePortServer({
+        stun: this.stun, mainPort: () => o.socket.local.port, open: o.changePortSocket, logger: log('nat'),
+        hostAddress: () => (o.overlay?.candidates?.() ?? [o.socket.local])[0]?.address,
+      })
+      : undefined;
 
     // The overlay shares the socket (the underlay hands it 0xD2 datagrams).
     if (o.overlay) {
@@ -183,7 +194,13 @@ export class Agent {
         ...(turn ? { turn } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
         ...(o.turn && 'secret' in o.turn ? { turnVouch: { vouch: new TurnVouch(o.turn.secret), publicKey: identity.publicKey } } : {}),
         ...(ov.directRetryMs !== undefined ? { directRetryMs: ov.directRetryMs } : {}),
-        netcheck: (servers) => this.netcheck(servers), peers: this.peers, routes: underlay, clock,
+        // Our own verdict also opens (public) or closes (behind a NAT) the second STUN port. No change-port
+        // filtering test: behind a NAT that filters by port (most) it holds every report back by its
+        // timeout, and nothing but the report reads filtering (`idloc-agent netcheck` measures it).
+        netcheck: (servers) => this.netcheck(servers, { portFiltering: false }).then((r) => { this.changePort?.follow(r); return r; }),
+        // An ICE restart's srflx: one Binding answer, not a netcheck whose tests of a server's second port
+        // or address can outlast ICE_RESTART_STUN_WAIT_MS (the restart would offer the old mapping).
+        mappedBy: (server) => mappedBy(this.stun, server), peers: this.peers, routes: underlay, clock,
         ...(standby ? { standby: { covers: (p) => standby.covers((p as { link: TunnelPeer }).link) } } : {}),
       });
       this.discovery = new Discovery({ overlay, peers: this.peers, inside: this.inside, outside: this.outside, clock });
@@ -205,6 +222,7 @@ export class Agent {
 
   start(): void {
     this.underlay.start();
+    this.changePort?.start();
     this.o.tap.start((batch) => {
       this.inside.handleBatch(batch);
       this.o.socket.flush?.(); // a batched socket sends this batch's datagrams now, not next turn
@@ -252,13 +270,13 @@ export class Agent {
 
   /** `idloc-agent netcheck`: what NAT (if any) is between this agent's socket and the internet, asked of
    *  `servers`, or else of the configured --stun servers and overlay contacts (every agent answers STUN). */
-  async netcheck(servers?: Endpoint[]): Promise<NetcheckReport & { servers: NetcheckReport['servers'] }> {
+  async netcheck(servers?: Endpoint[], tests: Pick<NetcheckOptions, 'portFiltering'> = {}): Promise<NetcheckReport & { servers: NetcheckReport['servers'] }> {
     let list = servers ?? [];
     if (list.length === 0) list = [...(this.o.stunServers ?? []), ...(this.overlay?.stunCandidates() ?? [])];
     if (list.length === 0) throw new Error('no STUN servers: give --stun HOST:PORT, or join an overlay (every member answers STUN)');
     const local = this.o.socket.local;
     // A socket bound to a wildcard address: compare with every interface address (netcheck's default).
-    return netcheck(this.stun, list, { localPort: local.port, ...(local.address !== '0.0.0.0' && local.address !== '::' ? { localAddresses: [local.address] } : {}) });
+    return netcheck(this.stun, list, { ...tests, localPort: local.port, ...(local.address !== '0.0.0.0' && local.address !== '::' ? { localAddresses: [local.address] } : {}) });
   }
 
   status(): AgentStatus {
@@ -294,6 +312,7 @@ export class Agent {
     this.standby?.close();
     this.ice.close();
     await this.underlay.close();
+    await this.changePort?.close();
     this.stun.close();
     await this.overlay?.close();
     this.tunnels.close();

@@ -101,6 +101,8 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     let current = identity;
     const agent = new Agent({
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun, keptNames,
+      // node:dgram: a few STUN answers a second, no batching needed.
+      changePortSocket: (port) => UdpSocket.bind(port),
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
       ...(config.offerTurn ? { offerTurn: config.offerTurn } : {}),
       // Standby paths need sends pinned to an interface, which only the native socket does.

@@ -9,7 +9,8 @@ export function formatNetcheck(r: NetcheckReport): string {
   for (const s of r.servers) {
     const seen = s.mapped ? `sees us as ${endpointKey(s.mapped)}` : `no answer${s.error ? ` (${s.error})` : ''}`;
     const rtt = s.rttMs !== undefined ? `, rtt ${s.rttMs.toFixed(1)} ms` : '';
-    lines.push(`  ${endpointKey(s.server)}${s.probe === 'other-address' ? ' (its other address)' : ''}: ${seen}${rtt}`);
+    const probe = s.probe === 'other-address' ? ' (its other address)' : s.probe === 'other-port' ? ' (its other port)' : '';
+    lines.push(`  ${endpointKey(s.server)}${probe}: ${seen}${rtt}`);
   }
   lines.push('', `mapping    ${r.mapping}: ${r.mappingReason}`, `filtering  ${r.filtering}: ${r.filteringReason}`);
   return lines.join('\n') + '\n';

@@ -456,9 +456,22 @@ export const NETCHECK_INTERVAL_MS = 5 * 60_000;
 /** netcheck had nobody to ask (the first node, alone) or no answer: try again after this long. */
 export const NETCHECK_RETRY_MS = 10_000;
 /** Our netcheck requests are padded (RFC 5780 PADDING) to this many bytes: an agent answers an unverified
- *  source with no more than it sent, and its longest answer to a netcheck request is a 420 to
- *  CHANGE-REQUEST (64 bytes without SOFTWARE); a success carries at most an IPv6 XOR-MAPPED-ADDRESS (52). */
-export const STUN_PADDED_REQUEST_BYTES = 64;
+ *  source with no more than it sent, and its longest answer to a netcheck request is a success from an
+ *  agent with a second port over IPv6: XOR-MAPPED-ADDRESS, RESPONSE-ORIGIN and OTHER-ADDRESS of 24 bytes
+ *  each, header and FINGERPRINT (100; 64 over IPv4, like a 420 to CHANGE-REQUEST). */
+export const STUN_PADDED_REQUEST_BYTES = 100;
+/** A public agent answers STUN from a second UDP socket on its port + this (RFC 5780 CHANGE-REQUEST
+ *  "change port", and plain Binding requests there), so one server tells a client whether its NAT's
+ *  mapping and filtering depend on the destination port. A fixed offset, so an operator knows which port
+ *  to open beside --listen (4500 and 4501 by default); 1 because the port above a chosen one is the one
+ *  most likely free beside it. The port is announced in OTHER-ADDRESS: clients do not assume it. */
+export const STUN_CHANGE_PORT_OFFSET = 1;
+/** Transmissions of netcheck's change-port filtering test (the answer comes from the server's other port):
+ *  a NAT that filters by port never lets it through, and every netcheck behind one (most home routers)
+ *  waits for the test to give up before the mapping test to that port (which opens the filter) may
+ *  start: two transmissions give up after 300 ms, not STUN_MAX_TRANSMITS' 1.5 s. A lost pair of round
+ *  trips only misreports filtering, which nothing but the report uses. */
+export const NETCHECK_PORT_FILTER_TRANSMITS = 2;
 /** Bytes per second, and burst, that the STUN endpoint answers one unverified address with: netcheck sends
  *  a few requests per server, ICE a few dozen checks per pair (~100 bytes each), birthday probing up to
  *  256 checks from one host at once (~25 KB); a flood of forged requests aimed at one victim gets no more. */

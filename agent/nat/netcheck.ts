@@ -7,21 +7,30 @@
 //   2. Behind a NAT at all: a mapped address that is not one of our own addresses (and port, if given).
 //   3. Mapping (RFC 4787/5780): different mapped addresses from different servers -> endpoint-dependent
 //      (symmetric: hole punching to a new peer needs port prediction or a relay); the same one from servers
-//      on two different IP addresses -> endpoint-independent (cone). One server, or servers sharing an IP,
-//      cannot tell an address-dependent mapping apart: then 'unknown'. A server reporting OTHER-ADDRESS
-//      is asked again at that other IP (RFC 5780 section 4.3 test II) when no two servers differ.
-//   4. Filtering (RFC 5780 section 4.4) is only reported when measured: it needs a server with a second IP
-//      address and port that honours CHANGE-REQUEST (coturn with two addresses does); then "answer from the
+//      on two different IP addresses -> endpoint-independent (cone). A server reporting OTHER-ADDRESS
+//      on another IP is asked again there (RFC 5780 section 4.3 test II) when no two servers differ.
+//      A public agent reports OTHER-ADDRESS on its own IP and another port (its second socket,
+//      nat/change-port.ts): with no two server IPs that answered, that port is asked too, and the same
+//      mapping from both ports -> endpoint-independent, with mappingTested 'port' (an address-dependent
+//      mapping would look the same; the report says so); another one -> endpoint-dependent. One server
+//      without a second port, or servers sharing an IP, leave the mapping 'unknown'.
+//   4. Filtering (RFC 5780 section 4.4) is only reported when measured: with a server on a second IP
+//      address and port that honours CHANGE-REQUEST (coturn with two addresses does), "answer from the
 //      other IP and port arrives" -> endpoint-independent, else "from the other port only" ->
-//      address-dependent, else address-and-port-dependent. A missing answer after all retransmissions is
-//      read as "filtered" (loss could fake it, as RFC 5780 notes). Our agents have one socket and answer
-//      CHANGE-REQUEST with 420, so against them filtering is 'unknown', with the reason.
+//      address-dependent, else address-and-port-dependent. With only a second port (an agent), "the
+//      answer from the other port arrives" -> not-port-dependent (endpoint-independent or address-
+//      dependent), else address-and-port-dependent. This test runs before anything is sent to that other
+//      port (which would open the filter for it), with NETCHECK_PORT_FILTER_TRANSMITS, so behind a NAT
+//      that filters by port (most) it holds the whole report back by its timeout: `portFiltering: false`
+//      leaves it out where the report is wanted soon (the agent's own netchecks). A missing answer
+//      after all retransmissions is read as "filtered" (loss could fake it, as RFC 5780 notes). Servers
+//      with one socket answer CHANGE-REQUEST with 420: against them filtering is 'unknown', with the reason.
 //   Every request is padded (RFC 5780 PADDING) to STUN_PADDED_REQUEST_BYTES: agents answer sources they have
 //   not verified with no more bytes than they sent (stun-endpoint.ts). A server that knows no PADDING
 //   answers 420; the plain request is then sent again without it.
 
 import { networkInterfaces } from 'node:os';
-import { NETCHECK_MAX_SERVERS, STUN_PADDED_REQUEST_BYTES } from '../base/constants.js';
+import { NETCHECK_MAX_SERVERS, NETCHECK_PORT_FILTER_TRANSMITS, STUN_PADDED_REQUEST_BYTES } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { StunEndpoint, StunOutcome, StunTransactionOptions } from './stun-endpoint.js';
 import { stunAddress } from './stun-binding.js';
@@ -32,8 +41,17 @@ async function bindingRequest(endpoint: StunEndpoint, server: Endpoint, tx: Stun
   return o.kind === 'error' && o.code === 420 ? endpoint.request(server, {}, tx) : o;
 }
 
+/** Our mapping as one server sees it, from one Binding transaction and nothing more (no test of its
+ *  other address or port): what an ICE restart offers as its srflx, as soon as the server answers. */
+export async function mappedBy(endpoint: StunEndpoint, server: Endpoint, tx: StunTransactionOptions = {}): Promise<Endpoint | undefined> {
+  const o = await bindingRequest(endpoint, server, tx);
+  return o.kind === 'success' && o.mapped ? { address: stunAddress(o.mapped.address), port: o.mapped.port } : undefined;
+}
+
 export type MappingBehaviour = 'no-nat' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown';
-export type FilteringBehaviour = 'endpoint-independent' | 'address-dependent' | 'address-and-port-dependent' | 'unknown';
+/** not-port-dependent: an answer from the server's other port came through, from its other IP was not
+ *  tested (the server has one): endpoint-independent or address-dependent. */
+export type FilteringBehaviour = 'endpoint-independent' | 'not-port-dependent' | 'address-dependent' | 'address-and-port-dependent' | 'unknown';
 
 export interface NetcheckServerResult {
   server: Endpoint;
@@ -46,8 +64,8 @@ export interface NetcheckServerResult {
   otherAddress?: Endpoint;
   /** Why there is no mapping. */
   error?: string;
-  /** This probe went to the other IP address of a server that reported OTHER-ADDRESS. */
-  probe?: 'other-address';
+  /** This probe went to the other IP address, or the other port, of a server that reported OTHER-ADDRESS. */
+  probe?: 'other-address' | 'other-port';
 }
 
 export interface NetcheckReport {
@@ -62,6 +80,9 @@ export interface NetcheckReport {
   behindNat: boolean | undefined;
   mapping: MappingBehaviour;
   mappingReason: string;
+  /** What the mapping verdict compared: destinations on different IP addresses, or only two ports of one
+   *  server (then an address-dependent mapping would read as endpoint-independent). */
+  mappingTested?: 'address' | 'port';
   filtering: FilteringBehaviour;
   filteringReason: string;
   /** Behind a NAT, the mapped port is our socket's port (needs opts.localPort). */
@@ -80,6 +101,10 @@ export interface NetcheckOptions {
   transaction?: StunTransactionOptions;
   /** Run the RFC 5780 filtering tests when a server offers them (default true). */
   filtering?: boolean;
+  /** Run the change-port filtering test against a server with a second port (default: as `filtering`).
+   *  It must end before the mapping test to that port starts, so it delays the report (our mapping
+   *  included) by NETCHECK_PORT_FILTER_TRANSMITS' timeout behind every NAT that filters by port. */
+  portFiltering?: boolean;
 }
 
 function hostAddresses(): string[] {
@@ -128,6 +153,23 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
     }
   }
 
+  // A server whose other address is a second port on its own IP (an agent): filtering first (nothing may
+  // have gone to that port yet), then the mapping towards that port if no two server IPs answered.
+  const sameIp = (a: Endpoint, b: Endpoint): boolean => stunAddress(a.address) === stunAddress(b.address);
+  const portServer = results.find((r) => r.mapped && !r.probe && r.otherAddress && sameIp(r.otherAddress, r.server) && r.otherAddress.port !== r.server.port);
+  const rfc5780 = results.find((r) => r.mapped && !r.probe && r.otherAddress && !sameIp(r.otherAddress, r.server));
+  let portFilter: StunOutcome | undefined;
+  if (portServer && !rfc5780 && opts.filtering !== false && opts.portFiltering !== false) {
+    portFilter = await endpoint.request(portServer.server, { changePort: true, padTo: STUN_PADDED_REQUEST_BYTES },
+      { ...tx, anySource: true, maxTransmits: Math.min(tx.maxTransmits ?? NETCHECK_PORT_FILTER_TRANSMITS, NETCHECK_PORT_FILTER_TRANSMITS) });
+  }
+  if (portServer && ips(results).size < 2) {
+    const probe = { address: portServer.server.address, port: portServer.otherAddress!.port };
+    const r = toResult(probe, await bindingRequest(endpoint, probe, tx));
+    r.probe = 'other-port';
+    results.push(r);
+  }
+
   const answered = results.filter((r) => r.mapped);
   const publicEndpoints: Endpoint[] = [];
   for (const r of answered) {
@@ -139,7 +181,8 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
     behindNat = !answered.every((r) => local.has(r.mapped!.address) && (opts.localPort === undefined || r.mapped!.port === opts.localPort));
   }
 
-  let mapping: MappingBehaviour, mappingReason: string;
+  let mapping: MappingBehaviour, mappingReason: string, mappingTested: NetcheckReport['mappingTested'];
+  const byPort = answered.find((r) => r.probe === 'other-port');
   if (answered.length === 0) {
     mapping = 'unknown';
     mappingReason = list.length === 0 ? 'no STUN servers to ask' : `none of ${list.length} STUN servers answered (UDP blocked, or the servers are down)`;
@@ -148,25 +191,37 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
     mappingReason = `the servers saw our own address ${endpointKey(publicEndpoints[0]!)}`;
   } else if (publicEndpoints.length > 1) {
     mapping = 'endpoint-dependent';
-    mappingReason = `different servers saw different addresses: ${answered.map((r) => `${endpointKey(r.server)} saw ${endpointKey(r.mapped!)}`).join(', ')}`;
+    mappingTested = ips(answered).size >= 2 ? 'address' : 'port';
+    const what = mappingTested === 'port' && byPort ? 'two ports of one server' : 'different servers';
+    mappingReason = `${what} saw different addresses: ${answered.map((r) => `${endpointKey(r.server)} saw ${endpointKey(r.mapped!)}`).join(', ')}`;
   } else if (ips(answered).size >= 2) {
     mapping = 'endpoint-independent';
+    mappingTested = 'address';
     mappingReason = `${answered.length} servers on ${ips(answered).size} IP addresses saw the same ${endpointKey(publicEndpoints[0]!)}`;
+  } else if (byPort) {
+    mapping = 'endpoint-independent';
+    mappingTested = 'port';
+    mappingReason = `ports ${portServer!.server.port} and ${byPort.server.port} of ${stunAddress(byPort.server.address)} saw the same `
+      + `${endpointKey(publicEndpoints[0]!)}: only a change of destination port was tested (an address-dependent mapping would look the same)`;
   } else {
     mapping = 'unknown';
+    const other = portServer ? `; its other port ${portServer.otherAddress!.port} did not answer` : '';
     mappingReason = answered.length === 1
-      ? 'only one server answered: a second one on another IP address is needed to compare mappings'
+      ? `only one server answered, and it answered from no second port${other}: another server, on another IP address or port, is needed to compare mappings`
       : 'the servers that answered share one IP address: an address-dependent mapping would look the same';
   }
 
   let filtering: FilteringBehaviour = 'unknown', filteringReason: string;
-  const rfc5780 = answered.find((r) => !r.probe && r.otherAddress);
   if (opts.filtering === false) {
     filteringReason = 'not tested';
+  } else if (!rfc5780 && portServer && !portFilter) {
+    filteringReason = `not tested: the change-port test against ${endpointKey(portServer.server)} was left out (it would hold this report back)`;
+  } else if (!rfc5780 && portFilter && portServer) {
+    [filtering, filteringReason] = portFiltering(portFilter, portServer.server, portServer.otherAddress!);
   } else if (!rfc5780) {
     filteringReason = answered.length === 0 ? 'no server answered'
       : 'no server reported OTHER-ADDRESS: telling filtering apart needs an RFC 5780 server that can answer from a second '
-        + 'IP address and port (agents answer from their one socket); assume address-and-port-dependent when punching';
+        + 'IP address and port, or an agent with a second port; assume address-and-port-dependent when punching';
   } else {
     const s = rfc5780.server;
     const anySource = { ...tx, anySource: true };
@@ -204,10 +259,28 @@ export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts
     udp: answered.length > 0, servers: results, publicEndpoints, behindNat,
     mapping, mappingReason, filtering, filteringReason, durationMs: performance.now() - started,
   };
+  if (mappingTested && mapping !== 'no-nat') report.mappingTested = mappingTested;
   if (publicEndpoints[0]) report.publicEndpoint = publicEndpoints[0];
   if (rtts.length) report.rttMs = Math.min(...rtts);
   if (behindNat && opts.localPort !== undefined && report.publicEndpoint) report.portPreserved = report.publicEndpoint.port === opts.localPort;
   return report;
+}
+
+/** The change-port filtering test against a server whose other address is `other` (same IP, other port). */
+function portFiltering(o: StunOutcome, s: Endpoint, other: Endpoint): [FilteringBehaviour, string] {
+  const at = endpointKey(s);
+  if (o.kind === 'success') {
+    if (stunAddress(o.from.address) === stunAddress(s.address) && o.from.port === other.port) {
+      return ['not-port-dependent', `an answer from ${at}'s other port ${other.port} came through: the NAT does not filter by port, `
+        + 'unless this socket sent to that port lately (the agent\'s own netchecks ask it), which opened the filter for it; '
+        + 'whether it filters by address needs a server with a second IP address'];
+    }
+    return ['unknown', `${at} answered a change-port request from ${endpointKey(o.from)}, not from its other port ${other.port}`];
+  }
+  if (o.kind === 'timeout') {
+    return ['address-and-port-dependent', `the answer from ${at}'s other port ${other.port} never came (${o.transmits} transmissions): the NAT filters by port`];
+  }
+  return ['unknown', `${at} did not honour CHANGE-REQUEST (change port): ${describe(o)}`];
 }
 
 /** One line, e.g. "endpoint-independent mapping (cone); public 203.0.113.5:40123; filtering unknown; rtt 12.3 ms". */
@@ -217,7 +290,7 @@ export function summarizeNetcheck(r: NetcheckReport): string {
   const parts: string[] = [];
   switch (r.mapping) {
     case 'no-nat': parts.push(`no NAT; public ${pub}`); break;
-    case 'endpoint-independent': parts.push(`endpoint-independent mapping (cone); public ${pub}`); break;
+    case 'endpoint-independent': parts.push(`endpoint-independent mapping (cone${r.mappingTested === 'port' ? '; only a port change tested' : ''}); public ${pub}`); break;
     case 'endpoint-dependent': parts.push(`endpoint-dependent mapping (symmetric); public ${pub}`); break;
     default: parts.push(`mapping unknown (${r.mappingReason}); public ${pub}`);
   }

@@ -71,6 +71,9 @@ export interface PathKeeperOptions {
    *  under `publicKey` (ours). Without it no "turn" record is trusted, and offerTurn is not advertised. */
   turnVouch?: { vouch: TurnVouch; publicKey: Uint8Array };
   netcheck: (servers: Endpoint[]) => Promise<NetcheckReport>;
+  /** Our mapping as one server sees it (one Binding transaction): an ICE restart's srflx. Default: a
+   *  netcheck of that server, which may test its other address or port first. */
+  mappedBy?: (server: Endpoint) => Promise<Endpoint | undefined>;
   peers: KeptPeers;
   /** Standby paths on our other uplinks (standby.ts): a peer one covers needs no ICE restart on our move. */
   standby?: { covers(peer: OverlayPeer<unknown>): boolean };
@@ -337,7 +340,7 @@ export class PathKeeper {
       timer = this.clock.setTimer(ICE_RESTART_STUN_WAIT_MS, () => resolve('slow'));
       let left = servers.length;
       for (const s of servers) {
-        void this.o.netcheck([s]).then((r) => r.publicEndpoint, () => undefined)
+        void (this.o.mappedBy ? this.o.mappedBy(s) : this.o.netcheck([s]).then((r) => r.publicEndpoint)).catch(() => undefined)
           .then((e) => { if (e) resolve(e); else if (--left === 0) resolve(undefined); });
       }
     });

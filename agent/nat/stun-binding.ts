@@ -5,7 +5,10 @@
 //             ICE-CONTROLLED] [USE-CANDIDATE] [CHANGE-REQUEST] [PADDING] [MESSAGE-INTEGRITY] FINGERPRINT
 //   PADDING   0x0026 (RFC 5780 section 7.6): zeros that make a request as long as its answer, so a server
 //             that never answers an unverified source with more than it sent (stun-endpoint.ts) answers it
-//   success   XOR-MAPPED-ADDRESS [SOFTWARE] [MESSAGE-INTEGRITY] FINGERPRINT
+//   success   XOR-MAPPED-ADDRESS [RESPONSE-ORIGIN OTHER-ADDRESS] [SOFTWARE] [MESSAGE-INTEGRITY] FINGERPRINT
+//             RESPONSE-ORIGIN (0x802B) and OTHER-ADDRESS (0x802C), RFC 5780 section 7.3/7.4, plain (not XOR'd)
+//             addresses, only from a server with a second port: where the answer left from, and the
+//             address a change-port request is answered from (our other socket: same IP, another port)
 //   error     ERROR-CODE [UNKNOWN-ATTRIBUTES] [SOFTWARE] [MESSAGE-INTEGRITY] FINGERPRINT
 //
 // parseStun reads any STUN message into one object with the attributes this endpoint knows, in place: no
@@ -201,13 +204,35 @@ function answerSoftware(s: string | undefined): Buffer | undefined {
   return t.length > MAX_ANSWER_SOFTWARE_BYTES ? t.subarray(0, MAX_ANSWER_SOFTWARE_BYTES) : t;
 }
 
-/** Binding success: XOR-MAPPED-ADDRESS, [SOFTWARE], [MESSAGE-INTEGRITY], FINGERPRINT. Throws on a non-IP address. */
-export function encodeBindingSuccess(txid: Uint8Array, mapped: Endpoint, password?: string, software?: string): Buffer {
+/** A plain (not XOR'd) address value, as MAPPED-ADDRESS, RESPONSE-ORIGIN and OTHER-ADDRESS carry it:
+ *  | 0 | family 1 = IPv4, 2 = IPv6 | port | address (4 or 16 bytes) |. Throws on a non-IP endpoint. */
+export function plainAddressValue(e: Endpoint): Uint8Array {
+  const address = stunAddress(e.address);
+  const v4 = parseIpv4(address);
+  const v6 = v4 === undefined ? parseIpv6(address) : undefined;
+  if ((v4 === undefined && !v6) || !(e.port > 0 && e.port < 65536)) throw new Error(`not an IP endpoint: ${address}:${e.port}`);
+  const b = Buffer.alloc(v6 ? 20 : 8);
+  b[1] = v6 ? 2 : 1;
+  b.writeUInt16BE(e.port, 2);
+  if (v6) b.set(v6, 4); else b.writeUInt32BE(v4!, 4);
+  return b;
+}
+
+/** RFC 5780's addresses on an answer: where it left from, and the server's other address (port). */
+export interface AnswerOrigin {
+  responseOrigin: Endpoint;
+  otherAddress: Endpoint;
+}
+
+/** Binding success: XOR-MAPPED-ADDRESS, [RESPONSE-ORIGIN, OTHER-ADDRESS], [SOFTWARE], [MESSAGE-INTEGRITY],
+ *  FINGERPRINT. Throws on a non-IP address. */
+export function encodeBindingSuccess(txid: Uint8Array, mapped: Endpoint, password?: string, software?: string, origin?: AnswerOrigin): Buffer {
   const address = stunAddress(mapped.address);
   const ip = parseIpv4(address) !== undefined || parseIpv6(address) !== undefined;
   if (!ip || !(mapped.port > 0 && mapped.port < 65536)) throw new Error(`not an IP endpoint: ${address}:${mapped.port}`);
   const sw = answerSoftware(software);
   const attrs: StunAttr[] = [[ATTR.XOR_MAPPED_ADDRESS, { address, port: mapped.port }]];
+  if (origin) attrs.push([ATTR.RESPONSE_ORIGIN, plainAddressValue(origin.responseOrigin)], [ATTR.OTHER_ADDRESS, plainAddressValue(origin.otherAddress)]);
   if (sw) attrs.push([ATTR.SOFTWARE, sw]);
   return encodeStun(STUN_METHOD_BINDING, STUN_CLASS_SUCCESS, txid, attrs, password, true)!;
 }

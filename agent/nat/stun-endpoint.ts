@@ -3,10 +3,17 @@
 //
 // Behaviour:
 //   - Server role (every public agent is a STUN server): a Binding request without USERNAME is answered with
-//     a success response carrying XOR-MAPPED-ADDRESS = the source we saw, and FINGERPRINT. We have one
-//     socket, so CHANGE-REQUEST (asking us to answer from another address) and other comprehension-required
-//     attributes we do not implement get 420 Unknown Attribute, which is how an RFC 5780 client learns a
-//     server cannot do filtering tests.
+//     a success response carrying XOR-MAPPED-ADDRESS = the source we saw, and FINGERPRINT.
+//   - A second port (setChangedPort: a public agent's socket on its port + STUN_CHANGE_PORT_OFFSET, see
+//     nat/change-port.ts): then Binding requests are answered on either socket, each answer with RFC 5780's
+//     RESPONSE-ORIGIN (where it leaves from) and OTHER-ADDRESS (the other socket: same IP, other port), and
+//     CHANGE-REQUEST "change port" is answered from the other socket. That is what lets a client tell its
+//     NAT's mapping (the same or another mapped port towards our two ports) and port filtering (does the
+//     answer from the port it never sent to come through) from one server. "Change IP" (we have one
+//     address), "change port" without a second port, and other comprehension-required attributes we do
+//     not implement get 420 Unknown Attribute, which is how an RFC 5780 client learns what a server cannot
+//     do. The second socket is a STUN server and nothing else: ICE checks, responses, indications and
+//     other methods arriving there are dropped and counted (`otherPortRefused`).
 //   - ICE checks (requests with USERNAME): `passwordFor(username)` gives our password; the request must carry
 //     PRIORITY, ICE-CONTROLLING or ICE-CONTROLLED and a MESSAGE-INTEGRITY that verifies with it, otherwise it
 //     is dropped unanswered and counted (we do not answer 400/401: no reflection for unauthenticated
@@ -23,7 +30,9 @@
 //     it gets no SOFTWARE, no answer longer than its request (a client pads with PADDING, RFC 5780: our
 //     netcheck does; shorter requests are dropped and counted `unpadded`), and at most
 //     STUN_UNVERIFIED_RATE_BYTES per second per address (burst STUN_UNVERIFIED_BURST_BYTES, a bounded table):
-//     what a forged source can make us send is at most what it sent, and bounded per victim.
+//     what a forged source can make us send is at most what it sent, and bounded per victim. Answers from
+//     the second port pay from the same per-address budget and obey the same size rule; RESPONSE-ORIGIN
+//     and OTHER-ADDRESS are left out (not the answer) where they would make it longer than the request.
 //   - handleDatagram never throws: garbage, truncation, bad lengths, a wrong FINGERPRINT are counted as
 //     `malformed`.
 
@@ -41,113 +50,13 @@ import {
   CHANGE_IP, CHANGE_PORT, encodeBindingError, encodeBindingRequest, encodeBindingSuccess, parseStun, stunAddress,
   type StunMessage, type StunRequestAttributes,
 } from './stun-binding.js';
+import type {
+  ChangedPort, CheckReply, IceCheckRequest, IncomingCheck, StunEndpointOptions, StunEndpointStats, StunOutcome, StunTransactionOptions,
+} from './stun-endpoint-api.js';
 
-// ---- the endpoint --------------------------------------------------------------------------------------
-
-/** An authenticated ICE connectivity check (RFC 8445 section 7.3) for the ICE layer to act on. */
-export interface IncomingCheck {
-  username: string;
-  priority: number;
-  useCandidate: boolean;
-  /** The sender's role: true if it sent ICE-CONTROLLING, false for ICE-CONTROLLED. */
-  controlling: boolean;
-  tieBreaker: bigint;
-  from: Endpoint;
-  /** Transaction id, hex. */
-  txid: string;
-}
-
-/** How to answer a check: success (XOR-MAPPED-ADDRESS, signed), 487 Role Conflict (signed), or not at all. */
-export type CheckReply = 'success' | 'role-conflict' | 'drop';
-
-export interface StunEndpointOptions {
-  /** Sends on the agent's shared socket. */
-  send: (bytes: Uint8Array, to: Endpoint) => void;
-  /** Milliseconds, for round-trip times. */
-  now?: () => number;
-  /** SOFTWARE attribute on everything we send (none by default: fewer bytes, no version fingerprinting). */
-  software?: string;
-  /** Our short-term password for a check's USERNAME; undefined (or no hook) drops the check unanswered. */
-  passwordFor?: (username: string) => string | undefined;
-  /** Called for checks whose MESSAGE-INTEGRITY verified with passwordFor's answer; default reply 'success'. */
-  onCheck?: (req: IncomingCheck) => CheckReply | void;
-  /** Has this source proved return routability recently (the overlay's isVerifiedSource)? Unverified
-   *  sources get answers no longer than their requests, within a per-address byte budget. */
-  verified?: (from: Endpoint) => boolean;
-  /** STUN messages of other methods (TURN's Allocate, Refresh, Data...), for whoever speaks them. */
-  onOther?: (msg: Uint8Array, m: StunMessage, from: Endpoint) => void;
-  /** Defaults for our transactions (see StunTransactionOptions). */
-  rtoMs?: number;
-  maxTransmits?: number;
-}
-
-export interface StunTransactionOptions {
-  /** First retransmission timeout, doubled per transmission (STUN_RTO_INITIAL_MS). */
-  rtoMs?: number;
-  /** Transmissions before giving up (STUN_MAX_TRANSMITS). */
-  maxTransmits?: number;
-  /** Take the response from any source (RFC 5780 change tests); by default only from where we sent it. */
-  anySource?: boolean;
-}
-
-/** rttMs runs from the first transmission: exact when transmits is 1, an upper bound otherwise (Karn: a
- *  response to a retransmitted request cannot be told from one to the original). */
-export type StunOutcome =
-  | {
-      kind: 'success'; from: Endpoint; mapped: Endpoint | undefined; rttMs: number; transmits: number;
-      otherAddress?: Endpoint; responseOrigin?: Endpoint;
-    }
-  | { kind: 'error'; from: Endpoint; code: number; reason: string; rttMs: number; transmits: number }
-  | { kind: 'timeout'; transmits: number }
-  /** Not sent (closed, too many pending, unencodable), or the response was unusable. */
-  | { kind: 'failed'; reason: string };
-
-export interface IceCheckRequest {
-  username: string;
-  /** The remote agent's password. */
-  password: string;
-  priority: number;
-  controlling: boolean;
-  tieBreaker: bigint;
-  useCandidate?: boolean;
-}
-
-export interface StunEndpointStats {
-  received: number;
-  malformed: number;
-  /** Binding requests answered with success (plain and ICE). */
-  answered: number;
-  /** Requests answered with 420 (CHANGE-REQUEST, other unknown comprehension-required attributes). */
-  unknownAttribute: number;
-  /** Checks dropped: no USERNAME/MESSAGE-INTEGRITY pair, unknown username, missing ICE attributes. */
-  unauthenticated: number;
-  /** MESSAGE-INTEGRITY that did not verify (on requests or on responses to our checks). */
-  badIntegrity: number;
-  roleConflicts: number;
-  indications: number;
-  /** Responses that completed one of our transactions. */
-  responses: number;
-  /** Responses matching no pending transaction (late, duplicate, forged) or from the wrong source. */
-  unmatched: number;
-  /** Other STUN methods (handed to onOther if set). */
-  other: number;
-  transactions: number;
-  retransmits: number;
-  timeouts: number;
-  /** Requests refused at once (closed, STUN_MAX_PENDING reached, unencodable). */
-  refused: number;
-  /** Checks sent once with no transaction kept (probe()): their answers count as unmatched. */
-  probes: number;
-  sendErrors: number;
-  /** Requests from unverified sources whose answer would have been longer than they were. */
-  unpadded: number;
-  /** Answers to unverified sources withheld: the address's byte budget was spent. */
-  overBudget: number;
-  /** Bytes of the requests from unverified sources that earned an answer (before the size and budget
-   *  checks), and of the answers sent to them: out <= in, always. */
-  unverifiedBytesIn: number;
-  unverifiedBytesOut: number;
-}
+export type {
+  ChangedPort, CheckReply, IceCheckRequest, IncomingCheck, StunEndpointOptions, StunEndpointStats, StunOutcome, StunTransactionOptions,
+} from './stun-endpoint-api.js';
 
 interface Transaction {
   key: string;
@@ -176,7 +85,9 @@ export class StunEndpoint {
     received: 0, malformed: 0, answered: 0, unknownAttribute: 0, unauthenticated: 0, badIntegrity: 0,
     roleConflicts: 0, indications: 0, responses: 0, unmatched: 0, other: 0, transactions: 0, retransmits: 0, probes: 0,
     timeouts: 0, refused: 0, sendErrors: 0, unpadded: 0, overBudget: 0, unverifiedBytesIn: 0, unverifiedBytesOut: 0,
+    changedPort: 0, otherPortRefused: 0,
   };
+  private changed: ChangedPort | undefined;
   private readonly pending = new Map<string, Transaction>();
   private readonly now: () => number;
   private readonly budget: PerSourceRateLimit;
@@ -194,12 +105,25 @@ export class StunEndpoint {
   /** Our transactions in flight. */
   get pendingCount(): number { return this.pending.size; }
 
-  /** Feed one datagram whose first byte said STUN. Never throws. */
-  handleDatagram(msg: Uint8Array, from: Endpoint): void {
+  /** Answer from a second port too (CHANGE-REQUEST), or no longer (undefined). */
+  setChangedPort(p: ChangedPort | undefined): void {
+    this.changed = p;
+  }
+
+  /** Feed one datagram whose first byte said STUN; `onOtherPort`: it came to the second socket. Never throws. */
+  handleDatagram(msg: Uint8Array, from: Endpoint, onOtherPort = false): void {
     this.stats.received++;
     let m: StunMessage | undefined;
     try { m = parseStun(msg); } catch { m = undefined; }
     if (!m) { this.stats.malformed++; return; }
+    if (onOtherPort) {
+      // Only plain Binding requests, and only while the second port is ours to answer from.
+      if (m.method !== STUN_METHOD_BINDING || m.cls !== STUN_CLASS_REQUEST || m.username !== undefined || m.integrityOffset >= 0 || !this.changed) {
+        this.stats.otherPortRefused++; return;
+      }
+      try { this.answer(msg, m, from, true); } catch { this.stats.malformed++; }
+      return;
+    }
     if (m.method !== STUN_METHOD_BINDING) {
       this.stats.other++;
       if (this.o.onOther) try { this.o.onOther(msg, m, from); } catch { /* the hook's problem, not the socket's */ }
@@ -304,7 +228,7 @@ export class StunEndpoint {
     try { this.o.send(bytes, to); } catch { this.stats.sendErrors++; }
   }
 
-  private answer(msg: Uint8Array, m: StunMessage, from: Endpoint): void {
+  private answer(msg: Uint8Array, m: StunMessage, from: Endpoint, onOtherPort = false): void {
     if (this.closed) return;
     const txid = m.txid;
     let password: string | undefined;
@@ -324,14 +248,18 @@ export class StunEndpoint {
         txid: txidHex(m.txid),
       };
     }
-    // One socket: CHANGE-REQUEST asking for another address or port is as unknown to us as any attribute we
-    // do not implement (RFC 5780 section 7.2: such a server answers 420).
+    // CHANGE-REQUEST we cannot honour (another IP; another port without a second socket; any change on an
+    // ICE check) is as unknown to us as any attribute we do not implement (RFC 5780 section 7.2: 420).
     let unknown = m.unknownRequired;
-    if (m.changeRequest !== undefined && (m.changeRequest & (CHANGE_IP | CHANGE_PORT)) !== 0) unknown = [...(unknown ?? []), ATTR.CHANGE_REQUEST];
+    const change = m.changeRequest ?? 0;
+    const changePort = (change & CHANGE_PORT) !== 0;
+    if ((change & CHANGE_IP) !== 0 || (changePort && (!this.changed || check))) unknown = [...(unknown ?? []), ATTR.CHANGE_REQUEST];
     const verified = this.isVerified(from);
     const software = verified ? this.o.software : undefined;
     if (unknown) {
-      if (this.reply(encodeBindingError(txid, 420, unknown, password, software), msg.length, from, verified)) this.stats.unknownAttribute++;
+      // from the socket the request came to
+      const here = onOtherPort ? this.changed?.send : undefined;
+      if (this.reply(encodeBindingError(txid, 420, unknown, password, software), msg.length, from, verified, here)) this.stats.unknownAttribute++;
       return;
     }
     if (check) {
@@ -345,19 +273,34 @@ export class StunEndpoint {
         return;
       }
     }
-    if (this.reply(encodeBindingSuccess(txid, from, password, software), msg.length, from, verified)) this.stats.answered++;
+    const c = check ? undefined : this.changed;
+    if (!c) {
+      if (this.reply(encodeBindingSuccess(txid, from, password, software), msg.length, from, verified)) this.stats.answered++;
+      return;
+    }
+    // With a second port: answer from the socket it came to, or from the other one if asked to change port.
+    const viaSecond = onOtherPort !== changePort;
+    const origin = { responseOrigin: viaSecond ? c.other : c.main, otherAddress: onOtherPort ? c.main : c.other };
+    let answer = encodeBindingSuccess(txid, from, undefined, software, origin);
+    if (!verified && answer.length > msg.length) answer = encodeBindingSuccess(txid, from, undefined, software);
+    if (this.reply(answer, msg.length, from, verified, viaSecond ? c.send : undefined)) {
+      this.stats.answered++;
+      if (changePort) this.stats.changedPort++;
+    }
   }
 
-  /** Send an answer to a request of `requestBytes`; to an unverified source only if it is no longer than
-   *  the request and within the address's budget (dropped and counted otherwise). */
-  private reply(answer: Buffer, requestBytes: number, to: Endpoint, verified: boolean): boolean {
+  /** Send an answer to a request of `requestBytes` (from the main socket, or by `send`); to an unverified
+   *  source only if it is no longer than the request and within the address's budget (dropped and counted
+   *  otherwise). */
+  private reply(answer: Buffer, requestBytes: number, to: Endpoint, verified: boolean, send?: ChangedPort['send']): boolean {
     if (!verified) {
       this.stats.unverifiedBytesIn += requestBytes;
       if (answer.length > requestBytes) { this.stats.unpadded++; return false; }
       if (!this.budget.allow(to.address, answer.length)) { this.stats.overBudget++; return false; }
       this.stats.unverifiedBytesOut += answer.length;
     }
-    this.safeSend(answer, to);
+    if (!send) this.safeSend(answer, to);
+    else try { send(answer, to); } catch { this.stats.sendErrors++; }
     return true;
   }
 

@@ -138,6 +138,9 @@ export class Traversal {
     if (!r.behindNat) return 'none';
     if (r.mapping === 'endpoint-independent') return 'easy';
     if (r.mapping === 'endpoint-dependent' && !allocationOrder(r) && this.o.probes) return 'hard';
+    // Behind a NAT whose mapping no server could tell (one plain STUN server): it may be hard, so probe
+    // as a hard NAT would before settling for a relay (an easy peer sprays, we open probe sockets).
+    if (r.mapping === 'unknown' && this.o.probes) return 'hard';
     return 'unknown';
   }
 
