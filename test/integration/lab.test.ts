@@ -2,6 +2,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Lab } from './lab.js';
 import { labUnavailable, prerequisites } from './prerequisites.js';
 
@@ -9,6 +10,11 @@ const skip = prerequisites('netns lab', labUnavailable({ tap: false }));
 
 function namespaces(): string[] {
   return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+}
+
+function pidAlive(pid: number): boolean {
+  // A zombie awaiting its reaper counts as gone: it runs nothing.
+  try { return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
 }
 
 describe('netns lab', { skip }, () => {
@@ -58,9 +64,14 @@ describe('netns lab', { skip }, () => {
   it('stops long-running processes by pid and leaves no namespace behind', async () => {
     const lab2 = await Lab.create({ hosts: ['x'] });
     const p = lab2.spawn('x', ['sleep', '60']);
+    // A process the lab never started (as an sshd session's shell is): found by its namespace.
+    const stray = Number((await lab2.exec('x', ['sh', '-c', 'setsid sleep 60 >/dev/null 2>&1 < /dev/null & echo $!'])).stdout.trim());
+    assert.ok(stray > 0 && pidAlive(stray));
     assert.ok(namespaces().some((n) => n.startsWith(lab2.prefix)));
     await lab2.destroy();
     assert.equal(p.running, false);
+    for (let i = 0; i < 50 && pidAlive(stray); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pidAlive(stray), false, 'a process left inside the namespace is stopped too');
     await lab2.destroy(); // idempotent
     assert.ok(!namespaces().some((n) => n.startsWith(lab2.prefix)), namespaces().join(' '));
   });

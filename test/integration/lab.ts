@@ -691,6 +691,14 @@ export class Lab {
     this.procs.clear();
     // Hosts before the switch: deleting a namespace deletes its veth ends, emptying the bridges.
     const order = [...this.nodes.values()].sort((a, b) => Number(a.kind === 'switch') - Number(b.kind === 'switch'));
+    // Whatever still runs inside a namespace (an sshd session's shell, a child a test did not track) goes
+    // too: deleting the namespace would leave it running, outside any lab.
+    for (const n of order) {
+      try {
+        const pids = execFileSync('ip', ['netns', 'pids', n.ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+        for (const pid of pids.split('\n').filter(Boolean)) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* exited */ }
+      } catch { /* namespace already gone */ }
+    }
     for (const n of order) {
       try { run(['ip', 'netns', 'del', n.ns]); } catch { /* already gone */ }
     }
