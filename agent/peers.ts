@@ -217,6 +217,10 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
     this.o.tunnels.connect(tp);
   }
 
+  bridge(peer: OverlayPeer<unknown>, via: Endpoint): boolean {
+    return this.o.tunnels.bridge((peer as OverlayPeer<TunnelPeer>).link, via);
+  }
+
   alive(peer: OverlayPeer<unknown>): boolean {
     return !this.closed && this.o.map.getByLink((peer as OverlayPeer<TunnelPeer>).link) === peer;
   }

@@ -51,6 +51,9 @@ function standbyLines(s: AgentStatus): string {
     if (sb.pinned) parts.push(`traffic moved to ${sb.pinned} (the preferred uplink failed)`);
     out += `standby  ${p.nodeId.slice(0, 12)}: ${parts.join('; ')}\n`;
   }
+  for (const p of s.peers) {
+    if (p.bridge) out += `bridge   ${p.nodeId.slice(0, 12)}: every packet also through peer relay ${p.bridge} until the peer answers on a direct path\n`;
+  }
   return out;
 }
 

@@ -48,6 +48,9 @@ export interface PeerStatus {
   /** Standby paths on our other uplinks (and the peer's towards us), and the uplink the traffic was moved
    *  to by a failover; null without any. */
   standby: StandbyStatus | null;
+  /** While the direct path is in doubt (a move, a silence): the relay every datagram is also copied to
+   *  until the peer is heard on the direct path again (tunnels.ts bridge); null otherwise. */
+  bridge: string | null;
   state: string;
   lastHandshake: string | null;
   rxBytes: number;
@@ -122,6 +125,12 @@ export function pathReason(state: string | undefined, endpoint: string | null, c
   return 'idle: a tunnel is set up on the first packet';
 }
 
+/** The relay a bridge copies through ("host:port"), from the tunnel's virtual endpoint for it. */
+function bridgeRelay(u: Underlay, bridge: string | null): string | null {
+  const e = bridge ? parseEndpoint(bridge) : undefined;
+  return e ? u.relayRoute(e)?.relay ?? bridge : bridge;
+}
+
 /** The parts of a running agent a status report reads. */
 export interface StatusSources {
   identity: Identity;
@@ -167,6 +176,7 @@ export function statusOf(s: StatusSources): AgentStatus {
       pair: candidatePair(endpoint, route, choice, { host, relayed: s.underlay.turn?.candidate() }),
       pathReason: pathReason(t?.state, endpoint, choice, route?.text),
       standby: s.standby?.status(p.link) ?? null,
+      bridge: bridgeRelay(s.underlay, t?.bridge ?? null),
       state: t?.state ?? 'none',
       lastHandshake: t?.lastHandshake ? new Date(t.lastHandshake).toISOString() : null,
       rxBytes: t?.rxBytes ?? 0, txBytes: t?.txBytes ?? 0,

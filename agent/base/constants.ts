@@ -129,6 +129,11 @@ export const TUNNEL_TICK_MS = 250;
  *  relay for a round trip or so, and those packets must not pull us back. Short, because a peer that really
  *  left the direct path (it moved) reaches us by the relay only after this. */
 export const ROAM_DIRECT_HOLD_MS = 2_000;
+/** A bridge (tunnels.ts: every datagram also copied to a relay while the direct path is in doubt) ends when
+ *  the peer is heard at the tunnel endpoint, or after this: by then the path keeper's restart has found a
+ *  direct pair or settled for a relay (ICE_DIRECT_TIMEOUT_MS after its Attach), and copying every datagram
+ *  costs the relay's bandwidth. */
+export const BRIDGE_MAX_MS = 10_000;
 
 // ---- tunnel/: handshakes under load: the queue, cookies, per-source limits (agent/tunnel/handshake-gate.ts, cookie.ts) ----
 
@@ -551,6 +556,10 @@ export const ICE_RELAY_TIMEOUT_MS = 2_000;
  *  ICE_DIRECT_RETRY_MAX_MS, and moves to a direct pair if one answers: NATs change (reboots, another
  *  uplink) and a relay costs latency and the relay's bandwidth. */
 export const ICE_DIRECT_RETRY_MS = 30_000;
+/** A direct path that broke under a move and ended on a relay (the bridge, path-keeper.ts) is tried again
+ *  this soon, doubling up to ICE_DIRECT_RETRY_MS: what blocked the new pair is usually brief (an uplink
+ *  still coming up, a NAT mapping not yet made), and the user is waiting on a relay meanwhile. */
+export const BRIDGE_DIRECT_RETRY_MS = 2_000;
 export const ICE_DIRECT_RETRY_MAX_MS = 10 * 60_000;
 /** A relayed ICE pair that answers first waits this long for a direct pair to answer too: a direct pair's
  *  checks can trail by a round trip and a retransmission (50 ms), and a relay costs latency for the

@@ -22,11 +22,16 @@
 //     The tunnel's roaming keepalive goes out before (daemon.ts, Tunnels.refreshPaths). A restart's
 //     pair is taken only if it has an endpoint (nothing never replaces something); each peer is
 //     restarted at most once per ICE_RESTART_MIN_INTERVAL_MS, a change within it runs when it ends.
+//   bridge (with every restart of a direct path, at once): the path may be broken and the restart takes a
+//     few round trips, so the tunnel also copies its datagrams to one of the peer's rendezvous nodes (the
+//     peer relay: traversal.ts bridgeVia) and asks the peer to answer there (tunnels.ts bridge), until the
+//     peer is heard at the tunnel endpoint. The restart's direct pair then ends the bridge; a restart that
+//     finds none leaves the tunnel on the relay, tried for direct again after BRIDGE_DIRECT_RETRY_MS.
 //   turnChanged (our TURN allocation came or went): peers it could help, or that it carried, are
 //     reconsidered at once rather than when their tunnel notices.
 import type { Logger } from 'pino';
 import {
-  ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, ICE_RESTART_AFTER_FAILURE_MS, ICE_RESTART_MIN_INTERVAL_MS, ICE_RESTART_STUN_SERVERS, ICE_RESTART_STUN_WAIT_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
+  BRIDGE_DIRECT_RETRY_MS, ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, ICE_RESTART_AFTER_FAILURE_MS, ICE_RESTART_MIN_INTERVAL_MS, ICE_RESTART_STUN_SERVERS, ICE_RESTART_STUN_WAIT_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
   RENDEZVOUS_COUNT,
 } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
@@ -86,6 +91,8 @@ export interface KeptPeers {
   pointTo(peer: OverlayPeer<unknown>, e: Endpoint): void;
   /** The peer is still ours (not removed, agent not closed). */
   alive(peer: OverlayPeer<unknown>): boolean;
+  /** Copy the peer's datagrams to `via`, a relay, until it is heard at its endpoint (tunnels.ts bridge). */
+  bridge(peer: OverlayPeer<unknown>, via: Endpoint): boolean;
   /** Peers met through the overlay, with their tunnel's state. */
   overlayPaths(): Iterable<{ peer: OverlayPeer<unknown>; established: boolean; endpoint: Endpoint | undefined }>;
 }
@@ -102,6 +109,9 @@ export class PathKeeper {
   private readonly locators = new Map<OverlayPeer<unknown>, LocatorRecord>();
   /** The last ICE restart per peer, and the one deferred to the end of ICE_RESTART_MIN_INTERVAL_MS. */
   private readonly restarts = new Map<OverlayPeer<unknown>, Restart>();
+  /** Peers whose direct path broke and were bridged, until a direct path is taken again: their retries for
+   *  one come BRIDGE_DIRECT_RETRY_MS apart at first. */
+  private readonly bridged = new Set<OverlayPeer<unknown>>();
   private rendezvousRefreshedAt = -Infinity;
   private timer: TimerHandle | undefined;
   private mappingRetries = 0;
@@ -112,7 +122,7 @@ export class PathKeeper {
   readonly providersRefused = { turn: 0, stun: 0, relay: 0 };
   /** ICE restarts run, those deferred by ICE_RESTART_MIN_INTERVAL_MS, and those dropped because no STUN
    *  server answered from our new address (offline, mid-move). */
-  readonly restartStats = { run: 0, deferred: 0, offline: 0, standby: 0 };
+  readonly restartStats = { run: 0, deferred: 0, offline: 0, standby: 0, bridged: 0 };
 
   constructor(private readonly o: PathKeeperOptions) {
     this.clock = o.clock ?? realScheduler;
@@ -221,7 +231,7 @@ export class PathKeeper {
       // A restart that found nothing keeps what there was (the old pair may still be the one that works).
       if (replace === 'restart' && !choice.endpoint) {
         this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason }, 'ICE restart found no path; keeping the one there was');
-        if (!had || rank(had) < DIRECT) this.retryDirect(peer);
+        if (!had || rank(had) < DIRECT || this.bridged.has(peer)) this.retryDirect(peer);
         return;
       }
       if (replace === 'better' && had && rank(choice) <= rank(had)) {
@@ -237,7 +247,7 @@ export class PathKeeper {
     this.o.logger.info({ peer: peer.nodeIdHex, how: choice.how, why: choice.reason, was: had?.how }, 'path to peer');
     if (choice.endpoint) this.o.peers.pointTo(peer, choice.endpoint);
     if (rank(choice) < DIRECT) this.retryDirect(peer);
-    else { this.retries.get(peer)?.timer?.cancel(); this.retries.delete(peer); }
+    else { this.retries.get(peer)?.timer?.cancel(); this.retries.delete(peer); this.bridged.delete(peer); }
   }
 
   /** Our TURN allocation came: peers without a path or on a peer relay may now get a relayed pair (a better
@@ -262,14 +272,16 @@ export class PathKeeper {
     const needs = (p: OverlayPeer<unknown>) => (own || this.paths.has(p)) && this.paths.get(p)?.how !== 'locator';
     const candidates = only ? [only] : [...this.o.peers.overlayPaths()].map((t) => t.peer);
     const covered = (p: OverlayPeer<unknown>) => own && this.o.standby?.covers(p) === true && ++this.restartStats.standby > 0;
-    const due = candidates.filter((p) => this.o.peers.alive(p) && needs(p) && !covered(p) && this.mayRestart(p, own));
+    const live = candidates.filter((p) => this.o.peers.alive(p) && !covered(p));
+    const due = live.filter((p) => needs(p) && this.mayRestart(p, own));
+    // No address to send from (mid-move: the old uplink gone, the new one not up yet), or no STUN server
+    // answered from it: a restart now would find nothing, and the change that brings the new uplink
+    // runs it (finished() counts this one as failed). A bridge waits for it too.
+    const hasAddress = this.o.traversal.candidates().some((c) => c.type === 0);
+    if (hasAddress) for (const p of live) void this.bridge(p, own);
     if (!only || due.length > 0) this.refreshRendezvous();
     if (!only) void this.checkNat();
     if (due.length === 0) return;
-    // No address to send from (mid-move: the old uplink gone, the new one not up yet), or no STUN server
-    // answered from it: a restart now would find nothing, and the change that brings the new uplink
-    // runs it (finished() counts this one as failed).
-    const hasAddress = this.o.traversal.candidates().some((c) => c.type === 0);
     void (hasAddress ? this.freshMapping() : Promise.resolve(false)).then((online) => {
       if (!online) this.restartStats.offline++;
       for (const p of due) {
@@ -281,6 +293,27 @@ export class PathKeeper {
         else this.reconsider(p, 'restart', done);
       }
     });
+  }
+
+  /** Bridge a tunnel on a direct path through the peer relay while its restart runs (see the top): not
+   *  one reached at a public locator (nothing of ours stands between), nor one on a relay already. The
+   *  bridge is recorded as the path (status says why) unless a restart took a path meanwhile. */
+  private async bridge(peer: OverlayPeer<unknown>, own: boolean): Promise<void> {
+    const t = [...this.o.peers.overlayPaths()].find((x) => x.peer === peer);
+    const had = this.paths.get(peer);
+    if (!t?.established || !t.endpoint || this.o.routes.relayRoute(t.endpoint) || had?.how === 'locator' || !this.o.traversal.bridgeVia) return;
+    const loc = this.locators.get(peer) ?? await this.o.overlay.node.resolver.resolveNodeId(Buffer.from(peer.nodeIdHex, 'hex')).catch(() => undefined);
+    const b = loc && await this.o.traversal.bridgeVia(loc).catch(() => undefined);
+    if (!b || this.closed || !this.o.peers.alive(peer) || this.paths.get(peer) !== had || !this.o.peers.bridge(peer, b.endpoint)) return;
+    this.restartStats.bridged++;
+    this.bridged.add(peer);
+    const r = this.retries.get(peer);
+    if (r) r.n = 0;
+    this.paths.set(peer, {
+      how: 'peer-relay', endpoint: b.endpoint,
+      reason: `bridged through peer relay ${endpointKey(b.relay)} (the peer's rendezvous node) while ICE looks for a new direct pair: ${own ? 'this host\'s addresses changed' : 'the direct path went silent'}`,
+    });
+    this.o.logger.info({ peer: peer.nodeIdHex, relay: endpointKey(b.relay) }, 'direct path in doubt; bridging through the peer relay');
   }
 
   /** PING our rendezvous nodes now (from our current address, re-creating our NAT's mappings towards
@@ -372,7 +405,8 @@ export class PathKeeper {
   private retryDirect(peer: OverlayPeer<unknown>): void {
     const r = this.retries.get(peer) ?? { n: 0, timer: undefined };
     r.timer?.cancel();
-    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, (this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS) * 2 ** Math.min(r.n, 8));
+    const base = this.bridged.has(peer) ? Math.min(BRIDGE_DIRECT_RETRY_MS, this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS) : (this.o.directRetryMs ?? ICE_DIRECT_RETRY_MS);
+    const delay = Math.min(ICE_DIRECT_RETRY_MAX_MS, base * 2 ** Math.min(r.n, 8));
     r.n++;
     r.timer = this.clock.setTimer(delay, () => {
       if (this.closed || !this.o.peers.alive(peer)) { this.forget(peer); return; }
@@ -389,6 +423,7 @@ export class PathKeeper {
     this.tries.delete(peer);
     this.paths.delete(peer);
     this.locators.delete(peer);
+    this.bridged.delete(peer);
     this.restarts.get(peer)?.timer?.cancel();
     this.restarts.delete(peer);
   }

@@ -104,6 +104,13 @@ export class PeerRelayClient {
     return this.route(key, relay, Uint8Array.from(nodeId), 0).virtual;
   }
 
+  /** Our source may have changed (we moved, our NAT rebound): the next frame towards this relay proves
+   *  it again first, and frames wait for that (a relay drops frames from an unproven source). */
+  reverify(relay: Endpoint): void {
+    const p = this.proofs.get(endpointKey(relay));
+    if (p && !p.held) p.at = -Infinity;
+  }
+
   /** The relay a virtual endpoint goes through ("host:port"), for status; undefined if `e` is not ours. */
   relayOf(e: Endpoint | string): string | undefined {
     const r = this.byVirtual.get(typeof e === 'string' ? e : endpointKey(e));

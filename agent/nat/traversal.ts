@@ -67,7 +67,7 @@ export interface TraversalOptions {
   /** Our TURN relay, if configured: its relayed candidate is offered, peers' addresses are permitted. */
   turn?: TurnRelay;
   /** Paths through the peer's rendezvous nodes, the last resort (absent: never relay through peers). */
-  peerRelay?: Pick<PeerRelayClient, 'towardsClient'>;
+  peerRelay?: Pick<PeerRelayClient, 'towardsClient' | 'reverify'>;
   /** Where relayed candidates peers offer are noted (the underlay), so their tunnels count as relayed. */
   peersTurnRelays?: { notePeersTurnRelay(e: Endpoint): void };
   /** Sockets for birthday probing when we are the hard side (absent: port probing is off, in either role). */
@@ -209,13 +209,36 @@ export class Traversal {
     const r = await started;
     if (r) return this.chosen(r);
     const why = this.noDirectReason(aim.candidates, probing) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
-    const relay = via[attempt % Math.max(1, via.length)];
+    const relays = this.o.peerRelay ? await this.relaysOf(locator) : [];
+    const relay = relays[attempt % Math.max(1, relays.length)];
     if (!this.o.peerRelay || !relay) return { how: 'no-direct-path', reason: why };
     this.stats.peerRelayed++;
     return {
       how: 'peer-relay', endpoint: this.o.peerRelay.towardsClient(relay, target),
       reason: `via peer relay ${endpointKey(relay)} (the peer's rendezvous node): ${why}`,
     };
+  }
+
+  /** A relayed path to bridge a broken direct one while ICE looks for a new pair (path-keeper.ts): through
+   *  one of the peer's rendezvous nodes (the peer relay; a TURN allocation of ours is bound to the address
+   *  we just left). The relay checks our source again first: it may be new. */
+  async bridgeVia(locator: LocatorRecord): Promise<{ endpoint: Endpoint; relay: Endpoint } | undefined> {
+    if (!this.o.peerRelay) return undefined;
+    const relay = (await this.relaysOf(locator))[0];
+    if (!relay) return undefined;
+    this.o.peerRelay.reverify(relay);
+    return { endpoint: this.o.peerRelay.towardsClient(relay, nodeIdFromPublicKey(locator.owner)), relay };
+  }
+
+  /** The peer's rendezvous nodes that can relay to it: not us, where we are one (for Attach that entry
+   *  stands for the peer's own endpoint, which is no relay). Those that are our rendezvous nodes too come
+   *  first: they answered our keepalives lately, and a locator may still name one that died. */
+  private async relaysOf(locator: LocatorRecord): Promise<Endpoint[]> {
+    const rendezvous = (locator.value?.rendezvous ?? []).filter((id) => hex(id) !== hex(this.o.identity.nodeId));
+    if (!locator.value || rendezvous.length === 0) return [];
+    const relays = await this.o.node.rendezvousEndpoints({ ...locator, value: { ...locator.value, rendezvous } });
+    const live = new Set(this.o.node.rendezvous.current().map((c) => endpointKey(c.endpoint)));
+    return [...relays.filter((e) => live.has(endpointKey(e))), ...relays.filter((e) => !live.has(endpointKey(e)))];
   }
 
   /** The overlay's onAttach: an offer for us. Answer with our candidates and start checking at once.

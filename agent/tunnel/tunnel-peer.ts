@@ -15,9 +15,12 @@ export interface TunnelPeer {
   readonly lastReceivedAt: number;
 }
 
-/** Where decrypted packets go (idloc/outside.ts). `packet` lives in a scratch buffer: copy it to keep it. */
 /** Plaintexts whose first byte is below this are control messages (an IP packet starts with 0x4_ or 0x6_). */
 export const CONTROL_BELOW = 0x10;
+/** The tunnel's own control message (tunnels.ts bridge): "answer me on the path this came by". The rest
+ *  (0x01-0x03) are nat/standby-wire.ts's. */
+export const CTRL_FOLLOW_ME = 0x04;
+export const FOLLOW_ME_BYTES = 8;
 
 /** A control message from the peer (valid only during the call), and where it came from. */
 export type ControlReceiver = (peer: TunnelPeer, message: Buffer, from: Endpoint) => void;
@@ -26,6 +29,7 @@ export function endpointOf(address: string, port: number, via: number | undefine
   return via === undefined ? { address, port } : { address, port, via };
 }
 
+/** Where decrypted packets go (idloc/outside.ts). `packet` lives in a scratch buffer: copy it to keep it. */
 export interface PacketReceiver {
   handlePacket(peer: TunnelPeer, packet: Buffer): void;
 }
@@ -58,6 +62,8 @@ export interface TunnelPeerStatus {
   /** Bytes of authenticated datagrams from / to the peer (handshakes and data, as on the wire). */
   rxBytes: number;
   txBytes: number;
+  /** The relay datagrams are also copied to while the direct path is in doubt (Tunnels.bridge), else null. */
+  bridge: string | null;
   state: 'none' | 'handshaking' | 'established';
 }
 
@@ -87,6 +93,8 @@ export interface TunnelStats {
   rxSilentKeepalive: number;
   /** Keepalives answering a one-way flow towards us (FLOW_ACK_MS). */
   flowAcks: number;
+  /** Bridges started (Tunnels.bridge), and datagrams copied onto them; FOLLOW_MEs that moved us. */
+  bridged: number; bridgeCopies: number; followed: number;
 }
 
 export interface Pending {
@@ -126,6 +134,10 @@ export class PeerState implements TunnelPeer {
   cookieAt = -Infinity;
   /** When `endpoint` was last set, or heard from: roaming away from a direct one waits (Tunnels.roam). */
   endpointFreshAt = -Infinity;
+  /** A relay every datagram is copied to while the direct path is in doubt, until bridgeUntil (Tunnels.bridge). */
+  bridge: Endpoint | undefined;
+  bridgeSince = -Infinity;
+  bridgeUntil = -Infinity;
   lastHandshake: number | null = null;
   /** Initiation to response of our last completed handshake: the path's round trip, whatever carries it. */
   handshakeRttMs: number | null = null;
@@ -151,7 +163,7 @@ export function newTunnelStats(): TunnelStats {
     rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxControl: 0, txControl: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
-    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, bridged: 0, bridgeCopies: 0, followed: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
     handshakeQueueDropped: 0, cookieReplyRecv: 0,
   };
 }

@@ -14,11 +14,13 @@
 //      replies go to the handshakes at once (they cost no X25519).
 //   2. Data: the receiver index picks the session; it must still receive; decrypt, then the replay window.
 //      Anything that fails is counted and dropped.
-//   3. Roaming: the authenticated packet's source becomes the peer's endpoint (roam()).
+//   3. Roaming: the authenticated packet's source becomes the peer's endpoint (tunnel/roaming.ts, which
+//      also has the bridges and FOLLOW_ME).
 //   4. A responder session is confirmed by its first data; keepalives end here, packets go to the
 //      receiver (idloc/outside.ts), valid only during the call. A plaintext whose first byte is below
 //      0x10 is no IP packet but a control message (nat/standby-wire.ts): it goes to onControl() instead,
-//      without roaming and without counting as hearing from the peer (it may come along another path).
+//      without roaming and without counting as hearing from the peer (it may come along another path);
+//      FOLLOW_ME (roaming.ts) moves the endpoint and counts as hearing.
 //
 // Silent paths: a peer receiving a one-way flow answers it with a keepalive every FLOW_ACK_MS. Data sent for PATH_SILENT_MS with nothing at all received (a NAT on the way forgot or
 // changed our mapping) is told to the admission once per silence (pathSilent), so the path keeper
@@ -37,7 +39,7 @@ import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   FLOW_ACK_MS, KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, PATH_SILENT_MS, PEER_SILENT_MS, RECEIVE_SILENT_MS, REJECT_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
-  REKEY_TIMEOUT_MS, ROAM_DIRECT_HOLD_MS, TUNNEL_TICK_MS,
+  REKEY_TIMEOUT_MS, TUNNEL_TICK_MS,
 } from '../base/constants.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from '../conn/socket.js';
@@ -46,6 +48,7 @@ import {
   MSG_COOKIE_REPLY, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, cookieKey, mac1Key, parseTransport, type Transport,
 } from './messages.js';
 import type { Session } from './session.js';
+import { FOLLOW_ME, bridgeFor, bridgeUnanswered, follow, isFollowMe, roam as roamTo, startBridge } from './roaming.js';
 import { Handshakes, type HandshakeTable } from './handshake.js';
 import { HandshakeGate } from './handshake-gate.js';
 import {
@@ -65,7 +68,7 @@ export interface TunnelsOptions {
   /** The NodeID puzzle nonce of our key, sent in every initiation so strangers can admit us. */
   puzzleNonce?: bigint;
   /** A packet arriving through a relay does not move a tunnel off a direct endpoint heard from within
-   *  ROAM_DIRECT_HOLD_MS (see roam()). Absent: every endpoint counts as direct. */
+   *  ROAM_DIRECT_HOLD_MS (roaming.ts). Absent: every endpoint counts as direct. */
   paths?: RelayedPaths;
   clock?: Scheduler;
 }
@@ -176,12 +179,33 @@ export class Tunnels implements HandshakeTable {
     const now = this.now();
     p.endpoint = endpointOf(endpoint.address, endpoint.port, endpoint.via);
     p.endpointFreshAt = now;
+    // A new direct pair keeps the bridge until the peer is heard on it; a relay needs no copy on a relay.
+    if (p.bridge && this.paths?.isRelayed(p.endpoint)) p.bridge = undefined;
     // A new path gets its own HANDSHAKE_RELOCATE_AFTER_TRIES: the tries the old one used up say nothing
     // about it (and must not send us looking for the peer again the moment we found it a better path).
     if (p.handshaking) { p.initiations = 0; this.handshakes.sendInitiation(p, now); }
     // An established session moves at once: our keepalive on the new path is what makes the peer roam
     // to it, instead of answering along the old one until our next packet.
     else if (p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);
+  }
+
+  /** Bridge the peer's direct path, in doubt, through `via`, a relay (roaming.ts): false without a session,
+   *  or when the tunnel is on a relay already. */
+  bridge(peer: TunnelPeer, via: Endpoint): boolean {
+    const p = this.own(peer);
+    const now = this.now();
+    const s = p?.current;
+    if (!p || this.closed || !s || !s.canSend(now) || !startBridge(p, via, now, this.paths)) return false;
+    this.stats.bridged++;
+    this.sendFollowMe(p, s, p.bridge!);
+    return true;
+  }
+
+  private sendFollowMe(p: PeerState, s: Session, to: Endpoint): void {
+    this.stats.txControl++;
+    const pkt = s.encrypt(FOLLOW_ME);
+    p.txBytes += pkt.length;
+    this.socket.send(pkt, to);
   }
 
   established(peer: TunnelPeer): boolean { return this.own(peer)?.current?.canSend(this.now()) === true; }
@@ -236,6 +260,7 @@ export class Tunnels implements HandshakeTable {
       rttMs: p.handshakeRttMs,
       rxBytes: p.rxBytes,
       txBytes: p.txBytes,
+      bridge: p.bridge && now < p.bridgeUntil ? endpointKey(p.bridge) : null,
       state: p.current?.canSend(now) ? 'established' : p.handshaking || p.next ? 'handshaking' : 'none',
     }));
   }
@@ -256,6 +281,8 @@ export class Tunnels implements HandshakeTable {
       if (p.next && !p.next.canReceive(now)) p.next = this.drop(p.next);
       if (p.current && !p.current.canReceive(now)) p.current = this.drop(p.current);
       const s = p.current;
+      const unanswered = p.bridge !== undefined && s?.canSend(now) ? bridgeUnanswered(p, now) : undefined;
+      if (unanswered) this.sendFollowMe(p, s!, unanswered);
       if (s && p.endpoint && s.canSend(now) && now - p.lastSentAt >= KEEPALIVE_INTERVAL_MS) this.transmit(p, s, EMPTY, now);
       // A one-way flow towards us: answer it now and then, so its sender can tell our silence from a
       // broken path (PATH_SILENT_MS).
@@ -304,6 +331,8 @@ export class Tunnels implements HandshakeTable {
   transmit(p: PeerState, s: Session, payload: Uint8Array, now: number): void {
     const pkt = s.encrypt(payload);
     this.socket.send(pkt, p.endpoint!);
+    const bridge = p.bridge !== undefined ? bridgeFor(p, now) : undefined;
+    if (bridge) { this.socket.send(pkt, bridge); this.stats.bridgeCopies++; }
     p.txBytes += pkt.length;
     p.lastSentAt = now;
     if (payload.length === 0) this.stats.txKeepalive++;
@@ -319,25 +348,8 @@ export class Tunnels implements HandshakeTable {
     return true;
   }
 
-  /** Inbound step 3, WireGuard's roaming: the endpoint follows the last authenticated packet, with one
-   *  exception. While a path moves from a relay to a direct pair, the peer's packets still in flight on
-   *  the relay (or sent before it heard from us on the new pair) would pull us back; so a relayed source
-   *  does not replace a direct endpoint that was set or heard from within ROAM_DIRECT_HOLD_MS. A peer
-   *  that really left the direct path goes silent on it, and the next relayed packet after the hold
-   *  moves us. */
-  roam(p: PeerState, from: Endpoint, now: number): void {
-    const e = p.endpoint;
-    if (e && e.address === from.address && e.port === from.port) { p.endpointFreshAt = now; return; }
-    const paths = this.paths;
-    if (e && paths && now - p.endpointFreshAt < ROAM_DIRECT_HOLD_MS && paths.isRelayed(from) && !paths.isRelayed(e)) {
-      this.stats.roamHeld++;
-      return;
-    }
-    if (e) this.stats.roamed++;
-    // The interface we send out of is our side's choice (a standby uplink after a failover), not the peer's.
-    p.endpoint = endpointOf(from.address, from.port, e?.via);
-    p.endpointFreshAt = now;
-  }
+  /** Inbound step 3 (roaming.ts). */
+  roam(p: PeerState, from: Endpoint, now: number): void { roamTo(p, from, now, this.paths, this.stats); }
 
   drop(s: Session): undefined {
     this.sessions.delete(s.localIndex);
@@ -358,6 +370,14 @@ export class Tunnels implements HandshakeTable {
     const pt = s.decrypt(msg, t.counter);
     if (pt === undefined) { this.stats.rxDecryptFailed++; return; }
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
+    if (isFollowMe(pt)) {
+      this.stats.rxControl++;
+      follow(p, from, now, this.stats);
+      p.lastReceivedAt = now;
+      this.silentTx.delete(p);
+      this.silentRx.delete(p);
+      return;
+    }
     if (pt.length > 0 && pt[0]! < CONTROL_BELOW) { this.onControlMessage(p, pt, from); return; }
     this.roam(p, from, now);
     p.lastReceivedAt = now;

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { Tunnels, type TunnelPeer } from '../../agent/tunnel/tunnels.js';
 import { MemoryNetwork } from '../../agent/conn/memory-socket.js';
-import { ICE_RESTART_MIN_INTERVAL_MS, PATH_SILENT_MS, RECEIVE_SILENT_MS, TUNNEL_TICK_MS } from '../../agent/base/constants.js';
+import { BRIDGE_DIRECT_RETRY_MS, ICE_RESTART_MIN_INTERVAL_MS, PATH_SILENT_MS, RECEIVE_SILENT_MS, TUNNEL_TICK_MS } from '../../agent/base/constants.js';
 import { SimScheduler } from '../../agent/base/scheduler.js';
 import { PathKeeper, type KeptPeers, type PathKeeperOverlay } from '../../agent/nat/path-keeper.js';
 import type { PathChoice, Traversal } from '../../agent/nat/traversal.js';
@@ -115,12 +115,13 @@ test('setEndpoint to the same endpoint sends a keepalive only when nudged (an IC
 
 // ---- the path keeper ---------------------------------------------------------------------------------
 
-function keeperWorld(opts: { result?: () => PathChoice; how?: PathChoice['how'] } = {}) {
+function keeperWorld(opts: { result?: () => PathChoice; how?: PathChoice['how']; bridgeVia?: boolean } = {}) {
   const clock = new SimScheduler(1_000_000);
   const reached: { peer: string; at: number; offered: Endpoint | undefined }[] = [];
   let publicEndpoint: Endpoint | undefined = { address: '203.0.113.10', port: 4500 };
   const refreshed: number[] = [];
   const pointed: string[] = [];
+  const bridges: { peer: string; via: string; at: number }[] = [];
   const peer = { nodeIdHex: 'aa'.repeat(20) } as OverlayPeer<unknown>;
   const publicPeer = { nodeIdHex: 'bb'.repeat(20) } as OverlayPeer<unknown>;
   const locator = { owner: new Uint8Array(32), value: { rendezvous: [new Uint8Array(20)], candidates: [] } } as unknown as LocatorRecord;
@@ -132,6 +133,9 @@ function keeperWorld(opts: { result?: () => PathChoice; how?: PathChoice['how'] 
       reached.push({ peer: loc === locator ? 'nat' : 'public', at: clock.now(), offered: publicEndpoint });
       return loc === locator ? (opts.result ?? ice)() : { how: 'locator', endpoint: { address: '198.51.100.10', port: 4500 }, reason: 'public' } as PathChoice;
     },
+    ...(opts.bridgeVia ? {
+      bridgeVia: async (loc: LocatorRecord) => (loc.value?.rendezvous.length ? { endpoint: { address: '100::1', port: 1 }, relay: { address: '198.51.100.10', port: 4500 } } : undefined),
+    } : {}),
   } as unknown as Traversal;
   const overlay: PathKeeperOverlay = {
     node: {
@@ -142,12 +146,13 @@ function keeperWorld(opts: { result?: () => PathChoice; how?: PathChoice['how'] 
   };
   const peers: KeptPeers = {
     pointTo: (p) => pointed.push(p.nodeIdHex), alive: () => true,
-    overlayPaths: () => [peer, publicPeer].map((p) => ({ peer: p, established: true, endpoint: undefined })),
+    bridge: (p, via) => bridges.push({ peer: p.nodeIdHex, via: `${via.address}:${via.port}`, at: clock.now() }) > 0,
+    overlayPaths: () => [peer, publicPeer].map((p) => ({ peer: p, established: true, endpoint: { address: '203.0.113.12', port: 4500 } })),
   };
   // Our new mapping, as the first STUN server answers it.
   const netcheck = async (servers: Endpoint[]) => ({ udp: true, servers: [], publicEndpoint: { address: '203.0.113.11', port: 4500 }, publicEndpoints: [], behindNat: true, mapping: 'endpoint-independent', durationMs: 1, servers0: servers } as unknown as NetcheckReport);
   const keeper = new PathKeeper({ overlay, traversal, logger: silent, stunServers: [], offerPeerRelay: false, routes: { relayRoute: () => undefined }, netcheck, peers, clock });
-  return { clock, keeper, reached, refreshed, pointed, peer, publicPeer, locator };
+  return { clock, keeper, reached, refreshed, pointed, bridges, peer, publicPeer, locator };
 }
 
 test('a local change restarts ICE at once with the fresh srflx, with peers behind NATs only; restarts are rate-limited per peer, a change inside the interval runs once at its end', async () => {
@@ -189,5 +194,40 @@ test('a restart that finds no path keeps the one there was; a silent path restar
   await settle();
   assert.equal(k.keeper.choice(k.peer)?.how, 'ice', 'nothing never replaces something');
   assert.deepEqual(k.reached.map((r) => r.peer), ['nat', 'nat']);
+  k.keeper.close();
+});
+
+test('bridge: a restart of a direct path copies the tunnel to the peer relay at once; the restart\'s direct pair ends it; one that finds none keeps the relay and tries direct again after BRIDGE_DIRECT_RETRY_MS', async () => {
+  let result: 'ice' | 'none' = 'ice';
+  const k = keeperWorld({ bridgeVia: true, result: () => (result === 'ice' ? { how: 'ice', endpoint: { address: '203.0.113.12', port: 4500 }, reason: 'ok' } : { how: 'no-direct-path', reason: 'nothing answered' }) });
+  k.keeper.traverse(k.peer, k.locator);
+  k.keeper.traverse(k.publicPeer, { owner: new Uint8Array(32), value: { rendezvous: [], candidates: [] } } as unknown as LocatorRecord);
+  await settle();
+  assert.deepEqual(k.bridges, [], 'no bridge before anything changed');
+  // Our move: the NATed peer's tunnel is bridged at once, the public one's is not (nothing of ours
+  // filters between us and a public locator). The restart's direct pair then replaces the bridge.
+  const t0 = k.clock.now();
+  result = 'ice';
+  k.keeper.localChange();
+  await settle();
+  assert.deepEqual(k.bridges, [{ peer: k.peer.nodeIdHex, via: '100::1:1', at: t0 }]);
+  assert.equal(k.keeper.restartStats.bridged, 1);
+  assert.equal(k.keeper.choice(k.peer)?.how, 'ice', 'the restart\'s direct pair ended the bridge');
+  // A silent path whose restart finds nothing: the bridge stays the path, with its reason, and direct is
+  // tried again soon, not after ICE_DIRECT_RETRY_MS.
+  await k.clock.advance(ICE_RESTART_MIN_INTERVAL_MS);
+  result = 'none';
+  k.keeper.localChange(k.peer);
+  await settle();
+  assert.equal(k.bridges.length, 2);
+  const c = k.keeper.choice(k.peer);
+  assert.equal(c?.how, 'peer-relay', JSON.stringify(c));
+  assert.match(c!.reason, /bridged through peer relay 198\.51\.100\.10:4500 .*the direct path went silent/);
+  const tried = k.reached.length;
+  result = 'ice';
+  await k.clock.advance(BRIDGE_DIRECT_RETRY_MS);
+  await settle();
+  assert.equal(k.reached.length, tried + 1, 'direct tried again after BRIDGE_DIRECT_RETRY_MS');
+  assert.equal(k.keeper.choice(k.peer)?.how, 'ice', 'and taken: direct beats the bridge');
   k.keeper.close();
 });

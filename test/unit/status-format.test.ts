@@ -19,14 +19,14 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
       { nodeId: '12'.repeat(20), publicKey: '34'.repeat(32), ipv4: '100.70.0.9', ipv6: 'fd1d:10c0::9', endpoint: '198.51.100.11:4500',
         source: 'overlay', path: 'direct', via: null, relay: null, rttMs: 1.4, pair: 'host 10.1.0.2:4500 -> srflx 198.51.100.11:4500', pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
         lastHandshake: new Date(NOW - 5000).toISOString(), rxBytes: 2048, txBytes: 100,
-        standby: { ours: [{ uplink: 'eth1', mapped: '203.0.113.7:4500', answeredAgoMs: 3_200 }], theirs: null, pinned: null } },
+        standby: { ours: [{ uplink: 'eth1', mapped: '203.0.113.7:4500', answeredAgoMs: 3_200 }], theirs: null, pinned: null }, bridge: '198.51.100.10:4500' },
       { nodeId: '9a'.repeat(20), publicKey: 'bc'.repeat(32), ipv4: '100.70.0.3', ipv6: 'fd1d:10c0::3', endpoint: '[100::0:1]:1',
         source: 'overlay', path: 'relayed', via: 'peer-relay', relay: '203.0.113.1:4500', rttMs: 3, pair: 'host 10.1.0.2:4500 -> peer relay 203.0.113.1:4500',
         pathReason: 'via peer relay 203.0.113.1:4500 (the peer\'s rendezvous node): no direct path', state: 'established',
-        lastHandshake: new Date(NOW - 1000).toISOString(), rxBytes: 10, txBytes: 10, standby: null },
+        lastHandshake: new Date(NOW - 1000).toISOString(), rxBytes: 10, txBytes: 10, standby: null, bridge: null },
       { nodeId: '56'.repeat(20), publicKey: '78'.repeat(32), ipv4: '0.0.0.0', ipv6: 'fd1d:10c0::7', endpoint: '198.51.100.12:4500',
         source: 'overlay', path: 'none', via: null, relay: null, rttMs: null, pair: null, pathReason: 'handshake in progress', state: 'handshaking', lastHandshake: null, rxBytes: 0, txBytes: 0,
-        standby: { ours: [], theirs: { endpoint: '198.51.100.20:61000', heardAgoMs: 900 }, pinned: 'eth1' } },
+        standby: { ours: [], theirs: { endpoint: '198.51.100.20:61000', heardAgoMs: 900 }, pinned: 'eth1' }, bridge: null },
     ],
     overlay: overlay === null ? null : {
       joined: true, ipv4Claimed: true, bootstraps: ['198.51.100.10:4500'], routingTableSize: 7, storedRecords: 12, ownRecords: 2,
@@ -52,6 +52,9 @@ test('status shows how the overlay was joined, its size and lookups, and each pe
   assert.match(text, /standby {2}121212121212: via eth1 \(mapped 203\.0\.113\.7:4500\) answered 3 s ago\n/);
   assert.match(text, /standby {2}565656565656: the peer's other uplink 198\.51\.100\.20:61000, heard 1 s ago; traffic moved to eth1/);
   assert.doesNotMatch(text, /standby {2}9a9a/);
+  // A bridge while the direct path is in doubt, on that peer only.
+  assert.match(text, /bridge {3}121212121212: every packet also through peer relay 198\.51\.100\.10:4500 until the peer answers on a direct path\n/);
+  assert.equal(text.match(/^bridge /gm)?.length, 1);
 });
 
 test('status says when the overlay was started here, is still joining, or is off', () => {
