@@ -31,7 +31,7 @@
 //     reconsidered at once rather than when their tunnel notices.
 import type { Logger } from 'pino';
 import {
-  BRIDGE_DIRECT_RETRY_MS, ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, ICE_RESTART_AFTER_FAILURE_MS, ICE_RESTART_MIN_INTERVAL_MS, ICE_RESTART_STUN_SERVERS, ICE_RESTART_STUN_WAIT_MS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
+  BRIDGE_DIRECT_RETRY_MS, ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, ICE_RESTART_AFTER_FAILURE_MS, ICE_RESTART_MIN_INTERVAL_MS, ICE_RESTART_STUN_SERVERS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
   RENDEZVOUS_COUNT,
 } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
@@ -39,11 +39,12 @@ import type { OverlayPeer } from '../idloc/peer-map.js';
 import type { NetcheckReport } from './netcheck.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { Candidate, LocatorRecord } from '../overlay/records.js';
-import type { PathChoice, Traversal } from './traversal.js';
+import { DIRECT, rank, type PathChoice, type Traversal } from './traversal.js';
 import type { TurnRelay } from './turn-relay.js';
 import type { Underlay } from './underlay.js';
 import { ownerLivesAt, type OwnerLookup, type ProviderCheck, type TurnVouch } from './service-proof.js';
 import { realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
+import { firstMapping } from './first-mapping.js';
 
 /** What the path keeper asks of the agent's overlay use: its services and its rendezvous. */
 export interface PathKeeperOverlay {
@@ -309,10 +310,8 @@ export class PathKeeper {
     this.bridged.add(peer);
     const r = this.retries.get(peer);
     if (r) r.n = 0;
-    this.paths.set(peer, {
-      how: 'peer-relay', endpoint: b.endpoint,
-      reason: `bridged through peer relay ${endpointKey(b.relay)} (the peer's rendezvous node) while ICE looks for a new direct pair: ${own ? 'this host\'s addresses changed' : 'the direct path went silent'}`,
-    });
+    const why = own ? 'this host\'s addresses changed' : 'the direct path went silent';
+    this.paths.set(peer, { how: 'peer-relay', endpoint: b.endpoint, reason: `bridged through peer relay ${endpointKey(b.relay)} (the peer's rendezvous node) while ICE looks for a new direct pair: ${why}` });
     this.o.logger.info({ peer: peer.nodeIdHex, relay: endpointKey(b.relay) }, 'direct path in doubt; bridging through the peer relay');
   }
 
@@ -367,17 +366,7 @@ export class PathKeeper {
     const servers = [...this.o.overlay.node.rendezvous.current().map((c) => c.endpoint), ...this.o.stunServers, ...this.o.overlay.stunCandidates()]
       .filter((e) => !seen.has(endpointKey(e)) && seen.add(endpointKey(e)) !== undefined).slice(0, ICE_RESTART_STUN_SERVERS);
     if (servers.length === 0) return true;
-    let timer: TimerHandle | undefined;
-    // 'slow': nobody answered in time (a far server, a lost request): go on with what we have.
-    const mapped = await new Promise<Endpoint | 'slow' | undefined>((resolve) => {
-      timer = this.clock.setTimer(ICE_RESTART_STUN_WAIT_MS, () => resolve('slow'));
-      let left = servers.length;
-      for (const s of servers) {
-        void (this.o.mappedBy ? this.o.mappedBy(s) : this.o.netcheck([s]).then((r) => r.publicEndpoint)).catch(() => undefined)
-          .then((e) => { if (e) resolve(e); else if (--left === 0) resolve(undefined); });
-      }
-    });
-    timer?.cancel();
+    const mapped = await firstMapping(servers, (s) => (this.o.mappedBy ? this.o.mappedBy(s) : this.o.netcheck([s]).then((r) => r.publicEndpoint)), this.clock);
     if (mapped && mapped !== 'slow' && !this.closed) this.o.traversal.setPublicEndpoint(mapped);
     return mapped !== undefined;
   }
@@ -426,16 +415,5 @@ export class PathKeeper {
     this.bridged.delete(peer);
     this.restarts.get(peer)?.timer?.cancel();
     this.restarts.delete(peer);
-  }
-}
-
-/** Direct paths are best, then a TURN relay (infrastructure meant for it), then relaying through a peer. */
-const DIRECT = 3;
-function rank(c: PathChoice): number {
-  switch (c.how) {
-    case 'ice': case 'locator': return DIRECT;
-    case 'turn': return 2;
-    case 'peer-relay': return 1;
-    default: return 0;
   }
 }

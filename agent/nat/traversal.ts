@@ -363,3 +363,14 @@ export class Traversal {
     return 'no direct path: no connectivity check got through (the peer\'s NAT is symmetric, or UDP is blocked)';
   }
 }
+
+/** Direct paths are best, then a TURN relay (infrastructure meant for it), then relaying through a peer. */
+export const DIRECT = 3;
+export function rank(c: PathChoice): number {
+  switch (c.how) {
+    case 'ice': case 'locator': return DIRECT;
+    case 'turn': return 2;
+    case 'peer-relay': return 1;
+    default: return 0;
+  }
+}

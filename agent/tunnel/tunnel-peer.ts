@@ -1,7 +1,7 @@
 // Per-peer state of the tunnel layer and its public shapes.
 // One PeerState per added peer; Tunnels and its Handshakes own all mutation.
 
-import type { Endpoint } from '../conn/socket.js';
+import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { HandshakeState } from './noise.js';
 import type { Session } from './session.js';
 
@@ -165,5 +165,19 @@ export function newTunnelStats(): TunnelStats {
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
     queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, bridged: 0, bridgeCopies: 0, followed: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
     handshakeQueueDropped: 0, cookieReplyRecv: 0,
+  };
+}
+
+/** One peer as Tunnels.status() reports it. */
+export function peerStatus(p: PeerState, now: number): TunnelPeerStatus {
+  return {
+    publicKey: p.publicKeyHex,
+    endpoint: p.endpoint ? endpointKey(p.endpoint) : null,
+    lastHandshake: p.lastHandshake,
+    rttMs: p.handshakeRttMs,
+    rxBytes: p.rxBytes,
+    txBytes: p.txBytes,
+    bridge: p.bridge && now < p.bridgeUntil ? endpointKey(p.bridge) : null,
+    state: p.current?.canSend(now) ? 'established' : p.handshaking || p.next ? 'handshaking' : 'none',
   };
 }

@@ -22,9 +22,10 @@
 //      without roaming and without counting as hearing from the peer (it may come along another path);
 //      FOLLOW_ME (roaming.ts) moves the endpoint and counts as hearing.
 //
-// Silent paths: a peer receiving a one-way flow answers it with a keepalive every FLOW_ACK_MS. Data sent for PATH_SILENT_MS with nothing at all received (a NAT on the way forgot or
-// changed our mapping) is told to the admission once per silence (pathSilent), so the path keeper
-// restarts ICE in about a second rather than after PEER_SILENT_MS. A flow of data towards us that stops
+// Silent paths: a peer receiving a one-way flow answers it with a keepalive every FLOW_ACK_MS. Data sent
+// for PATH_SILENT_MS with nothing at all received (a NAT on the way forgot or changed our mapping) is told
+// to the admission once per silence (pathSilent), so the path keeper restarts ICE in about a second rather
+// than after PEER_SILENT_MS. A flow of data towards us that stops
 // for RECEIVE_SILENT_MS gets one keepalive back, once per silence: if our NAT forgot its mapping, that
 // packet makes it again, before the sender's TCP has backed off far.
 //
@@ -42,7 +43,7 @@ import {
   REKEY_TIMEOUT_MS, TUNNEL_TICK_MS,
 } from '../base/constants.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
-import { endpointKey, type DatagramSocket, type Endpoint } from '../conn/socket.js';
+import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import { keyPairFromPrivate } from './noise.js';
 import {
   MSG_COOKIE_REPLY, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, cookieKey, mac1Key, parseTransport, type Transport,
@@ -52,7 +53,7 @@ import { FOLLOW_ME, bridgeFor, bridgeUnanswered, follow, isFollowMe, roam as roa
 import { Handshakes, type HandshakeTable } from './handshake.js';
 import { HandshakeGate } from './handshake-gate.js';
 import {
-  CONTROL_BELOW, PeerState, endpointOf, newTunnelStats, type ControlReceiver, type PacketReceiver, type RelayedPaths, type TunnelAdmission, type TunnelPeer, type TunnelPeerStatus,
+  CONTROL_BELOW, PeerState, peerStatus, endpointOf, newTunnelStats, type ControlReceiver, type PacketReceiver, type RelayedPaths, type TunnelAdmission, type TunnelPeer, type TunnelPeerStatus,
   type TunnelStats,
 } from './tunnel-peer.js';
 
@@ -197,15 +198,13 @@ export class Tunnels implements HandshakeTable {
     const s = p?.current;
     if (!p || this.closed || !s || !s.canSend(now) || !startBridge(p, via, now, this.paths)) return false;
     this.stats.bridged++;
-    this.sendFollowMe(p, s, p.bridge!);
+    this.sendFollowMe(s, p.bridge!);
     return true;
   }
 
-  private sendFollowMe(p: PeerState, s: Session, to: Endpoint): void {
+  private sendFollowMe(s: Session, to: Endpoint): void {
     this.stats.txControl++;
-    const pkt = s.encrypt(FOLLOW_ME);
-    p.txBytes += pkt.length;
-    this.socket.send(pkt, to);
+    this.socket.send(s.encrypt(FOLLOW_ME), to);
   }
 
   established(peer: TunnelPeer): boolean { return this.own(peer)?.current?.canSend(this.now()) === true; }
@@ -253,16 +252,7 @@ export class Tunnels implements HandshakeTable {
 
   status(): TunnelPeerStatus[] {
     const now = this.now();
-    return [...this.byKey.values()].map((p) => ({
-      publicKey: p.publicKeyHex,
-      endpoint: p.endpoint ? endpointKey(p.endpoint) : null,
-      lastHandshake: p.lastHandshake,
-      rttMs: p.handshakeRttMs,
-      rxBytes: p.rxBytes,
-      txBytes: p.txBytes,
-      bridge: p.bridge && now < p.bridgeUntil ? endpointKey(p.bridge) : null,
-      state: p.current?.canSend(now) ? 'established' : p.handshaking || p.next ? 'handshaking' : 'none',
-    }));
+    return [...this.byKey.values()].map((p) => peerStatus(p, now));
   }
 
   /** Housekeeping; runs every TUNNEL_TICK_MS, and tests on a twin clock call it directly. */
@@ -282,7 +272,7 @@ export class Tunnels implements HandshakeTable {
       if (p.current && !p.current.canReceive(now)) p.current = this.drop(p.current);
       const s = p.current;
       const unanswered = p.bridge !== undefined && s?.canSend(now) ? bridgeUnanswered(p, now) : undefined;
-      if (unanswered) this.sendFollowMe(p, s!, unanswered);
+      if (unanswered) this.sendFollowMe(s!, unanswered);
       if (s && p.endpoint && s.canSend(now) && now - p.lastSentAt >= KEEPALIVE_INTERVAL_MS) this.transmit(p, s, EMPTY, now);
       // A one-way flow towards us: answer it now and then, so its sender can tell our silence from a
       // broken path (PATH_SILENT_MS).
@@ -370,19 +360,13 @@ export class Tunnels implements HandshakeTable {
     const pt = s.decrypt(msg, t.counter);
     if (pt === undefined) { this.stats.rxDecryptFailed++; return; }
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
-    if (isFollowMe(pt)) {
-      this.stats.rxControl++;
-      follow(p, from, now, this.stats);
-      p.lastReceivedAt = now;
-      this.silentTx.delete(p);
-      this.silentRx.delete(p);
-      return;
-    }
-    if (pt.length > 0 && pt[0]! < CONTROL_BELOW) { this.onControlMessage(p, pt, from); return; }
-    this.roam(p, from, now);
+    const followMe = isFollowMe(pt);
+    if (!followMe && pt.length > 0 && pt[0]! < CONTROL_BELOW) { this.onControlMessage(p, pt, from); return; }
+    if (followMe) { this.stats.rxControl++; follow(p, from, now, this.stats); } else this.roam(p, from, now);
     p.lastReceivedAt = now;
     if (this.silentTx.size !== 0) this.silentTx.delete(p);
     if (this.silentRx.size !== 0) this.silentRx.delete(p);
+    if (followMe) return;
     p.rxBytes += msg.length;
     if (s === p.next) this.handshakes.confirmNext(p, now);
     if (pt.length === 0) this.stats.rxKeepalive++;
