@@ -101,14 +101,15 @@ export const PEER_SILENT_MS = KEEPALIVE_INTERVAL_MS + REKEY_TIMEOUT_MS;
 export const PATH_SILENT_MS = 1_000;
 /** A peer that receives data and sends nothing back (a one-way flow) answers with a keepalive at least
  *  this often, so its sender hears from it well within PATH_SILENT_MS (tick granularity included: at
- *  most ~0.6 s apart) and a silence means a broken path, not a quiet receiver. 32 bytes per third of a
+ *  most ~0.45 s apart) and a silence means a broken path, not a quiet receiver. 32 bytes per third of a
  *  second, only while data flows in and nothing flows out. */
 export const FLOW_ACK_MS = Math.floor(PATH_SILENT_MS / 3);
 /** A flow of data towards us (not keepalives) that stops for this long gets one keepalive back, once per
  *  silence: if it stopped because our NAT forgot our mapping (a rebinding), that packet re-creates it
  *  before the sender's TCP backs off far (its retransmissions come ~0.2, 0.6, 1.4 s after the loss), so
- *  the session stalls well under a second. A flow that just ended costs one 32-byte packet. Checked on
- *  the TUNNEL_TICK_MS tick, so it fires 0.3-0.55 s into the silence. */
+ *  the session stalls well under a second; with it goes a CATCH_ME_UP (tunnel/catch-up.ts), so what the
+ *  sender sent into the silence comes again at once. A flow that just ended costs two small packets. Checked on
+ *  the TUNNEL_TICK_MS tick, so it fires 0.3-0.4 s into the silence. */
 export const RECEIVE_SILENT_MS = 300;
 /** Unanswered initiations after which the owner is asked where the peer is now (the overlay's locator):
  *  200 + 400 + 800 ms of silence, so a peer that moved is found again in under 2 s, yet one lost packet
@@ -120,10 +121,11 @@ export const HANDSHAKE_INIT_RATE_MS = 50;
 export const MAX_QUEUED_PACKETS_PER_PEER = 1024;
 /** Anti-replay window size in bits (RFC 6479 style bitmap), as WireGuard: tolerates reordering on multi-path links. */
 export const REPLAY_WINDOW_BITS = 2048;
-/** Period of the tunnel layer's housekeeping tick (handshake retries, give-ups, keepalives, session expiry):
- *  every timer above is whole seconds plus REKEY_TIMEOUT_JITTER_MS, so a quarter second of granularity
- *  loses nothing, and one tick for all peers costs far less than a timer per peer per event. */
-export const TUNNEL_TICK_MS = 250;
+/** Period of the tunnel layer's housekeeping tick (handshake retries, give-ups, keepalives, session expiry,
+ *  silences): a tenth of a second, because a silence noticed one tick late stalls a session by as much
+ *  (RECEIVE_SILENT_MS, PATH_SILENT_MS), while one pass over the peers costs far less than a timer per peer
+ *  per event. */
+export const TUNNEL_TICK_MS = 100;
 /** A packet through a relay does not move a tunnel off a direct endpoint set or heard from this recently
  *  (nat/tunnels.ts roam()): when a path moves from a relay to a direct pair, the peer keeps sending on the
  *  relay for a round trip or so, and those packets must not pull us back. Short, because a peer that really
@@ -134,6 +136,14 @@ export const ROAM_DIRECT_HOLD_MS = 2_000;
  *  direct pair or settled for a relay (ICE_DIRECT_TIMEOUT_MS after its Attach), and copying every datagram
  *  costs the relay's bandwidth. */
 export const BRIDGE_MAX_MS = 10_000;
+/** Data datagrams each peer keeps references to, to send again once on the path that replaces a silent
+ *  one (tunnel/catch-up.ts): a second or so of an interactive flow, or the window a TCP sender had in
+ *  flight when a slow path broke; the peer's replay window (2048) takes them all. A power of two. */
+export const CATCH_UP_PACKETS_MAX = 32;
+/** The peer silent this long when the endpoint moves means the path had broken, and what we sent since
+ *  is probably lost: it goes again (catch-up.ts). Longer than a continental round trip plus a delayed
+ *  ACK, so a path that merely changed (a relay upgraded to a direct pair) sends no duplicates. */
+export const CATCH_UP_SILENCE_MS = 150;
 
 // ---- tunnel/: handshakes under load: the queue, cookies, per-source limits (agent/tunnel/handshake-gate.ts, cookie.ts) ----
 
@@ -725,6 +735,13 @@ export const STANDBY_TICK_MS = 250;
  *  with no answer the traffic moves to a fresh standby. A few round trips of a continental path: long
  *  enough that a live path answers, short enough that the move comes before TCP has backed off far. */
 export const STANDBY_CHECK_MS = 250;
+/** Once the active path's round trip is known (a PROBE on it every STANDBY_KEEPALIVE_MS), the silence check
+ *  waits this many round trips instead, down to STANDBY_CHECK_MIN_MS: a LAN-like path answers in a
+ *  millisecond, and each millisecond waited is a millisecond of stall. */
+export const STANDBY_CHECK_RTTS = 4;
+/** The shortest silence check: room for the peer's event loop being busy (a handshake, a GC pause). Too
+ *  short costs a needless move to the standby and a failback STANDBY_FAILBACK_MS later, not a stall. */
+export const STANDBY_CHECK_MIN_MS = 80;
 /** Traffic moved off an uplink goes back to it once its own standby probes have been answered for this
  *  long: the preferred (cheaper, first) uplink wins again, and a path that flaps does not flip every probe. */
 export const STANDBY_FAILBACK_MS = 5_000;

@@ -15,7 +15,8 @@
 //      itself, from the address and port the probes used, so through the mapping they kept open; the path
 //      keeper skips the ICE restart for a peer we cover(). The path went silent (tunnels.ts pathSilent):
 //      while sending, at once; while receiving, after a PROBE on the active path went unanswered for
-//      STANDBY_CHECK_MS. The tunnel's endpoint is pinned to the standby's uplink (E, via = U) and a
+//      STANDBY_CHECK_RTTS of its round trips (measured by a PROBE on it with every keepalive round; within
+//      STANDBY_CHECK_MIN_MS..STANDBY_CHECK_MS). The tunnel's endpoint is pinned to the standby's uplink (E, via = U) and a
 //      keepalive goes out there; P roams to M(U) on that authenticated packet.
 //   4. Failback. A peer pinned off the preferred uplink goes back to it once that uplink's probes are
 //      answered again and STANDBY_FAILBACK_MS has passed since the move.
@@ -25,7 +26,7 @@
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  STANDBY_CHECK_MS, STANDBY_FAILBACK_MS, STANDBY_FRESH_MS, STANDBY_KEEPALIVE_MS, STANDBY_OFFER_ANSWER_MIN_MS, STANDBY_PROBE_MS,
+  STANDBY_CHECK_MIN_MS, STANDBY_CHECK_MS, STANDBY_CHECK_RTTS, STANDBY_FAILBACK_MS, STANDBY_FRESH_MS, STANDBY_KEEPALIVE_MS, STANDBY_OFFER_ANSWER_MIN_MS, STANDBY_PROBE_MS,
   STANDBY_REMAP_MS, STANDBY_TICK_MS, STANDBY_UPLINKS_MAX,
 } from '../base/constants.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
@@ -68,7 +69,9 @@ interface PeerStandby {
   probes: Map<number, Probe>; // by uplink index
   pinnedAt: number;
   /** The probe on the active path after a receive silence, and its deadline. */
-  check: { id: number; answered: boolean; timer: TimerHandle } | undefined;
+  check: { id: number; sentAt: number; answered: boolean; timer: TimerHandle } | undefined;
+  /** The active path's round trip, from a PROBE on it every STANDBY_KEEPALIVE_MS (and every check). */
+  rtt: { id: number; sentAt: number; ms: number | undefined };
   theirs: { endpoint: Endpoint; heardAt: number; answeredAt: number } | undefined;
 }
 
@@ -130,7 +133,9 @@ export class StandbyPaths {
     // Receiving: the flow may just have ended. Ask the active path; move only if it does not answer.
     const id = randomInt(1, 2 ** 32);
     if (!this.o.tunnels.sendControl(peer, marshalControl({ type: CTRL_STANDBY_PROBE, id }))) return false;
-    const timer = this.clock.setTimer(STANDBY_CHECK_MS, () => {
+    const rtt = st.rtt.ms;
+    const wait = rtt === undefined ? STANDBY_CHECK_MS : Math.min(STANDBY_CHECK_MS, Math.max(STANDBY_CHECK_MIN_MS, STANDBY_CHECK_RTTS * rtt));
+    const timer = this.clock.setTimer(wait, () => {
       const c = st.check;
       st.check = undefined;
       if (c && !c.answered && !this.closed && this.state.get(peer) === st) {
@@ -138,7 +143,7 @@ export class StandbyPaths {
         if (still !== undefined) this.failover(peer, st, still);
       }
     });
-    st.check = { id, answered: false, timer };
+    st.check = { id, sentAt: this.clock.now(), answered: false, timer };
     return false;
   }
 
@@ -214,6 +219,12 @@ export class StandbyPaths {
         if (this.o.tunnels.sendControl(peer, marshalControl({ type: CTRL_STANDBY_OFFER, id: p.id, endpoint: m.mapped }))) this.stats.offers++;
         if (this.o.tunnels.sendControl(peer, marshalControl({ type: CTRL_STANDBY_PROBE, id: p.id }), { address: e.address, port: e.port, via: u.index })) this.stats.probes++;
       }
+      // The active path's round trip, for the silence check's wait.
+      if (now - st.rtt.sentAt >= STANDBY_KEEPALIVE_MS && !st.check) {
+        st.rtt.id = randomInt(1, 2 ** 32);
+        st.rtt.sentAt = now;
+        this.o.tunnels.sendControl(peer, marshalControl({ type: CTRL_STANDBY_PROBE, id: st.rtt.id }));
+      }
       // Failback: pinned off the preferred uplink, which answers again.
       if (e.via !== undefined && e.via !== primary && primary !== undefined) {
         const p = st.probes.get(primary);
@@ -229,7 +240,7 @@ export class StandbyPaths {
   }
 
   private newState(peer: TunnelPeer): PeerStandby {
-    const st: PeerStandby = { probes: new Map(), pinnedAt: -Infinity, check: undefined, theirs: undefined };
+    const st: PeerStandby = { probes: new Map(), pinnedAt: -Infinity, check: undefined, theirs: undefined, rtt: { id: 0, sentAt: -Infinity, ms: undefined } };
     this.state.set(peer, st);
     return st;
   }
@@ -270,7 +281,8 @@ export class StandbyPaths {
         return;
       }
       case CTRL_STANDBY_ANSWER: {
-        if (st.check?.id === c.id) { st.check.answered = true; return; }
+        if (st.check?.id === c.id) { st.check.answered = true; st.rtt.ms = now - st.check.sentAt; return; }
+        if (st.rtt.id === c.id) { st.rtt.ms = now - st.rtt.sentAt; st.rtt.id = 0; return; }
         for (const p of st.probes.values()) if (p.id === c.id) { p.answeredAt = now; this.stats.answered++; return; }
         this.stats.unknownId++;
       }

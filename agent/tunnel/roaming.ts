@@ -32,20 +32,21 @@ export function isFollowMe(pt: Uint8Array): boolean {
     && pt[4] === 0 && pt[5] === 0 && pt[6] === 0 && pt[7] === 0;
 }
 
-/** An authenticated packet from `from` (see the top). */
-export function roam(p: PeerState, from: Endpoint, now: number, paths: RelayedPaths | undefined, stats: TunnelStats): void {
+/** An authenticated packet from `from` (see the top). True: the endpoint moved there. */
+export function roam(p: PeerState, from: Endpoint, now: number, paths: RelayedPaths | undefined, stats: TunnelStats): boolean {
   const e = p.endpoint;
   // Heard at the endpoint, or moved to a new one: a bridge has done its work.
-  if (e && e.address === from.address && e.port === from.port) { p.endpointFreshAt = now; p.bridge = undefined; return; }
+  if (e && e.address === from.address && e.port === from.port) { p.endpointFreshAt = now; p.bridge = undefined; return false; }
   if (e && paths && now - p.endpointFreshAt < ROAM_DIRECT_HOLD_MS && paths.isRelayed(from) && !paths.isRelayed(e)) {
     stats.roamHeld++;
-    return;
+    return false;
   }
   p.bridge = undefined;
   if (e) stats.roamed++;
   // The interface we send out of is our side's choice (a standby uplink after a failover), not the peer's.
   p.endpoint = endpointOf(from.address, from.port, e?.via);
   p.endpointFreshAt = now;
+  return true;
 }
 
 /** The peer's FOLLOW_ME from `from`: answer there, whatever the hold says. */

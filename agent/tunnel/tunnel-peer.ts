@@ -2,6 +2,7 @@
 // One PeerState per added peer; Tunnels and its Handshakes own all mutation.
 
 import { endpointKey, type Endpoint } from '../conn/socket.js';
+import { CatchUp } from './catch-up.js';
 import type { HandshakeState } from './noise.js';
 import type { Session } from './session.js';
 
@@ -17,8 +18,8 @@ export interface TunnelPeer {
 
 /** Plaintexts whose first byte is below this are control messages (an IP packet starts with 0x4_ or 0x6_). */
 export const CONTROL_BELOW = 0x10;
-/** The tunnel's own control message (tunnels.ts bridge): "answer me on the path this came by". The rest
- *  (0x01-0x03) are nat/standby-wire.ts's. */
+/** The tunnel's own control message (tunnels.ts bridge): "answer me on the path this came by". 0x05 is
+ *  catch-up.ts's CATCH_ME_UP; 0x01-0x03 are nat/standby-wire.ts's. */
 export const CTRL_FOLLOW_ME = 0x04;
 export const FOLLOW_ME_BYTES = 8;
 
@@ -95,6 +96,8 @@ export interface TunnelStats {
   flowAcks: number;
   /** Bridges started (Tunnels.bridge), and datagrams copied onto them; FOLLOW_MEs that moved us. */
   bridged: number; bridgeCopies: number; followed: number;
+  /** Datagrams sent again on the path that replaced a silent one (catch-up.ts). */
+  caughtUp: number;
 }
 
 export interface Pending {
@@ -144,6 +147,8 @@ export class PeerState implements TunnelPeer {
   rxBytes = 0;
   txBytes = 0;
   queue: Buffer[] = [];
+  /** The last data datagrams sent, to go again on a path that replaces a silent one (catch-up.ts). */
+  readonly catchUp = new CatchUp();
   constructor(
     readonly publicKey: Uint8Array,
     readonly publicKeyHex: string,
@@ -163,7 +168,7 @@ export function newTunnelStats(): TunnelStats {
     rxPackets: 0, txPackets: 0, rxKeepalive: 0, txKeepalive: 0, rxControl: 0, txControl: 0, rxInvalid: 0, rxBadMac: 0, rxDecryptFailed: 0,
     rxReplayed: 0, rxUnknownPeer: 0, rxUnknownIndex: 0, rxExpired: 0, handshakeInitSent: 0, handshakeInitRecv: 0,
     handshakeRespSent: 0, handshakeRespRecv: 0, handshakeRejected: 0, handshakeCompleted: 0, handshakeGaveUp: 0,
-    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, bridged: 0, bridgeCopies: 0, followed: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
+    queueDropped: 0, txNoEndpoint: 0, roamed: 0, callbackErrors: 0, roamHeld: 0, pathSilent: 0, rxSilentKeepalive: 0, flowAcks: 0, bridged: 0, bridgeCopies: 0, followed: 0, caughtUp: 0, cookieReplySent: 0, cookieReplySkipped: 0, handshakeRateLimited: 0,
     handshakeQueueDropped: 0, cookieReplyRecv: 0,
   };
 }

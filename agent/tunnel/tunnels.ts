@@ -24,10 +24,9 @@
 //
 // Silent paths: a peer receiving a one-way flow answers it with a keepalive every FLOW_ACK_MS. Data sent
 // for PATH_SILENT_MS with nothing at all received (a NAT on the way forgot or changed our mapping) is told
-// to the admission once per silence (pathSilent), so the path keeper restarts ICE in about a second rather
-// than after PEER_SILENT_MS. A flow of data towards us that stops
-// for RECEIVE_SILENT_MS gets one keepalive back, once per silence: if our NAT forgot its mapping, that
-// packet makes it again, before the sender's TCP has backed off far.
+// to the admission once per silence (pathSilent), so the path keeper restarts ICE in about a second. A
+// flow towards us that stops for RECEIVE_SILENT_MS gets one keepalive back (it re-creates a mapping our
+// NAT forgot) and a CATCH_ME_UP: what went into a silence is sent again once (catch-up.ts).
 //
 // Per peer: sessions current (send + receive), previous (receive only, so packets in flight across a
 // rekey still decrypt) and next (responder side: usable once the initiator proves it has the keys by
@@ -49,6 +48,7 @@ import {
   MSG_COOKIE_REPLY, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, cookieKey, mac1Key, parseTransport, type Transport,
 } from './messages.js';
 import type { Session } from './session.js';
+import { marshalCatchMeUp, parseCatchMeUp } from './catch-up.js';
 import { FOLLOW_ME, bridgeFor, bridgeUnanswered, follow, isFollowMe, roam as roamTo, startBridge } from './roaming.js';
 import { Handshakes, type HandshakeTable } from './handshake.js';
 import { HandshakeGate } from './handshake-gate.js';
@@ -174,12 +174,13 @@ export class Tunnels implements HandshakeTable {
     const e = p.endpoint;
     if (e && e.address === endpoint.address && e.port === endpoint.port && e.via === endpoint.via) {
       const now = this.now();
-      if (nudge && p.current?.canSend(now)) this.transmit(p, p.current, EMPTY, now);
+      if (nudge && p.current?.canSend(now)) { this.catchUp(p, e, now); this.transmit(p, p.current, EMPTY, now); }
       return;
     }
     const now = this.now();
     p.endpoint = endpointOf(endpoint.address, endpoint.port, endpoint.via);
     p.endpointFreshAt = now;
+    this.catchUp(p, p.endpoint, now);
     // A new direct pair keeps the bridge until the peer is heard on it; a relay needs no copy on a relay.
     if (p.bridge && this.paths?.isRelayed(p.endpoint)) p.bridge = undefined;
     // A new path gets its own HANDSHAKE_RELOCATE_AFTER_TRIES: the tries the old one used up say nothing
@@ -199,13 +200,11 @@ export class Tunnels implements HandshakeTable {
     if (!p || this.closed || !s || !s.canSend(now) || !startBridge(p, via, now, this.paths)) return false;
     this.stats.bridged++;
     this.sendFollowMe(s, p.bridge!);
+    this.catchUp(p, p.bridge!, now);
     return true;
   }
 
-  private sendFollowMe(s: Session, to: Endpoint): void {
-    this.stats.txControl++;
-    this.socket.send(s.encrypt(FOLLOW_ME), to);
-  }
+  private sendFollowMe(s: Session, to: Endpoint): void { this.stats.txControl++; this.socket.send(s.encrypt(FOLLOW_ME), to); }
 
   established(peer: TunnelPeer): boolean { return this.own(peer)?.current?.canSend(this.now()) === true; }
 
@@ -298,6 +297,7 @@ export class Tunnels implements HandshakeTable {
           this.silentRx.add(p);
           this.stats.rxSilentKeepalive++;
           this.transmit(p, s, EMPTY, now);
+          this.sendControl(p, marshalCatchMeUp({ receiverIndex: s.localIndex, highest: s.replay.highest }));
           this.admit?.pathSilent?.(p, 'receiving');
         }
       }
@@ -326,7 +326,7 @@ export class Tunnels implements HandshakeTable {
     p.txBytes += pkt.length;
     p.lastSentAt = now;
     if (payload.length === 0) this.stats.txKeepalive++;
-    else { this.stats.txPackets++; p.lastDataAt = now; }
+    else { this.stats.txPackets++; p.lastDataAt = now; p.catchUp.record(pkt, now); }
     if (s.wantsRekey(now)) this.handshakes.start(p, now);
   }
 
@@ -338,13 +338,12 @@ export class Tunnels implements HandshakeTable {
     return true;
   }
 
-  /** Inbound step 3 (roaming.ts). */
-  roam(p: PeerState, from: Endpoint, now: number): void { roamTo(p, from, now, this.paths, this.stats); }
+  /** Inbound step 3 (roaming.ts); a path that replaced a silent one gets what went into the silence. */
+  roam(p: PeerState, from: Endpoint, now: number): void { if (roamTo(p, from, now, this.paths, this.stats)) this.catchUp(p, p.endpoint!, now); }
 
-  drop(s: Session): undefined {
-    this.sessions.delete(s.localIndex);
-    return undefined;
-  }
+  private catchUp(p: PeerState, to: Endpoint, now: number): void { this.stats.caughtUp += p.catchUp.resend(this.socket, to, p.lastReceivedAt, now); }
+
+  drop(s: Session): undefined { this.sessions.delete(s.localIndex); return undefined; }
 
   // ---- inbound data ----------------------------------------------------------------------------
 
@@ -362,7 +361,7 @@ export class Tunnels implements HandshakeTable {
     if (pt === 'replay') { this.stats.rxReplayed++; return; }
     const followMe = isFollowMe(pt);
     if (!followMe && pt.length > 0 && pt[0]! < CONTROL_BELOW) { this.onControlMessage(p, pt, from); return; }
-    if (followMe) { this.stats.rxControl++; follow(p, from, now, this.stats); } else this.roam(p, from, now);
+    if (followMe) { this.stats.rxControl++; follow(p, from, now, this.stats); this.catchUp(p, p.endpoint!, now); } else this.roam(p, from, now);
     p.lastReceivedAt = now;
     if (this.silentTx.size !== 0) this.silentTx.delete(p);
     if (this.silentRx.size !== 0) this.silentRx.delete(p);
@@ -406,6 +405,8 @@ export class Tunnels implements HandshakeTable {
 
   private onControlMessage(p: PeerState, pt: Buffer, from: Endpoint): void {
     this.stats.rxControl++;
+    const m = parseCatchMeUp(pt);
+    if (m) { if (p.endpoint) this.stats.caughtUp += p.catchUp.resendAfter(this.socket, p.endpoint, m); return; }
     try {
       this.control?.(p, pt, from);
     } catch (e) {
@@ -413,7 +414,5 @@ export class Tunnels implements HandshakeTable {
     }
   }
 
-  private own(peer: TunnelPeer): PeerState | undefined {
-    return peer instanceof PeerState && this.byKey.get(peer.publicKeyHex) === peer ? peer : undefined;
-  }
+  private own(peer: TunnelPeer): PeerState | undefined { return peer instanceof PeerState && this.byKey.get(peer.publicKeyHex) === peer ? peer : undefined; }
 }

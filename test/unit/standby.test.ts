@@ -12,7 +12,7 @@ import type { Endpoint } from '../../agent/conn/socket.js';
 import { parseDefaultRoutes, type Uplink } from '../../agent/conn/uplinks.js';
 import { formatIpv4, formatIpv6 } from '../../agent/idloc/addresses.js';
 import {
-  STANDBY_CHECK_MS, STANDBY_FAILBACK_MS, STANDBY_FRESH_MS, STANDBY_OFFER_ANSWER_MIN_MS, STANDBY_PROBE_MS, STANDBY_TICK_MS,
+  STANDBY_CHECK_MIN_MS, STANDBY_CHECK_MS, STANDBY_CHECK_RTTS, STANDBY_FAILBACK_MS, STANDBY_FRESH_MS, STANDBY_OFFER_ANSWER_MIN_MS, STANDBY_PROBE_MS, STANDBY_TICK_MS,
 } from '../../agent/base/constants.js';
 import { StandbyPaths, type StandbyTunnels } from '../../agent/nat/standby.js';
 import {
@@ -120,6 +120,26 @@ test('silent while receiving: the active path is probed; it moves only if that p
   await r.advance(STANDBY_CHECK_MS + STANDBY_TICK_MS);
   assert.deepEqual(r.moves.at(-1)?.endpoint, { ...PEER_AT, via: ETH1.index }, 'an unanswered check moves it');
   r.sb.close();
+});
+
+test('the silence check waits STANDBY_CHECK_RTTS round trips of the active path (measured by its own probe), within its bounds', async () => {
+  for (const rttMs of [5, 50]) {
+    const r = rig(); // its first look at the peer probes the active path
+    const rttProbe = r.sent.find((x) => x.msg.type === CTRL_STANDBY_PROBE && x.to === undefined);
+    assert.ok(rttProbe, 'a probe on the active path measures its round trip');
+    r.clock.step(rttMs);
+    r.deliver({ type: CTRL_STANDBY_ANSWER, id: rttProbe.msg.id });
+    await r.advance(STANDBY_TICK_MS * 2);
+    r.deliver({ type: CTRL_STANDBY_ANSWER, id: probesOn(r.sent, ETH1.index)[0]!.msg.id });
+    const wait = Math.min(STANDBY_CHECK_MS, Math.max(STANDBY_CHECK_MIN_MS, STANDBY_CHECK_RTTS * rttMs));
+    assert.ok(wait < STANDBY_CHECK_MS, 'shorter than the unmeasured wait');
+    assert.equal(r.sb.pathSilent(r.peer, 'receiving'), false);
+    r.clock.step(wait - 1);
+    assert.equal(r.moves.length, 0, `not before ${wait} ms (round trip ${rttMs} ms)`);
+    r.clock.step(2);
+    assert.deepEqual(r.moves.at(-1)?.endpoint, { ...PEER_AT, via: ETH1.index }, `moved after ${wait} ms`);
+    r.sb.close();
+  }
 });
 
 test('failback: pinned to eth1, back on eth0 once eth0 answers again and STANDBY_FAILBACK_MS has passed', async () => {
