@@ -19,6 +19,8 @@ import {
 } from './agents.js';
 
 export const PUBLIC_HOSTS = ['pub', 'pub2'] as const;
+/** The issue's WAN settings (item 8): 20 ms each way between sites (40 ms RTT), 2 ms jitter, 1% loss. */
+export const WAN_40MS: WanSettings = { delayMs: 20, jitterMs: 2, lossPct: 1 };
 /** Lines are watched this long after each move: a recovery slower than this shows as a gap anyway. */
 export const MOVE_WATCH_MS = 3_500;
 /** Each moving host and the NAT host whose LAN link becomes its second uplink. */
@@ -169,21 +171,9 @@ export class MobilityLab {
 
   /** ssh from m to p printing `date` at 10 Hz; every line's arrival at m goes into `arrivals`. */
   async startClock(): Promise<void> {
-    const sshd = this.sshd!;
-    const key = join(dirname(sshd.proc.argv.at(-1)!), 'client_ed25519_key');
-    this.clock = spawn('ip', ['netns', 'exec', this.lab.ns('m'), 'ssh', '-F', '/dev/null', '-i', key, '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR',
-      '-o', 'ServerAliveInterval=0', '-l', 'root', await this.peerAddress(), 'while true; do date +%s.%N; sleep 0.1; done'],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let partial = '';
-    this.clock.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      const now = Date.now();
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) {
-        this.arrivals.push(now);
-        this.printed.push(Number(line) * 1000);
-      }
+    this.clock = sshClock(this.lab, this.sshd!, 'm', await this.peerAddress(), (arrived, printed) => {
+      this.arrivals.push(arrived);
+      this.printed.push(printed);
     });
     const had = this.arrivals.length;
     await waitUntil(async () => this.arrivals.length >= had + 10, 15_000, `the clock to arrive over ssh${this.evidence()}`);
@@ -200,9 +190,8 @@ export class MobilityLab {
 
   /** The largest gap between consecutive arrivals from 0.5 s before `t0` to `watchMs` after it (waits
    *  until then). Nothing after the event at all counts as a gap to the end of the window. */
-  async gapAround(t0: number, watchMs: number): Promise<number> {
-    await sleep(Math.max(0, t0 + watchMs - Date.now()));
-    return largestGap(this.arrivals, t0 - 500, t0 + watchMs);
+  gapAround(t0: number, watchMs: number): Promise<number> {
+    return gapAround(this.arrivals, t0, watchMs);
   }
 
   /** When the first clock line PRINTED after `t` arrived, waiting at most `ms`: undefined if none did
@@ -247,16 +236,42 @@ export class MobilityLab {
   async destroy(): Promise<void> {
     const { lab } = this;
     if (this.clock?.pid) try { process.kill(-this.clock.pid, 'SIGKILL'); } catch { /* gone */ }
-    // sshd's per-connection child holds sshd's stderr open; over a dead path it would outlive the
-    // client for minutes, and the lab waits for that pipe to close.
-    if (this.sshd) {
-      const kids = await lab.exec('p', ['pgrep', '-P', String(this.sshd.proc.pid)], { allowFail: true });
-      for (const pid of kids.stdout.split('\n').filter(Boolean)) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
-    }
+    if (this.sshd) await killSshSessions(lab, 'p', this.sshd);
     for (const a of this.agents.values()) if (a.proc) try { process.kill(a.proc.pid, 'SIGCONT'); } catch { /* gone */ }
     await Promise.all([...this.agents.values()].map((a) => stopAgent(lab, a)));
     await lab.destroy();
   }
+}
+
+/** ssh from `host` to `address` (served by `sshd`) printing `date` at 10 Hz; `onLine(arrivedMs, printedMs)`
+ *  for every line, stamped as it ARRIVES. The client is its own process group (kill -pid ends it). */
+export function sshClock(lab: Lab, sshd: SshServer, host: string, address: string, onLine: (arrivedMs: number, printedMs: number) => void): ChildProcess {
+  const key = join(dirname(sshd.proc.argv.at(-1)!), 'client_ed25519_key');
+  const clock = spawn('ip', ['netns', 'exec', lab.ns(host), 'ssh', '-F', '/dev/null', '-i', key, '-o', 'BatchMode=yes',
+    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR',
+    '-o', 'ServerAliveInterval=0', '-l', 'root', address, 'while true; do date +%s.%N; sleep 0.1; done'],
+  { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let partial = '';
+  clock.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    const now = Date.now();
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) onLine(now, Number(line) * 1000);
+  });
+  return clock;
+}
+
+/** SIGKILL sshd's per-connection children in `host`: each holds sshd's stderr open, and over a dead path
+ *  it would outlive the client for minutes while the lab waits for that pipe to close. */
+export async function killSshSessions(lab: Lab, host: string, sshd: SshServer): Promise<void> {
+  const kids = await lab.exec(host, ['pgrep', '-P', String(sshd.proc.pid)], { allowFail: true });
+  for (const pid of kids.stdout.split('\n').filter(Boolean)) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+}
+
+/** The largest gap in `arrivals` from 0.5 s before `t0` to `watchMs` after it (waits until then). */
+export async function gapAround(arrivals: readonly number[], t0: number, watchMs: number): Promise<number> {
+  await sleep(Math.max(0, t0 + watchMs - Date.now()));
+  return largestGap(arrivals, t0 - 500, t0 + watchMs);
 }
 
 /** The largest gap between consecutive times within [from, to], counting the stretch from the last one
