@@ -10,8 +10,9 @@
 // other side sprays 2048 random ports until one lands: a miss has probability e^-8 per pair). Not
 // symmetric-symmetric: neither side's ports can be found.
 //
-// The matrix runs twice: routers that drop unsolicited inbound packets (home routers, the lab's default),
-// and bare MASQUERADE routers (dropUnsolicited: false). On a bare router a peer's early packet can leave a
+// The matrix runs three times: routers that drop unsolicited inbound packets (home routers, the lab's
+// default), the same on the WAN switch (40 ms RTT, 2 ms jitter, 1% loss per crossing between sites; same
+// expectations), and bare MASQUERADE routers (dropUnsolicited: false) on the LAN. On a bare router a peer's early packet can leave a
 // conntrack entry that makes the host's own later packet to that peer leave from another port (the NAT
 // then acts symmetric for that pair), so a cone pair may fail to punch: there every pair must ping and have
 // a path, 'relayed' is asserted where no direct path can exist, 'direct' only where it held in every run
@@ -19,7 +20,7 @@
 // Finally blk, a cone host whose UDP is blocked to everything but the relay's address, reaches a cone
 // peer, relayed, whichever side starts (blk's own Attach goes through its one reachable rendezvous, the
 // agent on the relay host, on to the peer's). It joins the overlay through that agent; the agent is in
-// both runs, so both labs are the same.
+// every run, so the labs are the same; blk's tests run on the LAN drop run only.
 //
 // Pairs run 4 at a time, no host in two pairs at once (a round-robin schedule: 7 rounds of 4, the first
 // host of each pair sends first), so a result belongs to one pair. Results are collected first and
@@ -29,12 +30,13 @@
 import { ICE_DIRECT_RETRY_MS } from '../../agent/base/constants.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { INTERNET_PREFIX, Lab, type ExecResult, type NatType, type SshServer } from './lab.js';
+import { INTERNET_PREFIX, Lab, type ExecResult, type NatType, type SshServer, type WanSettings } from './lab.js';
 import { coturnMissing, startCoturn, type Coturn } from './coturn.js';
 import {
   agentStatus, cliMissing, createAgent, labUnavailable, logTails, startOverlayAgent, stopAgent, waitOverlayReady,
   type AgentStatus, type PeerStatus, type TestAgent, waitUntil,
 } from './agents.js';
+import { WAN_40MS } from './mobility-lab.js';
 import { prerequisites } from './prerequisites.js';
 
 const skip = prerequisites('NAT matrix', labUnavailable(), cliMissing(), coturnMissing());
@@ -159,13 +161,14 @@ class MatrixLab {
 
   A(h: string): TestAgent { return this.agents.get(h)!; }
 
-  async setup(drop: boolean, extra: { name: string; nat: NatType; udpBlockedExcept?: string[] }[]): Promise<void> {
+  async setup(drop: boolean, extra: { name: string; nat: NatType; udpBlockedExcept?: string[] }[], wan?: WanSettings): Promise<void> {
     this.lab = await Lab.create({
       hosts: PUBLIC_HOSTS,
       natHosts: [
         ...MATRIX.map((m) => ({ name: m.name, nat: m.nat, ...(drop ? {} : { dropUnsolicited: false }) })),
         ...extra.map((e) => ({ ...e, ...(drop ? {} : { dropUnsolicited: false }) })),
       ],
+      ...(wan ? { wan } : {}),
     });
     const lab = this.lab;
     assert.equal(lab.address('turn'), TURN_ADDRESS, 'the relay host is not where udpBlockedExcept expects it');
@@ -277,14 +280,15 @@ class MatrixLab {
 
 /** `expectFor(starter, other)`: what must hold for a pair whose first host sends first. */
 function matrixTests(title: string, drop: boolean, expectFor: (starter: NatType, other: NatType) => Path | 'any',
-  extraTests?: (m: MatrixLab) => void): void {
+  opts: { extraTests?: (m: MatrixLab) => void; wan?: WanSettings } = {}): void {
+  const { extraTests, wan } = opts;
   describe(title, { skip, timeout: 240_000 }, () => {
     const m = new MatrixLab();
     let results: PairResult[] = [];
 
     before(async () => {
       const t0 = Date.now();
-      await m.setup(drop, drop ? [BLK] : []);
+      await m.setup(drop, drop ? [BLK] : [], wan);
       process.stderr.write(`# ${title}: lab and ${m.agents.size} agents ready in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     });
     after(async () => { await m.teardown(); });
@@ -304,7 +308,7 @@ function matrixTests(title: string, drop: boolean, expectFor: (starter: NatType,
         it(`${a} (${natOf(a)}) starts, ${b} (${natOf(b)}): pings both ways, ssh, path ${path}`, () => {
           const r = results.find((q) => (q.a === x.name && q.b === y.name) || (q.a === y.name && q.b === x.name));
           assert.ok(r, 'the pair did not run (see the first test of this group)');
-          const tag = `${r.a} -> ${r.b} (${natOf(r.a)} x ${natOf(r.b)}, ${drop ? 'routers drop unsolicited' : 'bare MASQUERADE'})`;
+          const tag = `${r.a} -> ${r.b} (${natOf(r.a)} x ${natOf(r.b)}, ${drop ? 'routers drop unsolicited' : 'bare MASQUERADE'}${wan ? ', WAN' : ''})`;
           const ev = `\n${r.evidence ?? ''}`;
           assert.equal(r.pingAB.code, 0, `AGENT MISBEHAVES? ping ${r.a} -> ${r.b} failed: ${tag}${ev}`);
           assert.equal(r.pingBA.code, 0, `AGENT MISBEHAVES? ping ${r.b} -> ${r.a} failed: ${tag}${ev}`);
@@ -326,7 +330,9 @@ function matrixTests(title: string, drop: boolean, expectFor: (starter: NatType,
   });
 }
 
-matrixTests('NAT matrix, routers drop unsolicited inbound', true, (x, y) => (directPossible(x, y) ? 'direct' : 'relayed'), (m) => {
+const dropExpect = (x: NatType, y: NatType): Path => (directPossible(x, y) ? 'direct' : 'relayed');
+
+matrixTests('NAT matrix, routers drop unsolicited inbound', true, dropExpect, { extraTests: (m) => {
   // blk's UDP reaches only the relay's address: it joins the overlay through the relay host's agent, and
   // its only way to a peer is its (or the peer's) TURN allocation.
   it('blk (cone, UDP blocked but to the relay) reaches a cone peer: ping both ways, ssh, path relayed', async () => {
@@ -353,7 +359,9 @@ matrixTests('NAT matrix, routers drop unsolicited inbound', true, (x, y) => (dir
       + ` path ${pathOf(r.viewA)}/${pathOf(r.viewB)} ${String(r.viewA?.pathReason ?? '')}\n`);
     assert.ok(pairOk(r), `AGENT MISBEHAVES? blk -> c2\n${r.evidence ?? ''}`);
   });
-});
+} });
+
+matrixTests('NAT matrix, routers drop unsolicited inbound, WAN 40 ms RTT, 1% loss', true, dropExpect, { wan: WAN_40MS });
 
 matrixTests('NAT matrix, bare MASQUERADE routers (no drop of unsolicited inbound)', false,
   (x, y) => (!directPossible(x, y) ? 'relayed' : bareDirectReliable(x, y) ? 'direct' : 'any'));
