@@ -10,7 +10,7 @@
 //   overlay:  overlay-only agents (--bootstrap, no --peer): the first packet to a never-contacted peer,
 //             lookup included (bench-overlay.ts);
 //   nat:      agents behind NAT routers in a lab of their own (bench-nat.ts: first packet through two
-//             NATs, plain vs direct vs TURN-relayed path);
+//             NATs, plain vs direct vs TURN-relayed path), on the LAN and at 40 ms RTT / 1% loss;
 //   handover: the mobility test's moves behind filtering NATs, the largest arrival gap of an ssh clock,
 //             median of --handover-reps, on the LAN and at 40 ms RTT / 1% loss (bench-handover.ts);
 //   sim:      the overlay lookup simulation.
@@ -21,7 +21,7 @@ import { resolve } from 'node:path';
 import { Lab, type LabProcess } from '../test/integration/lab.js';
 import { runSimulation, type SimResults } from '../agent/overlay/sim.js';
 import { overlayBench, type OverlayBenchResult } from './bench-overlay.js';
-import { natBench, natTable, type NatBenchResult } from './bench-nat.js';
+import { NAT_WAN, natBench, natSideBySide, natTable, type NatBenchResult } from './bench-nat.js';
 import { turnserverPath } from '../test/integration/coturn.js';
 import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
@@ -255,9 +255,13 @@ async function main(): Promise<void> {
   const started = Date.now();
   const { plain, tunnel, overlay, skipped } = args.only.has('tunnel') || args.only.has('overlay') ? await lanParts(args) : {};
   // Agents behind NAT routers, in a lab of their own (bench-nat.ts creates and destroys it).
-  let nat: NatBenchResult | undefined;
+  // Run twice, LAN then WAN (NAT_WAN), each in its own lab.
+  let nat: { lan: NatBenchResult; wan: NatBenchResult } | undefined;
   if (args.only.has('nat')) {
-    if (cliBuilt() && turnserverPath()) nat = await natBench({ seconds: args.seconds });
+    if (cliBuilt() && turnserverPath()) {
+      const lan = await natBench({ seconds: args.seconds, network: 'LAN' });
+      nat = { lan, wan: await natBench({ seconds: args.seconds, network: 'WAN 40 ms RTT, 1% loss', wan: NAT_WAN }) };
+    }
     else process.stderr.write('bench: NAT part skipped (CLI not built or coturn not installed)\n');
   }
   // Moves behind filtering NATs, on the LAN and on the WAN (bench-handover.ts, a lab per network).
@@ -297,7 +301,7 @@ async function main(): Promise<void> {
   };
   if (plain) process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
   if (overlay) process.stdout.write(`${overlayTable(overlay)}\n\n`);
-  if (nat) process.stdout.write(`${natTable(nat)}\n\n`);
+  if (nat) process.stdout.write(`${natTable(nat.lan)}\n\n${natTable(nat.wan)}\n\n${natSideBySide(nat.lan, nat.wan)}\n\n`);
   if (handover.length) process.stdout.write(`${handoverTable(handover)}\n\n`);
   if (sim.length) process.stdout.write(`${simTable(sim)}\n\n`);
   const out = resolve(args.out);
