@@ -12,7 +12,8 @@
 //   nat:      agents behind NAT routers in a lab of their own (bench-nat.ts: first packet through two
 //             NATs, plain vs direct vs TURN-relayed path), on the LAN and at 40 ms RTT / 1% loss;
 //   handover: the mobility test's moves behind filtering NATs, the largest arrival gap of an ssh clock,
-//             median of --handover-reps, on the LAN and at 40 ms RTT / 1% loss (bench-handover.ts);
+//             and the multihomed failovers, median of --handover-reps; sleep and wake, median of
+//             --wake-reps; on the LAN and at 40 ms RTT / 1% loss (bench-handover.ts);
 //   sim:      the overlay lookup simulation.
 // Total about ten minutes.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -32,10 +33,10 @@ import { HANDOVER_WAN, handoverBench, handoverTable, type HandoverResult } from 
 const PARTS = ['tunnel', 'overlay', 'nat', 'handover', 'sim'] as const;
 type Part = typeof PARTS[number];
 
-interface Args { out: string; seconds: number; runs: number; simNodes: number[]; only: Set<Part>; handoverReps: number }
+interface Args { out: string; seconds: number; runs: number; simNodes: number[]; only: Set<Part>; handoverReps: number; wakeReps: number }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { out: 'bench-results.json', seconds: 5, runs: 2, simNodes: [1000], only: new Set(PARTS), handoverReps: 5 };
+  const a: Args = { out: 'bench-results.json', seconds: 5, runs: 2, simNodes: [1000], only: new Set(PARTS), handoverReps: 5, wakeReps: 5 };
   for (let i = 0; i < argv.length; i++) {
     const [k, v] = [argv[i], argv[i + 1]];
     const num = () => {
@@ -49,6 +50,8 @@ function parseArgs(argv: string[]): Args {
     // Overlay simulation sizes: 1,000 by default (~30 s); `--sim 1000,10000` adds the 10k runs (~15 min, ~3 GB).
     else if (k === '--sim' && v) { a.simNodes = v.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 1); i++; }
     else if (k === '--handover-reps') a.handoverReps = Math.round(num());
+    // Sleep and wake costs a minute per repetition: `--wake-reps 1` for a quick look.
+    else if (k === '--wake-reps') a.wakeReps = Math.round(num());
     else if (k === '--only' && v) {
       const parts = v.split(',');
       const bad = parts.filter((x) => !(PARTS as readonly string[]).includes(x));
@@ -62,7 +65,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N] [--sim N,N] [--handover-reps N] [--only ${PARTS.join('|')}[,...]]\n`);
+  process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N] [--sim N,N] [--handover-reps N] [--wake-reps N] [--only ${PARTS.join('|')}[,...]]\n`);
   process.exit(2);
 }
 
@@ -268,8 +271,8 @@ async function main(): Promise<void> {
   const handover: HandoverResult[] = [];
   if (args.only.has('handover')) {
     if (cliBuilt()) {
-      handover.push(await handoverBench({ network: 'LAN', reps: args.handoverReps }));
-      handover.push(await handoverBench({ network: 'WAN 40 ms RTT, 1% loss', wan: HANDOVER_WAN, reps: args.handoverReps }));
+      handover.push(await handoverBench({ network: 'LAN', reps: args.handoverReps, wakeReps: args.wakeReps }));
+      handover.push(await handoverBench({ network: 'WAN 40 ms RTT, 1% loss', wan: HANDOVER_WAN, reps: args.handoverReps, wakeReps: args.wakeReps }));
     } else process.stderr.write('bench: handover part skipped (CLI not built)\n');
   }
   // Lookups at scale: a discrete-event simulation of the same
@@ -289,7 +292,7 @@ async function main(): Promise<void> {
     overlaySimulation: sim,
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version },
-    config: { seconds: args.seconds, runs: args.runs, pingCount: 50, pingIntervalMs: 10, handoverReps: args.handoverReps },
+    config: { seconds: args.seconds, runs: args.runs, pingCount: 50, pingIntervalMs: 10, handoverReps: args.handoverReps, wakeReps: args.wakeReps },
     plain: plain ?? null, tunnel: tunnel ?? null, skipped: skipped ?? null,
     ratios: tunnel && plain ? {
       tcpForward: mean(tunnel.tcpMbit.forward) / mean(plain.tcpMbit.forward),
