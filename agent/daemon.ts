@@ -139,7 +139,11 @@ export class Agent {
     this.changePort = o.changePortSocket
       ? new ChangePortServer({
         stun: this.stun, mainPort: () => o.socket.local.port, open: o.changePortSocket, logger: log('nat'),
-        hostAddress: () => (o.overlay?.candidates?.() ?? [o.socket.local])[0]?.address,
+        // IPv4 first: the second port's address is named in answers to IPv4 clients (most of them).
+        hostAddress: () => {
+          const list = o.overlay?.candidates?.() ?? [o.socket.local];
+          return (list.find((e) => !e.address.includes(':')) ?? list[0])?.address;
+        },
       })
       : undefined;
 
@@ -178,6 +182,7 @@ export class Agent {
         tunnels: this.tunnels, uplinks, logger: log('standby'), clock, stun: this.stun,
         peers: () => this.directPeers(),
         stunServers: () => [...(overlay?.node.rendezvous.current().map((c) => c.endpoint) ?? []), ...(o.stunServers ?? []), ...(overlay?.stunCandidates() ?? [])],
+        onMappingsChanged: () => overlay?.addressesChanged(),
       });
     }
     const standby = this.standby;
@@ -186,6 +191,7 @@ export class Agent {
       this.traversal = new Traversal({
         identity, node: overlay.node, ice: this.ice, logger: log('nat'), clock,
         hostEndpoints: ov.candidates ?? (() => [o.socket.local]),
+        ...(standby ? { otherMappings: () => standby.otherMappings() } : {}),
         ...(turn ? { turn } : {}), peerRelay: underlay.peerRelay, peersTurnRelays: underlay,
         ...(underlay.probes ? { probes: underlay.probes } : {}), aimUnobserved: false,
       });

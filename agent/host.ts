@@ -7,7 +7,6 @@ import type { Logger } from 'pino';
 import type { Server } from 'node:net';
 import { Agent } from './daemon.js';
 import type { Config } from './config.js';
-import { networkInterfaces } from 'node:os';
 import { readUplinks } from './conn/uplinks.js';
 import { loadOrCreateIdentity, saveIpv4Attempt, type Identity } from './idloc/identity.js';
 import { formatIpv4, formatIpv6 } from './idloc/addresses.js';
@@ -19,6 +18,7 @@ import { serveControl } from './control.js';
 import { NamesState } from './names-state.js';
 import { parseEndpoint, type Endpoint } from './conn/socket.js';
 import { watchAddresses } from './conn/address-watch.js';
+import { hostEndpoints } from './conn/host-addresses.js';
 
 const run = promisify(execFile);
 
@@ -43,17 +43,6 @@ async function assignAddresses(tap: string, id: Identity): Promise<void> {
   await ip(['addr', 'add', `${formatIpv4(id.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap]);
   // nodad: nobody else can own our key-derived address, and DAD would only delay the first packet.
   await ip(['-6', 'addr', 'add', `${formatIpv6(id.ipv6)}/${OVERLAY_IPV6_PREFIX_LEN}`, 'dev', tap, 'nodad']);
-}
-
-/** Our IPv4 underlay addresses (not loopback, not the TAP's overlay addresses) with the agent's port:
- *  the host candidates published in the locator record. */
-function hostEndpoints(tap: string, port: number): Endpoint[] {
-  const out: Endpoint[] = [];
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    if (name === tap) continue;
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) out.push({ address: a.address, port });
-  }
-  return out;
 }
 
 /** The control request's STUN server list ("HOST:PORT" strings, checked by the CLI already). */
@@ -92,7 +81,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       { EBUSY: `TAP device ${config.tap} is in use (another agent running?); choose another with --tap` });
     cleanups.push(() => tap.close());
     await assignAddresses(tap.name, identity);
-    // The batched native socket when the addon is built; node:dgram otherwise (IPv4 either way).
+    // The batched native socket when the addon is built; node:dgram otherwise. Dual-stack either way.
     const inUse = { EADDRINUSE: `UDP port ${config.listen} is in use; choose another with --listen` };
     const socket = NativeUdpSocket.available()
       ? explain(() => NativeUdpSocket.bind(config.listen), inUse)

@@ -27,7 +27,8 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `node     ${s.identity.nodeId}\n` +
     `key      ${s.identity.publicKey}\n` +
     `address  ${s.identity.ipv4}  ${s.identity.ipv6}\n` +
-    `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` + overlayLines(s) +
+    `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` +
+    (s.candidates.length ? `locators ${s.candidates.join(', ')}\n` : '') + overlayLines(s) +
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
     (s.relay ? `relay    TURN ${s.relay.server ?? '(no "turn" service record found in the overlay yet)'}${s.relay.server ? `: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}` : ''}\n` : '') +
     formatRefused(s.refused) + '\n';

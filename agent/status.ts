@@ -62,6 +62,8 @@ export interface AgentStatus {
   identity: IdentityJson;
   tap: { name: string; mtu: number };
   listen: string;
+  /** Our own candidates as the locator and every Attach offer them: "host [2001:db8:a::2]:4500", "srflx 203.0.113.10:4500". */
+  candidates: string[];
   peers: PeerStatus[];
   overlay: (OverlayStatus & { discovery: DiscoveryStats & { p50LatencyMs: number; p90LatencyMs: number } }) | null;
   /** The last netcheck's verdict (null before the first one, or with no overlay member to ask). */
@@ -154,7 +156,8 @@ export interface StatusSources {
 export function statusOf(s: StatusSources): AgentStatus {
   const tunnelByKey = new Map(s.tunnels.status().map((t) => [t.publicKey, t]));
   const peers: PeerStatus[] = [];
-  const hostCandidate = s.traversal?.candidates()[0] ?? s.socket.local;
+  const ours = s.traversal?.candidates() ?? [];
+  const hosts = ours.filter((c) => c.type === 0);
   for (const p of s.peers.map.values()) {
     const t = tunnelByKey.get(p.publicKeyHex);
     const established = t?.state === 'established';
@@ -165,6 +168,9 @@ export function statusOf(s: StatusSources): AgentStatus {
     const endpoint = probe ? endpointKey(probe.remote) : t?.endpoint ?? null;
     const chosen = s.pathKeeper?.choice(p);
     const choice = probe && chosen ? { ...chosen, endpoint: probe.remote } : chosen;
+    // Our host address of the family the path runs on.
+    const v6 = (current?.address ?? '').includes(':');
+    const hostCandidate = hosts.find((c) => c.address.includes(':') === v6) ?? s.socket.local;
     const host = probe ? { address: hostCandidate.address, port: probe.local.port } : hostCandidate;
     peers.push({
       nodeId: p.nodeIdHex, publicKey: p.publicKeyHex, ipv4: formatIpv4(p.ipv4), ipv6: formatIpv6(p.ipv6),
@@ -187,6 +193,7 @@ export function statusOf(s: StatusSources): AgentStatus {
     identity: identityToJson(s.identity),
     tap: { name: s.tap.name, mtu: s.tap.mtu },
     listen: endpointKey(s.socket.local),
+    candidates: ours.map((c) => `${CANDIDATE_TYPES[c.type] ?? c.type} ${endpointKey(c)}`),
     peers,
     overlay: s.overlay && s.discovery
       ? { ...s.overlay.status(), discovery: { ...s.discovery.stats, ...latencyMs(s.discovery.latency()) } }

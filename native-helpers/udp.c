@@ -14,8 +14,11 @@
 //                so the NAT mapping it keeps open is the one its traffic takes when the first uplink goes.
 //   stats        Float64Array, cumulative, exact to 2^53:
 //                [received, sent, sendErrors, dropped (EAGAIN on send), truncated, recvErrors]
-// IPv4 addresses are one host-order u32 in addr0; IPv6 (not bound yet, but the layout and sockaddr
-// handling are ready) would be four big-endian words. Only AF_INET sockets are opened for now.
+// IPv4 addresses are one host-order u32 in addr0; IPv6 addresses are four host-order words, most
+// significant first. A socket bound to an IPv6 address ("::" by default) is dual-stack (IPV6_V6ONLY
+// off): IPv4 peers arrive as ::ffff:a.b.c.d and are reported here as family 4, and family-4 sends go
+// out as v4-mapped, so JS sees one socket and one address format per family. A socket bound to an IPv4
+// address stays IPv4 only; a family-6 send on it is counted as a send error.
 #define _GNU_SOURCE  // recvmmsg, sendmmsg, SO_RCVBUFFORCE
 #include "napi-util.h"
 
@@ -45,6 +48,7 @@ typedef struct usock {
   napi_env env;
   uint32_t id;
   int fd;
+  int family;  // AF_INET or AF_INET6 (dual-stack)
   int closed;
   uv_poll_t poll;
   napi_ref rbuf_ref, rmeta_ref, sbuf_ref, smeta_ref, stats_ref, cb_ref;
@@ -154,6 +158,12 @@ static void put_addr(uint32_t *m, const struct sockaddr_storage *ss) {
     m[2] = ntohs(a->sin_port);
     m[4] = ntohl(a->sin_addr.s_addr);
     m[5] = m[6] = m[7] = 0;
+  } else if (IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)ss)->sin6_addr)) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    m[1] = 4;
+    m[2] = ntohs(a->sin6_port);
+    m[4] = ntohl(a->sin6_addr.s6_addr32[3]);
+    m[5] = m[6] = m[7] = 0;
   } else {
     const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
     m[1] = 6;
@@ -162,19 +172,26 @@ static void put_addr(uint32_t *m, const struct sockaddr_storage *ss) {
   }
 }
 
-static socklen_t get_addr(const uint32_t *m, struct sockaddr_storage *ss) {
+// 0: the socket cannot reach that family (an IPv6 destination on an IPv4 socket).
+static socklen_t get_addr(const uint32_t *m, struct sockaddr_storage *ss, int sock_family) {
   memset(ss, 0, sizeof(struct sockaddr_in6));
-  if (m[0] == 4) {
+  if (m[0] == 4 && sock_family == AF_INET) {
     struct sockaddr_in *a = (struct sockaddr_in *)ss;
     a->sin_family = AF_INET;
     a->sin_port = htons((uint16_t)m[1]);
     a->sin_addr.s_addr = htonl(m[2]);
     return sizeof *a;
   }
+  if (sock_family != AF_INET6) return 0;
   struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
   a->sin6_family = AF_INET6;
   a->sin6_port = htons((uint16_t)m[1]);
-  for (int w = 0; w < 4; w++) a->sin6_addr.s6_addr32[w] = htonl(m[2 + w]);
+  if (m[0] == 4) {
+    a->sin6_addr.s6_addr32[2] = htonl(0xffff);
+    a->sin6_addr.s6_addr32[3] = htonl(m[2]);
+  } else {
+    for (int w = 0; w < 4; w++) a->sin6_addr.s6_addr32[w] = htonl(m[2 + w]);
+  }
   return sizeof *a;
 }
 
@@ -263,10 +280,16 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t rlen, slen;
   void *rmeta, *smeta, *stats;
   napi_valuetype t;
-  struct sockaddr_in sin = {.sin_family = AF_INET};
-  if (napi_get_value_string_utf8(env, argv[0], addr, sizeof addr, &alen) != napi_ok ||
-      inet_pton(AF_INET, addr, &sin.sin_addr) != 1)
-    return type_error(env, "address must be an IPv4 address (IPv6 is not supported yet)");
+  struct sockaddr_storage ss = {0};
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+  int family;
+  if (napi_get_value_string_utf8(env, argv[0], addr, sizeof addr, &alen) != napi_ok)
+    return type_error(env, "address must be a string");
+  if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) family = AF_INET;
+  else if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) family = AF_INET6;
+  else return type_error(env, "address must be an IPv4 or IPv6 address");
+  ss.ss_family = (sa_family_t)family;
   if (!arg_num(env, argv[1], 0, 65535, &port, "port must be an integer in 0..65535") ||
       !arg_num(env, argv[4], 1, MAX_SLOTS, &rslots, "recvSlots must be an integer in 1..1024") ||
       !arg_num(env, argv[5], 1, 65536, &slot_size, "slotSize must be an integer in 1..65536") ||
@@ -282,8 +305,14 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   net_state_t *st = get_state(env);
   if (!st) return NULL;
 
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
+  int off = 0;
+  if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "setsockopt(IPV6_V6ONLY)", e);
+  }
   // 4 MiB so bursts queue instead of dropping while the event loop is busy. As root, the FORCE
   // variants pass net.core.[rw]mem_max; otherwise the plain ones take what the limit allows.
   // Failure only costs headroom, so it is ignored.
@@ -292,9 +321,10 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) < 0)
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
-  sin.sin_port = htons((uint16_t)port);
-  socklen_t sl = sizeof sin;
-  if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
+  socklen_t sl = family == AF_INET ? sizeof *sin : sizeof *sin6;
+  if (family == AF_INET) sin->sin_port = htons((uint16_t)port);
+  else sin6->sin6_port = htons((uint16_t)port);
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
     int e = errno;
     close(fd);
     return throw_errno(env, "bind", e);
@@ -313,6 +343,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   s->st = st;
   s->env = env;
   s->fd = fd;
+  s->family = family;
   s->id = ++st->next_id;
   s->rmeta = rmeta;
   s->smeta = smeta;
@@ -357,13 +388,14 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     close_sock(st, s);
     return throw_errno(env, "uv_poll_start", -rc);
   }
-  inet_ntop(AF_INET, &sin.sin_addr, addr, sizeof addr);
+  if (family == AF_INET) inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof addr);
+  else inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof addr);
   CHECK(napi_create_object(env, &out));
   CHECK(napi_create_uint32(env, s->id, &v));
   CHECK(napi_set_named_property(env, out, "id", v));
   CHECK(napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &v));
   CHECK(napi_set_named_property(env, out, "address", v));
-  CHECK(napi_create_uint32(env, ntohs(sin.sin_port), &v));
+  CHECK(napi_create_uint32(env, ntohs(family == AF_INET ? sin->sin_port : sin6->sin6_port), &v));
   CHECK(napi_set_named_property(env, out, "port", v));
   return out;
 }
@@ -378,13 +410,17 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   usock_t *s = find_sock(env, argv[0]);
   if (!s) return NULL;  // closed (or a thrown TypeError)
   if (!arg_num(env, argv[1], 0, s->sslots, &count, "count must be an integer within sendSlots")) return NULL;
-  uint32_t n = (uint32_t)count, sent = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    const uint32_t *m = s->smeta + (size_t)i * SEND_STRIDE;
+  uint32_t n = 0, sent = 0;
+  for (uint32_t j = 0; j < (uint32_t)count; j++) {
+    const uint32_t *m = s->smeta + (size_t)j * SEND_STRIDE;
     if ((size_t)m[0] + m[1] > s->slen) return range_error(env, "send meta points outside sendBuf");
-    s->siov[i] = (struct iovec){.iov_base = s->sbase + m[0], .iov_len = m[1]};
-    s->smsgs[i].msg_hdr.msg_namelen = get_addr(m + 2, &s->saddr[i]);
-    set_out_interface(&s->smsgs[i].msg_hdr, s->sctrl + (size_t)i * CTRL_BYTES, m[2], m[8]);
+    // Kept dense: a datagram this socket's family cannot carry is counted and left out of the batch.
+    socklen_t sl = get_addr(m + 2, &s->saddr[n], s->family);
+    if (sl == 0) { s->stats[ST_SEND_ERRORS]++; continue; }
+    s->siov[n] = (struct iovec){.iov_base = s->sbase + m[0], .iov_len = m[1]};
+    s->smsgs[n].msg_hdr.msg_namelen = sl;
+    set_out_interface(&s->smsgs[n].msg_hdr, s->sctrl + (size_t)n * CTRL_BYTES, m[2], m[8]);
+    n++;
   }
   uint32_t i = 0;
   while (i < n) {

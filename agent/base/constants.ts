@@ -52,6 +52,9 @@ export const UDP_SEND_ARENA_BYTES = 256 * 1024;
 /** Parsed peer addresses the native socket caches (cleared when full): a flood of spoofed sources costs a
 *  re-parse, never memory. */
 export const UDP_ENDPOINT_CACHE_MAX = 4096;
+/** IPv6 source addresses whose /64 key the rate limiters keep (conn/rate-limit.ts sourceKey; cleared when
+ *  full): the same bound, for the same reason. */
+export const SOURCE_KEY_CACHE_MAX = 4096;
 /** After the host's addresses change, wait this long for the rest of the change (a delete and an add
  *  come a few ms apart) before telling peers where we are now. */
 export const ADDRESS_CHANGE_SETTLE_MS = 30;
@@ -528,6 +531,11 @@ export const ATTACH_GUARD_MAX_PEERS = 1_024;
 /** Relayed candidates checked per Attach: a peer has one TURN relay. It is the one candidate whose address
  *  is not the peer's own (the TURN server's), so it is capped to one check schedule. */
 export const ATTACH_MAX_RELAY_CANDIDATES = 1;
+/** Public host candidates of the other address family than the one the Attach's path observed, checked
+ *  per Attach: a dual-stack peer is seen at one family only (the one its rendezvous registration used),
+ *  yet its IPv6 host address is the best pair there is (no NAT). Unobserved, so capped: two checks'
+ *  schedules per offer, under the same per-key offer rate as everything else. */
+export const ATTACH_MAX_OTHER_FAMILY_CANDIDATES = 2;
 /** Between the first checks to successive remote candidates (RFC 8445's Ta is 50 ms for the Internet at
  *  large; we pace far fewer pairs, and a faster start is what makes the first packet quick). */
 export const ICE_CHECK_PACING_MS = 10;

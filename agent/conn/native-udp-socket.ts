@@ -9,13 +9,14 @@
 // Contract differences from UdpSocket, all within DatagramSocket's: a received `msg` is a view into the
 // arena, valid only during the handler call; send() copies, so the caller may reuse its buffer; sends
 // leave at the end of the event-loop turn (or on flush()), so the agent flushes after each TAP batch.
-// IPv4 only for now: bind() takes an IPv4 address, and sends to an IPv6 address are counted as send
-// errors. The addon's buffer layout and sockaddr handling already carry IPv6 (family + four words), so
-// adding it means an AF_INET6 bind in udp.c and the address formatting below.
+// Dual-stack by default: bound to "::" the socket carries IPv4 and IPv6 (IPv4 peers are reported as
+// IPv4, not ::ffff:-mapped). Bound to an IPv4 address it is IPv4 only, and sends to IPv6 are counted
+// as send errors; on a host without IPv6 bind() falls back to 0.0.0.0.
 // Same policies as UdpSocket: 4 MiB kernel buffers (failure ignored), errors counted, never thrown;
 // additionally EAGAIN on send (kernel queue full) drops the rest of the batch and counts it.
 
 import type { DatagramSocket, Endpoint } from './socket.js';
+import { formatIpv6, parseIpv6 } from '../base/ip-text.js';
 import { loadNetAddon, type NetAddon } from './native-net.js';
 import { UDP_BATCH, UDP_ENDPOINT_CACHE_MAX, UDP_RECV_SLOT_BYTES, UDP_SEND_ARENA_BYTES } from '../base/constants.js';
 
@@ -48,10 +49,16 @@ export class NativeUdpSocket implements DatagramSocket {
   private used = 0;
   private scheduled = false;
   private closed = false;
-  /** Received-from endpoints by (IPv4 << 16 | port): one frozen object per peer address, not per datagram. */
+  /** Received-from IPv4 endpoints by (IPv4 << 16 | port): one frozen object per peer address, not per
+   *  datagram. */
   private readonly endpoints = new Map<number, Endpoint>();
-  /** Destination address text -> IPv4 as u32, or -1 when not IPv4. */
+  /** And IPv6 ones by (low 32 bits of the address << 16 | port), each with its address words to tell a
+   *  collision (then the slot is taken over). */
+  private readonly endpoints6 = new Map<number, { ep: Endpoint; w: Uint32Array }>();
+  /** Destination address text -> IPv4 as u32, or -1 when not IPv4 (then see addresses6). */
   private readonly addresses = new Map<string, number>();
+  /** Destination IPv6 text -> its four words, or null when it is no IP address at all. */
+  private readonly addresses6 = new Map<string, Uint32Array | null>();
   private readonly flushSoon = (): void => {
     this.scheduled = false;
     this.flush();
@@ -69,12 +76,20 @@ export class NativeUdpSocket implements DatagramSocket {
     return loadNetAddon() !== undefined;
   }
 
-  /** Bind an IPv4 UDP socket (default 0.0.0.0); throws (EADDRINUSE, ...) like UdpSocket.bind, or if the
-   *  addon is not built. Synchronous: the addon binds in the call. */
-  static bind(port: number, host = '0.0.0.0'): NativeUdpSocket {
+  /** Bind a UDP socket: dual-stack on "::" by default (0.0.0.0 where the host has no IPv6), or on the
+   *  given address's family; throws (EADDRINUSE, ...) like UdpSocket.bind, or if the addon is not built.
+   *  Synchronous: the addon binds in the call. */
+  static bind(port: number, host?: string): NativeUdpSocket {
     const lib = loadNetAddon();
     if (!lib) throw new Error('idloc_net addon not built: run npm run build:native');
-    return new NativeUdpSocket(lib, port, host);
+    if (host !== undefined) return new NativeUdpSocket(lib, port, host);
+    try {
+      return new NativeUdpSocket(lib, port, '::');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? String((e as Error).message);
+      if (!/EAFNOSUPPORT|EADDRNOTAVAIL/.test(code)) throw e; // IPv6 off in this host: IPv4 only
+      return new NativeUdpSocket(lib, port, '0.0.0.0');
+    }
   }
 
   get stats(): NativeUdpSocketStats {
@@ -91,8 +106,9 @@ export class NativeUdpSocket implements DatagramSocket {
 
   send(msg: Uint8Array, to: Endpoint): void {
     const addr = this.ipv4(to.address);
+    const words = addr < 0 ? this.ipv6(to.address) : null;
     const len = msg.length;
-    if (this.closed || addr < 0 || !(to.port >= 1 && to.port <= 65535 && Number.isInteger(to.port)) || len > UDP_SEND_ARENA_BYTES) {
+    if (this.closed || (addr < 0 && !words) || !(to.port >= 1 && to.port <= 65535 && Number.isInteger(to.port)) || len > UDP_SEND_ARENA_BYTES) {
       this.counters[St.SendErrors]!++;
       return;
     }
@@ -104,9 +120,17 @@ export class NativeUdpSocket implements DatagramSocket {
     const m = i * SEND_STRIDE, meta = this.smeta;
     meta[m] = off;
     meta[m + 1] = len;
-    meta[m + 2] = 4;
     meta[m + 3] = to.port;
-    meta[m + 4] = addr;
+    if (words) {
+      meta[m + 2] = 6;
+      meta[m + 4] = words[0]!;
+      meta[m + 5] = words[1]!;
+      meta[m + 6] = words[2]!;
+      meta[m + 7] = words[3]!;
+    } else {
+      meta[m + 2] = 4;
+      meta[m + 4] = addr;
+    }
     meta[m + 8] = to.via ?? 0;
     if (this.queued === UDP_BATCH) this.flush();
     else if (!this.scheduled) {
@@ -140,7 +164,8 @@ export class NativeUdpSocket implements DatagramSocket {
       if (!h || this.closed) return; // the handler may close us mid-batch
       const m = i * STRIDE;
       const off = rmeta[m + 3]! * UDP_RECV_SLOT_BYTES;
-      h(rbuf.subarray(off, off + rmeta[m]!), this.endpoint(rmeta[m + 4]!, rmeta[m + 2]!));
+      const from = rmeta[m + 1] === 6 ? this.endpoint6(rmeta, m) : this.endpoint(rmeta[m + 4]!, rmeta[m + 2]!);
+      h(rbuf.subarray(off, off + rmeta[m]!), from);
     }
   }
 
@@ -154,6 +179,38 @@ export class NativeUdpSocket implements DatagramSocket {
       this.endpoints.set(key, e);
     }
     return e;
+  }
+
+  private endpoint6(meta: Uint32Array, m: number): Endpoint {
+    const port = meta[m + 2]!;
+    const key = meta[m + 7]! * 65536 + port;
+    const hit = this.endpoints6.get(key);
+    if (hit && hit.w[0] === meta[m + 4] && hit.w[1] === meta[m + 5] && hit.w[2] === meta[m + 6]) return hit.ep;
+    if (this.endpoints6.size >= UDP_ENDPOINT_CACHE_MAX) this.endpoints6.clear();
+    const w = meta.slice(m + 4, m + 8);
+    const b = new Uint8Array(16);
+    new DataView(b.buffer).setUint32(0, w[0]!, false);
+    new DataView(b.buffer).setUint32(4, w[1]!, false);
+    new DataView(b.buffer).setUint32(8, w[2]!, false);
+    new DataView(b.buffer).setUint32(12, w[3]!, false);
+    const ep = Object.freeze({ address: formatIpv6(b), port });
+    this.endpoints6.set(key, { ep, w });
+    return ep;
+  }
+
+  private ipv6(address: string): Uint32Array | null {
+    let w = this.addresses6.get(address);
+    if (w === undefined) {
+      const b = parseIpv6(address);
+      w = null;
+      if (b) {
+        const dv = new DataView(b.buffer, b.byteOffset, 16);
+        w = Uint32Array.of(dv.getUint32(0, false), dv.getUint32(4, false), dv.getUint32(8, false), dv.getUint32(12, false));
+      }
+      if (this.addresses6.size >= UDP_ENDPOINT_CACHE_MAX) this.addresses6.clear();
+      this.addresses6.set(address, w);
+    }
+    return w;
   }
 
   private ipv4(address: string): number {

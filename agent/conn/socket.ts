@@ -3,6 +3,8 @@
 // NativeUdpSocket (batched, native-helpers/udp.c) and UdpSocket (node:dgram, its fallback) are the real
 // ones; MemoryNetwork (memory-socket.ts) is the twin used by in-process tests.
 
+import { formatIpv6, parseIpv6 } from '../base/ip-text.js';
+
 export interface Endpoint {
   address: string;
   port: number;
@@ -40,11 +42,15 @@ export function endpointKeyOf(e: Endpoint): string {
   return key;
 }
 
-/** Parse "host:port" / "[v6]:port"; returns undefined on anything else. */
+/** Parse "host:port" / "[v6]:port"; returns undefined on anything else. A bracketed address must be
+ *  IPv6 and comes back in RFC 5952 form (so "[2001:DB8:0::1]:1" and "[2001:db8::1]:1" are one endpoint). */
 export function parseEndpoint(s: string): Endpoint | undefined {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:\s]+):(\d{1,5})$/.exec(s);
+  const v6 = /^\[([0-9a-fA-F:]+)\]:(\d{1,5})$/.exec(s);
+  const m = v6 ?? /^([^:\s[\]]+):(\d{1,5})$/.exec(s);
   if (!m) return undefined;
   const port = Number(m[2]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  return { address: m[1]!, port };
+  if (!v6) return { address: m[1]!, port };
+  const b = parseIpv6(m[1]!);
+  return b ? { address: formatIpv6(b), port } : undefined;
 }

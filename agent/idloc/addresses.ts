@@ -52,53 +52,6 @@ export function publicKeyOwnsIpv6(publicKey: Uint8Array, addr: Uint8Array): bool
   return true;
 }
 
-export function formatIpv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
-}
-
-export function parseIpv4(s: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return undefined;
-  // Leading zeros are refused: some parsers read them as octal, so "010" would mean two things.
-  if (m.slice(1).some((p) => p.length > 1 && p[0] === '0')) return undefined;
-  const o = m.slice(1).map(Number);
-  if (o.some((x) => x > 255)) return undefined;
-  return ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0;
-}
-
-/** RFC 5952 text form: lowercase, leading zeros dropped, the longest run (>1) of zero groups as "::". */
-export function formatIpv6(b: Uint8Array): string {
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
-  let bestStart = -1, bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
-}
-
-export function parseIpv6(s: string): Uint8Array | undefined {
-  if (!/^[0-9a-fA-F:]+$/.test(s) || s.split('::').length > 2) return undefined;
-  const [head, tail] = s.includes('::') ? s.split('::') as [string, string] : [s, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const missing = 8 - h.length - t.length;
-  if (tail === undefined ? missing !== 0 : missing < 1) return undefined;
-  const groups = [...h, ...Array<string>(tail === undefined ? 0 : missing).fill('0'), ...t];
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 8; i++) {
-    const gs = groups[i]!;
-    if (gs.length < 1 || gs.length > 4) return undefined;
-    const v = parseInt(gs, 16);
-    out[2 * i] = v >> 8;
-    out[2 * i + 1] = v & 0xff;
-  }
-  return out;
-}
+// The text forms live in base/ (the sockets below this floor need them too).
+export { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../base/ip-text.js';
 

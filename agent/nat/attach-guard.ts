@@ -18,7 +18,9 @@
 //               - at the observed address (its host address if public, its srflx and predicted ports), or
 //               - private host addresses in one of our own subnets, when it is behind the same NAT as we
 //                 are (observed = our public address) or came to us across the LAN, or
-//               - at most ATTACH_MAX_RELAY_CANDIDATES relayed candidate (its TURN server's address).
+//               - at most ATTACH_MAX_RELAY_CANDIDATES relayed candidate (its TURN server's address), and
+//               - at most ATTACH_MAX_OTHER_FAMILY_CANDIDATES public host candidates of the other address
+//                 family than the observed one (a dual-stack peer is observed at one family only).
 //             No observation: nothing is checked, unless the caller trusts the claim (trustClaim: an
 //             overlay whose forwarders do not report originObserved), when the offer's own public address
 //             (its first srflx, else a public host candidate) stands in for it, counted 'unobserved'.
@@ -28,7 +30,7 @@
 //             overall (HARD_NAT_SPRAYS_*).
 // Every refusal is counted by kind in `refused`.
 import {
-  ATTACH_GUARD_MAX_PEERS, ATTACH_MAX_AGE_MS, ATTACH_MAX_RELAY_CANDIDATES, ATTACH_OFFERS_PEER_BURST,
+  ATTACH_GUARD_MAX_PEERS, ATTACH_MAX_AGE_MS, ATTACH_MAX_OTHER_FAMILY_CANDIDATES, ATTACH_MAX_RELAY_CANDIDATES, ATTACH_OFFERS_PEER_BURST,
   ATTACH_OFFERS_PEER_PER_S, ATTACH_REPLAY_CACHE_MAX, HARD_NAT_SPRAY_PEER_INTERVAL_MS, HARD_NAT_SPRAYS_BURST,
   HARD_NAT_SPRAYS_PER_MIN,
 } from '../base/constants.js';
@@ -115,11 +117,16 @@ export class AttachGuard {
     const seen = normalAddress(observed.address);
     const ourPublic = ours.publicAddress !== undefined ? normalAddress(ours.publicAddress) : undefined;
     const lan = ourPublic === seen || (isPrivate(seen) && ours.hosts.some((h) => sameSubnet(h.address, seen)));
-    let relays = 0;
+    let relays = 0, otherFamily = 0;
+    const seenV6 = seen.includes(':');
     const candidates = p.candidates.filter((c) => {
       const a = normalAddress(c.address);
       if (a === seen) return true;
       if (c.type === IceCandidateType.Relay && relays < ATTACH_MAX_RELAY_CANDIDATES) { relays++; return true; }
+      if (c.type === IceCandidateType.Host && a.includes(':') !== seenV6 && isGlobalUnicast(a) && otherFamily < ATTACH_MAX_OTHER_FAMILY_CANDIDATES) {
+        otherFamily++;
+        return true;
+      }
       if (c.type === IceCandidateType.Host && lan && isPrivate(a) && ours.hosts.some((h) => sameSubnet(h.address, a))) return true;
       this.refused['candidate-unaimed']++;
       return false;
@@ -162,6 +169,19 @@ export function isPrivate(address: string): boolean {
   }
   const v6 = parseIpv6(address);
   return v6 !== undefined && ((v6[0]! & 0xfe) === 0xfc || (v6[0] === 0xfe && (v6[1]! & 0xc0) === 0x80));
+}
+
+/** An address another host on the internet may have: IPv6 in 2000::/3; IPv4 but private, loopback,
+ *  0/8, multicast and reserved (224/3). */
+export function isGlobalUnicast(address: string): boolean {
+  if (isPrivate(address)) return false;
+  const v4 = parseIpv4(address);
+  if (v4 !== undefined) {
+    const a = v4 >>> 24;
+    return a !== 0 && a !== 127 && a < 224;
+  }
+  const v6 = parseIpv6(address);
+  return v6 !== undefined && (v6[0]! & 0xe0) === 0x20;
 }
 
 /** Same /24 (IPv4) or /64 (IPv6): a host's own network, as far as an offer can tell. */

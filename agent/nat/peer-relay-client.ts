@@ -185,7 +185,9 @@ export class PeerRelayClient {
     }
     const i = this.nextIndex;
     this.nextIndex = this.nextIndex >= 0xffffffff ? 1 : this.nextIndex + 1;
-    const virtual = { address: `${VIRTUAL_PREFIX}${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`, port: VIRTUAL_PORT };
+    // In RFC 5952 form (100::5, not 100::0:5), as parseEndpoint gives it back from `status` and the CLI.
+    const hi = i >>> 16, lo = (i & 0xffff).toString(16);
+    const virtual = { address: hi === 0 ? `${VIRTUAL_PREFIX}${lo}` : `${VIRTUAL_PREFIX}${hi.toString(16)}:${lo}`, port: VIRTUAL_PORT };
     let proof: RelayProof | undefined;
     if (nodeId) {
       const rk = endpointKey(relay);

@@ -96,7 +96,7 @@ export class PeerRelayServer {
     const s = this.stats;
     if (!parsePeerRelay(msg, f) || (f.kind !== PR_TO_CLIENT && f.kind !== PR_TO_PEER)) { s.malformed++; return; }
     if (!this.o.enabled()) { s.disabled++; return; }
-    if (!this.limit.allow(from.address, msg.length)) { s.rateLimited++; return; }
+    if (!this.limit.allowFrom(from.address, msg.length)) { s.rateLimited++; return; }
     const now = this.clock.now();
     if (f.kind === PR_TO_CLIENT) {
       if (!this.o.peerVerified(from)) { s.unverifiedPeer++; return; }

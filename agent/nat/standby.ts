@@ -49,6 +49,8 @@ export interface StandbyOptions {
   /** STUN servers to ask our mapping on each uplink of (the first that answers counts). */
   stunServers: () => Endpoint[];
   uplinks: () => Uplink[];
+  /** One of our other uplinks' public mappings is new or changed (otherMappings): republish the locator. */
+  onMappingsChanged?: () => void;
   logger: Logger;
   clock?: Scheduler;
 }
@@ -145,6 +147,17 @@ export class StandbyPaths {
     });
     st.check = { id, sentAt: this.clock.now(), answered: false, timer };
     return false;
+  }
+
+  /** The public mappings of our other uplinks (not the first, whose mapping netcheck reports): the
+   *  locator carries them as server-reflexive candidates too. */
+  otherMappings(): Endpoint[] {
+    const out: Endpoint[] = [];
+    for (const u of this.uplinks.slice(1)) {
+      const m = this.mappings.get(u.index)?.mapped;
+      if (m) out.push(m);
+    }
+    return out;
   }
 
   status(peer: TunnelPeer): StandbyStatus | undefined {
@@ -253,7 +266,12 @@ export class StandbyPaths {
       for (const s of this.o.stunServers().slice(0, 3)) {
         if (s.address.includes(':')) continue;
         const r = await this.o.stun.binding({ address: s.address, port: s.port, via: m.uplink.index }).catch(() => undefined);
-        if (r) { m.mapped = { address: r.mapped.address, port: r.mapped.port }; return; }
+        if (r) {
+          const changed = !m.mapped || m.mapped.address !== r.mapped.address || m.mapped.port !== r.mapped.port;
+          m.mapped = { address: r.mapped.address, port: r.mapped.port };
+          if (changed && m.uplink.index !== this.uplinks[0]?.index) this.o.onMappingsChanged?.();
+          return;
+        }
       }
     } finally {
       m.asking = false;

@@ -296,7 +296,7 @@ export class StunEndpoint {
     if (!verified) {
       this.stats.unverifiedBytesIn += requestBytes;
       if (answer.length > requestBytes) { this.stats.unpadded++; return false; }
-      if (!this.budget.allow(to.address, answer.length)) { this.stats.overBudget++; return false; }
+      if (!this.budget.allowFrom(to.address, answer.length)) { this.stats.overBudget++; return false; }
       this.stats.unverifiedBytesOut += answer.length;
     }
     if (!send) this.safeSend(answer, to);

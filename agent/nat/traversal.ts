@@ -64,6 +64,8 @@ export interface TraversalOptions {
   ice: IceAgent;
   /** Host candidates: our interface addresses with the socket's port. */
   hostEndpoints: () => Endpoint[];
+  /** Server-reflexive candidates beyond netcheck's: our other uplinks' public mappings (nat/standby.ts). */
+  otherMappings?: () => Endpoint[];
   /** Our TURN relay, if configured: its relayed candidate is offered, peers' addresses are permitted. */
   turn?: TurnRelay;
   /** Paths through the peer's rendezvous nodes, the last resort (absent: never relay through peers). */
@@ -144,12 +146,18 @@ export class Traversal {
     return 'unknown';
   }
 
-  /** Our candidates, best first: host addresses, then the server-reflexive one if it differs. */
+  /** Our candidates, best first: host addresses, then the server-reflexive one if it differs, then our
+   *  other uplinks' mappings. */
   candidates(): IceCandidate[] {
     const out: IceCandidate[] = this.o.hostEndpoints().map((e, i) => ({ ...e, type: IceCandidateType.Host, priority: candidatePriority(IceCandidateType.Host, i) }));
     const pub = this.netcheck?.publicEndpoint;
     if (pub && !out.some((c) => c.address === pub.address && c.port === pub.port)) {
       out.push({ ...pub, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) });
+    }
+    for (const [i, m] of (this.o.otherMappings?.() ?? []).entries()) {
+      if (!out.some((c) => c.address === m.address && c.port === m.port)) {
+        out.push({ ...m, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx, 1 + i) });
+      }
     }
     const relayed = this.o.turn?.candidate();
     if (relayed) out.push(relayed);
@@ -352,6 +360,12 @@ export class Traversal {
   }
 
   private noDirectReason(remote: IceCandidate[], probing: string | undefined): string {
+    const families = (cs: readonly { address: string }[]) => new Set(cs.map((c) => (c.address.includes(':') ? 6 : 4)));
+    const mine = families(this.candidates()), theirs = families(remote);
+    if (remote.length > 0 && mine.size > 0 && ![...theirs].some((f) => mine.has(f))) {
+      const name = (fs: Set<number>) => [...fs].map((f) => `IPv${f}`).join(' and ');
+      return `no direct path: no address family in common (this host has ${name(mine)} only, the peer ${name(theirs)} only)`;
+    }
     const ours = this.netcheck?.mapping;
     const theirsSrflx = remote.some((c) => c.type === IceCandidateType.Srflx);
     if (probing) return `no direct path yet: one side is behind a NAT that picks ports at random; ${probing}`;

@@ -68,7 +68,7 @@ export class NodeGuard {
 
   /** May `bytes` more go to `to`, an address that has not shown our cookie (its byte budget)? */
   mayAnswerUnverified(to: Endpoint, bytes: number): boolean {
-    return this.unverifiedBytes.allow(to.address, bytes);
+    return this.unverifiedBytes.allowFrom(to.address, bytes);
   }
 
   /** A request that arrived straight from its sender (or, routed, at its first forwarder). */
@@ -94,7 +94,7 @@ export class NodeGuard {
   }
 
   private signed(b: Uint8Array, m: OverlayMessage, from: Endpoint): boolean {
-    if (!this.perSource.allow(from.address) || !this.total.allow('')) { this.o.reject('verify-rate-limited'); return false; }
+    if (!this.perSource.allowFrom(from.address) || !this.total.allow('')) { this.o.reject('verify-rate-limited'); return false; }
     if (!verifyOverlayMessage(b, m, ed25519Verify)) { this.o.reject('bad-signature'); return false; }
     return true;
   }

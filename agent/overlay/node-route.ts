@@ -173,7 +173,7 @@ export class Router {
    *  on the datagram's content; does not parse its body beyond the SENDER. */
   forward(b: Uint8Array, r: Route, from: Endpoint): void {
     const c = this.counts;
-    if (!this.limit.allow(from.address)) { c.rateLimited++; return; }
+    if (!this.limit.allowFrom(from.address)) { c.rateLimited++; return; }
     const sender = routeSender(b, r);
     if (!sender) { this.d.malformed(); return; }
     if (!idMatchesKey(sender)) { this.d.reject('sender-id-mismatch'); return; }

@@ -14,9 +14,9 @@
 // 64-byte replies to 188-byte initiations, never more than they sent.
 
 import { randomBytes } from 'node:crypto';
-import { isIPv4 } from 'node:net';
 import { COOKIE_REFRESH_MS, HANDSHAKE_SOURCE_BURST, HANDSHAKE_SOURCE_PER_SECOND, HANDSHAKE_SOURCES_MAX } from '../base/constants.js';
 import type { Endpoint } from '../conn/socket.js';
+import { sourceKey } from '../conn/rate-limit.js';
 import {
   COOKIE_LEN, COOKIE_NONCE_LEN, INIT_MAC1_OFF, INIT_MAC2_OFF, cookieKey, marshalCookieReply, verifyMacAt,
   type CookieReply,
@@ -124,15 +124,4 @@ export class SourceLimiter {
   get size(): number { return this.buckets.size; }
 }
 
-/** An IPv4 address as it is (IPv4-mapped IPv6 included); an IPv6 address by its /64, which one host or
- *  one site holds whole, so a host cannot multiply its limit by changing the low 64 bits. */
-export function sourceKey(address: string): string {
-  const a = address.split('%')[0]!.toLowerCase();
-  const mapped = a.startsWith('::ffff:') ? a.slice(7) : a;
-  if (isIPv4(mapped)) return mapped;
-  const [head = '', tail] = a.split('::');
-  const hi = head ? head.split(':') : [];
-  const lo = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? hi : [...hi, ...Array<string>(Math.max(0, 8 - hi.length - lo.length)).fill('0'), ...lo];
-  return groups.slice(0, 4).map((g) => parseInt(g || '0', 16).toString(16)).join(':') + '::/64';
-}
+export { sourceKey } from '../conn/rate-limit.js';

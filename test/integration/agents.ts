@@ -74,7 +74,7 @@ export async function createAgent(lab: Lab, host: string, port = AGENT_PORT): Pr
 
 /** "<pubkey>@<underlay address>:<port>", as `up --peer` takes it. */
 export function peerArg(lab: Lab, a: TestAgent): string {
-  return `${a.id.publicKey}@${lab.address(a.host)}:${a.port}`;
+  return `${a.id.publicKey}@${hostPort(lab.address(a.host), a.port)}`;
 }
 
 /** `up` in the agent's host, knowing `peers`. Does not wait: see waitReady. */
@@ -182,7 +182,7 @@ export async function createAgentWithKey(lab: Lab, host: string, privateKeyHex: 
 
 /** `up` with the overlay only: --bootstrap for each endpoint (none: this agent starts a new overlay), no --peer. */
 export function startOverlayAgent(lab: Lab, agent: TestAgent, bootstraps: readonly TestAgent[], extraArgs: readonly string[] = []): LabProcess {
-  return startAgent(lab, agent, [], [...bootstraps.flatMap((b) => ['--bootstrap', `${lab.address(b.host)}:${b.port}`]), ...extraArgs]);
+  return startAgent(lab, agent, [], [...bootstraps.flatMap((b) => ['--bootstrap', hostPort(lab.address(b.host), b.port)]), ...extraArgs]);
 }
 
 /** Ready on the overlay: status says joined and the IPv4 address claimed, and the TAP carries the claimed
@@ -261,4 +261,9 @@ export function findIpv4Collisions(count: number, maxKeys = 1 << 17): [KeyPairHe
   }
   if (pairs.length < count) throw new Error(`found only ${pairs.length} IPv4 collisions in ${maxKeys} keys`);
   return pairs;
+}
+
+/** "address:port", with the IPv6 address in brackets ("[2001:db8::10]:4500"), as the CLI takes it. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }

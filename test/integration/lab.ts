@@ -56,6 +56,9 @@
 // on-link route to 203.0.113.0/24 with it (the kernel flushes a device's routes then): call
 // lab.addInternetRoutes(host) after giving it a new address.
 //
+// IPv6 (a host spec's `ipv6: 'dual' | 'only'`): 2001:db8::/32 beside the IPv4 internet, home routers
+// with a stateful IPv6 firewall and no NAT66; drawn in lab-ipv6.ts.
+//
 // A WAN instead of a LAN (option `wan`, or IDLOC_LAB_WAN='{"delayMs":20,"jitterMs":2,"lossPct":1}' for a
 // whole test run): the internet segment gets no bridge; its veth ports are left bare in the switch
 // namespace and fixtures/wan-switch.py (a userspace switch, one AF_PACKET socket per port) forwards
@@ -76,6 +79,7 @@ import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LabIpv6, type Ipv6Mode } from './lab-ipv6.js';
 
 export interface ExecOptions {
   /** Resolve with the result instead of throwing when the command exits non-zero. */
@@ -224,9 +228,17 @@ function wanFromEnv(): WanSettings | undefined {
 
 export type NatType = 'none' | 'cone' | 'symmetric' | 'cgnat';
 
+/** A public host, with IPv6 too or IPv6 only (lab-ipv6.ts); a plain name is IPv4 only. */
+export interface PublicHostSpec {
+  name: string;
+  ipv6?: Ipv6Mode;
+}
+
 export interface NatHostSpec {
   name: string;
   nat: NatType;
+  /** IPv6 too ('dual'), or IPv6 only ('only'): see lab-ipv6.ts. Not with cgnat. */
+  ipv6?: Ipv6Mode;
   /** Drop inbound packets conntrack does not know (a home router's stateful firewall). Default true,
    *  except for 'none' (a public host), where true adds the same rule to the host's own INPUT chain. */
   dropUnsolicited?: boolean;
@@ -302,6 +314,7 @@ export class Lab {
   private readonly addresses = new Map<string, string>();
   private readonly procs = new Set<LabProcess>();
   private readonly natInfo = new Map<string, NatInfo>();
+  private readonly v6 = new LabIpv6((n) => this.ns(n), 'eth0');
   /** Hosts with an address on the internet segment (they need a route to the routers' subnet). */
   private readonly publicHosts: string[] = [];
   private publicHostCount = 0;
@@ -319,7 +332,7 @@ export class Lab {
 
   /** Build the switch, the internet segment and one namespace per host (host i at 198.51.100.(10+i)),
    *  then the NAT hosts in order, each with its router(s) (see the top of this file). */
-  static async create(opts: { hosts: string[]; natHosts?: NatHostSpec[]; wan?: WanSettings }): Promise<Lab> {
+  static async create(opts: { hosts: (string | PublicHostSpec)[]; natHosts?: NatHostSpec[]; wan?: WanSettings }): Promise<Lab> {
     if (process.getuid?.() !== 0) throw new Error('the netns lab needs root (ip netns, veth, bridges)');
     installExitHandlers();
     sweepStale();
@@ -330,7 +343,7 @@ export class Lab {
       const wan = opts.wan ?? wanFromEnv();
       lab.addSegment('internet', 24, wan !== undefined);
       if (wan) await lab.startWanSwitch(wan);
-      for (const h of opts.hosts) lab.addPublicHost(h);
+      for (const h of opts.hosts) typeof h === 'string' ? lab.addPublicHost(h) : lab.addPublicHost(h.name, h.ipv6);
       for (const spec of opts.natHosts ?? []) lab.addNatHost(spec);
     } catch (e) {
       await lab.destroy();
@@ -371,9 +384,10 @@ export class Lab {
     if (!['none', 'cone', 'symmetric', 'cgnat'].includes(nat)) throw new Error(`unknown NAT type ${JSON.stringify(nat)}`);
     const allow = spec.udpBlockedExcept;
     for (const a of allow ?? []) if (!/^\d+\.\d+\.\d+\.\d+$/.test(a)) throw new Error(`udpBlockedExcept: not an IPv4 address: ${a}`);
+    if (spec.ipv6 && nat === 'cgnat') throw new Error('ipv6: not with cgnat (no carrier IPv6 in this lab)');
     if (nat === 'none') {
       const drop = spec.dropUnsolicited ?? false;
-      this.addPublicHost(name);
+      this.addPublicHost(name, spec.ipv6);
       if (drop) this.ipt(name, '-A', 'INPUT', '-i', this.uplink, '-m', 'conntrack', '--ctstate', 'NEW,INVALID', '-j', 'DROP');
       if (allow) {
         for (const a of allow) this.ipt(name, '-A', 'OUTPUT', '-o', this.uplink, '-p', 'udp', '-d', a, '-j', 'ACCEPT');
@@ -406,11 +420,17 @@ export class Lab {
     } else {
       publicAddress = this.addRouterWan(home);
     }
+    const k = this.routerCount - 1;
     this.attach(home, `lan-${name}`, `${net}.0.1`, 'lan0');
     this.configureRouter(home, { random: nat === 'symmetric', drop, allow });
     this.attach(name, `lan-${name}`, `${net}.0.2`);
     run(['ip', '-n', this.ns(name), 'route', 'add', 'default', 'via', `${net}.0.1`]);
-    this.natInfo.set(name, { nat, routers, privateAddress: `${net}.0.2`, publicAddress, dropUnsolicited: drop, udpBlockedExcept: allow });
+    let privateAddress = `${net}.0.2`;
+    if (spec.ipv6) {
+      const v6 = this.v6.addHomeNetwork(name, home, k, j, spec.ipv6, drop, privateAddress);
+      if (spec.ipv6 === 'only') { privateAddress = v6; publicAddress = v6; this.addresses.set(name, v6); }
+    }
+    this.natInfo.set(name, { nat, routers, privateAddress, publicAddress, dropUnsolicited: drop, udpBlockedExcept: allow });
     // An override may have named this host before it existed: it now has a router to apply to.
     if (this.wanCtlPath && this.wanSettings.hosts?.[name]) this.wan(this.wanSettings);
   }
@@ -468,13 +488,22 @@ export class Lab {
     run(['ip', '-n', this.ns(node), 'route', 'replace', `${ROUTER_PREFIX}0/24`, 'dev', this.uplink]);
   }
 
-  private addPublicHost(name: string): void {
+  private addPublicHost(name: string, ipv6?: Ipv6Mode): void {
     const i = this.publicHostCount++;
     if (i > 240) throw new Error('too many public hosts');
     this.addNode(name, 'host');
     this.attach(name, 'internet', `${INTERNET_PREFIX}${10 + i}`);
     this.publicHosts.push(name);
     this.addInternetRoutes(name);
+    if (ipv6) {
+      const v6 = this.v6.addPublicHost(name, i, ipv6, this.address(name));
+      if (ipv6 === 'only') this.addresses.set(name, v6);
+    }
+  }
+
+  /** A node's IPv6 address (lab-ipv6.ts), or undefined if it was made without one. */
+  address6(node: string): string | undefined {
+    return this.v6.address(node);
   }
 
   /** Put a router's WAN on the internet segment at the next 203.0.113.x; returns that address. */

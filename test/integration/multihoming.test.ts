@@ -14,7 +14,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WanSettings } from './lab.js';
-import { cliMissing, waitUntil } from './agents.js';
+import { agentStatus, cliMissing, resolveIn, waitUntil } from './agents.js';
 import { MOVE_WATCH_MS, WAN_40MS } from './mobility-lab.js';
 import { FAILOVER_CASES, MultihomingLab } from './multihoming-lab.js';
 import { labUnavailable, prerequisites } from './prerequisites.js';
@@ -39,6 +39,18 @@ function suite(label: string, wan: WanSettings | undefined): void {
       assert.equal(mp.standby?.pinned, null, 'the traffic is on the preferred uplink');
       assert.ok(await ml.onEth0(), 'p sends to m through r-m');
       console.log(`multihoming ${label}: m's standby towards p ${JSON.stringify(mp.standby)}`);
+    });
+
+    it('m\'s locator carries both uplinks: both host addresses and the second uplink\'s public mapping', async () => {
+      const second = `${ml.lab.publicAddress('m2')}:4500`;
+      const st = await agentStatus(ml.lab, ml.A('m')) as Awaited<ReturnType<typeof agentStatus>> & { candidates: string[] };
+      assert.ok(st.candidates.includes(`srflx ${second}`), `m's candidates: ${st.candidates.join(', ')}`);
+      let seen: string[] = [];
+      await waitUntil(async () => {
+        const { answer } = await resolveIn(ml.lab, ml.A('p'), ml.A('m').id.nodeId);
+        seen = (answer?.candidates ?? []).map((c) => `${c.address}:${c.port}`);
+        return seen.includes(second) && seen.includes(`${ml.lab.nat('m').privateAddress}:4500`) && seen.includes(`${ml.lab.nat('m2').privateAddress}:4500`);
+      }, 10_000, `p to resolve m's locator with both uplinks in it${ml.evidence()}`).catch((e: Error) => { throw new Error(`${e.message}: ${seen.join(', ')}`); });
     });
 
     for (const [i, c] of FAILOVER_CASES.entries()) {

@@ -3,7 +3,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { UdpSocket } from '../../agent/conn/udp-socket.js';
 import { MemoryNetwork } from '../../agent/conn/memory-socket.js';
-import { endpointKey, endpointKeyOf, type Endpoint } from '../../agent/conn/socket.js';
+import { endpointKey, endpointKeyOf, parseEndpoint, type Endpoint } from '../../agent/conn/socket.js';
 
 test('UdpSocket: bind, send, receive; bad destinations are counted, not thrown', async () => {
   const a = await UdpSocket.bind(0, '127.0.0.1');
@@ -21,6 +21,25 @@ test('UdpSocket: bind, send, receive; bad destinations are counted, not thrown',
   await a.close();
   await b.close();
   await a.close(); // twice is fine
+});
+
+test('UdpSocket dual-stack: bound to "::" by default, IPv4 peers reported as IPv4 and reached from the same socket as IPv6 ones', async () => {
+  const d = await UdpSocket.bind(0);
+  assert.equal(d.local.address, '::');
+  const v4 = await UdpSocket.bind(0, '127.0.0.1'), v6 = await UdpSocket.bind(0, '::1');
+  const at4 = new Promise<Endpoint>((r) => v4.onMessage((_m, f) => r(f)));
+  const at6 = new Promise<Endpoint>((r) => v6.onMessage((_m, f) => r(f)));
+  d.send(Buffer.from('x'), v4.local);
+  d.send(Buffer.from('y'), v6.local);
+  assert.deepEqual(await at4, { address: '127.0.0.1', port: d.local.port });
+  assert.deepEqual(await at6, { address: '::1', port: d.local.port });
+  const back: Endpoint[] = [];
+  const both = new Promise<void>((r) => d.onMessage((_m, f) => { back.push(f); if (back.length === 2) r(); }));
+  v4.send(Buffer.from('a'), await at4);
+  v6.send(Buffer.from('b'), await at6);
+  await both;
+  assert.deepEqual(new Set(back.map((e) => e.address)), new Set(['127.0.0.1', '::1']), 'unmapped, not ::ffff:127.0.0.1');
+  for (const s of [d, v4, v6]) await s.close();
 });
 
 test('MemoryNetwork: async delivery of a copy, translate, seeded loss, rebind', async () => {
@@ -79,4 +98,15 @@ test('endpointKeyOf: the same key as endpointKey, built once per object, and rig
   assert.equal(endpointKeyOf(e), '[2001:db8::1]:4501');
   e.address = '198.51.100.7';
   assert.equal(endpointKeyOf(e), '198.51.100.7:4501');
+});
+
+test('parseEndpoint: IPv4 and bracketed IPv6 (to RFC 5952 form) with a port; anything else undefined; endpointKey inverts it', () => {
+  assert.deepEqual(parseEndpoint('198.51.100.7:4500'), { address: '198.51.100.7', port: 4500 });
+  assert.deepEqual(parseEndpoint('[2001:DB8:0:0::100]:4500'), { address: '2001:db8::100', port: 4500 });
+  assert.deepEqual(parseEndpoint('[::1]:1'), { address: '::1', port: 1 });
+  for (const bad of ['2001:db8::1:4500', '[2001:db8::1]', '[2001:db8:::1]:4500', '[1:2:3:4:5:6:7:8:9]:1', '[198.51.100.7]:4500',
+    '198.51.100.7:0', '198.51.100.7:65536', '[::1]:', ':4500', 'host name:1', '[::1]]:1']) {
+    assert.equal(parseEndpoint(bad), undefined, bad);
+  }
+  for (const e of [{ address: '2001:db8:a::2', port: 4500 }, { address: '203.0.113.9', port: 1 }]) assert.deepEqual(parseEndpoint(endpointKey(e)), e);
 });

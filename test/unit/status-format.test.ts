@@ -14,7 +14,7 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
   };
   return {
     identity: { nodeId: 'ab'.repeat(20), publicKey: 'cd'.repeat(32), ipv4: '100.64.1.2', ipv6: 'fd1d:10c0::1' },
-    tap: { name: 'idloc0', mtu: 1420 }, listen: '0.0.0.0:4500',
+    tap: { name: 'idloc0', mtu: 1420 }, listen: '[::]:4500', candidates: ['host [2001:db8:a::2]:4500', 'host 10.1.0.2:4500', 'srflx 203.0.113.7:4500'],
     peers: [
       { nodeId: '12'.repeat(20), publicKey: '34'.repeat(32), ipv4: '100.70.0.9', ipv6: 'fd1d:10c0::9', endpoint: '198.51.100.11:4500',
         source: 'overlay', path: 'direct', via: null, relay: null, rttMs: 1.4, pair: 'host 10.1.0.2:4500 -> srflx 198.51.100.11:4500', pathReason: 'handshake completed with the peer\'s endpoint', state: 'established',
@@ -41,6 +41,7 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
 
 test('status shows how the overlay was joined, its size and lookups, and each peer\'s source', () => {
   const text = formatStatus(status({}), NOW);
+  assert.match(text, /listening on udp \[::\]:4500\nlocators host \[2001:db8:a::2\]:4500, host 10\.1\.0\.2:4500, srflx 203\.0\.113\.7:4500\n/);
   assert.match(text, /overlay {2}joined via 198\.51\.100\.10:4500; 7 contacts, 12 records stored, IPv4 claimed/);
   assert.match(text, /lookups {2}9 \(p50 3 ms, p90 8 ms\); peers found 2, not found 1/);
   const rows = text.split('\n').filter((l) => l.startsWith('1212') || l.startsWith('5656') || l.startsWith('9a9a'));

@@ -1,0 +1,71 @@
+// A dual-stack underlay on real agents in network namespaces (lab-ipv6.ts): 2001:db8::/32 is the
+// simulated IPv6 internet, and every home router filters IPv6 with a stateful firewall (no NAT66), so a
+// host's packets get in only from where it has sent to. No port translation means no birthday probing:
+// the pair is the two host addresses. What opens both firewalls here is traffic in both directions
+// between the two agents (overlay messages as members of one small overlay, then the handshake).
+//   (1) pub6 (IPv6 only) is the only bootstrap; a6 and b6 are IPv6 only, each behind its own firewall:
+//       they find each other by overlay IPv4 and IPv6 address and the path is direct over IPv6.
+//   (2) d (dual-stack, behind a cone NAT and an IPv6 firewall) and b6: direct over IPv6.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lab } from './lab.js';
+import {
+  agentStatus, cliMissing, createAgent, logTails, startOverlayAgent, stopAgent, waitOverlayReady, waitUntil, type AgentStatus, type TestAgent,
+} from './agents.js';
+import { labUnavailable, prerequisites } from './prerequisites.js';
+
+const SUITE = 'IPv6 underlay: IPv6-only and dual-stack hosts behind stateful firewalls';
+const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
+
+describe(SUITE, { skip, timeout: 120_000 }, () => {
+  let lab: Lab;
+  const agents = new Map<string, TestAgent>();
+  const A = (h: string) => agents.get(h)!;
+  const evidence = (hosts: string[]) => '\n' + logTails(hosts.map(A), 30);
+  const view = async (from: string, to: string) => (await agentStatus(lab, A(from))).peers.find((p) => p.publicKey === A(to).id.publicKey);
+
+  before(async () => {
+    lab = await Lab.create({
+      hosts: [{ name: 'pub6', ipv6: 'only' }, { name: 'pub', ipv6: 'dual' }],
+      natHosts: [
+        { name: 'a6', nat: 'cone', ipv6: 'only' }, { name: 'b6', nat: 'cone', ipv6: 'only' },
+        { name: 'd', nat: 'cone', ipv6: 'dual' },
+      ],
+    });
+    for (const h of ['pub6', 'pub', 'a6', 'b6', 'd']) agents.set(h, await createAgent(lab, h));
+    startOverlayAgent(lab, A('pub6'), []);
+    await waitOverlayReady(lab, A('pub6'));
+    // pub (dual-stack) joins through pub6 over IPv6; the rest bootstrap from pub6 alone.
+    startOverlayAgent(lab, A('pub'), [A('pub6')]);
+    await waitOverlayReady(lab, A('pub'));
+    for (const h of ['a6', 'b6', 'd']) startOverlayAgent(lab, A(h), [A('pub6')]);
+    await Promise.all(['a6', 'b6', 'd'].map((h) => waitOverlayReady(lab, A(h))));
+  });
+
+  after(async () => {
+    await Promise.all([...agents.values()].map((a) => stopAgent(lab, a)));
+    await lab?.destroy();
+  });
+
+  it('the agents listen on one dual-stack socket and publish their global IPv6 address as a host candidate', async () => {
+    for (const h of ['a6', 'd']) {
+      const st = await agentStatus(lab, A(h)) as AgentStatus & { listen: string; candidates: string[] };
+      assert.equal(st.listen, '[::]:4500');
+      assert.ok(st.candidates.includes(`host [${lab.address6(h)}]:4500`), `${h}'s candidates: ${st.candidates.join(', ')}`);
+      if (h === 'd') assert.ok(st.candidates.includes(`host ${lab.nat('d').privateAddress}:4500`), `d's candidates: ${st.candidates.join(', ')}`);
+    }
+  });
+
+  for (const [x, y, why] of [['a6', 'b6', 'both IPv6 only'], ['d', 'b6', 'dual-stack to IPv6 only']] as const) {
+    it(`${x} -> ${y} (${why}): ping by overlay IPv4 and IPv6, direct over IPv6`, async () => {
+      for (const target of [A(y).id.ipv4, A(y).id.ipv6]) {
+        const r = await lab.exec(x, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '4', target], { allowFail: true, timeoutMs: 25_000 });
+        assert.equal(r.code, 0, `${x} -> ${target}: ${r.stdout}${r.stderr}${evidence([x, y])}`);
+      }
+      await waitUntil(async () => (await view(x, y))?.path === 'direct', 10_000, `${x}'s path to ${y} direct${evidence([x, y])}`);
+      const v = await view(x, y);
+      assert.ok(v?.endpoint?.startsWith(`[${lab.address6(y)}]:`), `${x} sends to ${y}'s IPv6 address: ${JSON.stringify(v)}`);
+      process.stderr.write(`# ipv6 ${x} -> ${y}: ${v?.path} ${v?.endpoint}: ${v?.pathReason}\n`);
+    });
+  }
+});
