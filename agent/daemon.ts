@@ -203,7 +203,17 @@ export class Agent {
         // Our own verdict also opens (public) or closes (behind a NAT) the second STUN port. No change-port
         // filtering test: behind a NAT that filters by port (most) it holds every report back by its
         // timeout, and nothing but the report reads filtering (`idloc-agent netcheck` measures it).
-        netcheck: (servers) => this.netcheck(servers, { portFiltering: false }).then((r) => { this.changePort?.follow(r); return r; }),
+        // With no NAT found, the change-port test then tells a host behind a stateful firewall (most IPv6
+        // hosts) from one anybody can reach: it waits out its timeout only where the firewall filters.
+        netcheck: async (servers) => {
+          let r = await this.netcheck(servers, { portFiltering: false });
+          if (r.behindNat === false) {
+            const f = await this.netcheck(servers, { portFiltering: true }).catch(() => undefined);
+            if (f && f.filtering !== 'unknown') r = { ...r, filtering: f.filtering, filteringReason: f.filteringReason };
+          }
+          this.changePort?.follow(r);
+          return r;
+        },
         // An ICE restart's srflx: one Binding answer, not a netcheck whose tests of a server's second port
         // or address can outlast ICE_RESTART_STUN_WAIT_MS (the restart would offer the old mapping).
         mappedBy: (server) => mappedBy(this.stun, server), peers: this.peers, routes: underlay, clock,

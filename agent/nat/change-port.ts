@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import { STUN_CHANGE_PORT_OFFSET } from '../base/constants.js';
 import type { DatagramSocket } from '../conn/socket.js';
-import type { NetcheckReport } from './netcheck.js';
+import { reachableUnsolicited, type NetcheckReport } from './netcheck.js';
 import type { ChangedPort, StunEndpoint } from './stun-endpoint.js';
 
 export interface ChangePortOptions {
@@ -63,7 +63,8 @@ export class ChangePortServer {
   /** Follow our own netcheck: open while public, close once behind a NAT; no verdict (nobody answered)
    *  changes nothing. */
   follow(r: NetcheckReport): void {
-    if (r.behindNat === true) { this.behind = true; void this.shut(); return; }
+    // Behind a NAT or a firewall that filters: nobody could reach the second port anyway.
+    if (r.behindNat === true || (r.behindNat === false && !reachableUnsolicited(r))) { this.behind = true; void this.shut(); return; }
     if (r.behindNat === false && r.publicEndpoint) { this.behind = false; this.openAt(r.publicEndpoint.address); }
   }
 

@@ -284,6 +284,13 @@ function portFiltering(o: StunOutcome, s: Endpoint, other: Endpoint): [Filtering
 }
 
 /** One line, e.g. "endpoint-independent mapping (cone); public 203.0.113.5:40123; filtering unknown; rtt 12.3 ms". */
+/** Whether others can reach us without our sending first: no NAT, and no stateful firewall seen to drop
+ *  answers from a server's other port (every IPv6 home router has one). Undecided counts as reachable:
+ *  a public host whose filtering nobody could test is taken at its word, as before. */
+export function reachableUnsolicited(r: NetcheckReport): boolean {
+  return r.behindNat === false && r.filtering !== 'address-dependent' && r.filtering !== 'address-and-port-dependent';
+}
+
 export function summarizeNetcheck(r: NetcheckReport): string {
   if (!r.udp) return `no UDP: ${r.mappingReason}`;
   const pub = r.publicEndpoints.map(endpointKey).join(', ');

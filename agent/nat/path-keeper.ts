@@ -36,7 +36,7 @@ import {
 } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
 import type { OverlayPeer } from '../idloc/peer-map.js';
-import type { NetcheckReport } from './netcheck.js';
+import { reachableUnsolicited, type NetcheckReport } from './netcheck.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { Candidate, LocatorRecord } from '../overlay/records.js';
 import { DIRECT, rank, type PathChoice, type Traversal } from './traversal.js';
@@ -149,15 +149,15 @@ export class PathKeeper {
       else this.soon(); // none advertised yet: look again soon, not in NETCHECK_INTERVAL_MS
     }
     let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
-    // Telling cone from symmetric takes two servers on different addresses: ask the overlay for more.
-    if (new Set(servers.map((e) => e.address)).size < 2) servers = [...servers, ...await this.provided('stun')];
+    // Cone from symmetric takes two servers on two addresses, a firewall one with a second port: public members.
+    servers = [...servers, ...(await this.provided('stun')).filter((e) => !servers.some((x) => x.address === e.address && x.port === e.port))];
     const r = servers.length > 0 ? await this.o.netcheck(servers).catch(() => undefined) : undefined;
     // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so a
     // first node learns it is public (and advertises it) once others join.
     if ((!r || !r.udp) && !this.closed) this.soon();
     // Answered, but by one server only (the overlay was still filling our table): the mapping, which
     // birthday probing and port prediction go by, is asked again shortly, a few times.
-    else if (r && r.mapping === 'unknown' && !this.closed && this.mappingRetries < NETCHECK_MAPPING_RETRIES) {
+    else if (r && (r.mapping === 'unknown' || (r.behindNat === false && r.filtering === 'unknown')) && !this.closed && this.mappingRetries < NETCHECK_MAPPING_RETRIES) {
       this.mappingRetries++;
       this.soon(NETCHECK_MAPPING_RETRY_MS);
     } else if (r && r.mapping !== 'unknown') this.mappingRetries = 0;
@@ -167,15 +167,14 @@ export class PathKeeper {
     if (!r.udp && traversal.netcheckAnswered) return;
     const was = traversal.behindNat;
     traversal.setNetcheck(r);
-    // Behind a NAT: rendezvous preferably with members that relay (they are public, and a peer that
-    // reaches us through one can also be relayed through it when no pair works).
-    if (r.behindNat) overlay.node.rendezvous.prefer(await this.provided('relay'));
+    // Behind a NAT or a firewall: rendezvous preferably with members that relay (public; a peer that reaches us through one can be relayed through it).
+    const open = reachableUnsolicited(r);
+    if (!open) overlay.node.rendezvous.prefer([...await this.provided('relay'), ...await this.provided('stun')]);
     if (this.closed) return;
-    overlay.node.rendezvous.setCount(r.behindNat ? RENDEZVOUS_COUNT : 0);
+    overlay.node.rendezvous.setCount(open ? 0 : RENDEZVOUS_COUNT);
     overlay.addressesChanged();
-    // Reachable as we are: offer STUN to the overlay (every agent answers it; this makes us findable), and
-    // relaying for those who keep us as a rendezvous, unless switched off.
-    if (r.behindNat === false) {
+    // Reachable as we are: offer STUN (every agent answers it; this makes us findable) and relaying to the overlay.
+    if (open) {
       const host = traversal.candidates().filter((c) => c.type === 0) as Candidate[];
       void overlay.advertise('stun', host);
       if (this.o.offerPeerRelay) void overlay.advertise('relay', host);

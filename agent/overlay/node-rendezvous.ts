@@ -10,7 +10,10 @@
 // Best first: bootstraps (configured, so public by design: a contact behind a NAT of its own answers us,
 // because we opened its NAT by talking to it, but not the others who would forward through it), then the
 // contacts in our table longest (Kademlia's observation: a node up for long is likely to stay up), then the
-// lowest round trip of an earlier PING. Recently unresponsive contacts are skipped.
+// lowest round trip of an earlier PING. Recently unresponsive contacts are skipped. Once a bootstrap or a
+// preferred (public) member is in the table, only those are chosen, and prefer() lets go of kept contacts
+// that are neither: a contact behind a NAT or a firewall of its own answers us, but drops the Attach of
+// anyone it has not talked to, so as a rendezvous it only looks alive.
 
 import { LOCATOR_MAX_RENDEZVOUS } from '../base/constants.js';
 import { nodeIdFromPublicKey } from '../idloc/addresses.js';
@@ -83,6 +86,18 @@ export class Rendezvous {
    *  peer can also be relayed through the rendezvous it reaches us by. */
   prefer(endpoints: Endpoint[]): void {
     this.preferred = endpoints.map((e) => ({ address: e.address, port: e.port }));
+    const pub = this.publicKeys();
+    if (this.closed) return;
+    let dropped = false;
+    if (pub.size > 0) for (const [key, k] of this.kept) if (!pub.has(endpointKey(k.endpoint))) { this.kept.delete(key); dropped = true; }
+    if (dropped) this.notify();
+    if (this.kept.size < this.count) this.scheduleFill();
+  }
+
+  /** The endpoint keys of members known public (bootstraps, preferred), if any of them is in our table. */
+  private publicKeys(): Set<string> {
+    const boot = new Set([...this.d.bootstraps(), ...this.preferred].map(endpointKey));
+    return this.d.kad.table.all().some((c) => boot.has(endpointKey(c.endpoint))) ? boot : new Set();
   }
 
   /** Keep this many rendezvous nodes (0 stops the keepalives; at most LOCATOR_MAX_RENDEZVOUS). */
@@ -196,14 +211,18 @@ export class Rendezvous {
 
   private candidates(tried: Set<string>): ContactInfo[] {
     const boot = new Set([...this.d.bootstraps(), ...this.preferred].map(endpointKey));
+    const bootstraps = new Set(this.d.bootstraps().map(endpointKey));
+    const onlyPublic = this.publicKeys().size > 0;
     const now = this.d.scheduler.now();
     const skip = this.d.kad.unresponsive;
     const score = (c: ContactInfo) => {
       const key = idKey(c.nodeId);
-      return { boot: boot.has(endpointKey(c.endpoint)) ? 0 : 1, since: this.since.get(key) ?? now, rtt: this.rtt.get(key) ?? Infinity };
+      const ek = endpointKey(c.endpoint);
+      return { boot: bootstraps.has(ek) ? 0 : boot.has(ek) ? 1 : 2, since: this.since.get(key) ?? now, rtt: this.rtt.get(key) ?? Infinity };
     };
     return this.d.kad.table.all()
       .filter((c) => !this.kept.has(idKey(c.nodeId)) && !tried.has(idKey(c.nodeId)) && !skip.has(c.nodeId))
+      .filter((c) => !onlyPublic || boot.has(endpointKey(c.endpoint)))
       .map((c) => ({ c, s: score(c) }))
       .sort((a, b) => a.s.boot - b.s.boot || a.s.since - b.s.since || a.s.rtt - b.s.rtt)
       .map((x) => x.c);

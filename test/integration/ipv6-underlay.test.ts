@@ -1,8 +1,9 @@
 // A dual-stack underlay on real agents in network namespaces (lab-ipv6.ts): 2001:db8::/32 is the
 // simulated IPv6 internet, and every home router filters IPv6 with a stateful firewall (no NAT66), so a
-// host's packets get in only from where it has sent to. No port translation means no birthday probing:
-// the pair is the two host addresses. What opens both firewalls here is traffic in both directions
-// between the two agents (overlay messages as members of one small overlay, then the handshake).
+// host's packets get in only from where it has sent to. netcheck finds no NAT, and its change-port test
+// finds the firewall (an answer from the server's other port never comes), so such a host keeps
+// rendezvous nodes as a NATed one does; an Attach through them makes both sides check at once, which
+// opens both firewalls. No port translation means no birthday probing: the pair is the host addresses.
 //   (1) pub6 (IPv6 only) is the only bootstrap; a6 and b6 are IPv6 only, each behind its own firewall:
 //       they find each other by overlay IPv4 and IPv6 address and the path is direct over IPv6.
 //   (2) d (dual-stack, behind a cone NAT and an IPv6 firewall) and b6: direct over IPv6.
@@ -47,6 +48,24 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
     await lab?.destroy();
   });
 
+  it('an IPv6-only host behind a firewall: netcheck says no NAT but filtered, and it keeps rendezvous nodes; the public ones keep none', async () => {
+    type Nat = AgentStatus & { nat: { behindNat: boolean; summary: string } | null };
+    for (const h of ['a6', 'b6']) {
+      let st: Nat | undefined;
+      await waitUntil(async () => {
+        st = await agentStatus(lab, A(h)) as Nat;
+        return /filtering address-and-port-dependent/.test(st.nat?.summary ?? '') && (st.overlay?.rendezvous?.length ?? 0) > 0;
+      }, 20_000, `${h} to find its firewall and keep rendezvous`).catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(st?.nat)} ${JSON.stringify(st?.overlay?.rendezvous)}`); });
+      assert.match(st!.nat!.summary, /^no NAT/);
+      process.stderr.write(`# ipv6 ${h}: ${st!.nat!.summary}; rendezvous ${st!.overlay!.rendezvous.join(', ')}\n`);
+    }
+    for (const h of ['pub6', 'pub']) {
+      const st = await agentStatus(lab, A(h)) as Nat;
+      assert.doesNotMatch(st.nat?.summary ?? '', /filtering address/, `${h}: ${st.nat?.summary}`);
+      assert.equal(st.overlay?.rendezvous?.length ?? 0, 0, `${h} is public: no rendezvous`);
+    }
+  });
+
   it('the agents listen on one dual-stack socket and publish their global IPv6 address as a host candidate', async () => {
     for (const h of ['a6', 'd']) {
       const st = await agentStatus(lab, A(h)) as AgentStatus & { listen: string; candidates: string[] };
@@ -65,6 +84,7 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
       await waitUntil(async () => (await view(x, y))?.path === 'direct', 10_000, `${x}'s path to ${y} direct${evidence([x, y])}`);
       const v = await view(x, y);
       assert.ok(v?.endpoint?.startsWith(`[${lab.address6(y)}]:`), `${x} sends to ${y}'s IPv6 address: ${JSON.stringify(v)}`);
+      assert.match(String(v?.pathReason), /^ICE/, JSON.stringify(v));
       process.stderr.write(`# ipv6 ${x} -> ${y}: ${v?.path} ${v?.endpoint}: ${v?.pathReason}\n`);
     });
   }

@@ -9,7 +9,7 @@ import { MemoryNat, type MemoryNatOptions } from '../../agent/conn/memory-nat.js
 import { StunEndpoint, type StunTransactionOptions } from '../../agent/nat/stun-endpoint.js';
 import { ATTR } from '../../agent/nat/stun-wire.js';
 import { CHANGE_IP, CHANGE_PORT, parseStun } from '../../agent/nat/stun-binding.js';
-import { netcheck, summarizeNetcheck } from '../../agent/nat/netcheck.js';
+import { netcheck, reachableUnsolicited, summarizeNetcheck, type NetcheckReport } from '../../agent/nat/netcheck.js';
 import type { Endpoint } from '../../agent/conn/socket.js';
 
 const stun = createRequire(import.meta.url)('stun') as {
@@ -199,4 +199,14 @@ test('one RFC 5780 server is enough to tell the mapping: netcheck asks its other
     assert.deepEqual(r.servers.map((s) => s.probe), [undefined, 'other-address']);
     assert.deepEqual(r.servers[1]!.server, { address: '203.0.113.11', port: 3478 });
   }
+});
+
+test('reachableUnsolicited: public only with no NAT and no firewall seen filtering; undecided filtering counts as public', () => {
+  const r = (behindNat: boolean | undefined, filtering: NetcheckReport['filtering']) => ({ behindNat, filtering }) as NetcheckReport;
+  assert.equal(reachableUnsolicited(r(false, 'endpoint-independent')), true);
+  assert.equal(reachableUnsolicited(r(false, 'unknown')), true);
+  assert.equal(reachableUnsolicited(r(false, 'address-and-port-dependent')), false, 'a stateful firewall, no NAT');
+  assert.equal(reachableUnsolicited(r(false, 'address-dependent')), false);
+  assert.equal(reachableUnsolicited(r(true, 'endpoint-independent')), false);
+  assert.equal(reachableUnsolicited(r(undefined, 'unknown')), false, 'nobody answered');
 });

@@ -291,6 +291,8 @@ describe('rendezvous maintenance', () => {
     const B = makeHost(sim, nat.socket('192.168.1.2', 4500), {
       rendezvousCount: 2, rendezvousKeepaliveMs: 5_000, onRendezvousChanged: (c) => changes.push(ids(c)),
     });
+    // P and Q are public too: as the agent does with the members that advertise relaying.
+    B.node.rendezvous.prefer([P.ep, Q.ep]);
     void B.node.start([R.ep]);
     await sim.advance(3_000);
     const published = B.node.publisher.publishIdentity(B.identity, [B.socket.local]);
@@ -327,5 +329,27 @@ describe('rendezvous maintenance', () => {
     await sim.advance(30_000);
     assert.equal(R.node.stats().rpc.requestsHandled, pings, 'no keepalives any more');
     for (const h of [R, other, B]) { h.node.close(); await h.socket.close(); }
+  });
+
+  it('keeps only members known public (bootstraps, preferred) once one is in the table, and lets go of others when told who is public', async () => {
+    const sim = new SimScheduler(0);
+    const net = new MemoryNetwork({ latencyMs: 0 });
+    const R = makeHost(sim, net.socket('203.0.113.10', 4500));
+    const P = makeHost(sim, net.socket('203.0.113.11', 4500));
+    void R.node.start([]);
+    void P.node.start([R.ep]);
+    await sim.advance(3_000);
+    const B = makeHost(sim, net.socket('203.0.113.20', 4500), { rendezvousCount: 2, rendezvousKeepaliveMs: 5_000 });
+    void B.node.start([R.ep]);
+    await sim.advance(3_000);
+    assert.ok(B.node.kad.table.get(P.identity.nodeId), 'P is in B\'s table');
+    assert.deepEqual(ids(B.node.rendezvous.current()), [R.identity.nodeIdHex], 'P (not known public) is not taken, though one more is wanted');
+    B.node.rendezvous.prefer([P.ep]);
+    await sim.advance(100);
+    assert.deepEqual(ids(B.node.rendezvous.current()).sort(), [R.identity.nodeIdHex, P.identity.nodeIdHex].sort(), 'once P is known public');
+    B.node.rendezvous.prefer([]);
+    await sim.advance(100);
+    assert.deepEqual(ids(B.node.rendezvous.current()), [R.identity.nodeIdHex], 'P let go when no longer named');
+    for (const h of [R, P, B]) { h.node.close(); await h.socket.close(); }
   });
 });
