@@ -150,7 +150,7 @@ export class PathKeeper {
     }
     let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
     // Cone from symmetric takes two servers on two addresses, a firewall one with a second port: public members.
-    servers = [...servers, ...(await this.provided('stun')).filter((e) => !servers.some((x) => x.address === e.address && x.port === e.port))];
+    if (new Set(servers.map((e) => e.address)).size < 2 || traversal.firewallUntested) servers = [...servers, ...await this.provided('stun')];
     const r = servers.length > 0 ? await this.o.netcheck(servers).catch(() => undefined) : undefined;
     // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so a
     // first node learns it is public (and advertises it) once others join.

@@ -123,6 +123,9 @@ export class Traversal {
 
   get behindNat(): boolean { return this.netcheck?.behindNat === true; }
 
+  /** No NAT was found, but whether a firewall filters was not told (no server with a second port answered). */
+  get firewallUntested(): boolean { return this.netcheck?.behindNat === false && this.netcheck.filtering === 'unknown'; }
+
   /** Did the last netcheck we kept get an answer (a public endpoint)? */
   get netcheckAnswered(): boolean { return this.netcheck?.udp === true; }
 
