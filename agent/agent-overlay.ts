@@ -24,6 +24,7 @@ import { NETCHECK_MAX_SERVERS } from './base/constants.js';
 import { normalizeName, serviceResourceId } from './overlay/names.js';
 import { fromHex, hex } from './base/bytes.js';
 import type { KeptNames } from './names-state.js';
+import { familyOf } from './base/ip-text.js';
 
 export interface AgentOverlayOptions {
   socket: DatagramSocket;
@@ -75,10 +76,12 @@ export class AgentOverlay {
   readonly node: OverlayNode;
   private ipv4Claimed = false;
   private closed = false;
+  /** The address families of our host candidates, as of the last address change (empty: not known). */
+  private families: Set<4 | 6> | undefined;
 
   constructor(private readonly o: AgentOverlayOptions) {
     this.node = new OverlayNode({
-      socket: o.socket, identity: o.identity,
+      socket: o.socket, identity: o.identity, reachable: (e) => this.canReach(e),
       ...(o.onAttach ? { onAttach: o.onAttach } : {}),
       ...(o.puzzleDifficulty !== undefined ? { puzzleDifficulty: o.puzzleDifficulty } : {}),
     });
@@ -104,8 +107,15 @@ export class AgentOverlay {
     log.info({ ipv4: formatIpv4(r.ipv4), locatorStored: r.locator.ok, routingTable: this.node.stats().routingTableSize }, 'overlay: locator published, IPv4 claimed');
   }
 
+  /** An endpoint of a family we have an address in; anything while we know of none. */
+  private canReach(e: Endpoint): boolean {
+    this.families ??= new Set(this.o.candidates().filter((c) => !('type' in c) || c.type === 0).map((c) => familyOf(c.address)));
+    return this.families.size === 0 || this.families.has(familyOf(e.address));
+  }
+
   /** The host's addresses changed: publish the new candidates. */
   addressesChanged(): void {
+    this.families = undefined;
     void this.node.publisher.updateLocator(this.o.candidates()).catch(() => undefined);
   }
 

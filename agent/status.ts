@@ -114,10 +114,10 @@ export function candidatePair(endpoint: string | null, route: RelayRoute | undef
   return `${local} -> ${type ? `${type} ` : ''}${endpoint}`;
 }
 
-export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string): string {
+export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string, theirs?: string): string {
   if (state === 'established') {
     if (choice?.how === 'ice' || choice?.how === 'turn' || choice?.how === 'peer-relay') return choice.reason;
-    if (relayVia) return `via ${relayVia}: the peer reached us through it (no direct pair answered first)`;
+    if (relayVia) return `via ${relayVia}: the peer reached us through it (${theirs ?? 'no direct pair answered first'})`;
     return 'handshake completed with the peer\'s endpoint';
   }
   if (choice && !choice.endpoint) return choice.reason;
@@ -180,7 +180,7 @@ export function statusOf(s: StatusSources): AgentStatus {
       via: established ? route?.via ?? null : null, relay: established ? route?.relay ?? null : null,
       rttMs: t?.rttMs ?? null,
       pair: candidatePair(endpoint, route, choice, { host, relayed: s.underlay.turn?.candidate() }),
-      pathReason: pathReason(t?.state, endpoint, choice, route?.text),
+      pathReason: pathReason(t?.state, endpoint, choice, route?.text, s.traversal?.answeredReason(p.nodeIdHex)),
       standby: s.standby?.status(p.link) ?? null,
       bridge: bridgeRelay(s.underlay, t?.bridge ?? null),
       state: t?.state ?? 'none',

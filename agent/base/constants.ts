@@ -566,6 +566,15 @@ export const ICE_RESTART_STUN_WAIT_MS = 300;
 /** Rendezvous nodes a host behind a NAT keeps keepalives to and names in its locator: Attach for it is
  *  sent through all of them at once, so one dead rendezvous costs nothing; three is RELOAD's "a few". */
 export const RENDEZVOUS_COUNT = 3;
+/** Fewer public members (bootstraps, STUN and relay providers) known than RENDEZVOUS_COUNT: the providers
+ *  are asked again this soon, RENDEZVOUS_PROVIDER_RETRIES times per netcheck, rather than at the next
+ *  netcheck. A member that joined after ours (a dual-stack relay for an IPv6-only host, say) is then a
+ *  rendezvous within seconds; bounded, since each ask PINGs the records' unknown candidates. */
+/** Reasons kept for status about peers whose Attach offer shared no address family with us (one per
+ *  peer, from signed offers); cleared when full, since status loses only a sentence. */
+export const TRAVERSAL_ANSWERED_REASONS_MAX = 1024;
+export const RENDEZVOUS_PROVIDER_RETRY_MS = 3_000;
+export const RENDEZVOUS_PROVIDER_RETRIES = 5;
 /** With a relayed candidate on either side, the offerer waits this long for a pair: a direct pair usually
  *  answers within a round trip, the relayed pair needs the relay's permission for the peer (one more round
  *  trip to the TURN server) and the peer's next retransmitted check — well inside 2 s. */

@@ -58,3 +58,8 @@ export function parseIpv6(s: string): Uint8Array | undefined {
 export function unmapIpv4(address: string): string {
   return address.length > 7 && address.charCodeAt(0) === 58 /* : */ && /^::ffff:\d/i.test(address) ? address.slice(7) : address;
 }
+
+/** The address family of an address in text (IPv6 has a colon; v4-mapped addresses are unmapped first). */
+export function familyOf(address: string): 4 | 6 {
+  return address.includes(':') ? 6 : 4;
+}

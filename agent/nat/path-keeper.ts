@@ -3,12 +3,11 @@
 //   checkNat (after joining, on address changes, every NETCHECK_INTERVAL_MS):
 //     netcheck against --stun servers and overlay members on distinct addresses (more from the overlay's
 //     "stun" service records when fewer than two) -> our srflx candidate; behind a NAT: RENDEZVOUS_COUNT
-//     rendezvous nodes with keepalives, named in the locator, preferably members advertising "relay";
-//     reachable as we are: advertise "stun", and "relay" unless relaying is switched off. --offer-turn with
-//     --turn-secret: advertise that TURN server ("turn") with our vouch for it, and use it ourselves;
-//     --turn-secret alone: use the first "turn" server whose vouch verifies (service-proof.ts), never one
-//     without (not a single request goes to it). "stun" and "relay" providers count only at endpoints
-//     where their key lives. Refused providers are counted (providersRefused).
+//     rendezvous nodes with keepalives, named in the locator, preferably members advertising "relay" (the
+//     providers asked again soon while fewer public members are known than wanted);
+//     reachable as we are: advertise "stun", and "relay" unless relaying is switched off (withdrawn if a
+//     later netcheck finds a firewall). TURN servers ("turn", --offer-turn / --turn-secret) and how
+//     providers prove themselves: providers.ts.
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
 //     tunnel, and a direct pair that answers later replaces a relay at once. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
 //     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
@@ -32,7 +31,7 @@
 import type { Logger } from 'pino';
 import {
   BRIDGE_DIRECT_RETRY_MS, ICE_DIRECT_RETRY_MAX_MS, ICE_DIRECT_RETRY_MS, ICE_RESTART_AFTER_FAILURE_MS, ICE_RESTART_MIN_INTERVAL_MS, ICE_RESTART_STUN_SERVERS, NETCHECK_INTERVAL_MS, NETCHECK_MAPPING_RETRIES, NETCHECK_MAPPING_RETRY_MS, NETCHECK_RETRY_MS,
-  RENDEZVOUS_COUNT,
+  RENDEZVOUS_COUNT, RENDEZVOUS_PROVIDER_RETRIES, RENDEZVOUS_PROVIDER_RETRY_MS,
 } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
 import type { OverlayPeer } from '../idloc/peer-map.js';
@@ -42,7 +41,8 @@ import type { Candidate, LocatorRecord } from '../overlay/records.js';
 import { DIRECT, rank, type PathChoice, type Traversal } from './traversal.js';
 import type { TurnRelay } from './turn-relay.js';
 import type { Underlay } from './underlay.js';
-import { ownerLivesAt, type OwnerLookup, type ProviderCheck, type TurnVouch } from './service-proof.js';
+import type { OwnerLookup, ProviderCheck, TurnVouch } from './service-proof.js';
+import { Providers } from './providers.js';
 import { realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { firstMapping } from './first-mapping.js';
 
@@ -118,15 +118,22 @@ export class PathKeeper {
   private mappingRetries = 0;
   private readonly clock: Scheduler;
   private closed = false;
-  private warnedUnvouched = false;
+  private readonly providers: Providers;
+  private preferTimer: TimerHandle | undefined;
+  /** We advertise "stun" (and "relay") as reachable unsolicited. */
+  private advertising = false;
   /** Provider endpoints in service records that did not prove themselves, by service. */
-  readonly providersRefused = { turn: 0, stun: 0, relay: 0 };
+  get providersRefused(): Providers['refused'] { return this.providers.refused; }
   /** ICE restarts run, those deferred by ICE_RESTART_MIN_INTERVAL_MS, and those dropped because no STUN
    *  server answered from our new address (offline, mid-move). */
   readonly restartStats = { run: 0, deferred: 0, offline: 0, standby: 0, bridged: 0 };
 
   constructor(private readonly o: PathKeeperOptions) {
     this.clock = o.clock ?? realScheduler;
+    const ov = o.overlay;
+    this.providers = new Providers({
+      node: ov.node, logger: o.logger, advertise: (s, c) => ov.advertise(s, c), providers: (s, c) => ov.providers(s, c), ...(o.turnVouch ? { turnVouch: o.turnVouch } : {}), ...(o.offerTurn ? { offerTurn: o.offerTurn } : {}),
+    });
     if (o.turn) o.turn.onChange = (allocated) => this.turnChanged(allocated);
   }
 
@@ -140,17 +147,17 @@ export class PathKeeper {
     if (this.closed) return;
     this.timer?.cancel();
     this.timer = this.clock.setTimer(NETCHECK_INTERVAL_MS, () => void this.checkNat());
-    this.offerOurTurn();
+    this.providers.offerOurTurn();
     if (this.o.turn?.discovers) {
       // Our own server needs no record; anyone else's must carry a vouch made with the secret.
-      const turn = this.o.offerTurn ?? (await this.provided('turn'))[0];
+      const turn = this.o.offerTurn ?? (await this.providers.provided('turn'))[0];
       if (this.closed) return;
       if (turn) this.o.turn.setServer(turn);
       else this.soon(); // none advertised yet: look again soon, not in NETCHECK_INTERVAL_MS
     }
     let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
     // Cone from symmetric takes two servers on two addresses, a firewall one with a second port: public members.
-    if (new Set(servers.map((e) => e.address)).size < 2 || traversal.firewallUntested) servers = [...servers, ...await this.provided('stun')];
+    if (new Set(servers.map((e) => e.address)).size < 2 || traversal.firewallUntested) servers = [...servers, ...await this.providers.provided('stun')];
     const r = servers.length > 0 ? await this.o.netcheck(servers).catch(() => undefined) : undefined;
     // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so a
     // first node learns it is public (and advertises it) once others join.
@@ -169,40 +176,32 @@ export class PathKeeper {
     traversal.setNetcheck(r);
     // Behind a NAT or a firewall: rendezvous preferably with members that relay (public; a peer that reaches us through one can be relayed through it).
     const open = reachableUnsolicited(r);
-    if (!open) overlay.node.rendezvous.prefer([...await this.provided('relay'), ...await this.provided('stun')]);
+    this.preferTimer?.cancel();
+    if (!open) await this.preferPublic(RENDEZVOUS_PROVIDER_RETRIES);
     if (this.closed) return;
     overlay.node.rendezvous.setCount(open ? 0 : RENDEZVOUS_COUNT);
     overlay.addressesChanged();
     // Reachable as we are: offer STUN (every agent answers it; this makes us findable) and relaying to the overlay.
-    if (open) {
-      const host = traversal.candidates().filter((c) => c.type === 0) as Candidate[];
+    // Found filtered after all (the first netcheck could not test it): take back what we offered, so that
+    // nobody keeps a host that drops their Attach as a rendezvous.
+    if (open || this.advertising) {
+      const host = open ? traversal.candidates().filter((c) => c.type === 0) as Candidate[] : [];
       void overlay.advertise('stun', host);
       if (this.o.offerPeerRelay) void overlay.advertise('relay', host);
+      this.advertising = open;
     }
     if (r.behindNat !== was) this.o.logger.info({ mapping: r.mapping, public: r.publicEndpoint && endpointKey(r.publicEndpoint) }, 'netcheck');
   }
 
-  /** --offer-turn: our server and our vouch for it (made with the secret its clients hold). */
-  private offerOurTurn(): void {
-    const { offerTurn, turnVouch } = this.o;
-    if (!offerTurn) return;
-    if (!turnVouch) {
-      if (!this.warnedUnvouched) this.o.logger.warn('--offer-turn needs the server\'s --turn-secret to vouch for it: not advertised (clients trust only vouched servers)');
-      this.warnedUnvouched = true;
-      return;
-    }
-    void this.o.overlay.advertise('turn', turnVouch.vouch.candidates(turnVouch.publicKey, offerTurn));
-  }
-
-  /** Providers of a service that prove their records (service-proof.ts), the rest counted. */
-  private async provided(service: 'turn' | 'stun' | 'relay'): Promise<Endpoint[]> {
-    const { overlay, turnVouch } = this.o;
-    const check: ProviderCheck = async (owner, candidates) => {
-      const ok = service === 'turn' ? (turnVouch?.vouch.vouched(owner, candidates) ?? []) : await ownerLivesAt(overlay.node, owner, candidates);
-      this.providersRefused[service] += candidates.filter((c) => c.port !== 0).length - ok.length;
-      return ok;
-    };
-    return overlay.providers(service, check).catch(() => []);
+  /** Rendezvous with members known public, preferably relays (a peer that reaches us through one can be
+   *  relayed through it); while fewer are known than RENDEZVOUS_COUNT, ask again soon, `retries` times. */
+  private async preferPublic(retries: number): Promise<void> {
+    const { rendezvous } = this.o.overlay.node;
+    const pub = [...await this.providers.provided('relay'), ...await this.providers.provided('stun')];
+    if (this.closed) return;
+    if (rendezvous.prefer(pub) >= RENDEZVOUS_COUNT || retries <= 0) return;
+    this.preferTimer?.cancel();
+    this.preferTimer = this.clock.setTimer(RENDEZVOUS_PROVIDER_RETRY_MS, () => void this.preferPublic(retries - 1));
   }
 
   /** checkNat again after NETCHECK_RETRY_MS (or `ms`) instead of NETCHECK_INTERVAL_MS. */
@@ -384,6 +383,7 @@ export class PathKeeper {
   close(): void {
     this.closed = true;
     this.timer?.cancel();
+    this.preferTimer?.cancel();
     for (const r of this.retries.values()) r.timer?.cancel();
     for (const r of this.restarts.values()) r.timer?.cancel();
   }

@@ -29,7 +29,7 @@ import { realScheduler, type Scheduler } from '../base/scheduler.js';
 import type { Logger } from 'pino';
 import {
   ATTACH_MAX_CANDIDATES, HARD_NAT_SPRAY_COUNT, HARD_NAT_SPRAY_DELAY_MS, ICE_DIRECT_TIMEOUT_MS, ICE_RELAY_TIMEOUT_MS,
-  PORT_PREDICTION_COUNT, PROBE_SOCKETS_COUNT,
+  PORT_PREDICTION_COUNT, PROBE_SOCKETS_COUNT, TRAVERSAL_ANSWERED_REASONS_MAX,
 } from '../base/constants.js';
 import { allocationOrder, predictPorts, sprayPorts } from './port-prediction.js';
 import { nodeIdFromPublicKey } from '../idloc/addresses.js';
@@ -48,6 +48,7 @@ import type { OverlayNode } from '../overlay/node.js';
 import type { TurnRelay } from './turn-relay.js';
 import type { PeerRelayClient } from './peer-relay-client.js';
 import { hex } from '../base/bytes.js';
+import { familyOf } from '../base/ip-text.js';
 
 /** How the tunnel endpoint of a peer was chosen, for `status`. */
 export interface PathChoice {
@@ -93,6 +94,8 @@ export interface AttachObservation { observed?: Endpoint | undefined; relayed?: 
 export class Traversal {
   private netcheck: NetcheckReport | undefined;
   private readonly guard = new AttachGuard(() => this.clock.now());
+  /** Peers (NodeID hex) whose last Attach offer shared no address family with us: the reason. */
+  private readonly answered = new Map<string, string>();
   readonly stats = {
     attachSent: 0, attachAnswered: 0, attachRefused: 0, attachFailed: 0, peerRelayed: 0, portsPredicted: 0,
     /** Birthday probing: as the hard side (sockets opened), as the easy side (sprays sent). */
@@ -247,7 +250,8 @@ export class Traversal {
   private async relaysOf(locator: LocatorRecord): Promise<Endpoint[]> {
     const rendezvous = (locator.value?.rendezvous ?? []).filter((id) => hex(id) !== hex(this.o.identity.nodeId));
     if (!locator.value || rendezvous.length === 0) return [];
-    const relays = await this.o.node.rendezvousEndpoints({ ...locator, value: { ...locator.value, rendezvous } });
+    const ours = this.families();
+    const relays = (await this.o.node.rendezvousEndpoints({ ...locator, value: { ...locator.value, rendezvous } })).filter((e) => ours.has(familyOf(e.address)));
     const live = new Set(this.o.node.rendezvous.current().map((c) => endpointKey(c.endpoint)));
     return [...relays.filter((e) => live.has(endpointKey(e))), ...relays.filter((e) => !live.has(endpointKey(e)))];
   }
@@ -265,6 +269,9 @@ export class Traversal {
     const peer = nodeIdFromPublicKey(v.params.sender);
     const aim = this.aim(v.params, this.observedFor(peer, ctx));
     const session = this.o.ice.newSession(false, hex(peer));
+    const family = this.familyReason(aim.candidates);
+    if (this.answered.size >= TRAVERSAL_ANSWERED_REASONS_MAX) this.answered.clear();
+    if (family) this.answered.set(hex(peer), family); else this.answered.delete(hex(peer));
     session.allow = this.allowFor(aim);
     this.notePeerRelays(aim.candidates);
     void this.o.turn?.permit(aim.candidates.map((c) => c.address));
@@ -300,12 +307,20 @@ export class Traversal {
   }
 
   /** The session's `allow`: an aimed address, or a probe socket of ours opened towards one. */
+  /** Not one of a family we have no address in (a check there could only fail to send), unless our TURN
+   *  relay may carry it. */
   private allowFor(aim: Aim): (e: Endpoint) => boolean {
+    const ours = this.families();
     return (e) => {
-      if (aim.addresses.has(normalAddress(e.address))) return true;
       const probe = this.o.probes?.route(e);
-      return probe !== undefined && aim.addresses.has(normalAddress(probe.remote.address));
+      if (probe) return aim.addresses.has(normalAddress(probe.remote.address));
+      return aim.addresses.has(normalAddress(e.address)) && (ours.has(familyOf(e.address)) || this.o.turn?.candidate() !== undefined);
     };
+  }
+
+  /** The address families of our host candidates. */
+  private families(): Set<4 | 6> {
+    return new Set(this.o.hostEndpoints().map((e) => familyOf(e.address)));
   }
 
   /** Birthday probing when one side is hard and the other easy (step 3 at the top), aimed only at the
@@ -362,13 +377,24 @@ export class Traversal {
     };
   }
 
-  private noDirectReason(remote: IceCandidate[], probing: string | undefined): string {
-    const families = (cs: readonly { address: string }[]) => new Set(cs.map((c) => (c.address.includes(':') ? 6 : 4)));
+  /** Why no pair can be direct when our candidates and the peer's share no address family, else undefined. */
+  private familyReason(remote: readonly { address: string }[]): string | undefined {
+    const families = (cs: readonly { address: string }[]) => new Set(cs.map((c) => familyOf(c.address)));
     const mine = families(this.candidates()), theirs = families(remote);
-    if (remote.length > 0 && mine.size > 0 && ![...theirs].some((f) => mine.has(f))) {
-      const name = (fs: Set<number>) => [...fs].map((f) => `IPv${f}`).join(' and ');
-      return `no direct path: no address family in common (this host has ${name(mine)} only, the peer ${name(theirs)} only)`;
-    }
+    if (remote.length === 0 || mine.size === 0 || [...theirs].some((f) => mine.has(f))) return undefined;
+    const name = (fs: Set<number>) => [...fs].map((f) => `IPv${f}`).join(' and ');
+    return `no direct path: no address family in common (this host has ${name(mine)} only, the peer ${name(theirs)} only)`;
+  }
+
+  /** For status, on a path the peer chose (it reached us through a relay): why it could not be direct,
+   *  when its last Attach to us told. */
+  answeredReason(peerNodeIdHex: string): string | undefined {
+    return this.answered.get(peerNodeIdHex);
+  }
+
+  private noDirectReason(remote: IceCandidate[], probing: string | undefined): string {
+    const family = this.familyReason(remote);
+    if (family) return family;
     const ours = this.netcheck?.mapping;
     const theirsSrflx = remote.some((c) => c.type === IceCandidateType.Srflx);
     if (probing) return `no direct path yet: one side is behind a NAT that picks ports at random; ${probing}`;

@@ -57,6 +57,8 @@ export interface KademliaNodeOptions<V, W> {
   /** False: a request's sender is not learned here, only answers' (the owner learns a request's sender itself,
    *  once it proved its key at that address: learnProven). The simulation keeps Kademlia's default, true. */
   learnFromRequests?: boolean;
+  /** Endpoints we can send to: a contact elsewhere is skipped like an unresponsive one. */
+  reachable?: (e: Endpoint) => boolean;
   /** Per-address and per-subnet caps on what one answer adds to a lookup and on its result (lookup.ts). */
   networkLimit?: NetworkLimit;
   random?: () => number;
@@ -121,8 +123,12 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
   /** One request to a contact; its outcome feeds the routing table. */
   async call(c: ContactInfo, req: DhtRequest): Promise<DhtResponse<V> | undefined> {
     const r = await this.rpc.request(c.endpoint, req);
+    // Only a failure where we know the node lives counts against it: one of its other addresses (a record's
+    // candidate of another family, say) may just be unreachable from here, or named by a liar.
+    const known = this.table.get(c.nodeId);
+    const atKnown = !known || (known.endpoint.port === c.endpoint.port && known.endpoint.address === c.endpoint.address);
     if (!r.ok) {
-      if (r.reason === 'timeout') {
+      if (r.reason === 'timeout' && atKnown) {
         this.table.markFailed(c.nodeId);
         this.unresponsive.add(c.nodeId);
       }
@@ -131,7 +137,7 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
     const sender = r.value.sender;
     if (!bytesEqual(sender.nodeId, c.nodeId)) {
       // someone else lives at that address now: the contact we asked for is gone from there
-      this.table.markFailed(c.nodeId);
+      if (atKnown) this.table.markFailed(c.nodeId);
       this.learn(sender, c.endpoint);
       return undefined;
     }
@@ -156,7 +162,7 @@ export class KademliaNode<V = Uint8Array, W = Uint8Array> {
   }
 
   /** For lookup's `skip`: contacts to leave unqueried. */
-  readonly skipContact = (c: ContactInfo): boolean => this.unresponsive.has(c.nodeId);
+  readonly skipContact = (c: ContactInfo): boolean => this.unresponsive.has(c.nodeId) || (this.o.reachable !== undefined && !this.o.reachable(c.endpoint));
 
   findNode(target: Uint8Array, opts: FindOptions = {}): Promise<LookupResult<never>> {
     this.table.touch(target);

@@ -46,6 +46,9 @@ export interface OverlayNodeOptions {
   onRendezvousChanged?: (current: ContactInfo[]) => void;
   /** An ATTACH addressed to us (node-attach.ts): the blob to answer with, or undefined to refuse. */
   onAttach?: AttachHandler;
+  /** Underlay endpoints we can send to (our address families): a lookup queries no contact elsewhere (an
+   *  IPv6-only host told of a dual-stack member at its IPv4 address waits for one at its IPv6 address). */
+  reachable?: (e: Endpoint) => boolean;
   /** Routing-table contacts per bucket sharing one IP / one public /24 or /64 (ROUTING_MAX_PER_IP,
    *  ROUTING_MAX_PER_SUBNET by default; 0 for no limit). */
   maxContactsPerIp?: number;

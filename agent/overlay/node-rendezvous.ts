@@ -83,15 +83,17 @@ export class Rendezvous {
   }
 
   /** Contacts to choose before others (after the bootstraps): e.g. members that advertise relaying, so a
-   *  peer can also be relayed through the rendezvous it reaches us by. */
-  prefer(endpoints: Endpoint[]): void {
+   *  peer can also be relayed through the rendezvous it reaches us by. Returns how many members known
+   *  public (these and the bootstraps) are in our routing table: those we can choose from. */
+  prefer(endpoints: Endpoint[]): number {
     this.preferred = endpoints.map((e) => ({ address: e.address, port: e.port }));
     const pub = this.publicKeys();
-    if (this.closed) return;
+    if (this.closed) return 0;
     let dropped = false;
     if (pub.size > 0) for (const [key, k] of this.kept) if (!pub.has(endpointKey(k.endpoint))) { this.kept.delete(key); dropped = true; }
     if (dropped) this.notify();
     if (this.kept.size < this.count) this.scheduleFill();
+    return this.d.kad.table.all().filter((c) => pub.has(endpointKey(c.endpoint))).length;
   }
 
   /** The endpoint keys of members known public (bootstraps, preferred), if any of them is in our table. */

@@ -140,6 +140,7 @@ export class OverlayNode {
     this.kad = new KademliaNode<FetchValue, Wire>({
       nodeId: o.identity.nodeId, publicKey: o.identity.publicKey, scheduler: this.scheduler, k: this.k, alpha,
       send, codec: kadCodec(cx), getValue: (key) => localValue(serve, key), learnFromRequests: false,
+      ...(o.reachable ? { reachable: o.reachable } : {}),
       networkLimit: {
         perIp: o.maxContactsPerIp || Infinity, perSubnet: o.maxContactsPerSubnet || Infinity, networkOf,
       },

@@ -7,6 +7,8 @@
 //   (1) pub6 (IPv6 only) is the only bootstrap; a6 and b6 are IPv6 only, each behind its own firewall:
 //       they find each other by overlay IPv4 and IPv6 address and the path is direct over IPv6.
 //   (2) d (dual-stack, behind a cone NAT and an IPv6 firewall) and b6: direct over IPv6.
+//   (3) c4 (IPv4 only, behind a cone NAT; bootstraps from pub over IPv4) and b6 have no address family in
+//       common: relayed through pub, the dual-stack public agent, which is a rendezvous of both.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
@@ -30,17 +32,18 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
       hosts: [{ name: 'pub6', ipv6: 'only' }, { name: 'pub', ipv6: 'dual' }],
       natHosts: [
         { name: 'a6', nat: 'cone', ipv6: 'only' }, { name: 'b6', nat: 'cone', ipv6: 'only' },
-        { name: 'd', nat: 'cone', ipv6: 'dual' },
+        { name: 'd', nat: 'cone', ipv6: 'dual' }, { name: 'c4', nat: 'cone' },
       ],
     });
-    for (const h of ['pub6', 'pub', 'a6', 'b6', 'd']) agents.set(h, await createAgent(lab, h));
+    for (const h of ['pub6', 'pub', 'a6', 'b6', 'd', 'c4']) agents.set(h, await createAgent(lab, h));
     startOverlayAgent(lab, A('pub6'), []);
     await waitOverlayReady(lab, A('pub6'));
     // pub (dual-stack) joins through pub6 over IPv6; the rest bootstrap from pub6 alone.
     startOverlayAgent(lab, A('pub'), [A('pub6')]);
     await waitOverlayReady(lab, A('pub'));
     for (const h of ['a6', 'b6', 'd']) startOverlayAgent(lab, A(h), [A('pub6')]);
-    await Promise.all(['a6', 'b6', 'd'].map((h) => waitOverlayReady(lab, A(h))));
+    startOverlayAgent(lab, A('c4'), [A('pub')]);
+    await Promise.all(['a6', 'b6', 'd', 'c4'].map((h) => waitOverlayReady(lab, A(h))));
   });
 
   after(async () => {
@@ -88,4 +91,23 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
       process.stderr.write(`# ipv6 ${x} -> ${y}: ${v?.path} ${v?.endpoint}: ${v?.pathReason}\n`);
     });
   }
+
+  it('c4 (IPv4 only) <-> b6 (IPv6 only): no family in common, relayed through the dual-stack public agent, and status says why', async () => {
+    // b6 learns of pub (a relay provider) after it chose its first rendezvous: it asks the providers
+    // again while it knows fewer public members than it wants, so pub becomes one within seconds.
+    const pub = `[${lab.address6('pub')}]:4500`;
+    await waitUntil(async () => ((await agentStatus(lab, A('b6'))).overlay?.rendezvous ?? []).includes(pub), 20_000,
+      `b6 to take pub as a rendezvous: ${JSON.stringify((await agentStatus(lab, A('b6'))).overlay?.rendezvous)}${evidence(['b6', 'pub', 'pub6', 'a6', 'd', 'c4'])}`);
+    for (const [x, y] of [['c4', 'b6'], ['b6', 'c4']] as const) {
+      for (const target of [A(y).id.ipv4, A(y).id.ipv6]) {
+        const r = await lab.exec(x, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '4', target], { allowFail: true, timeoutMs: 30_000 });
+        assert.equal(r.code, 0, `${x} -> ${target}: ${r.stdout}${r.stderr}${evidence([x, y, 'pub'])}`);
+      }
+      const v = await view(x, y);
+      assert.equal(v?.path, 'relayed', JSON.stringify(v));
+      assert.equal(v?.via, 'peer-relay', JSON.stringify(v));
+      assert.match(String(v?.pathReason), /no address family in common/, JSON.stringify(v));
+      process.stderr.write(`# ipv6 ${x} -> ${y}: ${v?.path} via ${v?.via}: ${v?.pathReason}\n`);
+    }
+  });
 });

@@ -129,3 +129,33 @@ test('the unresponsive mark expires after OVERLAY_UNRESPONSIVE_MS and is bounded
   for (let i = 0; i < 2000; i++) u.add(Uint8Array.from({ length: 20 }, (_, j) => (j === 0 ? i >> 8 : j === 1 ? i : j) & 255));
   assert.ok(u.size <= 1024);
 });
+
+test('a PING that times out at another address of a known contact (a record\'s candidate, a liar\'s) leaves it responsive and in the table', async () => {
+  const net = await overlay(6, 24);
+  const [a, b, d] = [0, 1, 4];
+  const dId = net.nodes[d]!.self.nodeId;
+  assert.ok(net.nodes[a]!.table.get(dId), 'a knows d');
+  const elsewhere = { ...contactOf(net, d), endpoint: { address: '2001:db8::99', port: 4500 } };
+  const ping = net.nodes[a]!.ping(elsewhere); // nobody is there: the send goes nowhere
+  await net.s.run();
+  assert.equal(await ping, false);
+  assert.equal(net.nodes[a]!.unresponsive.has(dId), false, 'not marked unresponsive');
+  assert.equal(net.nodes[a]!.table.get(dId)?.failures, 0, 'no failure counted');
+  assert.ok((await findNodeAnswer(net, b, a, dId)).some((c) => idsEqual(c.nodeId, dId)), 'still handed out');
+  // at the address where a knows it, a timeout still counts
+  net.alive[d] = false;
+  const at = net.nodes[a]!.ping(contactOf(net, d));
+  await net.s.run();
+  assert.equal(await at, false);
+  assert.equal(net.nodes[a]!.unresponsive.has(dId), true);
+});
+
+test('with `reachable`, lookups skip contacts of an address family we cannot send to, like unresponsive ones', () => {
+  const v4only = new KademliaNode<never, Wire>({
+    nodeId: new Uint8Array(20).fill(1), publicKey: new Uint8Array(32), scheduler: new SimScheduler(), codec, send: () => {},
+    reachable: (e) => !e.address.includes(':'),
+  });
+  const c = (address: string): ContactInfo => ({ nodeId: new Uint8Array(20).fill(2), publicKey: new Uint8Array(32), endpoint: { address, port: 4500 } });
+  assert.equal(v4only.skipContact(c('2001:db8::11')), true);
+  assert.equal(v4only.skipContact(c('198.51.100.11')), false);
+});
