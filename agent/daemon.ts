@@ -31,7 +31,7 @@ import { StandbyPaths } from './nat/standby.js';
 import type { Uplink } from './conn/uplinks.js';
 import type { TurnConfig, TurnSecret } from './nat/turn-relay.js';
 import { Underlay, type UnderlayOptions } from './nat/underlay.js';
-import { mappedBy, netcheck, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
+import { mappedBy, netcheck, withFirewallTests, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
 import type { Candidate } from './overlay/records.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
 import type { KeptNames } from './names-state.js';
@@ -139,11 +139,7 @@ export class Agent {
     this.changePort = o.changePortSocket
       ? new ChangePortServer({
         stun: this.stun, mainPort: () => o.socket.local.port, open: o.changePortSocket, logger: log('nat'),
-        // IPv4 first: the second port's address is named in answers to IPv4 clients (most of them).
-        hostAddress: () => {
-          const list = o.overlay?.candidates?.() ?? [o.socket.local];
-          return (list.find((e) => !e.address.includes(':')) ?? list[0])?.address;
-        },
+        hostAddresses: () => (o.overlay?.candidates?.() ?? [o.socket.local]).map((e) => e.address),
       })
       : undefined;
 
@@ -206,11 +202,7 @@ export class Agent {
         // With no NAT found, the change-port test then tells a host behind a stateful firewall (most IPv6
         // hosts) from one anybody can reach: it waits out its timeout only where the firewall filters.
         netcheck: async (servers) => {
-          let r = await this.netcheck(servers, { portFiltering: false });
-          if (r.behindNat === false) {
-            const f = await this.netcheck(servers, { portFiltering: true }).catch(() => undefined);
-            if (f && f.filtering !== 'unknown') r = { ...r, filtering: f.filtering, filteringReason: f.filteringReason };
-          }
+          const r = await withFirewallTests(await this.netcheck(servers, { portFiltering: false }), (of) => this.netcheck(of, { portFiltering: true }));
           this.changePort?.follow(r);
           return r;
         },

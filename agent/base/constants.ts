@@ -531,10 +531,11 @@ export const ATTACH_GUARD_MAX_PEERS = 1_024;
 /** Relayed candidates checked per Attach: a peer has one TURN relay. It is the one candidate whose address
  *  is not the peer's own (the TURN server's), so it is capped to one check schedule. */
 export const ATTACH_MAX_RELAY_CANDIDATES = 1;
-/** Public host candidates of the other address family than the one the Attach's path observed, checked
- *  per Attach: a dual-stack peer is seen at one family only (the one its rendezvous registration used),
- *  yet its IPv6 host address is the best pair there is (no NAT). Unobserved, so capped: two checks'
- *  schedules per offer, under the same per-key offer rate as everything else. */
+/** Public host or srflx candidates of the other address family than the one the Attach's path observed,
+ *  checked per Attach: a dual-stack peer is seen at one family only (the one its rendezvous registration
+ *  used), yet its IPv6 host address is the best pair there is (no NAT), and its IPv4 srflx the only one
+ *  an IPv4 peer has. Unobserved, so capped: two checks' schedules per offer, under the same per-key offer
+ *  rate as everything else. */
 export const ATTACH_MAX_OTHER_FAMILY_CANDIDATES = 2;
 /** Between the first checks to successive remote candidates (RFC 8445's Ta is 50 ms for the Internet at
  *  large; we pace far fewer pairs, and a faster start is what makes the first packet quick). */

@@ -19,8 +19,8 @@
 //               - private host addresses in one of our own subnets, when it is behind the same NAT as we
 //                 are (observed = our public address) or came to us across the LAN, or
 //               - at most ATTACH_MAX_RELAY_CANDIDATES relayed candidate (its TURN server's address), and
-//               - at most ATTACH_MAX_OTHER_FAMILY_CANDIDATES public host candidates of the other address
-//                 family than the observed one (a dual-stack peer is observed at one family only).
+//               - at most ATTACH_MAX_OTHER_FAMILY_CANDIDATES public host or srflx candidates of the other
+//                 address family than the observed one (a dual-stack peer is observed at one family only).
 //             No observation: nothing is checked, unless the caller trusts the claim (trustClaim: an
 //             overlay whose forwarders do not report originObserved), when the offer's own public address
 //             (its first srflx, else a public host candidate) stands in for it, counted 'unobserved'.
@@ -123,7 +123,8 @@ export class AttachGuard {
       const a = normalAddress(c.address);
       if (a === seen) return true;
       if (c.type === IceCandidateType.Relay && relays < ATTACH_MAX_RELAY_CANDIDATES) { relays++; return true; }
-      if (c.type === IceCandidateType.Host && a.includes(':') !== seenV6 && isGlobalUnicast(a) && otherFamily < ATTACH_MAX_OTHER_FAMILY_CANDIDATES) {
+      const hostOrSrflx = c.type === IceCandidateType.Host || c.type === IceCandidateType.Srflx;
+      if (hostOrSrflx && a.includes(':') !== seenV6 && isGlobalUnicast(a) && otherFamily < ATTACH_MAX_OTHER_FAMILY_CANDIDATES) {
         otherFamily++;
         return true;
       }

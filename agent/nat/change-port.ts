@@ -3,7 +3,8 @@
 // tell its NAT apart (RFC 5780 with a changed port; nat/netcheck.ts). It is also open from the start until
 // a first netcheck says otherwise: the first node of an overlay is alone, with nobody to netcheck against,
 // and it is exactly the one public member the first hosts to join ask; it names its interface address
-// until a netcheck tells the public one. A netcheck that says "behind a NAT" closes it.
+// until a netcheck tells the public one. A netcheck that says "behind a NAT" (or a filtering firewall) in
+// every address family closes it; a dual-stack host names one address per family.
 //
 //   client --Binding-------------------> P     answered from P: XOR-MAPPED-ADDRESS M1,
 //                                               RESPONSE-ORIGIN ip:P, OTHER-ADDRESS ip:P+1
@@ -18,7 +19,8 @@
 import type { Logger } from 'pino';
 import { STUN_CHANGE_PORT_OFFSET } from '../base/constants.js';
 import type { DatagramSocket } from '../conn/socket.js';
-import { reachableUnsolicited, type NetcheckReport } from './netcheck.js';
+import { familyOpen, familyReports, type NetcheckReport } from './netcheck.js';
+import { familyOf } from '../base/ip-text.js';
 import type { ChangedPort, StunEndpoint } from './stun-endpoint.js';
 
 export interface ChangePortOptions {
@@ -27,8 +29,8 @@ export interface ChangePortOptions {
   mainPort: () => number;
   /** Bind a UDP socket on this port (every address, as the main socket). */
   open: (port: number) => Promise<DatagramSocket>;
-  /** Our address as others reach it before a netcheck tells (an interface address), if known. */
-  hostAddress: () => string | undefined;
+  /** Our addresses as others reach them before a netcheck tells (interface addresses), if known. */
+  hostAddresses: () => string[];
   logger?: Pick<Logger, 'info' | 'warn'>;
 }
 
@@ -47,7 +49,8 @@ export class ChangePortServer {
   private closed = false;
   /** The last netcheck said: behind a NAT (an open still under way is closed when it completes). */
   private behind = false;
-  private address = '';
+  /** Our public address per family, as the last netcheck (or the interfaces, before one) told. */
+  private addresses = new Map<4 | 6, string>();
 
   constructor(private readonly o: ChangePortOptions) {}
 
@@ -56,20 +59,27 @@ export class ChangePortServer {
 
   /** Open before any netcheck, naming the interface address (see the top of the file). */
   start(): void {
-    const a = this.o.hostAddress();
-    if (a && a !== '0.0.0.0' && a !== '::') this.openAt(a);
+    const known = this.o.hostAddresses().filter((a) => a !== '0.0.0.0' && a !== '::');
+    for (const a of known) if (!this.addresses.has(familyOf(a))) this.addresses.set(familyOf(a), a);
+    if (this.addresses.size > 0) this.open();
   }
 
   /** Follow our own netcheck: open while public, close once behind a NAT; no verdict (nobody answered)
    *  changes nothing. */
   follow(r: NetcheckReport): void {
-    // Behind a NAT or a firewall that filters: nobody could reach the second port anyway.
-    if (r.behindNat === true || (r.behindNat === false && !reachableUnsolicited(r))) { this.behind = true; void this.shut(); return; }
-    if (r.behindNat === false && r.publicEndpoint) { this.behind = false; this.openAt(r.publicEndpoint.address); }
+    const reports = familyReports(r);
+    const open = reports.filter((x) => familyOpen(x) && x.publicEndpoint);
+    if (open.length > 0) {
+      this.behind = false;
+      this.addresses = new Map(open.map((x) => [familyOf(x.publicEndpoint!.address), x.publicEndpoint!.address]));
+      this.open();
+      return;
+    }
+    // Behind a NAT or a firewall that filters, in every family: nobody could reach the second port anyway.
+    if (reports.some((x) => x.behindNat !== undefined)) { this.behind = true; void this.shut(); }
   }
 
-  private openAt(address: string): void {
-    this.address = address;
+  private open(): void {
     const port = this.o.mainPort() + STUN_CHANGE_PORT_OFFSET;
     if (this.socket) { this.o.stun.setChangedPort(this.changed(this.socket)); return; }
     if (this.opening || this.closed || port > 65535 || port === STUN_CHANGE_PORT_OFFSET) return;
@@ -88,10 +98,14 @@ export class ChangePortServer {
     }).finally(() => { this.opening = undefined; });
   }
 
-  /** Both our ports at the address last known (an open may complete after a netcheck named another). */
+  /** Both our ports at the addresses last known, one pair per family (an open may complete after a
+   *  netcheck named others): OTHER-ADDRESS must be of the client's family, or its mapping test compares
+   *  an IPv4 mapping with an IPv6 one. */
   private changed(s: DatagramSocket): ChangedPort {
-    const main = { address: this.address, port: this.o.mainPort() };
-    return { send: (bytes, to) => s.send(bytes, to), main, other: { address: this.address, port: main.port + STUN_CHANGE_PORT_OFFSET } };
+    const port = this.o.mainPort();
+    const pair = (address: string) => ({ main: { address, port }, other: { address, port: port + STUN_CHANGE_PORT_OFFSET } });
+    const [first, second] = [...this.addresses.values()].map(pair);
+    return { send: (bytes, to) => s.send(bytes, to), ...first!, ...(second ? { also: second } : {}) };
   }
 
   async close(): Promise<void> {

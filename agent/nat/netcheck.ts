@@ -25,6 +25,10 @@
 //      leaves it out where the report is wanted soon (the agent's own netchecks). A missing answer
 //      after all retransmissions is read as "filtered" (loss could fake it, as RFC 5780 notes). Servers
 //      with one socket answer CHANGE-REQUEST with 420: against them filtering is 'unknown', with the reason.
+//   5. Per address family: IPv4 servers and IPv6 servers are checked apart, at once (an IPv4 NAT and an
+//      IPv6 firewall are different boxes, and mappings of two families always differ, which would read as
+//      symmetric). The report is that of IPv4 if any IPv4 server answered (its NAT is what traversal has
+//      to get through), else IPv6's; the other family's report is `other`.
 //   Every request is padded (RFC 5780 PADDING) to STUN_PADDED_REQUEST_BYTES: agents answer sources they have
 //   not verified with no more bytes than they sent (stun-endpoint.ts). A server that knows no PADDING
 //   answers 420; the plain request is then sent again without it.
@@ -34,6 +38,7 @@ import { NETCHECK_MAX_SERVERS, NETCHECK_PORT_FILTER_TRANSMITS, STUN_PADDED_REQUE
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { StunEndpoint, StunOutcome, StunTransactionOptions } from './stun-endpoint.js';
 import { stunAddress } from './stun-binding.js';
+import { familyOf } from '../base/ip-text.js';
 
 /** A padded Binding request; unpadded again if the server refused PADDING (420). */
 async function bindingRequest(endpoint: StunEndpoint, server: Endpoint, tx: StunTransactionOptions): Promise<StunOutcome> {
@@ -90,6 +95,10 @@ export interface NetcheckReport {
   /** Smallest round-trip time of any answer. */
   rttMs?: number;
   durationMs: number;
+  /** The address family its servers are of. */
+  family?: 4 | 6;
+  /** The other family's report, when servers of both families were asked and some of them answered. */
+  other?: NetcheckReport;
 }
 
 export interface NetcheckOptions {
@@ -127,14 +136,52 @@ function toResult(server: Endpoint, o: StunOutcome): NetcheckServerResult {
   if (o.kind === 'success' && o.mapped) {
     r.mapped = { address: stunAddress(o.mapped.address), port: o.mapped.port };
     r.rttMs = o.rttMs;
-    if (o.otherAddress) r.otherAddress = o.otherAddress;
+    // An OTHER-ADDRESS of another family than the server's would compare mappings of two families.
+    if (o.otherAddress && familyOf(stunAddress(o.otherAddress.address)) === familyOf(stunAddress(server.address))) r.otherAddress = o.otherAddress;
   } else {
     r.error = describe(o);
   }
   return r;
 }
 
+/** Both families at once (step 5), or the one the servers are of. */
 export async function netcheck(endpoint: StunEndpoint, servers: Endpoint[], opts: NetcheckOptions = {}): Promise<NetcheckReport> {
+  const of = (f: 4 | 6) => servers.filter((s) => familyOf(stunAddress(s.address)) === f);
+  const v4 = of(4), v6 = of(6);
+  if (v4.length === 0 || v6.length === 0) return { ...await netcheckFamily(endpoint, servers, opts), family: v6.length > 0 ? 6 : 4 };
+  const [a, b] = await Promise.all([netcheckFamily(endpoint, v4, opts), netcheckFamily(endpoint, v6, opts)]);
+  const [primary, other] = a.udp || !b.udp ? [{ ...a, family: 4 as const }, { ...b, family: 6 as const }] : [{ ...b, family: 6 as const }, { ...a, family: 4 as const }];
+  return {
+    ...primary, udp: a.udp || b.udp, servers: [...a.servers, ...b.servers], durationMs: Math.max(a.durationMs, b.durationMs),
+    ...(other.udp ? { other } : {}),
+  };
+}
+
+/** Fewer than two server addresses, overall or in one of `families` (ours): a mapping cannot be told. */
+export function fewServers(servers: readonly Endpoint[], families: Iterable<4 | 6>): boolean {
+  const few = (f?: 4 | 6) => new Set(servers.filter((e) => !f || familyOf(stunAddress(e.address)) === f).map((e) => stunAddress(e.address))).size < 2;
+  return few() || [...families].some(few);
+}
+
+/** The reports of each family in `r`: itself and its `other`. */
+export function familyReports(r: NetcheckReport): NetcheckReport[] {
+  return r.other ? [r, r.other] : [r];
+}
+
+/** Where no NAT was found (a family's report), the change-port filtering test left out of `r`, run now by
+ *  `again` against that family's servers and merged in: it tells a host behind a stateful firewall (most
+ *  IPv6 hosts) from one anybody can reach, and waits out its timeout only where a firewall filters. */
+export async function withFirewallTests(r: NetcheckReport, again: (servers: Endpoint[]) => Promise<NetcheckReport>): Promise<NetcheckReport> {
+  const test = async (x: NetcheckReport): Promise<NetcheckReport> => {
+    if (x.behindNat !== false || x.filtering !== 'unknown') return x;
+    const f = await again(x.servers.filter((s) => !s.probe).map((s) => s.server)).catch(() => undefined);
+    return f && f.filtering !== 'unknown' ? { ...x, filtering: f.filtering, filteringReason: f.filteringReason } : x;
+  };
+  const [primary, other] = await Promise.all([test(r), r.other ? test(r.other) : Promise.resolve(undefined)]);
+  return other ? { ...primary, other } : primary;
+}
+
+async function netcheckFamily(endpoint: StunEndpoint, servers: Endpoint[], opts: NetcheckOptions): Promise<NetcheckReport> {
   const started = performance.now();
   const seen = new Set<string>();
   const list = servers.filter((s) => !seen.has(endpointKey(s)) && seen.add(endpointKey(s))).slice(0, NETCHECK_MAX_SERVERS);
@@ -283,15 +330,26 @@ function portFiltering(o: StunOutcome, s: Endpoint, other: Endpoint): [Filtering
   return ['unknown', `${at} did not honour CHANGE-REQUEST (change port): ${describe(o)}`];
 }
 
-/** One line, e.g. "endpoint-independent mapping (cone); public 203.0.113.5:40123; filtering unknown; rtt 12.3 ms". */
-/** Whether others can reach us without our sending first: no NAT, and no stateful firewall seen to drop
- *  answers from a server's other port (every IPv6 home router has one). Undecided counts as reachable:
- *  a public host whose filtering nobody could test is taken at its word, as before. */
+/** Whether others can reach us without our sending first, in every family that answered: no NAT, and no
+ *  stateful firewall seen to drop answers from a server's other port (every IPv6 home router has one).
+ *  Undecided counts as reachable: a public host whose filtering nobody could test is taken at its word. */
 export function reachableUnsolicited(r: NetcheckReport): boolean {
-  return r.behindNat === false && r.filtering !== 'address-dependent' && r.filtering !== 'address-and-port-dependent';
+  return familyReports(r).every(familyOpen);
 }
 
+/** The same for one family's report alone (not its `other`). */
+export function familyOpen(x: NetcheckReport): boolean {
+  return x.behindNat === false && x.filtering !== 'address-dependent' && x.filtering !== 'address-and-port-dependent';
+}
+
+/** One line, e.g. "endpoint-independent mapping (cone); public 203.0.113.5:40123; filtering unknown; rtt
+ *  12.3 ms", and the other family's after "IPv6: " (or "IPv4: "). */
 export function summarizeNetcheck(r: NetcheckReport): string {
+  const one = summarizeFamily(r);
+  return r.other ? `${one}; IPv${r.other.family}: ${summarizeFamily(r.other)}` : one;
+}
+
+function summarizeFamily(r: NetcheckReport): string {
   if (!r.udp) return `no UDP: ${r.mappingReason}`;
   const pub = r.publicEndpoints.map(endpointKey).join(', ');
   const parts: string[] = [];

@@ -2,16 +2,16 @@
 //
 //   checkNat (after joining, on address changes, every NETCHECK_INTERVAL_MS):
 //     netcheck against --stun servers and overlay members on distinct addresses (more from the overlay's
-//     "stun" service records when fewer than two) -> our srflx candidate; behind a NAT: RENDEZVOUS_COUNT
+//     "stun" records when fewer than two in a family we have) -> srflx candidates; behind a NAT: RENDEZVOUS_COUNT
 //     rendezvous nodes with keepalives, named in the locator, preferably members advertising "relay" (the
 //     providers asked again soon while fewer public members are known than wanted);
 //     reachable as we are: advertise "stun", and "relay" unless relaying is switched off (withdrawn if a
 //     later netcheck finds a firewall). TURN servers ("turn", --offer-turn / --turn-secret) and how
 //     providers prove themselves: providers.ts.
 //   traverse (a peer found behind a NAT): Attach + ICE (traversal.ts); the chosen endpoint goes to the
-//     tunnel, and a direct pair that answers later replaces a relay at once. Relayed, or no path: again after ICE_DIRECT_RETRY_MS, backing off, and only a better path
-//     replaces the current one (direct > TURN relay > peer relay > none: a working relay is never traded
-//     for nothing).
+//     tunnel, a direct pair that answers later replaces a relay at once. Relayed, or no path: again after
+//     ICE_DIRECT_RETRY_MS, backing off, and only a better path replaces the current one (direct > TURN
+//     relay > peer relay > none: a working relay is never traded for nothing).
 //   localChange (our addresses or default route changed, address-watch.ts; or, for one peer, its path went
 //     silent while we sent data, tunnels.ts pathSilent): at once and in parallel, our new public mapping
 //     from the first of ICE_RESTART_STUN_SERVERS to answer (rendezvous nodes first), then an ICE restart
@@ -35,7 +35,7 @@ import {
 } from '../base/constants.js';
 import type { OverlayNode } from '../overlay/node.js';
 import type { OverlayPeer } from '../idloc/peer-map.js';
-import { reachableUnsolicited, type NetcheckReport } from './netcheck.js';
+import { fewServers, reachableUnsolicited, type NetcheckReport } from './netcheck.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { Candidate, LocatorRecord } from '../overlay/records.js';
 import { DIRECT, rank, type PathChoice, type Traversal } from './traversal.js';
@@ -156,8 +156,9 @@ export class PathKeeper {
       else this.soon(); // none advertised yet: look again soon, not in NETCHECK_INTERVAL_MS
     }
     let servers = [...this.o.stunServers, ...overlay.stunCandidates()];
-    // Cone from symmetric takes two servers on two addresses, a firewall one with a second port: public members.
-    if (new Set(servers.map((e) => e.address)).size < 2 || traversal.firewallUntested) servers = [...servers, ...await this.providers.provided('stun')];
+    // Cone from symmetric takes two servers on two addresses in each family we have, a firewall one with a
+    // second port: public members (a dual-stack one's record names both families; our table only one).
+    if (fewServers(servers, traversal.hostFamilies()) || traversal.firewallUntested) servers = [...servers, ...await this.providers.provided('stun')];
     const r = servers.length > 0 ? await this.o.netcheck(servers).catch(() => undefined) : undefined;
     // Alone (the first node), or nobody answered: ask again soon rather than in NETCHECK_INTERVAL_MS, so a
     // first node learns it is public (and advertises it) once others join.

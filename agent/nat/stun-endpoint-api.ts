@@ -120,4 +120,7 @@ export interface ChangedPort {
   /** Our main socket and the second one as clients reach them (our public IP; RESPONSE-ORIGIN, OTHER-ADDRESS). */
   main: Endpoint;
   other: Endpoint;
+  /** The same pair in the other address family, on a dual-stack host: clients of each family are named
+   *  the pair of theirs. */
+  also?: { main: Endpoint; other: Endpoint };
 }

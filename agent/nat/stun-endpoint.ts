@@ -42,6 +42,7 @@ import {
   STUN_UNVERIFIED_SOURCES_MAX, STUN_VERIFIED_MAX, STUN_VERIFIED_MS,
 } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
+import { familyOf } from '../base/ip-text.js';
 import { PerSourceRateLimit } from '../conn/rate-limit.js';
 import {
   ATTR, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, txidHex, verifyIntegrity,
@@ -273,8 +274,10 @@ export class StunEndpoint {
         return;
       }
     }
-    const c = check ? undefined : this.changed;
-    if (!c) {
+    const cp = check ? undefined : this.changed;
+    const fam = familyOf(from.address);
+    const c = cp && familyOf(cp.main.address) === fam ? cp : cp?.also && familyOf(cp.also.main.address) === fam ? cp.also : undefined;
+    if (!c || !cp) {
       if (this.reply(encodeBindingSuccess(txid, from, password, software), msg.length, from, verified)) this.stats.answered++;
       return;
     }
@@ -283,7 +286,7 @@ export class StunEndpoint {
     const origin = { responseOrigin: viaSecond ? c.other : c.main, otherAddress: onOtherPort ? c.main : c.other };
     let answer = encodeBindingSuccess(txid, from, undefined, software, origin);
     if (!verified && answer.length > msg.length) answer = encodeBindingSuccess(txid, from, undefined, software);
-    if (this.reply(answer, msg.length, from, verified, viaSecond ? c.send : undefined)) {
+    if (this.reply(answer, msg.length, from, verified, viaSecond ? cp.send : undefined)) {
       this.stats.answered++;
       if (changePort) this.stats.changedPort++;
     }

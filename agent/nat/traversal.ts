@@ -49,15 +49,10 @@ import type { TurnRelay } from './turn-relay.js';
 import type { PeerRelayClient } from './peer-relay-client.js';
 import { hex } from '../base/bytes.js';
 import { familyOf } from '../base/ip-text.js';
+import { noFamilyInCommon, type PathChoice } from './path-choice.js';
 
-/** How the tunnel endpoint of a peer was chosen, for `status`. */
-export interface PathChoice {
-  how: 'locator' | 'ice' | 'turn' | 'peer-relay' | 'no-direct-path' | 'attach-failed';
-  endpoint?: Endpoint;
-  type?: IceCandidateType;
-  rttMs?: number;
-  reason: string;
-}
+export { DIRECT, rank, type PathChoice } from './path-choice.js';
+
 
 export interface TraversalOptions {
   identity: Identity;
@@ -121,7 +116,12 @@ export class Traversal {
    *  offered from now on. The rest of the last netcheck stands until the next full one replaces it
    *  (before any netcheck there is nothing to restart). */
   setPublicEndpoint(e: Endpoint): void {
-    if (this.netcheck) this.netcheck = { ...this.netcheck, publicEndpoint: e };
+    const r = this.netcheck;
+    if (!r) return;
+    const f = familyOf(e.address);
+    const fam = (x: NetcheckReport) => x.family ?? (x.publicEndpoint && familyOf(x.publicEndpoint.address));
+    if (r.other && fam(r.other) === f) this.netcheck = { ...r, other: { ...r.other, publicEndpoint: e } };
+    else if (fam(r) === f || fam(r) === undefined) this.netcheck = { ...r, publicEndpoint: e };
   }
 
   get behindNat(): boolean { return this.netcheck?.behindNat === true; }
@@ -156,9 +156,13 @@ export class Traversal {
    *  other uplinks' mappings. */
   candidates(): IceCandidate[] {
     const out: IceCandidate[] = this.o.hostEndpoints().map((e, i) => ({ ...e, type: IceCandidateType.Host, priority: candidatePriority(IceCandidateType.Host, i) }));
-    const pub = this.netcheck?.publicEndpoint;
-    if (pub && !out.some((c) => c.address === pub.address && c.port === pub.port)) {
-      out.push({ ...pub, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) });
+    // The mapping of each family the netcheck asked (an IPv6 one is mostly our host address: no NAT66),
+    // while we still have an address of that family.
+    const families = new Set(out.map((c) => familyOf(c.address)));
+    for (const pub of [this.netcheck?.publicEndpoint, this.netcheck?.other?.publicEndpoint]) {
+      if (pub && (families.size === 0 || families.has(familyOf(pub.address))) && !out.some((c) => c.address === pub.address && c.port === pub.port)) {
+        out.push({ ...pub, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx) });
+      }
     }
     for (const [i, m] of (this.o.otherMappings?.() ?? []).entries()) {
       if (!out.some((c) => c.address === m.address && c.port === m.port)) {
@@ -250,7 +254,7 @@ export class Traversal {
   private async relaysOf(locator: LocatorRecord): Promise<Endpoint[]> {
     const rendezvous = (locator.value?.rendezvous ?? []).filter((id) => hex(id) !== hex(this.o.identity.nodeId));
     if (!locator.value || rendezvous.length === 0) return [];
-    const ours = this.families();
+    const ours = this.hostFamilies();
     const relays = (await this.o.node.rendezvousEndpoints({ ...locator, value: { ...locator.value, rendezvous } })).filter((e) => ours.has(familyOf(e.address)));
     const live = new Set(this.o.node.rendezvous.current().map((c) => endpointKey(c.endpoint)));
     return [...relays.filter((e) => live.has(endpointKey(e))), ...relays.filter((e) => !live.has(endpointKey(e)))];
@@ -310,7 +314,7 @@ export class Traversal {
   /** Not one of a family we have no address in (a check there could only fail to send), unless our TURN
    *  relay may carry it. */
   private allowFor(aim: Aim): (e: Endpoint) => boolean {
-    const ours = this.families();
+    const ours = this.hostFamilies();
     return (e) => {
       const probe = this.o.probes?.route(e);
       if (probe) return aim.addresses.has(normalAddress(probe.remote.address));
@@ -319,7 +323,7 @@ export class Traversal {
   }
 
   /** The address families of our host candidates. */
-  private families(): Set<4 | 6> {
+  hostFamilies(): Set<4 | 6> {
     return new Set(this.o.hostEndpoints().map((e) => familyOf(e.address)));
   }
 
@@ -377,13 +381,8 @@ export class Traversal {
     };
   }
 
-  /** Why no pair can be direct when our candidates and the peer's share no address family, else undefined. */
   private familyReason(remote: readonly { address: string }[]): string | undefined {
-    const families = (cs: readonly { address: string }[]) => new Set(cs.map((c) => familyOf(c.address)));
-    const mine = families(this.candidates()), theirs = families(remote);
-    if (remote.length === 0 || mine.size === 0 || [...theirs].some((f) => mine.has(f))) return undefined;
-    const name = (fs: Set<number>) => [...fs].map((f) => `IPv${f}`).join(' and ');
-    return `no direct path: no address family in common (this host has ${name(mine)} only, the peer ${name(theirs)} only)`;
+    return noFamilyInCommon(this.candidates(), remote);
   }
 
   /** For status, on a path the peer chose (it reached us through a relay): why it could not be direct,
@@ -404,16 +403,5 @@ export class Traversal {
     }
     if (!theirsSrflx) return 'no direct path: the peer offered no public (server-reflexive) candidate';
     return 'no direct path: no connectivity check got through (the peer\'s NAT is symmetric, or UDP is blocked)';
-  }
-}
-
-/** Direct paths are best, then a TURN relay (infrastructure meant for it), then relaying through a peer. */
-export const DIRECT = 3;
-export function rank(c: PathChoice): number {
-  switch (c.how) {
-    case 'ice': case 'locator': return DIRECT;
-    case 'turn': return 2;
-    case 'peer-relay': return 1;
-    default: return 0;
   }
 }

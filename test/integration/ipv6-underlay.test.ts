@@ -9,6 +9,10 @@
 //   (2) d (dual-stack, behind a cone NAT and an IPv6 firewall) and b6: direct over IPv6.
 //   (3) c4 (IPv4 only, behind a cone NAT; bootstraps from pub over IPv4) and b6 have no address family in
 //       common: relayed through pub, the dual-stack public agent, which is a rendezvous of both.
+//   (4) d loses its IPv4 uplink and keeps IPv6: an ssh session d -> e (dual-stack, behind its own cone NAT
+//       and IPv6 firewall), which ran over IPv4 (e's router dropped IPv6 UDP from d while it was set up), moves to
+//       IPv6 by the mobility machinery (address watch, ICE restart, the bridge) within 1 s, timed by the
+//       arrivals of a 10 Hz clock.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
@@ -16,6 +20,8 @@ import {
   agentStatus, cliMissing, createAgent, logTails, startOverlayAgent, stopAgent, waitOverlayReady, waitUntil, type AgentStatus, type TestAgent,
 } from './agents.js';
 import { labUnavailable, prerequisites } from './prerequisites.js';
+import { gapAround, killSshSessions, MOVE_WATCH_MS, sleep, sshClock } from './mobility-lab.js';
+import type { SshServer } from './lab.js';
 
 const SUITE = 'IPv6 underlay: IPv6-only and dual-stack hosts behind stateful firewalls';
 const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
@@ -33,20 +39,25 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
       natHosts: [
         { name: 'a6', nat: 'cone', ipv6: 'only' }, { name: 'b6', nat: 'cone', ipv6: 'only' },
         { name: 'd', nat: 'cone', ipv6: 'dual' }, { name: 'c4', nat: 'cone' },
+        { name: 'e', nat: 'cone', ipv6: 'dual' },
       ],
     });
-    for (const h of ['pub6', 'pub', 'a6', 'b6', 'd', 'c4']) agents.set(h, await createAgent(lab, h));
+    for (const h of ['pub6', 'pub', 'a6', 'b6', 'd', 'c4', 'e']) agents.set(h, await createAgent(lab, h));
     startOverlayAgent(lab, A('pub6'), []);
     await waitOverlayReady(lab, A('pub6'));
     // pub (dual-stack) joins through pub6 over IPv6; the rest bootstrap from pub6 alone.
     startOverlayAgent(lab, A('pub'), [A('pub6')]);
     await waitOverlayReady(lab, A('pub'));
-    for (const h of ['a6', 'b6', 'd']) startOverlayAgent(lab, A(h), [A('pub6')]);
+    for (const h of ['a6', 'b6', 'd', 'e']) startOverlayAgent(lab, A(h), [A('pub6')]);
     startOverlayAgent(lab, A('c4'), [A('pub')]);
-    await Promise.all(['a6', 'b6', 'd', 'c4'].map((h) => waitOverlayReady(lab, A(h))));
+    await Promise.all(['a6', 'b6', 'd', 'c4', 'e'].map((h) => waitOverlayReady(lab, A(h))));
   });
 
+  let sshd: SshServer | undefined;
+  let clock: ReturnType<typeof sshClock> | undefined;
   after(async () => {
+    if (clock?.pid) try { process.kill(-clock.pid, 'SIGKILL'); } catch { /* gone */ }
+    if (sshd) await killSshSessions(lab, 'e', sshd);
     await Promise.all([...agents.values()].map((a) => stopAgent(lab, a)));
     await lab?.destroy();
   });
@@ -109,5 +120,39 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
       assert.match(String(v?.pathReason), /no address family in common/, JSON.stringify(v));
       process.stderr.write(`# ipv6 ${x} -> ${y}: ${v?.path} via ${v?.via}: ${v?.pathReason}\n`);
     }
+  });
+
+  it('d loses its IPv4 uplink and keeps IPv6: its ssh session to e, on IPv4 until then, moves to IPv6 within 1 s', async () => {
+    // While the pair is made, e's router drops IPv6 UDP between d and e, so ICE can only pair IPv4.
+    const block = ['-I', 'FORWARD', '-s', lab.address6('d')!, '-p', 'udp', '-j', 'DROP'];
+    await lab.exec('r-e', ['ip6tables', '-w', ...block]);
+    const arrivals: number[] = [];
+    try {
+      // Both know their IPv4 mapping first (else the first Attach has no srflx candidate, and the path is a relay).
+      for (const h of ['d', 'e']) {
+        await waitUntil(async () => /^endpoint-independent/.test(((await agentStatus(lab, A(h))) as AgentStatus & { nat: { summary: string } | null }).nat?.summary ?? ''), 20_000, `${h} to know its IPv4 mapping`);
+      }
+      sshd = await lab.startSshd('e');
+      const r = await lab.exec('d', ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '4', A('e').id.ipv4], { allowFail: true, timeoutMs: 25_000 });
+      assert.equal(r.code, 0, `d -> e: ${r.stdout}${r.stderr}${evidence(['d', 'e'])}`);
+      clock = sshClock(lab, sshd, 'd', A('e').id.ipv4, (at) => arrivals.push(at));
+      await waitUntil(async () => arrivals.length >= 10, 20_000, `the clock to arrive over ssh${evidence(['d', 'e'])}`);
+      await waitUntil(async () => (await view('d', 'e'))?.path === 'direct', 15_000, 'd -> e direct').catch(() => undefined);
+      const before = await view('d', 'e');
+      const es = await agentStatus(lab, A('e')) as AgentStatus & { candidates: string[]; nat: { summary: string } | null };
+      assert.ok(before?.path === 'direct' && !before.endpoint?.startsWith('['), `d -> e direct over IPv4 first: ${JSON.stringify(before)}; e: ${es.candidates.join(', ')}; ${es.nat?.summary}`);
+    } finally {
+      await lab.exec('r-e', ['ip6tables', '-w', ...block.map((x) => (x === '-I' ? '-D' : x))]);
+    }
+    await sleep(500);
+    const t0 = Date.now();
+    const v4 = lab.nat('d').privateAddress;
+    await lab.exec('d', ['sh', '-c', `ip addr del ${v4}/24 dev eth0 && ip route flush default`]);
+    const gap = await gapAround(arrivals, t0, MOVE_WATCH_MS);
+    const after = await view('d', 'e');
+    process.stderr.write(`# ipv6 d lost IPv4: largest arrival gap ${gap} ms; d -> e ${after?.path} ${after?.endpoint}: ${after?.pathReason}\n`);
+    assert.equal(clock!.exitCode, null, 'ssh alive');
+    assert.ok(gap <= 1_000, `largest arrival gap ${gap} ms${evidence(['d', 'e'])}`);
+    assert.ok(after?.endpoint?.startsWith(`[${lab.address6('e')}]:`), `d -> e over IPv6 now: ${JSON.stringify(after)}`);
   });
 });

@@ -63,7 +63,7 @@ test('offers per key are rate-limited after the signature held; other keys are n
   assert.ok(g.admit(key(other), other));
 });
 
-test('aim: only the observed address, our LAN\'s private hosts behind our own NAT, one relay, two global hosts of the other family', () => {
+test('aim: only the observed address, our LAN\'s private hosts behind our own NAT, one relay, two global hosts or srflx of the other family', () => {
   const g = new AttachGuard(() => 0);
   const ours = { publicAddress: '198.51.100.7', hosts: [{ address: '192.168.1.5', port: 4500 }] };
   const p = params(1, 1n, [
@@ -77,17 +77,17 @@ test('aim: only the observed address, our LAN\'s private hosts behind our own NA
     cand('ff02::1', 4500, IceCandidateType.Host), // multicast: never
     cand('fd00::5', 4500, IceCandidateType.Host), // ULA: never
     cand('2001:db8::1', 4500, IceCandidateType.Host), // another family than the observation: two of them
-    cand('2001:db8:1::1', 4500, IceCandidateType.Srflx), // not a host candidate
+    cand('2001:db8:1::1', 4500, IceCandidateType.Srflx), // a srflx of the other family counts too: the second
     cand('2001:db8::2', 4500, IceCandidateType.Host),
-    cand('2001:db8::3', 4500, IceCandidateType.Host), // the third: no
+    cand('2001:db8::3', 4500, IceCandidateType.Host), // a third and a fourth: no
   ]);
   const same = g.aim(p, { address: '::ffff:198.51.100.7', port: 1234 }, ours);
-  assert.deepEqual(same.candidates.map((c) => c.address), ['192.168.1.9', '198.51.100.7', '203.0.113.99', '2001:db8::1', '2001:db8::2']);
+  assert.deepEqual(same.candidates.map((c) => c.address), ['192.168.1.9', '198.51.100.7', '203.0.113.99', '2001:db8::1', '2001:db8:1::1']);
   assert.equal(same.srflx?.port, 61000);
   const elsewhere = g.aim(p, { address: '203.0.113.77', port: 1 }, ours);
-  assert.deepEqual(elsewhere.candidates.map((c) => c.address), ['203.0.113.99', '2001:db8::1', '2001:db8::2'], 'only its TURN relay and two IPv6 hosts');
+  assert.deepEqual(elsewhere.candidates.map((c) => c.address), ['203.0.113.99', '2001:db8::1', '2001:db8:1::1'], 'only its TURN relay and two IPv6 candidates');
   const v6seen = g.aim(p, { address: '2001:db8::2', port: 4500 }, ours);
-  assert.deepEqual(v6seen.candidates.map((c) => c.address), ['203.0.113.99', '2001:db8::2'], 'observed at IPv6: no unobserved IPv6, and no private IPv4 host');
+  assert.deepEqual(v6seen.candidates.map((c) => c.address), ['203.0.113.50', '198.51.100.7', '203.0.113.99', '2001:db8::2'], 'observed at IPv6: two public IPv4 candidates, no unobserved IPv6, no private IPv4 host');
   assert.equal(elsewhere.srflx, undefined);
   const none = g.aim(p, undefined, ours);
   assert.equal(none.candidates.length, 0);

@@ -37,7 +37,7 @@ async function world(nat: Partial<MemoryNatOptions> | undefined, secondPort = tr
   const net = new MemoryNetwork();
   const main = net.socket(S.address, S.port);
   const server = attach(main);
-  const cp = new ChangePortServer({ stun: server, mainPort: () => S.port, open: (port) => Promise.resolve(net.socket(S.address, port)), hostAddress: () => S.address });
+  const cp = new ChangePortServer({ stun: server, mainPort: () => S.port, open: (port) => Promise.resolve(net.socket(S.address, port)), hostAddresses: () => [S.address] });
   if (secondPort) {
     cp.follow({ behindNat: false, publicEndpoint: S } as NetcheckReport);
     for (let i = 0; i < 10 && cp.port === undefined; i++) await new Promise((r) => setImmediate(r));
@@ -119,7 +119,7 @@ test('the second port follows the netcheck verdict: open while public, closed be
   assert.equal(server.stats.unknownAttribute, 1);
   // A port someone else holds: counted, the agent carries on with one port.
   net.socket(S.address, S.port + 1);
-  const busy = new ChangePortServer({ stun: server, mainPort: () => S.port, open: (p) => Promise.resolve().then(() => net.socket(S.address, p)), hostAddress: () => undefined });
+  const busy = new ChangePortServer({ stun: server, mainPort: () => S.port, open: (p) => Promise.resolve().then(() => net.socket(S.address, p)), hostAddresses: () => [] });
   busy.start(); // no address known yet: nothing opened
   assert.equal(busy.stats.opened + busy.stats.openFailed, 0);
   busy.follow({ behindNat: false, publicEndpoint: S } as NetcheckReport);
@@ -207,6 +207,20 @@ test('CHANGE-REQUEST is no amplifier: to unverified (spoofable) sources, bytes o
   assert.deepEqual(v4!.responseOrigin, { address: '203.0.113.1', port: 4500 });
   assert.equal(v6!.otherAddress, undefined);
   assert.ok(sent.every((b) => b.length <= 64));
+  // A dual-stack agent: each client is named the pair of its own family (another family's OTHER-ADDRESS
+  // would have the client compare an IPv4 mapping with an IPv6 one), or none if we have no address in it.
+  sent.length = 0;
+  const pair6 = { main: { address: '2001:db8::1', port: 4500 }, other: { address: '2001:db8::1', port: 4501 } };
+  f.setChangedPort({ send: (b) => sent.push(Buffer.from(b)), main: { address: '203.0.113.1', port: 4500 }, other: { address: '203.0.113.1', port: 4501 }, also: pair6 });
+  f.handleDatagram(encodeBindingRequest(randomBytes(12), { padTo: 128 }), { address: '198.51.100.1', port: 1 });
+  f.handleDatagram(encodeBindingRequest(randomBytes(12), { padTo: 128 }), { address: '2001:db8::5', port: 1 });
+  const [d4, d6] = sent.map((b) => parseStun(b)!);
+  assert.deepEqual(d4!.otherAddress, { address: '203.0.113.1', port: 4501 });
+  assert.deepEqual(d6!.otherAddress, pair6.other);
+  assert.deepEqual(d6!.responseOrigin, pair6.main);
+  f.setChangedPort({ send: (b) => sent.push(Buffer.from(b)), ...pair6 });
+  f.handleDatagram(encodeBindingRequest(randomBytes(12), { padTo: 128 }), { address: '198.51.100.1', port: 1 });
+  assert.equal(parseStun(sent.at(-1)!)!.otherAddress, undefined, 'an IPv6-only agent names no pair to an IPv4 client');
 });
 
 // ---- whole agents --------------------------------------------------------------------------------------

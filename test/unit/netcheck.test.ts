@@ -210,3 +210,34 @@ test('reachableUnsolicited: public only with no NAT and no firewall seen filteri
   assert.equal(reachableUnsolicited(r(true, 'endpoint-independent')), false);
   assert.equal(reachableUnsolicited(r(undefined, 'unknown')), false, 'nobody answered');
 });
+
+test('dual stack: IPv4 and IPv6 servers are checked apart (a cone IPv4 NAT is not read as symmetric next to an IPv6 mapping), and an OTHER-ADDRESS of another family is not followed', async () => {
+  const asked: string[] = [];
+  const v6 = { address: '2001:db8:12::2', port: 4500 };
+  const endpoint = {
+    request: async (server: Endpoint) => {
+      asked.push(server.address);
+      const six = server.address.includes(':');
+      return {
+        kind: 'success' as const, rttMs: 1, transmits: 1, from: server,
+        mapped: six ? v6 : { address: '198.51.100.20', port: 4500 },
+        // a dual-stack agent that names its IPv6 second address to everyone
+        ...(server.address === '203.0.113.1' ? { otherAddress: { address: '2001:db8::1', port: 3479 } } : {}),
+      };
+    },
+  } as unknown as StunEndpoint;
+  const servers = [S1, S2, { address: '2001:db8::1', port: 3478 }, { address: '2001:db8::2', port: 3478 }];
+  const r = await netcheck(endpoint, servers, { localAddresses: ['10.12.0.2', v6.address], localPort: 4500, filtering: false });
+  assert.equal(r.family, 4);
+  assert.equal(r.mapping, 'endpoint-independent', r.mappingReason);
+  assert.deepEqual(r.publicEndpoints, [{ address: '198.51.100.20', port: 4500 }]);
+  assert.equal(r.other?.family, 6);
+  assert.equal(r.other?.mapping, 'no-nat');
+  assert.equal(r.servers.length, 4, 'no probe of the other-family OTHER-ADDRESS');
+  assert.deepEqual(asked.sort(), ['198.51.100.20', '2001:db8::1', '2001:db8::2', '203.0.113.1', '203.0.113.2'].filter((a) => a !== '198.51.100.20').sort());
+  assert.match(summarizeNetcheck(r), /^endpoint-independent mapping \(cone\); public 198\.51\.100\.20:4500;.*; IPv6: no NAT; public \[2001:db8:12::2\]:4500/);
+  // reachable unsolicited only if every family is: the IPv4 side is behind a NAT
+  assert.equal(reachableUnsolicited(r), false);
+  assert.equal(reachableUnsolicited({ ...r, behindNat: false, mapping: 'no-nat' }), true);
+  assert.equal(reachableUnsolicited({ ...r, behindNat: false, other: { ...r.other!, filtering: 'address-and-port-dependent' } }), false);
+});

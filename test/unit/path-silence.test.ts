@@ -128,7 +128,7 @@ function keeperWorld(opts: { result?: () => PathChoice; how?: PathChoice['how'];
   const locator = { owner: new Uint8Array(32), value: { rendezvous: [new Uint8Array(20)], candidates: [] } } as unknown as LocatorRecord;
   const ice = (): PathChoice => ({ how: 'ice', endpoint: { address: '203.0.113.12', port: 4500 }, reason: 'test' });
   const traversal = {
-    behindNat: true, candidates: () => [{ address: '10.10.0.2', port: 4500, type: 0, priority: 1 }], setNetcheck: () => {},
+    behindNat: true, candidates: () => [{ address: '10.10.0.2', port: 4500, type: 0, priority: 1 }], setNetcheck: () => {}, hostFamilies: () => new Set([4]),
     setPublicEndpoint: (e: Endpoint) => { publicEndpoint = e; },
     reach: async (loc: LocatorRecord) => {
       reached.push({ peer: loc === locator ? 'nat' : 'public', at: clock.now(), offered: publicEndpoint });
