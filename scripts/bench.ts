@@ -7,6 +7,8 @@
 //             at a 65000-byte inner MTU, ping RTT (50 x 10 ms), time from agent start to the first ping
 //             reply, the first ping's RTT through a fresh tunnel (handshake included), and the agents'
 //             RSS idle and under load;
+//   ipv6:     the tunnel over an IPv6 underlay next to the same over IPv4, and the plain path of each
+//             family, in one dual-stack lab: TCP each way and ping RTT (bench-ipv6.ts);
 //   overlay:  overlay-only agents (--bootstrap, no --peer): the first packet to a never-contacted peer,
 //             lookup included (bench-overlay.ts);
 //   nat:      agents behind NAT routers in a lab of their own (bench-nat.ts: first packet through two
@@ -27,10 +29,11 @@ import { turnserverPath } from '../test/integration/coturn.js';
 import {
   CLI, agentStatus, cliBuilt, counter, createAgent, logTail, startAgent, stopAgent, waitReady, type TestAgent,
 } from '../test/integration/agents.js';
-import { iperf, mean, ping, sleep, type PingStats } from './bench-util.js';
+import { alignRows, fmt, mean, measurePath, ping, sleep, tcpBothWays, type PathResult } from './bench-util.js';
+import { ipv6Bench, ipv6Table, type Ipv6BenchResult } from './bench-ipv6.js';
 import { HANDOVER_WAN, handoverBench, handoverTable, type HandoverResult } from './bench-handover.js';
 
-const PARTS = ['tunnel', 'overlay', 'nat', 'handover', 'sim'] as const;
+const PARTS = ['tunnel', 'ipv6', 'overlay', 'nat', 'handover', 'sim'] as const;
 type Part = typeof PARTS[number];
 
 interface Args { out: string; seconds: number; runs: number; simNodes: number[]; only: Set<Part>; handoverReps: number; wakeReps: number }
@@ -67,21 +70,6 @@ function parseArgs(argv: string[]): Args {
 function usage(msg: string): never {
   process.stderr.write(`bench: ${msg}\nusage: node dist/scripts/bench.js [--out FILE] [--seconds N] [--runs N] [--sim N,N] [--handover-reps N] [--wake-reps N] [--only ${PARTS.join('|')}[,...]]\n`);
   process.exit(2);
-}
-
-interface PathResult { tcpMbit: { forward: number[]; reverse: number[] }; ping: PingStats }
-
-
-/** One iperf3 TCP run from `from` to the server at `to`; reverse = the server sends. Returns Mbit/s received. */
-async function tcpBothWays(lab: Lab, to: string, a: Args, during?: () => void): Promise<PathResult['tcpMbit']> {
-  const res = { forward: [] as number[], reverse: [] as number[] };
-  for (const reverse of [false, true]) {
-    for (let i = 0; i < a.runs; i++) {
-      during?.();
-      (reverse ? res.reverse : res.forward).push(await iperf(lab, 'a', to, a.seconds, reverse));
-    }
-  }
-  return res;
 }
 
 /** Resident set size in KiB, from /proc (the agents share our pid namespace, only the netns differs). */
@@ -147,7 +135,7 @@ async function tunnelBench(lab: Lab, a: Args, agents: TestAgent[]): Promise<Tunn
   }, 250);
   let tcpMbit: PathResult['tcpMbit'];
   try {
-    tcpMbit = await tcpBothWays(lab, B.id.ipv4, a);
+    tcpMbit = await tcpBothWays(lab, 'a', B.id.ipv4, a);
   } finally {
     clearInterval(sampler);
   }
@@ -156,15 +144,11 @@ async function tunnelBench(lab: Lab, a: Args, agents: TestAgent[]): Promise<Tunn
   startAgent(lab, A, [B], ['--mtu', String(LARGE_MTU)]);
   startAgent(lab, B, [A], ['--mtu', String(LARGE_MTU)]);
   await Promise.all([waitReady(lab, A), waitReady(lab, B)]);
-  const tcpMbitLargeMtu = { mtu: LARGE_MTU, ...(await tcpBothWays(lab, B.id.ipv4, a)) };
+  const tcpMbitLargeMtu = { mtu: LARGE_MTU, ...(await tcpBothWays(lab, 'a', B.id.ipv4, a)) };
   return { tcpMbit, tcpMbitLargeMtu, ping: ping4, startToFirstReplyMs, coldHandshakeInits, firstPingRttMs, rssIdleKb, rssLoadKb };
 }
 
 const LARGE_MTU = 65000;
-
-function fmt(n: number | undefined, digits = 2): string {
-  return n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits);
-}
 
 function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
   const rows: [string, string, string, string][] = [['', 'plain', 'idloc', 'idloc/plain']];
@@ -190,8 +174,7 @@ function table(plain: PathResult, tunnel: TunnelResult | undefined): string {
     rows.push(['agent RSS idle MiB (a, b)', '', mb(tunnel.rssIdleKb), '']);
     rows.push(['agent RSS peak under load MiB', '', mb(tunnel.rssLoadKb), '']);
   }
-  const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ')).join('\n');
+  return alignRows(rows);
 }
 
 function overlayTable(o: OverlayBenchResult): string {
@@ -211,8 +194,7 @@ function simTable(sim: SimResults[]): string {
     rows.push([`${r.nodes} nodes, churn ${r.churn * 100}%, loss ${r.loss * 100}%`, `${r.succeeded}/${r.lookups} (${(r.successRate * 100).toFixed(2)}%)`,
       `${r.hops.p50}/${r.hops.p90}/${r.hops.p99}`, `${fmt(r.latencyMs.p50, 0)}/${fmt(r.latencyMs.p90, 0)}/${fmt(r.latencyMs.p99, 0)}`, fmt(r.wallSeconds, 0)]);
   }
-  const w = [0, 1, 2, 3, 4].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ')).join('\n');
+  return alignRows(rows);
 }
 
 /** The tunnel and overlay parts, in one five-host lab. */
@@ -227,7 +209,7 @@ async function lanParts(a: Args): Promise<{ plain?: PathResult; tunnel?: TunnelR
       server = lab.spawn('b', ['iperf3', '-s']);
       await lab.waitForPort('b', 5201);
       process.stderr.write('bench: plain path...\n');
-      out.plain = { ping: await ping(lab, 'a', lab.address('b')), tcpMbit: await tcpBothWays(lab, lab.address('b'), a) };
+      out.plain = await measurePath(lab, 'a', lab.address('b'), a);
       if (cliBuilt()) {
         process.stderr.write('bench: idloc tunnel...\n');
         agents.push(await createAgent(lab, 'a'), await createAgent(lab, 'b'));
@@ -257,6 +239,12 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
   const { plain, tunnel, overlay, skipped } = args.only.has('tunnel') || args.only.has('overlay') ? await lanParts(args) : {};
+  // The underlay families side by side, in a dual-stack lab of its own (bench-ipv6.ts).
+  let ipv6: Ipv6BenchResult | undefined;
+  if (args.only.has('ipv6')) {
+    if (cliBuilt()) ipv6 = await ipv6Bench(args);
+    else process.stderr.write('bench: ipv6 part skipped (CLI not built)\n');
+  }
   // Agents behind NAT routers, in a lab of their own (bench-nat.ts creates and destroys it).
   // Run twice, LAN then WAN (NAT_WAN), each in its own lab.
   let nat: { lan: NatBenchResult; wan: NatBenchResult } | undefined;
@@ -286,6 +274,7 @@ async function main(): Promise<void> {
   }
   const results = {
     parts: [...args.only],
+    ipv6: ipv6 ?? null,
     overlay: overlay ?? null,
     nat: nat ?? null,
     handover,
@@ -303,6 +292,7 @@ async function main(): Promise<void> {
     durationS: (Date.now() - started) / 1000,
   };
   if (plain) process.stdout.write(`\n${table(plain, tunnel)}\n\n`);
+  if (ipv6) process.stdout.write(`${ipv6Table(ipv6)}\n\n`);
   if (overlay) process.stdout.write(`${overlayTable(overlay)}\n\n`);
   if (nat) process.stdout.write(`${natTable(nat.lan)}\n\n${natTable(nat.wan)}\n\n${natSideBySide(nat.lan, nat.wan)}\n\n`);
   if (handover.length) process.stdout.write(`${handoverTable(handover)}\n\n`);
