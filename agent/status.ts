@@ -127,6 +127,13 @@ export function pathReason(state: string | undefined, endpoint: string | null, c
   return 'idle: a tunnel is set up on the first packet';
 }
 
+/** Our TURN relayed address a path of this family goes out of (the relay sends to a peer from the
+ *  relayed address of the peer's family). */
+function relayedOfFamily(u: Underlay, v6: boolean): Endpoint | undefined {
+  const all = u.turn?.candidates() ?? [];
+  return all.find((c) => c.address.includes(':') === v6) ?? all[0];
+}
+
 /** The relay a bridge copies through ("host:port"), from the tunnel's virtual endpoint for it. */
 function bridgeRelay(u: Underlay, bridge: string | null): string | null {
   const e = bridge ? parseEndpoint(bridge) : undefined;
@@ -179,7 +186,7 @@ export function statusOf(s: StatusSources): AgentStatus {
       path: established ? (route ? 'relayed' : 'direct') : 'none',
       via: established ? route?.via ?? null : null, relay: established ? route?.relay ?? null : null,
       rttMs: t?.rttMs ?? null,
-      pair: candidatePair(endpoint, route, choice, { host, relayed: s.underlay.turn?.candidate() }),
+      pair: candidatePair(endpoint, route, choice, { host, relayed: relayedOfFamily(s.underlay, v6) }),
       pathReason: pathReason(t?.state, endpoint, choice, route?.text),
       standby: s.standby?.status(p.link) ?? null,
       bridge: bridgeRelay(s.underlay, t?.bridge ?? null),
