@@ -144,6 +144,7 @@ export class Agent {
           const list = o.overlay?.candidates?.() ?? [o.socket.local];
           return (list.find((e) => !e.address.includes(':')) ?? list[0])?.address;
         },
+        hostAddresses: () => (o.overlay?.candidates?.() ?? [o.socket.local]).map((e) => e.address),
       })
       : undefined;
 

@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import { STUN_CHANGE_PORT_OFFSET } from '../base/constants.js';
 import type { DatagramSocket } from '../conn/socket.js';
 import { reachableUnsolicited, type NetcheckReport } from './netcheck.js';
+import { isGlobalUnicast } from './attach-guard.js';
 import type { ChangedPort, StunEndpoint } from './stun-endpoint.js';
 
 export interface ChangePortOptions {
@@ -29,6 +30,9 @@ export interface ChangePortOptions {
   open: (port: number) => Promise<DatagramSocket>;
   /** Our address as others reach it before a netcheck tells (an interface address), if known. */
   hostAddress: () => string | undefined;
+  /** Our interface addresses: a global one of the other family than the netcheck's is named to clients of
+   *  that family (ChangedPort.otherFamily). */
+  hostAddresses?: () => string[];
   logger?: Pick<Logger, 'info' | 'warn'>;
 }
 
@@ -91,7 +95,12 @@ export class ChangePortServer {
   /** Both our ports at the address last known (an open may complete after a netcheck named another). */
   private changed(s: DatagramSocket): ChangedPort {
     const main = { address: this.address, port: this.o.mainPort() };
-    return { send: (bytes, to) => s.send(bytes, to), main, other: { address: this.address, port: main.port + STUN_CHANGE_PORT_OFFSET } };
+    const v6 = this.address.includes(':');
+    const otherFamily = this.o.hostAddresses?.().find((a) => a.includes(':') !== v6 && isGlobalUnicast(a));
+    return {
+      send: (bytes, to) => s.send(bytes, to), main, other: { address: this.address, port: main.port + STUN_CHANGE_PORT_OFFSET },
+      ...(otherFamily ? { otherFamily } : {}),
+    };
   }
 
   async close(): Promise<void> {

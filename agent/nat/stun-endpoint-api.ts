@@ -120,4 +120,7 @@ export interface ChangedPort {
   /** Our main socket and the second one as clients reach them (our public IP; RESPONSE-ORIGIN, OTHER-ADDRESS). */
   main: Endpoint;
   other: Endpoint;
+  /** A dual-stack host's address of the other family than main's: clients of that family are told it
+   *  instead (an IPv6-only client could not test an IPv4 OTHER-ADDRESS, nor find its firewall). */
+  otherFamily?: string;
 }
