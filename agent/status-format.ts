@@ -30,7 +30,7 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` +
     (s.candidates.length ? `locators ${s.candidates.join(', ')}\n` : '') + overlayLines(s) +
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
-    (s.relay ? `relay    TURN ${s.relay.server ?? '(no "turn" service record found in the overlay yet)'}${s.relay.server ? `: ${s.relay.relayed ? `relayed address ${s.relay.relayed}` : `not allocated (${s.relay.error ?? 'allocating'})`}` : ''}\n` : '') +
+    (s.relay ? relayLine(s.relay) : '') +
     formatRefused(s.refused) + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
   const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'PAIR (ours -> peer)', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
@@ -56,6 +56,15 @@ function standbyLines(s: AgentStatus): string {
     if (p.bridge) out += `bridge   ${p.nodeId.slice(0, 12)}: every packet also through peer relay ${p.bridge} until the peer answers on a direct path\n`;
   }
   return out;
+}
+
+/** "relay    TURN 198.51.100.12:3478: relayed addresses 198.51.100.12:49152, [2001:db8::12]:49153". */
+function relayLine(r: NonNullable<AgentStatus['relay']>): string {
+  if (!r.server) return 'relay    TURN (no "turn" service record found in the overlay yet)\n';
+  const all = r.relayedAll;
+  const what = all.length === 0 ? `not allocated (${r.error ?? 'allocating'})`
+    : `relayed address${all.length > 1 ? 'es' : ''} ${all.join(', ')}${r.familyError ? ` (${r.familyError})` : ''}`;
+  return `relay    TURN ${r.server}: ${what}\n`;
 }
 
 /** "direct", "TURN 203.0.113.9:3478", "peer relay 203.0.113.1:4500", "none". */

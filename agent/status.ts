@@ -114,10 +114,12 @@ export function candidatePair(endpoint: string | null, route: RelayRoute | undef
   return `${local} -> ${type ? `${type} ` : ''}${endpoint}`;
 }
 
-export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string, theirs?: string): string {
+/** `why`: why no direct pair could answer, where the peer's last Attach or our own addresses tell (none
+ *  of the family the peer is reached at). */
+export function pathReason(state: string | undefined, endpoint: string | null, choice?: PathChoice, relayVia?: string, why?: string): string {
   if (state === 'established') {
     if (choice?.how === 'ice' || choice?.how === 'turn' || choice?.how === 'peer-relay') return choice.reason;
-    if (relayVia) return `via ${relayVia}: the peer reached us through it (${theirs ?? 'no direct pair answered first'})`;
+    if (relayVia) return `via ${relayVia}: the peer reached us through it (${why ?? 'no direct pair answered first'})`;
     return 'handshake completed with the peer\'s endpoint';
   }
   if (choice && !choice.endpoint) return choice.reason;
@@ -125,6 +127,21 @@ export function pathReason(state: string | undefined, endpoint: string | null, c
   if (!endpoint) return 'no endpoint known: waiting for the peer to contact us';
   if (state === 'handshaking') return 'handshake in progress';
   return 'idle: a tunnel is set up on the first packet';
+}
+
+/** Our TURN relayed address a path of this family goes out of (the relay sends to a peer from the
+ *  relayed address of the peer's family). */
+function relayedOfFamily(u: Underlay, v6: boolean): Endpoint | undefined {
+  const all = u.turn?.candidates() ?? [];
+  return all.find((c) => c.address.includes(':') === v6) ?? all[0];
+}
+
+/** "no address family in common (...)" when none of our host addresses is of `peer`'s family: a TURN
+ *  relay we reach over the other family delivers what the peer sends from there. */
+function familyGap(hosts: readonly Endpoint[], peer: string): string | undefined {
+  const v6 = peer.includes(':');
+  if (hosts.length === 0 || hosts.some((h) => h.address.includes(':') === v6)) return undefined;
+  return `no address family in common: this host has ${v6 ? 'IPv4' : 'IPv6'} only, the peer is reached at an ${v6 ? 'IPv6' : 'IPv4'} address`;
 }
 
 /** The relay a bridge copies through ("host:port"), from the tunnel's virtual endpoint for it. */
@@ -179,8 +196,9 @@ export function statusOf(s: StatusSources): AgentStatus {
       path: established ? (route ? 'relayed' : 'direct') : 'none',
       via: established ? route?.via ?? null : null, relay: established ? route?.relay ?? null : null,
       rttMs: t?.rttMs ?? null,
-      pair: candidatePair(endpoint, route, choice, { host, relayed: s.underlay.turn?.candidate() }),
-      pathReason: pathReason(t?.state, endpoint, choice, route?.text, s.traversal?.answeredReason(p.nodeIdHex)),
+      pair: candidatePair(endpoint, route, choice, { host, relayed: relayedOfFamily(s.underlay, v6) }),
+      pathReason: pathReason(t?.state, endpoint, choice, route?.text,
+        s.traversal?.answeredReason(p.nodeIdHex) ?? (route?.via === 'turn' && current ? familyGap(hosts, current.address) : undefined)),
       standby: s.standby?.status(p.link) ?? null,
       bridge: bridgeRelay(s.underlay, t?.bridge ?? null),
       state: t?.state ?? 'none',

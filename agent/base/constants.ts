@@ -528,8 +528,9 @@ export const ATTACH_REPLAY_CACHE_MAX = 4_096;
 export const ATTACH_OFFERS_PEER_BURST = 4;
 export const ATTACH_OFFERS_PEER_PER_S = 1;
 export const ATTACH_GUARD_MAX_PEERS = 1_024;
-/** Relayed candidates checked per Attach: a peer has one TURN relay. It is the one candidate whose address
- *  is not the peer's own (the TURN server's), so it is capped to one check schedule. */
+/** Relayed candidates checked per Attach and address family: a peer has one TURN allocation, with a relayed
+ *  address of each family at most (RFC 8656). They are the candidates whose address is not the peer's own
+ *  (the TURN server's), so capped to one check schedule per family. */
 export const ATTACH_MAX_RELAY_CANDIDATES = 1;
 /** Public host or srflx candidates of the other address family than the one the Attach's path observed,
  *  checked per Attach: a dual-stack peer is seen at one family only (the one its rendezvous registration

@@ -59,7 +59,15 @@ export function unmapIpv4(address: string): string {
   return address.length > 7 && address.charCodeAt(0) === 58 /* : */ && /^::ffff:\d/i.test(address) ? address.slice(7) : address;
 }
 
-/** The address family of an address in text (IPv6 has a colon; v4-mapped addresses are unmapped first). */
+/** The address family of an address in text (IPv6 has a colon: unmap a v4-mapped one first, unmapIpv4). */
 export function familyOf(address: string): 4 | 6 {
   return address.includes(':') ? 6 : 4;
+}
+
+/** The one spelling the sockets report an address in (IPv4-mapped as IPv4, IPv6 in RFC 5952 form), for
+ *  an address given by a user or a record; text that is neither is returned as it is. */
+export function canonicalAddress(address: string): string {
+  const a = unmapIpv4(address);
+  const v6 = a.includes(':') ? parseIpv6(a) : undefined;
+  return v6 ? formatIpv6(v6) : a;
 }

@@ -18,7 +18,8 @@
 //               - at the observed address (its host address if public, its srflx and predicted ports), or
 //               - private host addresses in one of our own subnets, when it is behind the same NAT as we
 //                 are (observed = our public address) or came to us across the LAN, or
-//               - at most ATTACH_MAX_RELAY_CANDIDATES relayed candidate (its TURN server's address), and
+//               - at most ATTACH_MAX_RELAY_CANDIDATES relayed candidate per address family (its TURN
+//                 server's addresses: an RFC 8656 allocation may have one of each), and
 //               - at most ATTACH_MAX_OTHER_FAMILY_CANDIDATES public host or srflx candidates of the other
 //                 address family than the observed one (a dual-stack peer is observed at one family only).
 //             No observation: nothing is checked, unless the caller trusts the claim (trustClaim: an
@@ -117,12 +118,16 @@ export class AttachGuard {
     const seen = normalAddress(observed.address);
     const ourPublic = ours.publicAddress !== undefined ? normalAddress(ours.publicAddress) : undefined;
     const lan = ourPublic === seen || (isPrivate(seen) && ours.hosts.some((h) => sameSubnet(h.address, seen)));
-    let relays = 0, otherFamily = 0;
+    const relays = new Map<boolean, number>(); // per family (IPv6?): an RFC 8656 allocation has one of each
+    let otherFamily = 0;
     const seenV6 = seen.includes(':');
     const candidates = p.candidates.filter((c) => {
       const a = normalAddress(c.address);
       if (a === seen) return true;
-      if (c.type === IceCandidateType.Relay && relays < ATTACH_MAX_RELAY_CANDIDATES) { relays++; return true; }
+      if (c.type === IceCandidateType.Relay && (relays.get(a.includes(':')) ?? 0) < ATTACH_MAX_RELAY_CANDIDATES) {
+        relays.set(a.includes(':'), (relays.get(a.includes(':')) ?? 0) + 1);
+        return true;
+      }
       const hostOrSrflx = c.type === IceCandidateType.Host || c.type === IceCandidateType.Srflx;
       if (hostOrSrflx && a.includes(':') !== seenV6 && isGlobalUnicast(a) && otherFamily < ATTACH_MAX_OTHER_FAMILY_CANDIDATES) {
         otherFamily++;

@@ -21,6 +21,7 @@ import { STUN_CHANGE_PORT_OFFSET } from '../base/constants.js';
 import type { DatagramSocket } from '../conn/socket.js';
 import { familyOpen, familyReports, type NetcheckReport } from './netcheck.js';
 import { familyOf } from '../base/ip-text.js';
+import { isGlobalUnicast } from './attach-guard.js';
 import type { ChangedPort, StunEndpoint } from './stun-endpoint.js';
 
 export interface ChangePortOptions {
@@ -72,6 +73,9 @@ export class ChangePortServer {
     if (open.length > 0) {
       this.behind = false;
       this.addresses = new Map(open.map((x) => [familyOf(x.publicEndpoint!.address), x.publicEndpoint!.address]));
+      // A family no server of which was asked: our global interface address in it (no NAT66 as a rule).
+      const told = new Set(reports.map((x) => x.family ?? (x.publicEndpoint && familyOf(x.publicEndpoint.address))));
+      for (const a of this.o.hostAddresses()) if (!told.has(familyOf(a)) && !this.addresses.has(familyOf(a)) && isGlobalUnicast(a)) this.addresses.set(familyOf(a), a);
       this.open();
       return;
     }

@@ -6,14 +6,14 @@
 //     a success response carrying XOR-MAPPED-ADDRESS = the source we saw, and FINGERPRINT.
 //   - A second port (setChangedPort: a public agent's socket on its port + STUN_CHANGE_PORT_OFFSET, see
 //     nat/change-port.ts): then Binding requests are answered on either socket, each answer with RFC 5780's
-//     RESPONSE-ORIGIN (where it leaves from) and OTHER-ADDRESS (the other socket: same IP, other port), and
-//     CHANGE-REQUEST "change port" is answered from the other socket. That is what lets a client tell its
-//     NAT's mapping (the same or another mapped port towards our two ports) and port filtering (does the
-//     answer from the port it never sent to come through) from one server. "Change IP" (we have one
-//     address), "change port" without a second port, and other comprehension-required attributes we do
-//     not implement get 420 Unknown Attribute, which is how an RFC 5780 client learns what a server cannot
-//     do. The second socket is a STUN server and nothing else: ICE checks, responses, indications and
-//     other methods arriving there are dropped and counted (`otherPortRefused`).
+//     RESPONSE-ORIGIN (where it leaves from) and OTHER-ADDRESS (the other socket: same IP, other port; on a
+//     dual-stack host, the IP of the client's family), and CHANGE-REQUEST "change port" is answered from the
+//     other socket. That is what lets a client tell its NAT's mapping (the same or another mapped port towards
+//     our two ports) and port filtering (does the answer from the port it never sent to come through) from one
+//     server. "Change IP" (we have one address), "change port" without a second port, and other comprehension-
+//     required attributes we do not implement get 420 Unknown Attribute, which is how an RFC 5780 client
+//     learns what a server cannot do. The second socket is a STUN server and nothing else: ICE checks,
+//     responses, indications and other methods arriving there are dropped and counted (`otherPortRefused`).
 //   - ICE checks (requests with USERNAME): `passwordFor(username)` gives our password; the request must carry
 //     PRIORITY, ICE-CONTROLLING or ICE-CONTROLLED and a MESSAGE-INTEGRITY that verifies with it, otherwise it
 //     is dropped unanswered and counted (we do not answer 400/401: no reflection for unauthenticated

@@ -169,8 +169,7 @@ export class Traversal {
         out.push({ ...m, type: IceCandidateType.Srflx, priority: candidatePriority(IceCandidateType.Srflx, 1 + i) });
       }
     }
-    const relayed = this.o.turn?.candidate();
-    if (relayed) out.push(relayed);
+    out.push(...(this.o.turn?.candidates() ?? []));
     return out;
   }
 
@@ -225,7 +224,7 @@ export class Traversal {
     if (onDirect) session.onLateSuccess = (late) => onDirect(this.chosen(late));
     const probing = this.punchHardNat(session, answer.params, aim, hex(target));
     const r = await started;
-    if (r) return this.chosen(r);
+    if (r) return this.chosen(r, this.familyReason(aim.candidates));
     const why = this.noDirectReason(aim.candidates, probing) + (relayOnEitherSide ? '; no TURN relay answered either' : '; no TURN relay on either side');
     const relays = this.o.peerRelay ? await this.relaysOf(locator) : [];
     const relay = relays[attempt % Math.max(1, relays.length)];
@@ -358,7 +357,8 @@ export class Traversal {
     return this.o.turn?.candidate() !== undefined || remote.some((c) => c.type === IceCandidateType.Relay);
   }
 
-  private chosen(r: IceResult): PathChoice {
+  /** `family`: why no pair could be direct, when our families and the peer's do not meet. */
+  private chosen(r: IceResult, family?: string): PathChoice {
     const probe = this.o.probes?.route(r.remote);
     if (probe) {
       return {
@@ -369,11 +369,11 @@ export class Traversal {
     if (this.o.turn?.relays(r.remote)) {
       return {
         how: 'turn', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
-        reason: `via TURN relay ${this.o.turn.serverKey}: no direct pair answered first (${this.netcheck?.mapping === 'endpoint-dependent' ? 'this host is behind a symmetric NAT' : 'the NATs between us filter'})`,
+        reason: `via TURN relay ${this.o.turn.serverKey}: ${family ?? `no direct pair answered first (${this.netcheck?.mapping === 'endpoint-dependent' ? 'this host is behind a symmetric NAT' : 'the NATs between us filter'})`}`,
       };
     }
     if (r.type === IceCandidateType.Relay) {
-      return { how: 'turn', endpoint: r.remote, type: r.type, rttMs: r.rttMs, reason: `via the peer's TURN relay ${endpointKey(r.remote)}: no direct pair answered first` };
+      return { how: 'turn', endpoint: r.remote, type: r.type, rttMs: r.rttMs, reason: `via the peer's TURN relay ${endpointKey(r.remote)}: ${family ?? 'no direct pair answered first'}` };
     }
     return {
       how: 'ice', endpoint: r.remote, type: r.type, rttMs: r.rttMs,
@@ -381,8 +381,9 @@ export class Traversal {
     };
   }
 
-  private familyReason(remote: readonly { address: string }[]): string | undefined {
-    return noFamilyInCommon(this.candidates(), remote);
+  private familyReason(remote: readonly IceCandidate[]): string | undefined {
+    const direct = (c: IceCandidate) => c.type !== IceCandidateType.Relay;
+    return noFamilyInCommon(this.candidates().filter(direct), remote.filter(direct));
   }
 
   /** For status, on a path the peer chose (it reached us through a relay): why it could not be direct,

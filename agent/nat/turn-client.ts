@@ -9,10 +9,18 @@
 // credential dance are in turn-transactions.ts; permissions and channels in turn-permissions.ts; the wire
 // formats in turn-wire.ts on the STUN codec of stun-wire.ts.
 //
-// 437 Allocation Mismatch to an Allocate (the server still holds an allocation for our 5-tuple, e.g. from
-// our previous run): free it with Refresh(0) and allocate again. Lifetimes: the allocation is refreshed
-// TURN_REFRESH_MARGIN_S before it expires; a failed refresh is retried every TURN_REFRESH_RETRY_MS until
-// it expires, then the allocation is lost (onLost). close() sends Refresh with LIFETIME 0.
+// Address families: the server is reached over IPv4 or IPv6 (the endpoint's family), and the Allocate
+// asks for relayed addresses of both (a dual allocation, ADDITIONAL-ADDRESS-FAMILY IPv6) so that peers of
+// either family reach us however we reach the server. A server that cannot says 400 or 440 (coturn with
+// external-ip), or ignores the attribute (before RFC 8656): then the plain, IPv4 allocation, and on 440
+// to that (no IPv4 relay) an IPv6 one (REQUESTED-ADDRESS-FAMILY). Why a dual allocation got one family
+// only is kept (`familyError`). Permissions, channels and Send indications for a peer of a family the
+// allocation lacks are refused here (443, counted), not by the server a round trip later.
+//
+// 437 to an Allocate (the server still holds an allocation for our 5-tuple, e.g. our previous run's):
+// free it with Refresh(0) and allocate again. The allocation is refreshed TURN_REFRESH_MARGIN_S before
+// it expires; a failed refresh is retried every TURN_REFRESH_RETRY_MS until it expires, then the
+// allocation is lost (onLost). close() sends Refresh with LIFETIME 0.
 
 import { realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import { randomBytes } from 'node:crypto';
@@ -20,14 +28,17 @@ import {
   TURN_CLOSE_TIMEOUT_MS, TURN_PERMISSION_REFRESH_MS, TURN_REFRESH_MARGIN_S, TURN_REFRESH_RETRY_MS, TURN_RTO_INITIAL_MS,
 } from '../base/constants.js';
 import { endpointKey, type Endpoint } from '../conn/socket.js';
+import { canonicalAddress } from '../base/ip-text.js';
 import {
   ATTR, STUN_CLASS_ERROR, STUN_CLASS_INDICATION, STUN_CLASS_SUCCESS, parseStunMessage, parseXorAddress, readU32Attr,
   stunAttribute, type ParsedStun, type StunAttr,
 } from './stun-wire.js';
 import {
-  ATTR_DATA, ATTR_LIFETIME, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS, CHANNEL_HEADER_LEN,
-  CHANNEL_MIN, TRANSPORT_UDP, TURN_MAX_PAYLOAD, TURN_METHOD_ALLOCATE, TURN_METHOD_DATA, TURN_METHOD_REFRESH, encodeSendIndication,
-  writeChannelHeader,
+  ADDRESS_FAMILY_IPV6, ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDITIONAL_ADDRESS_FAMILY_COTURN, ATTR_DATA, ATTR_LIFETIME,
+  ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS, CHANNEL_HEADER_LEN, CHANNEL_MIN,
+  ERROR_ADDRESS_FAMILY_NOT_SUPPORTED, ERROR_ALLOCATION_MISMATCH, ERROR_PEER_ADDRESS_FAMILY_MISMATCH, TRANSPORT_UDP,
+  TURN_MAX_PAYLOAD, TURN_METHOD_ALLOCATE, TURN_METHOD_DATA, TURN_METHOD_REFRESH, addressError, addressFamilyValue,
+  encodeSendIndication, relayedAddresses, writeChannelHeader, type AddressError,
 } from './turn-wire.js';
 import { TurnPermissions } from './turn-permissions.js';
 import { TurnError, TurnTransactions, type TurnClientStats } from './turn-transactions.js';
@@ -35,8 +46,13 @@ import { TurnError, TurnTransactions, type TurnClientStats } from './turn-transa
 export { TurnError, type TurnClientStats };
 
 export interface TurnAllocation {
-  /** Our address on the relay: peers send here. */
+  /** Our address on the relay: peers send here. The IPv4 one if there is one (the family a TURN server
+   *  allocates unless asked for another). */
   relayed: Endpoint;
+  /** Every relayed address, one per family, IPv4 first (`relayed` is the first). */
+  relayedAll: readonly Endpoint[];
+  /** The family a dual allocation asked for and did not get, and the server's reason. */
+  familyError: AddressError | undefined;
   /** Our address as the server sees it (server-reflexive). */
   mapped: Endpoint;
   lifetimeS: number;
@@ -62,6 +78,17 @@ export interface TurnClientOptions {
 
 type State = 'idle' | 'allocated' | 'lost' | 'closed';
 
+const ipv6Family = addressFamilyValue(ADDRESS_FAMILY_IPV6);
+/** What successive Allocates ask for (see the top): dual, plain (IPv4), IPv6. */
+const FAMILY_ATTEMPTS: readonly (readonly StunAttr[])[] = [
+  [[ATTR_ADDITIONAL_ADDRESS_FAMILY, ipv6Family], [ATTR_ADDITIONAL_ADDRESS_FAMILY_COTURN, ipv6Family]],
+  [],
+  [[ATTR_REQUESTED_ADDRESS_FAMILY, ipv6Family]],
+];
+
+/** The server in the spelling the socket reports its answers from, however it was given. */
+export const canonicalEndpoint = (e: Endpoint): Endpoint => ({ address: canonicalAddress(e.address), port: e.port });
+
 export class TurnClient {
   /** Relayed datagrams from peers. `bytes` is a view into the received datagram: copy it to keep it. A Buffer
    *  (so it can go straight on to Tunnels.handleDatagram); a handler taking Uint8Array fits too. */
@@ -72,6 +99,7 @@ export class TurnClient {
     channelDataIn: 0, dataIndicationsIn: 0, channelDataOut: 0, sendIndicationsOut: 0, sendDropped: 0,
     malformed: 0, notFromServer: 0, unknownChannel: 0, unknownTransaction: 0, badIntegrity: 0,
     retransmits: 0, staleNonceRetries: 0, refreshes: 0, refreshFailures: 0, callbackErrors: 0,
+    familyFallbacks: 0, peerFamilyMismatch: 0,
   };
 
   private readonly server: Endpoint;
@@ -88,12 +116,15 @@ export class TurnClient {
   private allocating: Promise<TurnAllocation> | undefined;
   private allocExpiresAt = 0;
   private allocTimer: TimerHandle | undefined;
+  /** The allocation has a relayed address of this family (peers of the other are refused here). */
+  private hasV4 = false;
+  private hasV6 = false;
   /** Send indications: a random 8-byte prefix and a counter, as they are never matched to anything. */
   private readonly indicationId = randomBytes(12);
   private indicationSeq = 0;
 
   constructor(opts: TurnClientOptions) {
-    this.server = { address: opts.server.address, port: opts.server.port };
+    this.server = canonicalEndpoint(opts.server);
     this.serverName = endpointKey(this.server);
     this.sendRaw = opts.send;
     this.clock = opts.clock ?? realScheduler;
@@ -125,15 +156,26 @@ export class TurnClient {
 
   /** Install a permission for `peer`'s address (CreatePermission; ports do not matter), refreshed until close. */
   permit(peer: Endpoint): Promise<void> {
-    if (this.state !== 'allocated') return Promise.reject(new TurnError('TURN permit: no allocation'));
-    return this.peers.permit(peer);
+    return this.refusal('permit', peer) ?? this.peers.permit(peer);
   }
 
   /** Bind a channel to `peer` (ChannelBind; also installs its permission); from then on sendTo(peer)
    *  sends 4-byte-header ChannelData. Resolves with the channel number; kept refreshed until close. */
   bindChannel(peer: Endpoint): Promise<number> {
-    if (this.state !== 'allocated') return Promise.reject(new TurnError('TURN bindChannel: no allocation'));
-    return this.peers.bindChannel(peer);
+    return this.refusal('bindChannel', peer) ?? this.peers.bindChannel(peer);
+  }
+
+  /** Does the allocation have a relayed address of `address`'s family? */
+  reaches(address: string): boolean {
+    return address.includes(':') ? this.hasV6 : this.hasV4;
+  }
+
+  private refusal(what: string, peer: Endpoint): Promise<never> | undefined {
+    if (this.state !== 'allocated') return Promise.reject(new TurnError(`TURN ${what}: no allocation`));
+    if (this.reaches(peer.address)) return undefined;
+    this.stats.peerFamilyMismatch++;
+    return Promise.reject(new TurnError(`TURN ${what}: the allocation on ${this.serverName} has no ` +
+      `${peer.address.includes(':') ? 'IPv6' : 'IPv4'} relayed address for ${peer.address}`, ERROR_PEER_ADDRESS_FAMILY_MISMATCH));
   }
 
   // ---- receiving ----
@@ -220,6 +262,7 @@ export class TurnClient {
   }
 
   private sendIndication(peer: Endpoint, bytes: Uint8Array): boolean {
+    if (!this.reaches(peer.address)) { this.stats.peerFamilyMismatch++; this.stats.sendDropped++; return false; }
     const id = this.indicationId;
     id.writeUInt32BE((this.indicationSeq = (this.indicationSeq + 1) >>> 0), 8);
     const out = encodeSendIndication(peer, bytes, id);
@@ -247,31 +290,44 @@ export class TurnClient {
   }
 
   private async doAllocate(): Promise<TurnAllocation> {
-    const attrs: StunAttr[] = [[ATTR_REQUESTED_TRANSPORT, TRANSPORT_UDP]];
-    if (this.requestedLifetimeS !== undefined) attrs.push([ATTR_LIFETIME, this.requestedLifetimeS]);
-    let ans: ParsedStun;
-    try {
-      ans = await this.transactions.request(TURN_METHOD_ALLOCATE, 'Allocate', attrs);
-    } catch (e) {
-      if (!(e instanceof TurnError) || e.code !== 437 || this.state === 'closed') throw e;
-      // The server still holds an allocation for this 5-tuple (our previous run): free it, try once more.
-      await this.refresh(0).catch(() => undefined);
-      ans = await this.transactions.request(TURN_METHOD_ALLOCATE, 'Allocate', attrs);
+    const base: StunAttr[] = [[ATTR_REQUESTED_TRANSPORT, TRANSPORT_UDP]];
+    if (this.requestedLifetimeS !== undefined) base.push([ATTR_LIFETIME, this.requestedLifetimeS]);
+    let ans: ParsedStun | undefined;
+    for (let i = 0; !ans; i++) {
+      try {
+        ans = await this.allocateOnce([...base, ...FAMILY_ATTEMPTS[i]!]);
+      } catch (e) {
+        const code = e instanceof TurnError ? e.code : undefined;
+        const next = code === ERROR_ADDRESS_FAMILY_NOT_SUPPORTED || (i === 0 && (code === 400 || code === 420));
+        if (!next || i + 1 >= FAMILY_ATTEMPTS.length || this.state === 'closed') throw e;
+        this.stats.familyFallbacks++;
+      }
     }
-    const tid = ans.transactionId;
-    const relayedAttr = stunAttribute(ans, ATTR_XOR_RELAYED_ADDRESS);
+    const relayedAll = relayedAddresses(ans);
     const mappedAttr = stunAttribute(ans, ATTR.XOR_MAPPED_ADDRESS);
-    const relayed = relayedAttr && parseXorAddress(relayedAttr, tid);
-    const mapped = mappedAttr && parseXorAddress(mappedAttr, tid);
+    const mapped = mappedAttr && parseXorAddress(mappedAttr, ans.transactionId);
     const lifetimeS = readU32Attr(ans, ATTR_LIFETIME);
-    if (!relayed || !mapped || lifetimeS === undefined) {
+    if (relayedAll.length === 0 || !mapped || lifetimeS === undefined) {
       throw new TurnError(`TURN Allocate: ${this.serverName} answered without XOR-RELAYED-ADDRESS, XOR-MAPPED-ADDRESS or LIFETIME`);
     }
     if (this.state === 'closed') throw new TurnError('TURN client closed');
-    this.alloc = { relayed, mapped, lifetimeS };
+    this.alloc = { relayed: relayedAll[0]!, relayedAll, familyError: addressError(ans), mapped, lifetimeS };
+    this.hasV4 = relayedAll.some((e) => !e.address.includes(':'));
+    this.hasV6 = relayedAll.some((e) => e.address.includes(':'));
     this.state = 'allocated';
     this.scheduleAllocationRefresh(lifetimeS);
     return this.alloc;
+  }
+
+  /** One Allocate; on 437 free the leftover allocation and try once more. */
+  private async allocateOnce(attrs: readonly StunAttr[]): Promise<ParsedStun> {
+    try {
+      return await this.transactions.request(TURN_METHOD_ALLOCATE, 'Allocate', attrs);
+    } catch (e) {
+      if (!(e instanceof TurnError) || e.code !== ERROR_ALLOCATION_MISMATCH || this.state === 'closed') throw e;
+      await this.refresh(0).catch(() => undefined);
+      return this.transactions.request(TURN_METHOD_ALLOCATE, 'Allocate', attrs);
+    }
   }
 
   private scheduleAllocationRefresh(lifetimeS: number): void {
@@ -301,7 +357,7 @@ export class TurnClient {
       if (this.state !== 'allocated') return;
       this.stats.refreshFailures++;
       const left = this.allocExpiresAt - this.clock.now();
-      if (probe || e.code === 437 || left <= 0) { this.lose(e); return; }
+      if (probe || e.code === ERROR_ALLOCATION_MISMATCH || left <= 0) { this.lose(e); return; }
       this.allocTimer?.cancel();
       this.allocTimer = this.clock.setTimer(Math.min(TURN_REFRESH_RETRY_MS, left), () => this.refreshAllocation());
     });
@@ -314,6 +370,7 @@ export class TurnClient {
   }
 
   private clearState(): void {
+    this.hasV4 = this.hasV6 = false;
     this.allocTimer?.cancel();
     this.allocTimer = undefined;
     this.peers.clear();

@@ -1,5 +1,8 @@
-// The agent's TURN relay: one allocation on a TURN server, offered as the relayed ICE candidate,
-// and the routing that goes with it. The relay carries tunnel datagrams, which are already end-to-end
+// The agent's TURN relay: one allocation on a TURN server, its relayed addresses (one per address family
+// the server gave: turn-client.ts asks for both) offered as relayed ICE candidates, and the routing that
+// goes with it. With both families, a peer that shares none with us (an IPv6-only host, us on IPv4 only)
+// still reaches us through the relay: its checks go to our IPv6 relayed address, and the relay carries
+// them to us over the IPv4 we reach it by. The relay carries tunnel datagrams, which are already end-to-end
 // encrypted, and ICE's STUN checks: it sees only ciphertext and check traffic.
 //
 //   inbound:  datagrams from the TURN server -> TurnClient (responses, Data indications, ChannelData);
@@ -26,7 +29,8 @@ import type { Logger } from 'pino';
 import { TURN_CREDENTIAL_LIFETIME_S, TURN_DIRECT_PEERS_MAX, TURN_KEEPALIVE_MS, TURN_REALLOCATE_RETRY_MS } from '../base/constants.js';
 import { candidatePriority, IceCandidateType, type IceCandidate } from './attach.js';
 import { endpointKey, endpointKeyOf, type DatagramSocket, type Endpoint } from '../conn/socket.js';
-import { TurnClient, type TurnAllocation } from './turn-client.js';
+import { TurnClient, canonicalEndpoint, type TurnAllocation } from './turn-client.js';
+import type { AddressError } from './turn-wire.js';
 
 /** --turn: a server and its long-term credentials. */
 export interface TurnConfig { server: Endpoint; username: string; password: string }
@@ -42,7 +46,11 @@ export function restCredentials(secret: string, user: string, nowMs: number, lif
 export interface TurnRelayStatus {
   /** null: --turn-secret and no "turn" service record found yet. */
   server: string | null;
+  /** The first relayed address (IPv4 if there is one); relayedAll has every family's. */
   relayed: string | null;
+  relayedAll: string[];
+  /** The family a dual allocation did not get, and why (the server's ADDRESS-ERROR-CODE). */
+  familyError: string | null;
   error: string | null;
   peersViaRelay: number;
   stats: TurnClient['stats'] | null;
@@ -65,7 +73,7 @@ export class TurnRelay {
 
   constructor(private readonly source: TurnConfig | TurnSecret, private readonly socket: DatagramSocket, private readonly log: Logger,
     private readonly deliver: (msg: Buffer, from: Endpoint) => void, private readonly clock: Scheduler = realScheduler) {
-    if ('server' in source) this.server = { ...source.server };
+    if ('server' in source) this.server = canonicalEndpoint(source.server);
     this.keepalive = every(clock, TURN_KEEPALIVE_MS, () => this.client?.probe());
   }
 
@@ -73,15 +81,16 @@ export class TurnRelay {
   get discovers(): boolean { return !('server' in this.source); }
 
   /** A server found in the overlay (--turn-secret): allocate there, leaving the current one if it differs. */
-  setServer(server: Endpoint): void {
+  setServer(found: Endpoint): void {
     if (!this.discovers || this.closed) return;
+    const server = canonicalEndpoint(found);
     if (this.server && endpointKey(this.server) === endpointKey(server)) return;
     this.log.info({ server: endpointKey(server), was: this.server && endpointKey(this.server) }, 'TURN server found in the overlay');
     const had = this.allocation !== undefined;
     void this.client?.close().catch(() => undefined);
     this.client = undefined;
     this.allocation = undefined;
-    this.server = { ...server };
+    this.server = server;
     if (had) { this.onChange(false); this.viaRelay.clear(); }
     void this.start();
   }
@@ -95,7 +104,10 @@ export class TurnRelay {
       this.allocation = await client.allocate();
       if (this.client !== client) return; // replaced meanwhile (another server)
       this.error = null;
-      this.log.info({ server: endpointKey(server), relayed: endpointKey(this.allocation.relayed) }, 'TURN relay allocated');
+      const { relayedAll, familyError } = this.allocation;
+      this.log.info({
+        server: endpointKey(server), relayed: relayedAll.map(endpointKey), ...(familyError ? { familyError: familyText(familyError) } : {}),
+      }, 'TURN relay allocated');
       this.onChange(true);
     } catch (e) {
       if (this.client !== client) return;
@@ -166,25 +178,34 @@ export class TurnRelay {
     return true;
   }
 
-  /** Let these peer addresses send to our relayed address (TURN permissions are per IP). */
+  /** Let these peer addresses send to our relayed addresses (TURN permissions are per IP, each for the
+   *  relayed address of its family: one we have no relayed address of is left out). */
   async permit(addresses: string[]): Promise<void> {
     const client = this.client;
     if (!this.allocation || !client) return;
-    const distinct = [...new Set(addresses)];
+    const distinct = [...new Set(addresses)].filter((a) => client.reaches(a));
     await Promise.all(distinct.map((a) => client.permit({ address: a, port: 0 }).catch(() => undefined)));
   }
 
-  /** Our relayed candidate, while allocated. */
+  /** Our first relayed candidate (IPv4 if the server gave one), while allocated. */
   candidate(): IceCandidate | undefined {
-    const r = this.allocation?.relayed;
-    return r ? { address: r.address, port: r.port, type: IceCandidateType.Relay, priority: candidatePriority(IceCandidateType.Relay) } : undefined;
+    return this.candidates()[0];
+  }
+
+  /** Every relayed candidate, one per address family, IPv4 first, while allocated. */
+  candidates(): IceCandidate[] {
+    return (this.allocation?.relayedAll ?? []).map((r, i) => ({
+      address: r.address, port: r.port, type: IceCandidateType.Relay, priority: candidatePriority(IceCandidateType.Relay, i),
+    }));
   }
 
   get serverKey(): string { return this.server ? endpointKey(this.server) : '(none found yet)'; }
 
   status(): TurnRelayStatus {
+    const a = this.allocation;
     return {
-      server: this.server ? endpointKey(this.server) : null, relayed: this.allocation ? endpointKey(this.allocation.relayed) : null,
+      server: this.server ? endpointKey(this.server) : null, relayed: a ? endpointKey(a.relayed) : null,
+      relayedAll: a ? a.relayedAll.map(endpointKey) : [], familyError: a?.familyError ? familyText(a.familyError) : null,
       error: this.error, peersViaRelay: this.viaRelay.size, stats: this.client ? { ...this.client.stats } : null,
     };
   }
@@ -201,4 +222,8 @@ export class TurnRelay {
     this.retry?.cancel();
     this.retry = this.clock.setTimer(TURN_REALLOCATE_RETRY_MS, () => void this.start());
   }
+}
+
+function familyText(e: AddressError): string {
+  return `no IPv${e.family === 1 ? 4 : 6} relayed address: ${e.code} ${e.reason}`.trimEnd();
 }

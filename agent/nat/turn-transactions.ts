@@ -49,6 +49,10 @@ export interface TurnClientStats {
   refreshes: number;
   refreshFailures: number;
   callbackErrors: number;
+  /** Allocates asked again for fewer families after a 400/440 (see turn-client.ts). */
+  familyFallbacks: number;
+  /** Permissions, channels and sends refused for a peer of a family the allocation has no address of. */
+  peerFamilyMismatch: number;
 }
 
 /** Sends a request, resolves with the server's success answer, rejects with a TurnError. */

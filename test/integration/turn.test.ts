@@ -120,8 +120,11 @@ describe('TURN client through real coturn in the lab', { skip, timeout: 120_000 
 
   it('allocates a relayed address with the long-term credential mechanism', async () => {
     const r = await a.ok('allocate');
-    const al = r['allocation'] as { relayed: Endpoint; mapped: Endpoint; lifetimeS: number };
+    const al = r['allocation'] as { relayed: Endpoint; relayedAll: Endpoint[]; familyError?: { family: number; code: number }; mapped: Endpoint; lifetimeS: number };
     relayed = al.relayed;
+    // The client asks for an IPv6 relayed address too (dual allocation); this coturn relays on IPv4 only and says so.
+    assert.deepEqual(al.relayedAll, [al.relayed]);
+    assert.equal(al.familyError?.family, 2, JSON.stringify(al));
     assert.equal(al.relayed.address, coturn.endpoint.address);
     assert.ok(al.relayed.port >= 49152 && al.relayed.port <= 49407, `relayed port ${al.relayed.port}`);
     assert.deepEqual(al.mapped, a.local);

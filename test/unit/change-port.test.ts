@@ -16,7 +16,7 @@ import { encodeBindingRequest, parseStun } from '../../agent/nat/stun-binding.js
 import { ATTR, STUN_CLASS_INDICATION, STUN_CLASS_SUCCESS, STUN_METHOD_BINDING, encodeStun } from '../../agent/nat/stun-wire.js';
 import { STUN_CHANGE_PORT_OFFSET, STUN_UNVERIFIED_BURST_BYTES, VIRTUAL_MAC } from '../../agent/base/constants.js';
 import { ipv4, refChecksum } from './packet-helpers.js';
-import { endpointKey, type Endpoint } from '../../agent/conn/socket.js';
+import { endpointKey, type DatagramSocket, type Endpoint } from '../../agent/conn/socket.js';
 import { formatNetcheck } from '../../agent/netcheck-format.js';
 import { Agent } from '../../agent/daemon.js';
 import { MemoryTap } from '../../agent/tap/memory-tap.js';
@@ -221,6 +221,35 @@ test('CHANGE-REQUEST is no amplifier: to unverified (spoofable) sources, bytes o
   f.setChangedPort({ send: (b) => sent.push(Buffer.from(b)), ...pair6 });
   f.handleDatagram(encodeBindingRequest(randomBytes(12), { padTo: 128 }), { address: '198.51.100.1', port: 1 });
   assert.equal(parseStun(sent.at(-1)!)!.otherAddress, undefined, 'an IPv6-only agent names no pair to an IPv4 client');
+});
+
+test('a dual-stack agent names its ports in the client\'s family: an IPv6-only client can test its filtering too', async () => {
+  const net = new MemoryNetwork();
+  const S6: Endpoint = { address: '2001:db8::1', port: S.port };
+  /** One dual-stack socket, as the agent's: two memory sockets, sends by the destination's family. */
+  const dual = (port: number): DatagramSocket => {
+    const v4 = net.socket(S.address, port), v6 = net.socket(S6.address, port);
+    return {
+      local: { address: '::', port }, send: (b, to) => (to.address.includes(':') ? v6 : v4).send(b, to),
+      onMessage: (h) => { v4.onMessage(h); v6.onMessage(h); }, close: async () => { await v4.close(); await v6.close(); },
+    };
+  };
+  const main = dual(S.port);
+  const server = new StunEndpoint({ send: (b, to) => main.send(b, to) });
+  main.onMessage((m, f) => server.handleDatagram(m, f));
+  const cp = new ChangePortServer({
+    stun: server, mainPort: () => S.port, open: (port) => Promise.resolve(dual(port)),
+    hostAddresses: () => [S.address, 'fd00::5', S6.address],
+  });
+  cp.follow({ behindNat: false, publicEndpoint: S } as NetcheckReport);
+  for (let i = 0; i < 10 && cp.port === undefined; i++) await new Promise((r) => setImmediate(r));
+  for (const [client, ours] of [[{ address: '2001:db8:5::2', port: 4500 }, S6], [{ address: '198.51.100.10', port: 4500 }, S]] as const) {
+    const r = await netcheck(attach(net.socket(client.address, client.port)), [ours], { localAddresses: [client.address], localPort: 4500, transaction: fast });
+    assert.deepEqual(r.servers[0]!.otherAddress, { address: ours.address, port: S.port + 1 }, `OTHER-ADDRESS for ${client.address}`);
+    assert.equal(r.behindNat, false);
+    assert.notEqual(r.filtering, 'unknown', `${client.address}: ${r.filteringReason}`);
+  }
+  await cp.close();
 });
 
 // ---- whole agents --------------------------------------------------------------------------------------

@@ -85,3 +85,16 @@ test('status lists what was refused, by layer and kind, and nothing when nothing
   assert.match(text, /refused {2}overlay: cookie-missing 5, bad-signature 1\n {9}forwarding: unproven 2\n/);
   assert.match(text, /tunnel: rxBadMac 4, cookieReplySent 9/);
 });
+
+test('status names every relayed address of a dual allocation, and why a family is missing', () => {
+  const relay = (relayedAll: string[], familyError: string | null): NonNullable<AgentStatus['relay']> => ({
+    server: '[2001:db8::11]:3478', relayed: relayedAll[0] ?? null, relayedAll, familyError, error: null, peersViaRelay: 0, stats: null,
+  });
+  const text = (r: AgentStatus['relay']) => formatStatus({ ...status(null), relay: r }, NOW);
+  assert.match(text(relay(['198.51.100.11:49152', '[2001:db8::11]:49153'], null)),
+    /\nrelay {4}TURN \[2001:db8::11\]:3478: relayed addresses 198\.51\.100\.11:49152, \[2001:db8::11\]:49153\n/);
+  assert.match(text(relay(['198.51.100.11:49152'], 'no IPv6 relayed address: 440 Address Family not Supported')),
+    /: relayed address 198\.51\.100\.11:49152 \(no IPv6 relayed address: 440 Address Family not Supported\)\n/);
+  assert.match(text({ ...relay([], null), error: 'TURN Allocate: no answer' }), /: not allocated \(TURN Allocate: no answer\)\n/);
+  assert.match(text({ ...relay([], null), server: null }), /\nrelay {4}TURN \(no "turn" service record found in the overlay yet\)\n/);
+});

@@ -16,7 +16,7 @@ import {
   encodeChannelData, longTermKey,
 } from '../../agent/nat/turn-wire.js';
 import { STUN_CLASS_ERROR, STUN_CLASS_INDICATION, STUN_CLASS_REQUEST, STUN_CLASS_SUCCESS, stunType } from '../../agent/nat/stun-wire.js';
-import { stunPackage, type StunDecoded } from './stun-package.js';
+import { integrityHolds, stunPackage, type StunDecoded } from './stun-package.js';
 
 const SERVER: Endpoint = { address: '192.0.2.1', port: 3478 };
 const REALM = 'fake.realm';
@@ -100,7 +100,7 @@ class FakeTurnServer {
     const password = user && this.users.get(user.toString());
     if (!user || !m.getAttribute(ATTR_MESSAGE_INTEGRITY)) { error(401, 'Unauthorized', challenge); return; }
     const key = longTermKey(user.toString(), REALM, password ?? '');
-    if (password === undefined || !stunPackage.validateMessageIntegrity(m, key)) { error(401, 'Unauthorized', challenge); return; }
+    if (password === undefined || !integrityHolds(msg, key)) { error(401, 'Unauthorized', challenge); return; }
     if (nonce?.toString() !== this.nonce) { error(438, 'Stale Nonce', challenge); return; }
 
     const k = endpointKey(from);
