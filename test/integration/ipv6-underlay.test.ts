@@ -13,6 +13,9 @@
 //       and IPv6 firewall), which ran over IPv4 (e's router dropped IPv6 UDP from d while it was set up), moves to
 //       IPv6 by the mobility machinery (address watch, ICE restart, the bridge) within 1 s, timed by the
 //       arrivals of a 10 Hz clock.
+//   (5) a 1280-byte IPv6 link (the IPv6 minimum) in front of b6: a full-size tunnelled packet from a6 is too
+//       big for it; the router's ICMPv6 packet-too-big reaches a6's kernel (its firewall relates it), which
+//       fragments the datagrams to b6 from then on, and full-size pings and a bulk ssh transfer get through.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
@@ -22,6 +25,7 @@ import {
 import { labUnavailable, prerequisites } from './prerequisites.js';
 import { gapAround, killSshSessions, MOVE_WATCH_MS, sleep, sshClock } from './mobility-lab.js';
 import type { SshServer } from './lab.js';
+import { dirname, join } from 'node:path';
 
 const SUITE = 'IPv6 underlay: IPv6-only and dual-stack hosts behind stateful firewalls';
 const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
@@ -154,5 +158,27 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
     assert.equal(clock!.exitCode, null, 'ssh alive');
     assert.ok(gap <= 1_000, `largest arrival gap ${gap} ms${evidence(['d', 'e'])}`);
     assert.ok(after?.endpoint?.startsWith(`[${lab.address6('e')}]:`), `d -> e over IPv6 now: ${JSON.stringify(after)}`);
+  });
+
+  it('a 1280-byte IPv6 link in front of b6: packet-too-big is honoured, full-size pings and a 1 MB ssh transfer get through', async () => {
+    for (const [node, dev] of [['r-b6', 'lan0'], ['b6', 'eth0']] as const) await lab.exec(node, ['ip', 'link', 'set', dev, 'mtu', '1280']);
+    // 1372 bytes of ICMP data: a 1400-byte inner packet (DF), under the TAP MTU; 1480 bytes outside.
+    const r = await lab.exec('a6', ['ping', '-n', '-M', 'do', '-s', '1372', '-c', '8', '-i', '0.2', '-W', '2', A('b6').id.ipv4], { allowFail: true, timeoutMs: 30_000 });
+    // The first ones meet the small link before its packet-too-big is back: from the fourth on, all answer.
+    const seqs = new Set([...r.stdout.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1])));
+    const got = seqs.size;
+    assert.ok([4, 5, 6, 7, 8].every((q) => seqs.has(q)), `full-size pings a6 -> b6 over a 1280 link: ${r.stdout}${r.stderr}${evidence(['a6', 'b6'])}`);
+    const b6sshd = await lab.startSshd('b6');
+    try {
+      const key = join(dirname(b6sshd.proc.argv.at(-1)!), 'client_ed25519_key');
+      const t = await lab.exec('a6', ['sh', '-c', `head -c 1000000 /dev/zero | ssh -F /dev/null -i ${key} -o BatchMode=yes -o StrictHostKeyChecking=no `
+        + `-o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o LogLevel=ERROR -l root ${A('b6').id.ipv4} 'wc -c'`], { allowFail: true, timeoutMs: 60_000 });
+      assert.equal(t.stdout.trim(), '1000000', `1 MB over ssh a6 -> b6: ${t.stdout}${t.stderr}`);
+      const v = await view('a6', 'b6');
+      assert.ok(v?.endpoint?.startsWith('['), `still direct over IPv6: ${JSON.stringify(v)}`);
+      process.stderr.write(`# ipv6 1280-byte link: ${got}/8 full-size pings, 1 MB over ssh, path ${v?.path} ${v?.endpoint}\n`);
+    } finally {
+      await killSshSessions(lab, 'b6', b6sshd);
+    }
   });
 });
