@@ -17,6 +17,7 @@ import { formatStatus } from './status-format.js';
 import { parseEndpoint } from './conn/socket.js';
 import { formatNetcheck } from './netcheck-format.js';
 import type { NetcheckReport } from './nat/netcheck.js';
+import { formatPong, type PingReply } from './ping.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
@@ -129,6 +130,32 @@ program.command('netcheck')
     }
     const r = (await request(opts.stateDir, 'netcheck', { servers: opts.stun ?? [] })) as NetcheckReport;
     process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : formatNetcheck(r));
+  });
+
+program.command('ping')
+  .description('ping a peer inside the tunnel: each pong with the path it came back on and its round trip')
+  .argument('<peer>', 'NAME | NODEID (40 hex) | overlay IPv4 | overlay IPv6')
+  .addOption(stateDirOption())
+  .option('-c, --count <n>', 'pings to send, one a second', '10')
+  .option('--until-direct', 'stop at the first pong on a direct path; exit 1 if none comes')
+  .option('--timeout <seconds>', 'how long each ping waits for its pong', '2')
+  .option('--json', 'print one JSON object per ping')
+  .action(async (peer: string, opts: { stateDir: string; count: string; untilDirect?: boolean; timeout: string; json?: boolean }) => {
+    const count = Number(opts.count), timeoutS = Number(opts.timeout);
+    if (!Number.isInteger(count) || count < 1 || count > 10_000) fail(EXIT_USAGE, `--count: "${opts.count}" is not a whole number from 1 to 10000`);
+    if (!Number.isFinite(timeoutS) || timeoutS < 0.1 || timeoutS > 30) fail(EXIT_USAGE, `--timeout: "${opts.timeout}" is not a number of seconds from 0.1 to 30`);
+    let direct = false, answered = 0;
+    for (let i = 0; i < count && !direct; i++) {
+      const started = Date.now();
+      const r = (await request(opts.stateDir, 'ping-peer', { query: peer, timeoutMs: Math.round(timeoutS * 1000) })) as PingReply | { query: string; error: string; nodeId?: undefined };
+      if (r.nodeId === undefined) fail(EXIT_FAILURE, r.error);
+      process.stdout.write(opts.json ? JSON.stringify(r) + '\n' : formatPong(r) + '\n');
+      if (r.rttMs !== null) answered++;
+      direct = opts.untilDirect === true && r.path === 'direct';
+      if (!direct && i + 1 < count) await new Promise((res) => setTimeout(res, Math.max(0, 1000 - (Date.now() - started))));
+    }
+    if (opts.untilDirect && !direct) fail(EXIT_FAILURE, `no direct path to ${peer} after ${count} ping${count === 1 ? '' : 's'}`);
+    if (answered === 0) process.exit(EXIT_FAILURE);
   });
 
 async function main(): Promise<void> {

@@ -21,6 +21,8 @@ import { PeerMap } from './idloc/peer-map.js';
 import { Inside } from './idloc/inside.js';
 import { Outside } from './idloc/outside.js';
 import { Tunnels, type TunnelPeer } from './tunnel/tunnels.js';
+import { TunnelPing } from './tunnel/ping.js';
+import { pingPeer, type PingReply } from './ping.js';
 import { StunEndpoint } from './nat/stun-endpoint.js';
 import { ChangePortServer } from './nat/change-port.js';
 import { TurnVouch } from './nat/service-proof.js';
@@ -106,6 +108,9 @@ export class Agent {
   private readonly discovery: Discovery | undefined;
   /** Tested paths out of our other uplinks, for a failover without a handshake. */
   private readonly standby: StandbyPaths | undefined;
+  /** In-tunnel pings for `idloc-agent ping`. */
+  private readonly pinger: TunnelPing;
+  private readonly clock: Scheduler;
   private identity: Identity;
   private closed = false;
 
@@ -113,6 +118,7 @@ export class Agent {
     const { identity, tap } = o;
     this.identity = identity;
     const clock = o.clock ?? realScheduler;
+    this.clock = clock;
     const log = (layer: string) => o.logger.child({ layer });
 
     // The ground floor: the socket and the relays on it.
@@ -166,6 +172,7 @@ export class Agent {
       logger: log('tunnel'), clock, ...(overlay ? { puzzleNonce: overlay.node.puzzleNonce } : {}),
     });
     this.inside = new Inside({ ...addr, tunnels: this.tunnels });
+    this.pinger = new TunnelPing(this.tunnels);
 
     this.peers = new Peers({
       ownPublicKeyHex: identity.publicKeyHex, map: this.map, tunnels: this.tunnels, logger: o.logger,
@@ -269,6 +276,16 @@ export class Agent {
   resolve(query: string): Promise<ResolveResult | undefined> {
     if (!this.overlay) throw new Error('this agent runs without an overlay');
     return this.overlay.resolve(query);
+  }
+
+  /** `idloc-agent ping PEER`: one in-tunnel ping and the path its pong came back on (ping.ts). */
+  ping(query: string, timeoutMs: number): Promise<PingReply | { query: string; error: string }> {
+    const overlay = this.overlay, discovery = this.discovery;
+    return pingPeer({
+      resolve: (q) => (overlay ? overlay.resolve(q) : Promise.resolve(undefined)), map: this.map,
+      ...(discovery ? { find: (dst: number | Uint8Array) => discovery.find(dst) } : {}), pinger: this.pinger,
+      relayRoute: (e) => this.underlay.relayRoute(e), probeRoute: (e) => this.underlay.probeRoute(e), clock: this.clock,
+    }, query, timeoutMs);
   }
 
   /** Endpoints of overlay members that advertise `service` ("stun"). */

@@ -126,7 +126,8 @@ export class LookupLimiter {
   }
 }
 
-interface Pending { packets: Buffer[] }
+/** Packets waiting for a lookup, and `idloc-agent ping`s waiting for its peer (find). */
+interface Pending { packets: Buffer[]; waiters?: ((peer: OverlayPeer<unknown> | undefined) => void)[] }
 
 export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
   readonly stats: DiscoveryStats = {
@@ -170,6 +171,22 @@ export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
     p.packets.push(Buffer.from(packet));
     this.stats.queued++;
     return true;
+  }
+
+  /** The peer at this overlay address (u32 IPv4, or the 16 IPv6 bytes), looked up as its first packet
+   *  would be, and sharing that lookup: for `idloc-agent ping` to a peer we have no tunnel to yet. */
+  find(dst: number | Uint8Array): Promise<OverlayPeer<unknown> | undefined> {
+    const key = typeof dst === 'number' ? `4:${dst}` : `6:${Buffer.from(dst).toString('hex')}`;
+    let p = this.pending.get(key);
+    if (!p) {
+      if (this.closed || this.pending.size >= LOOKUP_MAX_PENDING) { this.stats.busy++; return Promise.resolve(undefined); }
+      p = { packets: [] };
+      this.pending.set(key, p);
+      void this.lookup(key, dst, p);
+    }
+    const w = (p.waiters ??= []);
+    if (w.length >= LOOKUP_QUEUE_PER_DEST) return Promise.resolve(undefined);
+    return new Promise((resolve) => w.push(resolve));
   }
 
   /** Outside step 2: hold the packet until the peer's IPv4 claim is known. */
@@ -231,12 +248,13 @@ export class Discovery implements UnknownPeerHandler, UnmappedIpv4Handler {
       timer?.cancel();
     }
     this.pending.delete(key);
-    if (this.closed) return;
+    if (this.closed) { for (const w of p.waiters ?? []) w(undefined); return; }
     let peer: OverlayPeer<unknown> | undefined;
     if (found === 'timeout') this.stats.timedOut++;
     else if (!found) this.stats.notFound++;
     else if (!owns(found, dst)) this.stats.wrongOwner++;
     else peer = this.d.peers.addFound(found);
+    for (const w of p.waiters ?? []) w(peer);
     if (!peer) {
       this.failedUntil.set(key, this.now() + LOOKUP_NEGATIVE_CACHE_MS);
       for (const pkt of p.packets) this.d.inside.unreachable(pkt);

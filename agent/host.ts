@@ -123,6 +123,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       if (cmd === 'register') return agent.register(String(args.name ?? ''));
       if (cmd === 'resolve') return agent.resolve(String(args.query ?? '')).then((r) => r ?? null);
       if (cmd === 'netcheck') return agent.netcheck(parseServers(args.servers));
+      if (cmd === 'ping-peer') return agent.ping(String(args.query ?? ''), Math.min(30_000, Math.max(100, Number(args.timeoutMs) || 2_000)));
       throw new Error(`unknown command "${cmd}"`);
     }, { onRefused: (uid) => logger.warn({ uid }, 'control socket: refused a user who may not ask') });
     cleanups.push(() => new Promise<void>((r) => control.close(() => r())));

@@ -575,6 +575,12 @@ export const RENDEZVOUS_COUNT = 3;
 /** Reasons kept for status about peers whose Attach offer shared no address family with us (one per
  *  peer, from signed offers); cleared when full, since status loses only a sentence. */
 export const TRAVERSAL_ANSWERED_REASONS_MAX = 1024;
+/** `idloc-agent ping`s waiting for their pong, over all peers: the control socket asks one at a time per
+ *  client; a full table refuses the next ping rather than forget one. */
+export const TUNNEL_PINGS_PENDING_MAX = 256;
+/** A ping to a peer with no session yet (found just now, its handshake under way) is tried again this
+ *  often until its time is up. */
+export const TUNNEL_PING_RETRY_MS = 50;
 export const RENDEZVOUS_PROVIDER_RETRY_MS = 3_000;
 export const RENDEZVOUS_PROVIDER_RETRIES = 5;
 /** With a relayed candidate on either side, the offerer waits this long for a pair: a direct pair usually

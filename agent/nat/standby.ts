@@ -279,6 +279,7 @@ export class StandbyPaths {
   }
 
   private onControl(peer: TunnelPeer, msg: Buffer, from: Endpoint): void {
+    if (msg[0]! > CTRL_STANDBY_OFFER) return; // another layer's control message (tunnel/ping.ts)
     const c = parseControl(msg);
     if (!c) { this.stats.malformed++; return; }
     const now = this.clock.now();

@@ -293,10 +293,17 @@ export class Resolver {
       if (known && owns(known.publicKey)) {
         owner = known.publicKey;
       } else {
-        const res = await kad.findNode(target, { sought: (c) => owns(c.publicKey) });
-        const at = res.foundAt && owns(res.foundAt.publicKey) ? res.foundAt : res.contacts.find((c) => owns(c.publicKey));
-        this.d.lookups.note(res.latencyMs, at === undefined);
-        owner = at?.publicKey;
+        // The owner's key is all we need (it hashes to the address; its locator comes signed from the
+        // storers), so the first answer that lists it will do: the owner itself, behind a NAT, may never
+        // answer our query, and the lookup would wait for it to the end.
+        let listed: (key: Uint8Array) => void = () => {};
+        const seen = new Promise<Uint8Array>((r) => { listed = r; });
+        const search = kad.findNode(target, { sought: (c) => { const o = owns(c.publicKey); if (o) listed(c.publicKey); return o; } }).then((res) => {
+          const at = res.foundAt && owns(res.foundAt.publicKey) ? res.foundAt : res.contacts.find((c) => owns(c.publicKey));
+          this.d.lookups.note(res.latencyMs, at === undefined);
+          return at?.publicKey;
+        });
+        owner = await Promise.race([search, seen]);
       }
     }
     if (!owner) return undefined;

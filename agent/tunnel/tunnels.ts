@@ -97,7 +97,7 @@ export class Tunnels implements HandshakeTable {
    *  in each; cleared when they speak). */
   private readonly silentTx = new Set<PeerState>();
   private readonly silentRx = new Set<PeerState>();
-  private control: ControlReceiver | undefined;
+  private readonly controls: ControlReceiver[] = [];
   private closed = false;
 
   constructor(opts: TunnelsOptions) {
@@ -385,7 +385,7 @@ export class Tunnels implements HandshakeTable {
     }
   }
 
-  onControl(handler: ControlReceiver): void { this.control = handler; }
+  onControl(handler: ControlReceiver): void { this.controls.push(handler); }
 
   /** Send a control message (first byte below 0x10) on the current session to `to` (default: the endpoint);
    *  not traffic on the active path (keepalives and silence checks ignore it). False: no session or endpoint. */
@@ -408,7 +408,7 @@ export class Tunnels implements HandshakeTable {
     const m = parseCatchMeUp(pt);
     if (m) { if (p.endpoint) this.stats.caughtUp += p.catchUp.resendAfter(this.socket, p.endpoint, m); return; }
     try {
-      this.control?.(p, pt, from);
+      for (const c of this.controls) c(p, pt, from);
     } catch (e) {
       if (this.stats.callbackErrors++ === 0) this.log.error({ err: e }, 'control receiver threw (logged once)');
     }

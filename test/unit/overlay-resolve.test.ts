@@ -80,6 +80,27 @@ describe(`OverlayNode resolution and locator updates, ${N} nodes, k = ${K}`, () 
     assert.equal(await a.node.resolver.resolveIpv6(near), undefined);
   });
 
+  it('resolveIpv6 finds an owner that never answers us (behind a NAT that filters) from the first answer listing its key', async () => {
+    const z = makeHost();
+    const seed = hosts[0]!;
+    z.node.kad.table.observe({ nodeId: seed.identity.nodeId, publicKey: seed.identity.publicKey, endpoint: seed.socket.local });
+    const target = hosts.find((h) => h !== seed)!;
+    // Everything from z to the target is dropped, as a filtering NAT in front of the target would.
+    net.setTranslate((from, to) => (from.address === z.socket.local.address && to.address === target.socket.local.address ? undefined : from));
+    try {
+      const t0 = Date.now();
+      const loc = await z.node.resolver.resolveIpv6(ipv6FromNodeId(target.identity.nodeId));
+      assert.equal(loc && hex(loc.owner), target.identity.publicKeyHex);
+      assert.ok(Date.now() - t0 < 1_000, `found in ${Date.now() - t0} ms, without waiting out the owner's silence`);
+    } finally {
+      net.setTranslate(undefined);
+    }
+    await z.node.membership.whenJoined();
+    z.node.close();
+    await z.socket.close();
+    for (const h of hosts) h.node.kad.table.remove(z.identity.nodeId);
+  });
+
   it('resolveIpv6 finds an owner missing from the routing table by a FIND_NODE lookup', async () => {
     const z = makeHost();
     const seed = hosts[0]!;
