@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // idloc-agent: the command line. Bad flags and config files give one line on stderr and exit 2;
 // a missing privilege or agent, a corrupt or exposed state file, or a refused control request gives
-// one line and exit 1. Logs (pino JSON) go to stderr; the answers of id/status go to stdout, so
-// `--json` output can be piped.
+// one line and exit 1. Logs go to stderr (readable on a terminal, pino JSON otherwise: logging.ts); the
+// answers of id/status go to stdout, so `--json` output can be piped.
 import { Command, CommanderError, Option } from 'commander';
-import { pino } from 'pino';
-import { ConfigError, loadConfig, LOG_LEVELS, type RawOptions } from './config.js';
+import { ConfigError, loadConfig, LOG_FORMATS, LOG_LEVELS, type RawOptions } from './config.js';
+import { agentLogger } from './logging.js';
 import { DEFAULT_STATE_DIR, NAMES_MAX_KEPT } from './base/constants.js';
 import { StateFileError } from './base/state-file.js';
 import { IdentityError, identityToJson, loadOrCreateIdentity } from './idloc/identity.js';
@@ -56,9 +56,11 @@ program.command('up')
   .option('--puzzle-difficulty <bits>', 'NodeID puzzle every key of this overlay must solve; all nodes must agree (default 16)')
   .option('--config <file>', 'JSON config file; flags override it')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as unknown as string[]))
+  .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON otherwise (default auto)').choices(LOG_FORMATS as unknown as string[]))
+  .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
   .action(async (opts: RawOptions) => {
     const config = loadConfig(opts);
-    const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+    const logger = agentLogger(config.logLevel, config.logFormat);
     const { runAgent } = await import('./host.js');
     const code = await runAgent(config, logger);
     logger.flush();

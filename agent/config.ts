@@ -6,7 +6,7 @@
 //   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
 //     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
 //     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "peerRelay": true, "portProbing": true,
-//     "logLevel": "info" }
+//     "logLevel": "info", "logFormat": "auto", "metrics": "127.0.0.1:9105" }
 // Instead of "turn": "turnSecret": "<coturn static-auth-secret>" (servers from the overlay); and on the
 // TURN host's agent "offerTurn": "203.0.113.5:3478" to advertise it.
 // No bootstrap: this agent starts a new overlay (others join through it).
@@ -24,6 +24,9 @@ export class ConfigError extends Error {}
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** auto: readable lines when stderr is a terminal, pino JSON otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface Config {
   stateDir: string;
@@ -52,6 +55,9 @@ export interface Config {
    *  spraying ports for peers behind one (--no-port-probing: off; such peers are then relayed). */
   portProbing: boolean;
   logLevel: LogLevel;
+  logFormat: LogFormat;
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics (--metrics). */
+  metrics: Endpoint | undefined;
 }
 
 /** What the CLI flags carry: all optional strings, as the user typed them. */
@@ -73,10 +79,12 @@ export interface RawOptions {
   /** commander's --no-port-probing. */
   portProbing?: boolean | undefined;
   logLevel?: string | undefined;
+  logFormat?: string | undefined;
+  metrics?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'logLevel']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'logLevel', 'logFormat', 'metrics']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -102,6 +110,8 @@ export function loadConfig(flags: RawOptions): Config {
     peerRelay: flags.peerRelay === false ? false : bool(file.peerRelay, 'peerRelay', flags.config) ?? true,
     portProbing: flags.portProbing === false ? false : bool(file.portProbing, 'portProbing', flags.config) ?? true,
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
+    logFormat: checkLogFormat(flags.logFormat ?? str(file.logFormat, 'logFormat', flags.config) ?? 'auto', where('logFormat', 'log-format')),
+    metrics: checkEndpoint(flags.metrics ?? str(file.metrics, 'metrics', flags.config), where('metrics', 'metrics')),
   };
   // the record vouches for the server with a proof made from the secret: without it, clients refuse it
   if (config.offerTurn && !config.turnSecret) {
@@ -183,6 +193,11 @@ function checkEndpoint(v: string | undefined, where: string): Endpoint | undefin
   const e = parseHostPort(v);
   if (!e) throw new ConfigError(`${where}: "${v}" is not HOST:PORT`);
   return e;
+}
+
+function checkLogFormat(v: string, where: string): LogFormat {
+  if (!(LOG_FORMATS as readonly string[]).includes(v)) throw new ConfigError(`${where}: "${v}" is not a log format (${LOG_FORMATS.join(', ')})`);
+  return v as LogFormat;
 }
 
 function bool(v: unknown, key: string, file: string | undefined): boolean | undefined {

@@ -16,7 +16,8 @@ import { UdpSocket } from './conn/udp-socket.js';
 import { NativeUdpSocket } from './conn/native-udp-socket.js';
 import { serveControl } from './control.js';
 import { NamesState } from './names-state.js';
-import { parseEndpoint, type Endpoint } from './conn/socket.js';
+import { endpointKey, parseEndpoint, type Endpoint } from './conn/socket.js';
+import { serveMetrics } from './metrics.js';
 import { watchAddresses } from './conn/address-watch.js';
 import { hostEndpoints } from './conn/host-addresses.js';
 
@@ -127,6 +128,11 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       throw new Error(`unknown command "${cmd}"`);
     }, { onRefused: (uid) => logger.warn({ uid }, 'control socket: refused a user who may not ask') });
     cleanups.push(() => new Promise<void>((r) => control.close(() => r())));
+    if (config.metrics) {
+      const m = await serveMetrics(config.metrics, () => agent.status());
+      cleanups.push(() => new Promise<void>((r) => m.close(() => r())));
+      logger.info({ metrics: `http://${endpointKey(config.metrics)}/metrics` }, 'serving metrics');
+    }
     agent.start();
     const watch = watchAddresses({ ignoreInterface: tap.name, onChange: () => agent.addressesChanged(), logger });
     cleanups.push(() => watch.close());

@@ -581,6 +581,10 @@ export const TUNNEL_PINGS_PENDING_MAX = 256;
 /** A ping to a peer with no session yet (found just now, its handshake under way) is tried again this
  *  often until its time is up. */
 export const TUNNEL_PING_RETRY_MS = 50;
+/** --metrics: scrapes served at once, and how long one may take to send its request (a scraper asks
+ *  every few seconds; anything slower or more is not one). */
+export const METRICS_MAX_CONNECTIONS = 16;
+export const METRICS_REQUEST_TIMEOUT_MS = 5_000;
 export const RENDEZVOUS_PROVIDER_RETRY_MS = 3_000;
 export const RENDEZVOUS_PROVIDER_RETRIES = 5;
 /** With a relayed candidate on either side, the offerer waits this long for a pair: a direct pair usually

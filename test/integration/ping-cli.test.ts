@@ -3,7 +3,8 @@
 // ping itself looks it up and sets the path up).
 //   pub public (the one overlay member that relays); c behind a cone NAT (registers "bob"); s1, s2 behind
 //   random-port symmetric NATs: s1 -> bob goes direct by birthday probing; s1 -> s2 can only be relayed
-//   through pub, so `--until-direct` exits 1 having printed "via peer relay".
+//   through pub, so `--until-direct` exits 1 having printed "via peer relay". s1 serves --metrics, and a
+//   scrape of it shows the peers with their paths, the handshakes and the bytes.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from './lab.js';
@@ -26,7 +27,7 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
     for (const h of ['pub', 'c', 's1', 's2']) agents.set(h, await createAgent(lab, h));
     startOverlayAgent(lab, A('pub'), []);
     await waitOverlayReady(lab, A('pub'));
-    for (const h of ['c', 's1', 's2']) startOverlayAgent(lab, A(h), [A('pub')]);
+    for (const h of ['c', 's1', 's2']) startOverlayAgent(lab, A(h), [A('pub')], h === 's1' ? ['--metrics', '127.0.0.1:9105'] : []);
     await Promise.all(['c', 's1', 's2'].map((h) => waitOverlayReady(lab, A(h))));
     const r = await registerIn(lab, A('c'), 'bob');
     assert.equal(r.code, 0, r.stderr);
@@ -75,5 +76,19 @@ describe(SUITE, { skip, timeout: 120_000 }, () => {
     const bad = await ping('s1', ['bob', '-c', 'many']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^idloc-agent: --count: "many" is not a whole number/);
+  });
+
+  it('--metrics: a scrape in s1 shows each peer with its path, the handshakes and the bytes', async () => {
+    const r = await lab.exec('s1', [process.execPath, '-e', 'fetch("http://127.0.0.1:9105/metrics").then(async (r) => { process.stdout.write(String(r.status) + "\\n" + await r.text()); })'], { timeoutMs: 15_000 });
+    const [code, ...body] = r.stdout.split('\n');
+    assert.equal(code, '200', r.stdout + r.stderr);
+    const text = body.join('\n');
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    assert.match(text, new RegExp(`^idloc_peer_info\\{node_id="${A('c').id.nodeId}",ipv4="[\\d.]+",path="direct",via="none"\\} 1$`, 'm'), text);
+    assert.match(text, new RegExp(`^idloc_peer_info\\{node_id="${A('s2').id.nodeId}",ipv4="[\\d.]+",path="relayed",via="peer-relay"\\} 1$`, 'm'), text);
+    assert.ok(value(/^idloc_handshakes_total\{event="completed"\} (\d+)$/m) >= 2, text);
+    assert.ok(value(new RegExp(`^idloc_peer_transmit_bytes_total\\{node_id="${A('s2').id.nodeId}"\\} (\\d+)$`, 'm')) > 0, text);
+    assert.ok(value(/^idloc_relayed_bytes_total\{via="peer-relay"\} (\d+)$/m) > 0, text);
+    assert.ok(value(/^idloc_overlay_lookups_total (\d+)$/m) > 0, text);
   });
 });
