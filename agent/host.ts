@@ -19,6 +19,7 @@ import { NamesState } from './names-state.js';
 import { parseEndpoint, type Endpoint } from './conn/socket.js';
 import { watchAddresses } from './conn/address-watch.js';
 import { hostEndpoints } from './conn/host-addresses.js';
+import { notifyReady } from './service-notify.js';
 
 const run = promisify(execFile);
 
@@ -129,6 +130,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     agent.start();
     const watch = watchAddresses({ ignoreInterface: tap.name, onChange: () => agent.addressesChanged(), logger });
     cleanups.push(() => watch.close());
+    void notifyReady(logger, { status: `TAP ${tap.name} up, UDP port ${socket.local.port}` });
   } catch (e) {
     await cleanup();
     throw e;
