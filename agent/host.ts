@@ -20,6 +20,7 @@ import { endpointKey, parseEndpoint, type Endpoint } from './conn/socket.js';
 import { serveMetrics } from './metrics.js';
 import { watchAddresses } from './conn/address-watch.js';
 import { hostEndpoints } from './conn/host-addresses.js';
+import { notifyReady } from './service-notify.js';
 
 const run = promisify(execFile);
 
@@ -136,6 +137,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     agent.start();
     const watch = watchAddresses({ ignoreInterface: tap.name, onChange: () => agent.addressesChanged(), logger });
     cleanups.push(() => watch.close());
+    void notifyReady(logger, { status: `TAP ${tap.name} up, UDP port ${socket.local.port}` });
   } catch (e) {
     await cleanup();
     throw e;

@@ -17,6 +17,7 @@ packages=(
   coturn                                             # TURN relay (turnserver, static credentials, in a namespace)
   sip-tester baresip                                 # sipp and baresip: SIP calls over the overlay
   faketime                                           # restart an agent days later (libfaketime): kept names republished
+  systemd                                            # systemd-analyze verify of the unit; systemd-notify (READY=1)
 )
 missing=()
 for p in "${packages[@]}"; do
