@@ -38,6 +38,7 @@ import type { KeptNames } from './names-state.js';
 import { Discovery } from './discovery.js';
 import { Peers, type PeerSpec } from './peers.js';
 import { statusOf, type AgentStatus } from './status.js';
+import type { OverlayNames } from './dns/service.js';
 
 export type { PeerSpec } from './peers.js';
 
@@ -269,6 +270,12 @@ export class Agent {
   resolve(query: string): Promise<ResolveResult | undefined> {
     if (!this.overlay) throw new Error('this agent runs without an overlay');
     return this.overlay.resolve(query);
+  }
+
+  /** The overlay's names for the DNS responder (`up --dns`, agent/dns): resolve()'s answers for NAME.idloc
+   *  and <nodeid>.idloc, with their records' lifetime. */
+  dnsNames(): OverlayNames {
+    return { lookUp: (label) => this.overlay ? this.overlay.dnsAnswer(label) : Promise.resolve('unavailable' as const) };
   }
 
   /** Endpoints of overlay members that advertise `service` ("stun"). */
