@@ -17,13 +17,14 @@ import { isOverlayIpv4, isOverlayIpv6 } from './idloc/ip.js';
 import { endpointKey, type DatagramSocket, type Endpoint } from './conn/socket.js';
 import { OverlayNode, locatorEndpoint } from './overlay/node.js';
 import {
-  RecordKind, createServiceRecord, marshalRecord, type Candidate, type LocatorRecord,
+  RecordKind, createServiceRecord, marshalRecord, recordExpiresAt, type Candidate, type LocatorRecord,
 } from './overlay/records.js';
 import type { FoundPeer } from './discovery.js';
 import { NETCHECK_MAX_SERVERS } from './base/constants.js';
 import { normalizeName, serviceResourceId } from './overlay/names.js';
 import { fromHex, hex } from './base/bytes.js';
 import type { KeptNames } from './names-state.js';
+import type { NameLookup } from './dns/service.js';
 import { familyOf } from './base/ip-text.js';
 
 export interface AgentOverlayOptions {
@@ -213,9 +214,25 @@ export class AgentOverlay {
 
   /** A name, a 40-hex NodeID, an overlay IPv4 or IPv6 address -> the owner and its locator. */
   async resolve(query: string): Promise<ResolveResult | undefined> {
+    return (await this.resolveUntil(query))?.result;
+  }
+
+  /** For the DNS responder (dns/zone.ts): resolve()'s addresses for a name or NodeID, and how long they
+   *  hold. 'unavailable' before the overlay is joined, so resolvers ask again rather than keep "no such name". */
+  async dnsAnswer(label: string): Promise<NameLookup> {
+    if (!this.node.stats().joined) return 'unavailable';
+    const r = await this.resolveUntil(label);
+    if (!r) return 'absent';
+    return { ipv4: r.result.ipv4, ipv6: r.result.ipv6, ttlS: Math.floor((r.expiresAt - Date.now()) / 1000) };
+  }
+
+  /** resolve(), and when its answer stops being vouched for (Unix ms): the first expiry of the records it
+   *  rests on (the name record, the locator). */
+  private async resolveUntil(query: string): Promise<{ result: ResolveResult; expiresAt: number } | undefined> {
     const q = query.trim();
     let loc: LocatorRecord | undefined;
     let name: string | undefined;
+    let expiresAt = Infinity;
     let ipv4: number | undefined;
     const v4 = parseIpv4(q);
     const v6 = v4 === undefined ? parseIpv6(q) : undefined;
@@ -233,17 +250,19 @@ export class AgentOverlay {
       const rec = await this.node.resolver.resolveName(q);
       if (!rec?.value) return undefined;
       name = rec.value.name;
+      expiresAt = recordExpiresAt(rec);
       loc = await this.node.resolver.resolveNodeId(nodeIdFromPublicKey(rec.owner));
     }
     if (!loc) return undefined;
     ipv4 ??= await this.node.resolver.ipv4Of(loc.owner);
     const nodeId = nodeIdFromPublicKey(loc.owner);
-    return {
+    const result: ResolveResult = {
       query: q, ...(name !== undefined ? { name } : {}),
       nodeId: hex(nodeId), publicKey: hex(loc.owner),
       ipv4: ipv4 === undefined ? null : formatIpv4(ipv4), ipv6: formatIpv6(ipv6FromNodeId(nodeId)),
       candidates: (loc.value?.candidates ?? []).map((c) => ({ address: c.address, port: c.port, type: c.type })),
     };
+    return { result, expiresAt: Math.min(expiresAt, recordExpiresAt(loc)) };
   }
 
   status(): OverlayStatus {

@@ -6,7 +6,7 @@
 //   { "stateDir": "/var/lib/idloc", "tap": "idloc0", "listen": 4500, "mtu": 1420,
 //     "peers": ["<ed25519 public key hex>@198.51.100.7:4500"], "bootstrap": ["198.51.100.7:4500"],
 //     "allow": "overlay", "puzzleDifficulty": 16, "turn": "turn:user:pass@203.0.113.5:3478", "peerRelay": true, "portProbing": true,
-//     "logLevel": "info", "logFormat": "auto", "metrics": "127.0.0.1:9105" }
+//     "dns": true, "logLevel": "info", "logFormat": "auto", "metrics": "127.0.0.1:9105" }
 // Instead of "turn": "turnSecret": "<coturn static-auth-secret>" (servers from the overlay); and on the
 // TURN host's agent "offerTurn": "203.0.113.5:3478" to advertise it.
 // No bootstrap: this agent starts a new overlay (others join through it).
@@ -54,6 +54,8 @@ export interface Config {
   /** Behind a NAT that maps each destination to a random port: birthday probing from many sockets, and
    *  spraying ports for peers behind one (--no-port-probing: off; such peers are then relayed). */
   portProbing: boolean;
+  /** Answer DNS for NAME.idloc and <nodeid>.idloc on the overlay addresses, forwarding the rest (--dns). */
+  dns: boolean;
   logLevel: LogLevel;
   logFormat: LogFormat;
   /** Serve Prometheus metrics at http://HOST:PORT/metrics (--metrics). */
@@ -78,13 +80,15 @@ export interface RawOptions {
   peerRelay?: boolean | undefined;
   /** commander's --no-port-probing. */
   portProbing?: boolean | undefined;
+  /** commander's --dns: true when given. */
+  dns?: boolean | undefined;
   logLevel?: string | undefined;
   logFormat?: string | undefined;
   metrics?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'logLevel', 'logFormat', 'metrics']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'dns', 'logLevel', 'logFormat', 'metrics']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -109,6 +113,7 @@ export function loadConfig(flags: RawOptions): Config {
       where('puzzleDifficulty', 'puzzle-difficulty'), `a puzzle difficulty in bits (0-${PUZZLE_MAX_DIFFICULTY})`),
     peerRelay: flags.peerRelay === false ? false : bool(file.peerRelay, 'peerRelay', flags.config) ?? true,
     portProbing: flags.portProbing === false ? false : bool(file.portProbing, 'portProbing', flags.config) ?? true,
+    dns: flags.dns === true ? true : bool(file.dns, 'dns', flags.config) ?? false,
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
     logFormat: checkLogFormat(flags.logFormat ?? str(file.logFormat, 'logFormat', flags.config) ?? 'auto', where('logFormat', 'log-format')),
     metrics: checkEndpoint(flags.metrics ?? str(file.metrics, 'metrics', flags.config), where('metrics', 'metrics')),

@@ -40,6 +40,7 @@ import type { KeptNames } from './names-state.js';
 import { Discovery } from './discovery.js';
 import { Peers, type PeerSpec } from './peers.js';
 import { statusOf, type AgentStatus } from './status.js';
+import type { OverlayNames } from './dns/service.js';
 
 export type { PeerSpec } from './peers.js';
 
@@ -286,6 +287,12 @@ export class Agent {
       ...(discovery ? { find: (dst: number | Uint8Array) => discovery.find(dst) } : {}), pinger: this.pinger,
       relayRoute: (e) => this.underlay.relayRoute(e), probeRoute: (e) => this.underlay.probeRoute(e), clock: this.clock,
     }, query, timeoutMs);
+  }
+
+  /** The overlay's names for the DNS responder (`up --dns`, agent/dns): resolve()'s answers for NAME.idloc
+   *  and <nodeid>.idloc, with their records' lifetime. */
+  dnsNames(): OverlayNames {
+    return { lookUp: (label) => this.overlay ? this.overlay.dnsAnswer(label) : Promise.resolve('unavailable' as const) };
   }
 
   /** Endpoints of overlay members that advertise `service` ("stun"). */

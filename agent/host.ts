@@ -21,6 +21,8 @@ import { serveMetrics } from './metrics.js';
 import { watchAddresses } from './conn/address-watch.js';
 import { hostEndpoints } from './conn/host-addresses.js';
 import { notifyReady } from './service-notify.js';
+import { startHostDns } from './dns/host-dns.js';
+import type { DnsService, OverlayAddresses } from './dns/service.js';
 
 const run = promisify(execFile);
 
@@ -45,6 +47,10 @@ async function assignAddresses(tap: string, id: Identity): Promise<void> {
   await ip(['addr', 'add', `${formatIpv4(id.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap]);
   // nodad: nobody else can own our key-derived address, and DAD would only delay the first packet.
   await ip(['-6', 'addr', 'add', `${formatIpv6(id.ipv6)}/${OVERLAY_IPV6_PREFIX_LEN}`, 'dev', tap, 'nodad']);
+}
+
+function overlayAddresses(id: Identity): OverlayAddresses {
+  return { ipv4: formatIpv4(id.ipv4), ipv6: formatIpv6(id.ipv6) };
 }
 
 /** The control request's STUN server list ("HOST:PORT" strings, checked by the CLI already). */
@@ -90,6 +96,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       : await UdpSocket.bind(config.listen).catch((e: unknown) => explain(() => { throw e; }, inUse));
     cleanups.push(() => socket.close());
     let current = identity;
+    let dns: DnsService | undefined;
     const agent = new Agent({
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun, keptNames,
       // node:dgram: a few STUN answers a second, no batching needed.
@@ -117,11 +124,16 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
         await ip(['addr', 'del', `${formatIpv4(current.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap.name]).catch(() => undefined);
         await ip(['addr', 'add', `${formatIpv4(id.ipv4)}/${OVERLAY_IPV4_PREFIX_LEN}`, 'dev', tap.name]);
         current = id;
+        await dns?.moveTo(overlayAddresses(id));
       },
     });
     cleanups.splice(0, cleanups.length, () => agent.close()); // agent.close() closes tap and socket
+    if (config.dns) {
+      dns = await startHostDns({ link: tap.name, addresses: overlayAddresses(identity), names: agent.dnsNames(), logger: logger.child({ layer: 'dns' }) });
+      cleanups.push(() => dns?.close()); // before the TAP goes: resolved's settings are reverted first
+    }
     const control: Server = await serveControl(config.stateDir, (cmd, args) => {
-      if (cmd === 'status') return agent.status();
+      if (cmd === 'status') return { ...agent.status(), dns: dns?.status() ?? null };
       if (cmd === 'register') return agent.register(String(args.name ?? ''));
       if (cmd === 'resolve') return agent.resolve(String(args.query ?? '')).then((r) => r ?? null);
       if (cmd === 'netcheck') return agent.netcheck(parseServers(args.servers));

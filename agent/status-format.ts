@@ -30,7 +30,7 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     `tap      ${s.tap.name} (mtu ${s.tap.mtu})   listening on udp ${s.listen}\n` +
     (s.candidates.length ? `locators ${s.candidates.join(', ')}\n` : '') + overlayLines(s) +
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
-    (s.relay ? relayLine(s.relay) : '') +
+    (s.relay ? relayLine(s.relay) : '') + (s.dns ? dnsLines(s.dns) : '') +
     formatRefused(s.refused) + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
   const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'PAIR (ours -> peer)', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];
@@ -65,6 +65,18 @@ function relayLine(r: NonNullable<AgentStatus['relay']>): string {
   const what = all.length === 0 ? `not allocated (${r.error ?? 'allocating'})`
     : `relayed address${all.length > 1 ? 'es' : ''} ${all.join(', ')}${r.familyError ? ` (${r.familyError})` : ''}`;
   return `relay    TURN ${r.server}: ${what}\n`;
+}
+
+/** "dns      100.87.12.9:53, [fd1d:10c0::9]:53 (udp, tcp); forwarding to 10.0.0.53:53; split DNS on ..."
+ *  and a line of counts, drops by reason only where there were any. */
+function dnsLines(d: NonNullable<AgentStatus['dns']>): string {
+  const c = d.counters;
+  const dropped = Object.entries({ ...c.dropped, lookupsBusy: c.lookupsBusy, tcpRefused: c.tcpRefused, tcpBadFrame: c.tcpBadFrame, tcpPipelineFull: c.tcpPipelineFull })
+    .filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
+  return `dns      ${d.listening.join(', ') || 'not listening'} (udp, tcp); forwarding to ${d.upstreams.join(', ') || 'nobody (SERVFAIL)'}; ${d.integration}\n` +
+    `         ${c.queries} queries: ${c.fromOverlay} answered from the overlay, ${c.noData} no such type, ${c.nxdomain} NXDOMAIN ` +
+    `(${c.cacheHits} of these from the cache), ${c.forwarded} forwarded, ${c.servfail} SERVFAIL, ${c.truncated} truncated; ` +
+    `dropped ${dropped.length ? dropped.join(', ') : 'none'}\n`;
 }
 
 /** "direct", "TURN 203.0.113.9:3478", "peer relay 203.0.113.1:4500", "none". */

@@ -23,6 +23,7 @@ import type { AgentOverlay, OverlayStatus } from './agent-overlay.js';
 import type { Discovery, DiscoveryStats } from './discovery.js';
 import type { OverlayPeerStats, Peers } from './peers.js';
 import { refusedOf, type Refused } from './status-refused.js';
+import type { DnsStatus } from './dns/service.js';
 
 export interface PeerStatus {
   nodeId: string;
@@ -93,6 +94,8 @@ export interface AgentStatus {
   };
   /** What was dropped or turned away as possibly hostile, by layer and kind (status-refused.ts). */
   refused: Refused;
+  /** The DNS responder (`up --dns`; the host adds it): where it listens, its upstreams and counters. */
+  dns?: DnsStatus | null;
 }
 
 export function latencyMs(l: { p50Ms: number; p90Ms: number }): { p50LatencyMs: number; p90LatencyMs: number } {

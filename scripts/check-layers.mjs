@@ -10,7 +10,7 @@
 //   2 tunnel    Noise, sessions, tunnels: datagrams in, packets out
 //   3 idloc     identity, addresses, inside/outside (TAP <-> tunnel), ARP/ND
 //   4 overlay   RELOAD-style messages on Kademlia, signed records
-//   5 nat       STUN, ICE, Attach, TURN, peer relay, the underlay routing
+//   5 nat dns   STUN, ICE, Attach, TURN, peer relay, the underlay routing | the DNS responder for .idloc
 //   6 agent/*   the daemon that builds and connects, peers, status, CLI
 // Plain JavaScript so it runs before (and without) the TypeScript build.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -19,7 +19,7 @@ import { dirname, join, normalize, relative } from 'node:path';
 const MAX_LINES = 420;
 // Every timer and limit lives in one file on purpose (one place to read them, grouped by floor).
 const LONG_BY_DESIGN = new Set(['base/constants.ts']);
-const FLOOR = { base: 0, conn: 1, tap: 1, tunnel: 2, idloc: 3, overlay: 4, nat: 5, '.': 6 };
+const FLOOR = { base: 0, conn: 1, tap: 1, tunnel: 2, idloc: 3, overlay: 4, nat: 5, dns: 5, '.': 6 };
 const root = join(dirname(new URL(import.meta.url).pathname), '..', 'agent');
 
 const walk = (d, out = []) => {

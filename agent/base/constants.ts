@@ -778,6 +778,58 @@ export const STANDBY_FAILBACK_MS = 5_000;
  *  peer: an authenticated peer still cannot make us send a stream to somebody else. */
 export const STANDBY_OFFER_ANSWER_MIN_MS = 500;
 
+// ---- dns/: the DNS responder for .idloc names (agent/dns) -----------------------------------------
+
+/** The DNS port (RFC 1035): resolvers and systemd-resolved send to 53 and take no other for a server. */
+export const DNS_PORT = 53;
+/** Largest UDP answer without EDNS (RFC 1035 4.2.1); longer ones go out truncated (TC) and the client asks
+ *  again over TCP. */
+export const DNS_UDP_PLAIN_MAX = 512;
+/** Largest UDP answer with EDNS, whatever bigger size the client offers, and what our OPT record offers:
+ *  DNS Flag Day 2020's value, which fits a 1280-byte IPv6 path without fragments (a peer may ask across
+ *  the tunnel); anything bigger goes over TCP. */
+export const DNS_EDNS_UDP_MAX = 1_232;
+/** A query is one question plus an OPT record with a few options; even padded to 128-byte blocks (RFC 8467)
+ *  it stays far under this. Longer messages are dropped, counted, before they are decoded. */
+export const DNS_QUERY_MAX_BYTES = 1_232;
+/** A DNS message over TCP is at most what its 2-byte length prefix can say (RFC 1035 4.2.2): the bound on
+ *  an upstream's answer we relay, and on what a connection may make us buffer. */
+export const DNS_TCP_MESSAGE_MAX = 65_535;
+/** .idloc answers (and "no such name") kept: a host asks for a handful of names; 1,024 bounds the memory
+ *  (about 200 bytes each) a client asking for random names can take, and the oldest go first. */
+export const DNS_CACHE_MAX_ENTRIES = 1_024;
+/** An answer is kept, and handed out, for the rest of its records' lifetime but at most this long: a name
+ *  given up, or an IPv4 address re-derived after a claim collision, shows in every cache within 5 min,
+ *  and a name in use costs one overlay lookup per 5 min. */
+export const DNS_ANSWER_MAX_TTL_S = 300;
+/** "No such name" is kept this long (and is the SOA minimum we send, RFC 2308): a retrying app does not
+ *  start a lookup per try, and a name registered a moment ago is found a few seconds later. */
+export const DNS_NEGATIVE_TTL_S = 5;
+/** A .idloc lookup unanswered this long gets SERVFAIL (not cached): under glibc's 5 s retry, so the
+ *  client reads an answer before it gives up, and above a lookup that retries RPCs on a lossy path. */
+export const DNS_LOOKUP_TIMEOUT_MS = 4_000;
+/** Distinct .idloc names looked up at once (queries for a name already being looked up wait for that
+ *  lookup): each is an overlay lookup, so a flood of random names cannot start a lookup storm; beyond
+ *  it, SERVFAIL, counted. */
+export const DNS_LOOKUPS_IN_FLIGHT_MAX = 32;
+/** Queries forwarded upstream and not answered yet; each holds a socket: beyond it they are dropped,
+ *  counted (the client asks again). */
+export const DNS_FORWARD_IN_FLIGHT_MAX = 256;
+/** Wait this long for one upstream before asking the next: well inside glibc's 5 s per try, so a second
+ *  upstream is asked before the client gives up. */
+export const DNS_FORWARD_TIMEOUT_MS = 2_000;
+/** Upstreams taken from resolv.conf, in order: glibc reads no more than 3 (MAXNS) either. */
+export const DNS_UPSTREAMS_MAX = 3;
+/** TCP connections open at once: a resolver uses one or two; the rest are closed at once, counted. */
+export const DNS_TCP_CONNECTIONS_MAX = 64;
+/** A TCP connection with no query for this long is closed (RFC 7766 6.2.3 leaves it to the server): long
+ *  enough for a client's next query, short enough that idle connections cannot hold every slot. */
+export const DNS_TCP_IDLE_MS = 10_000;
+/** Queries one TCP connection may have unanswered at once (RFC 7766 pipelining); more are dropped, counted. */
+export const DNS_TCP_PIPELINE_MAX = 16;
+/** resolvectl normally answers in milliseconds; a hung D-Bus must not hold the agent's start or exit longer. */
+export const DNS_RESOLVECTL_TIMEOUT_MS = 5_000;
+
 // ---- agent: finding and admitting peers (agent/discovery.ts, peers.ts) ---------------------------
 
 /** Packets held per unknown destination while its lookup runs: a TCP SYN and its retries, or a few pings,

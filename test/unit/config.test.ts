@@ -96,6 +96,16 @@ test('port probing: on by default, off by --no-port-probing or "portProbing": fa
   assert.throws(() => loadConfig({ config: file('probe-bad.json', '{"portProbing": 1}') }), (e: unknown) => e instanceof ConfigError && /"portProbing" must be true or false/.test(e.message));
 });
 
+test('DNS for .idloc: off by default, on by --dns or "dns": true, anything else refused in one line', () => {
+  assert.equal(loadConfig({}).dns, false);
+  assert.equal(loadConfig({ dns: true }).dns, true);
+  assert.equal(loadConfig({ config: file('dns-on.json', '{"dns": true}') }).dns, true);
+  assert.equal(loadConfig({ config: file('dns-off.json', '{"dns": false}') }).dns, false);
+  assert.equal(loadConfig({ dns: true, config: file('dns-off2.json', '{"dns": false}') }).dns, true, 'the flag wins');
+  assert.throws(() => loadConfig({ config: file('dns-bad.json', '{"dns": "yes"}') }),
+    (e: unknown) => e instanceof ConfigError && /dns-bad\.json: "dns" must be true or false$/.test(e.message) && !e.message.includes('\n'));
+});
+
 test('peer relaying: on by default, off by --no-peer-relay or "peerRelay": false, anything else refused', () => {
   assert.equal(loadConfig({}).peerRelay, true);
   assert.equal(loadConfig({ peerRelay: false }).peerRelay, false);

@@ -19,6 +19,17 @@ export function keepEventLoopAlive(): void {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** f() every 50 ms until it gives something, at most `ms`; then fail naming `what`. */
+export async function eventually<T>(f: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
 /** Agent `i` (its TAP MAC 02:00:00:00:`macByte`:`i`), started. */
 export function memoryAgent(socket: MemorySocket, i: number, o: {
   bootstrap?: string | undefined; macByte: number; overlay?: Partial<NonNullable<AgentOptions['overlay']>>;

@@ -14,6 +14,7 @@ import { Agent } from '../../agent/daemon.js';
 import { MemoryTap } from '../../agent/tap/memory-tap.js';
 import { MemoryNetwork } from '../../agent/conn/memory-socket.js';
 import { generateIdentity, type Identity } from '../../agent/idloc/identity.js';
+import { eventually } from './memory-agent.js';
 
 function scratch(): string {
   const dir = mkdtempSync(join(tmpdir(), 'idloc-names-'));
@@ -69,16 +70,6 @@ function agentOn(net: MemoryNetwork, i: number, id: Identity, bootstraps: string
   });
   agent.start();
   return agent;
-}
-
-async function eventually<T>(f: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 test('a name registered before a restart is registered again from the state dir (every store started empty)', async () => {

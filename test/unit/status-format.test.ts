@@ -98,3 +98,17 @@ test('status names every relayed address of a dual allocation, and why a family 
   assert.match(text({ ...relay([], null), error: 'TURN Allocate: no answer' }), /: not allocated \(TURN Allocate: no answer\)\n/);
   assert.match(text({ ...relay([], null), server: null }), /\nrelay {4}TURN \(no "turn" service record found in the overlay yet\)\n/);
 });
+
+test('status shows the DNS responder: where it listens, its upstreams, how the host uses it, its counts and drops', () => {
+  const counters = {
+    queries: 12, fromOverlay: 5, noData: 1, nxdomain: 2, servfail: 0, refused: 0, forwarded: 3, cacheHits: 4, truncated: 1,
+    dropped: { tooLarge: 0, malformed: 1, notQuery: 0, badQuestion: 0, opcode: 0, forwardBusy: 0, remoteForward: 0, internal: 0 },
+    lookups: 3, lookupsBusy: 0, lookupsTimedOut: 0, lookupsFailed: 0, upstreamQueries: 3, upstreamNoAnswer: 0, upstreamMismatched: 0,
+    unanswered: 0, tcpConnections: 0, tcpRefused: 0, tcpIdleClosed: 2, tcpBadFrame: 0, tcpPipelineFull: 0, sendFailed: 0,
+  };
+  const dns = { listening: ['100.64.1.2:53', '[fd1d:10c0::1]:53'], upstreams: ['10.255.255.53:53'], integration: 'split DNS on idloc0 for ~idloc through systemd-resolved', cacheEntries: 3, counters };
+  const text = formatStatus({ ...status(null), dns }, NOW);
+  assert.match(text, /\ndns {6}100\.64\.1\.2:53, \[fd1d:10c0::1\]:53 \(udp, tcp\); forwarding to 10\.255\.255\.53:53; split DNS on idloc0 for ~idloc through systemd-resolved\n/);
+  assert.match(text, /\n {9}12 queries: 5 answered from the overlay, 1 no such type, 2 NXDOMAIN \(4 of these from the cache\), 3 forwarded, 0 SERVFAIL, 1 truncated; dropped malformed 1\n/);
+  assert.doesNotMatch(formatStatus(status(null), NOW), /\ndns /, 'no line without --dns');
+});
