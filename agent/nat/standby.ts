@@ -34,6 +34,7 @@ import { endpointKey, type Endpoint } from '../conn/socket.js';
 import type { Uplink } from '../conn/uplinks.js';
 import type { ControlReceiver, TunnelPeer } from '../tunnel/tunnels.js';
 import { CTRL_STANDBY_ANSWER, CTRL_STANDBY_OFFER, CTRL_STANDBY_PROBE, marshalControl, parseControl } from './standby-wire.js';
+import { CTRL_TUNNEL_PING, CTRL_TUNNEL_PONG } from '../tunnel/ping.js';
 
 export interface StandbyTunnels {
   sendControl(peer: TunnelPeer, message: Uint8Array, to?: Endpoint): boolean;
@@ -279,7 +280,7 @@ export class StandbyPaths {
   }
 
   private onControl(peer: TunnelPeer, msg: Buffer, from: Endpoint): void {
-    if (msg[0]! > CTRL_STANDBY_OFFER) return; // another layer's control message (tunnel/ping.ts)
+    if (msg[0] === CTRL_TUNNEL_PING || msg[0] === CTRL_TUNNEL_PONG) return; // tunnel/ping.ts answers those
     const c = parseControl(msg);
     if (!c) { this.stats.malformed++; return; }
     const now = this.clock.now();
