@@ -9,7 +9,8 @@
 // upstream) and removes it afterwards, also when the test fails or the process exits.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { netnsResolvConf } from './netns-resolv.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type LabProcess, type SshServer } from './lab.js';
@@ -24,28 +25,8 @@ import type { DnsStatus } from '../../agent/dns/service.js';
 const FIXTURES = fileURLToPath(new URL('./dns-fixtures.js', import.meta.url));
 const UPSTREAM_A = '192.0.2.10';
 const UPSTREAM_AAAA = '2001:db8::10';
-const ETC_NETNS = '/etc/netns';
 const SUITE = 'DNS for overlay names (up --dns)';
 const skip = prerequisites(SUITE, labUnavailable(), cliMissing());
-
-/** /etc/netns/NS/resolv.conf for one namespace; the function returned removes it (and /etc/netns if we made
- *  it and nothing else is in it). Also removed when the process exits, whatever way it does. */
-function netnsResolvConf(ns: string, text: string): () => void {
-  const madeRoot = !existsSync(ETC_NETNS);
-  const dir = join(ETC_NETNS, ns);
-  let removed = false;
-  const remove = () => {
-    if (removed) return;
-    removed = true;
-    process.off('exit', remove);
-    rmSync(dir, { recursive: true, force: true });
-    if (madeRoot) try { rmdirSync(ETC_NETNS); } catch { /* another run's namespace has one too */ }
-  };
-  process.on('exit', remove);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'resolv.conf'), text);
-  return remove;
-}
 
 describe(SUITE, { skip, timeout: 150_000 }, () => {
   let lab: Lab;

@@ -38,6 +38,8 @@ export interface SippOptions {
   scenario?: string;
   /** A scenario file for the callee instead of sipp's built-in uas. */
   uasScenario?: string;
+  /** What the caller dials instead of the callee's address: a name its resolver knows. */
+  remote?: string;
 }
 
 /** One sipp run: callee `to` on `toAddress`, caller `from` on `fromAddress`. */
@@ -50,7 +52,7 @@ export async function sippCalls(lab: Lab, from: string, fromAddress: string, to:
     '-nostdin', '-timeout', '90s'], { logFile: join(dir, 'uas.log') });
   try {
     await waitListening(lab, to, SIP_PORT, t === 't1' ? 'tcp' : 'udp');
-    const r = await lab.exec(from, ['sipp', ...(o.scenario ? ['-sf', o.scenario] : ['-sn', 'uac']), sipHostPort(toAddress, SIP_PORT), '-i', fromAddress,
+    const r = await lab.exec(from, ['sipp', ...(o.scenario ? ['-sf', o.scenario] : ['-sn', 'uac']), o.remote ? `${o.remote}:${SIP_PORT}` : sipHostPort(toAddress, SIP_PORT), '-i', fromAddress,
       '-p', String(SIPP_UAC_PORT), '-t', t, '-m', String(calls), '-r', String(rate), '-l', String(calls), '-nostdin',
       '-timeout', '60s', '-timeout_error', '-trace_stat', '-stf', stat], { allowFail: true, timeoutMs: 90_000 });
     const s = lastStats(stat);

@@ -6,7 +6,8 @@
 //                     c2 -> s2   the same, the cone side calling
 //   TURN              t1 -> t2   both symmetric, both with --turn (coturn on `turn`): the TURN pair
 //   peer relay        s1 -> s2   both symmetric, no TURN: relayed through pub, the one public agent
-// and, on the direct path: an INVITE over 1,300 bytes over TCP (RFC 3261 18.1.1), and a three-party call
+// and, on the direct path: both by a .idloc name that c1's agent answers (--dns; c1's resolv.conf names
+// it), an INVITE over 1,300 bytes over TCP (RFC 3261 18.1.1), and a three-party call
 // whose answer names a third host's overlay address for the media: the caller's RTP reaches that host,
 // which works only because every peer maps an overlay IPv4 to the same host.
 import { after, before, describe, it } from 'node:test';
@@ -16,9 +17,10 @@ import { join } from 'node:path';
 import { Lab } from './lab.js';
 import { coturnMissing, startCoturn, type Coturn } from './coturn.js';
 import {
-  agentStatus, cliMissing, createAgent, hostPort, logTails, startOverlayAgent, stopAgent, waitOverlayReady, waitUntil, type AgentStatus, type TestAgent,
+  agentStatus, cliMissing, createAgent, hostPort, logTails, registerIn, startOverlayAgent, stopAgent, waitOverlayReady, waitUntil, type AgentStatus, type TestAgent,
 } from './agents.js';
 import { labUnavailable, prerequisites } from './prerequisites.js';
+import { netnsResolvConf } from './netns-resolv.js';
 import { baresipCall, baresipDial, largeInviteScenario, mediaElsewhereScenario, sipMissing, sippCalls } from './sip-lab.js';
 
 const SUITE = 'SIP softphones over the overlay (sipp, baresip)';
@@ -61,7 +63,7 @@ describe(SUITE, { skip, timeout: 400_000 }, () => {
     for (const h of hosts) agents.set(h, await createAgent(lab, h));
     startOverlayAgent(lab, A('pub'), []);
     await waitOverlayReady(lab, A('pub'));
-    for (const h of hosts.slice(1)) startOverlayAgent(lab, A(h), [A('pub')], h.startsWith('t') ? turnArg : []);
+    for (const h of hosts.slice(1)) startOverlayAgent(lab, A(h), [A('pub')], h.startsWith('t') ? turnArg : h === 'c1' ? ['--dns'] : []);
     for (const h of hosts) {
       const st = await waitOverlayReady(lab, A(h));
       addr.set(h, { v4: st.identity.ipv4, v6: st.identity.ipv6 });
@@ -75,7 +77,9 @@ describe(SUITE, { skip, timeout: 400_000 }, () => {
     }
   });
 
+  let removeResolvConf: (() => void) | undefined;
   after(async () => {
+    removeResolvConf?.();
     await Promise.all([...agents.values()].map((a) => stopAgent(lab, a)));
     if (coturn) await lab.stopProcess(coturn.proc);
     await lab?.destroy();
@@ -108,6 +112,19 @@ describe(SUITE, { skip, timeout: 400_000 }, () => {
       }
     });
   }
+
+  it('by a .idloc name through --dns: sipp and baresip call carol.idloc (c2) from c1', async () => {
+    const reg = await registerIn(lab, A('c2'), 'carol');
+    assert.equal(reg.code, 0, reg.stderr);
+    removeResolvConf = netnsResolvConf(lab.ns('c1'), `nameserver ${addr.get('c1')!.v4}\noptions timeout:2 attempts:2\n`);
+    // sipp takes the name's AAAA (its first answer) and needs a local address of that family.
+    const s = await sippCalls(lab, 'c1', addr.get('c1')!.v6, 'c2', addr.get('c2')!.v6, { remote: 'carol.idloc' });
+    process.stderr.write(`# sip carol.idloc sipp: ${s.successful} successful, ${s.failed} failed\n`);
+    assert.deepEqual([s.code, s.successful, s.failed], [0, 20, 0], s.output + evidence(['c1', 'c2']));
+    const t = await baresipCall(lab, { host: 'c1', address: addr.get('c1')!.v4 }, { host: 'c2', address: addr.get('c2')!.v4 }, 'carol.idloc');
+    process.stderr.write(`# sip carol.idloc baresip: callee decoded ${t.seconds.toFixed(1)} s, RMS ${t.rms.toFixed(0)}, tone in ${(t.toneShare * 100).toFixed(0)}% of frames\n`);
+    assert.ok(t.rms > 1_000 && t.toneShare > 0.5, `the callee decoded silence: ${JSON.stringify(t)}`);
+  });
 
   it('an INVITE over 1,300 bytes goes over TCP, and 5 such calls succeed over the overlay (direct path)', async () => {
     const scenario = largeInviteScenario(lab.dir, 1500);
