@@ -38,6 +38,8 @@ export interface AgentOverlayOptions {
   onAttach?: AttachHandler;
   logger: Logger;
   puzzleDifficulty?: number;
+  /** The puzzle's solution for our key at that difficulty (kept in the state dir), to skip solving it. */
+  puzzleNonce?: bigint;
   /** The IPv4 claim settled on another derivation than identity.ipv4Attempt. */
   onIpv4Changed: (attempt: number, ipv4: number) => void | Promise<void>;
   /** Names registered before, kept in the state dir: registered again at start, and `register` adds to them. */
@@ -85,6 +87,7 @@ export class AgentOverlay {
       socket: o.socket, identity: o.identity, reachable: (e) => this.canReach(e),
       ...(o.onAttach ? { onAttach: o.onAttach } : {}),
       ...(o.puzzleDifficulty !== undefined ? { puzzleDifficulty: o.puzzleDifficulty } : {}),
+      ...(o.puzzleNonce !== undefined ? { puzzleNonce: o.puzzleNonce } : {}),
     });
   }
 

@@ -57,6 +57,8 @@ export interface AgentOptions {
     /** This host's underlay endpoints to publish (default: the socket's local address). */
     candidates?: () => Endpoint[];
     puzzleDifficulty?: number;
+    /** The puzzle's solution for our key, if kept (puzzle-state.ts); else the overlay solves it. */
+    puzzleNonce?: bigint;
     /** First retry for a direct path while relayed or pathless (ICE_DIRECT_RETRY_MS; tests shorten it). */
     directRetryMs?: number;
     /** Relay for overlay members that keep us as a rendezvous node, while we are not behind a NAT (default true). */
@@ -158,6 +160,7 @@ export class Agent {
         candidates: () => this.traversal?.candidates() as Candidate[] ?? [],
         onAttach: (blob, ctx) => this.traversal?.onAttach(blob, ctx),
         ...(ov.puzzleDifficulty !== undefined ? { puzzleDifficulty: ov.puzzleDifficulty } : {}),
+        ...(ov.puzzleNonce !== undefined ? { puzzleNonce: ov.puzzleNonce } : {}),
         onIpv4Changed: (attempt) => this.ipv4Changed(attempt),
         ...(o.keptNames ? { keptNames: o.keptNames } : {}),
       });

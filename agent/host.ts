@@ -18,6 +18,7 @@ import { serveControl } from './control.js';
 import { NamesState } from './names-state.js';
 import { endpointKey, parseEndpoint, type Endpoint } from './conn/socket.js';
 import { serveMetrics } from './metrics.js';
+import { loadPuzzleNonce } from './puzzle-state.js';
 import { watchAddresses } from './conn/address-watch.js';
 import { hostEndpoints } from './conn/host-addresses.js';
 import { notifyReady } from './service-notify.js';
@@ -115,6 +116,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       } : {}),
       overlay: {
         bootstraps: config.bootstrap, puzzleDifficulty: config.puzzleDifficulty, offerPeerRelay: config.peerRelay,
+        puzzleNonce: loadPuzzleNonce(config.stateDir, identity.publicKey, config.puzzleDifficulty, logger),
         candidates: () => hostEndpoints(tap.name, socket.local.port),
       },
       onIdentityChanged: async (id) => {

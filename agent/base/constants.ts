@@ -880,6 +880,9 @@ export const CONTROL_TIMEOUT_MS = 10_000;
 export const CONTROL_MAX_REQUEST_BYTES = 65_536;
 /** Names `register` kept in the state dir, re-registered at every start (agent/names-state.ts). */
 export const NAMES_FILE_NAME = 'names.json';
+/** The NodeID puzzle's solution for this key and difficulty, so a start does not solve it again (about
+ *  2^difficulty hashes: 0.1-0.5 s at 16 bits, and it grows with the difficulty). */
+export const PUZZLE_FILE_NAME = 'puzzle.json';
 /** Names one host keeps and republishes: a host needs a handful; 16 bounds the file and the start-up
  *  registrations, and leaves room under STORE_MAX_RECORDS_PER_OWNER for the host's locator, IPv4 claim,
  *  service records and tombstones. */
