@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, LOG_FORMATS, LOG_LEVELS, type RawOptions } fro
 import { agentLogger } from './logging.js';
 import { DEFAULT_STATE_DIR, NAMES_MAX_KEPT } from './base/constants.js';
 import { StateFileError } from './base/state-file.js';
+import { generateSecretFile } from './base/overlay-secret.js';
 import { IdentityError, identityToJson, loadOrCreateIdentity } from './idloc/identity.js';
 import { ControlError, request } from './control.js';
 import { PrivilegeError } from './host.js';
@@ -59,11 +60,13 @@ program.command('up')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as unknown as string[]))
   .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON otherwise (default auto)').choices(LOG_FORMATS as unknown as string[]))
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+  .option('--overlay-secret <file>', 'a private overlay: only holders of this shared secret may join or get any answer (twice while rotating: the one to send with first); SIGHUP re-reads it',
+    (v: string, acc: string[] = []) => [...acc, v])
   .action(async (opts: RawOptions) => {
     const config = loadConfig(opts);
     const logger = agentLogger(config.logLevel, config.logFormat);
     const { runAgent } = await import('./host.js');
-    const code = await runAgent(config, logger);
+    const code = await runAgent(config, logger, () => loadConfig(opts));
     logger.flush();
     process.exit(code);
   });
@@ -159,6 +162,16 @@ program.command('ping')
     }
     if (opts.untilDirect && !direct) fail(EXIT_FAILURE, `no direct path to ${peer} after ${count} ping${count === 1 ? '' : 's'}`);
     if (answered === 0) process.exit(EXIT_FAILURE);
+  });
+
+program.command('secret')
+  .description('the shared secret of a private overlay')
+  .command('generate')
+  .description('write a new random secret (32 bytes, mode 0600) to FILE; give it to every member with --overlay-secret')
+  .argument('<file>', 'where to write it (never overwritten)')
+  .action((file: string) => {
+    generateSecretFile(file);
+    process.stdout.write(`wrote a new overlay secret to ${file}; copy it to every member (mode 0600) and start them with --overlay-secret ${file}\n`);
   });
 
 async function main(): Promise<void> {

@@ -10,10 +10,12 @@
 // Instead of "turn": "turnSecret": "<coturn static-auth-secret>" (servers from the overlay); and on the
 // TURN host's agent "offerTurn": "203.0.113.5:3478" to advertise it.
 // No bootstrap: this agent starts a new overlay (others join through it).
+// A private overlay: "overlaySecret": "/etc/idloc/overlay.secret" (or a list of two during a rotation,
+// the one to send with first); SIGHUP re-reads the list.
 import { readFileSync } from 'node:fs';
 import {
   DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME, PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY,
-  TURN_DEFAULT_PORT,
+  OVERLAY_SECRETS_MAX, TURN_DEFAULT_PORT,
 } from './base/constants.js';
 import { parseEndpoint as parseHostPort, type Endpoint } from './conn/socket.js';
 import type { PeerSpec } from './daemon.js';
@@ -60,6 +62,8 @@ export interface Config {
   logFormat: LogFormat;
   /** Serve Prometheus metrics at http://HOST:PORT/metrics (--metrics). */
   metrics: Endpoint | undefined;
+  /** Files holding the private overlay's shared secrets, the one to send with first (empty: an open overlay). */
+  overlaySecret: string[];
 }
 
 /** What the CLI flags carry: all optional strings, as the user typed them. */
@@ -85,10 +89,12 @@ export interface RawOptions {
   logLevel?: string | undefined;
   logFormat?: string | undefined;
   metrics?: string | undefined;
+  /** --overlay-secret FILE, repeatable. */
+  overlaySecret?: string[] | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'dns', 'logLevel', 'logFormat', 'metrics']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'dns', 'logLevel', 'logFormat', 'metrics', 'overlaySecret']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -117,6 +123,9 @@ export function loadConfig(flags: RawOptions): Config {
     logLevel: checkLogLevel(flags.logLevel ?? str(file.logLevel, 'logLevel', flags.config) ?? 'info', where('logLevel', 'log-level')),
     logFormat: checkLogFormat(flags.logFormat ?? str(file.logFormat, 'logFormat', flags.config) ?? 'auto', where('logFormat', 'log-format')),
     metrics: checkEndpoint(flags.metrics ?? str(file.metrics, 'metrics', flags.config), where('metrics', 'metrics')),
+    overlaySecret: checkSecretFiles(flags.overlaySecret?.length ? flags.overlaySecret
+      : typeof file.overlaySecret === 'string' ? [file.overlaySecret] : stringsOf(file.overlaySecret, 'overlaySecret', 'FILE', flags.config),
+    flags.overlaySecret?.length ? '--overlay-secret' : `${flags.config}: "overlaySecret"`),
   };
   // the record vouches for the server with a proof made from the secret: without it, clients refuse it
   if (config.offerTurn && !config.turnSecret) {
@@ -159,6 +168,13 @@ function stringsOf(v: unknown, key: string, form: string, file?: string): string
   if (v === undefined) return [];
   if (!Array.isArray(v) || v.some((p) => typeof p !== 'string')) throw new ConfigError(`${file}: "${key}" must be an array of "${form}" strings`);
   return v as string[];
+}
+
+function checkSecretFiles(list: string[], where: string): string[] {
+  if (list.length > OVERLAY_SECRETS_MAX) throw new ConfigError(`${where}: at most ${OVERLAY_SECRETS_MAX} secrets at once (the one to send with, and the one being rotated)`);
+  if (list.some((f) => f.length === 0)) throw new ConfigError(`${where}: an empty file name`);
+  if (new Set(list).size !== list.length) throw new ConfigError(`${where}: the same file twice`);
+  return list;
 }
 
 function checkBootstraps(list: string[], where: string): Endpoint[] {

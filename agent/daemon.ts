@@ -33,6 +33,8 @@ import { StandbyPaths } from './nat/standby.js';
 import type { Uplink } from './conn/uplinks.js';
 import type { TurnConfig, TurnSecret } from './nat/turn-relay.js';
 import { Underlay, type UnderlayOptions } from './nat/underlay.js';
+import { DatagramAdmission } from './nat/admission.js';
+import type { OverlaySecrets } from './base/overlay-secret.js';
 import { mappedBy, netcheck, withFirewallTests, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
 import type { Candidate } from './overlay/records.js';
 import { AgentOverlay, type RegisterOutcome, type ResolveResult } from './agent-overlay.js';
@@ -88,6 +90,8 @@ export interface AgentOptions {
   uplinks?: () => Uplink[];
   /** Time for every layer but the overlay (which keeps its own Scheduler): a twin in tests that move the clock. */
   clock?: Scheduler;
+  /** A private overlay's shared secrets (base/overlay-secret.ts): only their holders get any answer. */
+  secrets?: OverlaySecrets;
 }
 
 export type { AgentStatus, PeerStatus } from './status.js';
@@ -101,6 +105,7 @@ export class Agent {
   private readonly inside: Inside;
   private readonly outside: Outside;
   private readonly underlay: Underlay;
+  private readonly admission: DatagramAdmission | undefined;
   private readonly overlay: AgentOverlay | undefined;
   private readonly stun: StunEndpoint;
   private readonly changePort: ChangePortServer | undefined;
@@ -125,8 +130,9 @@ export class Agent {
     const log = (layer: string) => o.logger.child({ layer });
 
     // The ground floor: the socket and the relays on it.
+    this.admission = o.secrets && new DatagramAdmission(o.secrets);
     this.underlay = new Underlay({
-      socket: o.socket, logger: o.logger, clock, ...(o.turn ? { turn: o.turn } : {}),
+      socket: o.socket, logger: o.logger, clock, ...(o.turn ? { turn: o.turn } : {}), ...(this.admission ? { admission: this.admission } : {}),
       ...(o.probeSockets ? { probeSockets: o.probeSockets } : {}),
       ...(o.overlay ? {
         peerRelayServer: {
@@ -142,7 +148,7 @@ export class Agent {
     this.stun = new StunEndpoint({
       send: (bytes, to) => underlay.routed.send(bytes, to), software: 'idloc',
       passwordFor: (u) => this.ice.passwordFor(u), onCheck: (r) => this.ice.onCheck(r),
-      verified: (e) => this.overlay?.node.isVerifiedSource(e) ?? false,
+      verified: (e) => this.overlay?.node.isVerifiedSource(e) ?? false, membersOnly: o.secrets !== undefined,
     });
     this.ice = new IceAgent(this.stun, (e) => turn?.relays(e) === true, clock);
     this.changePort = o.changePortSocket
@@ -156,7 +162,7 @@ export class Agent {
     if (o.overlay) {
       const ov = o.overlay;
       this.overlay = new AgentOverlay({
-        socket: o.socket, identity, bootstraps: ov.bootstraps, logger: log('overlay'),
+        socket: underlay.socket, identity, bootstraps: ov.bootstraps, logger: log('overlay'),
         candidates: () => this.traversal?.candidates() as Candidate[] ?? [],
         onAttach: (blob, ctx) => this.traversal?.onAttach(blob, ctx),
         ...(ov.puzzleDifficulty !== undefined ? { puzzleDifficulty: ov.puzzleDifficulty } : {}),
@@ -173,7 +179,7 @@ export class Agent {
     this.outside = new Outside(addr);
     this.tunnels = new Tunnels({
       privateKey: identity.privateKey, socket: underlay.routed, paths: underlay, receiver: this.outside,
-      logger: log('tunnel'), clock, ...(overlay ? { puzzleNonce: overlay.node.puzzleNonce } : {}),
+      logger: log('tunnel'), clock, ...(overlay ? { puzzleNonce: overlay.node.puzzleNonce } : {}), ...(o.secrets ? { secrets: o.secrets } : {}),
     });
     this.inside = new Inside({ ...addr, tunnels: this.tunnels });
     this.pinger = new TunnelPing(this.tunnels);
@@ -319,7 +325,7 @@ export class Agent {
       identity: this.identity, tap: this.o.tap, socket: this.o.socket, peers: this.peers, tunnels: this.tunnels,
       inside: this.inside, outside: this.outside, underlay: this.underlay, stun: this.stun, ice: this.ice,
       traversal: this.traversal, pathKeeper: this.pathKeeper, overlay: this.overlay, discovery: this.discovery,
-      standby: this.standby,
+      standby: this.standby, admission: this.admission,
     });
   }
 

@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import { loadSecrets, OverlaySecrets } from './base/overlay-secret.js';
 import type { Server } from 'node:net';
 import { Agent } from './daemon.js';
 import type { Config } from './config.js';
@@ -70,10 +71,11 @@ function explain<T>(step: () => T, byCode: Record<string, string>): T {
   }
 }
 
-/** Run until a signal; resolves with the exit code. */
-export async function runAgent(config: Config, logger: Logger): Promise<number> {
+/** Run until a signal; resolves with the exit code. `reload`: the config as it stands now (SIGHUP). */
+export async function runAgent(config: Config, logger: Logger, reload?: () => Config): Promise<number> {
   checkPrivileges();
   const identity = loadOrCreateIdentity(config.stateDir);
+  const secrets = config.overlaySecret.length ? new OverlaySecrets(loadSecrets(config.overlaySecret)) : undefined;
   const keptNames = NamesState.load(config.stateDir);
   const cleanups: (() => void | Promise<void>)[] = [];
   const cleanup = async () => {
@@ -100,6 +102,7 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
     let dns: DnsService | undefined;
     const agent = new Agent({
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun, keptNames,
+      ...(secrets ? { secrets } : {}),
       // node:dgram: a few STUN answers a second, no batching needed.
       changePortSocket: (port) => UdpSocket.bind(port),
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),
@@ -163,11 +166,31 @@ export async function runAgent(config: Config, logger: Logger): Promise<number> 
       done = true;
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      process.off('SIGHUP', hup);
       void cleanup().then(() => resolve(code));
     };
     const stop = (sig: NodeJS.Signals) => { logger.info({ signal: sig }, 'stopping'); finish(0); };
     fatal = (err) => { logger.fatal({ err: err.message }, 'TAP device failed; stopping'); finish(1); };
+    const hup = () => rotateSecrets(secrets, reload, logger);
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    process.on('SIGHUP', hup);
   });
+}
+
+/** SIGHUP: read the overlay secrets again (a rotation step). Everything else needs a restart; a bad file
+ *  leaves the secrets as they were, with one line in the log. */
+function rotateSecrets(secrets: OverlaySecrets | undefined, reload: (() => Config) | undefined, logger: Logger): void {
+  try {
+    const files = reload ? reload().overlaySecret : [];
+    if (!secrets) {
+      if (files.length) logger.error('SIGHUP: an open overlay cannot become private while running; restart the agent with --overlay-secret');
+      return;
+    }
+    if (!files.length) { logger.error('SIGHUP: the config has no overlay secret now; a private overlay cannot open while running, secrets kept'); return; }
+    secrets.replace(loadSecrets(files));
+    logger.info({ admission: secrets.describe() }, 'SIGHUP: overlay secrets re-read');
+  } catch (e) {
+    logger.error({ err: (e as Error).message }, 'SIGHUP: overlay secrets not changed');
+  }
 }

@@ -7,6 +7,7 @@ export interface RefusalSources {
     tunnels: object; overlayPeers: object; stun: object; ice: object; traversal: object;
     peerRelay: { server: object | null };
   };
+  access?: { counters: object | null };
   overlay: { discovery?: object } | null;
 }
 
@@ -15,7 +16,7 @@ export type Refused = Record<string, Record<string, number>>;
 /** Counter names, per layer, that count refusals (the rest of each layer's counters count traffic). */
 const TUNNEL = ['rxInvalid', 'rxBadMac', 'rxDecryptFailed', 'rxReplayed', 'rxUnknownPeer', 'rxUnknownIndex', 'rxExpired',
   'handshakeRejected', 'cookieReplySent', 'cookieReplySkipped', 'handshakeRateLimited', 'handshakeQueueDropped'] as const;
-const STUN = ['malformed', 'unauthenticated', 'badIntegrity', 'unmatched', 'unpadded', 'overBudget'] as const;
+const STUN = ['malformed', 'notMember', 'unauthenticated', 'badIntegrity', 'unmatched', 'unpadded', 'overBudget'] as const;
 const ICE = ['unknownUsername', 'checksUnaimed', 'checksLimited', 'triggeredCapped', 'probesUnaimed'] as const;
 const RELAY = ['malformed', 'unknownClient', 'unknownHandle', 'foreignHandle', 'rateLimited', 'unverifiedPeer'] as const;
 const ROUTE = ['unroutable', 'ttlExpired', 'loops', 'rateLimited', 'tooLarge', 'unproven'] as const;
@@ -43,6 +44,7 @@ export function refusedOf(s: RefusalSources, extra: {
     pick(r, 'forwarding', extra.overlay.route, ROUTE);
     pick(r, 'store', extra.overlay.store, 'all');
   }
+  pick(r, 'admission', s.access?.counters, ['refused']);
   pick(r, 'tunnel', c.tunnels, TUNNEL);
   pick(r, 'peers', c.overlayPeers, PEERS);
   pick(r, 'discovery', s.overlay?.discovery, ['ipv4LookupsDropped']);

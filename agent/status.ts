@@ -10,6 +10,7 @@ import { identityToJson, type Identity, type IdentityJson } from './idloc/identi
 import type { Inside, InsideStats } from './idloc/inside.js';
 import type { Outside, OutsideStats } from './idloc/outside.js';
 import type { DemuxStats } from './nat/demux.js';
+import type { AdmissionStats, DatagramAdmission } from './nat/admission.js';
 import type { IceAgent } from './nat/ice.js';
 import type { PathKeeper } from './nat/path-keeper.js';
 import type { StandbyPaths, StandbyStatus } from './nat/standby.js';
@@ -92,6 +93,8 @@ export interface AgentStatus {
     probeSockets: ProbeSocketsStats | null;
     standby: StandbyPaths['stats'] | null;
   };
+  /** Who may join and reach this host: the overlay's admission (open, or a shared secret). */
+  access: { admission: string; counters: AdmissionStats | null };
   /** What was dropped or turned away as possibly hostile, by layer and kind (status-refused.ts). */
   refused: Refused;
   /** The DNS responder (`up --dns`; the host adds it): where it listens, its upstreams and counters. */
@@ -170,6 +173,7 @@ export interface StatusSources {
   overlay: AgentOverlay | undefined;
   discovery: Discovery | undefined;
   standby?: StandbyPaths | undefined;
+  admission?: DatagramAdmission | undefined;
 }
 
 /** `idloc-agent status`: every peer with its path and why, the overlay, the NAT, every counter. */
@@ -221,6 +225,11 @@ export function statusOf(s: StatusSources): AgentStatus {
       : null,
     nat: s.traversal?.natStatus() ?? null,
     relay: u.turn?.status() ?? null,
+    access: {
+      admission: s.admission ? `private overlay: ${s.admission.secrets.describe()}; strangers get no answer`
+        : 'open overlay: any key that solves the NodeID puzzle may join',
+      counters: s.admission ? { ...s.admission.stats } : null,
+    },
     counters: {
       tap: { ...s.tap.stats }, inside: { ...s.inside.stats }, outside: { ...s.outside.stats },
       tunnels: { ...s.tunnels.stats }, demux: { ...u.demux }, stun: { ...s.stun.stats }, ice: { ...s.ice.stats },

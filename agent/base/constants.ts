@@ -891,3 +891,14 @@ export const NAMES_MAX_KEPT = 16;
 export const DEFAULT_LISTEN_PORT = 4500;
 export const DEFAULT_TAP_NAME = 'idloc0';
 export const DEFAULT_STATE_DIR = '/var/lib/idloc';
+
+// ---- private overlays: the shared secret (agent/base/overlay-secret.ts, nat/admission.ts) ----------
+
+/** An overlay secret is 32 random bytes: BLAKE2s's key size, and WireGuard's preshared key size. */
+export const OVERLAY_SECRET_BYTES = 32;
+/** Secrets held at once: the one sent with and the one being rotated out (or in). More would only widen
+ *  the window in which a retired secret still opens the overlay. */
+export const OVERLAY_SECRETS_MAX = 2;
+/** The tag on overlay and relay datagrams: a 128-bit keyed BLAKE2s, as WireGuard's mac1. Forging one is a
+ *  2^-128 guess per datagram. */
+export const ADMISSION_TAG_BYTES = 16;

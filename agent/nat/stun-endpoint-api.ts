@@ -34,6 +34,8 @@ export interface StunEndpointOptions {
   /** Has this source proved return routability recently (the overlay's isVerifiedSource)? Unverified
    *  sources get answers no longer than their requests, within a per-address byte budget. */
   verified?: (from: Endpoint) => boolean;
+  /** A private overlay: answer plain Binding requests only from `verified` sources (members), no one else. */
+  membersOnly?: boolean;
   /** STUN messages of other methods (TURN's Allocate, Refresh, Data...), for whoever speaks them. */
   onOther?: (msg: Uint8Array, m: StunMessage, from: Endpoint) => void;
   /** Defaults for our transactions (see StunTransactionOptions). */
@@ -83,6 +85,8 @@ export interface StunEndpointStats {
   unauthenticated: number;
   /** MESSAGE-INTEGRITY that did not verify (on requests or on responses to our checks). */
   badIntegrity: number;
+  /** Plain Binding requests from sources that are not members of our private overlay: dropped unanswered. */
+  notMember: number;
   roleConflicts: number;
   indications: number;
   /** Responses that completed one of our transactions. */

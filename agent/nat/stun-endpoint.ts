@@ -83,7 +83,7 @@ function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
 
 export class StunEndpoint {
   readonly stats: StunEndpointStats = {
-    received: 0, malformed: 0, answered: 0, unknownAttribute: 0, unauthenticated: 0, badIntegrity: 0,
+    received: 0, malformed: 0, answered: 0, notMember: 0, unknownAttribute: 0, unauthenticated: 0, badIntegrity: 0,
     roleConflicts: 0, indications: 0, responses: 0, unmatched: 0, other: 0, transactions: 0, retransmits: 0, probes: 0,
     timeouts: 0, refused: 0, sendErrors: 0, unpadded: 0, overBudget: 0, unverifiedBytesIn: 0, unverifiedBytesOut: 0,
     changedPort: 0, otherPortRefused: 0,
@@ -249,6 +249,9 @@ export class StunEndpoint {
         txid: txidHex(m.txid),
       };
     }
+    // A private overlay's agent is a STUN server for its members only: a plain Binding request from a
+    // source the overlay has not authenticated (by the secret's tag on its overlay messages) is dropped.
+    if (!check && this.o.membersOnly && !this.o.verified?.(from)) { this.stats.notMember++; return; }
     // CHANGE-REQUEST we cannot honour (another IP; another port without a second socket; any change on an
     // ICE check) is as unknown to us as any attribute we do not implement (RFC 5780 section 7.2: 420).
     let unknown = m.unknownRequired;

@@ -14,6 +14,8 @@
 //     on a probe socket, from the peer it was opened for ─> as if from its virtual endpoint (tunnel, STUN)
 //     0xD3 peer relay ─> TO_* frames to the relay server (we relay for our rendezvous clients), FROM_*
 //       frames to the client side (payload delivered from the path's virtual endpoint); never nested
+//   A private overlay (admission.ts): overlay and relay datagrams leave tagged with the overlay's secret,
+//     and arrive here checked before any layer parses them; untagged ones are dropped, unanswered.
 //   Overlay messages are not relayed: a relay carries tunnel datagrams and ICE checks, which the tunnel and
 //   ICE authenticate end to end.
 import type { Logger } from 'pino';
@@ -27,6 +29,7 @@ import { endpointKey } from '../conn/socket.js';
 import { PEERS_TURN_RELAYS_MAX } from '../base/constants.js';
 import type { Scheduler } from '../base/scheduler.js';
 import { TurnRelay, type TurnConfig, type TurnSecret } from './turn-relay.js';
+import { isTagged, type DatagramAdmission } from './admission.js';
 
 /** A layer that takes datagrams: the tunnels (0xC1/0xC2/0xC4), the overlay (0xD2), the STUN endpoint. */
 export interface DatagramReceiver {
@@ -49,6 +52,8 @@ export interface UnderlayOptions {
   probeSockets?: Pick<ProbeSocketsOptions, 'open' | 'reopen'>;
   /** Time for the TURN relay, the probe sockets' sweep and the peer relay's handles (a twin in tests). */
   clock?: Scheduler;
+  /** A private overlay: tag what leaves, refuse what arrives untagged (admission.ts). */
+  admission?: DatagramAdmission;
 }
 
 /** How a datagram to an endpoint travels, for status: `text` says it in words. */
@@ -56,6 +61,8 @@ export interface RelayRoute { via: 'turn' | 'peer-relay'; relay: string; text: s
 
 export class Underlay {
   readonly routed: DatagramSocket;
+  /** The socket the overlay sends on (its datagrams tagged in a private overlay). */
+  readonly socket: DatagramSocket;
   readonly turn: TurnRelay | undefined;
   readonly peerRelay: PeerRelayClient;
   readonly peerRelayServer: PeerRelayServer | undefined;
@@ -66,7 +73,8 @@ export class Underlay {
   private readonly peersTurnRelays = new Set<string>();
 
   constructor(private readonly o: UnderlayOptions) {
-    const socket = o.socket;
+    const socket = o.admission ? o.admission.wrap(o.socket) : o.socket;
+    this.socket = socket;
     const deliver = (msg: Buffer, from: Endpoint): void => this.dispatch(msg, from);
     const turn = o.turn ? new TurnRelay(o.turn, socket, o.logger.child({ layer: 'turn' }), deliver, o.clock) : undefined;
     this.turn = turn;
@@ -142,6 +150,12 @@ export class Underlay {
   private dispatch(msg: Buffer, from: Endpoint): void {
     const h = this.receivers;
     if (msg.length === 0 || !h) { this.demux.unknown++; return; }
+    const admission = this.o.admission;
+    if (admission && isTagged(msg[0])) {
+      const n = admission.open(msg);
+      if (n < 0) return;
+      msg = msg.subarray(0, n);
+    }
     switch (classifyDatagram(msg[0]!)) {
       case 'tunnel': h.tunnel.handleDatagram(msg, from); break;
       case 'overlay':

@@ -25,7 +25,8 @@ import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import { CookieChecker, SourceLimiter } from './cookie.js';
 import type { Handshakes } from './handshake.js';
 import { HANDSHAKE_INIT_LEN, MSG_HANDSHAKE_INIT, parseHandshakeResp, verifyMac1 } from './messages.js';
-import { Blake2sMac } from './blake2s-mac.js';
+import type { SecretKeys } from '../base/overlay-secret.js';
+import type { HandshakeKeys } from './psk-keys.js';
 import type { PeerState, TunnelStats } from './tunnel-peer.js';
 
 /** The tunnel table's parts the gate reads. */
@@ -36,11 +37,11 @@ export interface GateTable {
   now(): number;
 }
 
-interface Queued { msg: Buffer; from: Endpoint }
+/** `keys`: the secret the message's mac1 proved (a private overlay), which the answer is made with. */
+interface Queued { msg: Buffer; from: Endpoint; keys: SecretKeys | undefined }
 
 export class HandshakeGate {
   private readonly cookies: CookieChecker;
-  private readonly mac1Own: Blake2sMac;
   private readonly sources = new SourceLimiter();
   private queue: Queued[] = [];
   private head = 0;
@@ -57,11 +58,10 @@ export class HandshakeGate {
   constructor(
     private readonly t: GateTable,
     private readonly handshakes: Handshakes,
-    mac1Own: Uint8Array,
+    private readonly keys: HandshakeKeys,
     ownStaticPublic: Uint8Array,
   ) {
     const now = t.now();
-    this.mac1Own = new Blake2sMac(mac1Own);
     this.cookies = new CookieChecker(ownStaticPublic, now);
     this.tokensAt = now;
     this.replyTokensAt = now;
@@ -73,10 +73,15 @@ export class HandshakeGate {
   take(msg: Buffer, from: Endpoint): void {
     const t = this.t;
     const now = t.now();
+    const own = this.keys.ownMacs();
+    let keys: SecretKeys | undefined;
     if (msg[0] === MSG_HANDSHAKE_INIT) {
       t.stats.handshakeInitRecv++;
       if (msg.length !== HANDSHAKE_INIT_LEN || msg[1] !== 0 || msg[2] !== 0 || msg[3] !== 0) { t.stats.rxInvalid++; return; }
-      if (!CookieChecker.mac1(this.mac1Own, msg)) { t.stats.rxBadMac++; return; }
+      let i = 0;
+      while (i < own.length && !CookieChecker.mac1(own[i]!.mac, msg)) i++;
+      if (i === own.length) { t.stats.rxBadMac++; return; }
+      keys = own[i]!.keys;
       if (this.underLoad(now)) {
         if (!this.cookies.mac2Valid(msg, from, now)) {
           if (!this.replyAllowed(now)) { t.stats.cookieReplySkipped++; return; }
@@ -90,12 +95,14 @@ export class HandshakeGate {
       t.stats.handshakeRespRecv++;
       const m = parseHandshakeResp(msg);
       if (!m) { t.stats.rxInvalid++; return; }
-      if (!verifyMac1(this.mac1Own, msg)) { t.stats.rxBadMac++; return; }
+      let i = 0;
+      while (i < own.length && !verifyMac1(own[i]!.mac, msg)) i++;
+      if (i === own.length) { t.stats.rxBadMac++; return; }
       const pending = t.pendings.get(m.receiverIndex)?.pending;
       if (!pending || pending.badResponses >= HANDSHAKE_RESP_TRIES_MAX) { t.stats.rxUnknownIndex++; return; }
     }
     if (this.queued >= HANDSHAKE_QUEUE_MAX) { t.stats.handshakeQueueDropped++; return; }
-    this.queue.push({ msg: Buffer.from(msg), from: { address: from.address, port: from.port } });
+    this.queue.push({ msg: Buffer.from(msg), from: { address: from.address, port: from.port }, keys });
     this.windowCount++;
     this.schedule();
   }
@@ -143,11 +150,11 @@ export class HandshakeGate {
     this.tokens = Math.min(HANDSHAKE_MAX_PER_SECOND, this.tokens + ((now - this.tokensAt) / 1000) * HANDSHAKE_MAX_PER_SECOND);
     this.tokensAt = now;
     for (let n = 0; n < HANDSHAKE_DRAIN_PER_TURN && this.head < this.queue.length && this.tokens >= 1; n++) {
-      const { msg, from } = this.queue[this.head]!;
+      const { msg, from, keys } = this.queue[this.head]!;
       this.queue[this.head++] = undefined as unknown as Queued; // let the copy go
       this.tokens--;
       try {
-        if (msg[0] === MSG_HANDSHAKE_INIT) this.handshakes.onInit(msg, from);
+        if (msg[0] === MSG_HANDSHAKE_INIT) this.handshakes.onInit(msg, from, keys);
         else this.handshakes.onResp(msg, from);
       } catch {
         this.t.stats.rxInvalid++; // nothing there should throw on input; count it rather than stop the queue

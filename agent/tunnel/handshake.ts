@@ -31,6 +31,8 @@ import {
 import { openCookieReply } from './cookie.js';
 import { Session } from './session.js';
 import type { PeerState, TunnelAdmission, TunnelStats } from './tunnel-peer.js';
+import type { HandshakeKeys } from './psk-keys.js';
+import type { SecretKeys } from '../base/overlay-secret.js';
 
 /** Domain separation: a Noise handshake for another protocol on the same keys cannot be replayed here. */
 const PROLOGUE = new TextEncoder().encode('idloc tunnel v1');
@@ -63,6 +65,8 @@ export class Handshakes {
     private readonly ownPublicKey: Uint8Array,
     /** The NodeID puzzle nonce of our key, so strangers can admit us. */
     private readonly puzzleNonce: bigint,
+    /** mac1 and psk under a private overlay's secret (psk-keys.ts). */
+    private readonly secretKeys: HandshakeKeys,
   ) {}
 
   start(p: PeerState, now: number): void {
@@ -83,7 +87,8 @@ export class Handshakes {
     if (p.initiations === HANDSHAKE_RELOCATE_AFTER_TRIES + 1) this.callOwner(() => t.admission()?.handshakeUnanswered(p));
     p.nextRetryAt = now + delay + Math.random() * REKEY_TIMEOUT_JITTER_MS;
     if (!p.endpoint) { t.stats.txNoEndpoint++; return; }
-    const hs = new HandshakeState({ initiator: true, prologue: PROLOGUE, s: this.keys, rs: p.staticX });
+    const secret = this.secretKeys.current();
+    const hs = new HandshakeState({ initiator: true, prologue: PROLOGUE, s: this.keys, rs: p.staticX, ...(secret ? { psk: secret.psk } : {}) });
     const payload = new Uint8Array(INIT_PAYLOAD_LEN);
     payload.set(this.timestamp(now), 0);
     payload.set(this.ownPublicKey, TAI64N_LEN);
@@ -93,7 +98,7 @@ export class Handshakes {
     const localIndex = this.newIndex();
     const pkt = marshalHandshakeInit(
       { senderIndex: localIndex, ephemeral: noise.subarray(0, 32), encryptedStatic: noise.subarray(32, 80), encryptedPayload: noise.subarray(80, 148), mac1: EMPTY },
-      p.mac1To, p.cookie && now - p.cookieAt < COOKIE_REFRESH_MS ? p.cookie : undefined,
+      this.secretKeys.mac1To(p.mac1To, secret), p.cookie && now - p.cookieAt < COOKIE_REFRESH_MS ? p.cookie : undefined,
     );
     const mac1 = Uint8Array.from(pkt.subarray(INIT_MAC1_OFF, INIT_MAC2_OFF));
     p.pending = { hs, localIndex, sentAt: now, mac1, cookieTaken: false, badResponses: 0 };
@@ -104,12 +109,14 @@ export class Handshakes {
     t.log.debug({ peer: p.publicKeyHex, to: endpointKey(p.endpoint) }, 'handshake initiation sent');
   }
 
-  /** An initiation that passed the gate (handshake-gate.ts: shape, mac1, load). */
-  onInit(msg: Buffer, from: Endpoint): void {
+  /** An initiation that passed the gate (handshake-gate.ts: shape, mac1, load); `secret`: the one its mac1
+   *  proved, which our response is made with. */
+  onInit(msg: Buffer, from: Endpoint, secret?: SecretKeys): void {
     const t = this.t;
     const m = parseHandshakeInit(msg);
     if (!m) { t.stats.rxInvalid++; return; }
-    const hs = new HandshakeState({ initiator: false, prologue: PROLOGUE, s: this.keys });
+    if (this.secretKeys.private && !secret) { t.stats.rxBadMac++; return; }
+    const hs = new HandshakeState({ initiator: false, prologue: PROLOGUE, s: this.keys, ...(secret ? { psk: secret.psk } : {}) });
     const payload = hs.readMessage(msg.subarray(INIT_NOISE_OFF, INIT_NOISE_END));
     if (!payload) { t.stats.rxDecryptFailed++; return; }
     if (payload.length !== INIT_PAYLOAD_LEN) { t.stats.rxInvalid++; return; }
@@ -140,7 +147,7 @@ export class Handshakes {
     t.roam(p, from, now);
     const pkt = marshalHandshakeResp(
       { senderIndex: localIndex, receiverIndex: m.senderIndex, ephemeral: noise.subarray(0, 32), encryptedNothing: noise.subarray(32, 48), mac1: EMPTY },
-      p.mac1To,
+      this.secretKeys.mac1To(p.mac1To, secret),
     );
     t.socket.send(pkt, from);
     p.rxBytes += msg.length;

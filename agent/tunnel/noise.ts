@@ -1,12 +1,18 @@
 // Noise_IK_25519_ChaChaPoly_BLAKE2s, after the Noise Protocol Framework, revision 34
 // (CipherState / SymmetricState / HandshakeState, sections 5.1-5.3), restricted to the one
-// pattern the tunnels use:
+// pattern the tunnels use, and its psk2 variant for private overlays (section 9):
 //
-//   IK:
-//     <- s
-//     ...
-//     -> e, es, s, ss        message 1: e(32) || enc(s)(32+16) || enc(payload)(len+16)
-//     <- e, ee, se           message 2: e(32) || enc(payload)(len+16)
+//   IK:                                          IKpsk2 (a pre-shared key, as WireGuard):
+//     <- s                                         <- s
+//     ...                                          ...
+//     -> e, es, s, ss                              -> e, es, s, ss
+//     <- e, ee, se                                 <- e, ee, se, psk
+//   message 1: e(32) || enc(s)(32+16) || enc(payload)(len+16)
+//   message 2: e(32) || enc(payload)(len+16)
+//
+// In psk mode every "e" also runs MixKey(e.public) (section 9.2), and "psk" runs MixKeyAndHash(psk): a
+// responder that does not hold the psk cannot make a message 2 the initiator accepts, and the transport
+// keys depend on it, so a leaked static key alone does not open a private overlay's tunnels.
 //
 // Why IK: the initiator already knows the responder's static key (it is the peer's identity), so
 // one round trip authenticates both sides and yields transport keys, as in WireGuard.
@@ -29,6 +35,8 @@ import { blake2s } from '@noble/hashes/blake2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 
 export const NOISE_PROTOCOL_NAME = 'Noise_IK_25519_ChaChaPoly_BLAKE2s';
+export const NOISE_PSK_PROTOCOL_NAME = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
+export const PSKLEN = 32;
 export const DHLEN = 32;
 export const HASHLEN = 32;
 export const TAGLEN = 16;
@@ -200,6 +208,12 @@ export class SymmetricState {
   mixHash(data: Uint8Array): void {
     this.h = hash(this.h, data);
   }
+  mixKeyAndHash(ikm: Uint8Array): void {
+    const [ck, tempH, tempK] = hkdf(this.ck, ikm, 3);
+    this.ck = ck!;
+    this.mixHash(tempH!);
+    this.cs = new CipherState(tempK!);
+  }
   encryptAndHash(plaintext: Uint8Array): Uint8Array {
     const ct = this.cs.encryptWithAd(this.h, plaintext);
     this.mixHash(ct);
@@ -235,6 +249,8 @@ export interface HandshakeOptions {
   rs?: Uint8Array;
   /** Fixed ephemeral, for test vectors only; otherwise a fresh one is made per handshake. */
   e?: KeyPair;
+  /** Pre-shared key (PSKLEN bytes): the pattern becomes IKpsk2. */
+  psk?: Uint8Array;
 }
 
 export class HandshakeState {
@@ -244,6 +260,7 @@ export class HandshakeState {
   private e: KeyPair | undefined;
   private rs: Uint8Array | undefined;
   private re: Uint8Array | undefined;
+  private readonly psk: Uint8Array | undefined;
   /** Index of the next message of the pattern (0, 1; 2 = complete). */
   private step = 0;
 
@@ -251,7 +268,9 @@ export class HandshakeState {
     this.initiator = o.initiator;
     this.s = o.s;
     this.e = o.e;
-    this.ss = new SymmetricState(NOISE_PROTOCOL_NAME);
+    if (o.psk && o.psk.length !== PSKLEN) throw new Error(`a Noise psk is ${PSKLEN} bytes`);
+    this.psk = o.psk && Uint8Array.from(o.psk);
+    this.ss = new SymmetricState(o.psk ? NOISE_PSK_PROTOCOL_NAME : NOISE_PROTOCOL_NAME);
     this.ss.mixHash(o.prologue);
     // Pre-message "<- s": both sides hash the responder's static key.
     if (o.initiator) {
@@ -284,6 +303,7 @@ export class HandshakeState {
     this.e ??= generateKeyPair();
     const ss = this.ss;
     ss.mixHash(this.e.publicKey);
+    if (this.psk) ss.mixKey(this.e.publicKey);
     const parts: Uint8Array[] = [this.e.publicKey];
     if (this.step === 0) {
       const es = dh(this.e, this.rs!); // es
@@ -299,6 +319,7 @@ export class HandshakeState {
       if (!ee || !se) return undefined;
       ss.mixKey(ee);
       ss.mixKey(se);
+      if (this.psk) ss.mixKeyAndHash(this.psk); // psk
     }
     parts.push(ss.encryptAndHash(payload));
     this.step++;
@@ -315,6 +336,7 @@ export class HandshakeState {
     const re = msg.subarray(0, DHLEN);
     this.re = Uint8Array.from(re);
     ss.mixHash(this.re);
+    if (this.psk) ss.mixKey(this.re);
     let off = DHLEN;
     if (this.step === 0) {
       const es = dh(this.s, this.re); // es: our static, their ephemeral
@@ -334,6 +356,7 @@ export class HandshakeState {
       if (!ee || !se) return undefined;
       ss.mixKey(ee);
       ss.mixKey(se);
+      if (this.psk) ss.mixKeyAndHash(this.psk); // psk
     }
     const payload = ss.decryptAndHash(msg.subarray(off));
     if (!payload) return undefined;

@@ -39,14 +39,11 @@ import type { Logger } from 'pino';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   FLOW_ACK_MS, KEEPALIVE_INTERVAL_MS, MAX_QUEUED_PACKETS_PER_PEER, PATH_SILENT_MS, PEER_SILENT_MS, RECEIVE_SILENT_MS, REJECT_AFTER_TIME_MS, REKEY_ATTEMPT_TIME_MS,
-  REKEY_TIMEOUT_MS, TUNNEL_TICK_MS,
-} from '../base/constants.js';
+  REKEY_TIMEOUT_MS, TUNNEL_TICK_MS } from '../base/constants.js';
 import { every, realScheduler, type Scheduler, type TimerHandle } from '../base/scheduler.js';
 import type { DatagramSocket, Endpoint } from '../conn/socket.js';
 import { keyPairFromPrivate } from './noise.js';
-import {
-  MSG_COOKIE_REPLY, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, cookieKey, mac1Key, parseTransport, type Transport,
-} from './messages.js';
+import { MSG_COOKIE_REPLY, MSG_HANDSHAKE_INIT, MSG_HANDSHAKE_RESP, MSG_TRANSPORT, cookieKey, mac1Key, parseTransport, type Transport } from './messages.js';
 import type { Session } from './session.js';
 import { marshalCatchMeUp, parseCatchMeUp } from './catch-up.js';
 import { FOLLOW_ME, bridgeFor, bridgeUnanswered, follow, isFollowMe, roam as roamTo, startBridge } from './roaming.js';
@@ -56,6 +53,8 @@ import {
   CONTROL_BELOW, PeerState, peerStatus, endpointOf, newTunnelStats, type ControlReceiver, type PacketReceiver, type RelayedPaths, type TunnelAdmission, type TunnelPeer, type TunnelPeerStatus,
   type TunnelStats,
 } from './tunnel-peer.js';
+import { HandshakeKeys } from './psk-keys.js';
+import type { OverlaySecrets } from '../base/overlay-secret.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -72,6 +71,8 @@ export interface TunnelsOptions {
    *  ROAM_DIRECT_HOLD_MS (roaming.ts). Absent: every endpoint counts as direct. */
   paths?: RelayedPaths;
   clock?: Scheduler;
+  /** A private overlay's secrets: handshakes are IKpsk2 and strangers' initiations go unanswered. */
+  secrets?: OverlaySecrets;
 }
 
 export type { ControlReceiver, PacketReceiver, RelayedPaths, TunnelAdmission, TunnelPeer, TunnelPeerStatus, TunnelStats } from './tunnel-peer.js';
@@ -104,14 +105,15 @@ export class Tunnels implements HandshakeTable {
     if (opts.privateKey.length !== 32) throw new Error('privateKey must be a 32-byte Ed25519 secret');
     const keys = keyPairFromPrivate(ed25519.utils.toMontgomerySecret(opts.privateKey));
     this.staticXHex = hex(keys.publicKey);
-    this.handshakes = new Handshakes(this, keys, ed25519.getPublicKey(opts.privateKey), opts.puzzleNonce ?? 0n);
+    const handshakeKeys = new HandshakeKeys(keys.publicKey, opts.secrets);
+    this.handshakes = new Handshakes(this, keys, ed25519.getPublicKey(opts.privateKey), opts.puzzleNonce ?? 0n, handshakeKeys);
     this.admit = opts.admission;
     this.paths = opts.paths;
     this.socket = opts.socket;
     this.log = opts.logger;
     this.receiver = opts.receiver;
     this.clock = opts.clock ?? realScheduler;
-    this.gate = new HandshakeGate(this, this.handshakes, mac1Key(keys.publicKey), keys.publicKey);
+    this.gate = new HandshakeGate(this, this.handshakes, handshakeKeys, keys.publicKey);
     this.timer = every(this.clock, TUNNEL_TICK_MS, () => this.tick());
   }
 
