@@ -8,6 +8,7 @@
 //   0 base      clock, constants, bytes: imports nothing of ours
 //   1 conn tap  the edges: datagram sockets, the TAP device
 //   2 tunnel    Noise, sessions, tunnels: datagrams in, packets out
+//   2.5 firewall inbound rules by identity and flow tracking, on whole IP packets (base only)
 //   3 idloc     identity, addresses, inside/outside (TAP <-> tunnel), ARP/ND
 //   4 overlay   RELOAD-style messages on Kademlia, signed records
 //   5 nat dns   STUN, ICE, Attach, TURN, peer relay, the underlay routing | the DNS responder for .idloc
@@ -19,7 +20,7 @@ import { dirname, join, normalize, relative } from 'node:path';
 const MAX_LINES = 420;
 // Every timer and limit lives in one file on purpose (one place to read them, grouped by floor).
 const LONG_BY_DESIGN = new Set(['base/constants.ts']);
-const FLOOR = { base: 0, conn: 1, tap: 1, tunnel: 2, idloc: 3, overlay: 4, nat: 5, dns: 5, '.': 6 };
+const FLOOR = { base: 0, conn: 1, tap: 1, tunnel: 2, firewall: 2.5, idloc: 3, overlay: 4, nat: 5, dns: 5, '.': 6 };
 const root = join(dirname(new URL(import.meta.url).pathname), '..', 'agent');
 
 const walk = (d, out = []) => {

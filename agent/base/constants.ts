@@ -902,3 +902,40 @@ export const OVERLAY_SECRETS_MAX = 2;
 /** The tag on overlay and relay datagrams: a 128-bit keyed BLAKE2s, as WireGuard's mac1. Forging one is a
  *  2^-128 guess per datagram. */
 export const ADMISSION_TAG_BYTES = 16;
+// ---- firewall/: inbound rules by identity, flow tracking (agent/firewall) ----
+
+/** Rules one firewall holds: far above any hand-written policy (a few dozen), and a bound on the work a
+ *  generated or corrupt file can cause when every peer's policy is compiled from them. */
+export const FW_MAX_RULES = 1_024;
+/** Flows tracked at once, over all peers (a power of two: the table is indexed by hash & mask). About 18
+ *  bytes each, so 288 KiB; 16 flows for each of MAX_OVERLAY_PEERS peers, and far more for a few busy ones.
+ *  A full table evicts (the flow nearest its expiry first), so it never refuses a new outbound flow. */
+export const FW_FLOW_CAPACITY = 16_384;
+/** Slots looked at per flow, from its hash on (linear probing without tombstones): a lookup costs at most
+ *  this many compares, and a full table chooses the flow it evicts among this many. */
+export const FW_FLOW_PROBE = 8;
+/** An outbound SYN not yet answered: RFC 5382 REQ-5's 4-minute transitory timeout, longer than any
+ *  connect() gives up after (Linux: about 2 minutes of SYN retries). */
+export const FW_TCP_OPENING_MS = 240_000;
+/** An established TCP connection, idle: RFC 5382 REQ-5's floor for NATs, 2 h 4 min, so a connection kept
+ *  alive by TCP keepalives at their default (first probe after 2 h) survives. conntrack's 5 days would let
+ *  dead flows hold slots for nothing; eviction keeps a full table admitting newcomers either way. */
+export const FW_TCP_ESTABLISHED_MS = 7_440_000;
+/** After a FIN either way: RFC 5382's transitory 4 minutes again, room for the other half to close. */
+export const FW_TCP_CLOSING_MS = 240_000;
+/** After a RST either way: conntrack's 10 s for a closed connection, so a late segment still passes. */
+export const FW_TCP_RESET_MS = 10_000;
+/** A UDP flow with no reply yet: conntrack's 30 s, enough for a DNS query and its retries. */
+export const FW_UDP_UNREPLIED_MS = 30_000;
+/** A UDP flow that was answered: RFC 4787 REQ-5's floor of 2 minutes (conntrack's udp_timeout_stream), four
+ *  times WireGuard's 25 s keepalive and the 15-30 s keepalives of SIP/RTP and QUIC. */
+export const FW_UDP_REPLIED_MS = 120_000;
+/** An ICMP echo (ping) we sent: conntrack's 30 s; a reply later than that is not one anyone waits for. */
+export const FW_ICMP_ECHO_MS = 30_000;
+/** A fragmented datagram whose first fragment was let in: its other fragments, by IP identification, pass
+ *  for this long. They arrive within milliseconds; well under Linux's 30 s reassembly time, since any
+ *  reassembly still incomplete by then has long been given up on by the app. */
+export const FW_FRAGMENT_MS = 10_000;
+/** IPv6 extension headers walked before the upper-layer header: real packets carry one or two; a chain of
+ *  more is dropped as malformed, a bound on the work one packet can cause. */
+export const FW_IPV6_EXT_HEADERS_MAX = 8;
