@@ -18,6 +18,7 @@ import { parseEndpoint } from './conn/socket.js';
 import { formatNetcheck } from './netcheck-format.js';
 import type { NetcheckReport } from './nat/netcheck.js';
 import { formatPong, type PingReply } from './ping.js';
+import { registerCaCommands } from './ca-cli.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
@@ -160,6 +161,8 @@ program.command('ping')
     if (opts.untilDirect && !direct) fail(EXIT_FAILURE, `no direct path to ${peer} after ${count} ping${count === 1 ? '' : 's'}`);
     if (answered === 0) process.exit(EXIT_FAILURE);
   });
+
+registerCaCommands(program, fail);
 
 async function main(): Promise<void> {
   try {
