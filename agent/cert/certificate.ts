@@ -108,6 +108,7 @@ function writeFields(c: CertificateFields): Writer {
 export function signCertificate(
   fields: Omit<CertificateFields, 'nodeId'>, caSeed: Uint8Array, nodeIdOf: NodeIdOf,
 ): Certificate {
+  if (fields.subjectPublicKey.length !== PUBLIC_KEY_BYTES) throw new RangeError(`a subject key is ${PUBLIC_KEY_BYTES} bytes`);
   const c: CertificateFields = {
     ...fields, groups: [...new Set(fields.groups)].sort(), nodeId: nodeIdOf(fields.subjectPublicKey),
   };
