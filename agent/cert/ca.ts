@@ -29,7 +29,9 @@ import {
   type RevocationList,
 } from './revocation.js';
 
-/** A CA directory or file that cannot be used; the message is the one line the CLI prints (exit 1). */
+/** A CA directory that cannot be used as asked; the message is the one line the CLI prints (exit 1). The
+ *  functions here throw it, or base/state-file.ts's StateFileError (its parent) for an unreadable, exposed or
+ *  corrupt file: callers catch StateFileError for both. */
 export class CaError extends StateFileError {}
 
 export interface Ca {
@@ -45,14 +47,6 @@ function paths(dir: string) {
   return { key: join(dir, CA_KEY_FILE_NAME), cert: join(dir, CA_CERT_FILE_NAME), crl: join(dir, CA_REVOCATION_FILE_NAME) };
 }
 
-function asCaError<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    throw e instanceof StateFileError && !(e instanceof CaError) ? new CaError(e.message) : e;
-  }
-}
-
 /** Create a CA in `dir` (made 0700 if missing): its key and its self-signed certificate named `name`,
  *  valid from now for validityS seconds. Refuses a directory that already holds a CA's files. */
 export function initCa(dir: string, o: { name: string; validityS: number; now: number; nodeIdOf: NodeIdOf }): Ca {
@@ -62,50 +56,46 @@ export function initCa(dir: string, o: { name: string; validityS: number; now: n
   } catch (e) {
     throw new CaError(`cannot create CA dir ${dir}: ${(e as Error).message}`);
   }
-  return asCaError(() => {
-    checkPrivate(dir);
-    for (const f of [p.key, p.cert]) {
-      if (existsSync(f)) throw new CaError(`${dir} already holds a CA (${f} exists); ca init never replaces one: choose another --ca-dir`);
-    }
-    const seed = ed25519.utils.randomSecretKey();
-    const publicKey = ed25519.getPublicKey(seed);
-    const body = JSON.stringify({ version: 1, privateKey: hex(seed), publicKey: hex(publicKey) }) + '\n';
-    if (!writeStateFile(p.key, body, { createOnly: true })) {
-      throw new CaError(`${dir} already holds a CA (${p.key} appeared meanwhile); ca init never replaces one`);
-    }
-    const cert = signCertificate({
-      kind: 'ca', caPublicKey: publicKey, subjectPublicKey: publicKey, name: o.name, groups: [],
-      notBefore: o.now - CERT_BACKDATE_S, notAfter: o.now + o.validityS,
-    }, seed, o.nodeIdOf);
-    writeStateFile(p.cert, certificateToText(cert), { mode: 0o644 });
-    return { dir, seed, publicKey, cert };
-  });
+  checkPrivate(dir);
+  for (const f of [p.key, p.cert]) {
+    if (existsSync(f)) throw new CaError(`${dir} already holds a CA (${f} exists); ca init never replaces one: choose another --ca-dir`);
+  }
+  const seed = ed25519.utils.randomSecretKey();
+  const publicKey = ed25519.getPublicKey(seed);
+  const body = JSON.stringify({ version: 1, privateKey: hex(seed), publicKey: hex(publicKey) }) + '\n';
+  if (!writeStateFile(p.key, body, { createOnly: true })) {
+    throw new CaError(`${dir} already holds a CA (${p.key} appeared meanwhile); ca init never replaces one`);
+  }
+  const cert = signCertificate({
+    kind: 'ca', caPublicKey: publicKey, subjectPublicKey: publicKey, name: o.name, groups: [],
+    notBefore: o.now - CERT_BACKDATE_S, notAfter: o.now + o.validityS,
+  }, seed, o.nodeIdOf);
+  writeStateFile(p.cert, certificateToText(cert), { mode: 0o644 });
+  return { dir, seed, publicKey, cert };
 }
 
 /** The CA in `dir`: its key (private files only) and its certificate, which must be the key's own. */
 export function loadCa(dir: string): Ca {
   const p = paths(dir);
-  return asCaError(() => {
-    if (!existsSync(p.key)) throw new CaError(`${dir} holds no CA (no ${CA_KEY_FILE_NAME}); create one with: idloc-agent ca init --ca-dir ${dir}`);
-    checkPrivate(dir);
-    checkPrivate(p.key);
-    const o = parseStateJson(p.key, readStateFile(p.key) ?? '', KEY_FIX);
-    const seed = typeof o.privateKey === 'string' ? fromHex(o.privateKey, 32) : undefined;
-    if (!seed) throw corruptStateFile(p.key, 'privateKey is not 64 hex characters', KEY_FIX);
-    const publicKey = ed25519.getPublicKey(seed);
-    if (typeof o.publicKey === 'string' && o.publicKey.toLowerCase() !== hex(publicKey)) {
-      throw corruptStateFile(p.key, 'publicKey does not match privateKey', KEY_FIX);
-    }
-    const text = readStateFile(p.cert);
-    if (text === undefined) throw new CaError(`${p.cert} is missing; restore it from a backup or from any member's copy`);
-    const cert = certificateFromText(text);
-    const fix = 'restore it from a backup or from any member\'s copy';
-    if (!cert) throw corruptStateFile(p.cert, 'not an idloc certificate', fix);
-    if (cert.kind !== 'ca' || !bytesEqual(cert.caPublicKey, publicKey) || !certificateSignatureValid(cert)) {
-      throw corruptStateFile(p.cert, `not the self-signed certificate of ${CA_KEY_FILE_NAME}'s key`, fix);
-    }
-    return { dir, seed, publicKey, cert };
-  });
+  if (!existsSync(p.key)) throw new CaError(`${dir} holds no CA (no ${CA_KEY_FILE_NAME}); create one with: idloc-agent ca init --ca-dir ${dir}`);
+  checkPrivate(dir);
+  checkPrivate(p.key);
+  const o = parseStateJson(p.key, readStateFile(p.key) ?? '', KEY_FIX);
+  const seed = typeof o.privateKey === 'string' ? fromHex(o.privateKey, 32) : undefined;
+  if (!seed) throw corruptStateFile(p.key, 'privateKey is not 64 hex characters', KEY_FIX);
+  const publicKey = ed25519.getPublicKey(seed);
+  if (typeof o.publicKey === 'string' && o.publicKey.toLowerCase() !== hex(publicKey)) {
+    throw corruptStateFile(p.key, 'publicKey does not match privateKey', KEY_FIX);
+  }
+  const text = readStateFile(p.cert);
+  if (text === undefined) throw new CaError(`${p.cert} is missing; restore it from a backup or from any member's copy`);
+  const cert = certificateFromText(text);
+  const fix = 'restore it from a backup or from any member\'s copy';
+  if (!cert) throw corruptStateFile(p.cert, 'not an idloc certificate', fix);
+  if (cert.kind !== 'ca' || !bytesEqual(cert.caPublicKey, publicKey) || !certificateSignatureValid(cert)) {
+    throw corruptStateFile(p.cert, `not the self-signed certificate of ${CA_KEY_FILE_NAME}'s key`, fix);
+  }
+  return { dir, seed, publicKey, cert };
 }
 
 export interface IssueRequest {
@@ -142,15 +132,13 @@ export function revocationListPath(ca: Ca): string {
 /** The CA's current revocation list, or undefined if it has revoked nothing yet. */
 export function loadRevocationList(ca: Ca): RevocationList | undefined {
   const file = revocationListPath(ca);
-  return asCaError(() => {
-    const text = readStateFile(file);
-    if (text === undefined) return undefined;
-    const l = revocationListFromText(text);
-    const fix = 'restore it from a backup or from the copy published in the overlay (a lost list un-revokes its keys)';
-    if (!l) throw corruptStateFile(file, 'not an idloc revocation list', fix);
-    if (!verifyRevocationList(l, [ca.publicKey])) throw corruptStateFile(file, 'not signed by this CA', fix);
-    return l;
-  });
+  const text = readStateFile(file);
+  if (text === undefined) return undefined;
+  const l = revocationListFromText(text);
+  const fix = 'restore it from a backup or from the copy published in the overlay (a lost list un-revokes its keys)';
+  if (!l) throw corruptStateFile(file, 'not an idloc revocation list', fix);
+  if (!verifyRevocationList(l, [ca.publicKey])) throw corruptStateFile(file, 'not signed by this CA', fix);
+  return l;
 }
 
 /** Add `key` to the revocation list and write the next one (sequence + 1). `added` is false, and nothing is
@@ -165,6 +153,6 @@ export function revokeKey(ca: Ca, key: Uint8Array, now: number): { list: Revocat
     throw new CaError(`the revocation list holds ${CERT_MAX_REVOKED} keys, the most it may; re-key the CA (ca init elsewhere) and re-issue the members`);
   }
   const list = signRevocationList({ caPublicKey: ca.publicKey, sequence: (current?.sequence ?? 0) + 1, issuedAt: now, revoked }, ca.seed);
-  asCaError(() => writeStateFile(file, revocationListToText(list), { mode: 0o644 }));
+  writeStateFile(file, revocationListToText(list), { mode: 0o644 });
   return { list, added: true, file };
 }
