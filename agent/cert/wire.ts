@@ -7,8 +7,8 @@
 // The text form: PEM-like armour (RFC 7468's shape) around the base64 of the bytes, 64 characters a line,
 // with lines starting "# " before it that say what the bytes hold for a person reading the file:
 //
-//   # idloc certificate: member "alice" of CA 3b6a27bc...
-//   # valid 2026-12-07T20:55:00Z .. 2027-12-07T20:55:00Z
+//   # idloc member certificate "alice" groups db,web
+//   # subject key c1d68cf6...   (and its NodeID, the CA key, the validity)
 //   -----BEGIN IDLOC CERTIFICATE-----
 //   zgEC...
 //   -----END IDLOC CERTIFICATE-----
