@@ -19,6 +19,7 @@ import { parseEndpoint } from './conn/socket.js';
 import { formatNetcheck } from './netcheck-format.js';
 import type { NetcheckReport } from './nat/netcheck.js';
 import { formatPong, type PingReply } from './ping.js';
+import { registerCaCommands } from './ca-cli.js';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
@@ -173,6 +174,8 @@ program.command('secret')
     generateSecretFile(file);
     process.stdout.write(`wrote a new overlay secret to ${file}; copy it to every member (mode 0600) and start them with --overlay-secret ${file}\n`);
   });
+
+registerCaCommands(program, fail);
 
 async function main(): Promise<void> {
   try {

@@ -7,6 +7,7 @@
 // Floors, lowest first (docs/architecture.md draws them):
 //   0 base      clock, constants, bytes: imports nothing of ours
 //   1 conn tap  the edges: datagram sockets, the TAP device
+//     cert      certificates for private overlays, the CA, revocation lists (imports only base/)
 //   2 tunnel    Noise, sessions, tunnels: datagrams in, packets out
 //   2.5 firewall inbound rules by identity and flow tracking, on whole IP packets (base only)
 //   3 idloc     identity, addresses, inside/outside (TAP <-> tunnel), ARP/ND
@@ -20,7 +21,7 @@ import { dirname, join, normalize, relative } from 'node:path';
 const MAX_LINES = 420;
 // Every timer and limit lives in one file on purpose (one place to read them, grouped by floor).
 const LONG_BY_DESIGN = new Set(['base/constants.ts']);
-const FLOOR = { base: 0, conn: 1, tap: 1, tunnel: 2, firewall: 2.5, idloc: 3, overlay: 4, nat: 5, dns: 5, '.': 6 };
+const FLOOR = { base: 0, conn: 1, tap: 1, cert: 1, tunnel: 2, firewall: 2.5, idloc: 3, overlay: 4, nat: 5, dns: 5, '.': 6 };
 const root = join(dirname(new URL(import.meta.url).pathname), '..', 'agent');
 
 const walk = (d, out = []) => {

@@ -939,3 +939,38 @@ export const FW_FRAGMENT_MS = 10_000;
 /** IPv6 extension headers walked before the upper-layer header: real packets carry one or two; a chain of
  *  more is dropped as malformed, a bound on the work one packet can cause. */
 export const FW_IPV6_EXT_HEADERS_MAX = 8;
+// ---- cert/: certificates, the CA and revocation (agent/cert) ----------------------------------------
+
+/** Groups one certificate names (Nebula-style membership tags a firewall rule can match): a host is in a
+ *  handful; 8 keeps the certificate under CERT_MAX_BYTES with every field at its longest. */
+export const CERT_MAX_GROUPS = 8;
+/** Longest group name, the rule of service names (a lowercase label), so a group reads like a name. */
+export const CERT_GROUP_MAX_LEN = 32;
+/** Largest encoded certificate: 3 + 32 + 32 + 20 + 16 + (1 + 63) + 1 + 8 x (1 + 32) + 64 = 496 bytes at
+ *  most, so one fits a handshake payload or an overlay record (RECORD_MAX_VALUE_BYTES) with room left. */
+export const CERT_MAX_BYTES = 512;
+/** Longest validity `ca sign` and `ca init` issue: ten years bounds what a stolen but unrevoked key buys,
+ *  and keeps u64 seconds far from any overflow in the verifier's arithmetic. */
+export const CERT_MAX_VALIDITY_S = 10 * 365 * 86_400;
+/** Shortest validity: below a minute a certificate expires before it reaches the host. */
+export const CERT_MIN_VALIDITY_S = 60;
+/** A member certificate's default validity: a year, renewed yearly as TLS certificates were, short enough
+ *  that a lost host drops out even if nobody revokes it. */
+export const CERT_DEFAULT_VALIDITY_S = 365 * 86_400;
+/** A CA's default validity: the longest allowed, since renewing the CA means re-issuing every member. */
+export const CERT_CA_DEFAULT_VALIDITY_S = CERT_MAX_VALIDITY_S;
+/** notBefore is set this far before the signing time, so a verifier whose clock is a little behind the
+ *  CA's accepts a freshly issued certificate (RECORD_MAX_CLOCK_SKEW_MS' five minutes, for the same reason). */
+export const CERT_BACKDATE_S = 5 * 60;
+/** `ca sign` warns when the certificate it issues or the CA itself expires within this window: a week is
+ *  time to renew before hosts drop out of the overlay. */
+export const CERT_EXPIRY_WARNING_S = 7 * 86_400;
+/** Keys one revocation list holds: 256 x 32 bytes is an 8 KiB list, which every member can fetch and keep;
+ *  an overlay that revokes more should re-key its CA. Larger than one overlay record, so publishing it
+ *  takes more than one record or a record kind of its own. */
+export const CERT_MAX_REVOKED = 256;
+/** The CA's files inside its directory (agent/cert/ca.ts): the secret key (0600), the public self-signed
+ *  certificate every member needs (0644) and the signed revocation list (0644). */
+export const CA_KEY_FILE_NAME = 'ca.key';
+export const CA_CERT_FILE_NAME = 'ca.crt';
+export const CA_REVOCATION_FILE_NAME = 'revoked.crl';

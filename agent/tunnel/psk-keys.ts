@@ -9,6 +9,7 @@
 // answered. Our own initiations use the current secret.
 import { blake2s } from '@noble/hashes/blake2.js';
 import type { OverlaySecrets, SecretKeys } from '../base/overlay-secret.js';
+export type { OverlaySecrets } from '../base/overlay-secret.js';
 import { Blake2sMac } from './blake2s-mac.js';
 import { mac1Key } from './messages.js';
 

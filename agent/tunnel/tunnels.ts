@@ -53,8 +53,7 @@ import {
   CONTROL_BELOW, PeerState, peerStatus, endpointOf, newTunnelStats, type ControlReceiver, type PacketReceiver, type RelayedPaths, type TunnelAdmission, type TunnelPeer, type TunnelPeerStatus,
   type TunnelStats,
 } from './tunnel-peer.js';
-import { HandshakeKeys } from './psk-keys.js';
-import type { OverlaySecrets } from '../base/overlay-secret.js';
+import { HandshakeKeys, type OverlaySecrets } from './psk-keys.js';
 
 const EMPTY = new Uint8Array(0);
 
