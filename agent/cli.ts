@@ -63,6 +63,7 @@ program.command('up')
   .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
   .option('--overlay-secret <file>', 'a private overlay: only holders of this shared secret may join or get any answer (twice while rotating: the one to send with first); SIGHUP re-reads it',
     (v: string, acc: string[] = []) => [...acc, v])
+  .option('--firewall <file>', 'inbound rules by identity (JSON), e.g. [{"from":"group:build","proto":"tcp","port":22},{"from":"*","proto":"icmp"}]; whatever no rule allows is dropped')
   .action(async (opts: RawOptions) => {
     const config = loadConfig(opts);
     const logger = agentLogger(config.logLevel, config.logFormat);

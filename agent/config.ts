@@ -12,6 +12,9 @@
 // No bootstrap: this agent starts a new overlay (others join through it).
 // A private overlay: "overlaySecret": "/etc/idloc/overlay.secret" (or a list of two during a rotation,
 // the one to send with first); SIGHUP re-reads the list.
+// Inbound rules by identity: "firewall": [{"from": "group:build", "proto": "tcp", "port": 22},
+// {"from": "*", "proto": "icmp"}] (or --firewall FILE holding that list or {"inbound": [...]}); no rules:
+// every member reaches every port.
 import { readFileSync } from 'node:fs';
 import {
   DEFAULT_LISTEN_PORT, DEFAULT_STATE_DIR, DEFAULT_TAP_MTU, DEFAULT_TAP_NAME, PUZZLE_DEFAULT_DIFFICULTY, PUZZLE_MAX_DIFFICULTY,
@@ -21,6 +24,7 @@ import { parseEndpoint as parseHostPort, type Endpoint } from './conn/socket.js'
 import type { PeerSpec } from './daemon.js';
 import type { TurnConfig } from './nat/turn-relay.js';
 import { fromHex, hex } from './base/bytes.js';
+import { FirewallRuleError, parseFirewallRules, parseFirewallText, type FirewallRule } from './firewall/rules.js';
 
 export class ConfigError extends Error {}
 
@@ -64,6 +68,8 @@ export interface Config {
   metrics: Endpoint | undefined;
   /** Files holding the private overlay's shared secrets, the one to send with first (empty: an open overlay). */
   overlaySecret: string[];
+  /** Inbound firewall rules (empty: no firewall). */
+  firewall: FirewallRule[];
 }
 
 /** What the CLI flags carry: all optional strings, as the user typed them. */
@@ -91,10 +97,12 @@ export interface RawOptions {
   metrics?: string | undefined;
   /** --overlay-secret FILE, repeatable. */
   overlaySecret?: string[] | undefined;
+  /** --firewall FILE: the rules as JSON. */
+  firewall?: string | undefined;
   config?: string | undefined;
 }
 
-const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'dns', 'logLevel', 'logFormat', 'metrics', 'overlaySecret']);
+const FILE_KEYS = new Set(['stateDir', 'tap', 'listen', 'mtu', 'peers', 'bootstrap', 'allow', 'puzzleDifficulty', 'turn', 'turnSecret', 'offerTurn', 'stun', 'peerRelay', 'portProbing', 'dns', 'logLevel', 'logFormat', 'metrics', 'overlaySecret', 'firewall']);
 
 export function loadConfig(flags: RawOptions): Config {
   const file = flags.config !== undefined ? readConfigFile(flags.config) : {};
@@ -126,6 +134,8 @@ export function loadConfig(flags: RawOptions): Config {
     overlaySecret: checkSecretFiles(flags.overlaySecret?.length ? flags.overlaySecret
       : typeof file.overlaySecret === 'string' ? [file.overlaySecret] : stringsOf(file.overlaySecret, 'overlaySecret', 'FILE', flags.config),
     flags.overlaySecret?.length ? '--overlay-secret' : `${flags.config}: "overlaySecret"`),
+    firewall: flags.firewall !== undefined ? firewallFile(flags.firewall)
+      : file.firewall !== undefined ? rulesOrConfigError(() => parseFirewallRules(file.firewall), `${flags.config}: "firewall"`) : [],
   };
   // the record vouches for the server with a proof made from the secret: without it, clients refuse it
   if (config.offerTurn && !config.turnSecret) {
@@ -168,6 +178,21 @@ function stringsOf(v: unknown, key: string, form: string, file?: string): string
   if (v === undefined) return [];
   if (!Array.isArray(v) || v.some((p) => typeof p !== 'string')) throw new ConfigError(`${file}: "${key}" must be an array of "${form}" strings`);
   return v as string[];
+}
+
+function firewallFile(path: string): FirewallRule[] {
+  let text: string;
+  try { text = readFileSync(path, 'utf8'); } catch (e) {
+    throw new ConfigError(`--firewall: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return rulesOrConfigError(() => parseFirewallText(text), `--firewall ${path}`);
+}
+
+function rulesOrConfigError(parse: () => FirewallRule[], where: string): FirewallRule[] {
+  try { return parse(); } catch (e) {
+    if (e instanceof FirewallRuleError) throw new ConfigError(`${where}: ${e.message}`);
+    throw e;
+  }
 }
 
 function checkSecretFiles(list: string[], where: string): string[] {

@@ -34,6 +34,9 @@ import type { Uplink } from './conn/uplinks.js';
 import type { TurnConfig, TurnSecret } from './nat/turn-relay.js';
 import { Underlay, type UnderlayOptions } from './nat/underlay.js';
 import { DatagramAdmission } from './nat/admission.js';
+import { Firewall } from './firewall/firewall.js';
+import type { FirewallRule } from './firewall/rules.js';
+import { FirewallIdentities } from './firewall-identities.js';
 import type { OverlaySecrets } from './base/overlay-secret.js';
 import { mappedBy, netcheck, withFirewallTests, type NetcheckOptions, type NetcheckReport } from './nat/netcheck.js';
 import type { Candidate } from './overlay/records.js';
@@ -92,6 +95,8 @@ export interface AgentOptions {
   clock?: Scheduler;
   /** A private overlay's shared secrets (base/overlay-secret.ts): only their holders get any answer. */
   secrets?: OverlaySecrets;
+  /** Inbound rules by identity (firewall/); absent or empty: every member reaches every port. */
+  firewall?: readonly FirewallRule[];
 }
 
 export type { AgentStatus, PeerStatus } from './status.js';
@@ -106,6 +111,7 @@ export class Agent {
   private readonly outside: Outside;
   private readonly underlay: Underlay;
   private readonly admission: DatagramAdmission | undefined;
+  private readonly firewall: FirewallIdentities | undefined;
   private readonly overlay: AgentOverlay | undefined;
   private readonly stun: StunEndpoint;
   private readonly changePort: ChangePortServer | undefined;
@@ -175,7 +181,12 @@ export class Agent {
 
     // The packet path: TAP -> inside -> tunnels -> underlay, and back through outside.
     const writer = new FrameWriter(tap, VIRTUAL_MAC);
-    const addr = { selfIpv4: identity.ipv4, selfIpv6: identity.ipv6, mtu: tap.mtu, peers: this.map, writer };
+    const firewall = o.firewall?.length ? new Firewall(o.firewall, { clock }) : undefined;
+    this.firewall = firewall && new FirewallIdentities({
+      firewall, map: this.map, clock, logger: log('firewall'),
+      ...(overlay ? { resolveName: async (name: string) => (await overlay.resolve(name))?.publicKey } : {}),
+    });
+    const addr = { selfIpv4: identity.ipv4, selfIpv6: identity.ipv6, mtu: tap.mtu, peers: this.map, writer, ...(firewall ? { firewall } : {}) };
     this.outside = new Outside(addr);
     this.tunnels = new Tunnels({
       privateKey: identity.privateKey, socket: underlay.routed, paths: underlay, receiver: this.outside,
@@ -186,7 +197,7 @@ export class Agent {
 
     this.peers = new Peers({
       ownPublicKeyHex: identity.publicKeyHex, map: this.map, tunnels: this.tunnels, logger: o.logger,
-      allow: o.allow ?? 'overlay', clock,
+      allow: o.allow ?? 'overlay', clock, ...(this.firewall ? { firewall: this.firewall } : {}),
       ...(overlay ? { overlay: { locate: (k: Uint8Array) => overlay.locate(k), puzzleDifficulty: overlay.node.puzzleDifficulty } } : {}),
     });
     if (o.uplinks) {
@@ -325,7 +336,7 @@ export class Agent {
       identity: this.identity, tap: this.o.tap, socket: this.o.socket, peers: this.peers, tunnels: this.tunnels,
       inside: this.inside, outside: this.outside, underlay: this.underlay, stun: this.stun, ice: this.ice,
       traversal: this.traversal, pathKeeper: this.pathKeeper, overlay: this.overlay, discovery: this.discovery,
-      standby: this.standby, admission: this.admission,
+      standby: this.standby, admission: this.admission, firewall: this.firewall?.firewall,
     });
   }
 
@@ -348,6 +359,7 @@ export class Agent {
     if (this.closed) return;
     this.closed = true;
     this.peers.close();
+    this.firewall?.close();
     this.discovery?.close();
     this.pathKeeper?.close();
     this.standby?.close();

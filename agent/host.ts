@@ -102,7 +102,7 @@ export async function runAgent(config: Config, logger: Logger, reload?: () => Co
     let dns: DnsService | undefined;
     const agent = new Agent({
       identity, tap, socket, peers: config.peers, logger, allow: config.allow, stunServers: config.stun, keptNames,
-      ...(secrets ? { secrets } : {}),
+      ...(secrets ? { secrets } : {}), firewall: config.firewall,
       // node:dgram: a few STUN answers a second, no batching needed.
       changePortSocket: (port) => UdpSocket.bind(port),
       ...(config.turn ? { turn: config.turn } : config.turnSecret ? { turn: { secret: config.turnSecret, user: identity.nodeIdHex } } : {}),

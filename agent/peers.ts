@@ -27,6 +27,7 @@ import { every, realScheduler, type Scheduler, type TimerHandle } from './base/s
 import { endpointKey, type Endpoint } from './conn/socket.js';
 import { formatIpv6 } from './idloc/addresses.js';
 import { IPV4_UNMAPPED } from './idloc/outside.js';
+import type { FirewallIdentities } from './firewall-identities.js';
 import { describePeer, type OverlayPeer, type PeerMap } from './idloc/peer-map.js';
 import type { TunnelAdmission, TunnelPeer, Tunnels } from './tunnel/tunnels.js';
 import type { KeptPeers, PathKeeper } from './nat/path-keeper.js';
@@ -66,6 +67,8 @@ export interface PeersOptions {
   overlay?: PeersOverlay;
   /** Drives the eviction sweep; a twin in tests. */
   clock?: Scheduler;
+  /** Inbound rules by identity: each peer gets its policy when added, and loses it when removed. */
+  firewall?: FirewallIdentities;
 }
 
 /** Takes a silent path over before the path keeper does (nat/standby.ts): true when it did. */
@@ -109,6 +112,7 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
     const peer = describePeer(spec.publicKey, tp, ipv4);
     try {
       this.o.map.add(peer);
+      this.o.firewall?.attach(peer);
     } catch (e) {
       this.o.tunnels.removePeer(tp);
       throw e;
@@ -278,6 +282,7 @@ export class Peers implements TunnelAdmission, DiscoveryPeers, KeptPeers {
     this.fromOverlay.delete(peer);
     this.relocating.delete(peer);
     this.o.map.remove(peer);
+    this.o.firewall?.detach(peer);
     this.o.tunnels.removePeer(peer.link);
     this.discovery?.forget(peer);
     this.o.logger.debug({ peer: peer.nodeIdHex, why }, 'overlay peer evicted');

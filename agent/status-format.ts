@@ -31,7 +31,7 @@ export function formatStatus(s: AgentStatus, now = Date.now()): string {
     (s.candidates.length ? `locators ${s.candidates.join(', ')}\n` : '') + overlayLines(s) +
     (s.nat ? `nat      ${s.nat.summary}${s.overlay?.rendezvous.length ? `; rendezvous ${s.overlay.rendezvous.join(', ')}` : ''}\n` : '') +
     (s.relay ? relayLine(s.relay) : '') + (s.dns ? dnsLines(s.dns) : '') +
-    (s.access ? `access   ${s.access.admission}\n` : '') +
+    (s.access ? `access   ${s.access.admission}\nfirewall ${s.access.firewall}\n` : '') +
     formatRefused(s.refused) + '\n';
   if (s.peers.length === 0) return head + 'no peers\n';
   const rows = [['PEER', 'IPV4', 'IPV6', 'FROM', 'PAIR (ours -> peer)', 'PATH', 'RTT', 'HANDSHAKE', 'RX', 'TX', 'WHY']];

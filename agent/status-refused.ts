@@ -7,7 +7,7 @@ export interface RefusalSources {
     tunnels: object; overlayPeers: object; stun: object; ice: object; traversal: object;
     peerRelay: { server: object | null };
   };
-  access?: { counters: object | null };
+  access?: { counters: object | null; firewallCounters?: object | null };
   overlay: { discovery?: object } | null;
 }
 
@@ -45,6 +45,7 @@ export function refusedOf(s: RefusalSources, extra: {
     pick(r, 'store', extra.overlay.store, 'all');
   }
   pick(r, 'admission', s.access?.counters, ['refused']);
+  pick(r, 'firewall', s.access?.firewallCounters, ['droppedNoRule', 'droppedMalformed', 'droppedFragment']);
   pick(r, 'tunnel', c.tunnels, TUNNEL);
   pick(r, 'peers', c.overlayPeers, PEERS);
   pick(r, 'discovery', s.overlay?.discovery, ['ipv4LookupsDropped']);

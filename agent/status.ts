@@ -11,6 +11,7 @@ import type { Inside, InsideStats } from './idloc/inside.js';
 import type { Outside, OutsideStats } from './idloc/outside.js';
 import type { DemuxStats } from './nat/demux.js';
 import type { AdmissionStats, DatagramAdmission } from './nat/admission.js';
+import type { Firewall, FirewallStats } from './firewall/firewall.js';
 import type { IceAgent } from './nat/ice.js';
 import type { PathKeeper } from './nat/path-keeper.js';
 import type { StandbyPaths, StandbyStatus } from './nat/standby.js';
@@ -94,7 +95,7 @@ export interface AgentStatus {
     standby: StandbyPaths['stats'] | null;
   };
   /** Who may join and reach this host: the overlay's admission (open, or a shared secret). */
-  access: { admission: string; counters: AdmissionStats | null };
+  access: { admission: string; counters: AdmissionStats | null; firewall: string; firewallCounters: FirewallStats | null };
   /** What was dropped or turned away as possibly hostile, by layer and kind (status-refused.ts). */
   refused: Refused;
   /** The DNS responder (`up --dns`; the host adds it): where it listens, its upstreams and counters. */
@@ -174,6 +175,7 @@ export interface StatusSources {
   discovery: Discovery | undefined;
   standby?: StandbyPaths | undefined;
   admission?: DatagramAdmission | undefined;
+  firewall?: Firewall | undefined;
 }
 
 /** `idloc-agent status`: every peer with its path and why, the overlay, the NAT, every counter. */
@@ -229,6 +231,8 @@ export function statusOf(s: StatusSources): AgentStatus {
       admission: s.admission ? `private overlay: ${s.admission.secrets.describe()}; strangers get no answer`
         : 'open overlay: any key that solves the NodeID puzzle may join',
       counters: s.admission ? { ...s.admission.stats } : null,
+      firewall: s.firewall ? s.firewall.describe() : 'no inbound rules: every member may reach every port',
+      firewallCounters: s.firewall ? { ...s.firewall.stats } : null,
     },
     counters: {
       tap: { ...s.tap.stats }, inside: { ...s.inside.stats }, outside: { ...s.outside.stats },

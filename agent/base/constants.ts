@@ -974,3 +974,11 @@ export const CERT_MAX_REVOKED = 256;
 export const CA_KEY_FILE_NAME = 'ca.key';
 export const CA_CERT_FILE_NAME = 'ca.crt';
 export const CA_REVOCATION_FILE_NAME = 'revoked.crl';
+/** How often the overlay names a firewall rule mentions are looked up again: a name moves only when its
+ *  registration lapses or is handed over (NAME_TTL scale), so a minute keeps rules current at a few lookups
+ *  per name per minute. */
+export const FW_NAME_REFRESH_MS = 60_000;
+/** A newly met peer starts a lookup of the rule names not found yet, at most this often: a peer holding
+ *  one is let in within a lookup of meeting it, and a stream of strangers costs one lookup per name per
+ *  2 s at most. */
+export const FW_NAME_RETRY_MS = 2_000;

@@ -11,8 +11,10 @@
 //      unreachable()); refused, or no handler connected -> ICMP unreachable to the app.
 //   5. Oversize packets -> ICMP fragmentation-needed / packet-too-big back into the TAP.
 //   6. TCP SYNs get their MSS clamped so the far side never sends segments the tunnel can't carry.
-//   7. The packet goes to the peer's tunnel (tunnel/tunnels.ts send(): encrypts and hands it to the
+//   7. With a firewall, the flow is noted (firewall/flows.ts) so the peer's replies to it pass inbound.
+//   8. The packet goes to the peer's tunnel (tunnel/tunnels.ts send(): encrypts and hands it to the
 //      underlay, or queues it while handshaking).
+import type { Firewall } from '../firewall/firewall.js';
 import type { FrameBatch } from '../tap/device.js';
 import type { FrameWriter } from '../tap/frame-writer.js';
 import { answerArp } from './arp.js';
@@ -49,6 +51,8 @@ export interface InsideOptions {
   writer: FrameWriter;
   /** Where packets go next (step 7). The packet is a view into the TAP's read buffer: it copies to keep. */
   tunnels: Pick<Tunnels, 'send'>;
+  /** Inbound rules by identity: our outbound flows are noted so their replies pass. */
+  firewall?: Firewall;
 }
 
 /** Takes a packet for an overlay address no peer has (a view: copy to keep); true = taken (being looked up). */
@@ -149,6 +153,7 @@ export class Inside {
     }
     if (clampMss(packet, this.mssV4, this.mssV6)) s.mssClamped++;
     s.packetsOut++;
+    if (peer.firewall) this.o.firewall?.noteOutbound(peer.firewall, packet);
     this.o.tunnels.send(peer.link, packet);
   }
 

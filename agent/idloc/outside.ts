@@ -9,14 +9,17 @@
 //      its IPv6 address from its key at once but its IPv4 address only once its overlay claim is
 //      looked up: IPv4 packets from it meanwhile go to the unmapped handler (discovery.ts holds them,
 //      and delivers them again once the claim is known), not the TAP.
-//   3. TCP SYNs get their MSS clamped (the other side may run a larger MTU).
-//   4. The packet is framed (virtual MAC -> TAP MAC) and queued for the next batched TAP write.
+//   3. The firewall (firewall/firewall.ts), when rules are configured: what the peer's identity may reach
+//      here, or a reply to one of our own flows; anything else is dropped and counted.
+//   4. TCP SYNs get their MSS clamped (the other side may run a larger MTU).
+//   5. The packet is framed (virtual MAC -> TAP MAC) and queued for the next batched TAP write.
 import type { FrameWriter } from '../tap/frame-writer.js';
 import { ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../tap/ethernet.js';
 import { clampMss, mssForMtu } from './mss.js';
 import { ipv6Equals } from './ip.js';
 import type { OverlayPeer, PeerMap } from './peer-map.js';
 import type { PacketReceiver, TunnelPeer } from '../tunnel/tunnels.js';
+import type { Firewall } from '../firewall/firewall.js';
 
 export interface OutsideStats {
   packetsIn: number;
@@ -29,6 +32,8 @@ export interface OutsideStats {
   tooBig: number;
   /** Packets from a tunnel no peer owns any more (removed while its packets were in flight). */
   noPeer: number;
+  /** Packets no firewall rule let in (the firewall's own counters say why). */
+  firewalled: number;
 }
 
 export interface OutsideOptions {
@@ -37,6 +42,8 @@ export interface OutsideOptions {
   mtu: number;
   peers: PeerMap<TunnelPeer>;
   writer: FrameWriter;
+  /** Inbound rules by identity; absent: every member reaches every port. */
+  firewall?: Firewall;
 }
 
 /** Holds IPv4 packets from a peer whose IPv4 address is not known yet (the packet is a view: copy to keep). */
@@ -48,7 +55,7 @@ export interface UnmappedIpv4Handler {
 export const IPV4_UNMAPPED = 0;
 
 export class Outside implements PacketReceiver {
-  readonly stats: OutsideStats = { packetsIn: 0, malformed: 0, spoofedSource: 0, awaitingIpv4: 0, wrongDestination: 0, mssClamped: 0, tooBig: 0, noPeer: 0 };
+  readonly stats: OutsideStats = { packetsIn: 0, malformed: 0, spoofedSource: 0, awaitingIpv4: 0, wrongDestination: 0, mssClamped: 0, tooBig: 0, noPeer: 0, firewalled: 0 };
   private unmapped: UnmappedIpv4Handler | undefined;
   private readonly mssV4: number;
   private readonly mssV6: number;
@@ -100,6 +107,8 @@ export class Outside implements PacketReceiver {
       ethertype = ETHERTYPE_IPV6;
     } else { s.malformed++; return; }
     const ip = total === len ? packet : packet.subarray(0, total);
+    const fw = this.o.firewall;
+    if (fw && (!peer.firewall || !fw.allowInbound(peer.firewall, ip))) { s.firewalled++; return; }
     if (clampMss(ip, this.mssV4, this.mssV6)) s.mssClamped++;
     if (!this.o.writer.writeIpPacket(ip, ethertype)) { s.tooBig++; return; }
     s.packetsIn++;

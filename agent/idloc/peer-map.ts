@@ -5,6 +5,7 @@ import { formatIpv4, formatIpv6, ipv4FromNodeId, ipv6FromNodeId, nodeIdFromPubli
 import { getU32 } from '../base/binary.js';
 import { hex } from '../base/bytes.js';
 import { ipv6Equals } from './ip.js';
+import type { PeerPolicy } from '../firewall/policy.js';
 
 export interface OverlayPeer<T = unknown> {
   readonly publicKey: Uint8Array;
@@ -15,6 +16,8 @@ export interface OverlayPeer<T = unknown> {
   readonly ipv6: Uint8Array;
   /** The lower layer's handle for this peer (the tunnel), opaque to this map. */
   readonly link: T;
+  /** What this peer may reach here, compiled from the firewall's rules for its identity (none: no firewall). */
+  firewall?: PeerPolicy;
 }
 
 /** A peer's map entry; ipv4 defaults to the key's first derivation (statically configured peers). */

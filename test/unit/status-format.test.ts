@@ -36,7 +36,7 @@ function status(overlay: Partial<NonNullable<AgentStatus['overlay']>> | null): A
     nat: null, relay: null,
     counters: {} as AgentStatus['counters'],
     refused: {},
-    access: { admission: "open overlay: any key that solves the NodeID puzzle may join", counters: null },
+    access: { admission: "open overlay: any key that solves the NodeID puzzle may join", counters: null, firewall: 'no inbound rules: every member may reach every port', firewallCounters: null },
   };
 }
 
